@@ -1,0 +1,213 @@
+//! The typed service model, as written in YAML.
+//!
+//! Maps are `BTreeMap`s so that everything derived from them comes out in a
+//! stable order; objects and routes keep their YAML order separately through
+//! `IndexedMap`, because the order the author chose is the order of the docs.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// A map that keeps the YAML order of its keys.
+pub type IndexedMap<V> = Vec<(String, V)>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Model {
+    pub service: Service,
+    pub topics: Topics,
+    pub roles: Roles,
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
+    #[serde(deserialize_with = "ordered")]
+    pub data_objects: IndexedMap<DataObject>,
+    #[serde(deserialize_with = "ordered")]
+    pub routes: IndexedMap<Route>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Service {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub version: String,
+    pub api_base: String,
+    pub body_limit_bytes: u64,
+    pub paging: Paging,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Paging {
+    pub default_page_row_count: u32,
+    pub max_page_row_count: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Topics {
+    pub topic_prefix: String,
+    pub search_index_prefix: String,
+    pub db_event: String,
+    pub index_event: String,
+    pub route_event: String,
+    pub partitions: u32,
+    pub replication_factor: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Roles {
+    pub values: Vec<String>,
+    pub admin: Vec<String>,
+    pub default: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub id: String,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DataObject {
+    pub description: String,
+    pub table: String,
+    pub soft_delete: bool,
+    /// The row's owner is the row itself (a user owns its own record).
+    #[serde(default)]
+    pub owner_is_self: bool,
+    #[serde(default)]
+    pub unique_together: Vec<Vec<String>>,
+    #[serde(deserialize_with = "ordered")]
+    pub fields: IndexedMap<Field>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Field {
+    /// Kept as text so that an unknown type is a located semantic error.
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(default)]
+    pub bits: Option<u32>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub unique: bool,
+    #[serde(default)]
+    pub min_length: Option<u32>,
+    #[serde(default)]
+    pub max_length: Option<u32>,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub allowed_values: Vec<String>,
+    #[serde(default)]
+    pub default: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub hash: Option<String>,
+    #[serde(default)]
+    pub references: Option<String>,
+    #[serde(default)]
+    pub filterable: bool,
+    #[serde(default)]
+    pub searchable: bool,
+    #[serde(default)]
+    pub sortable: bool,
+    #[serde(default)]
+    pub public: bool,
+    /// Filled by the service, never accepted from a client.
+    #[serde(default)]
+    pub computed: Option<Computed>,
+}
+
+/// `randomKey` (an unguessable token) or `{ sizeOf: <blob field> }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Computed {
+    Keyword(String),
+    SizeOf {
+        #[serde(rename = "sizeOf")]
+        size_of: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Route {
+    #[serde(default)]
+    pub object: Option<String>,
+    pub action: String,
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub search: bool,
+    #[serde(default)]
+    pub view: Option<String>,
+    #[serde(default)]
+    pub fields: Vec<String>,
+    #[serde(default, deserialize_with = "ordered")]
+    pub include: IndexedMap<Include>,
+    pub auth: Auth,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Include {
+    pub via: String,
+    pub fields: Vec<String>,
+}
+
+/// `public`, `login`, or a rule naming who may call the route.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Auth {
+    Keyword(String),
+    Rule(AuthRule),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRule {
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub owner: bool,
+}
+
+/// Deserializes a YAML mapping into a `Vec` that keeps the document's order.
+fn ordered<'de, D, V>(de: D) -> Result<IndexedMap<V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Visitor<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
+        type Value = IndexedMap<V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            let mut seen = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, V>()? {
+                if seen.insert(k.clone(), ()).is_some() {
+                    return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
+                }
+                out.push((k, v));
+            }
+            Ok(out)
+        }
+    }
+    de.deserialize_map(Visitor(std::marker::PhantomData))
+}

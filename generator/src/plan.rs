@@ -1,0 +1,1135 @@
+//! Plan: the validated model lowered to view models that templates only read.
+//!
+//! Every decision (identifiers, Rust and SQL types, topic names, SQL text,
+//! permissions) is made here, so that templates hold shape only.
+
+use crate::model::{Auth, DataObject, Field, Model, Route};
+use heck::{ToSnakeCase, ToUpperCamelCase};
+
+#[derive(Debug)]
+pub struct Plan {
+    /// The model file, as named in generated headers.
+    pub source: String,
+    pub service: ServicePlan,
+    pub objects: Vec<ObjectPlan>,
+    pub routes: Vec<RoutePlan>,
+    pub topics: Vec<TopicPlan>,
+    pub decisions: Vec<DecisionPlan>,
+    pub roles: RolesPlan,
+    /// Unique and foreign-key constraints, for mapping database errors to fields.
+    pub constraints: Vec<ConstraintPlan>,
+}
+
+#[derive(Debug)]
+pub struct ServicePlan {
+    pub name: String,
+    pub crate_ident: String,
+    pub title: String,
+    pub description: String,
+    pub version: String,
+    pub api_base: String,
+    pub body_limit_bytes: u64,
+    pub default_page_row_count: u32,
+    pub max_page_row_count: u32,
+    pub partitions: u32,
+    pub replication_factor: u32,
+}
+
+#[derive(Debug)]
+pub struct RolesPlan {
+    pub values: Vec<String>,
+    pub admin: Vec<String>,
+    pub default: String,
+}
+
+#[derive(Debug)]
+pub struct DecisionPlan {
+    pub id: String,
+    pub text: String,
+}
+
+#[derive(Debug)]
+pub struct TopicPlan {
+    /// Rust constant name, e.g. `DBEVENT_USER_CREATED`.
+    pub const_name: String,
+    pub name: String,
+    /// dbEvent, indexEvent or routeEvent.
+    pub kind: &'static str,
+    /// The data object or route it belongs to.
+    pub owner: String,
+    pub description: String,
+}
+
+#[derive(Debug)]
+pub struct ConstraintPlan {
+    pub name: String,
+    /// The JSON field name a client sees.
+    pub field: String,
+    /// unique or foreignKey.
+    pub kind: &'static str,
+}
+
+#[derive(Debug)]
+pub struct ObjectPlan {
+    /// Model name, e.g. `userGroup` (the seed's dataName).
+    pub name: String,
+    /// Plural dataName of list routes, e.g. `userGroups`.
+    pub plural: String,
+    pub module: String,
+    pub struct_name: String,
+    pub table: String,
+    pub description: String,
+    pub soft_delete: bool,
+    pub owner_is_self: bool,
+    /// All columns, system ones included, in table order.
+    pub columns: Vec<FieldPlan>,
+    /// `t.id, t.email, ...`: what reads select (no secrets, no blobs).
+    pub select_list: String,
+    /// The fields a reader sees, in the same order as `select_list`.
+    pub visible: Vec<FieldPlan>,
+    /// The public view (fields marked public), when a route uses it.
+    pub public_view: Option<ViewPlan>,
+    pub filters: Vec<FieldPlan>,
+    /// `(query value, SQL ORDER BY)` pairs that list routes accept.
+    pub sorts: Vec<SortPlan>,
+    pub search_columns: Vec<String>,
+    pub indexes: Vec<IndexPlan>,
+    pub foreign_keys: Vec<ForeignKeyPlan>,
+    pub db_topics: ChangeTopics,
+    pub index_topics: ChangeTopics,
+    /// Routes of this object, in model order.
+    pub routes: Vec<RoutePlan>,
+    pub includes: Vec<IncludePlan>,
+    pub endpoints: Vec<EndpointPlan>,
+    /// Text fields with rules, for the module's rule constants.
+    pub text_rules: Vec<FieldPlan>,
+    pub sql_get: String,
+    pub sql_lock: String,
+    pub sql_get_public: String,
+    pub sql_delete: String,
+    pub uniques: Vec<UniquePlan>,
+    /// The sort keys a list accepts, for error messages.
+    pub sort_keys: String,
+    pub default_sort: String,
+    pub has_list: bool,
+    pub has_delete: bool,
+    /// Update or delete routes lock and version-check rows.
+    pub has_locking: bool,
+    /// The module's `use` lines: exactly what its routes need.
+    pub uses: Vec<String>,
+}
+
+/// One path and the handlers of its methods, e.g. `routing::get(get_user).patch(update_user)`.
+#[derive(Debug, Clone)]
+pub struct EndpointPlan {
+    pub path: String,
+    pub chain: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChangeTopics {
+    pub created: String,
+    pub updated: String,
+    pub deleted: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ViewPlan {
+    pub struct_name: String,
+    pub fields: Vec<FieldPlan>,
+    pub select_list: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SortPlan {
+    pub key: String,
+    pub order_by: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UniquePlan {
+    pub constraint: String,
+    pub columns: String,
+    pub partial: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IndexPlan {
+    pub name: String,
+    pub columns: String,
+    pub partial: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForeignKeyPlan {
+    pub constraint: String,
+    pub column: String,
+    pub target_table: String,
+}
+
+/// A related object joined into list rows.
+#[derive(Debug, Clone)]
+pub struct IncludePlan {
+    /// JSON key and Rust field, e.g. `user`.
+    pub name: String,
+    pub ident: String,
+    pub struct_name: String,
+    pub via_column: String,
+    pub target_table: String,
+    pub target_soft_delete: bool,
+    pub fields: Vec<FieldPlan>,
+    /// `json_build_object('email', i_user.email, ...)`.
+    pub json_sql: String,
+    pub alias: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldPlan {
+    /// JSON name, e.g. `roleId` or `_owner`.
+    pub name: String,
+    pub ident: String,
+    pub column: String,
+    /// The Rust type of a present value, e.g. `String`, `Uuid`.
+    pub rust_type: String,
+    /// `rust_type`, or `Option<rust_type>` when the column is nullable.
+    pub row_type: String,
+    pub sql_type: String,
+    /// The column's declaration in CREATE TABLE.
+    pub sql_decl: String,
+    pub nullable: bool,
+    pub system: bool,
+    pub secret: bool,
+    pub blob: bool,
+    pub required: bool,
+    pub hash: bool,
+    /// A Rust expression that produces the default, e.g. `String::from("user")`.
+    pub default_rust: Option<String>,
+    pub min_length: Option<u32>,
+    pub max_length: Option<u32>,
+    pub email: bool,
+    pub allowed_values: Vec<String>,
+    /// `"a", "b"` for a Rust slice literal.
+    pub allowed_list: String,
+    pub references: Option<String>,
+    /// JSON Schema type for docs: string, integer, boolean, object.
+    pub json_type: &'static str,
+    pub json_format: Option<&'static str>,
+    /// How a query-string value of this field is parsed (its Rust type).
+    pub filter_type: String,
+    /// A Rust expression computing the value on create (random key, blob size).
+    pub computed_rust: Option<String>,
+    /// The `TextRule { .. }` literal of a String or Text field, and its constant's name.
+    pub text_rule: Option<String>,
+    pub rule_const: String,
+    pub is_object: bool,
+    /// `unwrap_or(false)` or `unwrap_or_else(|| String::from("user"))`: fills the default in.
+    pub default_call: Option<String>,
+    /// An owned copy of `value: &T` in a list filter (normalized for emails).
+    pub filter_value: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    pub name: String,
+    pub handler: String,
+    /// `GetUser`, used for per-route type names.
+    pub type_prefix: String,
+    pub action: String,
+    pub method: String,
+    /// axum route method function: get, post, patch, put, delete.
+    pub method_fn: String,
+    /// Full path with the API base, in axum syntax (`/v1/users/{id}`).
+    pub path: String,
+    pub object: Option<String>,
+    pub data_name: String,
+    pub event: Option<String>,
+    pub topic: Option<String>,
+    pub topic_const: Option<String>,
+    pub search: bool,
+    pub public_view: bool,
+    /// Body fields a create or update route accepts.
+    pub inputs: Vec<FieldPlan>,
+    /// Fields that a create route fills itself (not accepted, but have defaults).
+    pub includes: Vec<IncludePlan>,
+    pub auth: AuthPlan,
+    pub success_status: u16,
+    /// The `RouteInfo` static's name, e.g. `GET_USER`.
+    pub const_name: String,
+    /// Identifiers of the inputs a create route must receive.
+    pub required_inputs: Vec<String>,
+    /// Computed fields a create route fills in.
+    pub computed: Vec<FieldPlan>,
+    pub insert_sql: String,
+    /// Expressions bound to `insert_sql`'s parameters, in order.
+    pub insert_binds: Vec<String>,
+    /// A list route's query up to its WHERE clause, and its count query.
+    pub list_sql: String,
+    pub count_sql: String,
+    /// `CreateUserRow`-style row type of list routes.
+    pub list_row: String,
+    /// An update route's test that the body names no field.
+    pub nothing_to_change: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthPlan {
+    /// public, login or rule.
+    pub kind: &'static str,
+    pub roles: Vec<String>,
+    pub owner: bool,
+    /// For docs: `public`, `signed in`, `superAdmin, admin or owner`.
+    pub summary: String,
+}
+
+pub fn plan(source: &str, m: &Model) -> Plan {
+    let service = ServicePlan {
+        name: m.service.name.clone(),
+        crate_ident: m.service.name.to_snake_case(),
+        title: m.service.title.clone(),
+        description: m.service.description.clone(),
+        version: m.service.version.clone(),
+        api_base: m.service.api_base.clone(),
+        body_limit_bytes: m.service.body_limit_bytes,
+        default_page_row_count: m.service.paging.default_page_row_count,
+        max_page_row_count: m.service.paging.max_page_row_count,
+        partitions: m.topics.partitions,
+        replication_factor: m.topics.replication_factor,
+    };
+    let routes: Vec<RoutePlan> = m.routes.iter().map(|(n, r)| route(m, n, r)).collect();
+    let objects: Vec<ObjectPlan> = m
+        .data_objects
+        .iter()
+        .map(|(n, o)| object(m, n, o, &routes))
+        .collect();
+    let mut topics = Vec::new();
+    for o in &objects {
+        for (kind, set, label) in [
+            ("dbEvent", &o.db_topics, "DBEVENT"),
+            ("indexEvent", &o.index_topics, "INDEX"),
+        ] {
+            for (change, name) in [
+                ("created", &set.created),
+                ("updated", &set.updated),
+                ("deleted", &set.deleted),
+            ] {
+                topics.push(TopicPlan {
+                    const_name: format!(
+                        "{label}_{}_{}",
+                        o.module.to_uppercase(),
+                        change.to_uppercase()
+                    ),
+                    name: name.clone(),
+                    kind,
+                    owner: o.name.clone(),
+                    description: format!("A {} row was {change}.", o.name),
+                });
+            }
+        }
+    }
+    for r in &routes {
+        if let (Some(topic), Some(c)) = (&r.topic, &r.topic_const) {
+            topics.push(TopicPlan {
+                const_name: c.clone(),
+                name: topic.clone(),
+                kind: "routeEvent",
+                owner: r.name.clone(),
+                description: format!("Route {} succeeded.", r.name),
+            });
+        }
+    }
+    let mut constraints = Vec::new();
+    for o in &objects {
+        let field_of_column = |col: &str| {
+            o.columns
+                .iter()
+                .find(|c| c.column == col)
+                .map(|c| c.name.clone())
+                .unwrap_or_default()
+        };
+        for u in &o.uniques {
+            let last = u.columns.rsplit(", ").next().unwrap_or_default();
+            constraints.push(ConstraintPlan {
+                name: u.constraint.clone(),
+                field: field_of_column(last),
+                kind: "unique",
+            });
+        }
+        for fk in &o.foreign_keys {
+            constraints.push(ConstraintPlan {
+                name: fk.constraint.clone(),
+                field: field_of_column(&fk.column),
+                kind: "foreignKey",
+            });
+        }
+    }
+    Plan {
+        source: source.to_string(),
+        service,
+        objects,
+        routes,
+        topics,
+        decisions: m
+            .decisions
+            .iter()
+            .map(|d| DecisionPlan {
+                id: d.id.clone(),
+                text: d.text.clone(),
+            })
+            .collect(),
+        roles: RolesPlan {
+            values: m.roles.values.clone(),
+            admin: m.roles.admin.clone(),
+            default: m.roles.default.clone(),
+        },
+        constraints,
+    }
+}
+
+fn field_of<'a>(o: &'a DataObject, name: &str) -> Option<&'a Field> {
+    o.fields.iter().find(|(n, _)| n == name).map(|(_, f)| f)
+}
+
+/// `userGroupMember` -> `usergroupmember`, as the seed's topics spell objects.
+fn topic_object(name: &str) -> String {
+    name.to_lowercase()
+}
+
+fn fill(pattern: &str, m: &Model, pairs: &[(&str, &str)]) -> String {
+    let mut out = pattern
+        .replace("{topicPrefix}", &m.topics.topic_prefix)
+        .replace("{searchIndexPrefix}", &m.topics.search_index_prefix);
+    for (k, v) in pairs {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+pub fn route_topic(m: &Model, event: &str) -> String {
+    fill(&m.topics.route_event, m, &[("event", event)])
+}
+
+fn change_topics(pattern: &str, m: &Model, object: &str) -> ChangeTopics {
+    let o = topic_object(object);
+    let t = |change: &str| fill(pattern, m, &[("object", &o), ("change", change)]);
+    ChangeTopics {
+        created: t("created"),
+        updated: t("updated"),
+        deleted: t("deleted"),
+    }
+}
+
+/// Every database and index topic of the model.
+pub fn object_topics(m: &Model) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, _) in &m.data_objects {
+        for p in [&m.topics.db_event, &m.topics.index_event] {
+            let t = change_topics(p, m, name);
+            out.extend([t.created, t.updated, t.deleted]);
+        }
+    }
+    out
+}
+
+fn plural(name: &str) -> String {
+    if name.ends_with('s') {
+        format!("{name}es")
+    } else if let Some(stem) = name.strip_suffix('y') {
+        format!("{stem}ies")
+    } else {
+        format!("{name}s")
+    }
+}
+
+fn system_fields() -> Vec<FieldPlan> {
+    let sys = |name: &str,
+               column: &str,
+               rust: &str,
+               sql: &str,
+               decl: &str,
+               nullable: bool,
+               json: &'static str,
+               fmt: Option<&'static str>| FieldPlan {
+        name: name.into(),
+        ident: column.trim_start_matches('_').into(),
+        column: column.into(),
+        rust_type: rust.into(),
+        row_type: if nullable {
+            format!("Option<{rust}>")
+        } else {
+            rust.into()
+        },
+        sql_type: sql.into(),
+        sql_decl: format!("{column} {decl}"),
+        nullable,
+        system: true,
+        secret: false,
+        blob: false,
+        required: false,
+        hash: false,
+        default_rust: None,
+        min_length: None,
+        max_length: None,
+        email: false,
+        allowed_values: vec![],
+        allowed_list: String::new(),
+        references: None,
+        json_type: json,
+        json_format: fmt,
+        filter_type: rust.into(),
+        computed_rust: None,
+        text_rule: None,
+        rule_const: column.trim_start_matches('_').to_uppercase(),
+        is_object: false,
+        default_call: None,
+        filter_value: if rust == "String" {
+            "value.clone()".into()
+        } else {
+            "*value".into()
+        },
+    };
+    vec![
+        sys(
+            "id",
+            "id",
+            "Uuid",
+            "uuid",
+            "uuid PRIMARY KEY DEFAULT gen_random_uuid()",
+            false,
+            "string",
+            Some("uuid"),
+        ),
+        sys(
+            "isActive",
+            "is_active",
+            "bool",
+            "boolean",
+            "boolean NOT NULL DEFAULT true",
+            false,
+            "boolean",
+            None,
+        ),
+        sys(
+            "recordVersion",
+            "record_version",
+            "i32",
+            "integer",
+            "integer NOT NULL DEFAULT 1",
+            false,
+            "integer",
+            None,
+        ),
+        sys(
+            "createdAt",
+            "created_at",
+            "DateTime<Utc>",
+            "timestamptz",
+            "timestamptz NOT NULL DEFAULT now()",
+            false,
+            "string",
+            Some("date-time"),
+        ),
+        sys(
+            "updatedAt",
+            "updated_at",
+            "DateTime<Utc>",
+            "timestamptz",
+            "timestamptz NOT NULL DEFAULT now()",
+            false,
+            "string",
+            Some("date-time"),
+        ),
+        sys(
+            "_owner",
+            "_owner",
+            "Uuid",
+            "uuid",
+            "uuid",
+            true,
+            "string",
+            Some("uuid"),
+        ),
+    ]
+}
+
+fn field(m: &Model, name: &str, f: &Field) -> FieldPlan {
+    let (rust, sql, json, fmt): (&str, &str, &'static str, Option<&'static str>) =
+        match f.ty.as_str() {
+            "ID" => ("Uuid", "uuid", "string", Some("uuid")),
+            "String" | "Text" => (
+                "String",
+                "text",
+                "string",
+                if f.format.as_deref() == Some("email") {
+                    Some("email")
+                } else {
+                    None
+                },
+            ),
+            "Boolean" => ("bool", "boolean", "boolean", None),
+            "Integer" if f.bits == Some(64) => ("i64", "bigint", "integer", Some("int64")),
+            "Integer" => ("i32", "integer", "integer", Some("int32")),
+            "Date" => ("DateTime<Utc>", "timestamptz", "string", Some("date-time")),
+            "Blob" => ("Vec<u8>", "bytea", "string", Some("byte")),
+            _ => ("serde_json::Value", "jsonb", "object", None),
+        };
+    let column = name.to_snake_case();
+    let nullable = !f.required && f.default.is_none();
+    let default_sql = f.default.as_ref().map(|v| match v {
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+        _ => String::new(),
+    });
+    let default_rust = f.default.as_ref().map(|v| match v {
+        serde_yaml::Value::String(s) => format!("String::from({s:?})"),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    });
+    let mut decl = format!("{column} {sql}");
+    if !nullable {
+        decl.push_str(" NOT NULL");
+    }
+    if let Some(d) = &default_sql {
+        decl.push_str(&format!(" DEFAULT {d}"));
+    }
+    let _ = m;
+    FieldPlan {
+        name: name.to_string(),
+        ident: column.clone(),
+        column,
+        rust_type: rust.into(),
+        row_type: if nullable {
+            format!("Option<{rust}>")
+        } else {
+            rust.into()
+        },
+        sql_type: sql.into(),
+        sql_decl: decl,
+        nullable,
+        system: false,
+        secret: f.secret,
+        blob: f.ty == "Blob",
+        required: f.required,
+        hash: f.hash.is_some(),
+        default_rust: default_rust.clone(),
+        min_length: f.min_length,
+        max_length: f.max_length,
+        email: f.format.as_deref() == Some("email"),
+        allowed_list: f
+            .allowed_values
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        allowed_values: f.allowed_values.clone(),
+        references: f.references.clone(),
+        json_type: json,
+        json_format: fmt,
+        filter_type: rust.into(),
+        computed_rust: f.computed.as_ref().map(|c| match c {
+            crate::model::Computed::SizeOf { size_of } => format!(
+                "{rust}::try_from({}.len()).unwrap_or({rust}::MAX)",
+                size_of.to_snake_case()
+            ),
+            crate::model::Computed::Keyword(_) => "crate::validation::random_key()".to_string(),
+        }),
+        text_rule: matches!(f.ty.as_str(), "String" | "Text").then(|| {
+            let opt = |v: Option<u32>| v.map_or("None".to_string(), |n| format!("Some({n})"));
+            let allowed = f
+                .allowed_values
+                .iter()
+                .map(|v| format!("{v:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "TextRule {{ min_length: {}, max_length: {}, email: {}, allowed: &[{allowed}] }}",
+                opt(f.min_length),
+                opt(f.max_length),
+                f.format.as_deref() == Some("email")
+            )
+        }),
+        rule_const: name.to_snake_case().to_uppercase(),
+        is_object: f.ty == "Object",
+        default_call: default_rust.as_ref().map(|d| {
+            if rust == "String" {
+                format!("unwrap_or_else(|| {d})")
+            } else {
+                format!("unwrap_or({d})")
+            }
+        }),
+        filter_value: match rust {
+            "String" if f.format.as_deref() == Some("email") => {
+                "validation::normalize_email(value.clone())".into()
+            }
+            "String" | "serde_json::Value" | "Vec<u8>" => "value.clone()".into(),
+            _ => "*value".into(),
+        },
+    }
+}
+
+fn select_list(fields: &[FieldPlan], alias: &str) -> String {
+    fields
+        .iter()
+        .map(|f| format!("{alias}.{}", f.column))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// All columns of an object, system ones included, in table order.
+fn columns_of(m: &Model, o: &DataObject) -> Vec<FieldPlan> {
+    let sys = system_fields();
+    let mut columns: Vec<FieldPlan> = vec![sys[0].clone()];
+    columns.extend(o.fields.iter().map(|(n, f)| field(m, n, f)));
+    columns.extend(sys[1..].iter().cloned());
+    columns
+}
+
+/// What reads return: everything but secrets and blobs.
+fn visible_of(columns: &[FieldPlan]) -> Vec<FieldPlan> {
+    columns
+        .iter()
+        .filter(|c| !c.secret && !c.blob)
+        .cloned()
+        .collect()
+}
+
+fn active_clause(o: &DataObject) -> &'static str {
+    if o.soft_delete {
+        " AND t.is_active"
+    } else {
+        ""
+    }
+}
+
+fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> ObjectPlan {
+    let columns = columns_of(m, o);
+    let visible = visible_of(&columns);
+    let select = select_list(&visible, "t");
+    let struct_name = name.to_upper_camel_case();
+    let my_routes: Vec<RoutePlan> = routes
+        .iter()
+        .filter(|r| r.object.as_deref() == Some(name))
+        .cloned()
+        .collect();
+    let public_view = my_routes.iter().any(|r| r.public_view).then(|| {
+        let fields: Vec<FieldPlan> = columns
+            .iter()
+            .filter(|c| {
+                c.name == "id"
+                    || c.name == "isActive"
+                    || field_of(o, &c.name).is_some_and(|f| f.public && !f.secret)
+            })
+            .cloned()
+            .collect();
+        ViewPlan {
+            struct_name: format!("{struct_name}Public"),
+            select_list: select_list(&fields, "t"),
+            fields,
+        }
+    });
+    let filters: Vec<FieldPlan> = columns
+        .iter()
+        .filter(|c| field_of(o, &c.name).is_some_and(|f| f.filterable))
+        .cloned()
+        .collect();
+    let mut sorts: Vec<SortPlan> = Vec::new();
+    for c in columns.iter().filter(|c| {
+        c.name == "createdAt"
+            || c.name == "updatedAt"
+            || field_of(o, &c.name).is_some_and(|f| f.sortable)
+    }) {
+        sorts.push(SortPlan {
+            key: c.name.clone(),
+            order_by: format!("t.{} ASC, t.id ASC", c.column),
+        });
+        sorts.push(SortPlan {
+            key: format!("-{}", c.name),
+            order_by: format!("t.{} DESC, t.id DESC", c.column),
+        });
+    }
+    let search_columns = o
+        .fields
+        .iter()
+        .filter(|(_, f)| f.searchable)
+        .map(|(n, _)| format!("t.{}", n.to_snake_case()))
+        .collect();
+    let partial = if o.soft_delete {
+        " WHERE is_active"
+    } else {
+        ""
+    };
+    let mut uniques = Vec::new();
+    for c in columns
+        .iter()
+        .filter(|c| field_of(o, &c.name).is_some_and(|f| f.unique))
+    {
+        uniques.push(UniquePlan {
+            constraint: format!("{}_{}_key", o.table, c.column),
+            columns: c.column.clone(),
+            partial: partial.into(),
+        });
+    }
+    for group in &o.unique_together {
+        let cols: Vec<String> = group.iter().map(|g| g.to_snake_case()).collect();
+        uniques.push(UniquePlan {
+            constraint: format!("{}_{}_key", o.table, cols.join("_")),
+            columns: cols.join(", "),
+            partial: partial.into(),
+        });
+    }
+    let mut indexes = Vec::new();
+    let mut foreign_keys = Vec::new();
+    for c in &columns {
+        let Some(f) = field_of(o, &c.name) else {
+            continue;
+        };
+        if let Some(target) = f.references.as_deref() {
+            let target_table = m
+                .data_objects
+                .iter()
+                .find(|(n, _)| n == target)
+                .map(|(_, t)| t.table.clone())
+                .unwrap_or_default();
+            foreign_keys.push(ForeignKeyPlan {
+                constraint: format!("{}_{}_fkey", o.table, c.column),
+                column: c.column.clone(),
+                target_table,
+            });
+        }
+        if (f.filterable || f.sortable || f.references.is_some()) && !f.unique {
+            indexes.push(IndexPlan {
+                name: format!("{}_{}_idx", o.table, c.column),
+                columns: c.column.clone(),
+                partial: partial.into(),
+            });
+        }
+    }
+    indexes.push(IndexPlan {
+        name: format!("{}_created_at_idx", o.table),
+        columns: "created_at, id".into(),
+        partial: partial.into(),
+    });
+    let mut includes: Vec<IncludePlan> = Vec::new();
+    for i in my_routes.iter().flat_map(|r| r.includes.iter()) {
+        if !includes.iter().any(|a| a.struct_name == i.struct_name) {
+            includes.push(i.clone());
+        }
+    }
+    let mut endpoints: Vec<EndpointPlan> = Vec::new();
+    for r in &my_routes {
+        let call = format!("{}({})", r.method_fn, r.handler);
+        match endpoints.iter_mut().find(|e| e.path == r.path) {
+            Some(e) => e.chain = format!("{}.{call}", e.chain),
+            None => endpoints.push(EndpointPlan {
+                path: r.path.clone(),
+                chain: format!("routing::{call}"),
+            }),
+        }
+    }
+    let active = active_clause(o);
+    let sql_get = format!(
+        "SELECT {select} FROM {} AS t WHERE t.id = $1{active}",
+        o.table
+    );
+    let sql_get_public = public_view
+        .as_ref()
+        .map(|v| {
+            format!(
+                "SELECT {} FROM {} AS t WHERE t.id = $1{active}",
+                v.select_list, o.table
+            )
+        })
+        .unwrap_or_default();
+    let sql_delete = if o.soft_delete {
+        format!("UPDATE {} AS t SET is_active = false, record_version = t.record_version + 1, updated_at = now() WHERE t.id = $1 RETURNING {select}", o.table)
+    } else {
+        format!(
+            "DELETE FROM {} AS t WHERE t.id = $1 RETURNING {select}",
+            o.table
+        )
+    };
+    let has = |a: &str| my_routes.iter().any(|r| r.action == a);
+    let (has_list, has_create, has_update, has_delete) =
+        (has("list"), has("create"), has("update"), has("delete"));
+    let mut uses: Vec<&str> = vec![
+        "crate::app::AppState",
+        "crate::error::ApiError",
+        "axum::Router",
+        "serde::Serialize",
+        "uuid::Uuid",
+    ];
+    let mut envelope = vec![];
+    if !my_routes.is_empty() {
+        uses.extend([
+            "axum::extract::State",
+            "axum::http::StatusCode",
+            "axum::routing",
+        ]);
+        envelope.extend(["Reply", "RequestContext", "RouteInfo"]);
+    }
+    if visible.iter().any(|c| c.rust_type.contains("DateTime")) {
+        uses.push("chrono::{DateTime, Utc}");
+    }
+    if my_routes
+        .iter()
+        .any(|r| r.action == "get" || has_update || has_delete)
+    {
+        uses.push("crate::extract::ApiPath");
+    }
+    if has_list {
+        envelope.extend(["Filter", "ListMeta", "Paging"]);
+        uses.extend(["crate::error::FieldError", "crate::extract::ApiQuery"]);
+    }
+    if has_list || has_update {
+        uses.push("sqlx::{Postgres, QueryBuilder}");
+    }
+    if has_list || has_create || has_update || !includes.is_empty() {
+        uses.push("serde::Deserialize");
+    }
+    if has_list || has_create || has_update {
+        uses.push("crate::validation");
+    }
+    if has_create || has_update {
+        uses.extend(["crate::extract::ApiJson", "crate::validation::Validator"]);
+    }
+    if has_update {
+        uses.push("crate::validation::Patch");
+    }
+    if has_update || has_delete {
+        uses.push("crate::extract::IfMatch");
+    }
+    if !envelope.is_empty() {
+        envelope.sort_unstable();
+        uses.push(Box::leak(
+            format!("crate::envelope::{{{}}}", envelope.join(", ")).into_boxed_str(),
+        ));
+    }
+    uses.sort_unstable();
+    let uses: Vec<String> = uses.into_iter().map(String::from).collect();
+    ObjectPlan {
+        has_list,
+        has_delete,
+        has_locking: has_update || has_delete,
+        uses,
+        name: name.to_string(),
+        plural: plural(name),
+        module: name.to_snake_case(),
+        struct_name,
+        table: o.table.clone(),
+        description: o.description.clone(),
+        soft_delete: o.soft_delete,
+        owner_is_self: o.owner_is_self,
+        text_rules: columns
+            .iter()
+            .filter(|c| {
+                c.text_rule.is_some()
+                    && my_routes
+                        .iter()
+                        .any(|r| r.inputs.iter().any(|i| i.name == c.name))
+            })
+            .cloned()
+            .collect(),
+        sql_lock: format!("{sql_get} FOR UPDATE"),
+        sql_get,
+        sql_get_public,
+        sql_delete,
+        select_list: select,
+        visible,
+        columns,
+        public_view,
+        filters,
+        sort_keys: sorts
+            .iter()
+            .map(|s| s.key.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        default_sort: "-createdAt".to_string(),
+        sorts,
+        search_columns,
+        uniques,
+        indexes,
+        foreign_keys,
+        db_topics: change_topics(&m.topics.db_event, m, name),
+        index_topics: change_topics(&m.topics.index_event, m, name),
+        routes: my_routes,
+        includes,
+        endpoints,
+    }
+}
+
+fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
+    let object = r
+        .object
+        .as_deref()
+        .and_then(|o| m.data_objects.iter().find(|(n, _)| n == o));
+    let data_name = match (object, r.action.as_str()) {
+        (Some((n, _)), "list") => plural(n),
+        (Some((n, _)), _) => n.clone(),
+        (None, _) => "session".to_string(),
+    };
+    let inputs: Vec<FieldPlan> = object
+        .map(|(_, o)| {
+            r.fields
+                .iter()
+                .filter_map(|f| field_of(o, f).map(|fd| field(m, f, fd)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let includes: Vec<IncludePlan> = object
+        .map(|(on, o)| {
+            r.include
+                .iter()
+                .filter_map(|(iname, inc)| {
+                    let target = field_of(o, &inc.via)?.references.as_deref()?;
+                    let (_, t) = m.data_objects.iter().find(|(n, _)| n == target)?;
+                    let alias = format!("i_{}", iname.to_snake_case());
+                    let fields: Vec<FieldPlan> = inc.fields.iter().filter_map(|f| field_of(t, f).map(|fd| field(m, f, fd))).collect();
+                    let pairs = fields.iter().map(|f| format!("'{}', {alias}.{}", f.name, f.column)).collect::<Vec<_>>().join(", ");
+                    Some(IncludePlan {
+                        name: iname.clone(),
+                        ident: iname.to_snake_case(),
+                        struct_name: format!("{}{}", on.to_upper_camel_case(), iname.to_upper_camel_case()),
+                        via_column: inc.via.to_snake_case(),
+                        target_table: t.table.clone(),
+                        target_soft_delete: t.soft_delete,
+                        json_sql: format!("CASE WHEN {alias}.id IS NULL THEN NULL ELSE json_build_object({pairs}) END AS {}", iname.to_snake_case()),
+                        fields,
+                        alias,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let auth = match &r.auth {
+        Auth::Keyword(k) if k == "public" => AuthPlan {
+            kind: "public",
+            roles: vec![],
+            owner: false,
+            summary: "public".into(),
+        },
+        Auth::Keyword(_) => AuthPlan {
+            kind: "login",
+            roles: vec![],
+            owner: false,
+            summary: "any signed-in user".into(),
+        },
+        Auth::Rule(rule) => {
+            let mut who: Vec<String> = rule.roles.clone();
+            if rule.owner {
+                who.push("the owner".into());
+            }
+            AuthPlan {
+                kind: "rule",
+                roles: rule.roles.clone(),
+                owner: rule.owner,
+                summary: who.join(", "),
+            }
+        }
+    };
+    let mut computed = Vec::new();
+    let (mut insert_sql, mut insert_binds, mut list_sql, mut count_sql) =
+        (String::new(), Vec::new(), String::new(), String::new());
+    if let Some((_, o)) = object {
+        let columns = columns_of(m, o);
+        let select = select_list(&visible_of(&columns), "t");
+        computed = columns
+            .iter()
+            .filter(|c| c.computed_rust.is_some())
+            .cloned()
+            .collect();
+        if r.action == "create" {
+            let mut cols = vec!["id".to_string()];
+            insert_binds.push("id".to_string());
+            for f in inputs.iter().chain(computed.iter()) {
+                cols.push(f.column.clone());
+                insert_binds.push(f.ident.clone());
+            }
+            cols.push("_owner".into());
+            insert_binds.push(if o.owner_is_self {
+                "Some(id)".into()
+            } else {
+                "ctx.user_id".into()
+            });
+            let params = (1..=cols.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            insert_sql = format!(
+                "INSERT INTO {} AS t ({}) VALUES ({params}) RETURNING {select}",
+                o.table,
+                cols.join(", ")
+            );
+        }
+        if r.action == "list" {
+            let mut head = format!("SELECT {select}");
+            for i in &includes {
+                head.push_str(&format!(", {}", i.json_sql));
+            }
+            head.push_str(&format!(
+                ", count(*) OVER () AS total_row_count FROM {} AS t",
+                o.table
+            ));
+            for i in &includes {
+                let live = if i.target_soft_delete {
+                    format!(" AND {}.is_active", i.alias)
+                } else {
+                    String::new()
+                };
+                head.push_str(&format!(
+                    " LEFT JOIN {} AS {} ON {}.id = t.{}{live}",
+                    i.target_table, i.alias, i.alias, i.via_column
+                ));
+            }
+            let filter = if o.soft_delete {
+                " WHERE t.is_active"
+            } else {
+                " WHERE TRUE"
+            };
+            list_sql = format!("{head}{filter}");
+            count_sql = format!("SELECT count(*) FROM {} AS t{filter}", o.table);
+        }
+    }
+    let path = format!("{}{}", m.service.api_base, r.path);
+    let nothing_to_change = inputs
+        .iter()
+        .map(|f| format!("{}.is_none()", f.ident))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    RoutePlan {
+        nothing_to_change,
+        name: name.to_string(),
+        handler: name.to_snake_case(),
+        type_prefix: name.to_upper_camel_case(),
+        const_name: name.to_snake_case().to_uppercase(),
+        action: r.action.clone(),
+        method: r.method.clone(),
+        method_fn: r.method.to_lowercase(),
+        path,
+        object: r.object.clone(),
+        data_name,
+        event: r.event.clone(),
+        topic: r.event.as_ref().map(|e| route_topic(m, e)),
+        topic_const: r
+            .event
+            .as_ref()
+            .map(|e| format!("ROUTE_{}", e.to_snake_case().to_uppercase())),
+        search: r.search,
+        public_view: r.view.as_deref() == Some("public"),
+        required_inputs: inputs
+            .iter()
+            .filter(|f| f.required && f.default_rust.is_none())
+            .map(|f| f.ident.clone())
+            .collect(),
+        inputs,
+        includes,
+        auth,
+        success_status: if r.action == "create" { 201 } else { 200 },
+        computed,
+        insert_sql,
+        insert_binds,
+        list_sql,
+        count_sql,
+        list_row: format!("{}Row", name.to_upper_camel_case()),
+    }
+}

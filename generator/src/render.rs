@@ -1,0 +1,96 @@
+//! Render: one askama template per kind of generated file.
+
+use crate::plan::{ObjectPlan, Plan};
+use askama::Template;
+
+/// A rendered file before formatting, named by the template that made it.
+pub struct Rendered {
+    pub path: String,
+    pub template: &'static str,
+    pub text: String,
+}
+
+macro_rules! templates {
+    ($($ty:ident => $file:literal),* $(,)?) => {
+        $(
+            #[derive(Template)]
+            #[template(path = $file, escape = "none")]
+            // Some templates are fixed text and do not read the plan.
+            #[allow(dead_code)]
+            struct $ty<'a> {
+                plan: &'a Plan,
+            }
+        )*
+    };
+}
+
+templates! {
+    CargoToml => "Cargo.toml.j2",
+    Readme => "README.md.j2",
+    Migration => "migration.sql.j2",
+    MainRs => "main.rs.j2",
+    LibRs => "lib.rs.j2",
+    ConfigRs => "config.rs.j2",
+    AppRs => "app.rs.j2",
+    ErrorRs => "error.rs.j2",
+    EnvelopeRs => "envelope.rs.j2",
+    ExtractRs => "extract.rs.j2",
+    ValidationRs => "validation.rs.j2",
+    HealthRs => "health.rs.j2",
+    TopicsRs => "topics.rs.j2",
+}
+
+#[derive(Template)]
+#[template(path = "object.rs.j2", escape = "none")]
+struct ObjectRs<'a> {
+    plan: &'a Plan,
+    o: &'a ObjectPlan,
+}
+
+pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
+    let mut out = Vec::new();
+    let mut add = |path: &str, template: &'static str, text: String| {
+        out.push(Rendered {
+            path: path.to_string(),
+            template,
+            text,
+        });
+    };
+    add("Cargo.toml", "Cargo.toml.j2", CargoToml { plan }.render()?);
+    add("README.md", "README.md.j2", Readme { plan }.render()?);
+    add(
+        "migrations/0001_init.sql",
+        "migration.sql.j2",
+        Migration { plan }.render()?,
+    );
+    add("src/main.rs", "main.rs.j2", MainRs { plan }.render()?);
+    add("src/lib.rs", "lib.rs.j2", LibRs { plan }.render()?);
+    add("src/config.rs", "config.rs.j2", ConfigRs { plan }.render()?);
+    add("src/app.rs", "app.rs.j2", AppRs { plan }.render()?);
+    add("src/error.rs", "error.rs.j2", ErrorRs { plan }.render()?);
+    add(
+        "src/envelope.rs",
+        "envelope.rs.j2",
+        EnvelopeRs { plan }.render()?,
+    );
+    add(
+        "src/extract.rs",
+        "extract.rs.j2",
+        ExtractRs { plan }.render()?,
+    );
+    add(
+        "src/validation.rs",
+        "validation.rs.j2",
+        ValidationRs { plan }.render()?,
+    );
+    add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
+    add("src/topics.rs", "topics.rs.j2", TopicsRs { plan }.render()?);
+    for o in &plan.objects {
+        add(
+            &format!("src/{}.rs", o.module),
+            "object.rs.j2",
+            ObjectRs { plan, o }.render()?,
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,999 @@
+//! Validate: every semantic rule of the model, all errors reported at once.
+
+use crate::diag::{one_of, Diagnostics, ModelErrors};
+use crate::load::Loaded;
+use crate::model::{Auth, DataObject, Field, Model, Route};
+use heck::{ToKebabCase, ToSnakeCase};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const FIELD_TYPES: &[&str] = &[
+    "ID", "String", "Text", "Boolean", "Integer", "Date", "Blob", "Object",
+];
+pub const CRUD_ACTIONS: &[&str] = &["get", "list", "create", "update", "delete"];
+pub const AUTH_ACTIONS: &[&str] = &["login", "refresh", "logout", "currentUser", "publicKeys"];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+const AUTH_KEYWORDS: &[&str] = &["public", "login"];
+const FORMATS: &[&str] = &["email"];
+const HASHES: &[&str] = &["argon2id"];
+const VIEWS: &[&str] = &["public"];
+
+/// Fields every object has; the model may not declare them.
+pub const SYSTEM_FIELDS: &[&str] = &[
+    "id",
+    "isActive",
+    "recordVersion",
+    "createdAt",
+    "updatedAt",
+    "_owner",
+];
+
+/// Module names the generated crate uses for itself.
+const RESERVED_MODULES: &[&str] = &[
+    "app",
+    "auth",
+    "config",
+    "db",
+    "envelope",
+    "error",
+    "events",
+    "extract",
+    "health",
+    "lib",
+    "main",
+    "openapi",
+    "routes",
+    "state",
+    "topics",
+    "validation",
+];
+
+/// Rust keywords, which cannot be used as generated identifiers.
+const RUST_KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+    "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe",
+    "use", "where", "while", "abstract", "become", "box", "do", "final", "macro", "override",
+    "priv", "try", "typeof", "unsized", "virtual", "yield",
+];
+
+/// PostgreSQL reserved words that cannot name a table or column unquoted.
+const SQL_RESERVED: &[&str] = &[
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "column",
+    "constraint",
+    "create",
+    "current_date",
+    "current_role",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "from",
+    "grant",
+    "group",
+    "having",
+    "in",
+    "initially",
+    "intersect",
+    "into",
+    "lateral",
+    "leading",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "not",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "placing",
+    "primary",
+    "references",
+    "returning",
+    "select",
+    "session_user",
+    "some",
+    "symmetric",
+    "table",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "variadic",
+    "when",
+    "where",
+    "window",
+    "with",
+];
+
+pub fn validate(loaded: &Loaded) -> Result<(), ModelErrors> {
+    let mut d = Diagnostics::new(&loaded.file, &loaded.spans);
+    let m = &loaded.model;
+    service(m, &mut d);
+    topics(m, &mut d);
+    roles(m, &mut d);
+    decisions(m, &mut d);
+    let objects: BTreeMap<&str, &DataObject> = m
+        .data_objects
+        .iter()
+        .map(|(n, o)| (n.as_str(), o))
+        .collect();
+    let mut tables = BTreeMap::new();
+    let mut modules = BTreeMap::new();
+    for (name, object) in &m.data_objects {
+        let path = format!("dataObjects.{name}");
+        data_object(m, &objects, name, object, &path, &mut d);
+        if let Some(other) = tables.insert(object.table.as_str(), name) {
+            d.at(
+                format!("{path}.table"),
+                format!(
+                    "table \"{}\" is already used by data object \"{other}\"",
+                    object.table
+                ),
+            );
+        }
+        if let Some(other) = modules.insert(name.to_snake_case(), name) {
+            d.at_key(
+                &path,
+                format!("name collides with data object \"{other}\" after case conversion"),
+            );
+        }
+    }
+    routes(m, &objects, &mut d);
+    d.finish()
+}
+
+fn is_lower_camel(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+fn is_kebab(s: &str) -> bool {
+    !s.is_empty()
+        && s.to_kebab_case() == s
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_snake(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn service(m: &Model, d: &mut Diagnostics) {
+    let s = &m.service;
+    if !is_kebab(&s.name) {
+        d.at("service.name", format!("\"{}\" is not a kebab-case name; expected lower-case words joined by '-', e.g. \"auth-service\"", s.name));
+    }
+    let parts: Vec<&str> = s.version.split('.').collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.parse::<u64>().is_err()) {
+        d.at(
+            "service.version",
+            format!(
+                "\"{}\" is not a version; expected MAJOR.MINOR.PATCH, e.g. \"1.0.0\"",
+                s.version
+            ),
+        );
+    }
+    if !s.api_base.starts_with('/') || s.api_base.ends_with('/') || s.api_base.contains('{') {
+        d.at("service.apiBase", format!("\"{}\" is not a base path; expected a path that starts with '/' and does not end with one, e.g. \"/v1\"", s.api_base));
+    }
+    if s.body_limit_bytes < 1024 {
+        d.at("service.bodyLimitBytes", "must be at least 1024 bytes");
+    }
+    let p = &s.paging;
+    if p.default_page_row_count == 0 || p.default_page_row_count > p.max_page_row_count {
+        d.at(
+            "service.paging.defaultPageRowCount",
+            format!(
+                "must be between 1 and maxPageRowCount ({})",
+                p.max_page_row_count
+            ),
+        );
+    }
+}
+
+/// The placeholders each topic pattern must and may use.
+fn topics(m: &Model, d: &mut Diagnostics) {
+    let t = &m.topics;
+    let checks = [
+        ("dbEvent", &t.db_event, &["object", "change"][..]),
+        ("indexEvent", &t.index_event, &["object", "change"][..]),
+        ("routeEvent", &t.route_event, &["event"][..]),
+    ];
+    for (key, pattern, required) in checks {
+        let path = format!("topics.{key}");
+        let mut allowed = vec!["topicPrefix", "searchIndexPrefix"];
+        allowed.extend_from_slice(required);
+        let used = placeholders(pattern);
+        for p in &used {
+            if !allowed.contains(&p.as_str()) {
+                d.at(
+                    &path,
+                    format!("unknown placeholder {{{p}}}; {}", one_of(&allowed)),
+                );
+            }
+        }
+        for r in required {
+            if !used.iter().any(|u| u == r) {
+                d.at(
+                    &path,
+                    format!("pattern must contain {{{r}}}, or its topics would collide"),
+                );
+            }
+        }
+    }
+    for (key, value) in [
+        ("topicPrefix", &t.topic_prefix),
+        ("searchIndexPrefix", &t.search_index_prefix),
+    ] {
+        if value.is_empty()
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            d.at(
+                format!("topics.{key}"),
+                "a topic name part may contain only letters, digits, '-', '_' and '.'",
+            );
+        }
+    }
+    if t.partitions == 0 {
+        d.at("topics.partitions", "must be at least 1");
+    }
+    if t.replication_factor == 0 {
+        d.at("topics.replicationFactor", "must be at least 1");
+    }
+}
+
+pub fn placeholders(pattern: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = pattern;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        out.push(rest[start + 1..start + len].to_string());
+        rest = &rest[start + len + 1..];
+    }
+    out
+}
+
+fn roles(m: &Model, d: &mut Diagnostics) {
+    let r = &m.roles;
+    if r.values.is_empty() {
+        d.at("roles.values", "at least one role is needed");
+    }
+    for (i, v) in r.values.iter().enumerate() {
+        if !is_lower_camel(v) {
+            d.at(
+                format!("roles.values[{i}]"),
+                format!("role \"{v}\" must be lowerCamelCase"),
+            );
+        }
+    }
+    for (i, a) in r.admin.iter().enumerate() {
+        if !r.values.contains(a) {
+            d.at(
+                format!("roles.admin[{i}]"),
+                format!("unknown role \"{a}\"; {}", one_of(&r.values)),
+            );
+        }
+    }
+    if !r.values.contains(&r.default) {
+        d.at(
+            "roles.default",
+            format!("unknown role \"{}\"; {}", r.default, one_of(&r.values)),
+        );
+    }
+}
+
+fn decisions(m: &Model, d: &mut Diagnostics) {
+    let mut seen = BTreeSet::new();
+    for (i, dec) in m.decisions.iter().enumerate() {
+        if !seen.insert(dec.id.as_str()) {
+            d.at(
+                format!("decisions[{i}].id"),
+                format!("decision \"{}\" is listed twice", dec.id),
+            );
+        }
+    }
+}
+
+fn data_object(
+    m: &Model,
+    objects: &BTreeMap<&str, &DataObject>,
+    name: &str,
+    o: &DataObject,
+    path: &str,
+    d: &mut Diagnostics,
+) {
+    if !is_lower_camel(name) {
+        d.at_key(
+            path,
+            format!("data object name \"{name}\" must be lowerCamelCase, e.g. \"userGroup\""),
+        );
+    } else if RESERVED_MODULES.contains(&name.to_snake_case().as_str())
+        || RUST_KEYWORDS.contains(&name)
+    {
+        d.at_key(
+            path,
+            format!(
+                "\"{name}\" is reserved by the generated crate; {}",
+                avoid(RESERVED_MODULES)
+            ),
+        );
+    }
+    if !is_snake(&o.table) {
+        d.at(
+            format!("{path}.table"),
+            format!("\"{}\" is not a snake_case table name", o.table),
+        );
+    } else if SQL_RESERVED.contains(&o.table.as_str()) {
+        d.at(
+            format!("{path}.table"),
+            format!(
+                "\"{}\" is a reserved word in PostgreSQL; choose another table name, e.g. \"{}s\"",
+                o.table, o.table
+            ),
+        );
+    }
+    if o.fields.is_empty() {
+        d.at(
+            format!("{path}.fields"),
+            "a data object needs at least one field",
+        );
+    }
+    let mut columns: BTreeMap<String, String> = SYSTEM_FIELDS
+        .iter()
+        .map(|f| (f.to_snake_case(), format!("system field {f}")))
+        .collect();
+    for (fname, f) in &o.fields {
+        let fpath = format!("{path}.fields.{fname}");
+        if SYSTEM_FIELDS.contains(&fname.as_str()) {
+            d.at_key(
+                &fpath,
+                format!(
+                    "\"{fname}\" is a system field that every object has; {}",
+                    avoid(SYSTEM_FIELDS)
+                ),
+            );
+            continue;
+        }
+        if !is_lower_camel(fname) {
+            d.at_key(
+                &fpath,
+                format!("field name \"{fname}\" must be lowerCamelCase, e.g. \"groupName\""),
+            );
+            continue;
+        }
+        let snake = fname.to_snake_case();
+        if RUST_KEYWORDS.contains(&snake.as_str()) || SQL_RESERVED.contains(&snake.as_str()) {
+            d.at_key(
+                &fpath,
+                format!("\"{fname}\" is a reserved word in Rust or SQL; rename the field"),
+            );
+        }
+        if let Some(other) = columns.insert(snake.clone(), format!("field {fname}")) {
+            d.at_key(
+                &fpath,
+                format!("\"{fname}\" collides with {other} as column \"{snake}\""),
+            );
+        }
+        field(m, objects, f, &fpath, d);
+        computed(o, f, &fpath, d);
+    }
+    for (i, group) in o.unique_together.iter().enumerate() {
+        for (j, f) in group.iter().enumerate() {
+            if !o.fields.iter().any(|(n, _)| n == f) {
+                d.at(
+                    format!("{path}.uniqueTogether[{i}][{j}]"),
+                    format!("unknown field \"{f}\"; {}", one_of(&field_names(o))),
+                );
+            }
+        }
+    }
+}
+
+fn computed(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
+    use crate::model::Computed;
+    let path = format!("{path}.computed");
+    match &f.computed {
+        None => {}
+        Some(Computed::Keyword(k)) if k == "randomKey" && f.ty != "String" => {
+            d.at(
+                &path,
+                format!("randomKey fills String fields, not {}", f.ty),
+            );
+        }
+        Some(Computed::Keyword(k)) if k == "randomKey" => {}
+        Some(Computed::Keyword(k)) => {
+            d.at(&path, format!("unknown computation \"{k}\"; expected \"randomKey\" or {{ sizeOf: <Blob field> }}"));
+        }
+        Some(Computed::SizeOf { size_of }) => {
+            if f.ty != "Integer" {
+                d.at(&path, format!("sizeOf fills Integer fields, not {}", f.ty));
+            }
+            if !o.fields.iter().any(|(n, b)| n == size_of && b.ty == "Blob") {
+                d.at(
+                    &path,
+                    format!("\"{size_of}\" is not a Blob field of this object"),
+                );
+            }
+        }
+    }
+    if f.computed.is_some() && f.default.is_some() {
+        d.at(&path, "a computed field cannot also have a default");
+    }
+}
+
+fn avoid(names: &[&str]) -> String {
+    format!("avoid {}", names.join(", "))
+}
+
+pub fn field_names(o: &DataObject) -> Vec<&str> {
+    o.fields.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+fn field(
+    m: &Model,
+    objects: &BTreeMap<&str, &DataObject>,
+    f: &Field,
+    path: &str,
+    d: &mut Diagnostics,
+) {
+    let ty = f.ty.as_str();
+    if !FIELD_TYPES.contains(&ty) {
+        d.at(
+            format!("{path}.type"),
+            format!("unknown type \"{ty}\"; {}", one_of(FIELD_TYPES)),
+        );
+        return;
+    }
+    let textual = matches!(ty, "String" | "Text");
+    if let Some(bits) = f.bits {
+        if ty != "Integer" {
+            d.at(
+                format!("{path}.bits"),
+                format!("bits applies to Integer fields only, not {ty}"),
+            );
+        } else if bits != 32 && bits != 64 {
+            d.at(
+                format!("{path}.bits"),
+                format!("unsupported width {bits}; expected 32 or 64"),
+            );
+        }
+    }
+    if (f.min_length.is_some() || f.max_length.is_some()) && !textual {
+        let key = if f.min_length.is_some() {
+            "minLength"
+        } else {
+            "maxLength"
+        };
+        d.at(
+            format!("{path}.{key}"),
+            format!("{key} applies to String and Text fields only, not {ty}"),
+        );
+    }
+    if let (Some(min), Some(max)) = (f.min_length, f.max_length) {
+        if min > max {
+            d.at(
+                format!("{path}.minLength"),
+                format!("minLength {min} is greater than maxLength {max}"),
+            );
+        }
+    }
+    if f.max_length == Some(0) {
+        d.at(format!("{path}.maxLength"), "maxLength must be at least 1");
+    }
+    if let Some(format) = &f.format {
+        if !FORMATS.contains(&format.as_str()) {
+            d.at(
+                format!("{path}.format"),
+                format!("unknown format \"{format}\"; {}", one_of(FORMATS)),
+            );
+        } else if ty != "String" {
+            d.at(
+                format!("{path}.format"),
+                format!("format applies to String fields only, not {ty}"),
+            );
+        }
+    }
+    if !f.allowed_values.is_empty() && ty != "String" {
+        d.at(
+            format!("{path}.allowedValues"),
+            format!("allowedValues applies to String fields only, not {ty}"),
+        );
+    }
+    if let Some(hash) = &f.hash {
+        if !HASHES.contains(&hash.as_str()) {
+            d.at(
+                format!("{path}.hash"),
+                format!("unknown hash \"{hash}\"; {}", one_of(HASHES)),
+            );
+        } else if ty != "String" || !f.secret {
+            d.at(
+                format!("{path}.hash"),
+                "hash applies to secret String fields only; add `secret: true`",
+            );
+        }
+    }
+    if f.secret {
+        for (flag, on) in [
+            ("filterable", f.filterable),
+            ("searchable", f.searchable),
+            ("sortable", f.sortable),
+            ("public", f.public),
+            ("unique", f.unique),
+        ] {
+            if on {
+                d.at(
+                    format!("{path}.{flag}"),
+                    format!("a secret field cannot be {flag}: it never leaves the service"),
+                );
+            }
+        }
+    }
+    if matches!(ty, "Blob" | "Object") {
+        for (flag, on) in [
+            ("filterable", f.filterable),
+            ("sortable", f.sortable),
+            ("unique", f.unique),
+        ] {
+            if on {
+                d.at(
+                    format!("{path}.{flag}"),
+                    format!("a {ty} field cannot be {flag}"),
+                );
+            }
+        }
+    }
+    if f.searchable && !textual {
+        d.at(
+            format!("{path}.searchable"),
+            format!("only String and Text fields are searchable, not {ty}"),
+        );
+    }
+    if let Some(target) = &f.references {
+        if ty != "ID" {
+            d.at(
+                format!("{path}.references"),
+                format!("a reference must be of type ID, not {ty}"),
+            );
+        }
+        if !objects.contains_key(target.as_str()) {
+            let names: Vec<&str> = objects.keys().copied().collect();
+            d.at(
+                format!("{path}.references"),
+                format!("unknown data object \"{target}\"; {}", one_of(&names)),
+            );
+        }
+    }
+    if let Some(default) = &f.default {
+        default_value(m, f, default, &format!("{path}.default"), d);
+    }
+    if !f.allowed_values.is_empty() {
+        let mut seen = BTreeSet::new();
+        for (i, v) in f.allowed_values.iter().enumerate() {
+            if !seen.insert(v) {
+                d.at(
+                    format!("{path}.allowedValues[{i}]"),
+                    format!("\"{v}\" is listed twice"),
+                );
+            }
+        }
+    }
+}
+
+fn default_value(_m: &Model, f: &Field, v: &serde_yaml::Value, path: &str, d: &mut Diagnostics) {
+    use serde_yaml::Value;
+    let ok = match (f.ty.as_str(), v) {
+        ("Boolean", Value::Bool(_)) => true,
+        ("Integer", Value::Number(n)) => n.as_i64().is_some(),
+        ("String" | "Text", Value::String(s)) => {
+            if !f.allowed_values.is_empty() && !f.allowed_values.contains(s) {
+                d.at(
+                    path,
+                    format!(
+                        "default \"{s}\" is not an allowed value; {}",
+                        one_of(&f.allowed_values)
+                    ),
+                );
+            }
+            if let Some(max) = f.max_length {
+                if s.chars().count() > max as usize {
+                    d.at(path, format!("default is longer than maxLength {max}"));
+                }
+            }
+            true
+        }
+        _ => false,
+    };
+    if !ok {
+        d.at(
+            path,
+            format!(
+                "a default for a {} field must be a {}",
+                f.ty,
+                match f.ty.as_str() {
+                    "Boolean" => "boolean (true or false)",
+                    "Integer" => "whole number",
+                    "String" | "Text" => "string",
+                    _ => "value of a type that has defaults (Boolean, Integer, String, Text)",
+                }
+            ),
+        );
+    }
+}
+
+fn routes(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics) {
+    let mut endpoints: BTreeMap<(String, String), &str> = BTreeMap::new();
+    let mut events: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut handlers: BTreeMap<String, &str> = BTreeMap::new();
+    let mut singletons: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, r) in &m.routes {
+        let path = format!("routes.{name}");
+        if !is_lower_camel(name) {
+            d.at_key(
+                &path,
+                format!("route name \"{name}\" must be lowerCamelCase, e.g. \"getUser\""),
+            );
+        } else if let Some(other) = handlers.insert(name.to_snake_case(), name) {
+            d.at_key(
+                &path,
+                format!("route name collides with \"{other}\" after case conversion"),
+            );
+        }
+        route(m, objects, name, r, &path, d);
+        let norm = normalize_path(&r.path);
+        if let Some(other) = endpoints.insert((r.method.clone(), norm), name) {
+            d.at(
+                format!("{path}.path"),
+                format!(
+                    "{} {} is already served by route \"{other}\"",
+                    r.method, r.path
+                ),
+            );
+        }
+        if let Some(event) = &r.event {
+            if let Some(other) = events.insert(event, name) {
+                d.at(format!("{path}.event"), format!("event \"{event}\" is already published by route \"{other}\"; each route needs its own topic"));
+            }
+        }
+        if AUTH_ACTIONS.contains(&r.action.as_str()) {
+            if let Some(other) = singletons.insert(r.action.as_str(), name) {
+                d.at(
+                    format!("{path}.action"),
+                    format!(
+                        "action \"{}\" is already taken by route \"{other}\"",
+                        r.action
+                    ),
+                );
+            }
+        }
+    }
+    // Route topics must not shadow database or index topics.
+    let derived = crate::plan::object_topics(m);
+    for (name, r) in &m.routes {
+        if let Some(event) = &r.event {
+            let topic = crate::plan::route_topic(m, event);
+            if derived.contains(&topic) {
+                d.at(
+                    format!("routes.{name}.event"),
+                    format!("topic \"{topic}\" is also a database or index event topic"),
+                );
+            }
+        }
+    }
+}
+
+/// `/users/{id}` and `/users/{userId}` are the same endpoint.
+fn normalize_path(p: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in p.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                out.push_str("{}");
+            }
+            '}' => depth -= 1,
+            _ if depth > 0 => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn route(
+    m: &Model,
+    objects: &BTreeMap<&str, &DataObject>,
+    name: &str,
+    r: &Route,
+    path: &str,
+    d: &mut Diagnostics,
+) {
+    let action = r.action.as_str();
+    let crud = CRUD_ACTIONS.contains(&action);
+    if !crud && !AUTH_ACTIONS.contains(&action) {
+        let mut all = CRUD_ACTIONS.to_vec();
+        all.extend_from_slice(AUTH_ACTIONS);
+        d.at(
+            format!("{path}.action"),
+            format!("unknown action \"{action}\"; {}", one_of(&all)),
+        );
+        return;
+    }
+    if !METHODS.contains(&r.method.as_str()) {
+        d.at(
+            format!("{path}.method"),
+            format!("unknown method \"{}\"; {}", r.method, one_of(METHODS)),
+        );
+    } else {
+        let expected: &[&str] = match action {
+            "get" | "list" | "currentUser" | "publicKeys" => &["GET"],
+            "create" | "login" | "refresh" | "logout" => &["POST"],
+            "update" => &["PATCH", "PUT"],
+            "delete" => &["DELETE"],
+            _ => &[],
+        };
+        if !expected.contains(&r.method.as_str()) {
+            d.at(
+                format!("{path}.method"),
+                format!(
+                    "a {action} route is served with {}, not {}",
+                    expected.join(" or "),
+                    r.method
+                ),
+            );
+        }
+    }
+    if !r.path.starts_with('/')
+        || r.path.contains("//")
+        || (r.path.len() > 1 && r.path.ends_with('/'))
+    {
+        d.at(
+            format!("{path}.path"),
+            format!(
+                "\"{}\" is not a route path; expected e.g. \"/users/{{id}}\"",
+                r.path
+            ),
+        );
+    }
+    let params = placeholders(&r.path);
+    let needs_id = matches!(action, "get" | "update" | "delete");
+    if needs_id && params != ["id"] {
+        d.at(format!("{path}.path"), format!("a {action} route addresses one row: its path must have exactly one parameter, {{id}}"));
+    } else if !needs_id && !params.is_empty() {
+        d.at(
+            format!("{path}.path"),
+            format!("a {action} route takes no path parameters"),
+        );
+    }
+    match &r.auth {
+        Auth::Keyword(k) if !AUTH_KEYWORDS.contains(&k.as_str()) => {
+            d.at(
+                format!("{path}.auth"),
+                format!(
+                    "unknown auth rule \"{k}\"; {}, or a rule {{ roles: [...], owner: true }}",
+                    one_of(AUTH_KEYWORDS)
+                ),
+            );
+        }
+        Auth::Rule(rule) => {
+            if rule.roles.is_empty() && !rule.owner {
+                d.at(
+                    format!("{path}.auth"),
+                    "this rule lets nobody in; name roles, set owner: true, or use `login`",
+                );
+            }
+            for (i, role) in rule.roles.iter().enumerate() {
+                if !m.roles.values.contains(role) {
+                    d.at(
+                        format!("{path}.auth.roles[{i}]"),
+                        format!("unknown role \"{role}\"; {}", one_of(&m.roles.values)),
+                    );
+                }
+            }
+            if rule.owner && !matches!(action, "get" | "update" | "delete") {
+                d.at(format!("{path}.auth.owner"), format!("owner applies to routes that address one row (get, update, delete), not {action}"));
+            }
+        }
+        _ => {}
+    }
+    if !crud {
+        if r.object.is_some() {
+            d.at(
+                format!("{path}.object"),
+                format!("a {action} route works on sessions and names no data object"),
+            );
+        }
+        for (key, set) in [
+            ("fields", !r.fields.is_empty()),
+            ("include", !r.include.is_empty()),
+            ("search", r.search),
+            ("view", r.view.is_some()),
+        ] {
+            if set {
+                d.at(
+                    format!("{path}.{key}"),
+                    format!("{key} does not apply to a {action} route"),
+                );
+            }
+        }
+        return;
+    }
+    match &r.event {
+        None => d.at_key(
+            path,
+            "a data route needs an `event`: the route event it publishes",
+        ),
+        Some(e) if !is_kebab(e) => d.at(
+            format!("{path}.event"),
+            format!("event \"{e}\" must be kebab-case, e.g. \"user-created\""),
+        ),
+        _ => {}
+    }
+    let Some(object_name) = &r.object else {
+        d.at_key(
+            path,
+            format!("a {action} route needs an `object`: the data object it works on"),
+        );
+        return;
+    };
+    let Some(object) = objects.get(object_name.as_str()) else {
+        let names: Vec<&str> = objects.keys().copied().collect();
+        d.at(
+            format!("{path}.object"),
+            format!("unknown data object \"{object_name}\"; {}", one_of(&names)),
+        );
+        return;
+    };
+    let names = field_names(object);
+    let writes = matches!(action, "create" | "update");
+    if !writes && !r.fields.is_empty() {
+        d.at(format!("{path}.fields"), format!("fields lists what a create or update route accepts; a {action} route accepts no body"));
+    }
+    if action == "update" && r.fields.is_empty() {
+        d.at_key(
+            path,
+            "an update route needs `fields`: the fields it may change",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, f) in r.fields.iter().enumerate() {
+        if !names.contains(&f.as_str()) {
+            d.at(
+                format!("{path}.fields[{i}]"),
+                format!("unknown field \"{f}\" of {object_name}; {}", one_of(&names)),
+            );
+        } else if object
+            .fields
+            .iter()
+            .any(|(n, fd)| n == f && fd.computed.is_some())
+        {
+            d.at(
+                format!("{path}.fields[{i}]"),
+                format!("\"{f}\" is computed by the service and cannot be accepted from a client"),
+            );
+        } else if !seen.insert(f) {
+            d.at(
+                format!("{path}.fields[{i}]"),
+                format!("\"{f}\" is listed twice"),
+            );
+        }
+    }
+    if action == "create" {
+        for (fname, f) in &object.fields {
+            if f.required
+                && f.default.is_none()
+                && f.computed.is_none()
+                && !r.fields.contains(fname)
+            {
+                d.at(format!("{path}.fields"), format!("required field \"{fname}\" has no default and is not accepted, so no row could be created; add it to fields"));
+            }
+        }
+    }
+    if r.search && action != "list" {
+        d.at(
+            format!("{path}.search"),
+            format!("search applies to list routes, not {action}"),
+        );
+    }
+    if r.search && !object.fields.iter().any(|(_, f)| f.searchable) {
+        d.at(
+            format!("{path}.search"),
+            format!("{object_name} has no searchable field to search"),
+        );
+    }
+    if let Some(view) = &r.view {
+        if !VIEWS.contains(&view.as_str()) {
+            d.at(
+                format!("{path}.view"),
+                format!("unknown view \"{view}\"; {}", one_of(VIEWS)),
+            );
+        } else if action != "get" {
+            d.at(
+                format!("{path}.view"),
+                format!("view applies to get routes, not {action}"),
+            );
+        } else if !object.fields.iter().any(|(_, f)| f.public) {
+            d.at(
+                format!("{path}.view"),
+                format!("{object_name} has no field marked public"),
+            );
+        }
+    }
+    if !r.include.is_empty() && action != "list" {
+        d.at(
+            format!("{path}.include"),
+            format!("include applies to list routes, not {action}"),
+        );
+    }
+    for (iname, inc) in &r.include {
+        let ipath = format!("{path}.include.{iname}");
+        let via = object.fields.iter().find(|(n, _)| *n == inc.via);
+        let Some(target) = via.and_then(|(_, f)| f.references.as_deref()) else {
+            d.at(
+                format!("{ipath}.via"),
+                format!("\"{}\" is not a reference field of {object_name}", inc.via),
+            );
+            continue;
+        };
+        if names.contains(&iname.as_str()) {
+            d.at_key(
+                &ipath,
+                format!("\"{iname}\" is already a field of {object_name}"),
+            );
+        }
+        if let Some(t) = objects.get(target) {
+            let tnames = field_names(t);
+            for (i, f) in inc.fields.iter().enumerate() {
+                match t.fields.iter().find(|(n, _)| n == f) {
+                    None => d.at(
+                        format!("{ipath}.fields[{i}]"),
+                        format!("unknown field \"{f}\" of {target}; {}", one_of(&tnames)),
+                    ),
+                    Some((_, tf)) if tf.secret || tf.ty == "Blob" => d.at(
+                        format!("{ipath}.fields[{i}]"),
+                        format!("\"{f}\" is a secret or blob field and is never sent"),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let _ = name;
+}

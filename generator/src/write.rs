@@ -1,0 +1,96 @@
+//! Write: the only step that touches the output directory.
+//!
+//! Writes only files whose bytes changed, removes generated files that the
+//! model no longer produces, and in check mode reports what is stale.
+
+use crate::format::{GeneratedFile, MARKER};
+use anyhow::{Context, Result};
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub written: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+}
+
+/// Differences between `dir` and the files the model produces.
+#[derive(Debug, Default)]
+pub struct Staleness {
+    pub differing: Vec<String>,
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+}
+
+impl Staleness {
+    pub fn is_clean(&self) -> bool {
+        self.differing.is_empty() && self.missing.is_empty() && self.extra.is_empty()
+    }
+}
+
+pub fn write(dir: &Path, files: &[GeneratedFile]) -> Result<Report> {
+    let mut report = Report::default();
+    for f in files {
+        let path = dir.join(&f.path);
+        if fs::read(&path).ok().as_deref() == Some(f.contents.as_bytes()) {
+            report.unchanged += 1;
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        fs::write(&path, &f.contents).with_context(|| format!("writing {}", path.display()))?;
+        report.written.push(f.path.clone());
+    }
+    for extra in orphans(dir, files)? {
+        fs::remove_file(dir.join(&extra)).with_context(|| format!("removing {extra}"))?;
+        report.removed.push(extra);
+    }
+    Ok(report)
+}
+
+pub fn check(dir: &Path, files: &[GeneratedFile]) -> Result<Staleness> {
+    let mut s = Staleness::default();
+    for f in files {
+        match fs::read(dir.join(&f.path)) {
+            Ok(bytes) if bytes == f.contents.as_bytes() => {}
+            Ok(_) => s.differing.push(f.path.clone()),
+            Err(_) => s.missing.push(f.path.clone()),
+        }
+    }
+    s.extra = orphans(dir, files)?;
+    Ok(s)
+}
+
+/// Generated files (carrying the marker) in `dir` that `files` does not contain.
+fn orphans(dir: &Path, files: &[GeneratedFile]) -> Result<Vec<String>> {
+    let wanted: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let rel = path.strip_prefix(dir)?.to_string_lossy().replace('\\', "/");
+            if path.is_dir() {
+                if rel != "target" && !rel.starts_with('.') {
+                    stack.push(path);
+                }
+            } else if !wanted.contains(rel.as_str()) && is_generated(&path) {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_generated(path: &Path) -> bool {
+    fs::read_to_string(path)
+        .map(|text| text.lines().next().is_some_and(|l| l.contains(MARKER)))
+        .unwrap_or(false)
+}
