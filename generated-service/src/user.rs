@@ -232,6 +232,17 @@ async fn update_user(
     ApiJson(input): ApiJson<UpdateUserInput>,
 ) -> Result<Reply<User>, ApiError> {
     let mut v = Validator::default();
+    if input.fullname.is_absent()
+        && input.avatar.is_absent()
+        && input.email_verified.is_absent()
+        && input.preferred_language.is_absent()
+        && input.bio.is_absent()
+    {
+        v.error(
+            "body",
+            "names no field to change; accepted: fullname, avatar, emailVerified, preferredLanguage, bio",
+        );
+    }
     let fullname = v.patch_required("fullname", input.fullname);
     v.text("fullname", fullname.as_deref(), &rules::FULLNAME);
     let avatar = v.patch_nullable(input.avatar);
@@ -250,17 +261,6 @@ async fn update_user(
     let bio = v.patch_nullable(input.bio);
     v.text("bio", bio.as_ref().and_then(|x| x.as_deref()), &rules::BIO);
     let expected = v.version(input.record_version, if_match);
-    if fullname.is_none()
-        && avatar.is_none()
-        && email_verified.is_none()
-        && preferred_language.is_none()
-        && bio.is_none()
-    {
-        v.error(
-            "body",
-            "names no field to change; accepted: fullname, avatar, emailVerified, preferredLanguage, bio",
-        );
-    }
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
@@ -327,6 +327,16 @@ async fn update_profile(
     ApiJson(input): ApiJson<UpdateProfileInput>,
 ) -> Result<Reply<User>, ApiError> {
     let mut v = Validator::default();
+    if input.fullname.is_absent()
+        && input.avatar.is_absent()
+        && input.preferred_language.is_absent()
+        && input.bio.is_absent()
+    {
+        v.error(
+            "body",
+            "names no field to change; accepted: fullname, avatar, preferredLanguage, bio",
+        );
+    }
     let fullname = v.patch_required("fullname", input.fullname);
     v.text("fullname", fullname.as_deref(), &rules::FULLNAME);
     let avatar = v.patch_nullable(input.avatar);
@@ -344,12 +354,6 @@ async fn update_profile(
     let bio = v.patch_nullable(input.bio);
     v.text("bio", bio.as_ref().and_then(|x| x.as_deref()), &rules::BIO);
     let expected = v.version(input.record_version, if_match);
-    if fullname.is_none() && avatar.is_none() && preferred_language.is_none() && bio.is_none() {
-        v.error(
-            "body",
-            "names no field to change; accepted: fullname, avatar, preferredLanguage, bio",
-        );
-    }
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
@@ -790,12 +794,12 @@ async fn update_user_role(
     ApiJson(input): ApiJson<UpdateUserRoleInput>,
 ) -> Result<Reply<User>, ApiError> {
     let mut v = Validator::default();
+    if input.role_id.is_absent() {
+        v.error("body", "names no field to change; accepted: roleId");
+    }
     let role_id = v.patch_required("roleId", input.role_id);
     v.text("roleId", role_id.as_deref(), &rules::ROLE_ID);
     let expected = v.version(input.record_version, if_match);
-    if role_id.is_none() {
-        v.error("body", "names no field to change; accepted: roleId");
-    }
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
@@ -844,12 +848,12 @@ async fn update_user_password(
     ApiJson(input): ApiJson<UpdateUserPasswordInput>,
 ) -> Result<Reply<User>, ApiError> {
     let mut v = Validator::default();
+    if input.password.is_absent() {
+        v.error("body", "names no field to change; accepted: password");
+    }
     let password = v.patch_required("password", input.password);
     v.text("password", password.as_deref(), &rules::PASSWORD);
     let expected = v.version(input.record_version, if_match);
-    if password.is_none() {
-        v.error("body", "names no field to change; accepted: password");
-    }
     v.finish()?;
     let password = match password {
         Some(secret) => Some(validation::hash_secret(secret).await?),
@@ -902,12 +906,12 @@ async fn update_user_password_by_admin(
     ApiJson(input): ApiJson<UpdateUserPasswordByAdminInput>,
 ) -> Result<Reply<User>, ApiError> {
     let mut v = Validator::default();
+    if input.password.is_absent() {
+        v.error("body", "names no field to change; accepted: password");
+    }
     let password = v.patch_required("password", input.password);
     v.text("password", password.as_deref(), &rules::PASSWORD);
     let expected = v.version(input.record_version, if_match);
-    if password.is_none() {
-        v.error("body", "names no field to change; accepted: password");
-    }
     v.finish()?;
     let password = match password {
         Some(secret) => Some(validation::hash_secret(secret).await?),

@@ -193,6 +193,12 @@ async fn update_user_group(
     ApiJson(input): ApiJson<UpdateUserGroupInput>,
 ) -> Result<Reply<UserGroup>, ApiError> {
     let mut v = Validator::default();
+    if input.group_name.is_absent() && input.avatar.is_absent() {
+        v.error(
+            "body",
+            "names no field to change; accepted: groupName, avatar",
+        );
+    }
     let group_name = v.patch_required("groupName", input.group_name);
     v.text("groupName", group_name.as_deref(), &rules::GROUP_NAME);
     let avatar = v.patch_nullable(input.avatar);
@@ -202,12 +208,6 @@ async fn update_user_group(
         &rules::AVATAR,
     );
     let expected = v.version(input.record_version, if_match);
-    if group_name.is_none() && avatar.is_none() {
-        v.error(
-            "body",
-            "names no field to change; accepted: groupName, avatar",
-        );
-    }
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;

@@ -1093,7 +1093,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     let path = format!("{}{}", m.service.api_base, r.path);
     let nothing_to_change = inputs
         .iter()
-        .map(|f| format!("{}.is_none()", f.ident))
+        .map(|f| format!("input.{}.is_absent()", f.ident))
         .collect::<Vec<_>>()
         .join(" && ");
     RoutePlan {
