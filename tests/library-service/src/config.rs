@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-/// The service's settings; `Debug` never prints the database password.
+/// The service's settings; `Debug` never prints the database credentials.
 #[derive(Clone)]
 pub struct Config {
     /// `DATABASE_URL` (required).

@@ -19,7 +19,7 @@ use uuid::Uuid;
 /// What a route reports about itself in every answer.
 #[derive(Debug)]
 pub struct RouteInfo {
-    /// The model's operation name, e.g. `getUser`.
+    /// The model's operation name, e.g. `getOrder`.
     pub name: &'static str,
     pub data_name: &'static str,
     pub method: &'static str,
