@@ -7,8 +7,20 @@ use tests::{auth_service, error_fields, expect, Running};
 
 /// Keys the seed's envelope shows on every successful answer.
 const ENVELOPE_KEYS: &[&str] = &[
-    "status", "statusCode", "elapsedMs", "ssoTime", "source", "cacheKey", "userId", "sessionId", "requestId",
-    "dataName", "method", "action", "appVersion", "rowCount",
+    "status",
+    "statusCode",
+    "elapsedMs",
+    "ssoTime",
+    "source",
+    "cacheKey",
+    "userId",
+    "sessionId",
+    "requestId",
+    "dataName",
+    "method",
+    "action",
+    "appVersion",
+    "rowCount",
 ];
 
 fn assert_envelope(body: &Value, data_name: &str, method: &str, action: &str, status: &str) {
@@ -27,7 +39,11 @@ fn assert_envelope(body: &Value, data_name: &str, method: &str, action: &str, st
 async fn create_user(svc: &Running, email: &str, fullname: &str) -> Value {
     let body = expect(
         StatusCode::CREATED,
-        &svc.post("/v1/users", json!({ "email": email, "password": "correct horse", "fullname": fullname })).await,
+        &svc.post(
+            "/v1/users",
+            json!({ "email": email, "password": "correct horse", "fullname": fullname }),
+        )
+        .await,
     );
     body["user"].clone()
 }
@@ -46,43 +62,75 @@ async fn user_routes_round_trip_in_the_envelope() {
     assert_envelope(&created, "user", "POST", "create", "201");
     let user = &created["user"];
     let id = user["id"].as_str().unwrap().to_string();
-    assert_eq!(user["email"], "ann@example.com", "emails are trimmed and lower-cased");
+    assert_eq!(
+        user["email"], "ann@example.com",
+        "emails are trimmed and lower-cased"
+    );
     assert_eq!(user["roleId"], "user", "the model's default role");
     assert_eq!(user["preferredLanguage"], "en");
     assert_eq!(user["recordVersion"], 1);
     assert_eq!(user["_owner"], user["id"], "a user owns its own record");
-    assert!(user.get("password").is_none(), "the secret never leaves the service: {user}");
+    assert!(
+        user.get("password").is_none(),
+        "the secret never leaves the service: {user}"
+    );
     let stored: (String,) = sqlx::query_as("SELECT password FROM users WHERE id = $1::uuid")
         .bind(&id)
         .fetch_one(&mut db.connect().await)
         .await
         .unwrap();
-    assert!(stored.0.starts_with("$argon2id$"), "stored as an argon2id hash");
+    assert!(
+        stored.0.starts_with("$argon2id$"),
+        "stored as an argon2id hash"
+    );
 
     let got = expect(StatusCode::OK, &svc.get(&format!("/v1/users/{id}")).await);
     assert_envelope(&got, "user", "GET", "get", "200");
     assert_eq!(got["rowCount"], 1);
     assert_eq!(got["user"]["email"], "ann@example.com");
 
-    let updated = expect(StatusCode::OK, &svc.patch(&format!("/v1/users/{id}"), json!({ "fullname": "Ann L." })).await);
+    let updated = expect(
+        StatusCode::OK,
+        &svc.patch(&format!("/v1/users/{id}"), json!({ "fullname": "Ann L." }))
+            .await,
+    );
     assert_envelope(&updated, "user", "PATCH", "update", "200");
     assert_eq!(updated["user"]["fullname"], "Ann L.");
     assert_eq!(updated["user"]["recordVersion"], 2);
 
     let profile = expect(
         StatusCode::OK,
-        &svc.patch(&format!("/v1/users/{id}/profile"), json!({ "bio": null, "avatar": "https://x/a.png" })).await,
+        &svc.patch(
+            &format!("/v1/users/{id}/profile"),
+            json!({ "bio": null, "avatar": "https://x/a.png" }),
+        )
+        .await,
     );
-    assert_eq!(profile["user"]["bio"], Value::Null, "null clears a nullable field");
+    assert_eq!(
+        profile["user"]["bio"],
+        Value::Null,
+        "null clears a nullable field"
+    );
     assert_eq!(profile["user"]["avatar"], "https://x/a.png");
     assert_eq!(profile["user"]["recordVersion"], 3);
 
-    let role = expect(StatusCode::OK, &svc.patch(&format!("/v1/users/{id}/role"), json!({ "roleId": "admin" })).await);
+    let role = expect(
+        StatusCode::OK,
+        &svc.patch(
+            &format!("/v1/users/{id}/role"),
+            json!({ "roleId": "admin" }),
+        )
+        .await,
+    );
     assert_eq!(role["user"]["roleId"], "admin");
 
     let pw = expect(
         StatusCode::OK,
-        &svc.patch(&format!("/v1/users/{id}/password"), json!({ "password": "a new secret" })).await,
+        &svc.patch(
+            &format!("/v1/users/{id}/password"),
+            json!({ "password": "a new secret" }),
+        )
+        .await,
     );
     assert!(pw["user"].get("password").is_none());
     let after: (String,) = sqlx::query_as("SELECT password FROM users WHERE id = $1::uuid")
@@ -94,24 +142,56 @@ async fn user_routes_round_trip_in_the_envelope() {
     assert!(after.0.starts_with("$argon2id$"));
     expect(
         StatusCode::OK,
-        &svc.patch(&format!("/v1/users/{id}/password-by-admin"), json!({ "password": "admin chosen" })).await,
+        &svc.patch(
+            &format!("/v1/users/{id}/password-by-admin"),
+            json!({ "password": "admin chosen" }),
+        )
+        .await,
     );
 
-    let brief = expect(StatusCode::OK, &svc.get(&format!("/v1/users/{id}/brief")).await);
+    let brief = expect(
+        StatusCode::OK,
+        &svc.get(&format!("/v1/users/{id}/brief")).await,
+    );
     assert_envelope(&brief, "user", "GET", "get", "200");
-    let mut keys: Vec<&str> = brief["user"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = brief["user"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["avatar", "fullname", "id", "isActive"], "only public fields");
+    assert_eq!(
+        keys,
+        ["avatar", "fullname", "id", "isActive"],
+        "only public fields"
+    );
 
-    let deleted = expect(StatusCode::OK, &svc.delete(&format!("/v1/users/{id}")).await);
+    let deleted = expect(
+        StatusCode::OK,
+        &svc.delete(&format!("/v1/users/{id}")).await,
+    );
     assert_envelope(&deleted, "user", "DELETE", "delete", "200");
     assert_eq!(deleted["user"]["isActive"], false);
-    let gone = expect(StatusCode::NOT_FOUND, &svc.get(&format!("/v1/users/{id}")).await);
+    let gone = expect(
+        StatusCode::NOT_FOUND,
+        &svc.get(&format!("/v1/users/{id}")).await,
+    );
     assert_eq!(gone["status"], "ERR");
     assert_eq!(gone["errCode"], "NOT_FOUND");
-    expect(StatusCode::NOT_FOUND, &svc.get(&format!("/v1/users/{id}/brief")).await);
-    expect(StatusCode::NOT_FOUND, &svc.patch(&format!("/v1/users/{id}"), json!({ "fullname": "x" })).await);
-    expect(StatusCode::NOT_FOUND, &svc.delete(&format!("/v1/users/{id}")).await);
+    expect(
+        StatusCode::NOT_FOUND,
+        &svc.get(&format!("/v1/users/{id}/brief")).await,
+    );
+    expect(
+        StatusCode::NOT_FOUND,
+        &svc.patch(&format!("/v1/users/{id}"), json!({ "fullname": "x" }))
+            .await,
+    );
+    expect(
+        StatusCode::NOT_FOUND,
+        &svc.delete(&format!("/v1/users/{id}")).await,
+    );
     let listed = expect(StatusCode::OK, &svc.get("/v1/users").await);
     assert_eq!(listed["users"], json!([]), "soft-deleted rows are hidden");
     assert_eq!(db.count("users").await, 1, "soft delete keeps the row");
@@ -125,7 +205,11 @@ async fn archive_profile_and_register() {
     let (svc, _db) = auth_service().await;
     let reg = expect(
         StatusCode::CREATED,
-        &svc.post("/v1/register", json!({ "email": "reg@x.io", "password": "long enough", "fullname": "Reg" })).await,
+        &svc.post(
+            "/v1/register",
+            json!({ "email": "reg@x.io", "password": "long enough", "fullname": "Reg" }),
+        )
+        .await,
     );
     assert_envelope(&reg, "user", "POST", "create", "201");
     assert_eq!(reg["user"]["roleId"], "user");
@@ -137,12 +221,22 @@ async fn archive_profile_and_register() {
         )
         .await,
     );
-    assert_eq!(error_fields(&forbidden_field), ["roleId"], "registration cannot choose a role");
+    assert_eq!(
+        error_fields(&forbidden_field),
+        ["roleId"],
+        "registration cannot choose a role"
+    );
     let id = reg["user"]["id"].as_str().unwrap();
-    let archived = expect(StatusCode::OK, &svc.delete(&format!("/v1/users/{id}/profile")).await);
+    let archived = expect(
+        StatusCode::OK,
+        &svc.delete(&format!("/v1/users/{id}/profile")).await,
+    );
     assert_envelope(&archived, "user", "DELETE", "delete", "200");
     assert_eq!(archived["user"]["isActive"], false);
-    expect(StatusCode::NOT_FOUND, &svc.get(&format!("/v1/users/{id}")).await);
+    expect(
+        StatusCode::NOT_FOUND,
+        &svc.get(&format!("/v1/users/{id}")).await,
+    );
 }
 
 #[tokio::test]
@@ -159,16 +253,28 @@ async fn every_validation_failure_is_a_400_naming_its_fields() {
     assert!(all["requestId"].is_string());
     let mut fields = error_fields(&all);
     fields.sort();
-    assert_eq!(fields, ["bio", "email", "fullname", "password", "roleId"], "{all}");
+    assert_eq!(
+        fields,
+        ["bio", "email", "fullname", "password", "roleId"],
+        "{all}"
+    );
 
     let unknown = expect(
         StatusCode::BAD_REQUEST,
-        &svc.post("/v1/users", json!({ "email": "a@b.co", "password": "12345678", "fullname": "A", "nickname": "x" })).await,
+        &svc.post(
+            "/v1/users",
+            json!({ "email": "a@b.co", "password": "12345678", "fullname": "A", "nickname": "x" }),
+        )
+        .await,
     );
     assert_eq!(error_fields(&unknown), ["nickname"]);
     let wrong_type = expect(
         StatusCode::BAD_REQUEST,
-        &svc.post("/v1/users", json!({ "email": 5, "password": "12345678", "fullname": "A" })).await,
+        &svc.post(
+            "/v1/users",
+            json!({ "email": 5, "password": "12345678", "fullname": "A" }),
+        )
+        .await,
     );
     assert_eq!(error_fields(&wrong_type), ["email"]);
     let bad_bool = expect(
@@ -179,7 +285,12 @@ async fn every_validation_failure_is_a_400_naming_its_fields() {
     assert_eq!(error_fields(&bad_bool), ["emailVerified"]);
 
     let (status, body) = svc
-        .call(Method::POST, "/v1/users", None, &[("content-type", "application/json")])
+        .call(
+            Method::POST,
+            "/v1/users",
+            None,
+            &[("content-type", "application/json")],
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let malformed = svc
@@ -191,41 +302,83 @@ async fn every_validation_failure_is_a_400_naming_its_fields() {
         .await
         .unwrap();
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
-    let text = svc.client.post(format!("{}/v1/users", svc.base)).body("email=a").send().await.unwrap();
-    assert_eq!(text.status(), StatusCode::BAD_REQUEST, "a body that is not JSON");
+    let text = svc
+        .client
+        .post(format!("{}/v1/users", svc.base))
+        .body("email=a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        text.status(),
+        StatusCode::BAD_REQUEST,
+        "a body that is not JSON"
+    );
 
-    let bad_id = expect(StatusCode::BAD_REQUEST, &svc.get("/v1/users/not-a-uuid").await);
+    let bad_id = expect(
+        StatusCode::BAD_REQUEST,
+        &svc.get("/v1/users/not-a-uuid").await,
+    );
     assert_eq!(bad_id["status"], "ERR");
 
     let user = create_user(&svc, "val@x.io", "Val").await;
     let id = user["id"].as_str().unwrap();
-    let null_required = expect(StatusCode::BAD_REQUEST, &svc.patch(&format!("/v1/users/{id}"), json!({ "fullname": null })).await);
+    let null_required = expect(
+        StatusCode::BAD_REQUEST,
+        &svc.patch(&format!("/v1/users/{id}"), json!({ "fullname": null }))
+            .await,
+    );
     assert_eq!(error_fields(&null_required), ["fullname"]);
-    let empty = expect(StatusCode::BAD_REQUEST, &svc.patch(&format!("/v1/users/{id}"), json!({})).await);
+    let empty = expect(
+        StatusCode::BAD_REQUEST,
+        &svc.patch(&format!("/v1/users/{id}"), json!({})).await,
+    );
     assert_eq!(error_fields(&empty), ["body"]);
     let not_allowed_here = expect(
         StatusCode::BAD_REQUEST,
-        &svc.patch(&format!("/v1/users/{id}/profile"), json!({ "roleId": "admin" })).await,
+        &svc.patch(
+            &format!("/v1/users/{id}/profile"),
+            json!({ "roleId": "admin" }),
+        )
+        .await,
     );
-    assert_eq!(error_fields(&not_allowed_here), ["roleId"], "updateProfile accepts profile fields only");
-    let bad_role = expect(StatusCode::BAD_REQUEST, &svc.patch(&format!("/v1/users/{id}/role"), json!({ "roleId": "god" })).await);
+    assert_eq!(
+        error_fields(&not_allowed_here),
+        ["roleId"],
+        "updateProfile accepts profile fields only"
+    );
+    let bad_role = expect(
+        StatusCode::BAD_REQUEST,
+        &svc.patch(&format!("/v1/users/{id}/role"), json!({ "roleId": "god" }))
+            .await,
+    );
     assert_eq!(error_fields(&bad_role), ["roleId"]);
 
     let huge = "x".repeat(1_100_000);
     let too_large = expect(
         StatusCode::PAYLOAD_TOO_LARGE,
-        &svc.post("/v1/users", json!({ "email": "big@x.io", "password": "12345678", "fullname": huge })).await,
+        &svc.post(
+            "/v1/users",
+            json!({ "email": "big@x.io", "password": "12345678", "fullname": huge }),
+        )
+        .await,
     );
     assert_eq!(too_large["statusCode"], "413");
     assert_eq!(too_large["status"], "ERR");
 
     let unknown_route = expect(StatusCode::NOT_FOUND, &svc.get("/v1/nothing-here").await);
     assert_eq!(unknown_route["errCode"], "ROUTE_NOT_FOUND");
-    let wrong_method = expect(StatusCode::METHOD_NOT_ALLOWED, &svc.call(Method::PUT, "/v1/users", None, &[]).await);
+    let wrong_method = expect(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &svc.call(Method::PUT, "/v1/users", None, &[]).await,
+    );
     assert_eq!(wrong_method["status"], "ERR");
 
     let fresh = svc.get(&format!("/v1/users/{id}")).await.1;
-    assert_eq!(fresh["user"]["recordVersion"], 1, "failed requests changed nothing");
+    assert_eq!(
+        fresh["user"]["recordVersion"], 1,
+        "failed requests changed nothing"
+    );
     assert_eq!(db.count("users").await, 1, "failed requests wrote nothing");
 }
 
@@ -236,26 +389,52 @@ async fn conflicts_duplicate_email_and_stale_versions() {
     let id = user["id"].as_str().unwrap();
     let dup = expect(
         StatusCode::CONFLICT,
-        &svc.post("/v1/users", json!({ "email": "DUP@x.io", "password": "12345678", "fullname": "Other" })).await,
+        &svc.post(
+            "/v1/users",
+            json!({ "email": "DUP@x.io", "password": "12345678", "fullname": "Other" }),
+        )
+        .await,
     );
     assert_eq!(error_fields(&dup), ["email"]);
     assert_eq!(db.count("users").await, 1);
 
-    expect(StatusCode::OK, &svc.patch(&format!("/v1/users/{id}"), json!({ "bio": "v2", "recordVersion": 1 })).await);
+    expect(
+        StatusCode::OK,
+        &svc.patch(
+            &format!("/v1/users/{id}"),
+            json!({ "bio": "v2", "recordVersion": 1 }),
+        )
+        .await,
+    );
     let stale = expect(
         StatusCode::CONFLICT,
-        &svc.patch(&format!("/v1/users/{id}"), json!({ "bio": "lost update", "recordVersion": 1 })).await,
+        &svc.patch(
+            &format!("/v1/users/{id}"),
+            json!({ "bio": "lost update", "recordVersion": 1 }),
+        )
+        .await,
     );
     assert_eq!(stale["errCode"], "STALE_RECORD_VERSION");
     let stale_header = expect(
         StatusCode::CONFLICT,
-        &svc.call(Method::PATCH, &format!("/v1/users/{id}"), Some(json!({ "bio": "lost" })), &[("if-match", "\"1\"")]).await,
+        &svc.call(
+            Method::PATCH,
+            &format!("/v1/users/{id}"),
+            Some(json!({ "bio": "lost" })),
+            &[("if-match", "\"1\"")],
+        )
+        .await,
     );
     assert_eq!(stale_header["errCode"], "STALE_RECORD_VERSION");
     let disagree = expect(
         StatusCode::BAD_REQUEST,
-        &svc.call(Method::PATCH, &format!("/v1/users/{id}"), Some(json!({ "bio": "x", "recordVersion": 2 })), &[("if-match", "3")])
-            .await,
+        &svc.call(
+            Method::PATCH,
+            &format!("/v1/users/{id}"),
+            Some(json!({ "bio": "x", "recordVersion": 2 })),
+            &[("if-match", "3")],
+        )
+        .await,
     );
     assert_eq!(error_fields(&disagree), ["recordVersion"]);
     let now = expect(StatusCode::OK, &svc.get(&format!("/v1/users/{id}")).await);
@@ -263,40 +442,100 @@ async fn conflicts_duplicate_email_and_stale_versions() {
     assert_eq!(now["user"]["recordVersion"], 2);
     expect(
         StatusCode::OK,
-        &svc.call(Method::PATCH, &format!("/v1/users/{id}"), Some(json!({ "bio": "v3" })), &[("if-match", "\"2\"")]).await,
+        &svc.call(
+            Method::PATCH,
+            &format!("/v1/users/{id}"),
+            Some(json!({ "bio": "v3" })),
+            &[("if-match", "\"2\"")],
+        )
+        .await,
     );
-    expect(StatusCode::CONFLICT, &svc.call(Method::DELETE, &format!("/v1/users/{id}"), None, &[("if-match", "2")]).await);
-    expect(StatusCode::OK, &svc.call(Method::DELETE, &format!("/v1/users/{id}"), None, &[("if-match", "3")]).await);
+    expect(
+        StatusCode::CONFLICT,
+        &svc.call(
+            Method::DELETE,
+            &format!("/v1/users/{id}"),
+            None,
+            &[("if-match", "2")],
+        )
+        .await,
+    );
+    expect(
+        StatusCode::OK,
+        &svc.call(
+            Method::DELETE,
+            &format!("/v1/users/{id}"),
+            None,
+            &[("if-match", "3")],
+        )
+        .await,
+    );
 }
 
 #[tokio::test]
 async fn lists_page_sort_filter_and_search() {
     let (svc, _db) = auth_service().await;
     for name in ["delta", "alpha", "echo", "charlie", "bravo"] {
-        let g = expect(StatusCode::CREATED, &svc.post("/v1/usergroups", json!({ "groupName": name })).await);
+        let g = expect(
+            StatusCode::CREATED,
+            &svc.post("/v1/usergroups", json!({ "groupName": name }))
+                .await,
+        );
         assert_envelope(&g, "userGroup", "POST", "create", "201");
     }
-    let page1 = expect(StatusCode::OK, &svc.get("/v1/usergroups?pageRowCount=2&sort=groupName").await);
+    let page1 = expect(
+        StatusCode::OK,
+        &svc.get("/v1/usergroups?pageRowCount=2&sort=groupName")
+            .await,
+    );
     assert_envelope(&page1, "userGroups", "GET", "list", "200");
     assert_eq!(page1["rowCount"], 2);
-    assert_eq!(page1["paging"], json!({ "pageNumber": 1, "pageRowCount": 2, "totalRowCount": 5, "pageCount": 3 }));
+    assert_eq!(
+        page1["paging"],
+        json!({ "pageNumber": 1, "pageRowCount": 2, "totalRowCount": 5, "pageCount": 3 })
+    );
     assert_eq!(page1["filters"], json!([]));
     assert_eq!(page1["uiPermissions"], json!([]));
     let names = |b: &Value| -> Vec<String> {
-        b["userGroups"].as_array().unwrap().iter().map(|g| g["groupName"].as_str().unwrap().to_string()).collect()
+        b["userGroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["groupName"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(names(&page1), ["alpha", "bravo"]);
-    let last = expect(StatusCode::OK, &svc.get("/v1/usergroups?pageRowCount=2&pageNumber=3&sort=groupName").await);
+    let last = expect(
+        StatusCode::OK,
+        &svc.get("/v1/usergroups?pageRowCount=2&pageNumber=3&sort=groupName")
+            .await,
+    );
     assert_eq!(names(&last), ["echo"]);
-    let past = expect(StatusCode::OK, &svc.get("/v1/usergroups?pageRowCount=2&pageNumber=9").await);
+    let past = expect(
+        StatusCode::OK,
+        &svc.get("/v1/usergroups?pageRowCount=2&pageNumber=9").await,
+    );
     assert_eq!(past["userGroups"], json!([]));
     assert_eq!(past["rowCount"], 0);
-    assert_eq!(past["paging"]["totalRowCount"], 5, "the total is known past the last page");
-    let desc = expect(StatusCode::OK, &svc.get("/v1/usergroups?sort=-groupName&pageRowCount=1").await);
+    assert_eq!(
+        past["paging"]["totalRowCount"], 5,
+        "the total is known past the last page"
+    );
+    let desc = expect(
+        StatusCode::OK,
+        &svc.get("/v1/usergroups?sort=-groupName&pageRowCount=1")
+            .await,
+    );
     assert_eq!(names(&desc), ["echo"]);
-    let filtered = expect(StatusCode::OK, &svc.get("/v1/usergroups?groupName=charlie").await);
+    let filtered = expect(
+        StatusCode::OK,
+        &svc.get("/v1/usergroups?groupName=charlie").await,
+    );
     assert_eq!(names(&filtered), ["charlie"]);
-    assert_eq!(filtered["filters"], json!([{ "field": "groupName", "op": "eq", "value": "charlie" }]));
+    assert_eq!(
+        filtered["filters"],
+        json!([{ "field": "groupName", "op": "eq", "value": "charlie" }])
+    );
 
     for bad in [
         "/v1/usergroups?pageRowCount=101",
@@ -309,7 +548,10 @@ async fn lists_page_sort_filter_and_search() {
         let body = expect(StatusCode::BAD_REQUEST, &svc.get(bad).await);
         assert_eq!(body["status"], "ERR", "{bad}");
     }
-    let max = expect(StatusCode::OK, &svc.get("/v1/usergroups?pageRowCount=100").await);
+    let max = expect(
+        StatusCode::OK,
+        &svc.get("/v1/usergroups?pageRowCount=100").await,
+    );
     assert_eq!(max["rowCount"], 5);
 
     create_user(&svc, "ann@x.io", "Ann Smith").await;
@@ -324,11 +566,17 @@ async fn lists_page_sort_filter_and_search() {
     assert_eq!(literal["rowCount"], 1, "% is matched literally: {literal}");
     let missing = expect(StatusCode::BAD_REQUEST, &svc.get("/v1/users/search").await);
     assert_eq!(error_fields(&missing), ["q"]);
-    let role = expect(StatusCode::OK, &svc.get("/v1/users?roleId=user&emailVerified=false").await);
+    let role = expect(
+        StatusCode::OK,
+        &svc.get("/v1/users?roleId=user&emailVerified=false").await,
+    );
     assert_eq!(role["rowCount"], 2);
     let none = expect(StatusCode::OK, &svc.get("/v1/users?roleId=admin").await);
     assert_eq!(none["rowCount"], 0);
-    expect(StatusCode::BAD_REQUEST, &svc.get("/v1/users?emailVerified=maybe").await);
+    expect(
+        StatusCode::BAD_REQUEST,
+        &svc.get("/v1/users?emailVerified=maybe").await,
+    );
 }
 
 #[tokio::test]
@@ -336,50 +584,124 @@ async fn group_members_join_their_users() {
     let (svc, db) = auth_service().await;
     let ann = create_user(&svc, "ann@m.io", "Ann").await;
     let bob = create_user(&svc, "bob@m.io", "Bob").await;
-    let group = expect(StatusCode::CREATED, &svc.post("/v1/usergroups", json!({ "groupName": "crew" })).await)["userGroup"].clone();
+    let group = expect(
+        StatusCode::CREATED,
+        &svc.post("/v1/usergroups", json!({ "groupName": "crew" }))
+            .await,
+    )["userGroup"]
+        .clone();
     let gid = group["id"].as_str().unwrap();
     let mut member_ids = Vec::new();
     for u in [&ann, &bob] {
         let m = expect(
             StatusCode::CREATED,
-            &svc.post("/v1/usergroupmembers", json!({ "groupId": gid, "userId": u["id"], "ownerId": ann["id"] })).await,
+            &svc.post(
+                "/v1/usergroupmembers",
+                json!({ "groupId": gid, "userId": u["id"], "ownerId": ann["id"] }),
+            )
+            .await,
         );
         assert_envelope(&m, "userGroupMember", "POST", "create", "201");
         member_ids.push(m["userGroupMember"]["id"].as_str().unwrap().to_string());
     }
-    let again = expect(StatusCode::CONFLICT, &svc.post("/v1/usergroupmembers", json!({ "groupId": gid, "userId": ann["id"] })).await);
-    assert_eq!(error_fields(&again), ["userId"], "a user is in a group once");
+    let again = expect(
+        StatusCode::CONFLICT,
+        &svc.post(
+            "/v1/usergroupmembers",
+            json!({ "groupId": gid, "userId": ann["id"] }),
+        )
+        .await,
+    );
+    assert_eq!(
+        error_fields(&again),
+        ["userId"],
+        "a user is in a group once"
+    );
     let ghost = expect(
         StatusCode::UNPROCESSABLE_ENTITY,
-        &svc.post("/v1/usergroupmembers", json!({ "groupId": gid, "userId": uuid::Uuid::new_v4() })).await,
+        &svc.post(
+            "/v1/usergroupmembers",
+            json!({ "groupId": gid, "userId": uuid::Uuid::new_v4() }),
+        )
+        .await,
     );
     assert_eq!(error_fields(&ghost), ["userId"]);
-    let bad_ref = expect(StatusCode::BAD_REQUEST, &svc.post("/v1/usergroupmembers", json!({ "groupId": "nope", "userId": ann["id"] })).await);
+    let bad_ref = expect(
+        StatusCode::BAD_REQUEST,
+        &svc.post(
+            "/v1/usergroupmembers",
+            json!({ "groupId": "nope", "userId": ann["id"] }),
+        )
+        .await,
+    );
     assert_eq!(error_fields(&bad_ref), ["groupId"]);
     assert_eq!(db.count("user_group_members").await, 2);
 
-    let got = expect(StatusCode::OK, &svc.get(&format!("/v1/usergroupmembers/{}", member_ids[0])).await);
+    let got = expect(
+        StatusCode::OK,
+        &svc.get(&format!("/v1/usergroupmembers/{}", member_ids[0]))
+            .await,
+    );
     assert_envelope(&got, "userGroupMember", "GET", "get", "200");
-    let list = expect(StatusCode::OK, &svc.get(&format!("/v1/usergroupmembers?groupId={gid}&sort=createdAt")).await);
+    let list = expect(
+        StatusCode::OK,
+        &svc.get(&format!(
+            "/v1/usergroupmembers?groupId={gid}&sort=createdAt"
+        ))
+        .await,
+    );
     assert_envelope(&list, "userGroupMembers", "GET", "list", "200");
     assert_eq!(list["rowCount"], 2);
-    assert_eq!(list["userGroupMembers"][0]["user"], json!({ "email": "ann@m.io", "fullname": "Ann", "avatar": null }));
+    assert_eq!(
+        list["userGroupMembers"][0]["user"],
+        json!({ "email": "ann@m.io", "fullname": "Ann", "avatar": null })
+    );
     assert_eq!(list["userGroupMembers"][1]["user"]["email"], "bob@m.io");
     assert_eq!(list["userGroupMembers"][0]["groupId"], gid);
 
-    let del = expect(StatusCode::OK, &svc.delete(&format!("/v1/usergroupmembers/{}", member_ids[1])).await);
+    let del = expect(
+        StatusCode::OK,
+        &svc.delete(&format!("/v1/usergroupmembers/{}", member_ids[1]))
+            .await,
+    );
     assert_envelope(&del, "userGroupMember", "DELETE", "delete", "200");
     let list = expect(StatusCode::OK, &svc.get("/v1/usergroupmembers").await);
     assert_eq!(list["rowCount"], 1);
     // Bob may join again once his membership is deleted.
-    expect(StatusCode::CREATED, &svc.post("/v1/usergroupmembers", json!({ "groupId": gid, "userId": bob["id"] })).await);
+    expect(
+        StatusCode::CREATED,
+        &svc.post(
+            "/v1/usergroupmembers",
+            json!({ "groupId": gid, "userId": bob["id"] }),
+        )
+        .await,
+    );
 
-    let renamed = expect(StatusCode::OK, &svc.patch(&format!("/v1/usergroups/{gid}"), json!({ "groupName": "team" })).await);
+    let renamed = expect(
+        StatusCode::OK,
+        &svc.patch(
+            &format!("/v1/usergroups/{gid}"),
+            json!({ "groupName": "team" }),
+        )
+        .await,
+    );
     assert_envelope(&renamed, "userGroup", "PATCH", "update", "200");
-    assert_eq!(expect(StatusCode::OK, &svc.get(&format!("/v1/usergroups/{gid}")).await)["userGroup"]["groupName"], "team");
-    let gone = expect(StatusCode::OK, &svc.delete(&format!("/v1/usergroups/{gid}")).await);
+    assert_eq!(
+        expect(
+            StatusCode::OK,
+            &svc.get(&format!("/v1/usergroups/{gid}")).await
+        )["userGroup"]["groupName"],
+        "team"
+    );
+    let gone = expect(
+        StatusCode::OK,
+        &svc.delete(&format!("/v1/usergroups/{gid}")).await,
+    );
     assert_envelope(&gone, "userGroup", "DELETE", "delete", "200");
-    expect(StatusCode::NOT_FOUND, &svc.get(&format!("/v1/usergroups/{gid}")).await);
+    expect(
+        StatusCode::NOT_FOUND,
+        &svc.get(&format!("/v1/usergroups/{gid}")).await,
+    );
 }
 
 #[tokio::test]
@@ -399,33 +721,108 @@ async fn avatar_files_keep_their_bytes_out_of_json() {
     let file = &created["userAvatarsFile"];
     assert_eq!(file["fileSize"], 70, "computed from the decoded bytes");
     assert_eq!(file["accessKey"].as_str().unwrap().len(), 64);
-    assert!(file.get("fileData").is_none(), "bytes never appear in JSON: {file}");
+    assert!(
+        file.get("fileData").is_none(),
+        "bytes never appear in JSON: {file}"
+    );
     let id = file["id"].as_str().unwrap();
 
     for (body, field) in [
-        (json!({ "fileName": "a.svg", "mimeType": "image/svg+xml", "fileData": png, "userId": owner["id"] }), "mimeType"),
-        (json!({ "fileName": "a.png", "mimeType": "image/png", "fileData": "***", "userId": owner["id"] }), "fileData"),
-        (json!({ "fileName": "a.png", "mimeType": "image/png", "fileData": png, "userId": owner["id"], "metadata": [1] }), "metadata"),
-        (json!({ "fileName": "a.png", "mimeType": "image/png", "fileData": png, "userId": owner["id"], "fileSize": 1 }), "fileSize"),
+        (
+            json!({ "fileName": "a.svg", "mimeType": "image/svg+xml", "fileData": png, "userId": owner["id"] }),
+            "mimeType",
+        ),
+        (
+            json!({ "fileName": "a.png", "mimeType": "image/png", "fileData": "***", "userId": owner["id"] }),
+            "fileData",
+        ),
+        (
+            json!({ "fileName": "a.png", "mimeType": "image/png", "fileData": png, "userId": owner["id"], "metadata": [1] }),
+            "metadata",
+        ),
+        (
+            json!({ "fileName": "a.png", "mimeType": "image/png", "fileData": png, "userId": owner["id"], "fileSize": 1 }),
+            "fileSize",
+        ),
     ] {
-        let bad = expect(StatusCode::BAD_REQUEST, &svc.post("/v1/useravatarsfiles", body).await);
+        let bad = expect(
+            StatusCode::BAD_REQUEST,
+            &svc.post("/v1/useravatarsfiles", body).await,
+        );
         assert_eq!(error_fields(&bad), [field]);
     }
 
-    let got = expect(StatusCode::OK, &svc.get(&format!("/v1/useravatarsfiles/{id}")).await);
+    let got = expect(
+        StatusCode::OK,
+        &svc.get(&format!("/v1/useravatarsfiles/{id}")).await,
+    );
     assert_envelope(&got, "userAvatarsFile", "GET", "get", "200");
-    let list = expect(StatusCode::OK, &svc.get(&format!("/v1/useravatarsfiles?userId={}", owner["id"].as_str().unwrap())).await);
+    let list = expect(
+        StatusCode::OK,
+        &svc.get(&format!(
+            "/v1/useravatarsfiles?userId={}",
+            owner["id"].as_str().unwrap()
+        ))
+        .await,
+    );
     assert_envelope(&list, "userAvatarsFiles", "GET", "list", "200");
     assert_eq!(list["rowCount"], 1);
-    let del = expect(StatusCode::OK, &svc.delete(&format!("/v1/useravatarsfiles/{id}")).await);
+    let del = expect(
+        StatusCode::OK,
+        &svc.delete(&format!("/v1/useravatarsfiles/{id}")).await,
+    );
     assert_envelope(&del, "userAvatarsFile", "DELETE", "delete", "200");
-    expect(StatusCode::NOT_FOUND, &svc.get(&format!("/v1/useravatarsfiles/{id}")).await);
-    assert_eq!(db.count("user_avatars_files").await, 0, "files are hard-deleted");
+    expect(
+        StatusCode::NOT_FOUND,
+        &svc.get(&format!("/v1/useravatarsfiles/{id}")).await,
+    );
+    assert_eq!(
+        db.count("user_avatars_files").await,
+        0,
+        "files are hard-deleted"
+    );
 }
 
 #[tokio::test]
 async fn health_and_readiness() {
     let (svc, _db) = auth_service().await;
-    assert_eq!(expect(StatusCode::OK, &svc.get("/healthz").await)["status"], "OK");
-    assert_eq!(expect(StatusCode::OK, &svc.get("/readyz").await)["database"], "up");
+    assert_eq!(
+        expect(StatusCode::OK, &svc.get("/healthz").await)["status"],
+        "OK"
+    );
+    assert_eq!(
+        expect(StatusCode::OK, &svc.get("/readyz").await)["database"],
+        "up"
+    );
+}
+
+#[tokio::test]
+async fn openapi_documents_exactly_the_served_routes() {
+    let (svc, _db) = auth_service().await;
+    let doc = expect(StatusCode::OK, &svc.get("/openapi.json").await);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/auth-service.yaml")).unwrap();
+    let model = generator::check_model("model/auth-service.yaml", &source).unwrap().model;
+    let mut expected: Vec<String> =
+        model.routes.iter().filter(|(_, r)| r.object.is_some()).map(|(n, _)| n.clone()).collect();
+    expected.sort();
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            documented.push(op["operationId"].as_str().unwrap().to_string());
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
+            let url = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
+            let (status, answer) = svc.call(method.clone(), &url, body, &[]).await;
+            assert_ne!(answer["errCode"], "ROUTE_NOT_FOUND", "{method} {path} is documented but not served");
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(status.is_client_error() || status.is_success(), "{method} {path}: {status}");
+        }
+    }
+    documented.sort();
+    assert_eq!(documented, expected, "operationIds are the model's route names");
+    let ok = &doc["components"]["schemas"]["GetUserResponse"]["required"];
+    for key in ["status", "statusCode", "requestId", "dataName", "rowCount", "user"] {
+        assert!(ok.as_array().unwrap().iter().any(|k| k == key), "{key} required in {ok}");
+    }
 }

@@ -38,6 +38,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::health::router())
+        .merge(crate::openapi::router())
         .merge(crate::user::router())
         .merge(crate::user_group::router())
         .merge(crate::user_group_member::router())

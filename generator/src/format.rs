@@ -14,8 +14,13 @@ pub struct GeneratedFile {
     pub contents: String,
 }
 
+/// The header every generated file carries.
+pub fn note(source: &str) -> String {
+    format!("{MARKER} from {source}. Do not edit: change the model or a template and run `cargo xtask gen`.")
+}
+
 pub fn format(file: Rendered, source: &str) -> Result<GeneratedFile> {
-    let note = format!("{MARKER} from {source}. Do not edit: change the model or a template and run `cargo xtask gen`.");
+    let note = note(source);
     let contents = match file.path.rsplit('.').next() {
         Some("rs") => format!("// {note}\n\n{}", rust(&file)?),
         Some("toml") => format!("# {note}\n\n{}", file.text.trim_start()),

@@ -9,6 +9,7 @@ pub mod diag;
 pub mod format;
 pub mod load;
 pub mod model;
+pub mod openapi;
 pub mod plan;
 pub mod render;
 pub mod spans;
@@ -32,7 +33,13 @@ pub fn check_model(file: &str, source: &str) -> Result<load::Loaded, ModelErrors
 pub fn generate_str(file: &str, source: &str) -> Result<Vec<GeneratedFile>> {
     let loaded = check_model(file, source)?;
     let plan = plan::plan(file, &loaded.model);
-    let rendered = render::render(&plan).context("rendering templates")?;
+    let mut rendered = render::render(&plan).context("rendering templates")?;
+    let doc = openapi::document(&plan, &format::note(file));
+    rendered.push(render::Rendered {
+        path: "openapi.json".into(),
+        template: "openapi.rs",
+        text: serde_json::to_string_pretty(&doc)? + "\n",
+    });
     rendered
         .into_iter()
         .map(|r| format::format(r, file))

@@ -37,6 +37,7 @@ templates! {
     ExtractRs => "extract.rs.j2",
     ValidationRs => "validation.rs.j2",
     HealthRs => "health.rs.j2",
+    OpenapiRs => "openapi.rs.j2",
     TopicsRs => "topics.rs.j2",
 }
 
@@ -84,6 +85,11 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         ValidationRs { plan }.render()?,
     );
     add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
+    add(
+        "src/openapi.rs",
+        "openapi.rs.j2",
+        OpenapiRs { plan }.render()?,
+    );
     add("src/topics.rs", "topics.rs.j2", TopicsRs { plan }.render()?);
     for o in &plan.objects {
         add(

@@ -91,6 +91,7 @@ fn orphans(dir: &Path, files: &[GeneratedFile]) -> Result<Vec<String>> {
 
 fn is_generated(path: &Path) -> bool {
     fs::read_to_string(path)
-        .map(|text| text.lines().next().is_some_and(|l| l.contains(MARKER)))
+        // JSON has no comments: its marker is a key on the second line.
+        .map(|text| text.lines().take(2).any(|l| l.contains(MARKER)))
         .unwrap_or(false)
 }

@@ -38,6 +38,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::health::router())
+        .merge(crate::openapi::router())
         .merge(crate::book::router())
         .merge(crate::loan::router())
         .fallback(envelope::not_found)

@@ -17,6 +17,8 @@ pub mod extract;
 
 pub mod health;
 
+pub mod openapi;
+
 pub mod topics;
 
 pub mod validation;

@@ -1,0 +1,314 @@
+//! The OpenAPI 3.1 document of the routes the service serves, built from the
+//! plan as data (a JSON document is data, not code, so it is not a template).
+
+use crate::plan::{FieldPlan, ObjectPlan, Plan, RoutePlan};
+use serde_json::{json, Map, Value};
+
+/// The document, with `marker` as its `x-generated` note.
+pub fn document(plan: &Plan, marker: &str) -> Value {
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    schemas.insert("Paging".into(), paging());
+    schemas.insert("Filter".into(), filter());
+    schemas.insert("FieldError".into(), field_error());
+    schemas.insert("ErrorResponse".into(), error_response());
+    for o in &plan.objects {
+        schemas.insert(o.struct_name.clone(), object_schema(&o.visible));
+        if let Some(v) = &o.public_view {
+            schemas.insert(v.struct_name.clone(), object_schema(&v.fields));
+        }
+        for i in &o.includes {
+            schemas.insert(i.struct_name.clone(), object_schema(&i.fields));
+        }
+        for r in &o.routes {
+            operation(plan, o, r, &mut paths, &mut schemas);
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "x-generated": marker,
+        "info": {
+            "title": plan.service.title,
+            "version": plan.service.version,
+            "description": format!("{}. Every answer is wrapped in the response envelope; errors carry status \"ERR\".", plan.service.description),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearerAuth": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }
+            }
+        }
+    })
+}
+
+fn field_schema(f: &FieldPlan) -> Value {
+    let mut s = Map::new();
+    let ty = Value::String(f.json_type.to_string());
+    s.insert(
+        "type".into(),
+        if f.nullable { json!([ty, "null"]) } else { ty },
+    );
+    if let Some(fmt) = f.json_format {
+        s.insert("format".into(), json!(fmt));
+    }
+    if let Some(n) = f.min_length {
+        s.insert("minLength".into(), json!(n));
+    }
+    if let Some(n) = f.max_length {
+        s.insert("maxLength".into(), json!(n));
+    }
+    if !f.allowed_values.is_empty() {
+        let mut values: Vec<Value> = f.allowed_values.iter().map(|v| json!(v)).collect();
+        if f.nullable {
+            values.push(Value::Null);
+        }
+        s.insert("enum".into(), Value::Array(values));
+    }
+    if f.secret {
+        s.insert("writeOnly".into(), json!(true));
+    }
+    Value::Object(s)
+}
+
+fn object_schema(fields: &[FieldPlan]) -> Value {
+    let props: Map<String, Value> = fields
+        .iter()
+        .map(|f| (f.name.clone(), field_schema(f)))
+        .collect();
+    let required: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    json!({ "type": "object", "properties": props, "required": required })
+}
+
+fn input_schema(r: &RoutePlan) -> Value {
+    let mut props: Map<String, Value> = r
+        .inputs
+        .iter()
+        .map(|f| (f.name.clone(), field_schema(f)))
+        .collect();
+    let required: Vec<&str> = if r.action == "create" {
+        r.inputs
+            .iter()
+            .filter(|f| f.required && f.default_rust.is_none())
+            .map(|f| f.name.as_str())
+            .collect()
+    } else {
+        props.insert("recordVersion".into(), json!({ "type": "integer", "description": "The recordVersion the client read; a stale one is answered 409." }));
+        Vec::new()
+    };
+    let mut s = json!({ "type": "object", "properties": props, "additionalProperties": false });
+    if !required.is_empty() {
+        s["required"] = json!(required);
+    }
+    if r.action == "update" {
+        s["minProperties"] = json!(1);
+    }
+    s
+}
+
+fn envelope(data_name: &str, data: Value, list: bool) -> Value {
+    let mut props = json!({
+        "status": { "const": "OK" },
+        "statusCode": { "type": "string" },
+        "elapsedMs": { "type": "integer" },
+        "ssoTime": { "type": ["integer", "null"] },
+        "source": { "type": "string" },
+        "cacheKey": { "type": ["string", "null"] },
+        "userId": { "type": ["string", "null"], "format": "uuid" },
+        "sessionId": { "type": ["string", "null"] },
+        "requestId": { "type": "string" },
+        "dataName": { "const": data_name },
+        "method": { "type": "string" },
+        "action": { "type": "string" },
+        "appVersion": { "type": "string" },
+        "rowCount": { "type": "integer" },
+    });
+    props[data_name] = data;
+    let mut required = vec![
+        "status",
+        "statusCode",
+        "elapsedMs",
+        "requestId",
+        "dataName",
+        "method",
+        "action",
+        "appVersion",
+        "rowCount",
+        data_name,
+    ];
+    if list {
+        props["paging"] = json!({ "$ref": "#/components/schemas/Paging" });
+        props["filters"] =
+            json!({ "type": "array", "items": { "$ref": "#/components/schemas/Filter" } });
+        props["uiPermissions"] = json!({ "type": "array", "items": { "type": "string" } });
+        required.extend(["paging", "filters", "uiPermissions"]);
+    }
+    json!({ "type": "object", "properties": props, "required": required })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn error(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema_ref("ErrorResponse") } } })
+}
+
+fn operation(
+    plan: &Plan,
+    o: &ObjectPlan,
+    r: &RoutePlan,
+    paths: &mut Map<String, Value>,
+    schemas: &mut Map<String, Value>,
+) {
+    let mut params = Vec::new();
+    if r.path.contains("{id}") {
+        params.push(json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
+    }
+    let data = if r.action == "list" {
+        let row = format!("{}Row", r.type_prefix);
+        let mut parts = vec![schema_ref(&o.struct_name)];
+        if !r.includes.is_empty() {
+            let props: Map<String, Value> = r
+                .includes
+                .iter()
+                .map(|i| {
+                    (
+                        i.name.clone(),
+                        json!({ "oneOf": [schema_ref(&i.struct_name), { "type": "null" }] }),
+                    )
+                })
+                .collect();
+            parts.push(json!({ "type": "object", "properties": props }));
+        }
+        schemas.insert(row.clone(), json!({ "allOf": parts }));
+        params.push(query(
+            "pageNumber",
+            json!({ "type": "integer", "minimum": 1, "default": 1 }),
+        ));
+        params.push(query(
+            "pageRowCount",
+            json!({ "type": "integer", "minimum": 1, "maximum": plan.service.max_page_row_count, "default": plan.service.default_page_row_count }),
+        ));
+        let sorts: Vec<&str> = o.sorts.iter().map(|s| s.key.as_str()).collect();
+        params.push(query(
+            "sort",
+            json!({ "type": "string", "enum": sorts, "default": o.default_sort }),
+        ));
+        if r.search {
+            let mut q = query("q", json!({ "type": "string", "minLength": 1 }));
+            q["required"] = json!(true);
+            params.push(q);
+        }
+        for f in &o.filters {
+            let mut s = field_schema(f);
+            s["type"] = json!(f.json_type);
+            params.push(query(&f.name, s));
+        }
+        json!({ "type": "array", "items": schema_ref(&row) })
+    } else if r.public_view {
+        schema_ref(
+            &o.public_view
+                .as_ref()
+                .map(|v| v.struct_name.clone())
+                .unwrap_or_default(),
+        )
+    } else {
+        schema_ref(&o.struct_name)
+    };
+    let response = format!("{}Response", r.type_prefix);
+    schemas.insert(
+        response.clone(),
+        envelope(&r.data_name, data, r.action == "list"),
+    );
+    let mut responses = Map::new();
+    responses.insert(
+        r.success_status.to_string(),
+        json!({ "description": "Success, in the response envelope", "content": { "application/json": { "schema": schema_ref(&response) } } }),
+    );
+    responses.insert(
+        "400".into(),
+        error("Validation failed, or the request could not be read"),
+    );
+    if r.path.contains("{id}") {
+        responses.insert("404".into(), error("No such active row"));
+    }
+    if matches!(r.action.as_str(), "create" | "update" | "delete") {
+        responses.insert("409".into(), error("A unique value is taken, the recordVersion is stale, or the row is still referenced"));
+    }
+    if matches!(r.action.as_str(), "create" | "update") {
+        responses.insert(
+            "413".into(),
+            error("The body is larger than the service accepts"),
+        );
+    }
+    if r.action == "create" {
+        responses.insert("422".into(), error("A referenced row does not exist"));
+    }
+    let mut op = json!({
+        "operationId": r.name,
+        "summary": format!("{} {}", r.action, r.data_name),
+        "tags": [o.name],
+        "description": format!("Allowed: {}. Publishes its route event on `{}`.", r.auth.summary, r.topic.clone().unwrap_or_default()),
+        "parameters": params,
+        "responses": responses,
+        "security": if r.auth.kind == "public" { json!([]) } else { json!([{ "bearerAuth": [] }]) },
+    });
+    if matches!(r.action.as_str(), "create" | "update") {
+        let input = format!("{}Input", r.type_prefix);
+        schemas.insert(input.clone(), input_schema(r));
+        op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(&input) } } });
+    }
+    let path = paths.entry(r.path.clone()).or_insert_with(|| json!({}));
+    path[r.method.to_lowercase()] = op;
+}
+
+fn query(name: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "schema": schema })
+}
+
+fn paging() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "pageNumber": { "type": "integer" },
+            "pageRowCount": { "type": "integer" },
+            "totalRowCount": { "type": "integer" },
+            "pageCount": { "type": "integer" }
+        },
+        "required": ["pageNumber", "pageRowCount", "totalRowCount", "pageCount"]
+    })
+}
+
+fn filter() -> Value {
+    json!({
+        "type": "object",
+        "properties": { "field": { "type": "string" }, "op": { "type": "string" }, "value": {} },
+        "required": ["field", "op", "value"]
+    })
+}
+
+fn field_error() -> Value {
+    json!({
+        "type": "object",
+        "properties": { "field": { "type": "string" }, "message": { "type": "string" } },
+        "required": ["field", "message"]
+    })
+}
+
+fn error_response() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "status": { "const": "ERR" },
+            "statusCode": { "type": "string" },
+            "errCode": { "type": "string" },
+            "message": { "type": "string" },
+            "details": { "type": "array", "items": schema_ref("FieldError") },
+            "elapsedMs": { "type": "integer" },
+            "requestId": { "type": "string" },
+            "appVersion": { "type": "string" }
+        },
+        "required": ["status", "statusCode", "errCode", "message", "details", "requestId"]
+    })
+}
