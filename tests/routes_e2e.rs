@@ -801,10 +801,20 @@ async fn openapi_documents_exactly_the_served_routes() {
     let (svc, _db) = auth_service().await;
     let doc = expect(StatusCode::OK, &svc.get("/openapi.json").await);
     assert_eq!(doc["openapi"], "3.1.0");
-    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/auth-service.yaml")).unwrap();
-    let model = generator::check_model("model/auth-service.yaml", &source).unwrap().model;
-    let mut expected: Vec<String> =
-        model.routes.iter().filter(|(_, r)| r.object.is_some()).map(|(n, _)| n.clone()).collect();
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../model/auth-service.yaml"
+    ))
+    .unwrap();
+    let model = generator::check_model("model/auth-service.yaml", &source)
+        .unwrap()
+        .model;
+    let mut expected: Vec<String> = model
+        .routes
+        .iter()
+        .filter(|(_, r)| r.object.is_some())
+        .map(|(n, _)| n.clone())
+        .collect();
     expected.sort();
     let mut documented = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -814,15 +824,34 @@ async fn openapi_documents_exactly_the_served_routes() {
             let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
             let url = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
             let (status, answer) = svc.call(method.clone(), &url, body, &[]).await;
-            assert_ne!(answer["errCode"], "ROUTE_NOT_FOUND", "{method} {path} is documented but not served");
+            assert_ne!(
+                answer["errCode"], "ROUTE_NOT_FOUND",
+                "{method} {path} is documented but not served"
+            );
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-            assert!(status.is_client_error() || status.is_success(), "{method} {path}: {status}");
+            assert!(
+                status.is_client_error() || status.is_success(),
+                "{method} {path}: {status}"
+            );
         }
     }
     documented.sort();
-    assert_eq!(documented, expected, "operationIds are the model's route names");
+    assert_eq!(
+        documented, expected,
+        "operationIds are the model's route names"
+    );
     let ok = &doc["components"]["schemas"]["GetUserResponse"]["required"];
-    for key in ["status", "statusCode", "requestId", "dataName", "rowCount", "user"] {
-        assert!(ok.as_array().unwrap().iter().any(|k| k == key), "{key} required in {ok}");
+    for key in [
+        "status",
+        "statusCode",
+        "requestId",
+        "dataName",
+        "rowCount",
+        "user",
+    ] {
+        assert!(
+            ok.as_array().unwrap().iter().any(|k| k == key),
+            "{key} required in {ok}"
+        );
     }
 }

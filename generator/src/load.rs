@@ -1,8 +1,9 @@
 //! Load: YAML text -> typed model plus the positions of its keys.
 
 use crate::diag::{ModelError, ModelErrors};
-use crate::model::Model;
-use crate::spans::Spans;
+use crate::model::{AuthRule, Model};
+use crate::spans::{Pos, Spans};
+use serde::Deserialize;
 
 pub struct Loaded {
     pub file: String,
@@ -12,39 +13,156 @@ pub struct Loaded {
 
 /// Parses `source` (read from `file`, which names it in errors).
 pub fn load(file: &str, source: &str) -> Result<Loaded, ModelErrors> {
-    let one = |line, column, path: String, message: String| {
+    let one = |pos: Pos, path: String, message: String| {
         ModelErrors(vec![ModelError {
             file: file.to_string(),
-            line,
-            column,
+            line: pos.line,
+            column: pos.column,
             path,
             message,
         }])
     };
-    let spans = Spans::parse(source).map_err(|(pos, msg)| {
-        one(
-            pos.line,
-            pos.column,
-            "(document)".into(),
-            format!("invalid YAML: {msg}"),
-        )
-    })?;
+    let spans = Spans::parse(source)
+        .map_err(|(pos, msg)| one(pos, "(document)".into(), syntax_message(&msg)))?;
     let model: Model = serde_yaml::from_str(source).map_err(|e| {
-        let (path, message) = split_serde_message(&e.to_string());
-        let (line, column) = match e.location() {
-            Some(l) => (l.line(), l.column()),
-            None => {
-                let p = spans.key(&path);
-                (p.line, p.column)
-            }
-        };
-        one(line, column, path, message)
+        let (pos, path, message) = schema_error(&e, source, &spans);
+        one(pos, path, message)
     })?;
     Ok(Loaded {
         file: file.to_string(),
         model,
         spans,
     })
+}
+
+/// The YAML parser's message, with a hint where its wording is cryptic.
+fn syntax_message(msg: &str) -> String {
+    let hint = match msg {
+        "mapping values are not allowed in this context" => {
+            " (check this line's indentation, or quote a value that contains \": \")"
+        }
+        _ => "",
+    };
+    format!("invalid YAML: {msg}{hint}")
+}
+
+/// Locates serde_yaml's (first) error and says what was expected.
+fn schema_error(e: &serde_yaml::Error, source: &str, spans: &Spans) -> (Pos, String, String) {
+    let (path, message) = split_serde_message(&e.to_string());
+    if let Some(name) = message.strip_prefix("data did not match any variant of untagged enum ") {
+        return untagged(name, &path, source, spans);
+    }
+    for prefix in ["duplicate key \"", "duplicate field \""] {
+        if let Some(key) = message
+            .strip_prefix(prefix)
+            .and_then(|r| r.split('"').next())
+        {
+            let path = join(&path, key);
+            let pos = spans.duplicate(&path).unwrap_or_else(|| spans.key(&path));
+            let message = format!("duplicate key \"{key}\"; each key may appear only once here");
+            return (pos, path, message);
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        // Nothing to point at but the key of the mapping that lacks it.
+        return (
+            spans.key(&path),
+            path,
+            format!("missing required key {rest}"),
+        );
+    }
+    let pos = match e.location() {
+        Some(l) => Pos {
+            line: l.line(),
+            column: l.column(),
+        },
+        None => spans.key(&path),
+    };
+    (pos, path, message)
+}
+
+/// Deserializes one form of an untagged enum, for the error it gives.
+type Refine = fn(&str) -> Option<serde_yaml::Error>;
+
+/// An untagged enum accepts a keyword or a mapping; serde only says that
+/// neither matched, and locates the enclosing mapping. This names the key,
+/// says what is allowed and, for a mapping, reports the mapping's own error.
+fn untagged(name: &str, path: &str, source: &str, spans: &Spans) -> (Pos, String, String) {
+    let (key, expected, refine): (&str, &str, Refine) = match name {
+        "Auth" => (
+            "auth",
+            "expected \"public\", \"login\", or a rule { roles: [...], owner: true }",
+            |text| serde_yaml::from_str::<AuthRule>(text).err(),
+        ),
+        "Computed" => (
+            "computed",
+            "expected \"randomKey\" or { sizeOf: <Blob field> }",
+            |text| serde_yaml::from_str::<SizeOf>(text).err(),
+        ),
+        _ => ("", "", |_| None),
+    };
+    let path = join(path, key);
+    let value = serde_yaml::from_str::<serde_yaml::Value>(source)
+        .ok()
+        .and_then(|doc| lookup(&doc, &path).cloned());
+    if let Some(value @ serde_yaml::Value::Mapping(_)) = value {
+        let inner = serde_yaml::to_string(&value).ok().and_then(|t| refine(&t));
+        if let Some(inner) = inner {
+            let (sub, message) = split_serde_message(&inner.to_string());
+            if sub == "(root)" {
+                return (spans.value(&path), path, message);
+            }
+            let full = join(&path, &sub);
+            let pos = if message.starts_with("unknown key") {
+                spans.key(&full)
+            } else {
+                spans.value(&full)
+            };
+            return (pos, full, message);
+        }
+    }
+    let message = if expected.is_empty() {
+        format!("no form of {name} matches this value")
+    } else {
+        expected.to_string()
+    };
+    (spans.value(&path), path, message)
+}
+
+/// Mirrors `Computed::SizeOf`, to explain why a mapping is not one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SizeOf {
+    #[serde(rename = "sizeOf")]
+    _size_of: String,
+}
+
+/// The node at a dotted key path (mapping keys only).
+fn lookup<'v>(doc: &'v serde_yaml::Value, path: &str) -> Option<&'v serde_yaml::Value> {
+    path.split('.').try_fold(doc, |node, key| node.get(key))
+}
+
+fn join(base: &str, key: &str) -> String {
+    if base == "(root)" || base.is_empty() {
+        key.to_string()
+    } else {
+        format!("{base}.{key}")
+    }
+}
+
+/// Rewords serde's messages in the model's terms: YAML keys rather than
+/// struct fields, and no Rust type names.
+fn humanize(message: &str) -> String {
+    let message = message
+        .replace("unknown field \"", "unknown key \"")
+        .replace("expected u64", "expected a whole number, 0 or more")
+        .replace("expected u32", "expected a whole number, 0 or more");
+    if let Some(rest) = message.strip_prefix("invalid type: integer \"-") {
+        if let Some((number, expected)) = rest.split_once("\", ") {
+            return format!("-{number} is negative; {expected}");
+        }
+    }
+    message
 }
 
 /// serde_yaml says `a.b: unknown field `x`, expected ... at line 3 column 5`;
@@ -60,14 +178,9 @@ fn split_serde_message(text: &str) -> (String, String) {
     };
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some(end) = rest.find('`') {
-            let key = &rest[..end];
-            path = if path == "(root)" {
-                key.to_string()
-            } else {
-                format!("{path}.{key}")
-            };
+            path = join(&path, &rest[..end]);
         }
     }
-    let message = message.replace('`', "\"");
+    let message = humanize(&message.replace('`', "\""));
     (path, message)
 }

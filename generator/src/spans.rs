@@ -4,6 +4,7 @@
 //! found later are pointed at their line through this map, which a second,
 //! span-keeping parse (yaml-rust2) builds.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -19,6 +20,8 @@ pub struct Pos {
 pub struct Spans {
     keys: BTreeMap<String, Pos>,
     values: BTreeMap<String, Pos>,
+    /// The second occurrence of a key that a mapping repeats.
+    duplicates: BTreeMap<String, Pos>,
 }
 
 impl Spans {
@@ -40,6 +43,11 @@ impl Spans {
     /// Where the key of `path` stands (for errors about the key itself).
     pub fn key(&self, path: &str) -> Pos {
         self.lookup(path, false)
+    }
+
+    /// Where `path`'s key stands the second time, if its mapping repeats it.
+    pub fn duplicate(&self, path: &str) -> Option<Pos> {
+        self.duplicates.get(path).copied()
     }
 
     fn lookup(&self, path: &str, prefer_value: bool) -> Pos {
@@ -98,7 +106,15 @@ impl Builder {
                     _ => String::from("?"),
                 };
                 let path = join(base, &name);
-                self.spans.keys.entry(path).or_insert(pos(&mark));
+                match self.spans.keys.entry(path) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(pos(&mark));
+                    }
+                    Entry::Occupied(first) => {
+                        let path = first.key().clone();
+                        self.spans.duplicates.entry(path).or_insert(pos(&mark));
+                    }
+                }
                 *key = Some(name);
                 None
             }
@@ -172,5 +188,13 @@ mod tests {
         );
         assert_eq!(s.value("d[0].e"), Pos { line: 5, column: 8 });
         assert_eq!(s.value("a.missing"), s.value("a"));
+        assert_eq!(s.duplicate("a.b"), None);
+    }
+
+    #[test]
+    fn locates_a_repeated_key() {
+        let s = Spans::parse("a:\n  b: 1\n  c: 2\n  b: 3\n").unwrap();
+        assert_eq!(s.key("a.b"), Pos { line: 2, column: 3 });
+        assert_eq!(s.duplicate("a.b"), Some(Pos { line: 4, column: 3 }));
     }
 }

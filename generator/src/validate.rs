@@ -459,6 +459,15 @@ fn computed(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
     }
 }
 
+/// `word` with its indefinite article: "a get", "an update", "an Object".
+fn an(word: &str) -> String {
+    let vowel = word
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {word}", if vowel { "an" } else { "a" })
+}
+
 fn avoid(names: &[&str]) -> String {
     format!("avoid {}", names.join(", "))
 }
@@ -575,7 +584,7 @@ fn field(
             if on {
                 d.at(
                     format!("{path}.{flag}"),
-                    format!("a {ty} field cannot be {flag}"),
+                    format!("{} field cannot be {flag}", an(ty)),
                 );
             }
         }
@@ -645,8 +654,8 @@ fn default_value(_m: &Model, f: &Field, v: &serde_yaml::Value, path: &str, d: &m
         d.at(
             path,
             format!(
-                "a default for a {} field must be a {}",
-                f.ty,
+                "a default for {} field must be a {}",
+                an(&f.ty),
                 match f.ty.as_str() {
                     "Boolean" => "boolean (true or false)",
                     "Integer" => "whole number",
@@ -773,7 +782,8 @@ fn route(
             d.at(
                 format!("{path}.method"),
                 format!(
-                    "a {action} route is served with {}, not {}",
+                    "{} route is served with {}, not {}",
+                    an(action),
                     expected.join(" or "),
                     r.method
                 ),
@@ -795,11 +805,17 @@ fn route(
     let params = placeholders(&r.path);
     let needs_id = matches!(action, "get" | "update" | "delete");
     if needs_id && params != ["id"] {
-        d.at(format!("{path}.path"), format!("a {action} route addresses one row: its path must have exactly one parameter, {{id}}"));
+        d.at(
+            format!("{path}.path"),
+            format!(
+                "{} route addresses one row: its path must have exactly one parameter, {{id}}",
+                an(action)
+            ),
+        );
     } else if !needs_id && !params.is_empty() {
         d.at(
             format!("{path}.path"),
-            format!("a {action} route takes no path parameters"),
+            format!("{} route takes no path parameters", an(action)),
         );
     }
     match &r.auth {
@@ -837,7 +853,10 @@ fn route(
         if r.object.is_some() {
             d.at(
                 format!("{path}.object"),
-                format!("a {action} route works on sessions and names no data object"),
+                format!(
+                    "{} route works on sessions and names no data object",
+                    an(action)
+                ),
             );
         }
         for (key, set) in [
@@ -849,7 +868,7 @@ fn route(
             if set {
                 d.at(
                     format!("{path}.{key}"),
-                    format!("{key} does not apply to a {action} route"),
+                    format!("{key} does not apply to {} route", an(action)),
                 );
             }
         }
@@ -869,7 +888,10 @@ fn route(
     let Some(object_name) = &r.object else {
         d.at_key(
             path,
-            format!("a {action} route needs an `object`: the data object it works on"),
+            format!(
+                "{} route needs an `object`: the data object it works on",
+                an(action)
+            ),
         );
         return;
     };
@@ -884,7 +906,13 @@ fn route(
     let names = field_names(object);
     let writes = matches!(action, "create" | "update");
     if !writes && !r.fields.is_empty() {
-        d.at(format!("{path}.fields"), format!("fields lists what a create or update route accepts; a {action} route accepts no body"));
+        d.at(
+            format!("{path}.fields"),
+            format!(
+                "fields lists what a create or update route accepts; {} route accepts no body",
+                an(action)
+            ),
+        );
     }
     if action == "update" && r.fields.is_empty() {
         d.at_key(

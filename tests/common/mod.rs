@@ -8,7 +8,8 @@ use std::future::Future;
 
 /// The server that throwaway databases are created on.
 pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
 /// A database that exists for one test and is dropped after it.
@@ -21,19 +22,34 @@ impl TestDb {
     pub async fn create() -> Self {
         let name = format!("svcgen_test_{}", uuid::Uuid::new_v4().simple());
         let admin = admin_url();
-        let mut conn = PgConnection::connect(&admin).await.expect("connect to the local PostgreSQL (is it running?)");
-        conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
-        Self { url: format!("{base}/{name}"), name }
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .expect("connect to the local PostgreSQL (is it running?)");
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create database");
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(b, _)| b)
+            .to_string();
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
     }
 
     pub async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.expect("connect to test database")
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to test database")
     }
 
     pub async fn count(&self, table: &str) -> i64 {
         let mut conn = self.connect().await;
-        let (n,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut conn).await.expect("count");
+        let (n,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
         n
     }
 }
@@ -43,10 +59,15 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Best effort, on a runtime of its own: Drop cannot await.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let mut conn = PgConnection::connect(&admin_url()).await.ok()?;
-                conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.ok()
+                conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await
+                    .ok()
             })
         })
         .join();
@@ -69,11 +90,21 @@ impl Running {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let addr = start(rx).await;
-        Self { base: format!("http://{addr}"), client: reqwest::Client::new(), stop: Some(tx) }
+        Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            stop: Some(tx),
+        }
     }
 
     /// Sends a request and returns the status and the JSON body (Null when empty).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
@@ -84,7 +115,11 @@ impl Running {
         let res = req.send().await.expect("request failed");
         let status = res.status();
         let text = res.text().await.expect("read body");
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, json)
     }
 
@@ -148,6 +183,10 @@ pub fn expect(status: StatusCode, answer: &(StatusCode, Value)) -> Value {
 pub fn error_fields(body: &Value) -> Vec<String> {
     body["details"]
         .as_array()
-        .map(|d| d.iter().filter_map(|e| e["field"].as_str().map(String::from)).collect())
+        .map(|d| {
+            d.iter()
+                .filter_map(|e| e["field"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -1,0 +1,438 @@
+//! Bad models: each must fail with every error located (file:line:column, key path).
+//!
+//! Every case is the valid `tests/models/library.yaml` with one snippet
+//! replaced, so the case shows exactly what is wrong. The full message is
+//! snapshotted, and each error's line:column is also checked against the
+//! mutated text: it must point at the offending key or value.
+
+use generator::check_model;
+
+/// The name the model is reported under, exactly as passed to `check_model`.
+const FILE: &str = "tests/models/library.yaml";
+const BASE: &str = include_str!("models/library.yaml");
+
+/// The base model with `find` (which must occur exactly once) replaced.
+fn mutate(find: &str, replace: &str) -> String {
+    mutate_all(&[(find, replace)])
+}
+
+/// The base model with several replacements, applied in order.
+fn mutate_all(edits: &[(&str, &str)]) -> String {
+    let mut text = BASE.to_string();
+    for (find, replace) in edits {
+        let n = text.matches(find).count();
+        assert_eq!(
+            n, 1,
+            "{find:?} occurs {n} times in the model, expected once"
+        );
+        text = text.replacen(find, replace, 1);
+    }
+    text
+}
+
+/// Checks `text`, which must be rejected, and returns the full message after
+/// asserting that the i-th error's line:column is where `points_at[i]` starts.
+fn rejected(text: &str, points_at: &[&str]) -> String {
+    let msg = match check_model(FILE, text) {
+        Ok(_) => panic!("the model should have been rejected:\n{text}"),
+        Err(e) => e.to_string(),
+    };
+    let lines: Vec<&str> = msg.lines().collect();
+    let (summary, errors) = lines.split_last().expect("a message");
+    let n = errors.len();
+    let s = if n == 1 { "" } else { "s" };
+    assert_eq!(*summary, format!("{n} error{s} in the model"), "{msg}");
+    assert_eq!(n, points_at.len(), "wrong number of errors:\n{msg}");
+    for (error, expected) in errors.iter().zip(points_at) {
+        let rest = error
+            .strip_prefix(FILE)
+            .and_then(|r| r.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("error does not start with {FILE}: {error}"));
+        let mut parts = rest.splitn(3, ':');
+        let line: usize = parts.next().unwrap().parse().expect("a line");
+        let column: usize = parts.next().unwrap().parse().expect("a column");
+        let source_line = text.lines().nth(line - 1).unwrap_or("");
+        let at: String = source_line.chars().skip(column - 1).collect();
+        assert!(
+            at.starts_with(expected),
+            "{error}\npoints at line {line}, column {column}: {at:?}, expected {expected:?}"
+        );
+    }
+    msg
+}
+
+#[test]
+fn valid_models_pass() {
+    if let Err(e) = check_model(FILE, BASE) {
+        panic!("{e}");
+    }
+    let auth = include_str!("../model/auth-service.yaml");
+    if let Err(e) = check_model("model/auth-service.yaml", auth) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn mutate_requires_exactly_one_match() {
+    let twice = std::panic::catch_unwind(|| mutate("object: book", "object: loan"));
+    assert!(
+        twice.is_err(),
+        "a snippet that occurs many times is refused"
+    );
+    let never = std::panic::catch_unwind(|| mutate("object: nothing", "object: loan"));
+    assert!(never.is_err(), "a snippet that does not occur is refused");
+}
+
+// ---- Load errors: YAML syntax and schema (serde) ----
+
+#[test]
+fn yaml_syntax_error() {
+    // Indented one space too far, `title` continues the value of `name`.
+    let text = mutate("  title: Library service", "   title: Library service");
+    let msg = rejected(&text, &[": Library service"]);
+    insta::assert_snapshot!("yaml_syntax_error", msg);
+}
+
+#[test]
+fn unknown_key_nested() {
+    let text = mutate(
+        "      pages:\n        type: Integer",
+        "      pages:\n        type: Integer\n        minimum: 1",
+    );
+    let msg = rejected(&text, &["minimum"]);
+    insta::assert_snapshot!("unknown_key_nested", msg);
+}
+
+#[test]
+fn unknown_key_in_route() {
+    let text = mutate(
+        "    event: book-fetched",
+        "    event: book-fetched\n    cache: true",
+    );
+    let msg = rejected(&text, &["cache"]);
+    insta::assert_snapshot!("unknown_key_in_route", msg);
+}
+
+#[test]
+fn missing_required_key() {
+    let text = mutate("    table: loans\n", "");
+    let msg = rejected(&text, &["loan:"]);
+    insta::assert_snapshot!("missing_required_key", msg);
+}
+
+#[test]
+fn duplicate_field_key() {
+    let text = mutate(
+        "      details:\n        type: Object",
+        "      details:\n        type: Object\n      pages:\n        type: Text",
+    );
+    // The second `pages`, on line 60, not the first or the enclosing mapping.
+    let msg = rejected(&text, &["pages:"]);
+    assert!(msg.contains(":60:7: "), "{msg}");
+    insta::assert_snapshot!("duplicate_field_key", msg);
+}
+
+#[test]
+fn duplicate_key_in_field() {
+    let text = mutate(
+        "        type: Integer",
+        "        type: Integer\n        type: Text",
+    );
+    let msg = rejected(&text, &["type: Text"]);
+    insta::assert_snapshot!("duplicate_key_in_field", msg);
+}
+
+#[test]
+fn unknown_key_in_auth_rule() {
+    // `auth` is a keyword or a rule; the rule's own error is reported.
+    let text = mutate(
+        "auth: { roles: [librarian], owner: true }",
+        "auth: { roles: [librarian], owners: true }",
+    );
+    let msg = rejected(&text, &["owners"]);
+    insta::assert_snapshot!("unknown_key_in_auth_rule", msg);
+}
+
+#[test]
+fn auth_of_wrong_shape() {
+    let text = mutate(
+        "auth: { roles: [librarian], owner: true }",
+        "auth: [librarian]",
+    );
+    let msg = rejected(&text, &["[librarian]"]);
+    insta::assert_snapshot!("auth_of_wrong_shape", msg);
+}
+
+#[test]
+fn computed_of_wrong_shape() {
+    let text = mutate(
+        "      details:\n        type: Object",
+        "      details:\n        type: Object\n      size:\n        type: Integer\n        computed: { lengthOf: details }",
+    );
+    let msg = rejected(&text, &["lengthOf"]);
+    insta::assert_snapshot!("computed_of_wrong_shape", msg);
+}
+
+#[test]
+fn negative_count() {
+    let text = mutate("partitions: 1", "partitions: -1");
+    let msg = rejected(&text, &["-1"]);
+    insta::assert_snapshot!("negative_count", msg);
+}
+
+#[test]
+fn wrong_value_type() {
+    let text = mutate("bodyLimitBytes: 65536", "bodyLimitBytes: 64k");
+    let msg = rejected(&text, &["64k"]);
+    insta::assert_snapshot!("wrong_value_type", msg);
+}
+
+// ---- Data objects and fields ----
+
+#[test]
+fn unknown_field_type() {
+    let text = mutate("        type: Integer", "        type: Strng");
+    let msg = rejected(&text, &["Strng"]);
+    assert!(
+        msg.contains(r#"expected one of "ID", "String", "Text""#),
+        "{msg}"
+    );
+    insta::assert_snapshot!("unknown_field_type", msg);
+}
+
+#[test]
+fn reference_to_unknown_object() {
+    let text = mutate("references: book", "references: books");
+    let msg = rejected(&text, &["books"]);
+    insta::assert_snapshot!("reference_to_unknown_object", msg);
+}
+
+#[test]
+fn reserved_word_as_field_name() {
+    let text = mutate(
+        "      pages:",
+        "      type:\n        type: String\n      pages:",
+    );
+    let msg = rejected(&text, &["type:"]);
+    insta::assert_snapshot!("reserved_word_as_field_name", msg);
+}
+
+#[test]
+fn reserved_word_as_table_name() {
+    let text = mutate("table: loans", "table: user");
+    let msg = rejected(&text, &["user"]);
+    insta::assert_snapshot!("reserved_word_as_table_name", msg);
+}
+
+#[test]
+fn system_field_declared() {
+    let text = mutate(
+        "      details:\n        type: Object",
+        "      details:\n        type: Object\n      isActive:\n        type: Boolean",
+    );
+    let msg = rejected(&text, &["isActive:"]);
+    insta::assert_snapshot!("system_field_declared", msg);
+}
+
+#[test]
+fn field_collides_with_system_field() {
+    let text = mutate(
+        "      dueAt:",
+        "      createdAT:\n        type: Date\n      dueAt:",
+    );
+    let msg = rejected(&text, &["createdAT:"]);
+    insta::assert_snapshot!("field_collides_with_system_field", msg);
+}
+
+#[test]
+fn fields_collide_after_snake_case() {
+    let text = mutate(
+        "      pickupCode:",
+        "      readerEMAIL:\n        type: String\n      pickupCode:",
+    );
+    let msg = rejected(&text, &["readerEMAIL:"]);
+    insta::assert_snapshot!("fields_collide_after_snake_case", msg);
+}
+
+#[test]
+fn default_of_wrong_type() {
+    let text = mutate("default: fiction", "default: 3");
+    let msg = rejected(&text, &["3"]);
+    insta::assert_snapshot!("default_of_wrong_type", msg);
+}
+
+#[test]
+fn default_not_an_allowed_value() {
+    let text = mutate("default: fiction", "default: poetry");
+    let msg = rejected(&text, &["poetry"]);
+    insta::assert_snapshot!("default_not_an_allowed_value", msg);
+}
+
+#[test]
+fn min_length_greater_than_max_length() {
+    let text = mutate("maxLength: 17", "maxLength: 17\n        minLength: 20");
+    let msg = rejected(&text, &["20"]);
+    insta::assert_snapshot!("min_length_greater_than_max_length", msg);
+}
+
+// ---- Topics and roles ----
+
+#[test]
+fn topic_pattern_missing_object() {
+    let text = mutate(
+        r#"dbEvent: "{topicPrefix}.db.{object}.{change}""#,
+        r#"dbEvent: "{topicPrefix}.db.{change}""#,
+    );
+    let msg = rejected(&text, &[r#""{topicPrefix}.db.{change}""#]);
+    insta::assert_snapshot!("topic_pattern_missing_object", msg);
+}
+
+#[test]
+fn topic_pattern_unknown_placeholder() {
+    let text = mutate(
+        r#"routeEvent: "{topicPrefix}.route.{event}""#,
+        r#"routeEvent: "{prefix}.route.{event}""#,
+    );
+    let msg = rejected(&text, &[r#""{prefix}.route.{event}""#]);
+    insta::assert_snapshot!("topic_pattern_unknown_placeholder", msg);
+}
+
+#[test]
+fn unknown_admin_role() {
+    let text = mutate("admin: [librarian]", "admin: [librarian, curator]");
+    let msg = rejected(&text, &["curator"]);
+    insta::assert_snapshot!("unknown_admin_role", msg);
+}
+
+// ---- Routes ----
+
+#[test]
+fn route_names_unknown_object() {
+    let text = mutate(
+        "    object: loan\n    action: create",
+        "    object: lone\n    action: create",
+    );
+    let msg = rejected(&text, &["lone"]);
+    insta::assert_snapshot!("route_names_unknown_object", msg);
+}
+
+#[test]
+fn route_fields_name_unknown_field() {
+    let text = mutate("fields: [dueAt]", "fields: [dueAt, returnedAt]");
+    let msg = rejected(&text, &["returnedAt"]);
+    insta::assert_snapshot!("route_fields_name_unknown_field", msg);
+}
+
+#[test]
+fn duplicate_route_event() {
+    let text = mutate("event: books-found", "event: books-listed");
+    let msg = rejected(&text, &["books-listed"]);
+    insta::assert_snapshot!("duplicate_route_event", msg);
+}
+
+#[test]
+fn two_routes_on_same_method_and_path() {
+    let text = mutate("path: /books/search", "path: /books");
+    let msg = rejected(&text, &["/books"]);
+    insta::assert_snapshot!("two_routes_on_same_method_and_path", msg);
+}
+
+#[test]
+fn get_route_path_without_id() {
+    let text = mutate(
+        "    path: /books/{id}\n    event: book-fetched",
+        "    path: /books/latest\n    event: book-fetched",
+    );
+    let msg = rejected(&text, &["/books/latest"]);
+    insta::assert_snapshot!("get_route_path_without_id", msg);
+}
+
+#[test]
+fn wrong_method_for_action() {
+    let text = mutate(
+        "    method: PATCH\n    path: /loans/{id}",
+        "    method: POST\n    path: /loans/{id}",
+    );
+    let msg = rejected(&text, &["POST"]);
+    insta::assert_snapshot!("wrong_method_for_action", msg);
+}
+
+#[test]
+fn unknown_action() {
+    let text = mutate(
+        "    action: delete\n    method: DELETE\n    path: /books/{id}",
+        "    action: archive\n    method: DELETE\n    path: /books/{id}",
+    );
+    let msg = rejected(&text, &["archive"]);
+    insta::assert_snapshot!("unknown_action", msg);
+}
+
+#[test]
+fn unknown_role_in_auth_rule() {
+    let text = mutate(
+        "auth: { roles: [librarian], owner: true }",
+        "auth: { roles: [librarian, reader], owner: true }",
+    );
+    let msg = rejected(&text, &["reader"]);
+    insta::assert_snapshot!("unknown_role_in_auth_rule", msg);
+}
+
+#[test]
+fn unknown_auth_keyword() {
+    let text = mutate(
+        "    event: books-listed\n    auth: public",
+        "    event: books-listed\n    auth: anyone",
+    );
+    let msg = rejected(&text, &["anyone"]);
+    insta::assert_snapshot!("unknown_auth_keyword", msg);
+}
+
+#[test]
+fn create_route_omits_required_field() {
+    let text = mutate(
+        "fields: [bookId, readerEmail, pickupCode, dueAt]",
+        "fields: [bookId, readerEmail, dueAt]",
+    );
+    let msg = rejected(&text, &["[bookId, readerEmail, dueAt]"]);
+    insta::assert_snapshot!("create_route_omits_required_field", msg);
+}
+
+#[test]
+fn include_via_non_reference_field() {
+    let text = mutate("via: bookId", "via: readerEmail");
+    let msg = rejected(&text, &["readerEmail"]);
+    insta::assert_snapshot!("include_via_non_reference_field", msg);
+}
+
+// ---- Everything at once ----
+
+#[test]
+fn several_errors_reported_together_in_document_order() {
+    // Made in reverse document order, so the output order proves the sorting.
+    let text = mutate_all(&[
+        (
+            "auth: { roles: [librarian], owner: true }",
+            "auth: { roles: [clerk], owner: true }",
+        ),
+        ("event: books-found", "event: books-listed"),
+        ("table: loans", "table: user"),
+        ("        type: Integer", "        type: Number"),
+        (
+            r#""{topicPrefix}.route.{event}""#,
+            r#""{topicPrefix}.route""#,
+        ),
+        ("version: 0.3.1", "version: three"),
+    ]);
+    let msg = rejected(
+        &text,
+        &[
+            "three",
+            r#""{topicPrefix}.route""#,
+            "Number",
+            "user",
+            "books-listed",
+            "clerk",
+        ],
+    );
+    insta::assert_snapshot!("several_errors_in_document_order", msg);
+}
