@@ -25,8 +25,8 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
         }
     }
     json!({
-        "openapi": "3.1.0",
         "x-generated": marker,
+        "openapi": "3.1.0",
         "info": {
             "title": plan.service.title,
             "version": plan.service.version,
