@@ -11,8 +11,17 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The crate a model generates into.
+fn out_dir(model: &str) -> PathBuf {
+    root().join(match model {
+        "model/auth-service.yaml" => "generated-service",
+        _ => "tests/library-service",
+    })
+}
+
+/// Generates `model` against the migration history of its committed crate.
 fn generate(model: &str) -> Vec<GeneratedFile> {
-    generator::generate(&root().join(model), model).expect("the model generates")
+    generator::generate(&root().join(model), model, &out_dir(model)).expect("the model generates")
 }
 
 #[test]
@@ -53,6 +62,7 @@ fn committed_crates_are_what_the_models_produce() {
         ("tests/models/library.yaml", "tests/library-service"),
     ] {
         let stale = generator::write::check(&root().join(out), &generate(model)).expect("check");
+        assert_eq!(out_dir(model), root().join(out));
         assert!(
             stale.is_clean(),
             "{out} is stale ({stale:?}); run `cargo xtask gen`"

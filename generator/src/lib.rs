@@ -8,6 +8,7 @@
 pub mod diag;
 pub mod format;
 pub mod load;
+pub mod migrate;
 pub mod model;
 pub mod openapi;
 pub mod plan;
@@ -29,26 +30,79 @@ pub fn check_model(file: &str, source: &str) -> Result<load::Loaded, ModelErrors
     Ok(loaded)
 }
 
-/// The whole pipeline on a model's text; `file` names it in errors and headers.
-pub fn generate_str(file: &str, source: &str) -> Result<Vec<GeneratedFile>> {
+/// The whole pipeline on a model's text; `file` names it in errors and
+/// headers, `history` holds the migrations already generated.
+pub fn generate_str(
+    file: &str,
+    source: &str,
+    history: &migrate::History,
+) -> Result<Vec<GeneratedFile>> {
     let loaded = check_model(file, source)?;
     let plan = plan::plan(file, &loaded.model);
     let mut rendered = render::render(&plan).context("rendering templates")?;
-    let doc = openapi::document(&plan, &format::note(file));
+    let note = format::note(file);
+    let doc = openapi::document(&plan, &note);
     rendered.push(render::Rendered {
         path: "openapi.json".into(),
         template: "openapi.rs",
         text: serde_json::to_string_pretty(&doc)? + "\n",
     });
-    rendered
+    let schema = migrate::schema(&plan);
+    let mut kept = Vec::new();
+    match &history.lock {
+        // No lock yet: the schema starts here, with one initial migration.
+        None => rendered.push(render::migration(
+            "migrations/0001_init.sql".into(),
+            &migrate::initial(&plan, &schema),
+        )?),
+        Some(lock) => {
+            kept.extend(
+                history
+                    .migrations
+                    .iter()
+                    .map(|(path, contents)| GeneratedFile {
+                        path: path.clone(),
+                        contents: contents.clone(),
+                    }),
+            );
+            let statements = migrate::diff(lock, &schema)?;
+            if !statements.is_empty() {
+                let path = format!(
+                    "migrations/{:04}_{}.sql",
+                    history.migrations.len() + 1,
+                    migrate::slug(lock, &schema)
+                );
+                let m = migrate::MigrationPlan {
+                    title: format!(
+                        "Changes of the model since the previous migration of {}.",
+                        plan.service.name
+                    ),
+                    statements,
+                };
+                rendered.push(render::migration(path, &m)?);
+            }
+        }
+    }
+    let lock = serde_json::json!({ "x-generated": note, "tables": schema.tables });
+    rendered.push(render::Rendered {
+        path: migrate::LOCK.into(),
+        template: "migrate.rs",
+        text: serde_json::to_string_pretty(&lock)? + "\n",
+    });
+    let mut files: Vec<GeneratedFile> = rendered
         .into_iter()
         .map(|r| format::format(r, file))
-        .collect()
+        .collect::<Result<_>>()?;
+    files.extend(kept);
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
 }
 
-/// Reads the model at `path` (named as `display` in errors and headers).
-pub fn generate(path: &Path, display: &str) -> Result<Vec<GeneratedFile>> {
+/// Reads the model at `path` (named as `display` in errors and headers) and
+/// the migration history of the crate in `out`.
+pub fn generate(path: &Path, display: &str, out: &Path) -> Result<Vec<GeneratedFile>> {
     let source =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    generate_str(display, &source)
+    let history = write::read_history(out)?;
+    generate_str(display, &source, &history)
 }

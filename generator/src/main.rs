@@ -38,7 +38,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let name = cli
         .display_name
         .unwrap_or_else(|| cli.model.display().to_string());
-    let files = generator::generate(&cli.model, &name)?;
+    let files = generator::generate(&cli.model, &name, &cli.out)?;
     if cli.check {
         let s = generator::write::check(&cli.out, &files)?;
         if s.is_clean() {

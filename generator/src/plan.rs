@@ -194,8 +194,8 @@ pub struct FieldPlan {
     /// `rust_type`, or `Option<rust_type>` when the column is nullable.
     pub row_type: String,
     pub sql_type: String,
-    /// The column's declaration in CREATE TABLE.
-    pub sql_decl: String,
+    /// The column's SQL default, e.g. `now()` or `'user'`.
+    pub sql_default: Option<String>,
     pub nullable: bool,
     pub system: bool,
     pub secret: bool,
@@ -445,7 +445,7 @@ fn system_fields() -> Vec<FieldPlan> {
                column: &str,
                rust: &str,
                sql: &str,
-               decl: &str,
+               default: Option<&str>,
                nullable: bool,
                json: &'static str,
                fmt: Option<&'static str>| FieldPlan {
@@ -459,7 +459,7 @@ fn system_fields() -> Vec<FieldPlan> {
             rust.into()
         },
         sql_type: sql.into(),
-        sql_decl: format!("{column} {decl}"),
+        sql_default: default.map(String::from),
         nullable,
         system: true,
         secret: false,
@@ -493,7 +493,7 @@ fn system_fields() -> Vec<FieldPlan> {
             "id",
             "Uuid",
             "uuid",
-            "uuid PRIMARY KEY DEFAULT gen_random_uuid()",
+            Some("gen_random_uuid()"),
             false,
             "string",
             Some("uuid"),
@@ -503,7 +503,7 @@ fn system_fields() -> Vec<FieldPlan> {
             "is_active",
             "bool",
             "boolean",
-            "boolean NOT NULL DEFAULT true",
+            Some("true"),
             false,
             "boolean",
             None,
@@ -513,7 +513,7 @@ fn system_fields() -> Vec<FieldPlan> {
             "record_version",
             "i32",
             "integer",
-            "integer NOT NULL DEFAULT 1",
+            Some("1"),
             false,
             "integer",
             None,
@@ -523,7 +523,7 @@ fn system_fields() -> Vec<FieldPlan> {
             "created_at",
             "DateTime<Utc>",
             "timestamptz",
-            "timestamptz NOT NULL DEFAULT now()",
+            Some("now()"),
             false,
             "string",
             Some("date-time"),
@@ -533,7 +533,7 @@ fn system_fields() -> Vec<FieldPlan> {
             "updated_at",
             "DateTime<Utc>",
             "timestamptz",
-            "timestamptz NOT NULL DEFAULT now()",
+            Some("now()"),
             false,
             "string",
             Some("date-time"),
@@ -543,7 +543,7 @@ fn system_fields() -> Vec<FieldPlan> {
             "_owner",
             "Uuid",
             "uuid",
-            "uuid",
+            None,
             true,
             "string",
             Some("uuid"),
@@ -586,13 +586,6 @@ fn field(m: &Model, name: &str, f: &Field) -> FieldPlan {
         serde_yaml::Value::Number(n) => n.to_string(),
         _ => String::new(),
     });
-    let mut decl = format!("{column} {sql}");
-    if !nullable {
-        decl.push_str(" NOT NULL");
-    }
-    if let Some(d) = &default_sql {
-        decl.push_str(&format!(" DEFAULT {d}"));
-    }
     let _ = m;
     FieldPlan {
         name: name.to_string(),
@@ -605,7 +598,7 @@ fn field(m: &Model, name: &str, f: &Field) -> FieldPlan {
             rust.into()
         },
         sql_type: sql.into(),
-        sql_decl: decl,
+        sql_default: default_sql,
         nullable,
         system: false,
         secret: f.secret,

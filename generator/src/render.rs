@@ -27,7 +27,6 @@ macro_rules! templates {
 templates! {
     CargoToml => "Cargo.toml.j2",
     Readme => "README.md.j2",
-    Migration => "migration.sql.j2",
     MainRs => "main.rs.j2",
     LibRs => "lib.rs.j2",
     ConfigRs => "config.rs.j2",
@@ -39,6 +38,24 @@ templates! {
     HealthRs => "health.rs.j2",
     OpenapiRs => "openapi.rs.j2",
     TopicsRs => "topics.rs.j2",
+}
+
+#[derive(Template)]
+#[template(path = "migration.sql.j2", escape = "none")]
+struct MigrationSql<'a> {
+    m: &'a crate::migrate::MigrationPlan,
+}
+
+/// Renders one migration file.
+pub fn migration(
+    path: String,
+    m: &crate::migrate::MigrationPlan,
+) -> Result<Rendered, askama::Error> {
+    Ok(Rendered {
+        path,
+        template: "migration.sql.j2",
+        text: MigrationSql { m }.render()?,
+    })
 }
 
 #[derive(Template)]
@@ -59,11 +76,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     };
     add("Cargo.toml", "Cargo.toml.j2", CargoToml { plan }.render()?);
     add("README.md", "README.md.j2", Readme { plan }.render()?);
-    add(
-        "migrations/0001_init.sql",
-        "migration.sql.j2",
-        Migration { plan }.render()?,
-    );
     add("src/main.rs", "main.rs.j2", MainRs { plan }.render()?);
     add("src/lib.rs", "lib.rs.j2", LibRs { plan }.render()?);
     add("src/config.rs", "config.rs.j2", ConfigRs { plan }.render()?);

@@ -95,3 +95,33 @@ fn is_generated(path: &Path) -> bool {
         .map(|text| text.lines().take(2).any(|l| l.contains(MARKER)))
         .unwrap_or(false)
 }
+
+/// The migrations already generated into `dir`, and their schema lock.
+pub fn read_history(dir: &Path) -> Result<crate::migrate::History> {
+    let mut history = crate::migrate::History::default();
+    let lock_path = dir.join(crate::migrate::LOCK);
+    if let Ok(text) = fs::read_to_string(&lock_path) {
+        history.lock = Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("reading {}", lock_path.display()))?,
+        );
+    }
+    let Ok(entries) = fs::read_dir(dir.join("migrations")) else {
+        return Ok(history);
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if name.ends_with(".sql") {
+            history
+                .migrations
+                .push((format!("migrations/{name}"), fs::read_to_string(&path)?));
+        }
+    }
+    history.migrations.sort();
+    Ok(history)
+}

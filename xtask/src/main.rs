@@ -39,7 +39,7 @@ fn root() -> PathBuf {
 
 fn gen() -> Result<()> {
     for &(model, out) in TARGETS {
-        let files = generator::generate(Path::new(model), model)?;
+        let files = generator::generate(Path::new(model), model, Path::new(out))?;
         let report = generator::write::write(Path::new(out), &files)?;
         for f in &report.written {
             println!("wrote   {out}/{f}");
@@ -61,7 +61,7 @@ fn gen() -> Result<()> {
 fn check() -> Result<()> {
     let mut stale_dirs = Vec::new();
     for &(model, out) in TARGETS {
-        let files = generator::generate(Path::new(model), model)?;
+        let files = generator::generate(Path::new(model), model, Path::new(out))?;
         let stale = generator::write::check(Path::new(out), &files)?;
         if stale.is_clean() {
             println!("{out}/ is up to date with {model} ({} files)", files.len());
