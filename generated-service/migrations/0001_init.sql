@@ -97,6 +97,23 @@ CREATE INDEX user_avatars_files_user_id_idx ON user_avatars_files (user_id);
 
 CREATE INDEX user_avatars_files_created_at_idx ON user_avatars_files (created_at, id);
 
+-- event_outbox: owned by the service itself
+CREATE TABLE event_outbox (
+    id bigserial PRIMARY KEY,
+    event_id uuid NOT NULL,
+    topic text NOT NULL,
+    event_key text NOT NULL,
+    lane integer NOT NULL,
+    payload text NOT NULL,
+    request_id text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    delivered_at timestamptz
+);
+
+CREATE INDEX event_outbox_pending_idx ON event_outbox (lane, id) WHERE delivered_at IS NULL;
+
+CREATE INDEX event_outbox_delivered_idx ON event_outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+
 ALTER TABLE user_group_members ADD CONSTRAINT user_group_members_group_id_fkey FOREIGN KEY (group_id) REFERENCES user_groups (id);
 
 ALTER TABLE user_group_members ADD CONSTRAINT user_group_members_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id);

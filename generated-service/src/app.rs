@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::envelope;
+use crate::events::{self, Publisher};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -21,6 +23,8 @@ use tower_http::trace::TraceLayer;
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
+    /// Produces reading-route events; writes go through the outbox.
+    pub events: Publisher,
 }
 
 /// The version every response reports as `appVersion`.
@@ -68,39 +72,52 @@ pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    state: AppState,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = connect(&config).await?;
-        if config.kafka_brokers.is_none() {
-            tracing::warn!("KAFKA_BROKERS is not set: events are not published");
-        }
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
+        let events = Publisher::new(&config).context("creating the Kafka producer")?;
         let state = AppState {
             db,
             config: Arc::new(config),
+            events,
         };
         Ok(Self {
             listener,
-            router: router(state),
+            router: router(state.clone()),
+            state,
         })
     }
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
-    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    /// Serves HTTP and runs the outbox relay until `shutdown` resolves, then
+    /// finishes the requests in flight and the relay's current round.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = % self.listener.local_addr() ?, "listening");
-        axum::serve(self.listener, self.router)
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let relay = tokio::spawn(events::run_relay(
+            self.state.db.clone(),
+            self.state.config.clone(),
+            stop_rx,
+        ));
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        let _ = stop_tx.send(true);
+        if let Err(e) = relay.await {
+            tracing::error!(error = % e, "the relay task failed");
+        }
+        served
     }
 }
 

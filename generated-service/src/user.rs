@@ -6,6 +6,7 @@ use crate::app::AppState;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
+use crate::events::ObjectTopics;
 use crate::extract::ApiJson;
 use crate::extract::ApiPath;
 use crate::extract::ApiQuery;
@@ -73,6 +74,22 @@ pub struct UserPublic {
 }
 
 const GET_PUBLIC_SQL: &str = "SELECT t.id, t.fullname, t.avatar, t.is_active FROM users AS t WHERE t.id = $1 AND t.is_active";
+
+/// The database and index topics of `user`.
+pub static TOPICS: ObjectTopics = ObjectTopics {
+    name: "user",
+    db_created: crate::topics::DBEVENT_USER_CREATED,
+    db_updated: crate::topics::DBEVENT_USER_UPDATED,
+    db_deleted: crate::topics::DBEVENT_USER_DELETED,
+    index_created: crate::topics::INDEX_USER_CREATED,
+    index_updated: crate::topics::INDEX_USER_UPDATED,
+    index_deleted: crate::topics::INDEX_USER_DELETED,
+};
+
+/// A row as events carry it.
+pub fn event_row(row: &User) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(row).map_err(ApiError::internal)
+}
 
 /// The model's rules for this object's text fields.
 mod rules {
@@ -190,9 +207,11 @@ async fn get_user(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Reply<User>, ApiError> {
+) -> Result<Reply, ApiError> {
     let row = fetch(&app.db, id).await?;
-    Ok(ctx.reply(&GET_USER, StatusCode::OK, row))
+    let reply = ctx.reply(&GET_USER, StatusCode::OK, &row)?;
+    app.events.publish(&ctx, reply.event(&GET_USER, id));
+    Ok(reply)
 }
 
 /// `updateUser`: the route's facts for its answers and events.
@@ -230,7 +249,7 @@ async fn update_user(
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateUserInput>,
-) -> Result<Reply<User>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     if input.fullname.is_absent()
         && input.avatar.is_absent()
@@ -288,8 +307,12 @@ async fn update_user(
         .push(" RETURNING ")
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
+    let reply = ctx.reply(&UPDATE_USER, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
+    events.push(reply.event(&UPDATE_USER, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&UPDATE_USER, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `updateProfile`: the route's facts for its answers and events.
@@ -325,7 +348,7 @@ async fn update_profile(
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateProfileInput>,
-) -> Result<Reply<User>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     if input.fullname.is_absent()
         && input.avatar.is_absent()
@@ -378,8 +401,12 @@ async fn update_profile(
         .push(" RETURNING ")
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
+    let reply = ctx.reply(&UPDATE_PROFILE, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
+    events.push(reply.event(&UPDATE_PROFILE, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&UPDATE_PROFILE, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `createUser`: the route's facts for its answers and events.
@@ -418,7 +445,7 @@ async fn create_user(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiJson(input): ApiJson<CreateUserInput>,
-) -> Result<Reply<User>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     let email = input.email.map(validation::normalize_email);
     v.text("email", email.as_deref(), &rules::EMAIL);
@@ -451,6 +478,7 @@ async fn create_user(
     v.finish()?;
     let password = validation::hash_secret(password).await?;
     let id = Uuid::new_v4();
+    let mut tx = app.db.begin().await?;
     let row: User = sqlx::query_as(
             "INSERT INTO users AS t (id, email, password, fullname, avatar, role_id, email_verified, preferred_language, bio, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -464,9 +492,14 @@ async fn create_user(
         .bind(preferred_language)
         .bind(bio)
         .bind(Some(id))
-        .fetch_one(&app.db)
+        .fetch_one(&mut *tx)
         .await?;
-    Ok(ctx.reply(&CREATE_USER, StatusCode::CREATED, row))
+    let reply = ctx.reply(&CREATE_USER, StatusCode::CREATED, &row)?;
+    let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
+    events.push(reply.event(&CREATE_USER, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    tx.commit().await?;
+    Ok(reply)
 }
 
 /// `deleteUser`: the route's facts for its answers and events.
@@ -485,7 +518,7 @@ async fn delete_user(
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
-) -> Result<Reply<User>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -494,8 +527,12 @@ async fn delete_user(
         .fetch_one(&mut *tx)
         .await
         .map_err(ApiError::on_delete)?;
+    let reply = ctx.reply(&DELETE_USER, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
+    events.push(reply.event(&DELETE_USER, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&DELETE_USER, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `archiveProfile`: the route's facts for its answers and events.
@@ -514,7 +551,7 @@ async fn archive_profile(
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
-) -> Result<Reply<User>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -523,8 +560,12 @@ async fn archive_profile(
         .fetch_one(&mut *tx)
         .await
         .map_err(ApiError::on_delete)?;
+    let reply = ctx.reply(&ARCHIVE_PROFILE, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
+    events.push(reply.event(&ARCHIVE_PROFILE, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&ARCHIVE_PROFILE, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `listUsers`: the route's facts for its answers and events.
@@ -604,7 +645,7 @@ async fn list_users(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<ListUsersQuery>,
-) -> Result<Reply<Vec<ListUsersRow>>, ApiError> {
+) -> Result<Reply, ApiError> {
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
@@ -633,7 +674,10 @@ async fn list_users(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    Ok(ctx.reply_list(&LIST_USERS, rows, ListMeta { paging, filters }))
+    let reply = ctx.reply_list(&LIST_USERS, &rows, &ListMeta { paging, filters })?;
+    app.events
+        .publish(&ctx, reply.event(&LIST_USERS, &ctx.request_id));
+    Ok(reply)
 }
 
 /// `searchUsers`: the route's facts for its answers and events.
@@ -733,7 +777,7 @@ async fn search_users(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<SearchUsersQuery>,
-) -> Result<Reply<Vec<SearchUsersRow>>, ApiError> {
+) -> Result<Reply, ApiError> {
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
@@ -762,7 +806,10 @@ async fn search_users(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    Ok(ctx.reply_list(&SEARCH_USERS, rows, ListMeta { paging, filters }))
+    let reply = ctx.reply_list(&SEARCH_USERS, &rows, &ListMeta { paging, filters })?;
+    app.events
+        .publish(&ctx, reply.event(&SEARCH_USERS, &ctx.request_id));
+    Ok(reply)
 }
 
 /// `updateUserRole`: the route's facts for its answers and events.
@@ -792,7 +839,7 @@ async fn update_user_role(
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateUserRoleInput>,
-) -> Result<Reply<User>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     if input.role_id.is_absent() {
         v.error("body", "names no field to change; accepted: roleId");
@@ -815,8 +862,12 @@ async fn update_user_role(
         .push(" RETURNING ")
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
+    let reply = ctx.reply(&UPDATE_USER_ROLE, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
+    events.push(reply.event(&UPDATE_USER_ROLE, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&UPDATE_USER_ROLE, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `updateUserPassword`: the route's facts for its answers and events.
@@ -846,7 +897,7 @@ async fn update_user_password(
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateUserPasswordInput>,
-) -> Result<Reply<User>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     if input.password.is_absent() {
         v.error("body", "names no field to change; accepted: password");
@@ -873,8 +924,12 @@ async fn update_user_password(
         .push(" RETURNING ")
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
+    let reply = ctx.reply(&UPDATE_USER_PASSWORD, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
+    events.push(reply.event(&UPDATE_USER_PASSWORD, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&UPDATE_USER_PASSWORD, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `updateUserPasswordByAdmin`: the route's facts for its answers and events.
@@ -904,7 +959,7 @@ async fn update_user_password_by_admin(
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateUserPasswordByAdminInput>,
-) -> Result<Reply<User>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     if input.password.is_absent() {
         v.error("body", "names no field to change; accepted: password");
@@ -931,8 +986,12 @@ async fn update_user_password_by_admin(
         .push(" RETURNING ")
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
+    let reply = ctx.reply(&UPDATE_USER_PASSWORD_BY_ADMIN, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
+    events.push(reply.event(&UPDATE_USER_PASSWORD_BY_ADMIN, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&UPDATE_USER_PASSWORD_BY_ADMIN, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `getBriefUser`: the route's facts for its answers and events.
@@ -949,13 +1008,15 @@ async fn get_brief_user(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Reply<UserPublic>, ApiError> {
-    let row = sqlx::query_as(GET_PUBLIC_SQL)
+) -> Result<Reply, ApiError> {
+    let row: UserPublic = sqlx::query_as(GET_PUBLIC_SQL)
         .bind(id)
         .fetch_optional(&app.db)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(ctx.reply(&GET_BRIEF_USER, StatusCode::OK, row))
+    let reply = ctx.reply(&GET_BRIEF_USER, StatusCode::OK, &row)?;
+    app.events.publish(&ctx, reply.event(&GET_BRIEF_USER, id));
+    Ok(reply)
 }
 
 /// `registerUser`: the route's facts for its answers and events.
@@ -990,7 +1051,7 @@ async fn register_user(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiJson(input): ApiJson<RegisterUserInput>,
-) -> Result<Reply<User>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     let email = input.email.map(validation::normalize_email);
     v.text("email", email.as_deref(), &rules::EMAIL);
@@ -1018,6 +1079,7 @@ async fn register_user(
     v.finish()?;
     let password = validation::hash_secret(password).await?;
     let id = Uuid::new_v4();
+    let mut tx = app.db.begin().await?;
     let row: User = sqlx::query_as(
             "INSERT INTO users AS t (id, email, password, fullname, avatar, preferred_language, bio, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -1029,9 +1091,14 @@ async fn register_user(
         .bind(preferred_language)
         .bind(bio)
         .bind(Some(id))
-        .fetch_one(&app.db)
+        .fetch_one(&mut *tx)
         .await?;
-    Ok(ctx.reply(&REGISTER_USER, StatusCode::CREATED, row))
+    let reply = ctx.reply(&REGISTER_USER, StatusCode::CREATED, &row)?;
+    let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
+    events.push(reply.event(&REGISTER_USER, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    tx.commit().await?;
+    Ok(reply)
 }
 
 /// The ORDER BY of a list's `sort` parameter (`field` or `-field`).

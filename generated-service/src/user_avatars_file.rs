@@ -6,6 +6,7 @@ use crate::app::AppState;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
+use crate::events::ObjectTopics;
 use crate::extract::ApiJson;
 use crate::extract::ApiPath;
 use crate::extract::ApiQuery;
@@ -62,6 +63,27 @@ pub struct UserAvatarsFile {
     #[serde(rename = "_owner")]
     #[sqlx(rename = "_owner")]
     pub owner: Option<Uuid>,
+}
+
+/// The database and index topics of `userAvatarsFile`.
+pub static TOPICS: ObjectTopics = ObjectTopics {
+    name: "userAvatarsFile",
+    db_created: crate::topics::DBEVENT_USER_AVATARS_FILE_CREATED,
+    db_updated: crate::topics::DBEVENT_USER_AVATARS_FILE_UPDATED,
+    db_deleted: crate::topics::DBEVENT_USER_AVATARS_FILE_DELETED,
+    index_created: crate::topics::INDEX_USER_AVATARS_FILE_CREATED,
+    index_updated: crate::topics::INDEX_USER_AVATARS_FILE_UPDATED,
+    index_deleted: crate::topics::INDEX_USER_AVATARS_FILE_DELETED,
+};
+
+/// A row as events carry it: blob bytes never go on Kafka, a descriptor
+/// says where the row is fetched instead.
+pub fn event_row(row: &UserAvatarsFile) -> Result<serde_json::Value, ApiError> {
+    let mut doc = serde_json::to_value(row).map_err(ApiError::internal)?;
+    doc["fileData"] = serde_json::json!(
+        { "omitted" : true, "href" : format!("/v1/useravatarsfiles/{}", row.id) }
+    );
+    Ok(doc)
 }
 
 /// The model's rules for this object's text fields.
@@ -157,7 +179,7 @@ async fn create_user_avatars_file(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiJson(input): ApiJson<CreateUserAvatarsFileInput>,
-) -> Result<Reply<UserAvatarsFile>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     let file_name = input.file_name;
     v.text("fileName", file_name.as_deref(), &rules::FILE_NAME);
@@ -181,6 +203,7 @@ async fn create_user_avatars_file(
     let file_size: i64 = i64::try_from(file_data.len()).unwrap_or(i64::MAX);
     let access_key: String = crate::validation::random_key();
     let id = Uuid::new_v4();
+    let mut tx = app.db.begin().await?;
     let row: UserAvatarsFile = sqlx::query_as(
             "INSERT INTO user_avatars_files AS t (id, file_name, mime_type, file_data, metadata, user_id, owner_id, file_size, access_key, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -194,9 +217,14 @@ async fn create_user_avatars_file(
         .bind(file_size)
         .bind(access_key)
         .bind(ctx.user_id)
-        .fetch_one(&app.db)
+        .fetch_one(&mut *tx)
         .await?;
-    Ok(ctx.reply(&CREATE_USER_AVATARS_FILE, StatusCode::CREATED, row))
+    let reply = ctx.reply(&CREATE_USER_AVATARS_FILE, StatusCode::CREATED, &row)?;
+    let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
+    events.push(reply.event(&CREATE_USER_AVATARS_FILE, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    tx.commit().await?;
+    Ok(reply)
 }
 
 /// `getUserAvatarsFile`: the route's facts for its answers and events.
@@ -213,9 +241,12 @@ async fn get_user_avatars_file(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Reply<UserAvatarsFile>, ApiError> {
+) -> Result<Reply, ApiError> {
     let row = fetch(&app.db, id).await?;
-    Ok(ctx.reply(&GET_USER_AVATARS_FILE, StatusCode::OK, row))
+    let reply = ctx.reply(&GET_USER_AVATARS_FILE, StatusCode::OK, &row)?;
+    app.events
+        .publish(&ctx, reply.event(&GET_USER_AVATARS_FILE, id));
+    Ok(reply)
 }
 
 /// `listUserAvatarsFiles`: the route's facts for its answers and events.
@@ -295,7 +326,7 @@ async fn list_user_avatars_files(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<ListUserAvatarsFilesQuery>,
-) -> Result<Reply<Vec<ListUserAvatarsFilesRow>>, ApiError> {
+) -> Result<Reply, ApiError> {
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
@@ -325,7 +356,14 @@ async fn list_user_avatars_files(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    Ok(ctx.reply_list(&LIST_USER_AVATARS_FILES, rows, ListMeta { paging, filters }))
+    let reply = ctx.reply_list(
+        &LIST_USER_AVATARS_FILES,
+        &rows,
+        &ListMeta { paging, filters },
+    )?;
+    app.events
+        .publish(&ctx, reply.event(&LIST_USER_AVATARS_FILES, &ctx.request_id));
+    Ok(reply)
 }
 
 /// `deleteUserAvatarsFile`: the route's facts for its answers and events.
@@ -344,7 +382,7 @@ async fn delete_user_avatars_file(
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
-) -> Result<Reply<UserAvatarsFile>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -353,8 +391,12 @@ async fn delete_user_avatars_file(
         .fetch_one(&mut *tx)
         .await
         .map_err(ApiError::on_delete)?;
+    let reply = ctx.reply(&DELETE_USER_AVATARS_FILE, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
+    events.push(reply.event(&DELETE_USER_AVATARS_FILE, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&DELETE_USER_AVATARS_FILE, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// The ORDER BY of a list's `sort` parameter (`field` or `-field`).

@@ -6,6 +6,7 @@ use crate::app::AppState;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
+use crate::events::ObjectTopics;
 use crate::extract::ApiJson;
 use crate::extract::ApiPath;
 use crate::extract::ApiQuery;
@@ -53,6 +54,22 @@ pub struct UserGroup {
     #[serde(rename = "_owner")]
     #[sqlx(rename = "_owner")]
     pub owner: Option<Uuid>,
+}
+
+/// The database and index topics of `userGroup`.
+pub static TOPICS: ObjectTopics = ObjectTopics {
+    name: "userGroup",
+    db_created: crate::topics::DBEVENT_USER_GROUP_CREATED,
+    db_updated: crate::topics::DBEVENT_USER_GROUP_UPDATED,
+    db_deleted: crate::topics::DBEVENT_USER_GROUP_DELETED,
+    index_created: crate::topics::INDEX_USER_GROUP_CREATED,
+    index_updated: crate::topics::INDEX_USER_GROUP_UPDATED,
+    index_deleted: crate::topics::INDEX_USER_GROUP_DELETED,
+};
+
+/// A row as events carry it.
+pub fn event_row(row: &UserGroup) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(row).map_err(ApiError::internal)
 }
 
 /// The model's rules for this object's text fields.
@@ -138,7 +155,7 @@ async fn create_user_group(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiJson(input): ApiJson<CreateUserGroupInput>,
-) -> Result<Reply<UserGroup>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     let group_name = input.group_name;
     v.text("groupName", group_name.as_deref(), &rules::GROUP_NAME);
@@ -150,6 +167,7 @@ async fn create_user_group(
     };
     v.finish()?;
     let id = Uuid::new_v4();
+    let mut tx = app.db.begin().await?;
     let row: UserGroup = sqlx::query_as(
             "INSERT INTO user_groups AS t (id, group_name, avatar, _owner) VALUES ($1, $2, $3, $4) RETURNING t.id, t.group_name, t.avatar, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -157,9 +175,14 @@ async fn create_user_group(
         .bind(group_name)
         .bind(avatar)
         .bind(ctx.user_id)
-        .fetch_one(&app.db)
+        .fetch_one(&mut *tx)
         .await?;
-    Ok(ctx.reply(&CREATE_USER_GROUP, StatusCode::CREATED, row))
+    let reply = ctx.reply(&CREATE_USER_GROUP, StatusCode::CREATED, &row)?;
+    let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
+    events.push(reply.event(&CREATE_USER_GROUP, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    tx.commit().await?;
+    Ok(reply)
 }
 
 /// `updateUserGroup`: the route's facts for its answers and events.
@@ -191,7 +214,7 @@ async fn update_user_group(
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateUserGroupInput>,
-) -> Result<Reply<UserGroup>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     if input.group_name.is_absent() && input.avatar.is_absent() {
         v.error(
@@ -226,8 +249,12 @@ async fn update_user_group(
         .push(" RETURNING ")
         .push(SELECT);
     let row: UserGroup = sql.build_query_as().fetch_one(&mut *tx).await?;
+    let reply = ctx.reply(&UPDATE_USER_GROUP, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
+    events.push(reply.event(&UPDATE_USER_GROUP, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&UPDATE_USER_GROUP, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `deleteUserGroup`: the route's facts for its answers and events.
@@ -246,7 +273,7 @@ async fn delete_user_group(
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
-) -> Result<Reply<UserGroup>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -255,8 +282,12 @@ async fn delete_user_group(
         .fetch_one(&mut *tx)
         .await
         .map_err(ApiError::on_delete)?;
+    let reply = ctx.reply(&DELETE_USER_GROUP, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
+    events.push(reply.event(&DELETE_USER_GROUP, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&DELETE_USER_GROUP, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `getUserGroup`: the route's facts for its answers and events.
@@ -273,9 +304,11 @@ async fn get_user_group(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Reply<UserGroup>, ApiError> {
+) -> Result<Reply, ApiError> {
     let row = fetch(&app.db, id).await?;
-    Ok(ctx.reply(&GET_USER_GROUP, StatusCode::OK, row))
+    let reply = ctx.reply(&GET_USER_GROUP, StatusCode::OK, &row)?;
+    app.events.publish(&ctx, reply.event(&GET_USER_GROUP, id));
+    Ok(reply)
 }
 
 /// `listUserGroups`: the route's facts for its answers and events.
@@ -333,7 +366,7 @@ async fn list_user_groups(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<ListUserGroupsQuery>,
-) -> Result<Reply<Vec<ListUserGroupsRow>>, ApiError> {
+) -> Result<Reply, ApiError> {
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
@@ -363,7 +396,10 @@ async fn list_user_groups(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    Ok(ctx.reply_list(&LIST_USER_GROUPS, rows, ListMeta { paging, filters }))
+    let reply = ctx.reply_list(&LIST_USER_GROUPS, &rows, &ListMeta { paging, filters })?;
+    app.events
+        .publish(&ctx, reply.event(&LIST_USER_GROUPS, &ctx.request_id));
+    Ok(reply)
 }
 
 /// The ORDER BY of a list's `sort` parameter (`field` or `-field`).

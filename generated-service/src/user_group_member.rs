@@ -6,6 +6,7 @@ use crate::app::AppState;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
+use crate::events::ObjectTopics;
 use crate::extract::ApiJson;
 use crate::extract::ApiPath;
 use crate::extract::ApiQuery;
@@ -65,6 +66,22 @@ pub struct UserGroupMemberUser {
     pub avatar: Option<String>,
 }
 
+/// The database and index topics of `userGroupMember`.
+pub static TOPICS: ObjectTopics = ObjectTopics {
+    name: "userGroupMember",
+    db_created: crate::topics::DBEVENT_USER_GROUP_MEMBER_CREATED,
+    db_updated: crate::topics::DBEVENT_USER_GROUP_MEMBER_UPDATED,
+    db_deleted: crate::topics::DBEVENT_USER_GROUP_MEMBER_DELETED,
+    index_created: crate::topics::INDEX_USER_GROUP_MEMBER_CREATED,
+    index_updated: crate::topics::INDEX_USER_GROUP_MEMBER_UPDATED,
+    index_deleted: crate::topics::INDEX_USER_GROUP_MEMBER_DELETED,
+};
+
+/// A row as events carry it.
+pub fn event_row(row: &UserGroupMember) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(row).map_err(ApiError::internal)
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
@@ -119,9 +136,12 @@ async fn get_user_group_member(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Reply<UserGroupMember>, ApiError> {
+) -> Result<Reply, ApiError> {
     let row = fetch(&app.db, id).await?;
-    Ok(ctx.reply(&GET_USER_GROUP_MEMBER, StatusCode::OK, row))
+    let reply = ctx.reply(&GET_USER_GROUP_MEMBER, StatusCode::OK, &row)?;
+    app.events
+        .publish(&ctx, reply.event(&GET_USER_GROUP_MEMBER, id));
+    Ok(reply)
 }
 
 /// `createUserGroupMember`: the route's facts for its answers and events.
@@ -150,7 +170,7 @@ async fn create_user_group_member(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiJson(input): ApiJson<CreateUserGroupMemberInput>,
-) -> Result<Reply<UserGroupMember>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     let group_id = input.group_id;
     let group_id = v.required("groupId", group_id);
@@ -162,6 +182,7 @@ async fn create_user_group_member(
     };
     v.finish()?;
     let id = Uuid::new_v4();
+    let mut tx = app.db.begin().await?;
     let row: UserGroupMember = sqlx::query_as(
             "INSERT INTO user_group_members AS t (id, group_id, user_id, owner_id, _owner) VALUES ($1, $2, $3, $4, $5) RETURNING t.id, t.group_id, t.user_id, t.owner_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -170,9 +191,14 @@ async fn create_user_group_member(
         .bind(user_id)
         .bind(owner_id)
         .bind(ctx.user_id)
-        .fetch_one(&app.db)
+        .fetch_one(&mut *tx)
         .await?;
-    Ok(ctx.reply(&CREATE_USER_GROUP_MEMBER, StatusCode::CREATED, row))
+    let reply = ctx.reply(&CREATE_USER_GROUP_MEMBER, StatusCode::CREATED, &row)?;
+    let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
+    events.push(reply.event(&CREATE_USER_GROUP_MEMBER, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    tx.commit().await?;
+    Ok(reply)
 }
 
 /// `deleteUserGroupMember`: the route's facts for its answers and events.
@@ -191,7 +217,7 @@ async fn delete_user_group_member(
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
-) -> Result<Reply<UserGroupMember>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -200,8 +226,12 @@ async fn delete_user_group_member(
         .fetch_one(&mut *tx)
         .await
         .map_err(ApiError::on_delete)?;
+    let reply = ctx.reply(&DELETE_USER_GROUP_MEMBER, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
+    events.push(reply.event(&DELETE_USER_GROUP_MEMBER, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&DELETE_USER_GROUP_MEMBER, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `listUserGroupMembers`: the route's facts for its answers and events.
@@ -283,7 +313,7 @@ async fn list_user_group_members(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<ListUserGroupMembersQuery>,
-) -> Result<Reply<Vec<ListUserGroupMembersRow>>, ApiError> {
+) -> Result<Reply, ApiError> {
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
@@ -313,7 +343,14 @@ async fn list_user_group_members(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    Ok(ctx.reply_list(&LIST_USER_GROUP_MEMBERS, rows, ListMeta { paging, filters }))
+    let reply = ctx.reply_list(
+        &LIST_USER_GROUP_MEMBERS,
+        &rows,
+        &ListMeta { paging, filters },
+    )?;
+    app.events
+        .publish(&ctx, reply.event(&LIST_USER_GROUP_MEMBERS, &ctx.request_id));
+    Ok(reply)
 }
 
 /// The ORDER BY of a list's `sort` parameter (`field` or `-field`).

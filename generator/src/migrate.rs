@@ -114,8 +114,53 @@ pub fn schema(plan: &Plan) -> Schema {
                 })
                 .collect(),
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut tables = tables;
+    tables.push(outbox());
     Schema { tables }
+}
+
+/// Tables the generated service owns beside the model's.
+pub const SERVICE_TABLES: &[&str] = &["event_outbox"];
+
+/// The transactional outbox: events written with the change, drained by the relay.
+fn outbox() -> Table {
+    let col = |name: &str, ty: &str, not_null: bool, default: Option<&str>| Column {
+        name: name.into(),
+        ty: ty.into(),
+        not_null,
+        default: default.map(String::from),
+        primary_key: name == "id",
+    };
+    Table {
+        name: "event_outbox".into(),
+        columns: vec![
+            col("id", "bigserial", false, None),
+            col("event_id", "uuid", true, None),
+            col("topic", "text", true, None),
+            col("event_key", "text", true, None),
+            col("lane", "integer", true, None),
+            col("payload", "text", true, None),
+            col("request_id", "text", false, None),
+            col("created_at", "timestamptz", true, Some("now()")),
+            col("delivered_at", "timestamptz", false, None),
+        ],
+        indexes: vec![
+            Index {
+                name: "event_outbox_pending_idx".into(),
+                unique: false,
+                columns: "lane, id".into(),
+                partial: " WHERE delivered_at IS NULL".into(),
+            },
+            Index {
+                name: "event_outbox_delivered_idx".into(),
+                unique: false,
+                columns: "delivered_at".into(),
+                partial: " WHERE delivered_at IS NOT NULL".into(),
+            },
+        ],
+        foreign_keys: Vec::new(),
+    }
 }
 
 fn column_decl(c: &Column) -> String {
@@ -169,8 +214,12 @@ fn create_table(t: &Table, comment: String) -> Vec<Statement> {
 /// The migration that creates `schema` from nothing.
 pub fn initial(plan: &Plan, schema: &Schema) -> MigrationPlan {
     let mut statements = Vec::new();
-    for (t, o) in schema.tables.iter().zip(&plan.objects) {
-        statements.extend(create_table(t, format!("{}: {}", o.name, o.description)));
+    for t in &schema.tables {
+        let comment = match plan.objects.iter().find(|o| o.table == t.name) {
+            Some(o) => format!("{}: {}", o.name, o.description),
+            None => format!("{}: owned by the service itself", t.name),
+        };
+        statements.extend(create_table(t, comment));
     }
     for t in &schema.tables {
         statements.extend(t.foreign_keys.iter().map(|f| add_fk(&t.name, f)));

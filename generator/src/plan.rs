@@ -113,6 +113,13 @@ pub struct ObjectPlan {
     pub default_sort: String,
     pub has_list: bool,
     pub has_delete: bool,
+    /// Constant names (in `topics.rs`) of the database and index topics.
+    pub db_consts: ChangeTopics,
+    pub index_consts: ChangeTopics,
+    /// Blob fields: events carry a descriptor instead of the bytes.
+    pub blobs: Vec<FieldPlan>,
+    /// Where a client fetches one row (`format!` pattern with the id), if a route serves it.
+    pub href: Option<String>,
     /// Update or delete routes lock and version-check rows.
     pub has_locking: bool,
     /// The module's `use` lines: exactly what its routes need.
@@ -846,6 +853,7 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     let (has_list, has_create, has_update, has_delete) =
         (has("list"), has("create"), has("update"), has("delete"));
     let mut uses: Vec<&str> = vec![
+        "crate::events::ObjectTopics",
         "crate::app::AppState",
         "crate::error::ApiError",
         "axum::Router",
@@ -900,7 +908,29 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     }
     uses.sort_unstable();
     let uses: Vec<String> = uses.into_iter().map(String::from).collect();
+    let consts = |label: &str| {
+        let c = |change: &str| {
+            format!(
+                "{label}_{}_{}",
+                name.to_snake_case().to_uppercase(),
+                change.to_uppercase()
+            )
+        };
+        ChangeTopics {
+            created: c("created"),
+            updated: c("updated"),
+            deleted: c("deleted"),
+        }
+    };
+    let href = my_routes
+        .iter()
+        .find(|r| r.action == "get" && !r.public_view)
+        .map(|r| r.path.replace("{id}", "{}"));
     ObjectPlan {
+        db_consts: consts("DBEVENT"),
+        index_consts: consts("INDEX"),
+        blobs: columns.iter().filter(|c| c.blob).cloned().collect(),
+        href,
         has_list,
         has_delete,
         has_locking: has_update || has_delete,

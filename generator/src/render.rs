@@ -33,6 +33,7 @@ templates! {
     AppRs => "app.rs.j2",
     ErrorRs => "error.rs.j2",
     EnvelopeRs => "envelope.rs.j2",
+    EventsRs => "events.rs.j2",
     ExtractRs => "extract.rs.j2",
     ValidationRs => "validation.rs.j2",
     HealthRs => "health.rs.j2",
@@ -86,6 +87,7 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "envelope.rs.j2",
         EnvelopeRs { plan }.render()?,
     );
+    add("src/events.rs", "events.rs.j2", EventsRs { plan }.render()?);
     add(
         "src/extract.rs",
         "extract.rs.j2",

@@ -361,6 +361,14 @@ fn data_object(
             format!("{path}.table"),
             format!("\"{}\" is not a snake_case table name", o.table),
         );
+    } else if crate::migrate::SERVICE_TABLES.contains(&o.table.as_str()) {
+        d.at(
+            format!("{path}.table"),
+            format!(
+                "\"{}\" is a table of the generated service itself; choose another name",
+                o.table
+            ),
+        );
     } else if SQL_RESERVED.contains(&o.table.as_str()) {
         d.at(
             format!("{path}.table"),

@@ -150,17 +150,25 @@ impl Drop for Running {
 
 /// The auth service on a free port against a fresh database.
 pub async fn auth_service() -> (Running, TestDb) {
-    use airbnb_auth_service::{app::Application, config::Config};
     let db = TestDb::create().await;
-    let url = db.url.clone();
-    let running = Running::start(|stop| async move {
-        let config = Config::from_lookup(|k| match k {
-            "DATABASE_URL" => Some(url.clone()),
-            "HTTP_ADDR" => Some("127.0.0.1:0".to_string()),
-            "DATABASE_MAX_CONNECTIONS" => Some("4".to_string()),
-            _ => None,
-        })
-        .expect("config");
+    let running = start_auth_service(&db.url, &[]).await;
+    (running, db)
+}
+
+/// The auth service on a free port against `database_url`, with extra settings.
+pub async fn start_auth_service(database_url: &str, settings: &[(&str, &str)]) -> Running {
+    use airbnb_auth_service::{app::Application, config::Config};
+    let mut env: std::collections::HashMap<String, String> = [
+        ("DATABASE_URL", database_url),
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("DATABASE_MAX_CONNECTIONS", "4"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Running::start(|stop| async move {
+        let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
         let app = Application::build(config).await.expect("service starts");
         let addr = app.local_addr().expect("bound address");
         tokio::spawn(app.serve(async move {
@@ -168,8 +176,7 @@ pub async fn auth_service() -> (Running, TestDb) {
         }));
         addr
     })
-    .await;
-    (running, db)
+    .await
 }
 
 /// Asserts an answer's status, printing the body when it differs.
@@ -189,4 +196,158 @@ pub fn error_fields(body: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A Kafka-protocol broker (tansu, in memory) on a free loopback port.
+pub struct Broker {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+fn tansu() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("TANSU") {
+        return path.into();
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = std::path::Path::new(&home).join(".cargo/bin/tansu");
+    if cargo_bin.exists() {
+        cargo_bin
+    } else {
+        "tansu".into()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Broker {
+    pub async fn start() -> Self {
+        let mut b = Self {
+            port: free_port(),
+            child: None,
+        };
+        b.restart().await;
+        b
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port; the in-memory broker starts empty.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new(tansu())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts (cargo install --locked tansu --features dynostore)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("tansu did not listen on {}", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A message read back from the broker.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub payload: Value,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads every message on `topics` (partitions `0..partitions`) from the
+/// beginning, until `done` holds for what was read or `timeout` passes.
+pub async fn consume(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+    timeout: std::time::Duration,
+    done: impl Fn(&[Consumed]) -> bool,
+) -> Vec<Consumed> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        for p in 0..partitions {
+            tpl.add_partition_offset(t, p, Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    tokio::task::block_in_place(|| {
+        while std::time::Instant::now() < deadline && !done(&out) {
+            let Some(result) = consumer.poll(std::time::Duration::from_millis(200)) else {
+                continue;
+            };
+            let Ok(m) = result else { continue };
+            let mut headers = std::collections::BTreeMap::new();
+            if let Some(h) = m.headers() {
+                for header in h.iter() {
+                    headers.insert(
+                        header.key.to_string(),
+                        String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+            }
+            out.push(Consumed {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                payload: serde_json::from_slice(m.payload().unwrap_or_default())
+                    .unwrap_or(Value::Null),
+                headers,
+            });
+        }
+    });
+    out
 }

@@ -51,4 +51,21 @@ CREATE INDEX loans_due_at_idx ON loans (due_at);
 
 CREATE INDEX loans_created_at_idx ON loans (created_at, id);
 
+-- event_outbox: owned by the service itself
+CREATE TABLE event_outbox (
+    id bigserial PRIMARY KEY,
+    event_id uuid NOT NULL,
+    topic text NOT NULL,
+    event_key text NOT NULL,
+    lane integer NOT NULL,
+    payload text NOT NULL,
+    request_id text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    delivered_at timestamptz
+);
+
+CREATE INDEX event_outbox_pending_idx ON event_outbox (lane, id) WHERE delivered_at IS NULL;
+
+CREATE INDEX event_outbox_delivered_idx ON event_outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+
 ALTER TABLE loans ADD CONSTRAINT loans_book_id_fkey FOREIGN KEY (book_id) REFERENCES books (id);

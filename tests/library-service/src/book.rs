@@ -6,6 +6,7 @@ use crate::app::AppState;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
+use crate::events::ObjectTopics;
 use crate::extract::ApiJson;
 use crate::extract::ApiPath;
 use crate::extract::ApiQuery;
@@ -55,6 +56,22 @@ pub struct Book {
     #[serde(rename = "_owner")]
     #[sqlx(rename = "_owner")]
     pub owner: Option<Uuid>,
+}
+
+/// The database and index topics of `book`.
+pub static TOPICS: ObjectTopics = ObjectTopics {
+    name: "book",
+    db_created: crate::topics::DBEVENT_BOOK_CREATED,
+    db_updated: crate::topics::DBEVENT_BOOK_UPDATED,
+    db_deleted: crate::topics::DBEVENT_BOOK_DELETED,
+    index_created: crate::topics::INDEX_BOOK_CREATED,
+    index_updated: crate::topics::INDEX_BOOK_UPDATED,
+    index_deleted: crate::topics::INDEX_BOOK_DELETED,
+};
+
+/// A row as events carry it.
+pub fn event_row(row: &Book) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(row).map_err(ApiError::internal)
 }
 
 /// The model's rules for this object's text fields.
@@ -149,7 +166,7 @@ async fn add_book(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiJson(input): ApiJson<AddBookInput>,
-) -> Result<Reply<Book>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     let title = input.title;
     v.text("title", title.as_deref(), &rules::TITLE);
@@ -168,6 +185,7 @@ async fn add_book(
     };
     v.finish()?;
     let id = Uuid::new_v4();
+    let mut tx = app.db.begin().await?;
     let row: Book = sqlx::query_as(
             "INSERT INTO books AS t (id, title, isbn, pages, shelf, details, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING t.id, t.title, t.isbn, t.pages, t.shelf, t.details, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -178,9 +196,14 @@ async fn add_book(
         .bind(shelf)
         .bind(details)
         .bind(ctx.user_id)
-        .fetch_one(&app.db)
+        .fetch_one(&mut *tx)
         .await?;
-    Ok(ctx.reply(&ADD_BOOK, StatusCode::CREATED, row))
+    let reply = ctx.reply(&ADD_BOOK, StatusCode::CREATED, &row)?;
+    let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
+    events.push(reply.event(&ADD_BOOK, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    tx.commit().await?;
+    Ok(reply)
 }
 
 /// `getBook`: the route's facts for its answers and events.
@@ -197,9 +220,11 @@ async fn get_book(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Reply<Book>, ApiError> {
+) -> Result<Reply, ApiError> {
     let row = fetch(&app.db, id).await?;
-    Ok(ctx.reply(&GET_BOOK, StatusCode::OK, row))
+    let reply = ctx.reply(&GET_BOOK, StatusCode::OK, &row)?;
+    app.events.publish(&ctx, reply.event(&GET_BOOK, id));
+    Ok(reply)
 }
 
 /// `listBooks`: the route's facts for its answers and events.
@@ -279,7 +304,7 @@ async fn list_books(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<ListBooksQuery>,
-) -> Result<Reply<Vec<ListBooksRow>>, ApiError> {
+) -> Result<Reply, ApiError> {
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
@@ -308,7 +333,10 @@ async fn list_books(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    Ok(ctx.reply_list(&LIST_BOOKS, rows, ListMeta { paging, filters }))
+    let reply = ctx.reply_list(&LIST_BOOKS, &rows, &ListMeta { paging, filters })?;
+    app.events
+        .publish(&ctx, reply.event(&LIST_BOOKS, &ctx.request_id));
+    Ok(reply)
 }
 
 /// `findBooks`: the route's facts for its answers and events.
@@ -406,7 +434,7 @@ async fn find_books(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<FindBooksQuery>,
-) -> Result<Reply<Vec<FindBooksRow>>, ApiError> {
+) -> Result<Reply, ApiError> {
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
@@ -435,7 +463,10 @@ async fn find_books(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    Ok(ctx.reply_list(&FIND_BOOKS, rows, ListMeta { paging, filters }))
+    let reply = ctx.reply_list(&FIND_BOOKS, &rows, &ListMeta { paging, filters })?;
+    app.events
+        .publish(&ctx, reply.event(&FIND_BOOKS, &ctx.request_id));
+    Ok(reply)
 }
 
 /// `reshelveBook`: the route's facts for its answers and events.
@@ -465,7 +496,7 @@ async fn reshelve_book(
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<ReshelveBookInput>,
-) -> Result<Reply<Book>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     if input.shelf.is_absent() {
         v.error("body", "names no field to change; accepted: shelf");
@@ -488,8 +519,12 @@ async fn reshelve_book(
         .push(" RETURNING ")
         .push(SELECT);
     let row: Book = sql.build_query_as().fetch_one(&mut *tx).await?;
+    let reply = ctx.reply(&RESHELVE_BOOK, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
+    events.push(reply.event(&RESHELVE_BOOK, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&RESHELVE_BOOK, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `archiveBook`: the route's facts for its answers and events.
@@ -508,7 +543,7 @@ async fn archive_book(
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
-) -> Result<Reply<Book>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -517,8 +552,12 @@ async fn archive_book(
         .fetch_one(&mut *tx)
         .await
         .map_err(ApiError::on_delete)?;
+    let reply = ctx.reply(&ARCHIVE_BOOK, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
+    events.push(reply.event(&ARCHIVE_BOOK, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&ARCHIVE_BOOK, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// The ORDER BY of a list's `sort` parameter (`field` or `-field`).

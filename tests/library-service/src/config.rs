@@ -16,6 +16,21 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// `DATABASE_MAX_CONNECTIONS` (default 10).
     pub database_max_connections: u32,
+    /// `KAFKA_LINGER_MS` (default 5): how long the producer waits to batch.
+    pub kafka_linger_ms: u64,
+    /// `KAFKA_MESSAGE_TIMEOUT_MS` (default 10000): after this an unacknowledged
+    /// event counts as failed and the relay backs off and retries.
+    pub kafka_message_timeout_ms: u64,
+    /// `KAFKA_QUEUE_MAX_MESSAGES` (default 100000): bound of the read-event queue.
+    pub kafka_queue_max_messages: u64,
+    /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of created topics
+    /// (defaults from the model: 1 and 1).
+    pub kafka_partitions: i32,
+    pub kafka_replication_factor: i32,
+    /// `OUTBOX_BATCH_SIZE` (default 500): events the relay sends per round.
+    pub outbox_batch_size: i64,
+    /// `OUTBOX_RETENTION_SECS` (default 86400): how long delivered events are kept.
+    pub outbox_retention_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +51,18 @@ impl Config {
             .filter(|v| !v.is_empty())
             .ok_or(ConfigError::Missing("DATABASE_URL"))?;
         let http_addr = parse(&get, "HTTP_ADDR", "127.0.0.1:3000")?;
-        let database_max_connections = parse(&get, "DATABASE_MAX_CONNECTIONS", "10")?;
         Ok(Self {
             database_url,
             kafka_brokers: get("KAFKA_BROKERS").filter(|v| !v.trim().is_empty()),
             http_addr,
-            database_max_connections,
+            database_max_connections: parse(&get, "DATABASE_MAX_CONNECTIONS", "10")?,
+            kafka_linger_ms: parse(&get, "KAFKA_LINGER_MS", "5")?,
+            kafka_message_timeout_ms: parse(&get, "KAFKA_MESSAGE_TIMEOUT_MS", "10000")?,
+            kafka_queue_max_messages: parse(&get, "KAFKA_QUEUE_MAX_MESSAGES", "100000")?,
+            kafka_partitions: parse(&get, "KAFKA_PARTITIONS", "1")?,
+            kafka_replication_factor: parse(&get, "KAFKA_REPLICATION_FACTOR", "1")?,
+            outbox_batch_size: parse(&get, "OUTBOX_BATCH_SIZE", "500")?,
+            outbox_retention_secs: parse(&get, "OUTBOX_RETENTION_SECS", "86400")?,
         })
     }
 }
@@ -72,6 +93,13 @@ impl fmt::Debug for Config {
             .field("kafka_brokers", &self.kafka_brokers)
             .field("http_addr", &self.http_addr)
             .field("database_max_connections", &self.database_max_connections)
+            .field("kafka_linger_ms", &self.kafka_linger_ms)
+            .field("kafka_message_timeout_ms", &self.kafka_message_timeout_ms)
+            .field("kafka_queue_max_messages", &self.kafka_queue_max_messages)
+            .field("kafka_partitions", &self.kafka_partitions)
+            .field("kafka_replication_factor", &self.kafka_replication_factor)
+            .field("outbox_batch_size", &self.outbox_batch_size)
+            .field("outbox_retention_secs", &self.outbox_retention_secs)
             .finish()
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::app::APP_VERSION;
 use crate::error::{ApiError, ErrorInfo};
+use crate::events::Event;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -61,32 +62,37 @@ impl RequestContext {
         &self,
         route: &'static RouteInfo,
         status: StatusCode,
-        data: T,
-    ) -> Reply<T> {
-        Reply {
-            ctx: self.clone(),
-            route,
-            status,
-            row_count: 1,
-            data,
-            list: None,
-        }
+        data: &T,
+    ) -> Result<Reply, ApiError> {
+        self.render(route, status, 1, data, None)
     }
     /// An answer carrying a page of rows.
     pub fn reply_list<T: Serialize>(
         &self,
         route: &'static RouteInfo,
-        rows: Vec<T>,
-        list: ListMeta,
-    ) -> Reply<Vec<T>> {
-        Reply {
-            ctx: self.clone(),
+        rows: &[T],
+        list: &ListMeta,
+    ) -> Result<Reply, ApiError> {
+        self.render(route, StatusCode::OK, rows.len(), &rows, Some(list))
+    }
+    fn render<T: Serialize>(
+        &self,
+        route: &'static RouteInfo,
+        status: StatusCode,
+        row_count: usize,
+        data: &T,
+        list: Option<&ListMeta>,
+    ) -> Result<Reply, ApiError> {
+        let body = Body {
+            ctx: self,
             route,
-            status: StatusCode::OK,
-            row_count: rows.len(),
-            data: rows,
-            list: Some(list),
-        }
+            status,
+            row_count,
+            data,
+            list,
+        };
+        let json = serde_json::to_string(&body).map_err(ApiError::internal)?;
+        Ok(Reply { status, json })
     }
 }
 
@@ -129,17 +135,46 @@ pub struct ListMeta {
     pub filters: Vec<Filter>,
 }
 
-/// A successful answer in the envelope.
-pub struct Reply<T> {
-    ctx: RequestContext,
+/// A successful answer, rendered once: the same JSON is the HTTP body and
+/// the payload of the route event.
+#[derive(Debug)]
+pub struct Reply {
+    status: StatusCode,
+    json: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+    /// The route event that carries this answer.
+    pub fn event(&self, route: &'static RouteInfo, key: impl ToString) -> Event {
+        Event::raw(route.topic, key, self.json.clone())
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.json,
+        )
+            .into_response()
+    }
+}
+
+/// The envelope around an answer's data, in the seed's key order.
+struct Body<'a, T> {
+    ctx: &'a RequestContext,
     route: &'static RouteInfo,
     status: StatusCode,
     row_count: usize,
-    data: T,
-    list: Option<ListMeta>,
+    data: &'a T,
+    list: Option<&'a ListMeta>,
 }
 
-impl<T: Serialize> Serialize for Reply<T> {
+impl<T: Serialize> Serialize for Body<'_, T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("status", "OK")?;
@@ -156,19 +191,13 @@ impl<T: Serialize> Serialize for Reply<T> {
         m.serialize_entry("action", self.route.action)?;
         m.serialize_entry("appVersion", APP_VERSION)?;
         m.serialize_entry("rowCount", &self.row_count)?;
-        m.serialize_entry(self.route.data_name, &self.data)?;
-        if let Some(list) = &self.list {
+        m.serialize_entry(self.route.data_name, self.data)?;
+        if let Some(list) = self.list {
             m.serialize_entry("paging", &list.paging)?;
             m.serialize_entry("filters", &list.filters)?;
             m.serialize_entry("uiPermissions", &[] as &[String])?;
         }
         m.end()
-    }
-}
-
-impl<T: Serialize> IntoResponse for Reply<T> {
-    fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
     }
 }
 

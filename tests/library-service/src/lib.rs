@@ -13,6 +13,8 @@ pub mod envelope;
 
 pub mod error;
 
+pub mod events;
+
 pub mod extract;
 
 pub mod health;

@@ -6,6 +6,7 @@ use crate::app::AppState;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
+use crate::events::ObjectTopics;
 use crate::extract::ApiJson;
 use crate::extract::ApiPath;
 use crate::extract::ApiQuery;
@@ -63,6 +64,22 @@ pub struct Loan {
 pub struct LoanBook {
     pub title: String,
     pub isbn: String,
+}
+
+/// The database and index topics of `loan`.
+pub static TOPICS: ObjectTopics = ObjectTopics {
+    name: "loan",
+    db_created: crate::topics::DBEVENT_LOAN_CREATED,
+    db_updated: crate::topics::DBEVENT_LOAN_UPDATED,
+    db_deleted: crate::topics::DBEVENT_LOAN_DELETED,
+    index_created: crate::topics::INDEX_LOAN_CREATED,
+    index_updated: crate::topics::INDEX_LOAN_UPDATED,
+    index_deleted: crate::topics::INDEX_LOAN_DELETED,
+};
+
+/// A row as events carry it.
+pub fn event_row(row: &Loan) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(row).map_err(ApiError::internal)
 }
 
 /// The model's rules for this object's text fields.
@@ -147,7 +164,7 @@ async fn lend_book(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiJson(input): ApiJson<LendBookInput>,
-) -> Result<Reply<Loan>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     let book_id = input.book_id;
     let book_id = v.required("bookId", book_id);
@@ -167,6 +184,7 @@ async fn lend_book(
     v.finish()?;
     let pickup_code = validation::hash_secret(pickup_code).await?;
     let id = Uuid::new_v4();
+    let mut tx = app.db.begin().await?;
     let row: Loan = sqlx::query_as(
             "INSERT INTO loans AS t (id, book_id, reader_email, pickup_code, due_at, _owner) VALUES ($1, $2, $3, $4, $5, $6) RETURNING t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -176,9 +194,14 @@ async fn lend_book(
         .bind(pickup_code)
         .bind(due_at)
         .bind(ctx.user_id)
-        .fetch_one(&app.db)
+        .fetch_one(&mut *tx)
         .await?;
-    Ok(ctx.reply(&LEND_BOOK, StatusCode::CREATED, row))
+    let reply = ctx.reply(&LEND_BOOK, StatusCode::CREATED, &row)?;
+    let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
+    events.push(reply.event(&LEND_BOOK, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    tx.commit().await?;
+    Ok(reply)
 }
 
 /// `extendLoan`: the route's facts for its answers and events.
@@ -208,7 +231,7 @@ async fn extend_loan(
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<ExtendLoanInput>,
-) -> Result<Reply<Loan>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut v = Validator::default();
     if input.due_at.is_absent() {
         v.error("body", "names no field to change; accepted: dueAt");
@@ -230,8 +253,12 @@ async fn extend_loan(
         .push(" RETURNING ")
         .push(SELECT);
     let row: Loan = sql.build_query_as().fetch_one(&mut *tx).await?;
+    let reply = ctx.reply(&EXTEND_LOAN, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
+    events.push(reply.event(&EXTEND_LOAN, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&EXTEND_LOAN, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// `listLoans`: the route's facts for its answers and events.
@@ -302,7 +329,7 @@ async fn list_loans(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<ListLoansQuery>,
-) -> Result<Reply<Vec<ListLoansRow>>, ApiError> {
+) -> Result<Reply, ApiError> {
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
@@ -331,7 +358,10 @@ async fn list_loans(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    Ok(ctx.reply_list(&LIST_LOANS, rows, ListMeta { paging, filters }))
+    let reply = ctx.reply_list(&LIST_LOANS, &rows, &ListMeta { paging, filters })?;
+    app.events
+        .publish(&ctx, reply.event(&LIST_LOANS, &ctx.request_id));
+    Ok(reply)
 }
 
 /// `returnBook`: the route's facts for its answers and events.
@@ -350,7 +380,7 @@ async fn return_book(
     ctx: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
-) -> Result<Reply<Loan>, ApiError> {
+) -> Result<Reply, ApiError> {
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -359,8 +389,12 @@ async fn return_book(
         .fetch_one(&mut *tx)
         .await
         .map_err(ApiError::on_delete)?;
+    let reply = ctx.reply(&RETURN_BOOK, StatusCode::OK, &row)?;
+    let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
+    events.push(reply.event(&RETURN_BOOK, id));
+    crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
-    Ok(ctx.reply(&RETURN_BOOK, StatusCode::OK, row))
+    Ok(reply)
 }
 
 /// The ORDER BY of a list's `sort` parameter (`field` or `-field`).
