@@ -78,7 +78,7 @@ impl Event {
 /// The database and index topics of one data object.
 #[derive(Debug)]
 pub struct ObjectTopics {
-    /// The object's name, e.g. `userGroup`: updated events carry `old_<name>` and `<name>`.
+    /// The object's name, e.g. `bookLoan`: updated events carry `old_<name>` and `<name>`.
     pub name: &'static str,
     pub db_created: &'static str,
     pub db_updated: &'static str,
