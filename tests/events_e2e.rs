@@ -509,7 +509,10 @@ async fn pending_events(db: &TestDb) -> i64 {
 }
 
 async fn outbox_rows(db: &TestDb) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM event_outbox").fetch_one(&mut db.connect().await).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM event_outbox")
+        .fetch_one(&mut db.connect().await)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -517,16 +520,34 @@ async fn the_service_creates_every_topic_at_start() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let (broker, _db, svc) = with_broker().await;
     // The relay creates the topics when it connects; one write proves it has.
-    expect(StatusCode::CREATED, &svc.post("/v1/usergroups", json!({ "groupName": "g" })).await);
-    consume(&broker.brokers(), &[topics::DBEVENT_USER_GROUP_CREATED], PARTITIONS, Duration::from_secs(30), |m| !m.is_empty()).await;
-    let client: BaseConsumer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", broker.brokers()).create().unwrap();
-    let meta = tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(10))).unwrap();
+    expect(
+        StatusCode::CREATED,
+        &svc.post("/v1/usergroups", json!({ "groupName": "g" }))
+            .await,
+    );
+    consume(
+        &broker.brokers(),
+        &[topics::DBEVENT_USER_GROUP_CREATED],
+        PARTITIONS,
+        Duration::from_secs(30),
+        |m| !m.is_empty(),
+    )
+    .await;
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    let meta = tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(10)))
+        .unwrap();
     let existing: BTreeSet<&str> = meta.topics().iter().map(|t| t.name()).collect();
     for t in topics::ALL {
         assert!(existing.contains(t), "topic {t} was not created");
     }
-    assert_eq!(topics::ALL.len(), 24 + 26, "12 database, 12 index and 26 route topics");
+    assert_eq!(
+        topics::ALL.len(),
+        24 + 26,
+        "12 database, 12 index and 26 route topics"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -534,20 +555,58 @@ async fn a_failed_request_publishes_nothing() {
     let (broker, db, svc) = with_broker().await;
     let user = expect(
         StatusCode::CREATED,
-        &svc.post("/v1/users", json!({ "email": "f@x.io", "password": "long secret", "fullname": "F" })).await,
+        &svc.post(
+            "/v1/users",
+            json!({ "email": "f@x.io", "password": "long secret", "fullname": "F" }),
+        )
+        .await,
     );
     let id = user["user"]["id"].as_str().unwrap();
     let before = outbox_rows(&db).await;
-    expect(StatusCode::BAD_REQUEST, &svc.post("/v1/users", json!({ "email": "bad", "password": "x" })).await);
-    expect(StatusCode::CONFLICT, &svc.post("/v1/users", json!({ "email": "f@x.io", "password": "long secret", "fullname": "G" })).await);
-    expect(StatusCode::CONFLICT, &svc.patch(&format!("/v1/users/{id}"), json!({ "bio": "x", "recordVersion": 7 })).await);
-    expect(StatusCode::NOT_FOUND, &svc.delete(&format!("/v1/users/{}", uuid::Uuid::new_v4())).await);
+    expect(
+        StatusCode::BAD_REQUEST,
+        &svc.post("/v1/users", json!({ "email": "bad", "password": "x" }))
+            .await,
+    );
+    expect(
+        StatusCode::CONFLICT,
+        &svc.post(
+            "/v1/users",
+            json!({ "email": "f@x.io", "password": "long secret", "fullname": "G" }),
+        )
+        .await,
+    );
+    expect(
+        StatusCode::CONFLICT,
+        &svc.patch(
+            &format!("/v1/users/{id}"),
+            json!({ "bio": "x", "recordVersion": 7 }),
+        )
+        .await,
+    );
+    expect(
+        StatusCode::NOT_FOUND,
+        &svc.delete(&format!("/v1/users/{}", uuid::Uuid::new_v4()))
+            .await,
+    );
     expect(
         StatusCode::UNPROCESSABLE_ENTITY,
-        &svc.post("/v1/usergroupmembers", json!({ "groupId": uuid::Uuid::new_v4(), "userId": id })).await,
+        &svc.post(
+            "/v1/usergroupmembers",
+            json!({ "groupId": uuid::Uuid::new_v4(), "userId": id }),
+        )
+        .await,
     );
-    assert_eq!(outbox_rows(&db).await, before, "failed requests wrote no event");
-    expect(StatusCode::CREATED, &svc.post("/v1/usergroups", json!({ "groupName": "marker" })).await);
+    assert_eq!(
+        outbox_rows(&db).await,
+        before,
+        "failed requests wrote no event"
+    );
+    expect(
+        StatusCode::CREATED,
+        &svc.post("/v1/usergroups", json!({ "groupName": "marker" }))
+            .await,
+    );
     for _ in 0..100 {
         if pending_events(&db).await == 0 {
             break;
@@ -556,16 +615,35 @@ async fn a_failed_request_publishes_nothing() {
     }
     assert_eq!(pending_events(&db).await, 0);
     // Read everything there is: the two successful creates' six events, no more.
-    let msgs = consume(&broker.brokers(), topics::ALL, PARTITIONS, Duration::from_secs(5), |_| false).await;
-    assert_eq!(msgs.len(), 6, "{:?}", msgs.iter().map(|m| &m.topic).collect::<Vec<_>>());
+    let msgs = consume(
+        &broker.brokers(),
+        topics::ALL,
+        PARTITIONS,
+        Duration::from_secs(5),
+        |_| false,
+    )
+    .await;
+    assert_eq!(
+        msgs.len(),
+        6,
+        "{:?}",
+        msgs.iter().map(|m| &m.topic).collect::<Vec<_>>()
+    );
     let mut by_topic: BTreeMap<&str, usize> = BTreeMap::new();
     for m in &msgs {
         *by_topic.entry(m.topic.as_str()).or_default() += 1;
     }
     assert_eq!(by_topic.get(topics::DBEVENT_USER_CREATED), Some(&1));
-    assert_eq!(by_topic.get(topics::ROUTE_USER_CREATED), Some(&1), "the failed create published no route event");
+    assert_eq!(
+        by_topic.get(topics::ROUTE_USER_CREATED),
+        Some(&1),
+        "the failed create published no route event"
+    );
     assert_eq!(by_topic.get(topics::DBEVENT_USER_UPDATED), None);
-    assert_eq!(by_topic.get(topics::DBEVENT_USER_GROUP_MEMBER_CREATED), None);
+    assert_eq!(
+        by_topic.get(topics::DBEVENT_USER_GROUP_MEMBER_CREATED),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -575,14 +653,34 @@ async fn events_wait_in_the_outbox_until_a_broker_is_configured() {
     // Without KAFKA_BROKERS the service runs and keeps its events: the same
     // state as a service killed between commit and publish.
     let offline = start_auth_service(&db.url, &[]).await;
-    let group = expect(StatusCode::CREATED, &offline.post("/v1/usergroups", json!({ "groupName": "kept" })).await);
+    let group = expect(
+        StatusCode::CREATED,
+        &offline
+            .post("/v1/usergroups", json!({ "groupName": "kept" }))
+            .await,
+    );
     let gid = group["userGroup"]["id"].as_str().unwrap().to_string();
-    expect(StatusCode::OK, &offline.patch(&format!("/v1/usergroups/{gid}"), json!({ "groupName": "kept2" })).await);
+    expect(
+        StatusCode::OK,
+        &offline
+            .patch(
+                &format!("/v1/usergroups/{gid}"),
+                json!({ "groupName": "kept2" }),
+            )
+            .await,
+    );
     assert_eq!(pending_events(&db).await, 6);
     drop(offline);
 
     let online = start_auth_service(&db.url, &[("KAFKA_BROKERS", &broker.brokers())]).await;
-    let msgs = consume(&broker.brokers(), topics::ALL, PARTITIONS, Duration::from_secs(30), |m| m.len() >= 6).await;
+    let msgs = consume(
+        &broker.brokers(),
+        topics::ALL,
+        PARTITIONS,
+        Duration::from_secs(30),
+        |m| m.len() >= 6,
+    )
+    .await;
     assert_eq!(msgs.len(), 6, "every kept event is published once");
     let updated = on(&msgs, topics::DBEVENT_USER_GROUP_UPDATED);
     assert_eq!(updated[0].payload["userGroup"]["groupName"], "kept2");
@@ -596,7 +694,9 @@ fn versions_by_key(msgs: &[Consumed], topic: &str, object: &str) -> BTreeMap<Str
     let mut sorted: Vec<&Consumed> = msgs.iter().filter(|m| m.topic == topic).collect();
     sorted.sort_by_key(|m| (m.partition, m.offset));
     for m in sorted {
-        out.entry(m.key.clone()).or_default().push(m.payload[object]["recordVersion"].as_i64().unwrap());
+        out.entry(m.key.clone())
+            .or_default()
+            .push(m.payload[object]["recordVersion"].as_i64().unwrap());
     }
     out
 }
@@ -605,13 +705,20 @@ fn versions_by_key(msgs: &[Consumed], topic: &str, object: &str) -> BTreeMap<Str
 async fn two_replicas_publish_every_event_in_order_per_object() {
     let broker = Broker::start().await;
     let db = TestDb::create().await;
-    let settings = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_LINGER_MS", "0".to_string())];
+    let settings = [
+        ("KAFKA_BROKERS", broker.brokers()),
+        ("KAFKA_LINGER_MS", "0".to_string()),
+    ];
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = start_auth_service(&db.url, &settings).await;
     let b = start_auth_service(&db.url, &settings).await;
     let mut groups = Vec::new();
     for i in 0..4 {
-        let g = expect(StatusCode::CREATED, &a.post("/v1/usergroups", json!({ "groupName": format!("g{i}") })).await);
+        let g = expect(
+            StatusCode::CREATED,
+            &a.post("/v1/usergroups", json!({ "groupName": format!("g{i}") }))
+                .await,
+        );
         groups.push(g["userGroup"]["id"].as_str().unwrap().to_string());
     }
     const ROUNDS: usize = 10;
@@ -634,9 +741,13 @@ async fn two_replicas_publish_every_event_in_order_per_object() {
     };
     tokio::join!(write(&a, "a"), write(&b, "b"));
     let total = groups.len() * ROUNDS * 2;
-    let msgs = consume(&broker.brokers(), &[topics::DBEVENT_USER_GROUP_UPDATED], PARTITIONS, Duration::from_secs(60), |m| {
-        m.len() >= total
-    })
+    let msgs = consume(
+        &broker.brokers(),
+        &[topics::DBEVENT_USER_GROUP_UPDATED],
+        PARTITIONS,
+        Duration::from_secs(60),
+        |m| m.len() >= total,
+    )
     .await;
     let versions = versions_by_key(&msgs, topics::DBEVENT_USER_GROUP_UPDATED, "userGroup");
     assert_eq!(versions.len(), groups.len());
@@ -644,7 +755,10 @@ async fn two_replicas_publish_every_event_in_order_per_object() {
         let mut unique = seen.clone();
         unique.dedup();
         let expected: Vec<i64> = (2..=(ROUNDS as i64 * 2 + 1)).collect();
-        assert_eq!(unique, expected, "{key}: every update arrived, in recordVersion order");
+        assert_eq!(
+            unique, expected,
+            "{key}: every update arrived, in recordVersion order"
+        );
     }
     assert_eq!(pending_events(&db).await, 0);
 }
@@ -655,35 +769,79 @@ async fn a_broker_outage_loses_nothing_and_keeps_order() {
     let db = TestDb::create().await;
     let svc = start_auth_service(
         &db.url,
-        &[("KAFKA_BROKERS", &broker.brokers()), ("KAFKA_LINGER_MS", "0"), ("KAFKA_MESSAGE_TIMEOUT_MS", "1500")],
+        &[
+            ("KAFKA_BROKERS", &broker.brokers()),
+            ("KAFKA_LINGER_MS", "0"),
+            ("KAFKA_MESSAGE_TIMEOUT_MS", "1500"),
+        ],
     )
     .await;
-    let g = expect(StatusCode::CREATED, &svc.post("/v1/usergroups", json!({ "groupName": "o" })).await);
+    let g = expect(
+        StatusCode::CREATED,
+        &svc.post("/v1/usergroups", json!({ "groupName": "o" }))
+            .await,
+    );
     let gid = g["userGroup"]["id"].as_str().unwrap().to_string();
     for i in 0..3 {
-        expect(StatusCode::OK, &svc.patch(&format!("/v1/usergroups/{gid}"), json!({ "avatar": format!("before-{i}") })).await);
+        expect(
+            StatusCode::OK,
+            &svc.patch(
+                &format!("/v1/usergroups/{gid}"),
+                json!({ "avatar": format!("before-{i}") }),
+            )
+            .await,
+        );
     }
     let topic = [topics::DBEVENT_USER_GROUP_UPDATED];
-    let before = consume(&broker.brokers(), &topic, PARTITIONS, Duration::from_secs(30), |m| m.len() >= 3).await;
+    let before = consume(
+        &broker.brokers(),
+        &topic,
+        PARTITIONS,
+        Duration::from_secs(30),
+        |m| m.len() >= 3,
+    )
+    .await;
     assert_eq!(before.len(), 3);
 
     broker.stop();
     for i in 0..5 {
-        let answer = svc.patch(&format!("/v1/usergroups/{gid}"), json!({ "avatar": format!("during-{i}") })).await;
+        let answer = svc
+            .patch(
+                &format!("/v1/usergroups/{gid}"),
+                json!({ "avatar": format!("during-{i}") }),
+            )
+            .await;
         expect(StatusCode::OK, &answer);
     }
-    assert!(pending_events(&db).await >= 15, "the outage keeps the events in the outbox");
+    assert!(
+        pending_events(&db).await >= 15,
+        "the outage keeps the events in the outbox"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     broker.restart().await;
-    let after = consume(&broker.brokers(), &topic, PARTITIONS, Duration::from_secs(60), |m| m.len() >= 5).await;
+    let after = consume(
+        &broker.brokers(),
+        &topic,
+        PARTITIONS,
+        Duration::from_secs(60),
+        |m| m.len() >= 5,
+    )
+    .await;
     let mut all = versions_by_key(&before, topic[0], "userGroup");
     for (k, v) in versions_by_key(&after, topic[0], "userGroup") {
-        assert!(v.windows(2).all(|w| w[0] < w[1]), "in order after the outage: {v:?}");
+        assert!(
+            v.windows(2).all(|w| w[0] < w[1]),
+            "in order after the outage: {v:?}"
+        );
         all.entry(k).or_default().extend(v);
     }
     let mut seen = all.remove(&gid).unwrap();
     seen.dedup();
-    assert_eq!(seen, (2..=9).collect::<Vec<i64>>(), "every update arrived once or more, in order");
+    assert_eq!(
+        seen,
+        (2..=9).collect::<Vec<i64>>(),
+        "every update arrived once or more, in order"
+    );
     for _ in 0..50 {
         if pending_events(&db).await == 0 {
             break;
@@ -698,18 +856,34 @@ async fn an_independent_client_reads_the_events() {
     let (broker, _db, svc) = with_broker().await;
     let user = expect(
         StatusCode::CREATED,
-        &svc.post("/v1/users", json!({ "email": "py@x.io", "password": "long secret", "fullname": "Py" })).await,
+        &svc.post(
+            "/v1/users",
+            json!({ "email": "py@x.io", "password": "long secret", "fullname": "Py" }),
+        )
+        .await,
     );
     let id = user["user"]["id"].as_str().unwrap().to_string();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/kafka_python_read.py");
     let out = tokio::process::Command::new("python3")
-        .args([script, &broker.brokers(), topics::DBEVENT_USER_CREATED, "1", &PARTITIONS.to_string()])
+        .args([
+            script,
+            &broker.brokers(),
+            topics::DBEVENT_USER_CREATED,
+            "1",
+            &PARTITIONS.to_string(),
+        ])
         .output()
         .await
         .expect("python3 runs");
-    assert!(out.status.success(), "kafka-python failed (pip install kafka-python): {}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "kafka-python failed (pip install kafka-python): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["key"], id);
     assert_eq!(lines[0]["value"]["email"], "py@x.io");

@@ -3,6 +3,7 @@
 //! - `gen`: generate `generated-service/` from `model/auth-service.yaml`.
 //! - `check`: fail, naming the files, when `generated-service/` is stale.
 //! - `test`: everything CI runs: fmt, clippy, check, and all tests.
+//! - `dev`: PostgreSQL, a local Kafka broker, a database, and the service running.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -23,8 +24,9 @@ fn main() -> Result<()> {
         "gen" => gen(),
         "check" => check(),
         "test" => test(),
+        "dev" => dev(),
         _ => {
-            eprintln!("usage: cargo xtask <gen|check|test>");
+            eprintln!("usage: cargo xtask <gen|check|test|dev>");
             bail!("unknown task {task:?}")
         }
     }
@@ -114,4 +116,123 @@ fn test() -> Result<()> {
         ],
     )?;
     run("cargo", &["test", "--workspace", "--", "--test-threads=2"])
+}
+
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// Brings the whole thing up on this machine and runs the service.
+fn dev() -> Result<()> {
+    const DB: &str = "airbnb_auth_dev";
+    const BROKER_PORT: u16 = 9092;
+    if !succeeds("pg_isready", &["-h", "127.0.0.1", "-p", "5432"]) {
+        println!("starting the local PostgreSQL cluster");
+        let version = std::fs::read_dir("/etc/postgresql")
+            .context("PostgreSQL is not running and no local cluster is installed")?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .next()
+            .context("no cluster under /etc/postgresql")?;
+        run(
+            "pg_ctlcluster",
+            &["--skip-systemctl-redirect", &version, "main", "start"],
+        )?;
+    }
+    let exists = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-tAc",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{DB}'"),
+            "postgres",
+        ])
+        .output()
+        .context("running psql")?;
+    if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
+        run(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-c",
+                &format!("CREATE DATABASE {DB}"),
+                "postgres",
+            ],
+        )?;
+    }
+    if !port_open(BROKER_PORT) {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let tansu = Path::new(&home).join(".cargo/bin/tansu");
+        if !tansu.exists() && !succeeds("tansu", &["--version"]) {
+            println!("installing the tansu broker (about 15 minutes, once)");
+            run(
+                "cargo",
+                &["install", "--locked", "tansu", "--features", "dynostore"],
+            )?;
+        }
+        let program = if tansu.exists() {
+            tansu.display().to_string()
+        } else {
+            "tansu".to_string()
+        };
+        let url = format!("tcp://127.0.0.1:{BROKER_PORT}");
+        std::fs::create_dir_all("target/dev")?;
+        let log = std::fs::File::create("target/dev/tansu.log")?;
+        Command::new(program)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting tansu")?;
+        for _ in 0..100 {
+            if port_open(BROKER_PORT) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        println!(
+            "tansu broker on 127.0.0.1:{BROKER_PORT} (in memory; log in target/dev/tansu.log)"
+        );
+    }
+    println!(
+        "\nservice:  http://127.0.0.1:3000  (health: /healthz, /readyz; API document: /openapi.json)\n\
+         topics:   python3 tests/kafka_python_read.py 127.0.0.1:{BROKER_PORT} airbnb3-auth-service-dbevent-user-created 1000 3\n\
+         try:      curl -s -XPOST localhost:3000/v1/register -H 'content-type: application/json' \\\n\
+                   -d '{{\"email\":\"me@example.com\",\"password\":\"correct horse\",\"fullname\":\"Me\"}}'\n"
+    );
+    let status = Command::new("cargo")
+        .args(["run", "-p", "airbnb-auth-service"])
+        .env(
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:5432/{DB}"),
+        )
+        .env("KAFKA_BROKERS", format!("127.0.0.1:{BROKER_PORT}"))
+        .env("HTTP_ADDR", "127.0.0.1:3000")
+        .status()?;
+    if !status.success() {
+        bail!("the service exited with {status}");
+    }
+    Ok(())
 }
