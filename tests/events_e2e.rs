@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use tests::{consume, expect, start_auth_service, Broker, Consumed, Running, TestDb};
+use tests::{consume, expect, start_auth_service, Api, Broker, Consumed, Running, TestDb};
 
 const PARTITIONS: i32 = 3;
 
@@ -74,10 +74,11 @@ fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-async fn with_broker() -> (Broker, TestDb, Running) {
+/// A broker, a database, the service, and the service as its super-admin.
+async fn with_broker() -> (Broker, TestDb, Running, Api) {
     let broker = Broker::start().await;
     let db = TestDb::create().await;
-    let svc = start_auth_service(
+    let server = start_auth_service(
         &db.url,
         &[
             ("KAFKA_BROKERS", &broker.brokers()),
@@ -85,7 +86,8 @@ async fn with_broker() -> (Broker, TestDb, Running) {
         ],
     )
     .await;
-    (broker, db, svc)
+    let admin = server.admin().await;
+    (broker, db, server, admin)
 }
 
 fn on<'a>(msgs: &'a [Consumed], topic: &str) -> Vec<&'a Consumed> {
@@ -93,7 +95,7 @@ fn on<'a>(msgs: &'a [Consumed], topic: &str) -> Vec<&'a Consumed> {
 }
 
 /// Every route driven once; returns the HTTP answers by route name.
-async fn drive_every_route(svc: &Running) -> BTreeMap<&'static str, Value> {
+async fn drive_every_route(svc: &Api) -> BTreeMap<&'static str, Value> {
     let mut a = BTreeMap::new();
     let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
     let user = expect(
@@ -106,6 +108,7 @@ async fn drive_every_route(svc: &Running) -> BTreeMap<&'static str, Value> {
     );
     let uid = user["user"]["id"].as_str().unwrap().to_string();
     a.insert("createUser", user);
+    let eve = svc.as_user("ev@x.io", "long secret").await;
     a.insert(
         "getUser",
         expect(StatusCode::OK, &svc.get(&format!("/v1/users/{uid}")).await),
@@ -122,7 +125,7 @@ async fn drive_every_route(svc: &Running) -> BTreeMap<&'static str, Value> {
         "updateProfile",
         expect(
             StatusCode::OK,
-            &svc.patch(
+            &eve.patch(
                 &format!("/v1/users/{uid}/profile"),
                 json!({ "fullname": "Eve E." }),
             )
@@ -144,7 +147,7 @@ async fn drive_every_route(svc: &Running) -> BTreeMap<&'static str, Value> {
         "updateUserPassword",
         expect(
             StatusCode::OK,
-            &svc.patch(
+            &eve.patch(
                 &format!("/v1/users/{uid}/password"),
                 json!({ "password": "another secret" }),
             )
@@ -186,6 +189,7 @@ async fn drive_every_route(svc: &Running) -> BTreeMap<&'static str, Value> {
         .await,
     );
     let rid = reg["user"]["id"].as_str().unwrap().to_string();
+    let reg_user = svc.as_user("reg@x.io", "long secret").await;
     a.insert("registerUser", reg);
 
     let group = expect(
@@ -289,7 +293,7 @@ async fn drive_every_route(svc: &Running) -> BTreeMap<&'static str, Value> {
         "archiveProfile",
         expect(
             StatusCode::OK,
-            &svc.delete(&format!("/v1/users/{rid}/profile")).await,
+            &reg_user.delete(&format!("/v1/users/{rid}/profile")).await,
         ),
     );
     a.insert(
@@ -336,18 +340,25 @@ fn route_topics() -> Vec<(&'static str, &'static str)> {
         &f::DELETE_USER_AVATARS_FILE,
     ]
     .iter()
-    .map(|r| (r.name, r.topic))
+    .map(|r| {
+        (
+            r.name,
+            r.topic.expect("every data route publishes a route event"),
+        )
+    })
     .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_topic_carries_the_seed_payloads() {
-    let (broker, db, svc) = with_broker().await;
+    let (broker, db, _server, svc) = with_broker().await;
     let answers = drive_every_route(&svc).await;
     let routes = route_topics();
     assert_eq!(routes.len(), 26, "the 25 seed routes and the avatar upload");
     // 16 writing routes publish a route, a database and an index event; 10 reads one each.
-    let expected = 16 * 3 + 10;
+    // Session events come beside them: 3 logins, 2 revocations (password set by an
+    // admin, archived profile).
+    let expected = 16 * 3 + 10 + 5;
     let msgs = consume(
         &broker.brokers(),
         topics::ALL,
@@ -518,7 +529,7 @@ async fn outbox_rows(db: &TestDb) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_creates_every_topic_at_start() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let (broker, _db, svc) = with_broker().await;
+    let (broker, _db, _server, svc) = with_broker().await;
     // The relay creates the topics when it connects; one write proves it has.
     expect(
         StatusCode::CREATED,
@@ -545,14 +556,14 @@ async fn the_service_creates_every_topic_at_start() {
     }
     assert_eq!(
         topics::ALL.len(),
-        24 + 26,
-        "12 database, 12 index and 26 route topics"
+        24 + 26 + 1,
+        "12 database, 12 index, 26 route topics and the session topic"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_request_publishes_nothing() {
-    let (broker, db, svc) = with_broker().await;
+    let (broker, db, _server, svc) = with_broker().await;
     let user = expect(
         StatusCode::CREATED,
         &svc.post(
@@ -614,7 +625,8 @@ async fn a_failed_request_publishes_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(pending_events(&db).await, 0);
-    // Read everything there is: the two successful creates' six events, no more.
+    // Read everything there is: the admin's login and the two successful
+    // creates' six events, no more.
     let msgs = consume(
         &broker.brokers(),
         topics::ALL,
@@ -625,7 +637,7 @@ async fn a_failed_request_publishes_nothing() {
     .await;
     assert_eq!(
         msgs.len(),
-        6,
+        7,
         "{:?}",
         msgs.iter().map(|m| &m.topic).collect::<Vec<_>>()
     );
@@ -652,7 +664,8 @@ async fn events_wait_in_the_outbox_until_a_broker_is_configured() {
     let db = TestDb::create().await;
     // Without KAFKA_BROKERS the service runs and keeps its events: the same
     // state as a service killed between commit and publish.
-    let offline = start_auth_service(&db.url, &[]).await;
+    let offline_server = start_auth_service(&db.url, &[]).await;
+    let offline = offline_server.admin().await;
     let group = expect(
         StatusCode::CREATED,
         &offline
@@ -669,8 +682,9 @@ async fn events_wait_in_the_outbox_until_a_broker_is_configured() {
             )
             .await,
     );
-    assert_eq!(pending_events(&db).await, 6);
-    drop(offline);
+    // The admin's login (sessionCreated) and the group's create and update.
+    assert_eq!(pending_events(&db).await, 7);
+    drop(offline_server);
 
     let online = start_auth_service(&db.url, &[("KAFKA_BROKERS", &broker.brokers())]).await;
     let msgs = consume(
@@ -678,10 +692,10 @@ async fn events_wait_in_the_outbox_until_a_broker_is_configured() {
         topics::ALL,
         PARTITIONS,
         Duration::from_secs(30),
-        |m| m.len() >= 6,
+        |m| m.len() >= 7,
     )
     .await;
-    assert_eq!(msgs.len(), 6, "every kept event is published once");
+    assert_eq!(msgs.len(), 7, "every kept event is published once");
     let updated = on(&msgs, topics::DBEVENT_USER_GROUP_UPDATED);
     assert_eq!(updated[0].payload["userGroup"]["groupName"], "kept2");
     assert_eq!(pending_events(&db).await, 0);
@@ -710,8 +724,9 @@ async fn two_replicas_publish_every_event_in_order_per_object() {
         ("KAFKA_LINGER_MS", "0".to_string()),
     ];
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let a = start_auth_service(&db.url, &settings).await;
-    let b = start_auth_service(&db.url, &settings).await;
+    let a_server = start_auth_service(&db.url, &settings).await;
+    let b_server = start_auth_service(&db.url, &settings).await;
+    let (a, b) = (a_server.admin().await, b_server.admin().await);
     let mut groups = Vec::new();
     for i in 0..4 {
         let g = expect(
@@ -722,24 +737,23 @@ async fn two_replicas_publish_every_event_in_order_per_object() {
         groups.push(g["userGroup"]["id"].as_str().unwrap().to_string());
     }
     const ROUNDS: usize = 10;
-    let write = |svc: &Running, tag: &'static str| {
+    let write = |svc: Api, tag: &'static str| {
         let groups = groups.clone();
-        let (base, client) = (svc.base.clone(), svc.client.clone());
         async move {
             for round in 0..ROUNDS {
                 for g in &groups {
-                    let res = client
-                        .patch(format!("{base}/v1/usergroups/{g}"))
-                        .json(&json!({ "avatar": format!("{tag}-{round}") }))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(res.status(), StatusCode::OK);
+                    let answer = svc
+                        .patch(
+                            &format!("/v1/usergroups/{g}"),
+                            json!({ "avatar": format!("{tag}-{round}") }),
+                        )
+                        .await;
+                    expect(StatusCode::OK, &answer);
                 }
             }
         }
     };
-    tokio::join!(write(&a, "a"), write(&b, "b"));
+    tokio::join!(write(a.clone(), "a"), write(b.clone(), "b"));
     let total = groups.len() * ROUNDS * 2;
     let msgs = consume(
         &broker.brokers(),
@@ -767,7 +781,7 @@ async fn two_replicas_publish_every_event_in_order_per_object() {
 async fn a_broker_outage_loses_nothing_and_keeps_order() {
     let mut broker = Broker::start().await;
     let db = TestDb::create().await;
-    let svc = start_auth_service(
+    let server = start_auth_service(
         &db.url,
         &[
             ("KAFKA_BROKERS", &broker.brokers()),
@@ -776,6 +790,7 @@ async fn a_broker_outage_loses_nothing_and_keeps_order() {
         ],
     )
     .await;
+    let svc = server.admin().await;
     let g = expect(
         StatusCode::CREATED,
         &svc.post("/v1/usergroups", json!({ "groupName": "o" }))
@@ -853,7 +868,7 @@ async fn a_broker_outage_loses_nothing_and_keeps_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_independent_client_reads_the_events() {
-    let (broker, _db, svc) = with_broker().await;
+    let (broker, _db, _server, svc) = with_broker().await;
     let user = expect(
         StatusCode::CREATED,
         &svc.post(

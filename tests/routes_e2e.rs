@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tests::{auth_service, error_fields, expect, Running};
+use tests::{auth_service, error_fields, expect, Api};
 
 /// Keys the seed's envelope shows on every successful answer.
 const ENVELOPE_KEYS: &[&str] = &[
@@ -36,7 +36,7 @@ fn assert_envelope(body: &Value, data_name: &str, method: &str, action: &str, st
     assert!(body.get(data_name).is_some(), "no {data_name} in {body}");
 }
 
-async fn create_user(svc: &Running, email: &str, fullname: &str) -> Value {
+async fn create_user(svc: &Api, email: &str, fullname: &str) -> Value {
     let body = expect(
         StatusCode::CREATED,
         &svc.post(
@@ -50,7 +50,8 @@ async fn create_user(svc: &Running, email: &str, fullname: &str) -> Value {
 
 #[tokio::test]
 async fn user_routes_round_trip_in_the_envelope() {
-    let (svc, db) = auth_service().await;
+    let (server, db) = auth_service().await;
+    let svc = server.admin().await;
     let created = expect(
         StatusCode::CREATED,
         &svc.post(
@@ -98,9 +99,19 @@ async fn user_routes_round_trip_in_the_envelope() {
     assert_eq!(updated["user"]["fullname"], "Ann L.");
     assert_eq!(updated["user"]["recordVersion"], 2);
 
+    // Profile and own-password routes are the user's own.
+    let ann = svc.as_user("ann@example.com", "correct horse").await;
+    expect(
+        StatusCode::FORBIDDEN,
+        &svc.patch(
+            &format!("/v1/users/{id}/profile"),
+            json!({ "bio": "by admin" }),
+        )
+        .await,
+    );
     let profile = expect(
         StatusCode::OK,
-        &svc.patch(
+        &ann.patch(
             &format!("/v1/users/{id}/profile"),
             json!({ "bio": null, "avatar": "https://x/a.png" }),
         )
@@ -126,7 +137,7 @@ async fn user_routes_round_trip_in_the_envelope() {
 
     let pw = expect(
         StatusCode::OK,
-        &svc.patch(
+        &ann.patch(
             &format!("/v1/users/{id}/password"),
             json!({ "password": "a new secret" }),
         )
@@ -193,8 +204,18 @@ async fn user_routes_round_trip_in_the_envelope() {
         &svc.delete(&format!("/v1/users/{id}")).await,
     );
     let listed = expect(StatusCode::OK, &svc.get("/v1/users").await);
-    assert_eq!(listed["users"], json!([]), "soft-deleted rows are hidden");
-    assert_eq!(db.count("users").await, 1, "soft delete keeps the row");
+    let emails: Vec<&str> = listed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["email"].as_str())
+        .collect();
+    assert_eq!(emails, ["root@example.com"], "soft-deleted rows are hidden");
+    assert_eq!(
+        db.count("users").await,
+        2,
+        "soft delete keeps the row (beside the admin)"
+    );
 
     // The archived email can register again.
     create_user(&svc, "ann@example.com", "Ann Again").await;
@@ -202,7 +223,8 @@ async fn user_routes_round_trip_in_the_envelope() {
 
 #[tokio::test]
 async fn archive_profile_and_register() {
-    let (svc, _db) = auth_service().await;
+    let (server, _db) = auth_service().await;
+    let svc = server.admin().await;
     let reg = expect(
         StatusCode::CREATED,
         &svc.post(
@@ -227,9 +249,10 @@ async fn archive_profile_and_register() {
         "registration cannot choose a role"
     );
     let id = reg["user"]["id"].as_str().unwrap();
+    let reg_user = svc.as_user("reg@x.io", "long enough").await;
     let archived = expect(
         StatusCode::OK,
-        &svc.delete(&format!("/v1/users/{id}/profile")).await,
+        &reg_user.delete(&format!("/v1/users/{id}/profile")).await,
     );
     assert_envelope(&archived, "user", "DELETE", "delete", "200");
     assert_eq!(archived["user"]["isActive"], false);
@@ -241,7 +264,8 @@ async fn archive_profile_and_register() {
 
 #[tokio::test]
 async fn every_validation_failure_is_a_400_naming_its_fields() {
-    let (svc, db) = auth_service().await;
+    let (server, db) = auth_service().await;
+    let svc = server.admin().await;
     let all = expect(
         StatusCode::BAD_REQUEST,
         &svc.post("/v1/users", json!({ "email": "not-an-email", "password": "short", "roleId": "king", "bio": "x".repeat(4001) }))
@@ -263,7 +287,7 @@ async fn every_validation_failure_is_a_400_naming_its_fields() {
         StatusCode::BAD_REQUEST,
         &svc.post(
             "/v1/users",
-            json!({ "email": "a@b.co", "password": "12345678", "fullname": "A", "nickname": "x" }),
+            json!({ "email": "a@b.co", "password": "long enough pw", "fullname": "A", "nickname": "x" }),
         )
         .await,
     );
@@ -272,14 +296,14 @@ async fn every_validation_failure_is_a_400_naming_its_fields() {
         StatusCode::BAD_REQUEST,
         &svc.post(
             "/v1/users",
-            json!({ "email": 5, "password": "12345678", "fullname": "A" }),
+            json!({ "email": 5, "password": "long enough pw", "fullname": "A" }),
         )
         .await,
     );
     assert_eq!(error_fields(&wrong_type), ["email"]);
     let bad_bool = expect(
         StatusCode::BAD_REQUEST,
-        &svc.post("/v1/users", json!({ "email": "b@b.co", "password": "12345678", "fullname": "A", "emailVerified": "yes" }))
+        &svc.post("/v1/users", json!({ "email": "b@b.co", "password": "long enough pw", "fullname": "A", "emailVerified": "yes" }))
             .await,
     );
     assert_eq!(error_fields(&bad_bool), ["emailVerified"]);
@@ -296,6 +320,7 @@ async fn every_validation_failure_is_a_400_naming_its_fields() {
     let malformed = svc
         .client
         .post(format!("{}/v1/users", svc.base))
+        .bearer_auth(svc.token.as_deref().unwrap_or_default())
         .header("content-type", "application/json")
         .body("{\"email\": ")
         .send()
@@ -305,6 +330,7 @@ async fn every_validation_failure_is_a_400_naming_its_fields() {
     let text = svc
         .client
         .post(format!("{}/v1/users", svc.base))
+        .bearer_auth(svc.token.as_deref().unwrap_or_default())
         .body("email=a")
         .send()
         .await
@@ -359,7 +385,7 @@ async fn every_validation_failure_is_a_400_naming_its_fields() {
         StatusCode::PAYLOAD_TOO_LARGE,
         &svc.post(
             "/v1/users",
-            json!({ "email": "big@x.io", "password": "12345678", "fullname": huge }),
+            json!({ "email": "big@x.io", "password": "long enough pw", "fullname": huge }),
         )
         .await,
     );
@@ -379,24 +405,29 @@ async fn every_validation_failure_is_a_400_naming_its_fields() {
         fresh["user"]["recordVersion"], 1,
         "failed requests changed nothing"
     );
-    assert_eq!(db.count("users").await, 1, "failed requests wrote nothing");
+    assert_eq!(
+        db.count("users").await,
+        2,
+        "failed requests wrote nothing (the admin and one user)"
+    );
 }
 
 #[tokio::test]
 async fn conflicts_duplicate_email_and_stale_versions() {
-    let (svc, db) = auth_service().await;
+    let (server, db) = auth_service().await;
+    let svc = server.admin().await;
     let user = create_user(&svc, "dup@x.io", "Dup").await;
     let id = user["id"].as_str().unwrap();
     let dup = expect(
         StatusCode::CONFLICT,
         &svc.post(
             "/v1/users",
-            json!({ "email": "DUP@x.io", "password": "12345678", "fullname": "Other" }),
+            json!({ "email": "DUP@x.io", "password": "long enough pw", "fullname": "Other" }),
         )
         .await,
     );
     assert_eq!(error_fields(&dup), ["email"]);
-    assert_eq!(db.count("users").await, 1);
+    assert_eq!(db.count("users").await, 2);
 
     expect(
         StatusCode::OK,
@@ -474,7 +505,8 @@ async fn conflicts_duplicate_email_and_stale_versions() {
 
 #[tokio::test]
 async fn lists_page_sort_filter_and_search() {
-    let (svc, _db) = auth_service().await;
+    let (server, _db) = auth_service().await;
+    let svc = server.admin().await;
     for name in ["delta", "alpha", "echo", "charlie", "bravo"] {
         let g = expect(
             StatusCode::CREATED,
@@ -581,7 +613,8 @@ async fn lists_page_sort_filter_and_search() {
 
 #[tokio::test]
 async fn group_members_join_their_users() {
-    let (svc, db) = auth_service().await;
+    let (server, db) = auth_service().await;
+    let svc = server.admin().await;
     let ann = create_user(&svc, "ann@m.io", "Ann").await;
     let bob = create_user(&svc, "bob@m.io", "Bob").await;
     let group = expect(
@@ -706,7 +739,8 @@ async fn group_members_join_their_users() {
 
 #[tokio::test]
 async fn avatar_files_keep_their_bytes_out_of_json() {
-    let (svc, db) = auth_service().await;
+    let (server, db) = auth_service().await;
+    let svc = server.admin().await;
     let owner = create_user(&svc, "pic@x.io", "Pic").await;
     let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
     let created = expect(

@@ -114,6 +114,56 @@ CREATE INDEX event_outbox_pending_idx ON event_outbox (lane, id) WHERE delivered
 
 CREATE INDEX event_outbox_delivered_idx ON event_outbox (delivered_at) WHERE delivered_at IS NOT NULL;
 
+-- sessions: owned by the service itself
+CREATE TABLE sessions (
+    id uuid PRIMARY KEY,
+    user_id uuid NOT NULL,
+    device_id text,
+    device_type text,
+    device_name text,
+    device_origin text,
+    device_os text,
+    city text,
+    state text,
+    country text,
+    client_address text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    refreshed_at timestamptz,
+    expires_at timestamptz NOT NULL,
+    revoked_at timestamptz,
+    revoked_reason text
+);
+
+CREATE INDEX sessions_user_id_idx ON sessions (user_id) WHERE revoked_at IS NULL;
+
+CREATE INDEX sessions_expires_at_idx ON sessions (expires_at) WHERE revoked_at IS NULL;
+
+-- refresh_tokens: owned by the service itself
+CREATE TABLE refresh_tokens (
+    token_hash text PRIMARY KEY,
+    session_id uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    spent_at timestamptz
+);
+
+CREATE INDEX refresh_tokens_session_id_idx ON refresh_tokens (session_id);
+
+-- throttle_buckets: owned by the service itself
+CREATE TABLE throttle_buckets (
+    bucket text PRIMARY KEY,
+    window_start timestamptz NOT NULL,
+    hits integer NOT NULL
+);
+
+-- signing_keys: owned by the service itself
+CREATE TABLE signing_keys (
+    kid text PRIMARY KEY,
+    private_pkcs8 bytea NOT NULL,
+    public_key bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
 ALTER TABLE user_group_members ADD CONSTRAINT user_group_members_group_id_fkey FOREIGN KEY (group_id) REFERENCES user_groups (id);
 
 ALTER TABLE user_group_members ADD CONSTRAINT user_group_members_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id);
@@ -123,3 +173,7 @@ ALTER TABLE user_group_members ADD CONSTRAINT user_group_members_owner_id_fkey F
 ALTER TABLE user_avatars_files ADD CONSTRAINT user_avatars_files_owner_id_fkey FOREIGN KEY (owner_id) REFERENCES users (id);
 
 ALTER TABLE user_avatars_files ADD CONSTRAINT user_avatars_files_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id);
+
+ALTER TABLE sessions ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id);
+
+ALTER TABLE refresh_tokens ADD CONSTRAINT refresh_tokens_session_id_fkey FOREIGN KEY (session_id) REFERENCES sessions (id);

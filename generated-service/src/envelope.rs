@@ -25,8 +25,10 @@ pub struct RouteInfo {
     pub data_name: &'static str,
     pub method: &'static str,
     pub action: &'static str,
-    /// The topic of the route event.
-    pub topic: &'static str,
+    /// The topic of the route event, if the route publishes one.
+    pub topic: Option<&'static str>,
+    /// Who may call the route.
+    pub access: crate::auth::Access,
 }
 
 /// When the request arrived; set by [`errors_in_envelope`].
@@ -50,6 +52,23 @@ impl RequestContext {
                 .extensions
                 .get::<Started>()
                 .map_or_else(Instant::now, |s| s.0),
+            user_id: None,
+            session_id: None,
+        }
+    }
+    /// The same request, as made by a signed-in caller.
+    pub fn signed_in(&self, user_id: Uuid, session_id: Uuid) -> Self {
+        Self {
+            user_id: Some(user_id),
+            session_id: Some(session_id.to_string()),
+            ..self.clone()
+        }
+    }
+    /// Work the service does by itself (expiry sweeps).
+    pub fn system() -> Self {
+        Self {
+            request_id: format!("system-{}", Uuid::new_v4()),
+            started: Instant::now(),
             user_id: None,
             session_id: None,
         }
@@ -147,9 +166,11 @@ impl Reply {
     pub fn json(&self) -> &str {
         &self.json
     }
-    /// The route event that carries this answer.
-    pub fn event(&self, route: &'static RouteInfo, key: impl ToString) -> Event {
-        Event::raw(route.topic, key, self.json.clone())
+    /// The route event that carries this answer, if the route publishes one.
+    pub fn event(&self, route: &'static RouteInfo, key: impl ToString) -> Option<Event> {
+        route
+            .topic
+            .map(|topic| Event::raw(topic, key, self.json.clone()))
     }
 }
 

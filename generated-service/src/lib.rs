@@ -7,6 +7,8 @@
 
 pub mod app;
 
+pub mod auth;
+
 pub mod config;
 
 pub mod envelope;

@@ -159,6 +159,9 @@ pub const ROUTE_USERAVATARSFILES_LISTED: &str = "airbnb3-auth-service-useravatar
 /// routeEvent of `deleteUserAvatarsFile`: Route deleteUserAvatarsFile succeeded.
 pub const ROUTE_USERAVATARSFILE_DELETED: &str = "airbnb3-auth-service-useravatarsfile-deleted";
 
+/// sessionEvent of `sessions`: A session was created (login), updated (refresh) or deleted (logout, revocation, expiry).
+pub const SESSION: &str = "session";
+
 /// All topics, created at start when missing.
 pub const ALL: &[&str] = &[
     DBEVENT_USER_CREATED,
@@ -211,4 +214,5 @@ pub const ALL: &[&str] = &[
     ROUTE_USERAVATARSFILE_RETRIVED,
     ROUTE_USERAVATARSFILES_LISTED,
     ROUTE_USERAVATARSFILE_DELETED,
+    SESSION,
 ];

@@ -3,6 +3,9 @@
 //! `user`: A person who can log in. Its rows, SQL and routes.
 
 use crate::app::AppState;
+use crate::auth::Access;
+use crate::auth::Caller;
+use crate::auth::ClientAddr;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
@@ -174,6 +177,11 @@ pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<User, ApiError> {
         .ok_or(ApiError::NotFound)
 }
 
+/// Who owns a row, for rules that let owners in.
+fn owner_of(row: &User) -> Option<Uuid> {
+    Some(row.id)
+}
+
 /// Loads an active row and locks it for the rest of the transaction.
 async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<User, ApiError> {
     sqlx::query_as(LOCK_SQL)
@@ -199,16 +207,24 @@ pub static GET_USER: RouteInfo = RouteInfo {
     data_name: "user",
     method: "GET",
     action: "get",
-    topic: crate::topics::ROUTE_USER_RETRIVED,
+    topic: Some(crate::topics::ROUTE_USER_RETRIVED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: true,
+    },
 };
 
 /// `getUser`: GET /v1/users/{id}. Allowed: superAdmin, admin, the owner.
 async fn get_user(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&GET_USER.access)?;
     let row = fetch(&app.db, id).await?;
+    caller.allow(&GET_USER.access, owner_of(&row))?;
     let reply = ctx.reply(&GET_USER, StatusCode::OK, &row)?;
     app.events.publish(&ctx, reply.event(&GET_USER, id));
     Ok(reply)
@@ -220,7 +236,11 @@ pub static UPDATE_USER: RouteInfo = RouteInfo {
     data_name: "user",
     method: "PATCH",
     action: "update",
-    topic: crate::topics::ROUTE_USER_UPDATED,
+    topic: Some(crate::topics::ROUTE_USER_UPDATED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
 };
 
 /// The body of `updateUser`: the fields to change, and optionally the
@@ -246,10 +266,13 @@ pub struct UpdateUserInput {
 async fn update_user(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateUserInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&UPDATE_USER.access)?;
     let mut v = Validator::default();
     if input.fullname.is_absent()
         && input.avatar.is_absent()
@@ -309,7 +332,7 @@ async fn update_user(
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
-    events.push(reply.event(&UPDATE_USER, id));
+    events.extend(reply.event(&UPDATE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -321,7 +344,11 @@ pub static UPDATE_PROFILE: RouteInfo = RouteInfo {
     data_name: "user",
     method: "PATCH",
     action: "update",
-    topic: crate::topics::ROUTE_PROFILE_UPDATED,
+    topic: Some(crate::topics::ROUTE_PROFILE_UPDATED),
+    access: Access::Rule {
+        roles: &[],
+        owner: true,
+    },
 };
 
 /// The body of `updateProfile`: the fields to change, and optionally the
@@ -345,10 +372,13 @@ pub struct UpdateProfileInput {
 async fn update_profile(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateProfileInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&UPDATE_PROFILE.access)?;
     let mut v = Validator::default();
     if input.fullname.is_absent()
         && input.avatar.is_absent()
@@ -380,6 +410,7 @@ async fn update_profile(
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
+    caller.allow(&UPDATE_PROFILE.access, owner_of(&old))?;
     check_version(expected, &old)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -403,7 +434,7 @@ async fn update_profile(
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_PROFILE, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
-    events.push(reply.event(&UPDATE_PROFILE, id));
+    events.extend(reply.event(&UPDATE_PROFILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -415,7 +446,11 @@ pub static CREATE_USER: RouteInfo = RouteInfo {
     data_name: "user",
     method: "POST",
     action: "create",
-    topic: crate::topics::ROUTE_USER_CREATED,
+    topic: Some(crate::topics::ROUTE_USER_CREATED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
 };
 
 /// The body of `createUser`.
@@ -444,14 +479,18 @@ pub struct CreateUserInput {
 async fn create_user(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiJson(input): ApiJson<CreateUserInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&CREATE_USER.access)?;
     let mut v = Validator::default();
     let email = input.email.map(validation::normalize_email);
     v.text("email", email.as_deref(), &rules::EMAIL);
     let email = v.required("email", email);
     let password = input.password;
     v.text("password", password.as_deref(), &rules::PASSWORD);
+    crate::auth::check_password_policy(&mut v, "password", password.as_deref());
     let password = v.required("password", password);
     let fullname = input.fullname;
     v.text("fullname", fullname.as_deref(), &rules::FULLNAME);
@@ -476,7 +515,7 @@ async fn create_user(
         return Err(v.into_error());
     };
     v.finish()?;
-    let password = validation::hash_secret(password).await?;
+    let password = app.auth.hash_secret(password).await?;
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
     let row: User = sqlx::query_as(
@@ -496,7 +535,7 @@ async fn create_user(
         .await?;
     let reply = ctx.reply(&CREATE_USER, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
-    events.push(reply.event(&CREATE_USER, id));
+    events.extend(reply.event(&CREATE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -508,7 +547,11 @@ pub static DELETE_USER: RouteInfo = RouteInfo {
     data_name: "user",
     method: "DELETE",
     action: "delete",
-    topic: crate::topics::ROUTE_USER_DELETED,
+    topic: Some(crate::topics::ROUTE_USER_DELETED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
 };
 
 /// `deleteUser`: DELETE /v1/users/{id}. Allowed: superAdmin, admin.
@@ -516,9 +559,12 @@ pub static DELETE_USER: RouteInfo = RouteInfo {
 async fn delete_user(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&DELETE_USER.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -528,8 +574,9 @@ async fn delete_user(
         .await
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER, StatusCode::OK, &row)?;
+    crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
-    events.push(reply.event(&DELETE_USER, id));
+    events.extend(reply.event(&DELETE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -541,7 +588,11 @@ pub static ARCHIVE_PROFILE: RouteInfo = RouteInfo {
     data_name: "user",
     method: "DELETE",
     action: "delete",
-    topic: crate::topics::ROUTE_PROFILE_ARCHIVED,
+    topic: Some(crate::topics::ROUTE_PROFILE_ARCHIVED),
+    access: Access::Rule {
+        roles: &[],
+        owner: true,
+    },
 };
 
 /// `archiveProfile`: DELETE /v1/users/{id}/profile. Allowed: the owner.
@@ -549,11 +600,15 @@ pub static ARCHIVE_PROFILE: RouteInfo = RouteInfo {
 async fn archive_profile(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&ARCHIVE_PROFILE.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
+    caller.allow(&ARCHIVE_PROFILE.access, owner_of(&old))?;
     check_version(expected, &old)?;
     let row: User = sqlx::query_as(DELETE_SQL)
         .bind(id)
@@ -561,8 +616,9 @@ async fn archive_profile(
         .await
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&ARCHIVE_PROFILE, StatusCode::OK, &row)?;
+    crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
-    events.push(reply.event(&ARCHIVE_PROFILE, id));
+    events.extend(reply.event(&ARCHIVE_PROFILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -574,7 +630,11 @@ pub static LIST_USERS: RouteInfo = RouteInfo {
     data_name: "users",
     method: "GET",
     action: "list",
-    topic: crate::topics::ROUTE_USERS_LISTED,
+    topic: Some(crate::topics::ROUTE_USERS_LISTED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
 };
 
 /// Query parameters of `listUsers`.
@@ -607,9 +667,13 @@ pub struct ListUsersRow {
 /// Adds `listUsers`'s filters to `sql` and returns them for the answer.
 fn list_users_filters(
     q: &ListUsersQuery,
+    scope: Option<Uuid>,
     sql: &mut QueryBuilder<'static, Postgres>,
 ) -> Result<Vec<Filter>, ApiError> {
     let mut applied = Vec::new();
+    if let Some(owner) = scope {
+        sql.push(" AND t.id = ").push_bind(owner);
+    }
     if let Some(value) = &q.email {
         let value = validation::normalize_email(value.clone());
         applied.push(Filter {
@@ -644,14 +708,17 @@ fn list_users_filters(
 async fn list_users(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListUsersQuery>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    let scope = caller.list_scope(&LIST_USERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM users AS t WHERE t.is_active",
     );
-    let filters = list_users_filters(&q, &mut sql)?;
+    let filters = list_users_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
@@ -663,7 +730,7 @@ async fn list_users(
         Some(first) => first.total_row_count,
         None if page_number > 1 => {
             let mut count = QueryBuilder::new("SELECT count(*) FROM users AS t WHERE t.is_active");
-            list_users_filters(&q, &mut count)?;
+            list_users_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
         None => 0,
@@ -686,7 +753,8 @@ pub static SEARCH_USERS: RouteInfo = RouteInfo {
     data_name: "users",
     method: "GET",
     action: "list",
-    topic: crate::topics::ROUTE_USERS_SEARCHED,
+    topic: Some(crate::topics::ROUTE_USERS_SEARCHED),
+    access: Access::Login,
 };
 
 /// Query parameters of `searchUsers`.
@@ -721,9 +789,13 @@ pub struct SearchUsersRow {
 /// Adds `searchUsers`'s filters to `sql` and returns them for the answer.
 fn search_users_filters(
     q: &SearchUsersQuery,
+    scope: Option<Uuid>,
     sql: &mut QueryBuilder<'static, Postgres>,
 ) -> Result<Vec<Filter>, ApiError> {
     let mut applied = Vec::new();
+    if let Some(owner) = scope {
+        sql.push(" AND t.id = ").push_bind(owner);
+    }
     if let Some(value) = &q.email {
         let value = validation::normalize_email(value.clone());
         applied.push(Filter {
@@ -776,14 +848,17 @@ fn search_users_filters(
 async fn search_users(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiQuery(q): ApiQuery<SearchUsersQuery>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    let scope = caller.list_scope(&SEARCH_USERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM users AS t WHERE t.is_active",
     );
-    let filters = search_users_filters(&q, &mut sql)?;
+    let filters = search_users_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
@@ -795,7 +870,7 @@ async fn search_users(
         Some(first) => first.total_row_count,
         None if page_number > 1 => {
             let mut count = QueryBuilder::new("SELECT count(*) FROM users AS t WHERE t.is_active");
-            search_users_filters(&q, &mut count)?;
+            search_users_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
         None => 0,
@@ -818,7 +893,11 @@ pub static UPDATE_USER_ROLE: RouteInfo = RouteInfo {
     data_name: "user",
     method: "PATCH",
     action: "update",
-    topic: crate::topics::ROUTE_USERROLE_UPDATED,
+    topic: Some(crate::topics::ROUTE_USERROLE_UPDATED),
+    access: Access::Rule {
+        roles: &["superAdmin"],
+        owner: false,
+    },
 };
 
 /// The body of `updateUserRole`: the fields to change, and optionally the
@@ -836,10 +915,13 @@ pub struct UpdateUserRoleInput {
 async fn update_user_role(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateUserRoleInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&UPDATE_USER_ROLE.access)?;
     let mut v = Validator::default();
     if input.role_id.is_absent() {
         v.error("body", "names no field to change; accepted: roleId");
@@ -864,7 +946,7 @@ async fn update_user_role(
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_ROLE, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
-    events.push(reply.event(&UPDATE_USER_ROLE, id));
+    events.extend(reply.event(&UPDATE_USER_ROLE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -876,7 +958,11 @@ pub static UPDATE_USER_PASSWORD: RouteInfo = RouteInfo {
     data_name: "user",
     method: "PATCH",
     action: "update",
-    topic: crate::topics::ROUTE_USERPASSWORD_UPDATED,
+    topic: Some(crate::topics::ROUTE_USERPASSWORD_UPDATED),
+    access: Access::Rule {
+        roles: &[],
+        owner: true,
+    },
 };
 
 /// The body of `updateUserPassword`: the fields to change, and optionally the
@@ -894,24 +980,29 @@ pub struct UpdateUserPasswordInput {
 async fn update_user_password(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateUserPasswordInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&UPDATE_USER_PASSWORD.access)?;
     let mut v = Validator::default();
     if input.password.is_absent() {
         v.error("body", "names no field to change; accepted: password");
     }
     let password = v.patch_required("password", input.password);
     v.text("password", password.as_deref(), &rules::PASSWORD);
+    crate::auth::check_password_policy(&mut v, "password", password.as_deref());
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
     let password = match password {
-        Some(secret) => Some(validation::hash_secret(secret).await?),
+        Some(secret) => Some(app.auth.hash_secret(secret).await?),
         None => None,
     };
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
+    caller.allow(&UPDATE_USER_PASSWORD.access, owner_of(&old))?;
     check_version(expected, &old)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -925,8 +1016,16 @@ async fn update_user_password(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_PASSWORD, StatusCode::OK, &row)?;
+    crate::auth::revoke_sessions(
+        &mut tx,
+        &ctx,
+        id,
+        Some(caller.session_id),
+        "credentials changed",
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
-    events.push(reply.event(&UPDATE_USER_PASSWORD, id));
+    events.extend(reply.event(&UPDATE_USER_PASSWORD, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -938,7 +1037,11 @@ pub static UPDATE_USER_PASSWORD_BY_ADMIN: RouteInfo = RouteInfo {
     data_name: "user",
     method: "PATCH",
     action: "update",
-    topic: crate::topics::ROUTE_USERPASSWORDBYADMIN_UPDATED,
+    topic: Some(crate::topics::ROUTE_USERPASSWORDBYADMIN_UPDATED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
 };
 
 /// The body of `updateUserPasswordByAdmin`: the fields to change, and optionally the
@@ -956,20 +1059,24 @@ pub struct UpdateUserPasswordByAdminInput {
 async fn update_user_password_by_admin(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateUserPasswordByAdminInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&UPDATE_USER_PASSWORD_BY_ADMIN.access)?;
     let mut v = Validator::default();
     if input.password.is_absent() {
         v.error("body", "names no field to change; accepted: password");
     }
     let password = v.patch_required("password", input.password);
     v.text("password", password.as_deref(), &rules::PASSWORD);
+    crate::auth::check_password_policy(&mut v, "password", password.as_deref());
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
     let password = match password {
-        Some(secret) => Some(validation::hash_secret(secret).await?),
+        Some(secret) => Some(app.auth.hash_secret(secret).await?),
         None => None,
     };
     let mut tx = app.db.begin().await?;
@@ -987,8 +1094,16 @@ async fn update_user_password_by_admin(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_PASSWORD_BY_ADMIN, StatusCode::OK, &row)?;
+    crate::auth::revoke_sessions(
+        &mut tx,
+        &ctx,
+        id,
+        Some(caller.session_id),
+        "credentials changed",
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
-    events.push(reply.event(&UPDATE_USER_PASSWORD_BY_ADMIN, id));
+    events.extend(reply.event(&UPDATE_USER_PASSWORD_BY_ADMIN, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -1000,15 +1115,19 @@ pub static GET_BRIEF_USER: RouteInfo = RouteInfo {
     data_name: "user",
     method: "GET",
     action: "get",
-    topic: crate::topics::ROUTE_BRIEFUSER_RETRIVED,
+    topic: Some(crate::topics::ROUTE_BRIEFUSER_RETRIVED),
+    access: Access::Login,
 };
 
 /// `getBriefUser`: GET /v1/users/{id}/brief. Allowed: any signed-in user.
 async fn get_brief_user(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&GET_BRIEF_USER.access)?;
     let row: UserPublic = sqlx::query_as(GET_PUBLIC_SQL)
         .bind(id)
         .fetch_optional(&app.db)
@@ -1025,7 +1144,8 @@ pub static REGISTER_USER: RouteInfo = RouteInfo {
     data_name: "user",
     method: "POST",
     action: "create",
-    topic: crate::topics::ROUTE_USER_REGISTERED,
+    topic: Some(crate::topics::ROUTE_USER_REGISTERED),
+    access: Access::Public,
 };
 
 /// The body of `registerUser`.
@@ -1050,14 +1170,17 @@ pub struct RegisterUserInput {
 async fn register_user(
     State(app): State<AppState>,
     ctx: RequestContext,
+    addr: ClientAddr,
     ApiJson(input): ApiJson<RegisterUserInput>,
 ) -> Result<Reply, ApiError> {
+    crate::auth::throttle_public_write(&app, &addr, "registerUser").await?;
     let mut v = Validator::default();
     let email = input.email.map(validation::normalize_email);
     v.text("email", email.as_deref(), &rules::EMAIL);
     let email = v.required("email", email);
     let password = input.password;
     v.text("password", password.as_deref(), &rules::PASSWORD);
+    crate::auth::check_password_policy(&mut v, "password", password.as_deref());
     let password = v.required("password", password);
     let fullname = input.fullname;
     v.text("fullname", fullname.as_deref(), &rules::FULLNAME);
@@ -1077,7 +1200,7 @@ async fn register_user(
         return Err(v.into_error());
     };
     v.finish()?;
-    let password = validation::hash_secret(password).await?;
+    let password = app.auth.hash_secret(password).await?;
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
     let row: User = sqlx::query_as(
@@ -1095,7 +1218,7 @@ async fn register_user(
         .await?;
     let reply = ctx.reply(&REGISTER_USER, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
-    events.push(reply.event(&REGISTER_USER, id));
+    events.extend(reply.event(&REGISTER_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)

@@ -3,6 +3,8 @@
 //! `userAvatarsFile`: An avatar picture uploaded by a user. Its rows, SQL and routes.
 
 use crate::app::AppState;
+use crate::auth::Access;
+use crate::auth::Caller;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
@@ -124,6 +126,11 @@ pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<UserAvatarsFile, ApiEr
         .ok_or(ApiError::NotFound)
 }
 
+/// Who owns a row, for rules that let owners in.
+fn owner_of(row: &UserAvatarsFile) -> Option<Uuid> {
+    row.owner
+}
+
 /// Loads an active row and locks it for the rest of the transaction.
 async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserAvatarsFile, ApiError> {
     sqlx::query_as(LOCK_SQL)
@@ -149,7 +156,8 @@ pub static CREATE_USER_AVATARS_FILE: RouteInfo = RouteInfo {
     data_name: "userAvatarsFile",
     method: "POST",
     action: "create",
-    topic: crate::topics::ROUTE_USERAVATARSFILE_CREATED,
+    topic: Some(crate::topics::ROUTE_USERAVATARSFILE_CREATED),
+    access: Access::Login,
 };
 
 /// The body of `createUserAvatarsFile`.
@@ -178,8 +186,11 @@ pub struct CreateUserAvatarsFileInput {
 async fn create_user_avatars_file(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiJson(input): ApiJson<CreateUserAvatarsFileInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&CREATE_USER_AVATARS_FILE.access)?;
     let mut v = Validator::default();
     let file_name = input.file_name;
     v.text("fileName", file_name.as_deref(), &rules::FILE_NAME);
@@ -221,7 +232,7 @@ async fn create_user_avatars_file(
         .await?;
     let reply = ctx.reply(&CREATE_USER_AVATARS_FILE, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
-    events.push(reply.event(&CREATE_USER_AVATARS_FILE, id));
+    events.extend(reply.event(&CREATE_USER_AVATARS_FILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -233,16 +244,24 @@ pub static GET_USER_AVATARS_FILE: RouteInfo = RouteInfo {
     data_name: "userAvatarsFile",
     method: "GET",
     action: "get",
-    topic: crate::topics::ROUTE_USERAVATARSFILE_RETRIVED,
+    topic: Some(crate::topics::ROUTE_USERAVATARSFILE_RETRIVED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: true,
+    },
 };
 
 /// `getUserAvatarsFile`: GET /v1/useravatarsfiles/{id}. Allowed: superAdmin, admin, the owner.
 async fn get_user_avatars_file(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&GET_USER_AVATARS_FILE.access)?;
     let row = fetch(&app.db, id).await?;
+    caller.allow(&GET_USER_AVATARS_FILE.access, owner_of(&row))?;
     let reply = ctx.reply(&GET_USER_AVATARS_FILE, StatusCode::OK, &row)?;
     app.events
         .publish(&ctx, reply.event(&GET_USER_AVATARS_FILE, id));
@@ -255,7 +274,11 @@ pub static LIST_USER_AVATARS_FILES: RouteInfo = RouteInfo {
     data_name: "userAvatarsFiles",
     method: "GET",
     action: "list",
-    topic: crate::topics::ROUTE_USERAVATARSFILES_LISTED,
+    topic: Some(crate::topics::ROUTE_USERAVATARSFILES_LISTED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: true,
+    },
 };
 
 /// Query parameters of `listUserAvatarsFiles`.
@@ -288,9 +311,13 @@ pub struct ListUserAvatarsFilesRow {
 /// Adds `listUserAvatarsFiles`'s filters to `sql` and returns them for the answer.
 fn list_user_avatars_files_filters(
     q: &ListUserAvatarsFilesQuery,
+    scope: Option<Uuid>,
     sql: &mut QueryBuilder<'static, Postgres>,
 ) -> Result<Vec<Filter>, ApiError> {
     let mut applied = Vec::new();
+    if let Some(owner) = scope {
+        sql.push(" AND t._owner = ").push_bind(owner);
+    }
     if let Some(value) = &q.mime_type {
         let value = value.clone();
         applied.push(Filter {
@@ -321,18 +348,21 @@ fn list_user_avatars_files_filters(
     Ok(applied)
 }
 
-/// `listUserAvatarsFiles`: GET /v1/useravatarsfiles. Allowed: superAdmin, admin.
+/// `listUserAvatarsFiles`: GET /v1/useravatarsfiles. Allowed: superAdmin, admin, the owner.
 async fn list_user_avatars_files(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListUserAvatarsFilesQuery>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    let scope = caller.list_scope(&LIST_USER_AVATARS_FILES.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM user_avatars_files AS t WHERE TRUE",
     );
-    let filters = list_user_avatars_files_filters(&q, &mut sql)?;
+    let filters = list_user_avatars_files_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
@@ -345,7 +375,7 @@ async fn list_user_avatars_files(
         None if page_number > 1 => {
             let mut count =
                 QueryBuilder::new("SELECT count(*) FROM user_avatars_files AS t WHERE TRUE");
-            list_user_avatars_files_filters(&q, &mut count)?;
+            list_user_avatars_files_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
         None => 0,
@@ -372,7 +402,11 @@ pub static DELETE_USER_AVATARS_FILE: RouteInfo = RouteInfo {
     data_name: "userAvatarsFile",
     method: "DELETE",
     action: "delete",
-    topic: crate::topics::ROUTE_USERAVATARSFILE_DELETED,
+    topic: Some(crate::topics::ROUTE_USERAVATARSFILE_DELETED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: true,
+    },
 };
 
 /// `deleteUserAvatarsFile`: DELETE /v1/useravatarsfiles/{id}. Allowed: superAdmin, admin, the owner.
@@ -380,11 +414,15 @@ pub static DELETE_USER_AVATARS_FILE: RouteInfo = RouteInfo {
 async fn delete_user_avatars_file(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&DELETE_USER_AVATARS_FILE.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
+    caller.allow(&DELETE_USER_AVATARS_FILE.access, owner_of(&old))?;
     check_version(expected, &old)?;
     let row: UserAvatarsFile = sqlx::query_as(DELETE_SQL)
         .bind(id)
@@ -393,7 +431,7 @@ async fn delete_user_avatars_file(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER_AVATARS_FILE, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
-    events.push(reply.event(&DELETE_USER_AVATARS_FILE, id));
+    events.extend(reply.event(&DELETE_USER_AVATARS_FILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)

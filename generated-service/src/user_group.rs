@@ -3,6 +3,8 @@
 //! `userGroup`: A named group of users. Its rows, SQL and routes.
 
 use crate::app::AppState;
+use crate::auth::Access;
+use crate::auth::Caller;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
@@ -137,7 +139,11 @@ pub static CREATE_USER_GROUP: RouteInfo = RouteInfo {
     data_name: "userGroup",
     method: "POST",
     action: "create",
-    topic: crate::topics::ROUTE_USERGROUP_CREATED,
+    topic: Some(crate::topics::ROUTE_USERGROUP_CREATED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
 };
 
 /// The body of `createUserGroup`.
@@ -154,8 +160,11 @@ pub struct CreateUserGroupInput {
 async fn create_user_group(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiJson(input): ApiJson<CreateUserGroupInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&CREATE_USER_GROUP.access)?;
     let mut v = Validator::default();
     let group_name = input.group_name;
     v.text("groupName", group_name.as_deref(), &rules::GROUP_NAME);
@@ -179,7 +188,7 @@ async fn create_user_group(
         .await?;
     let reply = ctx.reply(&CREATE_USER_GROUP, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
-    events.push(reply.event(&CREATE_USER_GROUP, id));
+    events.extend(reply.event(&CREATE_USER_GROUP, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -191,7 +200,11 @@ pub static UPDATE_USER_GROUP: RouteInfo = RouteInfo {
     data_name: "userGroup",
     method: "PATCH",
     action: "update",
-    topic: crate::topics::ROUTE_USERGROUP_UPDATED,
+    topic: Some(crate::topics::ROUTE_USERGROUP_UPDATED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
 };
 
 /// The body of `updateUserGroup`: the fields to change, and optionally the
@@ -211,10 +224,13 @@ pub struct UpdateUserGroupInput {
 async fn update_user_group(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<UpdateUserGroupInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&UPDATE_USER_GROUP.access)?;
     let mut v = Validator::default();
     if input.group_name.is_absent() && input.avatar.is_absent() {
         v.error(
@@ -251,7 +267,7 @@ async fn update_user_group(
     let row: UserGroup = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_GROUP, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
-    events.push(reply.event(&UPDATE_USER_GROUP, id));
+    events.extend(reply.event(&UPDATE_USER_GROUP, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -263,7 +279,11 @@ pub static DELETE_USER_GROUP: RouteInfo = RouteInfo {
     data_name: "userGroup",
     method: "DELETE",
     action: "delete",
-    topic: crate::topics::ROUTE_USERGROUP_DELETED,
+    topic: Some(crate::topics::ROUTE_USERGROUP_DELETED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
 };
 
 /// `deleteUserGroup`: DELETE /v1/usergroups/{id}. Allowed: superAdmin, admin.
@@ -271,9 +291,12 @@ pub static DELETE_USER_GROUP: RouteInfo = RouteInfo {
 async fn delete_user_group(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&DELETE_USER_GROUP.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -284,7 +307,7 @@ async fn delete_user_group(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER_GROUP, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
-    events.push(reply.event(&DELETE_USER_GROUP, id));
+    events.extend(reply.event(&DELETE_USER_GROUP, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -296,15 +319,19 @@ pub static GET_USER_GROUP: RouteInfo = RouteInfo {
     data_name: "userGroup",
     method: "GET",
     action: "get",
-    topic: crate::topics::ROUTE_USERGROUP_RETRIVED,
+    topic: Some(crate::topics::ROUTE_USERGROUP_RETRIVED),
+    access: Access::Login,
 };
 
 /// `getUserGroup`: GET /v1/usergroups/{id}. Allowed: any signed-in user.
 async fn get_user_group(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&GET_USER_GROUP.access)?;
     let row = fetch(&app.db, id).await?;
     let reply = ctx.reply(&GET_USER_GROUP, StatusCode::OK, &row)?;
     app.events.publish(&ctx, reply.event(&GET_USER_GROUP, id));
@@ -317,7 +344,8 @@ pub static LIST_USER_GROUPS: RouteInfo = RouteInfo {
     data_name: "userGroups",
     method: "GET",
     action: "list",
-    topic: crate::topics::ROUTE_USERGROUPS_LISTED,
+    topic: Some(crate::topics::ROUTE_USERGROUPS_LISTED),
+    access: Access::Login,
 };
 
 /// Query parameters of `listUserGroups`.
@@ -346,9 +374,13 @@ pub struct ListUserGroupsRow {
 /// Adds `listUserGroups`'s filters to `sql` and returns them for the answer.
 fn list_user_groups_filters(
     q: &ListUserGroupsQuery,
+    scope: Option<Uuid>,
     sql: &mut QueryBuilder<'static, Postgres>,
 ) -> Result<Vec<Filter>, ApiError> {
     let mut applied = Vec::new();
+    if let Some(owner) = scope {
+        sql.push(" AND t._owner = ").push_bind(owner);
+    }
     if let Some(value) = &q.group_name {
         let value = value.clone();
         applied.push(Filter {
@@ -365,14 +397,17 @@ fn list_user_groups_filters(
 async fn list_user_groups(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListUserGroupsQuery>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    let scope = caller.list_scope(&LIST_USER_GROUPS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.group_name, t.avatar, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM user_groups AS t WHERE t.is_active",
     );
-    let filters = list_user_groups_filters(&q, &mut sql)?;
+    let filters = list_user_groups_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
@@ -385,7 +420,7 @@ async fn list_user_groups(
         None if page_number > 1 => {
             let mut count =
                 QueryBuilder::new("SELECT count(*) FROM user_groups AS t WHERE t.is_active");
-            list_user_groups_filters(&q, &mut count)?;
+            list_user_groups_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
         None => 0,

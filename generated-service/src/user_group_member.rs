@@ -3,6 +3,8 @@
 //! `userGroupMember`: A user's membership in a group. Its rows, SQL and routes.
 
 use crate::app::AppState;
+use crate::auth::Access;
+use crate::auth::Caller;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
@@ -128,15 +130,19 @@ pub static GET_USER_GROUP_MEMBER: RouteInfo = RouteInfo {
     data_name: "userGroupMember",
     method: "GET",
     action: "get",
-    topic: crate::topics::ROUTE_USERGROUPMEMBER_RETRIVED,
+    topic: Some(crate::topics::ROUTE_USERGROUPMEMBER_RETRIVED),
+    access: Access::Login,
 };
 
 /// `getUserGroupMember`: GET /v1/usergroupmembers/{id}. Allowed: any signed-in user.
 async fn get_user_group_member(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&GET_USER_GROUP_MEMBER.access)?;
     let row = fetch(&app.db, id).await?;
     let reply = ctx.reply(&GET_USER_GROUP_MEMBER, StatusCode::OK, &row)?;
     app.events
@@ -150,7 +156,11 @@ pub static CREATE_USER_GROUP_MEMBER: RouteInfo = RouteInfo {
     data_name: "userGroupMember",
     method: "POST",
     action: "create",
-    topic: crate::topics::ROUTE_USERGROUPMEMBER_CREATED,
+    topic: Some(crate::topics::ROUTE_USERGROUPMEMBER_CREATED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
 };
 
 /// The body of `createUserGroupMember`.
@@ -169,8 +179,11 @@ pub struct CreateUserGroupMemberInput {
 async fn create_user_group_member(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiJson(input): ApiJson<CreateUserGroupMemberInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&CREATE_USER_GROUP_MEMBER.access)?;
     let mut v = Validator::default();
     let group_id = input.group_id;
     let group_id = v.required("groupId", group_id);
@@ -195,7 +208,7 @@ async fn create_user_group_member(
         .await?;
     let reply = ctx.reply(&CREATE_USER_GROUP_MEMBER, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
-    events.push(reply.event(&CREATE_USER_GROUP_MEMBER, id));
+    events.extend(reply.event(&CREATE_USER_GROUP_MEMBER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -207,7 +220,11 @@ pub static DELETE_USER_GROUP_MEMBER: RouteInfo = RouteInfo {
     data_name: "userGroupMember",
     method: "DELETE",
     action: "delete",
-    topic: crate::topics::ROUTE_USERGROUPMEMBER_DELETED,
+    topic: Some(crate::topics::ROUTE_USERGROUPMEMBER_DELETED),
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
 };
 
 /// `deleteUserGroupMember`: DELETE /v1/usergroupmembers/{id}. Allowed: superAdmin, admin.
@@ -215,9 +232,12 @@ pub static DELETE_USER_GROUP_MEMBER: RouteInfo = RouteInfo {
 async fn delete_user_group_member(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&DELETE_USER_GROUP_MEMBER.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -228,7 +248,7 @@ async fn delete_user_group_member(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER_GROUP_MEMBER, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
-    events.push(reply.event(&DELETE_USER_GROUP_MEMBER, id));
+    events.extend(reply.event(&DELETE_USER_GROUP_MEMBER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -240,7 +260,8 @@ pub static LIST_USER_GROUP_MEMBERS: RouteInfo = RouteInfo {
     data_name: "userGroupMembers",
     method: "GET",
     action: "list",
-    topic: crate::topics::ROUTE_USERGROUPMEMBERS_LISTED,
+    topic: Some(crate::topics::ROUTE_USERGROUPMEMBERS_LISTED),
+    access: Access::Login,
 };
 
 /// Query parameters of `listUserGroupMembers`.
@@ -275,9 +296,13 @@ pub struct ListUserGroupMembersRow {
 /// Adds `listUserGroupMembers`'s filters to `sql` and returns them for the answer.
 fn list_user_group_members_filters(
     q: &ListUserGroupMembersQuery,
+    scope: Option<Uuid>,
     sql: &mut QueryBuilder<'static, Postgres>,
 ) -> Result<Vec<Filter>, ApiError> {
     let mut applied = Vec::new();
+    if let Some(owner) = scope {
+        sql.push(" AND t._owner = ").push_bind(owner);
+    }
     if let Some(value) = &q.group_id {
         let value = *value;
         applied.push(Filter {
@@ -312,14 +337,17 @@ fn list_user_group_members_filters(
 async fn list_user_group_members(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListUserGroupMembersQuery>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    let scope = caller.list_scope(&LIST_USER_GROUP_MEMBERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.group_id, t.user_id, t.owner_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, CASE WHEN i_user.id IS NULL THEN NULL ELSE json_build_object('email', i_user.email, 'fullname', i_user.fullname, 'avatar', i_user.avatar) END AS user, count(*) OVER () AS total_row_count FROM user_group_members AS t LEFT JOIN users AS i_user ON i_user.id = t.user_id AND i_user.is_active WHERE t.is_active",
     );
-    let filters = list_user_group_members_filters(&q, &mut sql)?;
+    let filters = list_user_group_members_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
@@ -332,7 +360,7 @@ async fn list_user_group_members(
         None if page_number > 1 => {
             let mut count =
                 QueryBuilder::new("SELECT count(*) FROM user_group_members AS t WHERE t.is_active");
-            list_user_group_members_filters(&q, &mut count)?;
+            list_user_group_members_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
         None => 0,

@@ -117,11 +117,127 @@ pub fn schema(plan: &Plan) -> Schema {
         .collect::<Vec<_>>();
     let mut tables = tables;
     tables.push(outbox());
+    tables.extend(auth_tables(plan));
     Schema { tables }
 }
 
 /// Tables the generated service owns beside the model's.
-pub const SERVICE_TABLES: &[&str] = &["event_outbox"];
+pub const SERVICE_TABLES: &[&str] = &[
+    "event_outbox",
+    "sessions",
+    "refresh_tokens",
+    "throttle_buckets",
+    "signing_keys",
+];
+
+fn col(name: &str, ty: &str, not_null: bool, default: Option<&str>) -> Column {
+    Column {
+        name: name.into(),
+        ty: ty.into(),
+        not_null,
+        default: default.map(String::from),
+        primary_key: false,
+    }
+}
+
+fn key(name: &str, ty: &str) -> Column {
+    Column {
+        name: name.into(),
+        ty: ty.into(),
+        not_null: false,
+        default: None,
+        primary_key: true,
+    }
+}
+
+fn index(name: &str, columns: &str, partial: &str) -> Index {
+    Index {
+        name: name.into(),
+        unique: false,
+        columns: columns.into(),
+        partial: partial.into(),
+    }
+}
+
+/// Sessions, rotating refresh tokens, throttling counters and signing keys:
+/// state every replica shares.
+fn auth_tables(plan: &Plan) -> Vec<Table> {
+    let id = &plan.identity;
+    let mut session_columns = vec![key("id", "uuid"), col("user_id", "uuid", true, None)];
+    session_columns.extend(
+        id.device_fields
+            .iter()
+            .map(|f| col(&f.ident, "text", false, None)),
+    );
+    session_columns.extend([
+        col("client_address", "text", false, None),
+        col("created_at", "timestamptz", true, Some("now()")),
+        col("refreshed_at", "timestamptz", false, None),
+        col("expires_at", "timestamptz", true, None),
+        col("revoked_at", "timestamptz", false, None),
+        col("revoked_reason", "text", false, None),
+    ]);
+    vec![
+        Table {
+            name: "sessions".into(),
+            columns: session_columns,
+            indexes: vec![
+                index(
+                    "sessions_user_id_idx",
+                    "user_id",
+                    " WHERE revoked_at IS NULL",
+                ),
+                index(
+                    "sessions_expires_at_idx",
+                    "expires_at",
+                    " WHERE revoked_at IS NULL",
+                ),
+            ],
+            foreign_keys: vec![ForeignKey {
+                name: "sessions_user_id_fkey".into(),
+                column: "user_id".into(),
+                target: id.user_table.clone(),
+            }],
+        },
+        Table {
+            name: "refresh_tokens".into(),
+            columns: vec![
+                key("token_hash", "text"),
+                col("session_id", "uuid", true, None),
+                col("created_at", "timestamptz", true, Some("now()")),
+                col("expires_at", "timestamptz", true, None),
+                col("spent_at", "timestamptz", false, None),
+            ],
+            indexes: vec![index("refresh_tokens_session_id_idx", "session_id", "")],
+            foreign_keys: vec![ForeignKey {
+                name: "refresh_tokens_session_id_fkey".into(),
+                column: "session_id".into(),
+                target: "sessions".into(),
+            }],
+        },
+        Table {
+            name: "throttle_buckets".into(),
+            columns: vec![
+                key("bucket", "text"),
+                col("window_start", "timestamptz", true, None),
+                col("hits", "integer", true, None),
+            ],
+            indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+        },
+        Table {
+            name: "signing_keys".into(),
+            columns: vec![
+                key("kid", "text"),
+                col("private_pkcs8", "bytea", true, None),
+                col("public_key", "bytea", true, None),
+                col("created_at", "timestamptz", true, Some("now()")),
+            ],
+            indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+        },
+    ]
+}
 
 /// The transactional outbox: events written with the change, drained by the relay.
 fn outbox() -> Table {

@@ -16,6 +16,8 @@ pub struct Model {
     pub service: Service,
     pub topics: Topics,
     pub roles: Roles,
+    /// Who logs in, and how: the identity this service issues tokens for.
+    pub auth: Identity,
     #[serde(default)]
     pub decisions: Vec<Decision>,
     #[serde(deserialize_with = "ordered")]
@@ -61,6 +63,50 @@ pub struct Roles {
     pub values: Vec<String>,
     pub admin: Vec<String>,
     pub default: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Identity {
+    /// The data object people log in as.
+    pub user_object: String,
+    /// Its field that names the account (unique), e.g. an email.
+    pub login_field: String,
+    /// Its secret, hashed field checked at login.
+    pub password_field: String,
+    /// Its field holding the role (one of `roles.values`).
+    pub role_field: String,
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl_seconds: u32,
+    pub refresh_token_ttl_seconds: u32,
+    /// A spent refresh token used again within this window gets its own pair
+    /// (two tabs refreshing at once); later, the reuse revokes the session.
+    pub refresh_grace_seconds: u32,
+    #[serde(default)]
+    pub reject_common_passwords: bool,
+    /// The topic of the session events (the seed's channel `session`).
+    pub session_topic: String,
+    /// The `namespace` of session events.
+    pub session_namespace: String,
+    /// Device facts a login may carry; stored with the session and in its events.
+    pub device_fields: Vec<String>,
+    pub throttle: Throttle,
+    /// The role of the account created from SUPERADMIN_EMAIL at first start.
+    pub super_admin_role: String,
+    /// Values for the other required fields of that account.
+    #[serde(default)]
+    pub bootstrap_values: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Throttle {
+    pub window_seconds: u32,
+    pub login_per_account: u32,
+    pub login_per_address: u32,
+    /// Calls of public writing routes (registration) per client address.
+    pub public_writes_per_address: u32,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,6 +18,52 @@ pub struct Plan {
     pub roles: RolesPlan,
     /// Unique and foreign-key constraints, for mapping database errors to fields.
     pub constraints: Vec<ConstraintPlan>,
+    pub identity: IdentityPlan,
+}
+
+/// Who logs in and how: everything the auth module needs from the model.
+#[derive(Debug)]
+pub struct IdentityPlan {
+    pub user_module: String,
+    pub user_struct: String,
+    pub user_table: String,
+    pub login_field: String,
+    /// The JSON name of the password field (the login body uses it).
+    pub password_field_name: String,
+    pub login_email: bool,
+    /// Inserts the bootstrap super-admin unless its login is taken.
+    pub bootstrap_sql: String,
+    /// `SELECT id, password hash, role` of an active account by its login.
+    pub login_sql: String,
+    /// The role of a live session's active user.
+    pub caller_sql: String,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: u32,
+    pub refresh_ttl: u32,
+    pub refresh_grace: u32,
+    pub reject_common_passwords: bool,
+    pub session_topic_const: String,
+    pub session_namespace: String,
+    pub device_fields: Vec<DeviceFieldPlan>,
+    pub throttle_window: u32,
+    pub login_per_account: u32,
+    pub login_per_address: u32,
+    pub public_writes_per_address: u32,
+    /// Passwords the policy refuses when the model asks for it.
+    pub common_passwords: Vec<&'static str>,
+    pub sign_in: RoutePlan,
+    pub refresh: RoutePlan,
+    pub sign_out: RoutePlan,
+    pub current_user: RoutePlan,
+    pub public_keys: RoutePlan,
+    pub default_role: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceFieldPlan {
+    pub name: String,
+    pub ident: String,
 }
 
 #[derive(Debug)]
@@ -113,6 +159,12 @@ pub struct ObjectPlan {
     pub default_sort: String,
     pub has_list: bool,
     pub has_delete: bool,
+    /// The column that names a row's owner: `id` for the user object, else `_owner`.
+    pub owner_column: String,
+    /// `Some(row.id)` or `row.owner`: the owner of a loaded row.
+    pub owner_expr: String,
+    /// Some route lets owners of a row in.
+    pub has_owner_rules: bool,
     /// Constant names (in `topics.rs`) of the database and index topics.
     pub db_consts: ChangeTopics,
     pub index_consts: ChangeTopics,
@@ -233,6 +285,8 @@ pub struct FieldPlan {
     pub default_call: Option<String>,
     /// An owned copy of `value: &T` in a list filter (normalized for emails).
     pub filter_value: String,
+    /// The login password: the common-password policy applies.
+    pub password_policy: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -276,6 +330,12 @@ pub struct RoutePlan {
     pub list_row: String,
     /// An update route's test that the body names no field.
     pub nothing_to_change: String,
+    /// Public writes (registration) are throttled per client address.
+    pub throttled: bool,
+    /// Sessions this route revokes: "" (none), "others" (password changes) or "all" (deletes).
+    pub revokes: &'static str,
+    /// The `Access` literal of the route's rule.
+    pub access: String,
 }
 
 #[derive(Debug, Clone)]
@@ -369,7 +429,16 @@ pub fn plan(source: &str, m: &Model) -> Plan {
             });
         }
     }
+    let identity = identity(m, &routes);
+    topics.push(TopicPlan {
+        const_name: identity.session_topic_const.clone(),
+        name: m.auth.session_topic.clone(),
+        kind: "sessionEvent",
+        owner: "sessions".into(),
+        description: "A session was created (login), updated (refresh) or deleted (logout, revocation, expiry).".into(),
+    });
     Plan {
+        identity,
         source: source.to_string(),
         service,
         objects,
@@ -488,6 +557,7 @@ fn system_fields() -> Vec<FieldPlan> {
         rule_const: column.trim_start_matches('_').to_uppercase(),
         is_object: false,
         default_call: None,
+        password_policy: false,
         filter_value: if rust == "String" {
             "value.clone()".into()
         } else {
@@ -658,6 +728,7 @@ fn field(m: &Model, name: &str, f: &Field) -> FieldPlan {
                 format!("unwrap_or({d})")
             }
         }),
+        password_policy: false,
         filter_value: match rust {
             "String" if f.format.as_deref() == Some("email") => {
                 "validation::normalize_email(value.clone())".into()
@@ -900,6 +971,13 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     if has_update || has_delete {
         uses.push("crate::extract::IfMatch");
     }
+    if my_routes.iter().any(|r| r.auth.kind != "public") {
+        uses.push("crate::auth::Caller");
+    }
+    if my_routes.iter().any(|r| r.throttled) {
+        uses.push("crate::auth::ClientAddr");
+    }
+    uses.push("crate::auth::Access");
     if !envelope.is_empty() {
         envelope.sort_unstable();
         uses.push(Box::leak(
@@ -927,6 +1005,17 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         .find(|r| r.action == "get" && !r.public_view)
         .map(|r| r.path.replace("{id}", "{}"));
     ObjectPlan {
+        owner_column: if o.owner_is_self {
+            "id".into()
+        } else {
+            "_owner".into()
+        },
+        owner_expr: if o.owner_is_self {
+            "Some(row.id)".into()
+        } else {
+            "row.owner".into()
+        },
+        has_owner_rules: my_routes.iter().any(|r| r.auth.owner && r.action != "list"),
         db_consts: consts("DBEVENT"),
         index_consts: consts("INDEX"),
         blobs: columns.iter().filter(|c| c.blob).cloned().collect(),
@@ -1114,12 +1203,41 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         }
     }
     let path = format!("{}{}", m.service.api_base, r.path);
+    let is_user = r.object.as_deref() == Some(m.auth.user_object.as_str());
+    let mut inputs = inputs;
+    for f in inputs.iter_mut() {
+        f.password_policy =
+            is_user && m.auth.reject_common_passwords && f.name == m.auth.password_field;
+    }
+    let revokes = match r.action.as_str() {
+        "update" if is_user && r.fields.contains(&m.auth.password_field) => "others",
+        "delete" if is_user => "all",
+        _ => "",
+    };
+    let access = match &auth {
+        a if a.kind == "public" => "Access::Public".to_string(),
+        a if a.kind == "login" => "Access::Login".to_string(),
+        a => format!(
+            "Access::Rule {{ roles: &[{}], owner: {} }}",
+            a.roles
+                .iter()
+                .map(|r| format!("{r:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            a.owner
+        ),
+    };
+    let throttled =
+        auth.kind == "public" && matches!(r.action.as_str(), "create" | "update" | "delete");
     let nothing_to_change = inputs
         .iter()
         .map(|f| format!("input.{}.is_absent()", f.ident))
         .collect::<Vec<_>>()
         .join(" && ");
     RoutePlan {
+        throttled,
+        revokes,
+        access,
         nothing_to_change,
         name: name.to_string(),
         handler: name.to_snake_case(),
@@ -1156,3 +1274,203 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         list_row: format!("{}Row", name.to_upper_camel_case()),
     }
 }
+
+fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
+    let a = &m.auth;
+    let (_, user) = m
+        .data_objects
+        .iter()
+        .find(|(n, _)| n == &a.user_object)
+        .expect("validated user object");
+    let col = |f: &str| f.to_snake_case();
+    let active = if user.soft_delete {
+        " AND t.is_active"
+    } else {
+        ""
+    };
+    let route = |action: &str| {
+        routes
+            .iter()
+            .find(|r| r.action == action)
+            .cloned()
+            .expect("validated auth route")
+    };
+    let mut cols = vec![
+        "id".to_string(),
+        col(&a.login_field),
+        col(&a.password_field),
+        col(&a.role_field),
+    ];
+    let mut values = vec![
+        "$1".to_string(),
+        "$2".to_string(),
+        "$3".to_string(),
+        sql_text(&a.super_admin_role),
+    ];
+    for (f, v) in &a.bootstrap_values {
+        cols.push(col(f));
+        values.push(sql_text(v));
+    }
+    if user.owner_is_self {
+        cols.push("_owner".into());
+        values.push("$1".into());
+    }
+    let mut current_user = route("currentUser");
+    current_user.data_name = a.user_object.clone();
+    IdentityPlan {
+        password_field_name: a.password_field.clone(),
+        bootstrap_sql: format!(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING",
+            user.table,
+            cols.join(", "),
+            values.join(", ")
+        ),
+        user_module: a.user_object.to_snake_case(),
+        user_struct: a.user_object.to_upper_camel_case(),
+        user_table: user.table.clone(),
+        login_field: a.login_field.clone(),
+        login_email: field_of(user, &a.login_field).is_some_and(|f| f.format.as_deref() == Some("email")),
+        login_sql: format!(
+            "SELECT t.id, t.{}, t.{} FROM {} AS t WHERE t.{} = $1{active}",
+            col(&a.password_field),
+            col(&a.role_field),
+            user.table,
+            col(&a.login_field)
+        ),
+        caller_sql: format!(
+            "SELECT t.{} FROM sessions AS s JOIN {} AS t ON t.id = s.user_id \
+             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now(){active}",
+            col(&a.role_field),
+            user.table
+        ),
+        issuer: a.issuer.clone(),
+        audience: a.audience.clone(),
+        access_ttl: a.access_token_ttl_seconds,
+        refresh_ttl: a.refresh_token_ttl_seconds,
+        refresh_grace: a.refresh_grace_seconds,
+        reject_common_passwords: a.reject_common_passwords,
+        session_topic_const: "SESSION".into(),
+        session_namespace: a.session_namespace.clone(),
+        device_fields: a.device_fields.iter().map(|f| DeviceFieldPlan { name: f.clone(), ident: f.to_snake_case() }).collect(),
+        throttle_window: a.throttle.window_seconds,
+        login_per_account: a.throttle.login_per_account,
+        login_per_address: a.throttle.login_per_address,
+        public_writes_per_address: a.throttle.public_writes_per_address,
+        common_passwords: if a.reject_common_passwords { COMMON_PASSWORDS.to_vec() } else { Vec::new() },
+        sign_in: route("login"),
+        refresh: route("refresh"),
+        sign_out: route("logout"),
+        current_user,
+        public_keys: route("publicKeys"),
+        default_role: m.roles.default.clone(),
+    }
+}
+
+/// A SQL string literal.
+fn sql_text(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+/// The 100 most common passwords (NCSC's list of breached passwords, SecLists).
+const COMMON_PASSWORDS: &[&str] = &[
+    "123456",
+    "123456789",
+    "qwerty",
+    "password",
+    "12345678",
+    "111111",
+    "123123",
+    "1234567890",
+    "1234567",
+    "qwerty123",
+    "000000",
+    "1q2w3e",
+    "aa12345678",
+    "abc123",
+    "password1",
+    "1234",
+    "qwertyuiop",
+    "123321",
+    "password123",
+    "1q2w3e4r5t",
+    "iloveyou",
+    "654321",
+    "666666",
+    "987654321",
+    "123",
+    "123456a",
+    "qwe123",
+    "1q2w3e4r",
+    "7777777",
+    "1qaz2wsx",
+    "123qwe",
+    "zxcvbnm",
+    "121212",
+    "asdasd",
+    "a123456",
+    "555555",
+    "dragon",
+    "112233",
+    "123123123",
+    "monkey",
+    "11111111",
+    "qazwsx",
+    "159753",
+    "asdfghjkl",
+    "222222",
+    "1234qwer",
+    "qwerty1",
+    "123654",
+    "123abc",
+    "asdfgh",
+    "777777",
+    "aaaaaa",
+    "myspace1",
+    "88888888",
+    "fuckyou",
+    "123456789a",
+    "999999",
+    "888888",
+    "football",
+    "princess",
+    "789456123",
+    "147258369",
+    "1111111",
+    "sunshine",
+    "michael",
+    "computer",
+    "qwer1234",
+    "daniel",
+    "789456",
+    "11111",
+    "abcd1234",
+    "q1w2e3r4",
+    "shadow",
+    "159357",
+    "123456q",
+    "1111",
+    "samsung",
+    "killer",
+    "asd123",
+    "superman",
+    "master",
+    "12345",
+    "azerty",
+    "zxcvbn",
+    "qazwsxedc",
+    "131313",
+    "ashley",
+    "target123",
+    "987654",
+    "baseball",
+    "qwertyui",
+    "welcome",
+    "passw0rd",
+    "charlie",
+    "letmein",
+    "trustno1",
+    "hello123",
+    "whatever",
+    "jordan23",
+    "1qaz2wsx3edc",
+];

@@ -42,6 +42,12 @@ templates! {
 }
 
 #[derive(Template)]
+#[template(path = "auth.rs.j2", escape = "none")]
+struct AuthRs<'a> {
+    id: &'a crate::plan::IdentityPlan,
+}
+
+#[derive(Template)]
 #[template(path = "migration.sql.j2", escape = "none")]
 struct MigrationSql<'a> {
     m: &'a crate::migrate::MigrationPlan,
@@ -86,6 +92,11 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "src/envelope.rs",
         "envelope.rs.j2",
         EnvelopeRs { plan }.render()?,
+    );
+    add(
+        "src/auth.rs",
+        "auth.rs.j2",
+        AuthRs { id: &plan.identity }.render()?,
     );
     add("src/events.rs", "events.rs.j2", EventsRs { plan }.render()?);
     add(

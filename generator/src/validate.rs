@@ -170,6 +170,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ModelErrors> {
         }
     }
     routes(m, &objects, &mut d);
+    identity(m, &objects, &mut d);
     d.finish()
 }
 
@@ -851,8 +852,11 @@ fn route(
                     );
                 }
             }
-            if rule.owner && !matches!(action, "get" | "update" | "delete") {
-                d.at(format!("{path}.auth.owner"), format!("owner applies to routes that address one row (get, update, delete), not {action}"));
+            if rule.owner && !matches!(action, "get" | "update" | "delete" | "list") {
+                d.at(
+                    format!("{path}.auth.owner"),
+                    format!("owner applies to get, update, delete and list routes, not {action}"),
+                );
             }
         }
         _ => {}
@@ -1032,4 +1036,200 @@ fn route(
         }
     }
     let _ = name;
+}
+
+/// Keys of a session in its events; device fields may not reuse them.
+pub const SESSION_FIELDS: &[&str] = &[
+    "sessionId",
+    "userId",
+    "accessToken",
+    "refreshToken",
+    "createdAt",
+    "expiredAt",
+];
+
+fn identity(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics) {
+    let a = &m.auth;
+    let Some(user) = objects.get(a.user_object.as_str()) else {
+        let names: Vec<&str> = objects.keys().copied().collect();
+        d.at(
+            "auth.userObject",
+            format!(
+                "unknown data object \"{}\"; {}",
+                a.user_object,
+                one_of(&names)
+            ),
+        );
+        return;
+    };
+    let field = |name: &str| -> Option<&Field> {
+        user.fields.iter().find(|(n, _)| n == name).map(|(_, f)| f)
+    };
+    match field(&a.login_field) {
+        None => d.at(
+            "auth.loginField",
+            format!(
+                "\"{}\" is not a field of {}; {}",
+                a.login_field,
+                a.user_object,
+                one_of(&field_names(user))
+            ),
+        ),
+        Some(f) if f.ty != "String" || !f.unique || !f.required => d.at(
+            "auth.loginField",
+            "the login field must be a required, unique String",
+        ),
+        _ => {}
+    }
+    match field(&a.password_field) {
+        None => d.at(
+            "auth.passwordField",
+            format!(
+                "\"{}\" is not a field of {}; {}",
+                a.password_field,
+                a.user_object,
+                one_of(&field_names(user))
+            ),
+        ),
+        Some(f) if !f.secret || f.hash.is_none() || !f.required => d.at(
+            "auth.passwordField",
+            "the password field must be required, secret and hashed (hash: argon2id)",
+        ),
+        _ => {}
+    }
+    match field(&a.role_field) {
+        None => d.at(
+            "auth.roleField",
+            format!(
+                "\"{}\" is not a field of {}; {}",
+                a.role_field,
+                a.user_object,
+                one_of(&field_names(user))
+            ),
+        ),
+        Some(f) if f.ty != "String" || !f.required || f.allowed_values.is_empty() => d.at(
+            "auth.roleField",
+            "the role field must be a required String with allowedValues",
+        ),
+        Some(f) => {
+            for v in &f.allowed_values {
+                if !m.roles.values.contains(v) {
+                    d.at(
+                        "auth.roleField",
+                        format!(
+                            "allowed value \"{v}\" is not a role; {}",
+                            one_of(&m.roles.values)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if a.access_token_ttl_seconds == 0 || a.access_token_ttl_seconds >= a.refresh_token_ttl_seconds
+    {
+        d.at(
+            "auth.accessTokenTtlSeconds",
+            "must be at least 1 and shorter than refreshTokenTtlSeconds",
+        );
+    }
+    for (key, v) in [
+        ("windowSeconds", a.throttle.window_seconds),
+        ("loginPerAccount", a.throttle.login_per_account),
+        ("loginPerAddress", a.throttle.login_per_address),
+        (
+            "publicWritesPerAddress",
+            a.throttle.public_writes_per_address,
+        ),
+    ] {
+        if v == 0 {
+            d.at(format!("auth.throttle.{key}"), "must be at least 1");
+        }
+    }
+    if a.session_topic.is_empty()
+        || !a
+            .session_topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        d.at(
+            "auth.sessionTopic",
+            "a topic name may contain only letters, digits, '-', '_' and '.'",
+        );
+    } else if crate::plan::object_topics(m).contains(&a.session_topic)
+        || m.routes.iter().any(|(_, r)| {
+            r.event
+                .as_ref()
+                .is_some_and(|e| crate::plan::route_topic(m, e) == a.session_topic)
+        })
+    {
+        d.at(
+            "auth.sessionTopic",
+            format!(
+                "topic \"{}\" is already used by another event",
+                a.session_topic
+            ),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, f) in a.device_fields.iter().enumerate() {
+        if !is_lower_camel(f) {
+            d.at(
+                format!("auth.deviceFields[{i}]"),
+                format!("\"{f}\" must be lowerCamelCase"),
+            );
+        } else if SESSION_FIELDS.contains(&f.as_str()) {
+            d.at(
+                format!("auth.deviceFields[{i}]"),
+                format!(
+                    "\"{f}\" is already a session field; {}",
+                    avoid(SESSION_FIELDS)
+                ),
+            );
+        } else if !seen.insert(f) {
+            d.at(
+                format!("auth.deviceFields[{i}]"),
+                format!("\"{f}\" is listed twice"),
+            );
+        }
+    }
+    if !m.roles.values.contains(&a.super_admin_role) {
+        d.at(
+            "auth.superAdminRole",
+            format!(
+                "unknown role \"{}\"; {}",
+                a.super_admin_role,
+                one_of(&m.roles.values)
+            ),
+        );
+    }
+    for name in a.bootstrap_values.keys() {
+        match field(name) {
+            Some(f) if matches!(f.ty.as_str(), "String" | "Text") && !f.secret => {}
+            _ => d.at(
+                format!("auth.bootstrapValues.{name}"),
+                format!("\"{name}\" is not a text field of {}", a.user_object),
+            ),
+        }
+    }
+    for (name, f) in &user.fields {
+        let filled = [&a.login_field, &a.password_field, &a.role_field].contains(&name)
+            || a.bootstrap_values.contains_key(name);
+        if f.required && f.default.is_none() && f.computed.is_none() && !filled {
+            d.at(
+                "auth.bootstrapValues",
+                format!(
+                    "required field \"{name}\" of {} needs a value for the bootstrap super-admin",
+                    a.user_object
+                ),
+            );
+        }
+    }
+    for action in AUTH_ACTIONS {
+        if !m.routes.iter().any(|(_, r)| r.action == *action) {
+            d.at_key(
+                "routes",
+                format!("no route serves the {action} action; the auth section needs one"),
+            );
+        }
+    }
 }

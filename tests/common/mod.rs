@@ -74,26 +74,32 @@ impl Drop for TestDb {
     }
 }
 
-/// A running service: its base URL and an HTTP client.
-pub struct Running {
+/// The bootstrap super-admin every test service starts with.
+pub const ADMIN_EMAIL: &str = "root@example.com";
+pub const ADMIN_PASSWORD: &str = "root admin password";
+
+/// A way to call a running service, anonymously or with a bearer token.
+#[derive(Clone)]
+pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub token: Option<String>,
 }
 
-impl Running {
-    /// Serves `serve(addr_tx, shutdown)` on a spawned task once it reports its address.
-    pub async fn start<F, Fut>(start: F) -> Self
-    where
-        F: FnOnce(tokio::sync::oneshot::Receiver<()>) -> Fut,
-        Fut: Future<Output = std::net::SocketAddr>,
-    {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let addr = start(rx).await;
-        Self {
-            base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
-            stop: Some(tx),
+impl Api {
+    /// The same service, called with `token`.
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// The same service, called anonymously.
+    pub fn anonymous(&self) -> Api {
+        Api {
+            token: None,
+            ..self.clone()
         }
     }
 
@@ -106,6 +112,9 @@ impl Running {
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -138,6 +147,63 @@ impl Running {
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.call(Method::DELETE, path, None, &[]).await
     }
+
+    /// Logs in and returns the session of the answer (tokens included).
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        let (status, body) = self
+            .anonymous()
+            .post(
+                "/v1/login",
+                serde_json::json!({ "email": email, "password": password }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login of {email} failed: {body}");
+        body["session"].clone()
+    }
+
+    /// The service as `email`, logged in.
+    pub async fn as_user(&self, email: &str, password: &str) -> Api {
+        let session = self.login(email, password).await;
+        self.with_token(session["accessToken"].as_str().expect("access token"))
+    }
+
+    /// The service as the bootstrap super-admin.
+    pub async fn admin(&self) -> Api {
+        self.as_user(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+}
+
+/// A running service; calls through it are anonymous.
+pub struct Running {
+    pub api: Api,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::ops::Deref for Running {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Running {
+    /// Serves what `start` starts once it reports its address.
+    pub async fn start<F, Fut>(start: F) -> Self
+    where
+        F: FnOnce(tokio::sync::oneshot::Receiver<()>) -> Fut,
+        Fut: Future<Output = std::net::SocketAddr>,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let addr = start(rx).await;
+        Self {
+            api: Api {
+                base: format!("http://{addr}"),
+                client: reqwest::Client::new(),
+                token: None,
+            },
+            stop: Some(tx),
+        }
+    }
 }
 
 impl Drop for Running {
@@ -162,6 +228,8 @@ pub async fn start_auth_service(database_url: &str, settings: &[(&str, &str)]) -
         ("DATABASE_URL", database_url),
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("DATABASE_MAX_CONNECTIONS", "4"),
+        ("SUPERADMIN_EMAIL", ADMIN_EMAIL),
+        ("SUPERADMIN_PASSWORD", ADMIN_PASSWORD),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -4,6 +4,23 @@
 -- Generated migrations are never edited: a model change adds a new one.
 -- Constraint and index names are stable; the service maps them to fields.
 
+-- librarian: A person who works the desk and signs in.
+CREATE TABLE librarians (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    email text NOT NULL,
+    secret text NOT NULL,
+    role text NOT NULL DEFAULT 'member',
+    is_active boolean NOT NULL DEFAULT true,
+    record_version integer NOT NULL DEFAULT 1,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    _owner uuid
+);
+
+CREATE UNIQUE INDEX librarians_email_key ON librarians (email) WHERE is_active;
+
+CREATE INDEX librarians_created_at_idx ON librarians (created_at, id) WHERE is_active;
+
 -- book: A book on the shelves.
 CREATE TABLE books (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -68,4 +85,51 @@ CREATE INDEX event_outbox_pending_idx ON event_outbox (lane, id) WHERE delivered
 
 CREATE INDEX event_outbox_delivered_idx ON event_outbox (delivered_at) WHERE delivered_at IS NOT NULL;
 
+-- sessions: owned by the service itself
+CREATE TABLE sessions (
+    id uuid PRIMARY KEY,
+    user_id uuid NOT NULL,
+    device_name text,
+    client_address text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    refreshed_at timestamptz,
+    expires_at timestamptz NOT NULL,
+    revoked_at timestamptz,
+    revoked_reason text
+);
+
+CREATE INDEX sessions_user_id_idx ON sessions (user_id) WHERE revoked_at IS NULL;
+
+CREATE INDEX sessions_expires_at_idx ON sessions (expires_at) WHERE revoked_at IS NULL;
+
+-- refresh_tokens: owned by the service itself
+CREATE TABLE refresh_tokens (
+    token_hash text PRIMARY KEY,
+    session_id uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    spent_at timestamptz
+);
+
+CREATE INDEX refresh_tokens_session_id_idx ON refresh_tokens (session_id);
+
+-- throttle_buckets: owned by the service itself
+CREATE TABLE throttle_buckets (
+    bucket text PRIMARY KEY,
+    window_start timestamptz NOT NULL,
+    hits integer NOT NULL
+);
+
+-- signing_keys: owned by the service itself
+CREATE TABLE signing_keys (
+    kid text PRIMARY KEY,
+    private_pkcs8 bytea NOT NULL,
+    public_key bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
 ALTER TABLE loans ADD CONSTRAINT loans_book_id_fkey FOREIGN KEY (book_id) REFERENCES books (id);
+
+ALTER TABLE sessions ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES librarians (id);
+
+ALTER TABLE refresh_tokens ADD CONSTRAINT refresh_tokens_session_id_fkey FOREIGN KEY (session_id) REFERENCES sessions (id);

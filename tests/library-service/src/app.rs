@@ -2,6 +2,7 @@
 
 //! Application wiring: state, router, middleware, start-up and shutdown.
 
+use crate::auth::{self, AuthState};
 use crate::config::Config;
 use crate::envelope;
 use crate::events::{self, Publisher};
@@ -25,6 +26,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Produces reading-route events; writes go through the outbox.
     pub events: Publisher,
+    /// Signing keys, secret hashing and throttling limits.
+    pub auth: Arc<AuthState>,
 }
 
 /// The version every response reports as `appVersion`.
@@ -42,7 +45,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::health::router())
+        .merge(auth::router())
         .merge(crate::openapi::router())
+        .merge(crate::librarian::router())
         .merge(crate::book::router())
         .merge(crate::loan::router())
         .fallback(envelope::not_found)
@@ -80,11 +85,20 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
         let events = Publisher::new(&config).context("creating the Kafka producer")?;
+        let auth = Arc::new(
+            AuthState::load(&db, &config)
+                .await
+                .context("loading the signing key")?,
+        );
         let state = AppState {
             db,
             config: Arc::new(config),
             events,
+            auth,
         };
+        auth::bootstrap_admin(&state)
+            .await
+            .context("creating the bootstrap super-admin")?;
         Ok(Self {
             listener,
             router: router(state.clone()),
@@ -105,15 +119,22 @@ impl Application {
         let relay = tokio::spawn(events::run_relay(
             self.state.db.clone(),
             self.state.config.clone(),
-            stop_rx,
+            stop_rx.clone(),
         ));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP");
+        let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx));
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP");
         let _ = stop_tx.send(true);
-        if let Err(e) = relay.await {
-            tracing::error!(error = % e, "the relay task failed");
+        for task in [relay, sweeper] {
+            if let Err(e) = task.await {
+                tracing::error!(error = % e, "a background task failed");
+            }
         }
         served
     }

@@ -3,6 +3,8 @@
 //! `book`: A book on the shelves. Its rows, SQL and routes.
 
 use crate::app::AppState;
+use crate::auth::Access;
+use crate::auth::Caller;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
@@ -142,7 +144,11 @@ pub static ADD_BOOK: RouteInfo = RouteInfo {
     data_name: "book",
     method: "POST",
     action: "create",
-    topic: crate::topics::ROUTE_BOOK_ADDED,
+    topic: Some(crate::topics::ROUTE_BOOK_ADDED),
+    access: Access::Rule {
+        roles: &["librarian"],
+        owner: false,
+    },
 };
 
 /// The body of `addBook`.
@@ -165,8 +171,11 @@ pub struct AddBookInput {
 async fn add_book(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiJson(input): ApiJson<AddBookInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&ADD_BOOK.access)?;
     let mut v = Validator::default();
     let title = input.title;
     v.text("title", title.as_deref(), &rules::TITLE);
@@ -200,7 +209,7 @@ async fn add_book(
         .await?;
     let reply = ctx.reply(&ADD_BOOK, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
-    events.push(reply.event(&ADD_BOOK, id));
+    events.extend(reply.event(&ADD_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -212,7 +221,8 @@ pub static GET_BOOK: RouteInfo = RouteInfo {
     data_name: "book",
     method: "GET",
     action: "get",
-    topic: crate::topics::ROUTE_BOOK_FETCHED,
+    topic: Some(crate::topics::ROUTE_BOOK_FETCHED),
+    access: Access::Public,
 };
 
 /// `getBook`: GET /api/books/{id}. Allowed: public.
@@ -233,7 +243,8 @@ pub static LIST_BOOKS: RouteInfo = RouteInfo {
     data_name: "books",
     method: "GET",
     action: "list",
-    topic: crate::topics::ROUTE_BOOKS_LISTED,
+    topic: Some(crate::topics::ROUTE_BOOKS_LISTED),
+    access: Access::Public,
 };
 
 /// Query parameters of `listBooks`.
@@ -266,9 +277,13 @@ pub struct ListBooksRow {
 /// Adds `listBooks`'s filters to `sql` and returns them for the answer.
 fn list_books_filters(
     q: &ListBooksQuery,
+    scope: Option<Uuid>,
     sql: &mut QueryBuilder<'static, Postgres>,
 ) -> Result<Vec<Filter>, ApiError> {
     let mut applied = Vec::new();
+    if let Some(owner) = scope {
+        sql.push(" AND t._owner = ").push_bind(owner);
+    }
     if let Some(value) = &q.isbn {
         let value = value.clone();
         applied.push(Filter {
@@ -305,12 +320,13 @@ async fn list_books(
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<ListBooksQuery>,
 ) -> Result<Reply, ApiError> {
+    let scope = None;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.title, t.isbn, t.pages, t.shelf, t.details, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM books AS t WHERE t.is_active",
     );
-    let filters = list_books_filters(&q, &mut sql)?;
+    let filters = list_books_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
@@ -322,7 +338,7 @@ async fn list_books(
         Some(first) => first.total_row_count,
         None if page_number > 1 => {
             let mut count = QueryBuilder::new("SELECT count(*) FROM books AS t WHERE t.is_active");
-            list_books_filters(&q, &mut count)?;
+            list_books_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
         None => 0,
@@ -345,7 +361,8 @@ pub static FIND_BOOKS: RouteInfo = RouteInfo {
     data_name: "books",
     method: "GET",
     action: "list",
-    topic: crate::topics::ROUTE_BOOKS_FOUND,
+    topic: Some(crate::topics::ROUTE_BOOKS_FOUND),
+    access: Access::Public,
 };
 
 /// Query parameters of `findBooks`.
@@ -380,9 +397,13 @@ pub struct FindBooksRow {
 /// Adds `findBooks`'s filters to `sql` and returns them for the answer.
 fn find_books_filters(
     q: &FindBooksQuery,
+    scope: Option<Uuid>,
     sql: &mut QueryBuilder<'static, Postgres>,
 ) -> Result<Vec<Filter>, ApiError> {
     let mut applied = Vec::new();
+    if let Some(owner) = scope {
+        sql.push(" AND t._owner = ").push_bind(owner);
+    }
     if let Some(value) = &q.isbn {
         let value = value.clone();
         applied.push(Filter {
@@ -435,12 +456,13 @@ async fn find_books(
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<FindBooksQuery>,
 ) -> Result<Reply, ApiError> {
+    let scope = None;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.title, t.isbn, t.pages, t.shelf, t.details, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM books AS t WHERE t.is_active",
     );
-    let filters = find_books_filters(&q, &mut sql)?;
+    let filters = find_books_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
@@ -452,7 +474,7 @@ async fn find_books(
         Some(first) => first.total_row_count,
         None if page_number > 1 => {
             let mut count = QueryBuilder::new("SELECT count(*) FROM books AS t WHERE t.is_active");
-            find_books_filters(&q, &mut count)?;
+            find_books_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
         None => 0,
@@ -475,7 +497,11 @@ pub static RESHELVE_BOOK: RouteInfo = RouteInfo {
     data_name: "book",
     method: "PATCH",
     action: "update",
-    topic: crate::topics::ROUTE_BOOK_RESHELVED,
+    topic: Some(crate::topics::ROUTE_BOOK_RESHELVED),
+    access: Access::Rule {
+        roles: &["librarian"],
+        owner: false,
+    },
 };
 
 /// The body of `reshelveBook`: the fields to change, and optionally the
@@ -493,10 +519,13 @@ pub struct ReshelveBookInput {
 async fn reshelve_book(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<ReshelveBookInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&RESHELVE_BOOK.access)?;
     let mut v = Validator::default();
     if input.shelf.is_absent() {
         v.error("body", "names no field to change; accepted: shelf");
@@ -521,7 +550,7 @@ async fn reshelve_book(
     let row: Book = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&RESHELVE_BOOK, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
-    events.push(reply.event(&RESHELVE_BOOK, id));
+    events.extend(reply.event(&RESHELVE_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -533,7 +562,11 @@ pub static ARCHIVE_BOOK: RouteInfo = RouteInfo {
     data_name: "book",
     method: "DELETE",
     action: "delete",
-    topic: crate::topics::ROUTE_BOOK_ARCHIVED,
+    topic: Some(crate::topics::ROUTE_BOOK_ARCHIVED),
+    access: Access::Rule {
+        roles: &["librarian"],
+        owner: false,
+    },
 };
 
 /// `archiveBook`: DELETE /api/books/{id}. Allowed: librarian.
@@ -541,9 +574,12 @@ pub static ARCHIVE_BOOK: RouteInfo = RouteInfo {
 async fn archive_book(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&ARCHIVE_BOOK.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -554,7 +590,7 @@ async fn archive_book(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&ARCHIVE_BOOK, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
-    events.push(reply.event(&ARCHIVE_BOOK, id));
+    events.extend(reply.event(&ARCHIVE_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)

@@ -31,6 +31,25 @@ pub struct Config {
     pub outbox_batch_size: i64,
     /// `OUTBOX_RETENTION_SECS` (default 86400): how long delivered events are kept.
     pub outbox_retention_secs: u64,
+    /// `JWT_PRIVATE_KEY`: the Ed25519 signing key, PKCS#8 PEM. Without it a
+    /// development key is generated at first start and kept in the database.
+    pub jwt_private_key: Option<String>,
+    /// `JWT_KEY_ID`: the `kid` of that key (default: its fingerprint).
+    pub jwt_key_id: Option<String>,
+    /// `HASH_CONCURRENCY`: secret hashes computed at once (default: the CPU count).
+    pub hash_concurrency: usize,
+    /// `THROTTLE_WINDOW_SECS`, `LOGIN_PER_ACCOUNT`, `LOGIN_PER_ADDRESS`,
+    /// `PUBLIC_WRITES_PER_ADDRESS`: throttling (defaults from the model).
+    pub throttle_window_secs: u32,
+    pub login_per_account: u32,
+    pub login_per_address: u32,
+    pub public_writes_per_address: u32,
+    /// `TRUST_FORWARDED_FOR` (default false): take the client address from
+    /// `X-Forwarded-For`, for a service behind a proxy.
+    pub trust_forwarded_for: bool,
+    /// `SUPERADMIN_EMAIL` and `SUPERADMIN_PASSWORD`: the account created at first start.
+    pub superadmin_login: Option<String>,
+    pub superadmin_password: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +69,12 @@ impl Config {
         let database_url = get("DATABASE_URL")
             .filter(|v| !v.is_empty())
             .ok_or(ConfigError::Missing("DATABASE_URL"))?;
+        if get("SUPERADMIN_EMAIL").is_some() != get("SUPERADMIN_PASSWORD").is_some() {
+            return Err(ConfigError::Invalid {
+                name: "SUPERADMIN_PASSWORD",
+                reason: "set both SUPERADMIN_EMAIL and SUPERADMIN_PASSWORD, or neither".into(),
+            });
+        }
         let http_addr = parse(&get, "HTTP_ADDR", "127.0.0.1:3000")?;
         Ok(Self {
             database_url,
@@ -63,6 +88,19 @@ impl Config {
             kafka_replication_factor: parse(&get, "KAFKA_REPLICATION_FACTOR", "1")?,
             outbox_batch_size: parse(&get, "OUTBOX_BATCH_SIZE", "500")?,
             outbox_retention_secs: parse(&get, "OUTBOX_RETENTION_SECS", "86400")?,
+            jwt_private_key: get("JWT_PRIVATE_KEY").filter(|v| !v.trim().is_empty()),
+            jwt_key_id: get("JWT_KEY_ID").filter(|v| !v.trim().is_empty()),
+            hash_concurrency: match get("HASH_CONCURRENCY") {
+                Some(_) => parse(&get, "HASH_CONCURRENCY", "1")?,
+                None => std::thread::available_parallelism().map_or(2, usize::from),
+            },
+            throttle_window_secs: parse(&get, "THROTTLE_WINDOW_SECS", "60")?,
+            login_per_account: parse(&get, "LOGIN_PER_ACCOUNT", "5")?,
+            login_per_address: parse(&get, "LOGIN_PER_ADDRESS", "50")?,
+            public_writes_per_address: parse(&get, "PUBLIC_WRITES_PER_ADDRESS", "10")?,
+            trust_forwarded_for: parse(&get, "TRUST_FORWARDED_FOR", "false")?,
+            superadmin_login: get("SUPERADMIN_EMAIL").filter(|v| !v.trim().is_empty()),
+            superadmin_password: get("SUPERADMIN_PASSWORD").filter(|v| !v.is_empty()),
         })
     }
 }
@@ -100,6 +138,22 @@ impl fmt::Debug for Config {
             .field("kafka_replication_factor", &self.kafka_replication_factor)
             .field("outbox_batch_size", &self.outbox_batch_size)
             .field("outbox_retention_secs", &self.outbox_retention_secs)
+            .field(
+                "jwt_private_key",
+                &self.jwt_private_key.as_ref().map(|_| "***"),
+            )
+            .field("jwt_key_id", &self.jwt_key_id)
+            .field("hash_concurrency", &self.hash_concurrency)
+            .field("throttle_window_secs", &self.throttle_window_secs)
+            .field("login_per_account", &self.login_per_account)
+            .field("login_per_address", &self.login_per_address)
+            .field("public_writes_per_address", &self.public_writes_per_address)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("superadmin_login", &self.superadmin_login)
+            .field(
+                "superadmin_password",
+                &self.superadmin_password.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }

@@ -5,7 +5,7 @@
 //! Database and internal errors are logged and answered without details;
 //! constraint violations name the field they concern.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -33,6 +33,15 @@ pub enum ApiError {
     /// 400: the request could not be read (bad JSON, bad id, bad query).
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no valid token, or its session has ended; wrong credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the caller's role or ownership does not allow the route.
+    #[error("the route's rule does not allow this caller")]
+    Forbidden,
+    /// 429: throttled; retry after the given seconds.
+    #[error("too many attempts; retry in {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
     /// 404: no such (active) row.
     #[error("not found")]
     NotFound,
@@ -99,6 +108,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::StaleVersion { .. } | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -110,6 +122,9 @@ impl ApiError {
         match self {
             Self::Validation(_) => "VALIDATION_FAILED",
             Self::BadRequest(_) => "BAD_REQUEST",
+            Self::Unauthorized(_) => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
             Self::NotFound => "NOT_FOUND",
             Self::RouteNotFound => "ROUTE_NOT_FOUND",
             Self::StaleVersion { .. } => "STALE_RECORD_VERSION",
@@ -186,6 +201,7 @@ impl From<sqlx::Error> for ApiError {
 /// The field a named constraint of the migrations guards.
 fn constraint_field(constraint: &str) -> Option<&'static str> {
     match constraint {
+        "librarians_email_key" => Some("email"),
         "books_isbn_key" => Some("isbn"),
         "loans_book_id_fkey" => Some("bookId"),
         _ => None,
@@ -204,6 +220,17 @@ impl IntoResponse for ApiError {
             details: self.details(),
         };
         let mut res = status.into_response();
+        match &self {
+            Self::Unauthorized(_) => {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::TooManyRequests { retry_after } => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
         res.extensions_mut().insert(info);
         res
     }

@@ -261,8 +261,8 @@ impl Publisher {
         })
     }
     /// Queues the event; a full queue or no broker drops it (counted).
-    pub fn publish(&self, ctx: &RequestContext, event: Event) {
-        let Some(producer) = &self.producer else {
+    pub fn publish(&self, ctx: &RequestContext, event: Option<Event>) {
+        let (Some(producer), Some(event)) = (&self.producer, event) else {
             return;
         };
         let time = chrono::Utc::now().to_rfc3339();

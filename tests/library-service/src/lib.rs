@@ -7,6 +7,8 @@
 
 pub mod app;
 
+pub mod auth;
+
 pub mod config;
 
 pub mod envelope;
@@ -24,6 +26,8 @@ pub mod openapi;
 pub mod topics;
 
 pub mod validation;
+
+pub mod librarian;
 
 pub mod book;
 

@@ -3,6 +3,8 @@
 //! `loan`: A book lent to a reader. Its rows, SQL and routes.
 
 use crate::app::AppState;
+use crate::auth::Access;
+use crate::auth::Caller;
 use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
 use crate::error::ApiError;
 use crate::error::FieldError;
@@ -117,6 +119,11 @@ pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<Loan, ApiError> {
         .ok_or(ApiError::NotFound)
 }
 
+/// Who owns a row, for rules that let owners in.
+fn owner_of(row: &Loan) -> Option<Uuid> {
+    row.owner
+}
+
 /// Loads an active row and locks it for the rest of the transaction.
 async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Loan, ApiError> {
     sqlx::query_as(LOCK_SQL)
@@ -142,7 +149,11 @@ pub static LEND_BOOK: RouteInfo = RouteInfo {
     data_name: "loan",
     method: "POST",
     action: "create",
-    topic: crate::topics::ROUTE_BOOK_LENT,
+    topic: Some(crate::topics::ROUTE_BOOK_LENT),
+    access: Access::Rule {
+        roles: &["librarian"],
+        owner: false,
+    },
 };
 
 /// The body of `lendBook`.
@@ -163,8 +174,11 @@ pub struct LendBookInput {
 async fn lend_book(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiJson(input): ApiJson<LendBookInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&LEND_BOOK.access)?;
     let mut v = Validator::default();
     let book_id = input.book_id;
     let book_id = v.required("bookId", book_id);
@@ -182,7 +196,7 @@ async fn lend_book(
         return Err(v.into_error());
     };
     v.finish()?;
-    let pickup_code = validation::hash_secret(pickup_code).await?;
+    let pickup_code = app.auth.hash_secret(pickup_code).await?;
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
     let row: Loan = sqlx::query_as(
@@ -198,7 +212,7 @@ async fn lend_book(
         .await?;
     let reply = ctx.reply(&LEND_BOOK, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
-    events.push(reply.event(&LEND_BOOK, id));
+    events.extend(reply.event(&LEND_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -210,7 +224,11 @@ pub static EXTEND_LOAN: RouteInfo = RouteInfo {
     data_name: "loan",
     method: "PATCH",
     action: "update",
-    topic: crate::topics::ROUTE_LOAN_EXTENDED,
+    topic: Some(crate::topics::ROUTE_LOAN_EXTENDED),
+    access: Access::Rule {
+        roles: &["librarian"],
+        owner: true,
+    },
 };
 
 /// The body of `extendLoan`: the fields to change, and optionally the
@@ -228,10 +246,13 @@ pub struct ExtendLoanInput {
 async fn extend_loan(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(if_match): IfMatch,
     ApiJson(input): ApiJson<ExtendLoanInput>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&EXTEND_LOAN.access)?;
     let mut v = Validator::default();
     if input.due_at.is_absent() {
         v.error("body", "names no field to change; accepted: dueAt");
@@ -241,6 +262,7 @@ async fn extend_loan(
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
+    caller.allow(&EXTEND_LOAN.access, owner_of(&old))?;
     check_version(expected, &old)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE loans AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -255,7 +277,7 @@ async fn extend_loan(
     let row: Loan = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&EXTEND_LOAN, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
-    events.push(reply.event(&EXTEND_LOAN, id));
+    events.extend(reply.event(&EXTEND_LOAN, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
@@ -267,7 +289,11 @@ pub static LIST_LOANS: RouteInfo = RouteInfo {
     data_name: "loans",
     method: "GET",
     action: "list",
-    topic: crate::topics::ROUTE_LOANS_LISTED,
+    topic: Some(crate::topics::ROUTE_LOANS_LISTED),
+    access: Access::Rule {
+        roles: &["librarian"],
+        owner: false,
+    },
 };
 
 /// Query parameters of `listLoans`.
@@ -300,9 +326,13 @@ pub struct ListLoansRow {
 /// Adds `listLoans`'s filters to `sql` and returns them for the answer.
 fn list_loans_filters(
     q: &ListLoansQuery,
+    scope: Option<Uuid>,
     sql: &mut QueryBuilder<'static, Postgres>,
 ) -> Result<Vec<Filter>, ApiError> {
     let mut applied = Vec::new();
+    if let Some(owner) = scope {
+        sql.push(" AND t._owner = ").push_bind(owner);
+    }
     if let Some(value) = &q.book_id {
         let value = *value;
         applied.push(Filter {
@@ -328,14 +358,17 @@ fn list_loans_filters(
 async fn list_loans(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListLoansQuery>,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    let scope = caller.list_scope(&LIST_LOANS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, CASE WHEN i_book.id IS NULL THEN NULL ELSE json_build_object('title', i_book.title, 'isbn', i_book.isbn) END AS book, count(*) OVER () AS total_row_count FROM loans AS t LEFT JOIN books AS i_book ON i_book.id = t.book_id AND i_book.is_active WHERE TRUE",
     );
-    let filters = list_loans_filters(&q, &mut sql)?;
+    let filters = list_loans_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
@@ -347,7 +380,7 @@ async fn list_loans(
         Some(first) => first.total_row_count,
         None if page_number > 1 => {
             let mut count = QueryBuilder::new("SELECT count(*) FROM loans AS t WHERE TRUE");
-            list_loans_filters(&q, &mut count)?;
+            list_loans_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
         None => 0,
@@ -370,7 +403,11 @@ pub static RETURN_BOOK: RouteInfo = RouteInfo {
     data_name: "loan",
     method: "DELETE",
     action: "delete",
-    topic: crate::topics::ROUTE_BOOK_RETURNED,
+    topic: Some(crate::topics::ROUTE_BOOK_RETURNED),
+    access: Access::Rule {
+        roles: &["librarian"],
+        owner: false,
+    },
 };
 
 /// `returnBook`: DELETE /api/loans/{id}. Allowed: librarian.
@@ -378,9 +415,12 @@ pub static RETURN_BOOK: RouteInfo = RouteInfo {
 async fn return_book(
     State(app): State<AppState>,
     ctx: RequestContext,
+    caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
 ) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&RETURN_BOOK.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -391,7 +431,7 @@ async fn return_book(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&RETURN_BOOK, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
-    events.push(reply.event(&RETURN_BOOK, id));
+    events.extend(reply.event(&RETURN_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)

@@ -2,6 +2,24 @@
 
 //! Every Kafka topic this service publishes, named as the model says.
 
+/// dbEvent of `librarian`: A librarian row was created.
+pub const DBEVENT_LIBRARIAN_CREATED: &str = "library.db.librarian.created";
+
+/// dbEvent of `librarian`: A librarian row was updated.
+pub const DBEVENT_LIBRARIAN_UPDATED: &str = "library.db.librarian.updated";
+
+/// dbEvent of `librarian`: A librarian row was deleted.
+pub const DBEVENT_LIBRARIAN_DELETED: &str = "library.db.librarian.deleted";
+
+/// indexEvent of `librarian`: A librarian row was created.
+pub const INDEX_LIBRARIAN_CREATED: &str = "lib-index.librarian.created";
+
+/// indexEvent of `librarian`: A librarian row was updated.
+pub const INDEX_LIBRARIAN_UPDATED: &str = "lib-index.librarian.updated";
+
+/// indexEvent of `librarian`: A librarian row was deleted.
+pub const INDEX_LIBRARIAN_DELETED: &str = "lib-index.librarian.deleted";
+
 /// dbEvent of `book`: A book row was created.
 pub const DBEVENT_BOOK_CREATED: &str = "library.db.book.created";
 
@@ -38,6 +56,9 @@ pub const INDEX_LOAN_UPDATED: &str = "lib-index.loan.updated";
 /// indexEvent of `loan`: A loan row was deleted.
 pub const INDEX_LOAN_DELETED: &str = "lib-index.loan.deleted";
 
+/// routeEvent of `signUp`: Route signUp succeeded.
+pub const ROUTE_LIBRARIAN_SIGNED_UP: &str = "library.route.librarian-signed-up";
+
 /// routeEvent of `addBook`: Route addBook succeeded.
 pub const ROUTE_BOOK_ADDED: &str = "library.route.book-added";
 
@@ -68,8 +89,17 @@ pub const ROUTE_LOANS_LISTED: &str = "library.route.loans-listed";
 /// routeEvent of `returnBook`: Route returnBook succeeded.
 pub const ROUTE_BOOK_RETURNED: &str = "library.route.book-returned";
 
+/// sessionEvent of `sessions`: A session was created (login), updated (refresh) or deleted (logout, revocation, expiry).
+pub const SESSION: &str = "library.sessions";
+
 /// All topics, created at start when missing.
 pub const ALL: &[&str] = &[
+    DBEVENT_LIBRARIAN_CREATED,
+    DBEVENT_LIBRARIAN_UPDATED,
+    DBEVENT_LIBRARIAN_DELETED,
+    INDEX_LIBRARIAN_CREATED,
+    INDEX_LIBRARIAN_UPDATED,
+    INDEX_LIBRARIAN_DELETED,
     DBEVENT_BOOK_CREATED,
     DBEVENT_BOOK_UPDATED,
     DBEVENT_BOOK_DELETED,
@@ -82,6 +112,7 @@ pub const ALL: &[&str] = &[
     INDEX_LOAN_CREATED,
     INDEX_LOAN_UPDATED,
     INDEX_LOAN_DELETED,
+    ROUTE_LIBRARIAN_SIGNED_UP,
     ROUTE_BOOK_ADDED,
     ROUTE_BOOK_FETCHED,
     ROUTE_BOOKS_LISTED,
@@ -92,4 +123,5 @@ pub const ALL: &[&str] = &[
     ROUTE_LOAN_EXTENDED,
     ROUTE_LOANS_LISTED,
     ROUTE_BOOK_RETURNED,
+    SESSION,
 ];

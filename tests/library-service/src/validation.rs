@@ -166,20 +166,6 @@ pub fn random_key() -> String {
     )
 }
 
-/// Hashes a secret with argon2id off the async runtime.
-pub async fn hash_secret(secret: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(secret.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing failed: {e}")))
-    })
-    .await
-    .map_err(ApiError::internal)?
-}
-
 /// Checks a list's paging parameters against the model's limits.
 pub fn page(
     page_number: Option<u32>,
