@@ -89,7 +89,11 @@ fn auth_model_names() -> Vec<String> {
     let source = std::fs::read_to_string(root().join("model/auth-service.yaml")).unwrap();
     let loaded = generator::check_model("model/auth-service.yaml", &source).expect("valid model");
     let m = &loaded.model;
-    let mut names = vec![m.service.name.clone(), m.topics.topic_prefix.clone(), m.topics.search_index_prefix.clone()];
+    let mut names = vec![
+        m.service.name.clone(),
+        m.topics.topic_prefix.clone(),
+        m.topics.search_index_prefix.clone(),
+    ];
     for (name, o) in &m.data_objects {
         names.push(name.clone());
         names.push(o.table.clone());
@@ -102,7 +106,9 @@ fn auth_model_names() -> Vec<String> {
     // `email` is also the name of a field format; `userId` a key of the seed's
     // response envelope (the caller); the session seed's keys (`refreshToken`,
     // ...) are a contract of the generator. Templates may use those.
-    names.retain(|n| n != "email" && n != "userId" && !generator::validate::SESSION_FIELDS.contains(&n.as_str()));
+    names.retain(|n| {
+        n != "email" && n != "userId" && !generator::validate::SESSION_FIELDS.contains(&n.as_str())
+    });
     names
 }
 

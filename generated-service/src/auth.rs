@@ -44,11 +44,7 @@ pub const ISSUER: &str = "airbnb-auth-service";
 
 pub const AUDIENCE: &str = "airbnb";
 
-const ACCESS_TTL_SECS: i64 = 900;
-
 const REFRESH_TTL_SECS: i64 = 2592000;
-
-const REFRESH_GRACE_SECS: i64 = 10;
 
 const SESSION_NAMESPACE: &str = "airbnb-auth-service";
 
@@ -86,6 +82,8 @@ pub struct AuthState {
 }
 
 struct Limits {
+    access_ttl_secs: i64,
+    refresh_grace_secs: i64,
     window_secs: u32,
     login_per_account: u32,
     login_per_address: u32,
@@ -121,6 +119,8 @@ impl AuthState {
             hashing: Semaphore::new(config.hash_concurrency),
             dummy_hash,
             limits: Limits {
+                access_ttl_secs: i64::from(config.access_token_ttl_secs),
+                refresh_grace_secs: i64::from(config.refresh_grace_secs),
                 window_secs: config.throttle_window_secs,
                 login_per_account: config.login_per_account,
                 login_per_address: config.login_per_address,
@@ -159,7 +159,7 @@ impl AuthState {
         role: &str,
     ) -> Result<(String, DateTime<Utc>), ApiError> {
         let now = Utc::now();
-        let exp = now + Span::seconds(ACCESS_TTL_SECS);
+        let exp = now + Span::seconds(self.limits.access_ttl_secs);
         let claims = Claims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
@@ -342,6 +342,10 @@ impl Caller {
             } if !self.has_role(roles) => Err(ApiError::Forbidden),
             _ => Ok(()),
         }
+    }
+    /// Whether only ownership of the row can let this caller in.
+    pub fn must_own(&self, access: &Access) -> bool {
+        matches!(access, Access::Rule { roles, owner : true } if ! self.has_role(roles))
     }
     /// For a list: `Some(caller)` when the caller may see only their own rows.
     pub fn list_scope(&self, access: &Access) -> Result<Option<Uuid>, ApiError> {
@@ -909,7 +913,7 @@ async fn refresh_token(
     }
     let ctx = ctx.signed_in(user_id, session_id);
     if let Some(spent) = spent_at {
-        if Utc::now() - spent > Span::seconds(REFRESH_GRACE_SECS) {
+        if Utc::now() - spent > Span::seconds(app.auth.limits.refresh_grace_secs) {
             tracing::warn!(
                 session = % session_id,
                 "a spent refresh token was used again: revoking the session"

@@ -379,6 +379,9 @@ async fn update_profile(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&UPDATE_PROFILE.access)?;
+    if caller.must_own(&UPDATE_PROFILE.access) {
+        caller.allow(&UPDATE_PROFILE.access, owner_of(&fetch(&app.db, id).await?))?;
+    }
     let mut v = Validator::default();
     if input.fullname.is_absent()
         && input.avatar.is_absent()
@@ -410,7 +413,6 @@ async fn update_profile(
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
-    caller.allow(&UPDATE_PROFILE.access, owner_of(&old))?;
     check_version(expected, &old)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -987,6 +989,12 @@ async fn update_user_password(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&UPDATE_USER_PASSWORD.access)?;
+    if caller.must_own(&UPDATE_USER_PASSWORD.access) {
+        caller.allow(
+            &UPDATE_USER_PASSWORD.access,
+            owner_of(&fetch(&app.db, id).await?),
+        )?;
+    }
     let mut v = Validator::default();
     if input.password.is_absent() {
         v.error("body", "names no field to change; accepted: password");
@@ -1002,7 +1010,6 @@ async fn update_user_password(
     };
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
-    caller.allow(&UPDATE_USER_PASSWORD.access, owner_of(&old))?;
     check_version(expected, &old)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",

@@ -24,6 +24,7 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
             operation(plan, o, r, &mut paths, &mut schemas);
         }
     }
+    auth_operations(plan, &mut paths, &mut schemas);
     json!({
         "x-generated": marker,
         "openapi": "3.1.0",
@@ -245,7 +246,9 @@ fn operation(
     if r.action == "create" {
         responses.insert("422".into(), error("A referenced row does not exist"));
     }
+    add_auth_responses(r, &mut responses);
     let mut op = json!({
+        "x-access": access(r),
         "operationId": r.name,
         "summary": format!("{} {}", r.action, r.data_name),
         "tags": [o.name],
@@ -311,4 +314,141 @@ fn error_response() -> Value {
         },
         "required": ["status", "statusCode", "errCode", "message", "details", "requestId"]
     })
+}
+
+/// The route's rule, machine-readable, for gateways and front ends.
+fn access(r: &RoutePlan) -> Value {
+    match r.auth.kind {
+        "public" => json!("public"),
+        "login" => json!("login"),
+        _ => json!({ "roles": r.auth.roles, "owner": r.auth.owner }),
+    }
+}
+
+fn add_auth_responses(r: &RoutePlan, responses: &mut Map<String, Value>) {
+    if r.auth.kind != "public" {
+        responses.insert(
+            "401".into(),
+            error("No valid bearer token, or its session has ended"),
+        );
+    }
+    if r.auth.kind == "rule" {
+        responses.insert(
+            "403".into(),
+            error("The caller's role or ownership does not allow the route"),
+        );
+    }
+    if r.throttled || r.action == "login" {
+        responses.insert("429".into(), error("Too many attempts; see Retry-After"));
+    }
+}
+
+fn session_schema(plan: &Plan) -> Value {
+    let mut props = json!({
+        "sessionId": { "type": "string", "format": "uuid" },
+        "userId": { "type": "string", "format": "uuid" },
+        "accessToken": { "type": ["string", "null"], "description": "EdDSA JWT; verify with the JWKS route" },
+        "accessTokenExpiresAt": { "type": ["string", "null"], "format": "date-time" },
+        "refreshToken": { "type": ["string", "null"], "description": "Opaque; spent on use" },
+        "refreshTokenExpiresAt": { "type": "string", "format": "date-time" },
+        "createdAt": { "type": "string", "format": "date-time" },
+        "expiredAt": { "type": "string", "format": "date-time" },
+    });
+    for f in &plan.identity.device_fields {
+        props[&f.name] = json!({ "type": ["string", "null"] });
+    }
+    json!({ "type": "object", "properties": props, "required": ["sessionId", "userId", "createdAt", "expiredAt"] })
+}
+
+fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
+    let id = &plan.identity;
+    schemas.insert("Session".into(), session_schema(plan));
+    schemas.insert(
+        "SessionResponse".into(),
+        envelope("session", schema_ref("Session"), false),
+    );
+    let mut login_props = Map::new();
+    login_props.insert(id.login_field.clone(), json!({ "type": "string" }));
+    login_props.insert(
+        id.password_field_name.clone(),
+        json!({ "type": "string", "writeOnly": true }),
+    );
+    for f in &id.device_fields {
+        login_props.insert(f.name.clone(), json!({ "type": "string" }));
+    }
+    schemas.insert(
+        "LoginInput".into(),
+        json!({ "type": "object", "properties": login_props, "required": [id.login_field, id.password_field_name], "additionalProperties": false }),
+    );
+    schemas.insert(
+        "RefreshInput".into(),
+        json!({ "type": "object", "properties": { "refreshToken": { "type": "string" } }, "required": ["refreshToken"], "additionalProperties": false }),
+    );
+    let user = plan
+        .objects
+        .iter()
+        .find(|o| o.module == id.user_module)
+        .map(|o| o.struct_name.clone())
+        .unwrap_or_default();
+    schemas.insert(
+        "CurrentUserResponse".into(),
+        envelope(&id.current_user.data_name, schema_ref(&user), false),
+    );
+    let ok = |schema: &str| json!({ "description": "Success, in the response envelope", "content": { "application/json": { "schema": schema_ref(schema) } } });
+    let body = |schema: &str| json!({ "required": true, "content": { "application/json": { "schema": schema_ref(schema) } } });
+    let jwks = json!({
+        "description": "The JSON Web Key Set that verifies access tokens",
+        "content": { "application/json": { "schema": { "type": "object", "properties": { "keys": { "type": "array", "items": { "type": "object" } } }, "required": ["keys"] } } }
+    });
+    let entries = [
+        (
+            &id.sign_in,
+            "log in",
+            Some(body("LoginInput")),
+            ok("SessionResponse"),
+        ),
+        (
+            &id.refresh,
+            "refresh the tokens",
+            Some(body("RefreshInput")),
+            ok("SessionResponse"),
+        ),
+        (&id.sign_out, "log out", None, ok("SessionResponse")),
+        (
+            &id.current_user,
+            "the caller's account",
+            None,
+            ok("CurrentUserResponse"),
+        ),
+        (&id.public_keys, "public keys (JWKS)", None, jwks),
+    ];
+    for (r, summary, request, success) in entries {
+        let mut responses = Map::new();
+        responses.insert("200".into(), success);
+        if request.is_some() {
+            responses.insert(
+                "400".into(),
+                error("The body could not be read or lacks a field"),
+            );
+        }
+        if r.action != "publicKeys" {
+            responses.insert("401".into(), error("Wrong credentials, or no live session"));
+        }
+        add_auth_responses(r, &mut responses);
+        responses.remove("403");
+        let mut op = json!({
+            "x-access": access(r),
+            "operationId": r.name,
+            "summary": summary,
+            "tags": ["auth"],
+            "parameters": [],
+            "responses": responses,
+            "security": if r.auth.kind == "public" { json!([]) } else { json!([{ "bearerAuth": [] }]) },
+        });
+        if let Some(b) = request {
+            op["requestBody"] = b;
+        }
+        let path = paths.entry(r.path.clone()).or_insert_with(|| json!({}));
+        path[r.method.to_lowercase()] = op;
+    }
 }

@@ -253,6 +253,9 @@ async fn extend_loan(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&EXTEND_LOAN.access)?;
+    if caller.must_own(&EXTEND_LOAN.access) {
+        caller.allow(&EXTEND_LOAN.access, owner_of(&fetch(&app.db, id).await?))?;
+    }
     let mut v = Validator::default();
     if input.due_at.is_absent() {
         v.error("body", "names no field to change; accepted: dueAt");
@@ -262,7 +265,6 @@ async fn extend_loan(
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
-    caller.allow(&EXTEND_LOAN.access, owner_of(&old))?;
     check_version(expected, &old)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE loans AS t SET record_version = t.record_version + 1, updated_at = now()",
