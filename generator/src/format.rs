@@ -26,6 +26,7 @@ pub fn format(file: Rendered, source: &str) -> Result<GeneratedFile> {
         Some("rs") => format!("// {note}\n\n{}", rust(&file)?),
         Some("toml") => format!("# {note}\n\n{}", file.text.trim_start()),
         Some("sql") => format!("-- {note}\n\n{}", file.text.trim_start()),
+        Some("proto") => format!("// {note}\n\n{}", file.text.trim_start()),
         Some("md") => format!("<!-- {note} -->\n\n{}", file.text.trim_start()),
         _ => file.text,
     };

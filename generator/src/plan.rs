@@ -44,6 +44,9 @@ pub struct IdentityPlan {
     pub refresh_grace: u32,
     pub reject_common_passwords: bool,
     pub session_topic_const: String,
+    pub session_topic: String,
+    /// The field number of `created_at` in session.proto (after the device fields).
+    pub proto_created_at: usize,
     pub session_namespace: String,
     pub device_fields: Vec<DeviceFieldPlan>,
     pub throttle_window: u32,
@@ -58,12 +61,15 @@ pub struct IdentityPlan {
     pub current_user: RoutePlan,
     pub public_keys: RoutePlan,
     pub default_role: String,
+    pub super_admin_role: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct DeviceFieldPlan {
     pub name: String,
     pub ident: String,
+    /// Its field number in session.proto.
+    pub proto_number: usize,
 }
 
 #[derive(Debug)]
@@ -1351,7 +1357,14 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         reject_common_passwords: a.reject_common_passwords,
         session_topic_const: "SESSION".into(),
         session_namespace: a.session_namespace.clone(),
-        device_fields: a.device_fields.iter().map(|f| DeviceFieldPlan { name: f.clone(), ident: f.to_snake_case() }).collect(),
+        device_fields: a
+            .device_fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| DeviceFieldPlan { name: f.clone(), ident: f.to_snake_case(), proto_number: i + 5 })
+            .collect(),
+        proto_created_at: a.device_fields.len() + 5,
+        session_topic: a.session_topic.clone(),
         throttle_window: a.throttle.window_seconds,
         login_per_account: a.throttle.login_per_account,
         login_per_address: a.throttle.login_per_address,
@@ -1363,6 +1376,7 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         current_user,
         public_keys: route("publicKeys"),
         default_role: m.roles.default.clone(),
+        super_admin_role: a.super_admin_role.clone(),
     }
 }
 

@@ -38,6 +38,7 @@ templates! {
     ValidationRs => "validation.rs.j2",
     HealthRs => "health.rs.j2",
     OpenapiRs => "openapi.rs.j2",
+    SessionProto => "session.proto.j2",
     TopicsRs => "topics.rs.j2",
 }
 
@@ -110,6 +111,7 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         ValidationRs { plan }.render()?,
     );
     add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
+    add("proto/session.proto", "session.proto.j2", SessionProto { plan }.render()?);
     add(
         "src/openapi.rs",
         "openapi.rs.j2",
