@@ -8,7 +8,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tests::{consume, expect, start_auth_service, Api, Broker, Running, TestDb, ADMIN_EMAIL};
+use tests::{
+    auth_service_with_broker, consume, expect, start_auth_service, Api, Running, TestDb,
+    ADMIN_EMAIL,
+};
 
 /// A service whose signing key the test knows, so it can forge tokens.
 struct Keyed {
@@ -670,16 +673,7 @@ async fn every_route_enforces_its_rule_for_every_kind_of_caller() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn session_events_reach_the_broker_in_the_seed_shape() {
-    let broker = Broker::start().await;
-    let db = TestDb::create().await;
-    let server = start_auth_service(
-        &db.url,
-        &[
-            ("KAFKA_BROKERS", &broker.brokers()),
-            ("KAFKA_LINGER_MS", "0"),
-        ],
-    )
-    .await;
+    let (broker, _db, server) = auth_service_with_broker().await;
     let api = &server.api;
     register(api, "ev@x.io", "a decent secret").await;
     let login = expect(

@@ -6,7 +6,10 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use tests::{consume, expect, start_auth_service, Api, Broker, Consumed, Running, TestDb};
+use tests::{
+    auth_service_with_broker, consume, expect, start_auth_service, Api, Broker, Consumed, Running,
+    TestDb,
+};
 
 const PARTITIONS: i32 = 3;
 
@@ -76,16 +79,7 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 
 /// A broker, a database, the service, and the service as its super-admin.
 async fn with_broker() -> (Broker, TestDb, Running, Api) {
-    let broker = Broker::start().await;
-    let db = TestDb::create().await;
-    let server = start_auth_service(
-        &db.url,
-        &[
-            ("KAFKA_BROKERS", &broker.brokers()),
-            ("KAFKA_LINGER_MS", "0"),
-        ],
-    )
-    .await;
+    let (broker, db, server) = auth_service_with_broker().await;
     let admin = server.admin().await;
     (broker, db, server, admin)
 }

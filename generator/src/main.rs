@@ -39,41 +39,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .display_name
         .unwrap_or_else(|| cli.model.display().to_string());
     let files = generator::generate(&cli.model, &name, &cli.out)?;
+    let out = cli.out.display().to_string();
     if cli.check {
         let s = generator::write::check(&cli.out, &files)?;
         if s.is_clean() {
-            println!(
-                "{} is up to date ({} files)",
-                cli.out.display(),
-                files.len()
-            );
+            println!("{out} is up to date ({} files)", files.len());
             return Ok(ExitCode::SUCCESS);
         }
-        for (what, list) in [
-            ("differs", &s.differing),
-            ("is missing", &s.missing),
-            ("is no longer generated", &s.extra),
-        ] {
-            for f in list {
-                eprintln!("{}/{f} {what}", cli.out.display());
-            }
+        for line in s.lines(&out) {
+            eprintln!("{line}");
         }
-        eprintln!("generated files are not up to date; run `cargo xtask gen` and commit");
+        eprintln!("generated files are not up to date; run the generator and commit");
         return Ok(ExitCode::FAILURE);
     }
-    let r = generator::write::write(&cli.out, &files)?;
-    for f in &r.written {
-        println!("wrote   {}/{f}", cli.out.display());
-    }
-    for f in &r.removed {
-        println!("removed {}/{f}", cli.out.display());
-    }
-    println!(
-        "{} files: {} written, {} removed, {} unchanged",
-        files.len(),
-        r.written.len(),
-        r.removed.len(),
-        r.unchanged
-    );
+    generator::write::write(&cli.out, &files)?.print(&out, &name, files.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -111,7 +111,11 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         ValidationRs { plan }.render()?,
     );
     add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
-    add("proto/session.proto", "session.proto.j2", SessionProto { plan }.render()?);
+    add(
+        "proto/session.proto",
+        "session.proto.j2",
+        SessionProto { plan }.render()?,
+    );
     add(
         "src/openapi.rs",
         "openapi.rs.j2",

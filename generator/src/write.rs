@@ -16,6 +16,24 @@ pub struct Report {
     pub unchanged: usize,
 }
 
+impl Report {
+    /// Prints what was written and removed under `out`, and a summary line.
+    pub fn print(&self, out: &str, source: &str, total: usize) {
+        for f in &self.written {
+            println!("wrote   {out}/{f}");
+        }
+        for f in &self.removed {
+            println!("removed {out}/{f}");
+        }
+        println!(
+            "{total} files from {source}: {} written, {} removed, {} unchanged",
+            self.written.len(),
+            self.removed.len(),
+            self.unchanged
+        );
+    }
+}
+
 /// Differences between `dir` and the files the model produces.
 #[derive(Debug, Default)]
 pub struct Staleness {
@@ -27,6 +45,19 @@ pub struct Staleness {
 impl Staleness {
     pub fn is_clean(&self) -> bool {
         self.differing.is_empty() && self.missing.is_empty() && self.extra.is_empty()
+    }
+
+    /// One line per stale file under `out`.
+    pub fn lines(&self, out: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (what, list) in [
+            ("was not up-to-date", &self.differing),
+            ("is missing", &self.missing),
+            ("is no longer generated", &self.extra),
+        ] {
+            lines.extend(list.iter().map(|f| format!("{out}/{f} {what}")));
+        }
+        lines
     }
 }
 

@@ -247,6 +247,21 @@ pub async fn start_auth_service(database_url: &str, settings: &[(&str, &str)]) -
     .await
 }
 
+/// A broker, a database, and the auth service publishing to the broker.
+pub async fn auth_service_with_broker() -> (Broker, TestDb, Running) {
+    let broker = Broker::start().await;
+    let db = TestDb::create().await;
+    let server = start_auth_service(
+        &db.url,
+        &[
+            ("KAFKA_BROKERS", &broker.brokers()),
+            ("KAFKA_LINGER_MS", "0"),
+        ],
+    )
+    .await;
+    (broker, db, server)
+}
+
 /// Asserts an answer's status, printing the body when it differs.
 #[track_caller]
 pub fn expect(status: StatusCode, answer: &(StatusCode, Value)) -> Value {

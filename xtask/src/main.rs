@@ -42,20 +42,7 @@ fn root() -> PathBuf {
 fn gen() -> Result<()> {
     for &(model, out) in TARGETS {
         let files = generator::generate(Path::new(model), model, Path::new(out))?;
-        let report = generator::write::write(Path::new(out), &files)?;
-        for f in &report.written {
-            println!("wrote   {out}/{f}");
-        }
-        for f in &report.removed {
-            println!("removed {out}/{f}");
-        }
-        println!(
-            "{} files from {model}: {} written, {} removed, {} unchanged",
-            files.len(),
-            report.written.len(),
-            report.removed.len(),
-            report.unchanged
-        );
+        generator::write::write(Path::new(out), &files)?.print(out, model, files.len());
     }
     Ok(())
 }
@@ -69,14 +56,8 @@ fn check() -> Result<()> {
             println!("{out}/ is up to date with {model} ({} files)", files.len());
             continue;
         }
-        for f in &stale.differing {
-            eprintln!("{out}/{f} was not up-to-date");
-        }
-        for f in &stale.missing {
-            eprintln!("{out}/{f} is missing");
-        }
-        for f in &stale.extra {
-            eprintln!("{out}/{f} is no longer generated");
+        for line in stale.lines(out) {
+            eprintln!("{line}");
         }
         stale_dirs.push(out);
     }

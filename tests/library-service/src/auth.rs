@@ -11,7 +11,7 @@
 
 use crate::app::AppState;
 use crate::config::Config;
-use crate::envelope::{RequestContext, RouteInfo};
+use crate::envelope::{Reply, RequestContext, RouteInfo};
 use crate::error::{ApiError, FieldError};
 use crate::events::{self, Event};
 use crate::extract::ApiJson;
@@ -175,6 +175,36 @@ impl AuthState {
         let token =
             jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(ApiError::internal)?;
         Ok((token, exp))
+    }
+    /// Issues a new token pair for `session` in the caller's transaction: the
+    /// refresh token's hash is stored, the answer rendered, the session event queued.
+    async fn issue(
+        &self,
+        tx: &mut PgConnection,
+        ctx: &RequestContext,
+        session: &SessionRow,
+        role: &str,
+        route: &'static RouteInfo,
+        event: &str,
+    ) -> Result<Reply, ApiError> {
+        let refresh = random_token()?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash(&refresh))
+        .bind(session.id)
+        .bind(session.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let (access, access_expires_at) = self.sign(session.user_id, session.id, role)?;
+        let tokens = Tokens {
+            access: Some(access),
+            access_expires_at: Some(access_expires_at),
+            refresh: Some(refresh),
+        };
+        let reply = ctx.reply(route, StatusCode::OK, &session.view(&tokens))?;
+        events::enqueue(tx, ctx, &[session.event(event, ctx, &tokens)?]).await?;
+        Ok(reply)
     }
     /// Checks signature (EdDSA only), kid, issuer, audience and expiry.
     fn verify(&self, token: &str) -> Result<Claims, ApiError> {
@@ -681,7 +711,6 @@ async fn sign_in(
         ));
     };
     let session_id = Uuid::new_v4();
-    let refresh = random_token()?;
     let mut tx = app.db.begin().await?;
     let session: SessionRow = sqlx::query_as(&format!(
         "INSERT INTO sessions (id, user_id, device_name, client_address, expires_at)
@@ -695,28 +724,11 @@ async fn sign_in(
     .bind(REFRESH_TTL_SECS as f64)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
-    )
-    .bind(token_hash(&refresh))
-    .bind(session_id)
-    .bind(session.expires_at)
-    .execute(&mut *tx)
-    .await?;
-    let (access, access_expires_at) = app.auth.sign(user_id, session_id, &role)?;
-    let tokens = Tokens {
-        access: Some(access),
-        access_expires_at: Some(access_expires_at),
-        refresh: Some(refresh),
-    };
     let ctx = ctx.signed_in(user_id, session_id);
-    let reply = ctx.reply(&SIGN_IN, StatusCode::OK, &session.view(&tokens))?;
-    events::enqueue(
-        &mut tx,
-        &ctx,
-        &[session.event("sessionCreated", &ctx, &tokens)?],
-    )
-    .await?;
+    let reply = app
+        .auth
+        .issue(&mut tx, &ctx, &session, &role, &SIGN_IN, "sessionCreated")
+        .await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -817,7 +829,6 @@ async fn renew(
     let Some(role) = role else {
         return Err(invalid());
     };
-    let refresh = random_token()?;
     let session: SessionRow = sqlx::query_as(
             &format!(
                 "UPDATE sessions SET refreshed_at = now(), expires_at = now() + make_interval(secs => $2) WHERE id = $1 RETURNING {SESSION_COLUMNS}"
@@ -827,27 +838,10 @@ async fn renew(
         .bind(REFRESH_TTL_SECS as f64)
         .fetch_one(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
-    )
-    .bind(token_hash(&refresh))
-    .bind(session_id)
-    .bind(session.expires_at)
-    .execute(&mut *tx)
-    .await?;
-    let (access, access_expires_at) = app.auth.sign(user_id, session_id, &role)?;
-    let tokens = Tokens {
-        access: Some(access),
-        access_expires_at: Some(access_expires_at),
-        refresh: Some(refresh),
-    };
-    let reply = ctx.reply(&RENEW, StatusCode::OK, &session.view(&tokens))?;
-    events::enqueue(
-        &mut tx,
-        &ctx,
-        &[session.event("sessionUpdated", &ctx, &tokens)?],
-    )
-    .await?;
+    let reply = app
+        .auth
+        .issue(&mut tx, &ctx, &session, &role, &RENEW, "sessionUpdated")
+        .await?;
     tx.commit().await?;
     Ok(reply)
 }
