@@ -755,11 +755,12 @@ async fn avatar_files_keep_their_bytes_out_of_json() {
     let file = &created["userAvatarsFile"];
     assert_eq!(file["fileSize"], 70, "computed from the decoded bytes");
     assert_eq!(file["accessKey"].as_str().unwrap().len(), 64);
-    assert!(
-        file.get("fileData").is_none(),
-        "bytes never appear in JSON: {file}"
-    );
     let id = file["id"].as_str().unwrap();
+    assert_eq!(
+        file["fileData"],
+        json!({ "omitted": true, "href": format!("/v1/useravatarsfiles/{id}") }),
+        "bytes never appear in JSON; a descriptor says where the row is"
+    );
 
     for (body, field) in [
         (
@@ -881,6 +882,46 @@ async fn openapi_documents_exactly_the_served_routes() {
         assert!(
             ok.as_array().unwrap().iter().any(|k| k == key),
             "{key} required in {ok}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_contracts_and_docs_are_served_and_work_offline() {
+    let (server, _db) = auth_service().await;
+    let get_text = |path: &'static str| {
+        let (client, base) = (server.client.clone(), server.base.clone());
+        async move {
+            let res = client.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{path}");
+            let kind = res.headers()["content-type"].to_str().unwrap().to_string();
+            (kind, res.text().await.unwrap())
+        }
+    };
+    let (kind, page) = get_text("/docs").await;
+    assert!(kind.starts_with("text/html"));
+    assert!(
+        page.contains("/openapi.json"),
+        "the page reads the service's own document"
+    );
+    for external in ["src=\"http", "href=\"http", "url(http", "import "] {
+        assert!(
+            !page.contains(external),
+            "the docs page must not load {external}… from the network"
+        );
+    }
+    let (kind, asyncapi) = get_text("/asyncapi.json").await;
+    assert_eq!(kind, "application/json");
+    let doc: Value = serde_json::from_str(&asyncapi).unwrap();
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    let (_, proto) = get_text("/session.proto").await;
+    assert!(proto.contains("message SessionEvent"));
+    let (_, guide) = get_text("/docs/event-guide.md").await;
+    for channel in doc["channels"].as_object().unwrap().values() {
+        let topic = channel["address"].as_str().unwrap();
+        assert!(
+            guide.contains(&format!("`{topic}`")),
+            "the event guide covers {topic}"
         );
     }
 }

@@ -29,13 +29,13 @@ use uuid::Uuid;
 pub const TABLE: &str = "user_avatars_files";
 
 /// The columns every read returns: secret and blob columns are never loaded.
-pub const SELECT: &str = "t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
+pub const SELECT: &str = "t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
 
-const GET_SQL: &str = "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM user_avatars_files AS t WHERE t.id = $1";
+const GET_SQL: &str = "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM user_avatars_files AS t WHERE t.id = $1";
 
-const LOCK_SQL: &str = "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM user_avatars_files AS t WHERE t.id = $1 FOR UPDATE";
+const LOCK_SQL: &str = "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM user_avatars_files AS t WHERE t.id = $1 FOR UPDATE";
 
-const DELETE_SQL: &str = "DELETE FROM user_avatars_files AS t WHERE t.id = $1 RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
+const DELETE_SQL: &str = "DELETE FROM user_avatars_files AS t WHERE t.id = $1 RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
 
 /// A `userAvatarsFile` as clients and events see it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -51,6 +51,8 @@ pub struct UserAvatarsFile {
     pub access_key: Option<String>,
     #[serde(rename = "ownerId")]
     pub owner_id: Option<Uuid>,
+    #[serde(rename = "fileData")]
+    pub file_data: sqlx::types::Json<serde_json::Value>,
     pub metadata: Option<serde_json::Value>,
     #[serde(rename = "userId")]
     pub user_id: Uuid,
@@ -78,14 +80,9 @@ pub static TOPICS: ObjectTopics = ObjectTopics {
     index_deleted: crate::topics::INDEX_USER_AVATARS_FILE_DELETED,
 };
 
-/// A row as events carry it: blob bytes never go on Kafka, a descriptor
-/// says where the row is fetched instead.
+/// A row as events carry it: what readers see (blobs are descriptors).
 pub fn event_row(row: &UserAvatarsFile) -> Result<serde_json::Value, ApiError> {
-    let mut doc = serde_json::to_value(row).map_err(ApiError::internal)?;
-    doc["fileData"] = serde_json::json!(
-        { "omitted" : true, "href" : format!("/v1/useravatarsfiles/{}", row.id) }
-    );
-    Ok(doc)
+    serde_json::to_value(row).map_err(ApiError::internal)
 }
 
 /// The model's rules for this object's text fields.
@@ -216,7 +213,7 @@ async fn create_user_avatars_file(
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
     let row: UserAvatarsFile = sqlx::query_as(
-            "INSERT INTO user_avatars_files AS t (id, file_name, mime_type, file_data, metadata, user_id, owner_id, file_size, access_key, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
+            "INSERT INTO user_avatars_files AS t (id, file_name, mime_type, file_data, metadata, user_id, owner_id, file_size, access_key, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
         .bind(id)
         .bind(file_name)
@@ -360,7 +357,7 @@ async fn list_user_avatars_files(
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM user_avatars_files AS t WHERE TRUE",
+        "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM user_avatars_files AS t WHERE TRUE",
     );
     let filters = list_user_avatars_files_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);

@@ -69,7 +69,7 @@ pub static TOPICS: ObjectTopics = ObjectTopics {
     index_deleted: crate::topics::INDEX_USER_GROUP_DELETED,
 };
 
-/// A row as events carry it.
+/// A row as events carry it: what readers see (blobs are descriptors).
 pub fn event_row(row: &UserGroup) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(row).map_err(ApiError::internal)
 }

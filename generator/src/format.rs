@@ -28,6 +28,7 @@ pub fn format(file: Rendered, source: &str) -> Result<GeneratedFile> {
         Some("sql") => format!("-- {note}\n\n{}", file.text.trim_start()),
         Some("proto") => format!("// {note}\n\n{}", file.text.trim_start()),
         Some("md") => format!("<!-- {note} -->\n\n{}", file.text.trim_start()),
+        Some("html") => format!("<!-- {note} -->\n{}", file.text.trim_start()),
         _ => file.text,
     };
     Ok(GeneratedFile {

@@ -5,6 +5,7 @@
 //! load -> validate -> plan -> render -> format, returning the files;
 //! only [`write`] touches the disk.
 
+pub mod asyncapi;
 pub mod diag;
 pub mod format;
 pub mod load;
@@ -46,6 +47,12 @@ pub fn generate_str(
         path: "openapi.json".into(),
         template: "openapi.rs",
         text: serde_json::to_string_pretty(&doc)? + "\n",
+    });
+    let events_doc = asyncapi::document(&plan, &note);
+    rendered.push(render::Rendered {
+        path: "asyncapi.json".into(),
+        template: "asyncapi.rs",
+        text: serde_json::to_string_pretty(&events_doc)? + "\n",
     });
     let schema = migrate::schema(&plan);
     let mut kept = Vec::new();

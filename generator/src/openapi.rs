@@ -43,7 +43,15 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
     })
 }
 
-fn field_schema(f: &FieldPlan) -> Value {
+pub(crate) fn field_schema(f: &FieldPlan) -> Value {
+    if f.descriptor {
+        return json!({
+            "type": "object",
+            "description": "The bytes are never sent in JSON: fetch the row at href.",
+            "properties": { "omitted": { "const": true }, "href": { "type": ["string", "null"] } },
+            "required": ["omitted", "href"],
+        });
+    }
     let mut s = Map::new();
     let ty = Value::String(f.json_type.to_string());
     s.insert(
@@ -72,7 +80,7 @@ fn field_schema(f: &FieldPlan) -> Value {
     Value::Object(s)
 }
 
-fn object_schema(fields: &[FieldPlan]) -> Value {
+pub(crate) fn object_schema(fields: &[FieldPlan]) -> Value {
     let props: Map<String, Value> = fields
         .iter()
         .map(|f| (f.name.clone(), field_schema(f)))
@@ -107,7 +115,7 @@ fn input_schema(r: &RoutePlan) -> Value {
     s
 }
 
-fn envelope(data_name: &str, data: Value, list: bool) -> Value {
+pub(crate) fn envelope(data_name: &str, data: Value, list: bool) -> Value {
     let mut props = json!({
         "status": { "const": "OK" },
         "statusCode": { "type": "string" },
@@ -343,7 +351,7 @@ fn add_auth_responses(r: &RoutePlan, responses: &mut Map<String, Value>) {
     }
 }
 
-fn session_schema(plan: &Plan) -> Value {
+pub(crate) fn session_schema(plan: &Plan) -> Value {
     let mut props = json!({
         "sessionId": { "type": "string", "format": "uuid" },
         "userId": { "type": "string", "format": "uuid" },

@@ -109,6 +109,8 @@ pub struct TopicPlan {
     pub kind: &'static str,
     /// The data object or route it belongs to.
     pub owner: String,
+    /// created, updated or deleted for database and index events; empty otherwise.
+    pub change: &'static str,
     pub description: String,
 }
 
@@ -293,6 +295,10 @@ pub struct FieldPlan {
     pub filter_value: String,
     /// The login password: the common-password policy applies.
     pub password_policy: bool,
+    /// What reads select for this field: `t.column`, or an expression aliased to it.
+    pub select_expr: Option<String>,
+    /// A blob as reads show it: `{"omitted": true, "href": ...}`, never the bytes.
+    pub descriptor: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -393,6 +399,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
                     ),
                     name: name.clone(),
                     kind,
+                    change,
                     owner: o.name.clone(),
                     description: format!("A {} row was {change}.", o.name),
                 });
@@ -405,6 +412,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
                 const_name: c.clone(),
                 name: topic.clone(),
                 kind: "routeEvent",
+                change: "",
                 owner: r.name.clone(),
                 description: format!("Route {} succeeded.", r.name),
             });
@@ -440,6 +448,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         const_name: identity.session_topic_const.clone(),
         name: m.auth.session_topic.clone(),
         kind: "sessionEvent",
+        change: "",
         owner: "sessions".into(),
         description: "A session was created (login), updated (refresh) or deleted (logout, revocation, expiry).".into(),
     });
@@ -564,6 +573,8 @@ fn system_fields() -> Vec<FieldPlan> {
         is_object: false,
         default_call: None,
         password_policy: false,
+        select_expr: None,
+        descriptor: false,
         filter_value: if rust == "String" {
             "value.clone()".into()
         } else {
@@ -735,6 +746,8 @@ fn field(m: &Model, name: &str, f: &Field) -> FieldPlan {
             }
         }),
         password_policy: false,
+        select_expr: None,
+        descriptor: false,
         filter_value: match rust {
             "String" if f.format.as_deref() == Some("email") => {
                 "validation::normalize_email(value.clone())".into()
@@ -748,7 +761,11 @@ fn field(m: &Model, name: &str, f: &Field) -> FieldPlan {
 fn select_list(fields: &[FieldPlan], alias: &str) -> String {
     fields
         .iter()
-        .map(|f| format!("{alias}.{}", f.column))
+        .map(|f| {
+            f.select_expr
+                .clone()
+                .unwrap_or_else(|| format!("{alias}.{}", f.column))
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -762,12 +779,36 @@ fn columns_of(m: &Model, o: &DataObject) -> Vec<FieldPlan> {
     columns
 }
 
-/// What reads return: everything but secrets and blobs.
-fn visible_of(columns: &[FieldPlan]) -> Vec<FieldPlan> {
+/// What reads return: everything but secrets; blobs as a descriptor that
+/// says where the row is fetched, never their bytes.
+fn visible_of(m: &Model, object: &str, columns: &[FieldPlan]) -> Vec<FieldPlan> {
+    let href = m
+        .routes
+        .iter()
+        .find(|(_, r)| r.object.as_deref() == Some(object) && r.action == "get" && r.view.is_none())
+        .map(|(_, r)| {
+            let path = format!("{}{}", m.service.api_base, r.path);
+            let (before, after) = path.split_once("{id}").unwrap_or((path.as_str(), ""));
+            format!("{} || t.id || {}", sql_text(before), sql_text(after))
+        })
+        .unwrap_or_else(|| "NULL".to_string());
     columns
         .iter()
-        .filter(|c| !c.secret && !c.blob)
+        .filter(|c| !c.secret)
         .cloned()
+        .map(|mut c| {
+            if c.blob {
+                c.select_expr = Some(format!(
+                    "json_build_object('omitted', true, 'href', {href}) AS {}",
+                    c.column
+                ));
+                c.rust_type = "sqlx::types::Json<serde_json::Value>".into();
+                c.row_type = c.rust_type.clone();
+                c.nullable = false;
+                c.descriptor = true;
+            }
+            c
+        })
         .collect()
 }
 
@@ -781,7 +822,7 @@ fn active_clause(o: &DataObject) -> &'static str {
 
 fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> ObjectPlan {
     let columns = columns_of(m, o);
-    let visible = visible_of(&columns);
+    let visible = visible_of(m, name, &columns);
     let select = select_list(&visible, "t");
     let struct_name = name.to_upper_camel_case();
     let my_routes: Vec<RoutePlan> = routes
@@ -1150,7 +1191,10 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         (String::new(), Vec::new(), String::new(), String::new());
     if let Some((_, o)) = object {
         let columns = columns_of(m, o);
-        let select = select_list(&visible_of(&columns), "t");
+        let select = select_list(
+            &visible_of(m, r.object.as_deref().unwrap_or_default(), &columns),
+            "t",
+        );
         computed = columns
             .iter()
             .filter(|c| c.computed_rust.is_some())

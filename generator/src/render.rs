@@ -39,6 +39,8 @@ templates! {
     HealthRs => "health.rs.j2",
     OpenapiRs => "openapi.rs.j2",
     SessionProto => "session.proto.j2",
+    EventGuide => "event-guide.md.j2",
+    DocsHtml => "docs.html.j2",
     TopicsRs => "topics.rs.j2",
 }
 
@@ -111,6 +113,16 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         ValidationRs { plan }.render()?,
     );
     add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
+    add(
+        "docs/event-guide.md",
+        "event-guide.md.j2",
+        EventGuide { plan }.render()?,
+    );
+    add(
+        "docs/index.html",
+        "docs.html.j2",
+        DocsHtml { plan }.render()?,
+    );
     add(
         "proto/session.proto",
         "session.proto.j2",

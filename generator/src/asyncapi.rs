@@ -1,0 +1,193 @@
+//! The AsyncAPI 3.0 document of every topic the service publishes, built from
+//! the plan as data. Payload schemas are shared with the OpenAPI document:
+//! a route event's payload is the route's answer.
+
+use crate::openapi::{object_schema, session_schema};
+use crate::plan::{ObjectPlan, Plan, TopicPlan};
+use serde_json::{json, Map, Value};
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// The row as events carry it (blobs are descriptors, as in answers).
+fn event_row(o: &ObjectPlan) -> Value {
+    let mut s = object_schema(&o.visible);
+    let omitted: Vec<&str> = o
+        .columns
+        .iter()
+        .filter(|c| c.secret)
+        .map(|c| c.name.as_str())
+        .collect();
+    if !omitted.is_empty() {
+        s["x-omitted-fields"] = json!(omitted);
+        s["description"] = json!(format!(
+            "Secret fields ({}) are never published.",
+            omitted.join(", ")
+        ));
+    }
+    s
+}
+
+fn updated(o: &ObjectPlan) -> Value {
+    let row = schema_ref(&format!("{}Event", o.struct_name));
+    let mut props = Map::new();
+    props.insert(format!("old_{}", o.name), row.clone());
+    props.insert(o.name.clone(), row);
+    let changed = json!({ "type": "object", "description": "The changed fields only" });
+    props.insert("oldDataValues".into(), changed.clone());
+    props.insert("newDataValues".into(), changed);
+    let required: Vec<&String> = props.keys().collect();
+    json!({ "type": "object", "properties": props, "required": required })
+}
+
+fn session_event(plan: &Plan) -> Value {
+    let mut session = session_schema(plan);
+    if let Some(p) = session["properties"].as_object_mut() {
+        p.remove("accessTokenExpiresAt");
+        p.remove("refreshTokenExpiresAt");
+    }
+    session["properties"]["accessToken"] = json!({ "type": ["string", "null"], "description": "sha256:<fingerprint>, never the token" });
+    session["properties"]["refreshToken"] = json!({ "type": ["string", "null"], "description": "sha256:<fingerprint>, never the token" });
+    let nullable = json!({ "type": ["string", "null"] });
+    json!({
+        "type": "object",
+        "properties": {
+            "payload": { "type": "object", "properties": { "session": session }, "required": ["session"] },
+            "id": { "type": "string", "format": "uuid" },
+            "version": { "type": "integer" },
+            "name": { "enum": ["sessionCreated", "sessionUpdated", "sessionDeleted"] },
+            "namespace": { "type": "string" },
+            "parentNamespace": nullable,
+            "timestamp": { "type": "string", "format": "date-time" },
+            "clientId": nullable,
+            "userId": { "type": "string", "format": "uuid" },
+            "traceId": { "type": "string" },
+            "sessionId": { "type": "string", "format": "uuid" },
+        },
+        "required": ["payload", "id", "version", "name", "namespace", "timestamp", "userId", "traceId", "sessionId"],
+    })
+}
+
+fn headers() -> Value {
+    let s = json!({ "type": "string" });
+    json!({
+        "type": "object",
+        "properties": {
+            "ce_specversion": { "const": "1.0" },
+            "ce_id": { "type": "string", "format": "uuid", "description": "Unique per event: deduplicate by it" },
+            "ce_source": s,
+            "ce_type": { "type": "string", "description": "The topic" },
+            "ce_subject": { "type": "string", "description": "The message key" },
+            "ce_time": { "type": "string", "format": "date-time" },
+            "ce_requestid": s,
+            "ce_traceid": s,
+            "ce_schemaversion": s,
+            "content-type": { "const": "application/json" },
+        },
+        "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type"],
+    })
+}
+
+/// The payload schema of a topic, and what fires it.
+fn payload(plan: &Plan, t: &TopicPlan) -> (Value, String) {
+    let object = || plan.objects.iter().find(|o| o.name == t.owner);
+    match (t.kind, object()) {
+        ("routeEvent", _) => {
+            let r = plan.routes.iter().find(|r| r.name == t.owner);
+            let prefix = r.map(|r| r.type_prefix.clone()).unwrap_or_default();
+            (
+                schema_ref(&format!("{prefix}Response")),
+                format!(
+                    "Route {} succeeded; the payload is its REST answer.",
+                    t.owner
+                ),
+            )
+        }
+        ("sessionEvent", _) => (schema_ref("SessionEvent"), t.description.clone()),
+        ("dbEvent", Some(o)) if t.change == "updated" => (
+            schema_ref(&format!("{}Updated", o.struct_name)),
+            t.description.clone(),
+        ),
+        (_, Some(o)) => (
+            schema_ref(&format!("{}Event", o.struct_name)),
+            t.description.clone(),
+        ),
+        _ => (json!({}), t.description.clone()),
+    }
+}
+
+pub fn document(plan: &Plan, marker: &str) -> Value {
+    let openapi = crate::openapi::document(plan, marker);
+    let mut schemas = openapi["components"]["schemas"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for o in &plan.objects {
+        schemas.insert(format!("{}Event", o.struct_name), event_row(o));
+        schemas.insert(format!("{}Updated", o.struct_name), updated(o));
+    }
+    schemas.insert("SessionEvent".into(), session_event(plan));
+    let mut channels = Map::new();
+    let mut operations = Map::new();
+    let mut messages = Map::new();
+    for t in &plan.topics {
+        let (payload, summary) = payload(plan, t);
+        let key = if t.kind == "routeEvent" {
+            "The object's id; the request id for list routes"
+        } else if t.kind == "sessionEvent" {
+            "The session id"
+        } else {
+            "The object's id"
+        };
+        messages.insert(
+            t.name.clone(),
+            json!({
+                "name": t.name,
+                "title": format!("{} of {}", t.kind, t.owner),
+                "summary": summary,
+                "contentType": "application/json",
+                "headers": { "$ref": "#/components/schemas/CloudEventHeaders" },
+                "payload": payload,
+                "bindings": { "kafka": { "key": { "type": "string", "description": key } } },
+            }),
+        );
+        channels.insert(
+            t.name.clone(),
+            json!({
+                "address": t.name,
+                "description": summary,
+                "messages": { t.name.clone(): { "$ref": format!("#/components/messages/{}", t.name) } },
+            }),
+        );
+        operations.insert(
+            format!("send-{}", t.name),
+            json!({
+                "action": "send",
+                "channel": { "$ref": format!("#/channels/{}", t.name) },
+                "messages": [{ "$ref": format!("#/channels/{}/messages/{}", t.name, t.name) }],
+            }),
+        );
+    }
+    schemas.insert("CloudEventHeaders".into(), headers());
+    json!({
+        "x-generated": marker,
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": plan.service.title,
+            "version": plan.service.version,
+            "description": format!(
+                "{}. Events are delivered at least once: deduplicate by the ce_id header. \
+                 Index updates are published on the -updated topics.",
+                plan.service.description
+            ),
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "kafka": { "host": "localhost:9092", "protocol": "kafka", "description": "Set by KAFKA_BROKERS" }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": { "messages": messages, "schemas": schemas },
+    })
+}
