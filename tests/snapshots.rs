@@ -181,3 +181,44 @@ fn writes_touch_only_changed_files_and_remove_stale_ones() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_contract_report_names_breaking_changes_first() {
+    let old = std::fs::read_to_string(root().join("tests/models/library.yaml")).unwrap();
+    let mut new = old.replacen(
+        "      pages:\n        type: Integer\n        filterable: true\n",
+        "",
+        1,
+    );
+    new = new.replacen(
+        "fields: [title, isbn, pages, shelf, details]",
+        "fields: [title, isbn, shelf, details, subtitle]",
+        1,
+    );
+    new = new.replacen(
+        "      details:\n        type: Object\n",
+        "      details:\n        type: Object\n      subtitle:\n        type: String\n",
+        1,
+    );
+    new = new.replacen("event: books-found", "event: books-searched", 1);
+    let plan = |text: &str| generator::plan_str("library.yaml", text).expect("valid model");
+    let changes = generator::contract::diff(&plan(&old), &plan(&new));
+    assert!(
+        generator::contract::diff(&plan(&old), &plan(&old)).is_empty(),
+        "a model does not differ from itself"
+    );
+    let breaking: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.breaking)
+        .map(|c| c.text.as_str())
+        .collect();
+    assert_eq!(
+        breaking,
+        [
+            "book.pages left answers and events",
+            "route addBook no longer accepts pages",
+            "topic library.route.books-found (routeEvent) is no longer published"
+        ]
+    );
+    insta::assert_snapshot!("contract_report", generator::contract::report(&changes));
+}

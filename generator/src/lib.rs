@@ -6,6 +6,7 @@
 //! only [`write`] touches the disk.
 
 pub mod asyncapi;
+pub mod contract;
 pub mod diag;
 pub mod format;
 pub mod load;
@@ -29,6 +30,12 @@ pub fn check_model(file: &str, source: &str) -> Result<load::Loaded, ModelErrors
     let loaded = load::load(file, source)?;
     validate::validate(&loaded)?;
     Ok(loaded)
+}
+
+/// The plan of a valid model, for tools that compare models.
+pub fn plan_str(file: &str, source: &str) -> Result<plan::Plan, ModelErrors> {
+    let loaded = check_model(file, source)?;
+    Ok(plan::plan(file, &loaded.model))
 }
 
 /// The whole pipeline on a model's text; `file` names it in errors and

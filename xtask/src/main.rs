@@ -4,6 +4,8 @@
 //! - `check`: fail, naming the files, when `generated-service/` is stale.
 //! - `test`: everything CI runs: fmt, clippy, check, and all tests.
 //! - `dev`: PostgreSQL, a local Kafka broker, a database, and the service running.
+//! - `contract-diff OLD NEW`: what changed in the contract between two models;
+//!   exits non-zero when a change breaks clients or consumers.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ const TARGETS: &[(&str, &str)] = &[
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
+    let invoked_in = std::env::current_dir()?;
     let root = root();
     std::env::set_current_dir(&root)?;
     match task.as_str() {
@@ -25,8 +28,9 @@ fn main() -> Result<()> {
         "check" => check(),
         "test" => test(),
         "dev" => dev(),
+        "contract-diff" => contract_diff(&invoked_in),
         _ => {
-            eprintln!("usage: cargo xtask <gen|check|test|dev>");
+            eprintln!("usage: cargo xtask <gen|check|test|dev|contract-diff OLD NEW>");
             bail!("unknown task {task:?}")
         }
     }
@@ -214,6 +218,26 @@ fn dev() -> Result<()> {
         .status()?;
     if !status.success() {
         bail!("the service exited with {status}");
+    }
+    Ok(())
+}
+
+/// Compares the contracts two models generate (run from the workspace root;
+/// `OLD` may be `git show HEAD~1:model/auth-service.yaml > old.yaml`).
+fn contract_diff(invoked_in: &Path) -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let [old, new] = args.as_slice() else {
+        bail!("usage: cargo xtask contract-diff OLD_MODEL NEW_MODEL");
+    };
+    let plan = |path: &str| -> Result<generator::plan::Plan> {
+        let source = std::fs::read_to_string(invoked_in.join(path))
+            .with_context(|| format!("reading {path}"))?;
+        Ok(generator::plan_str(path, &source)?)
+    };
+    let changes = generator::contract::diff(&plan(old)?, &plan(new)?);
+    print!("{}", generator::contract::report(&changes));
+    if changes.iter().any(|c| c.breaking) {
+        bail!("the new model breaks the contract");
     }
     Ok(())
 }
