@@ -16,7 +16,7 @@ use tests::{
 /// A service whose signing key the test knows, so it can forge tokens.
 struct Keyed {
     server: Running,
-    _db: TestDb,
+    db: TestDb,
     pkcs8: Vec<u8>,
 }
 
@@ -35,11 +35,7 @@ async fn keyed(settings: &[(&str, &str)]) -> Keyed {
     let mut all: Vec<(&str, &str)> = vec![("JWT_PRIVATE_KEY", &pem), ("JWT_KEY_ID", KID)];
     all.extend_from_slice(settings);
     let server = start_auth_service(&db.url, &all).await;
-    Keyed {
-        server,
-        _db: db,
-        pkcs8,
-    }
+    Keyed { server, db, pkcs8 }
 }
 
 async fn register(api: &Api, email: &str, password: &str) -> Value {
@@ -800,5 +796,63 @@ async fn session_events_reach_the_broker_in_the_seed_shape() {
     assert_eq!(
         mine[2].payload["payload"]["session"]["accessToken"],
         Value::Null
+    );
+}
+
+#[tokio::test]
+async fn expired_sessions_end_with_a_session_deleted_event() {
+    let k = keyed(&[("REFRESH_TOKEN_TTL_SECS", "1")]).await;
+    let api = &k.server.api;
+    register(api, "exp@x.io", "a decent secret").await;
+    let session = api.login("exp@x.io", "a decent secret").await;
+    let token = session["accessToken"].as_str().unwrap();
+    expect(
+        StatusCode::OK,
+        &api.with_token(token).get("/v1/currentuser").await,
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    expect(
+        StatusCode::UNAUTHORIZED,
+        &api.with_token(token).get("/v1/currentuser").await,
+    );
+    expect(
+        StatusCode::UNAUTHORIZED,
+        &api.post(
+            "/v1/refresh",
+            json!({ "refreshToken": session["refreshToken"] }),
+        )
+        .await,
+    );
+    let pool = sqlx::PgPool::connect(&k.db.url).await.unwrap();
+    let swept = airbnb_auth_service::auth::sweep_once(&pool).await.unwrap();
+    assert!(swept >= 1, "the expired session was ended");
+    let (reason,): (String,) =
+        sqlx::query_as("SELECT revoked_reason FROM sessions WHERE id = $1::uuid")
+            .bind(session["sessionId"].as_str().unwrap())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(reason, "expired");
+    let events: Vec<(String,)> = sqlx::query_as(
+        "SELECT payload FROM event_outbox WHERE topic = 'session' AND event_key = $1 ORDER BY id",
+    )
+    .bind(session["sessionId"].as_str().unwrap())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let names: Vec<String> = events
+        .iter()
+        .map(|(p,)| {
+            serde_json::from_str::<Value>(p).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["sessionCreated", "sessionDeleted"]);
+    assert_eq!(
+        airbnb_auth_service::auth::sweep_once(&pool).await.unwrap(),
+        0,
+        "each session ends once"
     );
 }

@@ -44,8 +44,6 @@ pub const ISSUER: &str = "airbnb-auth-service";
 
 pub const AUDIENCE: &str = "airbnb";
 
-const REFRESH_TTL_SECS: i64 = 2592000;
-
 const SESSION_NAMESPACE: &str = "airbnb-auth-service";
 
 const LOGIN_SQL: &str =
@@ -83,6 +81,7 @@ pub struct AuthState {
 
 struct Limits {
     access_ttl_secs: i64,
+    refresh_ttl_secs: i64,
     refresh_grace_secs: i64,
     window_secs: u32,
     login_per_account: u32,
@@ -120,6 +119,7 @@ impl AuthState {
             dummy_hash,
             limits: Limits {
                 access_ttl_secs: i64::from(config.access_token_ttl_secs),
+                refresh_ttl_secs: i64::from(config.refresh_token_ttl_secs),
                 refresh_grace_secs: i64::from(config.refresh_grace_secs),
                 window_secs: config.throttle_window_secs,
                 login_per_account: config.login_per_account,
@@ -857,7 +857,7 @@ async fn login(
         .bind(input.state)
         .bind(input.country)
         .bind(addr.0.to_string())
-        .bind(REFRESH_TTL_SECS as f64)
+        .bind(app.auth.limits.refresh_ttl_secs as f64)
         .fetch_one(&mut *tx)
         .await?;
     let ctx = ctx.signed_in(user_id, session_id);
@@ -971,7 +971,7 @@ async fn refresh_token(
             ),
         )
         .bind(session_id)
-        .bind(REFRESH_TTL_SECS as f64)
+        .bind(app.auth.limits.refresh_ttl_secs as f64)
         .fetch_one(&mut *tx)
         .await?;
     let reply = app

@@ -38,9 +38,10 @@ pub struct Config {
     pub jwt_key_id: Option<String>,
     /// `HASH_CONCURRENCY`: secret hashes computed at once (default: the CPU count).
     pub hash_concurrency: usize,
-    /// `ACCESS_TOKEN_TTL_SECS` and `REFRESH_GRACE_SECS` (defaults from the model:
-    /// 900 and 10).
+    /// `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS` and `REFRESH_GRACE_SECS`
+    /// (defaults from the model: 900, 2592000 and 10).
     pub access_token_ttl_secs: u32,
+    pub refresh_token_ttl_secs: u32,
     pub refresh_grace_secs: u32,
     /// `THROTTLE_WINDOW_SECS`, `LOGIN_PER_ACCOUNT`, `LOGIN_PER_ADDRESS`,
     /// `PUBLIC_WRITES_PER_ADDRESS`: throttling (defaults from the model).
@@ -99,6 +100,7 @@ impl Config {
                 None => std::thread::available_parallelism().map_or(2, usize::from),
             },
             access_token_ttl_secs: parse(&get, "ACCESS_TOKEN_TTL_SECS", "900")?,
+            refresh_token_ttl_secs: parse(&get, "REFRESH_TOKEN_TTL_SECS", "2592000")?,
             refresh_grace_secs: parse(&get, "REFRESH_GRACE_SECS", "10")?,
             throttle_window_secs: parse(&get, "THROTTLE_WINDOW_SECS", "300")?,
             login_per_account: parse(&get, "LOGIN_PER_ACCOUNT", "10")?,
@@ -151,6 +153,7 @@ impl fmt::Debug for Config {
             .field("jwt_key_id", &self.jwt_key_id)
             .field("hash_concurrency", &self.hash_concurrency)
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("refresh_grace_secs", &self.refresh_grace_secs)
             .field("throttle_window_secs", &self.throttle_window_secs)
             .field("login_per_account", &self.login_per_account)

@@ -146,3 +146,49 @@ fn rustfmt(text: &str) -> Result<String> {
     }
     Ok(String::from_utf8(output.stdout)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_that_yields_invalid_rust_is_an_error_naming_it_and_the_line() {
+        let file = Rendered {
+            path: "src/thing.rs".into(),
+            template: "thing.rs.j2",
+            text: "pub fn ok() {}\n\npub fn broken( {\n".into(),
+        };
+        let err = format(file, "model.yaml")
+            .expect_err("invalid Rust is refused")
+            .to_string();
+        assert!(err.contains("template thing.rs.j2"), "{err}");
+        assert!(err.contains("src/thing.rs at rendered line 3"), "{err}");
+    }
+
+    #[test]
+    fn every_file_gets_the_generated_header_in_its_own_comment_syntax() {
+        for (path, start) in [
+            ("a.rs", "// @generated"),
+            ("a.toml", "# @generated"),
+            ("a.sql", "-- @generated"),
+            ("a.md", "<!-- @generated"),
+        ] {
+            let text = if path.ends_with(".rs") {
+                "pub struct A;"
+            } else {
+                "x"
+            };
+            let f = format(
+                Rendered {
+                    path: path.into(),
+                    template: "t",
+                    text: text.into(),
+                },
+                "m.yaml",
+            )
+            .unwrap();
+            assert!(f.contents.starts_with(start), "{path}: {}", f.contents);
+            assert!(f.contents.ends_with('\n') && !f.contents.ends_with("\n\n"));
+        }
+    }
+}

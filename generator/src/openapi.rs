@@ -89,11 +89,41 @@ pub(crate) fn object_schema(fields: &[FieldPlan]) -> Value {
     json!({ "type": "object", "properties": props, "required": required })
 }
 
+/// A value that satisfies the field's rules, for the document's examples.
+fn example(f: &FieldPlan) -> Value {
+    if let Some(v) = f.allowed_values.first() {
+        return json!(v);
+    }
+    match (f.json_type, f.json_format) {
+        (_, Some("email")) => json!("someone@example.com"),
+        (_, Some("uuid")) => json!("3fa85f64-5717-4562-b3fc-2c963f66afa6"),
+        (_, Some("date-time")) => json!("2026-01-01T00:00:00Z"),
+        (_, Some("byte")) => json!("aGVsbG8="),
+        ("boolean", _) => json!(false),
+        ("integer", _) => json!(1),
+        ("object", _) => json!({}),
+        _ => {
+            let min = f.min_length.unwrap_or(1) as usize;
+            let max = f.max_length.map_or(usize::MAX, |m| m as usize);
+            let text = if min > 8 {
+                "a long example value".repeat(min / 20 + 1)
+            } else {
+                "example value".to_string()
+            };
+            json!(text.chars().take(max.max(min)).collect::<String>())
+        }
+    }
+}
+
 fn input_schema(r: &RoutePlan) -> Value {
     let mut props: Map<String, Value> = r
         .inputs
         .iter()
-        .map(|f| (f.name.clone(), field_schema(f)))
+        .map(|f| {
+            let mut s = field_schema(f);
+            s["examples"] = json!([example(f)]);
+            (f.name.clone(), s)
+        })
         .collect();
     let required: Vec<&str> = if r.action == "create" {
         r.inputs

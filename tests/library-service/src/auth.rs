@@ -44,8 +44,6 @@ pub const ISSUER: &str = "library-service";
 
 pub const AUDIENCE: &str = "library";
 
-const REFRESH_TTL_SECS: i64 = 86400;
-
 const SESSION_NAMESPACE: &str = "library";
 
 const LOGIN_SQL: &str =
@@ -83,6 +81,7 @@ pub struct AuthState {
 
 struct Limits {
     access_ttl_secs: i64,
+    refresh_ttl_secs: i64,
     refresh_grace_secs: i64,
     window_secs: u32,
     login_per_account: u32,
@@ -120,6 +119,7 @@ impl AuthState {
             dummy_hash,
             limits: Limits {
                 access_ttl_secs: i64::from(config.access_token_ttl_secs),
+                refresh_ttl_secs: i64::from(config.refresh_token_ttl_secs),
                 refresh_grace_secs: i64::from(config.refresh_grace_secs),
                 window_secs: config.throttle_window_secs,
                 login_per_account: config.login_per_account,
@@ -721,7 +721,7 @@ async fn sign_in(
     .bind(user_id)
     .bind(input.device_name)
     .bind(addr.0.to_string())
-    .bind(REFRESH_TTL_SECS as f64)
+    .bind(app.auth.limits.refresh_ttl_secs as f64)
     .fetch_one(&mut *tx)
     .await?;
     let ctx = ctx.signed_in(user_id, session_id);
@@ -835,7 +835,7 @@ async fn renew(
             ),
         )
         .bind(session_id)
-        .bind(REFRESH_TTL_SECS as f64)
+        .bind(app.auth.limits.refresh_ttl_secs as f64)
         .fetch_one(&mut *tx)
         .await?;
     let reply = app
