@@ -7,8 +7,13 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+/// `SEEDS_DIR`, or `shared/seeds` beside the repository (where CI puts it).
 fn seeds() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/seeds"))
+    let dir = std::env::var("SEEDS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/seeds")));
+    assert!(dir.is_dir(), "the seeds are not at {} (set SEEDS_DIR)", dir.display());
+    dir
 }
 
 fn asyncapi() -> Value {
