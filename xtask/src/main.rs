@@ -100,6 +100,8 @@ fn test() -> Result<()> {
             "warnings",
         ],
     )?;
+    // The fault tests run the service as a process, to signal and restart it.
+    run("cargo", &["build", "--package", "airbnb-auth-service", "--bin", "airbnb-auth-service"])?;
     run("cargo", &["test", "--workspace", "--", "--test-threads=2"])
 }
 
