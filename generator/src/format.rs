@@ -3,7 +3,6 @@
 
 use crate::render::Rendered;
 use anyhow::{bail, Context, Result};
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 /// The marker that identifies a file this generator owns.
@@ -20,21 +19,35 @@ pub fn note(source: &str) -> String {
     format!("{MARKER} from {source}. Do not edit: change the model or a template and run `cargo xtask gen`.")
 }
 
-pub fn format(file: Rendered, source: &str) -> Result<GeneratedFile> {
+/// Formats every file; Rust files go through one rustfmt process together,
+/// since starting rustfmt once per file costs more than formatting.
+pub fn format_all(files: Vec<Rendered>, source: &str) -> Result<Vec<GeneratedFile>> {
     let note = note(source);
-    let contents = match file.path.rsplit('.').next() {
-        Some("rs") => format!("// {note}\n\n{}", rust(&file)?),
-        Some("toml") => format!("# {note}\n\n{}", file.text.trim_start()),
-        Some("sql") => format!("-- {note}\n\n{}", file.text.trim_start()),
-        Some("proto") => format!("// {note}\n\n{}", file.text.trim_start()),
-        Some("md") => format!("<!-- {note} -->\n\n{}", file.text.trim_start()),
-        Some("html") => format!("<!-- {note} -->\n{}", file.text.trim_start()),
-        _ => file.text,
-    };
-    Ok(GeneratedFile {
-        path: file.path,
-        contents: tidy(&contents),
-    })
+    let mut rust = Vec::new();
+    for f in files.iter().filter(|f| f.path.ends_with(".rs")) {
+        rust.push((f.path.as_str(), pretty(f)?));
+    }
+    let mut formatted = rustfmt_all(&rust)?.into_iter();
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let contents = match file.path.rsplit('.').next() {
+            Some("rs") => format!("// {note}\n\n{}", formatted.next().context("rustfmt lost a file")?),
+            Some("toml") => format!("# {note}\n\n{}", file.text.trim_start()),
+            Some("sql") => format!("-- {note}\n\n{}", file.text.trim_start()),
+            Some("proto") => format!("// {note}\n\n{}", file.text.trim_start()),
+            Some("md") => format!("<!-- {note} -->\n\n{}", file.text.trim_start()),
+            Some("html") => format!("<!-- {note} -->\n{}", file.text.trim_start()),
+            _ => file.text,
+        };
+        out.push(GeneratedFile { path: file.path, contents: tidy(&contents) });
+    }
+    Ok(out)
+}
+
+/// Formats one file.
+pub fn format(file: Rendered, source: &str) -> Result<GeneratedFile> {
+    let mut all = format_all(vec![file], source)?;
+    all.pop().context("no file")
 }
 
 /// One trailing newline, no trailing spaces, no runs of blank lines.
@@ -60,7 +73,8 @@ fn tidy(text: &str) -> String {
     out
 }
 
-fn rust(file: &Rendered) -> Result<String> {
+/// syn + prettyplease: a template that yields invalid Rust is named here.
+fn pretty(file: &Rendered) -> Result<String> {
     let parsed = syn::parse_file(&file.text).map_err(|e| {
         let start = e.span().start();
         let line = file
@@ -77,7 +91,7 @@ fn rust(file: &Rendered) -> Result<String> {
             line.trim()
         )
     })?;
-    rustfmt(&unparse_spaced(parsed)).with_context(|| format!("formatting {}", file.path))
+    Ok(unparse_spaced(parsed))
 }
 
 /// prettyplease, with a blank line between top-level items (consecutive
@@ -123,28 +137,36 @@ fn unparse_spaced(file: syn::File) -> String {
         + "\n"
 }
 
-fn rustfmt(text: &str) -> Result<String> {
-    let mut child = Command::new("rustfmt")
-        .args(["--edition", "2021", "--emit", "stdout", "--quiet"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running rustfmt (install it with `rustup component add rustfmt`)")?;
-    let mut stdin = child.stdin.take().context("rustfmt stdin")?;
-    let input = text.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output()?;
-    writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("rustfmt writer panicked"))??;
-    if !output.status.success() {
-        bail!(
-            "rustfmt failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+/// Runs rustfmt once over all `(path, text)` files, laid out in a scratch
+/// directory as in the crate, so that `mod` declarations resolve.
+fn rustfmt_all(files: &[(&str, String)]) -> Result<Vec<String>> {
+    if files.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(String::from_utf8(output.stdout)?)
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("svcgen-fmt-{}-{stamp}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let paths: Vec<std::path::PathBuf> = files.iter().map(|(p, _)| dir.join(p)).collect();
+    let result = (|| {
+        for (path, (_, text)) in paths.iter().zip(files) {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, text)?;
+        }
+        let output = Command::new("rustfmt")
+            .args(["--edition", "2021", "--quiet"])
+            .args(&paths)
+            .stdin(Stdio::null())
+            .output()
+            .context("running rustfmt (install it with `rustup component add rustfmt`)")?;
+        if !output.status.success() {
+            bail!("rustfmt failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        paths.iter().map(|p| Ok(std::fs::read_to_string(p)?)).collect()
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 #[cfg(test)]

@@ -103,10 +103,7 @@ pub fn generate_str(
         template: "migrate.rs",
         text: serde_json::to_string_pretty(&lock)? + "\n",
     });
-    let mut files: Vec<GeneratedFile> = rendered
-        .into_iter()
-        .map(|r| format::format(r, file))
-        .collect::<Result<_>>()?;
+    let mut files = format::format_all(rendered, file)?;
     files.extend(kept);
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
