@@ -11,8 +11,14 @@ use std::path::PathBuf;
 fn seeds() -> PathBuf {
     let dir = std::env::var("SEEDS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/seeds")));
-    assert!(dir.is_dir(), "the seeds are not at {} (set SEEDS_DIR)", dir.display());
+        .unwrap_or_else(|_| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/seeds"))
+        });
+    assert!(
+        dir.is_dir(),
+        "the seeds are not at {} (set SEEDS_DIR)",
+        dir.display()
+    );
     dir
 }
 
