@@ -31,7 +31,10 @@ pub fn format_all(files: Vec<Rendered>, source: &str) -> Result<Vec<GeneratedFil
     let mut out = Vec::with_capacity(files.len());
     for file in files {
         let contents = match file.path.rsplit('.').next() {
-            Some("rs") => format!("// {note}\n\n{}", formatted.next().context("rustfmt lost a file")?),
+            Some("rs") => format!(
+                "// {note}\n\n{}",
+                formatted.next().context("rustfmt lost a file")?
+            ),
             Some("toml") => format!("# {note}\n\n{}", file.text.trim_start()),
             Some("sql") => format!("-- {note}\n\n{}", file.text.trim_start()),
             Some("proto") => format!("// {note}\n\n{}", file.text.trim_start()),
@@ -39,7 +42,10 @@ pub fn format_all(files: Vec<Rendered>, source: &str) -> Result<Vec<GeneratedFil
             Some("html") => format!("<!-- {note} -->\n{}", file.text.trim_start()),
             _ => file.text,
         };
-        out.push(GeneratedFile { path: file.path, contents: tidy(&contents) });
+        out.push(GeneratedFile {
+            path: file.path,
+            contents: tidy(&contents),
+        });
     }
     Ok(out)
 }
@@ -143,7 +149,10 @@ fn rustfmt_all(files: &[(&str, String)]) -> Result<Vec<String>> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
     let dir = std::env::temp_dir().join(format!("svcgen-fmt-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let paths: Vec<std::path::PathBuf> = files.iter().map(|(p, _)| dir.join(p)).collect();
@@ -161,9 +170,15 @@ fn rustfmt_all(files: &[(&str, String)]) -> Result<Vec<String>> {
             .output()
             .context("running rustfmt (install it with `rustup component add rustfmt`)")?;
         if !output.status.success() {
-            bail!("rustfmt failed: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "rustfmt failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
-        paths.iter().map(|p| Ok(std::fs::read_to_string(p)?)).collect()
+        paths
+            .iter()
+            .map(|p| Ok(std::fs::read_to_string(p)?))
+            .collect()
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result

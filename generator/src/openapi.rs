@@ -193,6 +193,11 @@ fn error(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": schema_ref("ErrorResponse") } } })
 }
 
+/// The answer of an operation that needs the database while it cannot be reached.
+fn unavailable() -> Value {
+    error("The database cannot be reached (errCode SERVICE_UNAVAILABLE); retry later")
+}
+
 fn operation(
     plan: &Plan,
     o: &ObjectPlan,
@@ -285,6 +290,8 @@ fn operation(
         responses.insert("422".into(), error("A referenced row does not exist"));
     }
     add_auth_responses(r, &mut responses);
+    // Every route of an object reads or writes its table.
+    responses.insert("503".into(), unavailable());
     let mut op = json!({
         "x-access": access(r),
         "operationId": r.name,
@@ -474,6 +481,10 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
         }
         add_auth_responses(r, &mut responses);
         responses.remove("403");
+        if r.action != "publicKeys" {
+            // Sessions and accounts live in the database; the keys are in memory.
+            responses.insert("503".into(), unavailable());
+        }
         let mut op = json!({
             "x-access": access(r),
             "operationId": r.name,
