@@ -15,9 +15,10 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
-/// The process is up.
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status" : "OK" }))
+/// The process is up; also how many reading-route events were dropped
+/// because the broker was slower than the load.
+async fn healthz(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({ "status" : "OK", "readEventsDropped" : app.events.dropped() }))
 }
 
 /// The process can serve: the database answers.

@@ -4,6 +4,7 @@
 //! - `check`: fail, naming the files, when `generated-service/` is stale.
 //! - `test`: everything CI runs: fmt, clippy, check, and all tests.
 //! - `dev`: PostgreSQL, a local Kafka broker, a database, and the service running.
+//! - `bench`: our figures beside baselines measured in the same run (release builds).
 //! - `contract-diff OLD NEW`: what changed in the contract between two models;
 //!   exits non-zero when a change breaks clients or consumers.
 
@@ -29,8 +30,9 @@ fn main() -> Result<()> {
         "test" => test(),
         "dev" => dev(),
         "contract-diff" => contract_diff(&invoked_in),
+        "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <gen|check|test|dev|contract-diff OLD NEW>");
+            eprintln!("usage: cargo xtask <gen|check|test|dev|bench|contract-diff OLD NEW>");
             bail!("unknown task {task:?}")
         }
     }
@@ -101,7 +103,16 @@ fn test() -> Result<()> {
         ],
     )?;
     // The fault tests run the service as a process, to signal and restart it.
-    run("cargo", &["build", "--package", "airbnb-auth-service", "--bin", "airbnb-auth-service"])?;
+    run(
+        "cargo",
+        &[
+            "build",
+            "--package",
+            "airbnb-auth-service",
+            "--bin",
+            "airbnb-auth-service",
+        ],
+    )?;
     run("cargo", &["test", "--workspace", "--", "--test-threads=2"])
 }
 
@@ -240,6 +251,33 @@ fn contract_diff(invoked_in: &Path) -> Result<()> {
     print!("{}", generator::contract::report(&changes));
     if changes.iter().any(|c| c.breaking) {
         bail!("the new model breaks the contract");
+    }
+    Ok(())
+}
+
+/// Builds the service and the bench harness in release and runs the harness.
+fn bench() -> Result<()> {
+    run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--package",
+            "airbnb-auth-service",
+            "--package",
+            "svcgen-bench",
+        ],
+    )?;
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
+    let release = target.join("release");
+    let status = Command::new(release.join("svcgen-bench"))
+        .env("BENCH_SERVICE_BIN", release.join("airbnb-auth-service"))
+        .status()
+        .context("running the bench harness")?;
+    if !status.success() {
+        bail!("the bench harness failed with {status}");
     }
     Ok(())
 }

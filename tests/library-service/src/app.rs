@@ -63,7 +63,7 @@ pub fn router(state: AppState) -> Router {
 pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
     let db = PgPoolOptions::new()
         .max_connections(config.database_max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_millis(config.database_acquire_timeout_ms))
         .connect(&config.database_url)
         .await
         .context("connecting to the database")?;

@@ -16,13 +16,18 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// `DATABASE_MAX_CONNECTIONS` (default 10).
     pub database_max_connections: u32,
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS` (default 5000): how long a request waits
+    /// for a database connection before it is answered 503.
+    pub database_acquire_timeout_ms: u64,
     /// `KAFKA_LINGER_MS` (default 5): how long the producer waits to batch.
     pub kafka_linger_ms: u64,
     /// `KAFKA_MESSAGE_TIMEOUT_MS` (default 10000): after this an unacknowledged
     /// event counts as failed and the relay backs off and retries.
     pub kafka_message_timeout_ms: u64,
-    /// `KAFKA_QUEUE_MAX_MESSAGES` (default 100000): bound of the read-event queue.
+    /// `KAFKA_QUEUE_MAX_MESSAGES` (default 10000) and `KAFKA_QUEUE_MAX_KBYTES`
+    /// (default 8192): bounds of the read-event queue, in messages and memory.
     pub kafka_queue_max_messages: u64,
+    pub kafka_queue_max_kbytes: u64,
     /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of created topics
     /// (defaults from the model: 1 and 1).
     pub kafka_partitions: i32,
@@ -86,9 +91,11 @@ impl Config {
             kafka_brokers: get("KAFKA_BROKERS").filter(|v| !v.trim().is_empty()),
             http_addr,
             database_max_connections: parse(&get, "DATABASE_MAX_CONNECTIONS", "10")?,
+            database_acquire_timeout_ms: parse(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", "5000")?,
             kafka_linger_ms: parse(&get, "KAFKA_LINGER_MS", "5")?,
             kafka_message_timeout_ms: parse(&get, "KAFKA_MESSAGE_TIMEOUT_MS", "10000")?,
-            kafka_queue_max_messages: parse(&get, "KAFKA_QUEUE_MAX_MESSAGES", "100000")?,
+            kafka_queue_max_messages: parse(&get, "KAFKA_QUEUE_MAX_MESSAGES", "10000")?,
+            kafka_queue_max_kbytes: parse(&get, "KAFKA_QUEUE_MAX_KBYTES", "8192")?,
             kafka_partitions: parse(&get, "KAFKA_PARTITIONS", "1")?,
             kafka_replication_factor: parse(&get, "KAFKA_REPLICATION_FACTOR", "1")?,
             outbox_batch_size: parse(&get, "OUTBOX_BATCH_SIZE", "500")?,
@@ -139,9 +146,14 @@ impl fmt::Debug for Config {
             .field("kafka_brokers", &self.kafka_brokers)
             .field("http_addr", &self.http_addr)
             .field("database_max_connections", &self.database_max_connections)
+            .field(
+                "database_acquire_timeout_ms",
+                &self.database_acquire_timeout_ms,
+            )
             .field("kafka_linger_ms", &self.kafka_linger_ms)
             .field("kafka_message_timeout_ms", &self.kafka_message_timeout_ms)
             .field("kafka_queue_max_messages", &self.kafka_queue_max_messages)
+            .field("kafka_queue_max_kbytes", &self.kafka_queue_max_kbytes)
             .field("kafka_partitions", &self.kafka_partitions)
             .field("kafka_replication_factor", &self.kafka_replication_factor)
             .field("outbox_batch_size", &self.outbox_batch_size)

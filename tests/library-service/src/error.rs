@@ -3,7 +3,8 @@
 //! One error type that is the HTTP answer.
 //!
 //! Database and internal errors are logged and answered without details;
-//! constraint violations name the field they concern.
+//! constraint violations name the field they concern. An unreachable
+//! database is a 503 (`SERVICE_UNAVAILABLE`), never a 500.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -69,6 +70,10 @@ pub enum ApiError {
     /// 500: logged, never detailed to the client.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// 503: the database cannot be reached (down, restarting, no connection in
+    /// time); the client may retry later.
+    #[error("the database is unavailable; retry later")]
+    ServiceUnavailable(#[source] sqlx::Error),
 }
 
 /// What the envelope middleware needs to write an error answer.
@@ -93,6 +98,10 @@ impl ErrorInfo {
                 "UNSUPPORTED_MEDIA_TYPE",
                 "expected Content-Type: application/json",
             ),
+            StatusCode::SERVICE_UNAVAILABLE => (
+                "SERVICE_UNAVAILABLE",
+                "the service is unavailable; retry later",
+            ),
             s if s.is_server_error() => ("INTERNAL_ERROR", "internal error"),
             _ => ("BAD_REQUEST", "the request could not be read"),
         };
@@ -116,6 +125,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
     fn code(&self) -> &'static str {
@@ -132,6 +142,7 @@ impl ApiError {
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::Unprocessable { .. } => "UNPROCESSABLE",
             Self::Internal(_) => "INTERNAL_ERROR",
+            Self::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
         }
     }
     fn details(&self) -> Vec<FieldError> {
@@ -165,8 +176,29 @@ impl ApiError {
     }
 }
 
+/// Whether `e` means the database cannot be reached (down, restarting,
+/// refusing connections, or the pool found no connection in time), rather
+/// than that the request itself failed: pool timeouts, I/O and TLS errors,
+/// and SQLSTATE classes 08 (connection exception) and 57P (admin or crash
+/// shutdown, cannot connect now).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            return Self::ServiceUnavailable(e);
+        }
         match &e {
             sqlx::Error::RowNotFound => Self::NotFound,
             sqlx::Error::Database(db) => {
@@ -211,8 +243,14 @@ fn constraint_field(constraint: &str) -> Option<&'static str> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let Self::Internal(e) = &self {
-            tracing::error!(error = format!("{e:#}"), "internal error");
+        match &self {
+            Self::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error")
+            }
+            Self::ServiceUnavailable(e) => {
+                tracing::warn!(error = format!("{e:#}"), "the database is unavailable")
+            }
+            _ => {}
         }
         let info = ErrorInfo {
             code: self.code(),
@@ -228,6 +266,10 @@ impl IntoResponse for ApiError {
             Self::TooManyRequests { retry_after } => {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Self::ServiceUnavailable(_) => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

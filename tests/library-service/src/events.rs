@@ -254,6 +254,10 @@ impl Publisher {
                 "queue.buffering.max.messages",
                 config.kafka_queue_max_messages.to_string(),
             )
+            .set(
+                "queue.buffering.max.kbytes",
+                config.kafka_queue_max_kbytes.to_string(),
+            )
             .create()?;
         Ok(Self {
             producer: Some(producer),

@@ -33,7 +33,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
-        if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        if has_nul_escape(&bytes) {
             return Err(ApiError::BadRequest(
                 "strings may not contain NUL characters".to_string(),
             ));
@@ -52,6 +52,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 }
             })
     }
+}
+
+/// Whether a JSON text escapes a NUL (`\u0000`). Each backslash escapes the
+/// character after it, so an escaped backslash followed by `u0000` is the
+/// text `\u0000`, not a NUL.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+        } else if bytes.get(i + 1..i + 6) == Some(b"u0000".as_slice()) {
+            return true;
+        } else {
+            i += 2;
+        }
+    }
+    false
 }
 
 fn body_rejection(e: BytesRejection) -> ApiError {

@@ -1,0 +1,466 @@
+//! Figures under load: the outbox relay against a bare producer, and the
+//! service's routes against the baseline handlers, driven by wrk.
+
+use crate::{baseline, free_port, fresh_database, print, tansu, wait_port, Proc, Row};
+use airbnb_auth_service::config::Config;
+use anyhow::{bail, Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const EVENTS: usize = 2000;
+const WRK_SECONDS: u32 = 6;
+
+fn payload() -> String {
+    json!({
+        "id": uuid::Uuid::new_v4(), "email": "someone@example.com", "fullname": "Some One", "avatar": null,
+        "roleId": "user", "emailVerified": false, "preferredLanguage": "en", "bio": "x".repeat(200),
+        "isActive": true, "recordVersion": 1, "createdAt": "2026-01-01T00:00:00Z",
+        "updatedAt": "2026-01-01T00:00:00Z", "_owner": null
+    })
+    .to_string()
+}
+
+async fn bare_producer_rate(brokers: &str) -> Result<f64> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    admin
+        .create_topics(
+            &[NewTopic::new("bench-bare", 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()?;
+    let body = payload();
+    let send_all = |n: usize| {
+        let mut pending = Vec::with_capacity(n);
+        for i in 0..n {
+            let key = format!("k{}", i % 100);
+            match producer.send_result(FutureRecord::to("bench-bare").key(&key).payload(&body)) {
+                Ok(d) => pending.push(d),
+                Err((e, _)) => return Err(anyhow::anyhow!("enqueue: {e}")),
+            }
+        }
+        Ok(pending)
+    };
+    for d in send_all(50)? {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    let started = Instant::now();
+    for d in send_all(EVENTS)? {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(EVENTS as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn insert_events(db: &sqlx::PgPool, n: usize) -> Result<()> {
+    sqlx::query(
+        "WITH added AS (
+             INSERT INTO event_outbox (event_id, topic, event_key, lane, payload, request_id)
+             SELECT gen_random_uuid(), $1, 'k' || (g % 100), g % 16, $2, 'bench' FROM generate_series(1, $3) AS g
+             RETURNING 1)
+         SELECT pg_notify('event_outbox', '') FROM (SELECT 1 FROM added LIMIT 1) AS any_added",
+    )
+    .bind(airbnb_auth_service::topics::DBEVENT_USER_CREATED)
+    .bind(payload())
+    .bind(n as i32)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+async fn drained(db: &sqlx::PgPool, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM event_outbox WHERE delivered_at IS NULL")
+                .fetch_one(db)
+                .await?;
+        if pending == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("the relay did not drain the outbox in {limit:?}")
+}
+
+pub async fn relay_figures() -> Result<()> {
+    let port = free_port();
+    let _broker = tansu(port)?;
+    wait_port(port).await?;
+    let brokers = format!("127.0.0.1:{port}");
+    let bare = bare_producer_rate(&brokers)
+        .await
+        .context("bare producer")?;
+
+    let url = fresh_database().await?;
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(6)
+        .connect(&url)
+        .await?;
+    airbnb_auth_service::app::MIGRATOR.run(&db).await?;
+    let config = Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "KAFKA_BROKERS" => Some(brokers.clone()),
+        "KAFKA_LINGER_MS" => Some("0".into()),
+        _ => None,
+    })?;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(airbnb_auth_service::events::run_relay(
+        db.clone(),
+        Arc::new(config),
+        stop_rx,
+    ));
+    // Warm up: the relay creates the model's topics when it connects.
+    insert_events(&db, 10).await?;
+    drained(&db, Duration::from_secs(60)).await?;
+
+    insert_events(&db, EVENTS).await?;
+    let started = Instant::now();
+    drained(&db, Duration::from_secs(120)).await?;
+    let ours = EVENTS as f64 / started.elapsed().as_secs_f64();
+    print(Row {
+        figure: "relay: events/s, commit to broker ack (tansu)",
+        ours,
+        baseline: Some(bare),
+        unit: "ev/s",
+        target: ">= 0.8x",
+        met: Some(ours >= 0.8 * bare),
+    });
+
+    // Commit-to-acknowledgement latency at half the broker's rate.
+    sqlx::query("DELETE FROM event_outbox").execute(&db).await?;
+    let rate = (bare / 2.0).max(1.0);
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut next = Instant::now();
+    while Instant::now() < until {
+        insert_events(&db, 1).await?;
+        next += gap;
+        tokio::time::sleep_until(next.into()).await;
+    }
+    drained(&db, Duration::from_secs(60)).await?;
+    let p99: f64 = sqlx::query_scalar(
+        "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM delivered_at - created_at) * 1000)::float8 FROM event_outbox",
+    )
+    .fetch_one(&db)
+    .await?;
+    print(Row {
+        figure: &format!("relay: commit-to-ack p99 at {rate:.0} ev/s (ms)"),
+        ours: p99,
+        baseline: None,
+        unit: "ms",
+        target: "< 100 ms",
+        met: Some(p99 < 100.0),
+    });
+    let _ = stop.send(true);
+    let _ = relay.await;
+    Ok(())
+}
+
+/// What wrk measured.
+struct Measured {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn duration_ms(text: &str) -> f64 {
+    let (num, factor) = if let Some(v) = text.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = text.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = text.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        (text, 1.0)
+    };
+    num.parse::<f64>().unwrap_or(f64::NAN) * factor
+}
+
+/// Runs wrk against `url`; `script` is Lua for POST bodies.
+fn wrk_command(
+    url: &str,
+    connections: u32,
+    token: Option<&str>,
+    script: Option<&str>,
+) -> Result<Command> {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t1",
+        &format!("-c{connections}"),
+        &format!("-d{WRK_SECONDS}s"),
+        "--latency",
+    ]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(lua) = script {
+        let path = std::env::temp_dir().join(format!(
+            "svcgen-bench-{}.lua",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, lua)?;
+        cmd.arg("-s").arg(path);
+    }
+    cmd.arg(url).stdout(Stdio::piped()).stderr(Stdio::piped());
+    Ok(cmd)
+}
+
+fn parse_wrk(out: &str) -> Result<Measured> {
+    let mut m = Measured {
+        rps: f64::NAN,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+    };
+    for line in out.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            m.rps = v.trim().parse().unwrap_or(f64::NAN);
+        } else if let Some(v) = line.strip_prefix("50%") {
+            m.p50_ms = duration_ms(v.trim());
+        } else if let Some(v) = line.strip_prefix("99%") {
+            m.p99_ms = duration_ms(v.trim());
+        }
+    }
+    if m.rps.is_nan() {
+        bail!("wrk printed no rate:\n{out}");
+    }
+    if out.contains("Non-2xx or 3xx responses") {
+        bail!("wrk saw error answers:\n{out}");
+    }
+    Ok(m)
+}
+
+async fn wrk(
+    url: &str,
+    connections: u32,
+    token: Option<&str>,
+    script: Option<&str>,
+) -> Result<Measured> {
+    let out = tokio::process::Command::from(wrk_command(url, connections, token, script)?)
+        .output()
+        .await
+        .context("running wrk (apt-get install wrk)")?;
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Creates users with emails unique to this run (`tag`): the two runs share a database.
+fn create_lua(tag: &str) -> String {
+    format!(
+        r#"
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.format('{{"email":"{tag}%d-%d@x.io","password":"correct horse battery","fullname":"B"}}', counter, math.random(1, 2000000000))
+  return wrk.format(nil, nil, nil, body)
+end
+"#
+    )
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn pair(figure: &str, ours: &Measured, base: &Measured, target: f64) {
+    print(Row {
+        figure: &format!("{figure}: req/s"),
+        ours: ours.rps,
+        baseline: Some(base.rps),
+        unit: "req/s",
+        target: &format!(">= {target}x"),
+        met: Some(ours.rps >= target * base.rps),
+    });
+    print(Row {
+        figure: &format!("{figure}: p50 (ms)"),
+        ours: ours.p50_ms,
+        baseline: Some(base.p50_ms),
+        unit: "ms",
+        target: "",
+        met: None,
+    });
+    print(Row {
+        figure: &format!("{figure}: p99 (ms)"),
+        ours: ours.p99_ms,
+        baseline: Some(base.p99_ms),
+        unit: "ms",
+        target: "",
+        met: None,
+    });
+}
+
+pub async fn service_figures() -> Result<()> {
+    let bin = std::env::var("BENCH_SERVICE_BIN")
+        .context("BENCH_SERVICE_BIN: run through `cargo xtask bench`")?;
+    let broker_port = free_port();
+    let _broker = tansu(broker_port)?;
+    wait_port(broker_port).await?;
+    let url = fresh_database().await?;
+    let port = free_port();
+    let svc = Proc(
+        Command::new(&bin)
+            .env("DATABASE_URL", &url)
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("KAFKA_BROKERS", format!("127.0.0.1:{broker_port}"))
+            .env("SUPERADMIN_EMAIL", "root@example.com")
+            .env("SUPERADMIN_PASSWORD", "root admin password")
+            // Throttling out of the way: the bench logs in thousands of times.
+            .env("LOGIN_PER_ACCOUNT", "1000000000")
+            .env("LOGIN_PER_ADDRESS", "1000000000")
+            .env("PUBLIC_WRITES_PER_ADDRESS", "1000000000")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the service")?,
+    );
+    wait_port(port).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let login_body = json!({ "email": "root@example.com", "password": "root admin password" });
+    let session: Value = http
+        .post(format!("{base}/v1/login"))
+        .json(&login_body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = session["session"]["accessToken"]
+        .as_str()
+        .context("login")?
+        .to_string();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let body = json!({ "email": format!("seed{i}@x.io"), "password": "correct horse battery", "fullname": "Seed" });
+        let created: Value = http
+            .post(format!("{base}/v1/users"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(
+            created["user"]["id"]
+                .as_str()
+                .context("seed user")?
+                .to_string(),
+        );
+    }
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(10)
+        .connect(&url)
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bport = listener.local_addr()?.port();
+    tokio::spawn(async move { axum::serve(listener, baseline::router(db)).await });
+    let bbase = format!("http://127.0.0.1:{bport}");
+
+    let id = &ids[0];
+    let ours = wrk(&format!("{base}/v1/users/{id}"), 16, Some(&token), None).await?;
+    let rss = peak_rss_mib(svc.0.id());
+    let theirs = wrk(&format!("{bbase}/users/{id}"), 16, None, None).await?;
+    pair("getUser", &ours, &theirs, 0.8);
+    print(Row {
+        figure: "service: peak RSS under the getUser load (MiB)",
+        ours: rss,
+        baseline: None,
+        unit: "MiB",
+        target: "< 64 MiB",
+        met: Some(rss < 64.0),
+    });
+
+    let ours = wrk(
+        &format!("{base}/v1/users?pageRowCount=20"),
+        16,
+        Some(&token),
+        None,
+    )
+    .await?;
+    let theirs = wrk(&format!("{bbase}/users"), 16, None, None).await?;
+    pair("listUsers (20 rows)", &ours, &theirs, 0.8);
+
+    let ours = wrk(
+        &format!("{base}/v1/users"),
+        8,
+        Some(&token),
+        Some(&create_lua("ours")),
+    )
+    .await?;
+    let theirs = wrk(
+        &format!("{bbase}/users"),
+        8,
+        None,
+        Some(&create_lua("base")),
+    )
+    .await?;
+    pair("createUser (argon2id + outbox)", &ours, &theirs, 0.6);
+
+    let login_lua = format!(
+        "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{}'\n",
+        login_body
+    );
+    let ours = wrk(&format!("{base}/v1/login"), 8, None, Some(&login_lua)).await?;
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let verify = baseline::verify_rate(workers, u64::from(WRK_SECONDS)).await;
+    print(Row {
+        figure: &format!("login: req/s vs argon2id verify alone ({workers} at once)"),
+        ours: ours.rps,
+        baseline: Some(verify),
+        unit: "req/s",
+        target: ">= 0.9x",
+        met: Some(ours.rps >= 0.9 * verify),
+    });
+
+    // A login flood beside readers: the readers' p99.
+    let flood = tokio::spawn({
+        let (url, lua) = (format!("{base}/v1/login"), login_lua.clone());
+        async move { wrk(&url, 8, None, Some(&lua)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let readers = wrk(&format!("{base}/v1/users/{id}"), 4, Some(&token), None).await?;
+    let _ = flood.await;
+    print(Row {
+        figure: "getUser p99 during a login flood (ms)",
+        ours: readers.p99_ms,
+        baseline: None,
+        unit: "ms",
+        target: "< 50 ms",
+        met: Some(readers.p99_ms < 50.0),
+    });
+    let health: Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    print(Row {
+        figure: "read events dropped (bounded producer queue)",
+        ours: health["readEventsDropped"].as_f64().unwrap_or(f64::NAN),
+        baseline: None,
+        unit: "ev",
+        target: "counted, bounded",
+        met: None,
+    });
+    drop(svc);
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! `cargo xtask bench`: each figure of ours beside a baseline measured in the
+//! same run, and their ratio. Figures, never assertions: a missed target is
+//! printed as such.
+//!
+//! Needs PostgreSQL on 127.0.0.1:5432, `wrk` (Debian) and `tansu`. The
+//! service runs as its release binary (built by xtask), the baselines in
+//! this process.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod baseline;
+mod load;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One printed figure.
+pub struct Row<'a> {
+    pub figure: &'a str,
+    pub ours: f64,
+    pub baseline: Option<f64>,
+    pub unit: &'a str,
+    /// The ratio (or, without a baseline, the value) the target asks for.
+    pub target: &'a str,
+    pub met: Option<bool>,
+}
+
+pub fn print(row: Row) {
+    let ratio = row.baseline.map(|b| row.ours / b);
+    println!(
+        "{:<52} {:>11.1} {:<5} {:>11} {:>7} {:<16} {}",
+        row.figure,
+        row.ours,
+        row.unit,
+        row.baseline.map_or("-".to_string(), |b| format!("{b:.1}")),
+        ratio.map_or("-".to_string(), |r| format!("{r:.2}x")),
+        row.target,
+        match row.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "",
+        }
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// A model of `n` objects with CRUD routes, for showing that cost grows linearly.
+fn synthetic_model(n: usize) -> String {
+    let auth =
+        std::fs::read_to_string(root().join("tests/models/library.yaml")).unwrap_or_default();
+    // The library model's header and auth section, with its own objects and routes replaced.
+    let head = auth
+        .split("dataObjects:")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut objects = String::from("dataObjects:\n");
+    let mut routes = String::from("routes:\n");
+    objects.push_str(
+        "  librarian:\n    description: Signs in.\n    table: librarians\n    softDelete: true\n    ownerIsSelf: true\n    fields:\n      email: { type: String, required: true, unique: true, format: email }\n      secret: { type: String, required: true, secret: true, hash: argon2id, minLength: 8 }\n      role: { type: String, required: true, allowedValues: [librarian, member], default: member }\n",
+    );
+    for (name, action, method, path) in [
+        ("signIn", "login", "POST", "/sign-in"),
+        ("renew", "refresh", "POST", "/renew"),
+        ("signOut", "logout", "POST", "/sign-out"),
+        ("whoAmI", "currentUser", "GET", "/me"),
+        ("keys", "publicKeys", "GET", "/keys"),
+    ] {
+        routes.push_str(&format!(
+            "  {name}: {{ action: {action}, method: {method}, path: {path}, auth: public }}\n"
+        ));
+    }
+    for i in 0..n {
+        objects.push_str(&format!(
+            "  thing{i}:\n    description: Thing {i}.\n    table: things{i}\n    softDelete: true\n    fields:\n      title: {{ type: String, required: true, maxLength: 100, filterable: true, sortable: true }}\n      amount: {{ type: Integer, filterable: true }}\n      done: {{ type: Boolean, default: false }}\n      notes: {{ type: Text }}\n"
+        ));
+        for (verb, action, method, path) in [
+            ("create", "create", "POST", format!("/things{i}")),
+            ("get", "get", "GET", format!("/things{i}/{{id}}")),
+            ("list", "list", "GET", format!("/things{i}")),
+            ("update", "update", "PATCH", format!("/things{i}/{{id}}")),
+            ("delete", "delete", "DELETE", format!("/things{i}/{{id}}")),
+        ] {
+            let fields = match action {
+                "create" => ", fields: [title, amount, done, notes]",
+                "update" => ", fields: [title, amount, done]",
+                _ => "",
+            };
+            routes.push_str(&format!(
+                "  {verb}Thing{i}: {{ object: thing{i}, action: {action}, method: {method}, path: \"{path}\", event: thing{i}-{verb}d{fields}, auth: login }}\n"
+            ));
+        }
+    }
+    format!("{head}{objects}\n{routes}")
+}
+
+fn time_generation(source: &str, runs: usize) -> Result<f64> {
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        generator::generate_str(
+            "bench.yaml",
+            source,
+            &generator::migrate::History::default(),
+        )?;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(median(samples))
+}
+
+fn generator_figures() -> Result<()> {
+    let auth = std::fs::read_to_string(root().join("model/auth-service.yaml"))?;
+    let ms = time_generation(&auth, 7)?;
+    print(Row {
+        figure: "generator: auth model, load to formatted (ms)",
+        ours: ms,
+        baseline: None,
+        unit: "ms",
+        target: "< 100 ms",
+        met: Some(ms < 100.0),
+    });
+    let small = time_generation(&synthetic_model(50), 3)?;
+    let large = time_generation(&synthetic_model(500), 1)?;
+    print(Row {
+        figure: "generator: 50 objects (ms)",
+        ours: small,
+        baseline: None,
+        unit: "ms",
+        target: "",
+        met: None,
+    });
+    // Linear growth: 500 objects cost 10x what 50 do; the baseline is that 10x.
+    print(Row {
+        figure: "generator: 500 objects vs 10 x 50 objects (ms)",
+        ours: large,
+        baseline: Some(small * 10.0),
+        unit: "ms",
+        target: "~1.0x (linear)",
+        met: Some(large <= small * 10.0 * 1.5),
+    });
+    Ok(())
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+pub async fn wait_port(port: u16) -> Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("nothing listens on {port}")
+}
+
+pub fn tansu(port: u16) -> Result<Proc> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let bin = Path::new(&home).join(".cargo/bin/tansu");
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(if bin.exists() { bin } else { "tansu".into() })
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting tansu")?;
+    Ok(Proc(child))
+}
+
+pub async fn fresh_database() -> Result<String> {
+    use sqlx::{Connection, Executor};
+    let name = format!("svcgen_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn =
+        sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    Ok(format!("postgres://postgres@127.0.0.1:5432/{name}"))
+}
+
+fn main() -> Result<()> {
+    println!(
+        "{:<52} {:>11} {:<5} {:>11} {:>7} {:<16}",
+        "figure", "ours", "unit", "baseline", "ratio", "target"
+    );
+    generator_figures()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        load::relay_figures().await.context("relay figures")?;
+        load::service_figures().await.context("service figures")
+    })
+}
