@@ -51,6 +51,23 @@ async fn register(api: &Api, email: &str, password: &str) -> Value {
     body["user"].clone()
 }
 
+/// Neither the session's access token nor its refresh token works any more.
+async fn assert_session_ended(api: &Api, session: &Value) {
+    let token = session["accessToken"].as_str().unwrap();
+    expect(
+        StatusCode::UNAUTHORIZED,
+        &api.with_token(token).get("/v1/currentuser").await,
+    );
+    expect(
+        StatusCode::UNAUTHORIZED,
+        &api.post(
+            "/v1/refresh",
+            json!({ "refreshToken": session["refreshToken"] }),
+        )
+        .await,
+    );
+}
+
 fn claims(token: &str) -> (Value, Value) {
     let mut parts = token.split('.');
     let mut decode = || {
@@ -183,18 +200,7 @@ async fn login_refresh_logout_and_current_user() {
         &api.with_token(token).post("/v1/logout", json!({})).await,
     );
     assert_eq!(bye["session"]["sessionId"], again["sessionId"]);
-    expect(
-        StatusCode::UNAUTHORIZED,
-        &api.with_token(token).get("/v1/currentuser").await,
-    );
-    expect(
-        StatusCode::UNAUTHORIZED,
-        &api.post(
-            "/v1/refresh",
-            json!({ "refreshToken": again["refreshToken"] }),
-        )
-        .await,
-    );
+    assert_session_ended(api, &again).await;
 }
 
 #[tokio::test]
@@ -811,18 +817,7 @@ async fn expired_sessions_end_with_a_session_deleted_event() {
         &api.with_token(token).get("/v1/currentuser").await,
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    expect(
-        StatusCode::UNAUTHORIZED,
-        &api.with_token(token).get("/v1/currentuser").await,
-    );
-    expect(
-        StatusCode::UNAUTHORIZED,
-        &api.post(
-            "/v1/refresh",
-            json!({ "refreshToken": session["refreshToken"] }),
-        )
-        .await,
-    );
+    assert_session_ended(api, &session).await;
     let pool = sqlx::PgPool::connect(&k.db.url).await.unwrap();
     let swept = airbnb_auth_service::auth::sweep_once(&pool).await.unwrap();
     assert!(swept >= 1, "the expired session was ended");
