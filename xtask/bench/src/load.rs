@@ -271,15 +271,27 @@ end
     )
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
+fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// The largest resident size of `pid`, sampled every 50 ms until `stop`.
+async fn sample_rss(pid: u32, mut stop: tokio::sync::watch::Receiver<bool>) -> f64 {
+    let mut peak: f64 = 0.0;
+    while !*stop.borrow() {
+        peak = peak.max(rss_mib(pid));
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(50)) => {},
+            _ = stop.changed() => {},
+        }
+    }
+    peak
 }
 
 fn pair(figure: &str, ours: &Measured, base: &Measured, target: f64) {
@@ -376,12 +388,15 @@ pub async fn service_figures() -> Result<()> {
     let bbase = format!("http://127.0.0.1:{bport}");
 
     let id = &ids[0];
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let sampler = tokio::spawn(sample_rss(svc.0.id(), stop_rx));
     let ours = wrk(&format!("{base}/v1/users/{id}"), 16, Some(&token), None).await?;
-    let rss = peak_rss_mib(svc.0.id());
+    let _ = stop.send(true);
+    let rss = sampler.await.unwrap_or(f64::NAN);
     let theirs = wrk(&format!("{bbase}/users/{id}"), 16, None, None).await?;
     pair("getUser", &ours, &theirs, 0.8);
     print(Row {
-        figure: "service: peak RSS under the getUser load (MiB)",
+        figure: "service: peak RSS during the getUser load (MiB)",
         ours: rss,
         baseline: None,
         unit: "MiB",
