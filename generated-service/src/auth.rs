@@ -90,6 +90,26 @@ struct Limits {
     trust_forwarded_for: bool,
 }
 
+/// Hashing yields the CPU to request handling: a flood of logins must not
+/// stall other routes. The blocking threads that hash run at a lower
+/// scheduling priority (nice 10; Linux sets it per thread).
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        thread_local!(
+            static LOWERED : std::cell::Cell < bool > = const {
+            std::cell::Cell::new(false) }
+        );
+        LOWERED.with(|lowered| {
+            if !lowered.get() {
+                let tid = unsafe { libc::gettid() };
+                let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) };
+                lowered.set(true);
+            }
+        });
+    }
+}
+
 /// OWASP's argon2id parameters: 19 MiB, 2 passes, 1 lane.
 fn argon2() -> Argon2<'static> {
     let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
@@ -133,6 +153,7 @@ impl AuthState {
     pub async fn hash_secret(&self, secret: String) -> Result<String, ApiError> {
         let _permit = self.hashing.acquire().await.map_err(ApiError::internal)?;
         tokio::task::spawn_blocking(move || {
+            background_priority();
             let salt = SaltString::generate(&mut OsRng);
             argon2()
                 .hash_password(secret.as_bytes(), &salt)
@@ -145,6 +166,7 @@ impl AuthState {
     async fn verify_secret(&self, hash: String, secret: String) -> Result<bool, ApiError> {
         let _permit = self.hashing.acquire().await.map_err(ApiError::internal)?;
         tokio::task::spawn_blocking(move || {
+            background_priority();
             PasswordHash::new(&hash)
                 .map(|h| argon2().verify_password(secret.as_bytes(), &h).is_ok())
                 .unwrap_or(false)
