@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-/// Keeps large allocations (a password hash takes 19 MiB) out of glibc's
+/// Keeps large allocations (hashing a secret takes 19 MiB) out of glibc's
 /// heap, so memory freed after a burst of logins goes back to the system.
 fn return_large_allocations_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
