@@ -427,40 +427,37 @@ impl Relay {
             batch: config.outbox_batch_size,
         })
     }
-    /// Publishes what is pending in every lane this relay can lock.
+    /// Publishes what is pending in every lane this relay can lock: all of
+    /// them at once, in one query per batch.
     async fn drain(&mut self, db: &PgPool) -> anyhow::Result<usize> {
-        let lanes: Vec<i32> =
-            sqlx::query_scalar("SELECT DISTINCT lane FROM event_outbox WHERE delivered_at IS NULL")
-                .fetch_all(db)
-                .await?;
-        let mut total = 0;
-        for lane in lanes {
-            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-                .bind(LOCK_CLASS)
-                .bind(lane)
-                .fetch_one(&mut *self.locks)
-                .await?;
-            if !locked {
-                continue;
-            }
-            let result = self.drain_lane(db, lane).await;
-            sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-                .bind(LOCK_CLASS)
-                .bind(lane)
-                .execute(&mut *self.locks)
-                .await?;
-            total += result?;
+        let lanes: Vec<i32> = sqlx::query_scalar(
+                "SELECT lane FROM (SELECT DISTINCT lane FROM event_outbox WHERE delivered_at IS NULL) AS pending
+             WHERE pg_try_advisory_lock($1, lane)",
+            )
+            .bind(LOCK_CLASS)
+            .fetch_all(&mut *self.locks)
+            .await?;
+        if lanes.is_empty() {
+            return Ok(0);
         }
-        Ok(total)
+        let result = self.drain_lanes(db, &lanes).await;
+        sqlx::query("SELECT pg_advisory_unlock($1, lane) FROM unnest($2::int[]) AS lane")
+            .bind(LOCK_CLASS)
+            .bind(&lanes)
+            .execute(&mut *self.locks)
+            .await?;
+        result
     }
-    async fn drain_lane(&self, db: &PgPool, lane: i32) -> anyhow::Result<usize> {
+    /// Sends the locked lanes' events in id order (so in order per key), batch
+    /// by batch, until none is pending.
+    async fn drain_lanes(&self, db: &PgPool, lanes: &[i32]) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
             let rows: Vec<Pending> = sqlx::query_as(
                     "SELECT id, event_id, topic, event_key, payload, request_id, created_at FROM event_outbox
-                 WHERE delivered_at IS NULL AND lane = $1 ORDER BY id LIMIT $2",
+                 WHERE delivered_at IS NULL AND lane = ANY($1) ORDER BY id LIMIT $2",
                 )
-                .bind(lane)
+                .bind(lanes)
                 .bind(self.batch)
                 .fetch_all(db)
                 .await?;
