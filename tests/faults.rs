@@ -17,14 +17,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tests::{auth_service, expect, start_auth_service, Api, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use tests::{
+    auth_service, expect, free_port, start_auth_service, Api, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD,
+};
 
 // ---------------------------------------------------------------------------
 // 1. Writers racing on one row

@@ -25,7 +25,6 @@ pub struct Plan {
 #[derive(Debug)]
 pub struct IdentityPlan {
     pub user_module: String,
-    pub user_struct: String,
     pub user_table: String,
     pub login_field: String,
     /// The JSON name of the password field (the login body uses it).
@@ -42,7 +41,6 @@ pub struct IdentityPlan {
     pub access_ttl: u32,
     pub refresh_ttl: u32,
     pub refresh_grace: u32,
-    pub reject_common_passwords: bool,
     pub session_topic_const: String,
     pub session_topic: String,
     /// The field number of `created_at` in session.proto (after the device fields).
@@ -60,7 +58,6 @@ pub struct IdentityPlan {
     pub sign_out: RoutePlan,
     pub current_user: RoutePlan,
     pub public_keys: RoutePlan,
-    pub default_role: String,
     pub super_admin_role: String,
 }
 
@@ -79,7 +76,6 @@ pub struct ServicePlan {
     pub title: String,
     pub description: String,
     pub version: String,
-    pub api_base: String,
     pub body_limit_bytes: u64,
     pub default_page_row_count: u32,
     pub max_page_row_count: u32,
@@ -134,7 +130,6 @@ pub struct ObjectPlan {
     pub table: String,
     pub description: String,
     pub soft_delete: bool,
-    pub owner_is_self: bool,
     /// All columns, system ones included, in table order.
     pub columns: Vec<FieldPlan>,
     /// `t.id, t.email, ...`: what reads select (no secrets, no blobs).
@@ -178,8 +173,6 @@ pub struct ObjectPlan {
     pub index_consts: ChangeTopics,
     /// Blob fields: events carry a descriptor instead of the bytes.
     pub blobs: Vec<FieldPlan>,
-    /// Where a client fetches one row (`format!` pattern with the id), if a route serves it.
-    pub href: Option<String>,
     /// Update or delete routes lock and version-check rows.
     pub has_locking: bool,
     /// The module's `use` lines: exactly what its routes need.
@@ -275,14 +268,10 @@ pub struct FieldPlan {
     pub max_length: Option<u32>,
     pub email: bool,
     pub allowed_values: Vec<String>,
-    /// `"a", "b"` for a Rust slice literal.
-    pub allowed_list: String,
     pub references: Option<String>,
     /// JSON Schema type for docs: string, integer, boolean, object.
     pub json_type: &'static str,
     pub json_format: Option<&'static str>,
-    /// How a query-string value of this field is parsed (its Rust type).
-    pub filter_type: String,
     /// A Rust expression computing the value on create (random key, blob size).
     pub computed_rust: Option<String>,
     /// The `TextRule { .. }` literal of a String or Text field, and its constant's name.
@@ -367,7 +356,6 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         title: m.service.title.clone(),
         description: m.service.description.clone(),
         version: m.service.version.clone(),
-        api_base: m.service.api_base.clone(),
         body_limit_bytes: m.service.body_limit_bytes,
         default_page_row_count: m.service.paging.default_page_row_count,
         max_page_row_count: m.service.paging.max_page_row_count,
@@ -562,11 +550,9 @@ fn system_fields() -> Vec<FieldPlan> {
         max_length: None,
         email: false,
         allowed_values: vec![],
-        allowed_list: String::new(),
         references: None,
         json_type: json,
         json_format: fmt,
-        filter_type: rust.into(),
         computed_rust: None,
         text_rule: None,
         rule_const: column.trim_start_matches('_').to_uppercase(),
@@ -645,7 +631,7 @@ fn system_fields() -> Vec<FieldPlan> {
     ]
 }
 
-fn field(m: &Model, name: &str, f: &Field) -> FieldPlan {
+fn field(name: &str, f: &Field) -> FieldPlan {
     let (rust, sql, json, fmt): (&str, &str, &'static str, Option<&'static str>) =
         match f.ty.as_str() {
             "ID" => ("Uuid", "uuid", "string", Some("uuid")),
@@ -680,7 +666,6 @@ fn field(m: &Model, name: &str, f: &Field) -> FieldPlan {
         serde_yaml::Value::Number(n) => n.to_string(),
         _ => String::new(),
     });
-    let _ = m;
     FieldPlan {
         name: name.to_string(),
         ident: column.clone(),
@@ -703,17 +688,10 @@ fn field(m: &Model, name: &str, f: &Field) -> FieldPlan {
         min_length: f.min_length,
         max_length: f.max_length,
         email: f.format.as_deref() == Some("email"),
-        allowed_list: f
-            .allowed_values
-            .iter()
-            .map(|v| format!("{v:?}"))
-            .collect::<Vec<_>>()
-            .join(", "),
         allowed_values: f.allowed_values.clone(),
         references: f.references.clone(),
         json_type: json,
         json_format: fmt,
-        filter_type: rust.into(),
         computed_rust: f.computed.as_ref().map(|c| match c {
             crate::model::Computed::SizeOf { size_of } => format!(
                 "{rust}::try_from({}.len()).unwrap_or({rust}::MAX)",
@@ -771,10 +749,10 @@ fn select_list(fields: &[FieldPlan], alias: &str) -> String {
 }
 
 /// All columns of an object, system ones included, in table order.
-fn columns_of(m: &Model, o: &DataObject) -> Vec<FieldPlan> {
+fn columns_of(o: &DataObject) -> Vec<FieldPlan> {
     let sys = system_fields();
     let mut columns: Vec<FieldPlan> = vec![sys[0].clone()];
-    columns.extend(o.fields.iter().map(|(n, f)| field(m, n, f)));
+    columns.extend(o.fields.iter().map(|(n, f)| field(n, f)));
     columns.extend(sys[1..].iter().cloned());
     columns
 }
@@ -821,7 +799,7 @@ fn active_clause(o: &DataObject) -> &'static str {
 }
 
 fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> ObjectPlan {
-    let columns = columns_of(m, o);
+    let columns = columns_of(o);
     let visible = visible_of(m, name, &columns);
     let select = select_list(&visible, "t");
     let struct_name = name.to_upper_camel_case();
@@ -1047,10 +1025,6 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
             deleted: c("deleted"),
         }
     };
-    let href = my_routes
-        .iter()
-        .find(|r| r.action == "get" && !r.public_view)
-        .map(|r| r.path.replace("{id}", "{}"));
     ObjectPlan {
         owner_column: if o.owner_is_self {
             "id".into()
@@ -1066,7 +1040,6 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         db_consts: consts("DBEVENT"),
         index_consts: consts("INDEX"),
         blobs: columns.iter().filter(|c| c.blob).cloned().collect(),
-        href,
         has_list,
         has_delete,
         has_locking: has_update || has_delete,
@@ -1078,7 +1051,6 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         table: o.table.clone(),
         description: o.description.clone(),
         soft_delete: o.soft_delete,
-        owner_is_self: o.owner_is_self,
         text_rules: columns
             .iter()
             .filter(|c| {
@@ -1131,7 +1103,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         .map(|(_, o)| {
             r.fields
                 .iter()
-                .filter_map(|f| field_of(o, f).map(|fd| field(m, f, fd)))
+                .filter_map(|f| field_of(o, f).map(|fd| field(f, fd)))
                 .collect()
         })
         .unwrap_or_default();
@@ -1143,7 +1115,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
                     let target = field_of(o, &inc.via)?.references.as_deref()?;
                     let (_, t) = m.data_objects.iter().find(|(n, _)| n == target)?;
                     let alias = format!("i_{}", iname.to_snake_case());
-                    let fields: Vec<FieldPlan> = inc.fields.iter().filter_map(|f| field_of(t, f).map(|fd| field(m, f, fd))).collect();
+                    let fields: Vec<FieldPlan> = inc.fields.iter().filter_map(|f| field_of(t, f).map(|fd| field(f, fd))).collect();
                     let pairs = fields.iter().map(|f| format!("'{}', {alias}.{}", f.name, f.column)).collect::<Vec<_>>().join(", ");
                     Some(IncludePlan {
                         name: iname.clone(),
@@ -1190,7 +1162,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     let (mut insert_sql, mut insert_binds, mut list_sql, mut count_sql) =
         (String::new(), Vec::new(), String::new(), String::new());
     if let Some((_, o)) = object {
-        let columns = columns_of(m, o);
+        let columns = columns_of(o);
         let select = select_list(
             &visible_of(m, r.object.as_deref().unwrap_or_default(), &columns),
             "t",
@@ -1376,7 +1348,6 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
             values.join(", ")
         ),
         user_module: a.user_object.to_snake_case(),
-        user_struct: a.user_object.to_upper_camel_case(),
         user_table: user.table.clone(),
         login_field: a.login_field.clone(),
         login_email: field_of(user, &a.login_field).is_some_and(|f| f.format.as_deref() == Some("email")),
@@ -1398,7 +1369,6 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         access_ttl: a.access_token_ttl_seconds,
         refresh_ttl: a.refresh_token_ttl_seconds,
         refresh_grace: a.refresh_grace_seconds,
-        reject_common_passwords: a.reject_common_passwords,
         session_topic_const: "SESSION".into(),
         session_namespace: a.session_namespace.clone(),
         device_fields: a
@@ -1419,7 +1389,6 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         sign_out: route("logout"),
         current_user,
         public_keys: route("publicKeys"),
-        default_role: m.roles.default.clone(),
         super_admin_role: a.super_admin_role.clone(),
     }
 }

@@ -152,7 +152,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ModelErrors> {
     let mut modules = BTreeMap::new();
     for (name, object) in &m.data_objects {
         let path = format!("dataObjects.{name}");
-        data_object(m, &objects, name, object, &path, &mut d);
+        data_object(&objects, name, object, &path, &mut d);
         if let Some(other) = tables.insert(object.table.as_str(), name) {
             d.at(
                 format!("{path}.table"),
@@ -334,7 +334,6 @@ fn decisions(m: &Model, d: &mut Diagnostics) {
 }
 
 fn data_object(
-    m: &Model,
     objects: &BTreeMap<&str, &DataObject>,
     name: &str,
     o: &DataObject,
@@ -421,7 +420,7 @@ fn data_object(
                 format!("\"{fname}\" collides with {other} as column \"{snake}\""),
             );
         }
-        field(m, objects, f, &fpath, d);
+        field(objects, f, &fpath, d);
         computed(o, f, &fpath, d);
     }
     for (i, group) in o.unique_together.iter().enumerate() {
@@ -485,13 +484,7 @@ pub fn field_names(o: &DataObject) -> Vec<&str> {
     o.fields.iter().map(|(n, _)| n.as_str()).collect()
 }
 
-fn field(
-    m: &Model,
-    objects: &BTreeMap<&str, &DataObject>,
-    f: &Field,
-    path: &str,
-    d: &mut Diagnostics,
-) {
+fn field(objects: &BTreeMap<&str, &DataObject>, f: &Field, path: &str, d: &mut Diagnostics) {
     let ty = f.ty.as_str();
     if !FIELD_TYPES.contains(&ty) {
         d.at(
@@ -620,7 +613,7 @@ fn field(
         }
     }
     if let Some(default) = &f.default {
-        default_value(m, f, default, &format!("{path}.default"), d);
+        default_value(f, default, &format!("{path}.default"), d);
     }
     if !f.allowed_values.is_empty() {
         let mut seen = BTreeSet::new();
@@ -635,7 +628,7 @@ fn field(
     }
 }
 
-fn default_value(_m: &Model, f: &Field, v: &serde_yaml::Value, path: &str, d: &mut Diagnostics) {
+fn default_value(f: &Field, v: &serde_yaml::Value, path: &str, d: &mut Diagnostics) {
     use serde_yaml::Value;
     let ok = match (f.ty.as_str(), v) {
         ("Boolean", Value::Bool(_)) => true,
@@ -694,7 +687,7 @@ fn routes(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics)
                 format!("route name collides with \"{other}\" after case conversion"),
             );
         }
-        route(m, objects, name, r, &path, d);
+        route(m, objects, r, &path, d);
         let norm = normalize_path(&r.path);
         if let Some(other) = endpoints.insert((r.method.clone(), norm), name) {
             d.at(
@@ -758,7 +751,6 @@ fn normalize_path(p: &str) -> String {
 fn route(
     m: &Model,
     objects: &BTreeMap<&str, &DataObject>,
-    name: &str,
     r: &Route,
     path: &str,
     d: &mut Diagnostics,
@@ -1035,7 +1027,6 @@ fn route(
             }
         }
     }
-    let _ = name;
 }
 
 /// Keys of a session in its events; device fields may not reuse them.
