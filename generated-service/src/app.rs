@@ -28,6 +28,8 @@ pub struct AppState {
     pub events: Publisher,
     /// Signing keys, secret hashing and throttling limits.
     pub auth: Arc<AuthState>,
+    /// Sends one-time codes by SMTP when `SMTP_HOST` is set.
+    pub mailer: Option<Arc<crate::verification::Mailer>>,
 }
 
 /// The version every response reports as `appVersion`.
@@ -46,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::health::router())
         .merge(auth::router())
+        .merge(crate::verification::router())
         .merge(crate::openapi::router())
         .merge(crate::user::router())
         .merge(crate::user_group::router())
@@ -91,11 +94,15 @@ impl Application {
                 .await
                 .context("loading the signing key")?,
         );
+        let mailer = crate::verification::Mailer::from_config(&config)
+            .context("configuring SMTP")?
+            .map(Arc::new);
         let state = AppState {
             db,
             config: Arc::new(config),
             events,
             auth,
+            mailer,
         };
         auth::bootstrap_admin(&state)
             .await

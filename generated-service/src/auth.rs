@@ -22,8 +22,8 @@ use argon2::password_hash::{
 use argon2::{Algorithm, Argon2, Params, Version};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -35,7 +35,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::net::{IpAddr, SocketAddr};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -46,8 +46,7 @@ pub const AUDIENCE: &str = "airbnb";
 
 const SESSION_NAMESPACE: &str = "airbnb-auth-service";
 
-const LOGIN_SQL: &str =
-    "SELECT t.id, t.password, t.role_id FROM users AS t WHERE t.email = $1 AND t.is_active";
+const LOGIN_SQL: &str = "SELECT t.id, t.password, t.role_id, t.email_verified, t.email_two_factor FROM users AS t WHERE t.email = $1 AND t.is_active";
 
 const CALLER_SQL: &str = "SELECT t.role_id FROM sessions AS s JOIN users AS t ON t.id = s.user_id WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() AND t.is_active";
 
@@ -76,6 +75,8 @@ pub struct AuthState {
     /// Verified against when an account does not exist, so that an unknown
     /// account name costs the same time as a wrong secret.
     dummy_hash: String,
+    /// Keys the digests of one-time codes and CSRF tokens; derived from the signing key.
+    digest_key: ring::hmac::Key,
     limits: Limits,
 }
 
@@ -137,6 +138,13 @@ impl AuthState {
             public_x: URL_SAFE_NO_PAD.encode(&public),
             hashing: Semaphore::new(config.hash_concurrency),
             dummy_hash,
+            digest_key: ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                &Sha256::new()
+                    .chain_update(b"svcgen digest key")
+                    .chain_update(&pkcs8)
+                    .finalize(),
+            ),
             limits: Limits {
                 access_ttl_secs: i64::from(config.access_token_ttl_secs),
                 refresh_ttl_secs: i64::from(config.refresh_token_ttl_secs),
@@ -148,6 +156,21 @@ impl AuthState {
                 trust_forwarded_for: config.trust_forwarded_for,
             },
         })
+    }
+    /// A keyed digest (HMAC-SHA256, hex) of `data`: one-time codes and CSRF
+    /// tokens are checked against it, never stored in the clear.
+    pub fn keyed_digest(&self, data: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(ring::hmac::sign(&self.digest_key, data).as_ref())
+    }
+    /// Whether `digest` is the keyed digest of `data`, compared in constant time.
+    pub fn digest_matches(&self, data: &[u8], digest: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(digest)
+            .is_ok_and(|tag| ring::hmac::verify(&self.digest_key, data, &tag).is_ok())
+    }
+    /// The throttling window, in seconds.
+    pub fn window_secs(&self) -> u32 {
+        self.limits.window_secs
     }
     /// Hashes a secret with argon2id off the async runtime, a bounded number at a time.
     pub async fn hash_secret(&self, secret: String) -> Result<String, ApiError> {
@@ -208,7 +231,7 @@ impl AuthState {
         role: &str,
         route: &'static RouteInfo,
         event: &str,
-    ) -> Result<Reply, ApiError> {
+    ) -> Result<(Reply, Tokens), ApiError> {
         let refresh = random_token()?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
@@ -226,7 +249,7 @@ impl AuthState {
         };
         let reply = ctx.reply(route, StatusCode::OK, &session.view(&tokens))?;
         events::enqueue(tx, ctx, &[session.event(event, ctx, &tokens)?]).await?;
-        Ok(reply)
+        Ok((reply, tokens))
     }
     /// Checks signature (EdDSA only), kid, issuer, audience and expiry.
     fn verify(&self, token: &str) -> Result<Claims, ApiError> {
@@ -341,16 +364,12 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+        let (token, from_cookie) = presented_token(&parts.headers)
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
         let claims = app.auth.verify(token.trim())?;
+        if from_cookie && !parts.method.is_safe() {
+            check_csrf(&app.auth, &parts.headers, claims.sid)?;
+        }
         let role: Option<String> = sqlx::query_scalar(CALLER_SQL)
             .bind(claims.sid)
             .bind(claims.sub)
@@ -363,6 +382,460 @@ impl FromRequestParts<AppState> for Caller {
             role,
         })
     }
+}
+
+/// The access token and whether it came from the cookie: from
+/// `Authorization: Bearer`, the `airbnb-auth-service-access-token` header or the `airbnb-auth-service-access-token` cookie.
+fn presented_token(headers: &HeaderMap) -> Option<(String, bool)> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    if let Some(token) = bearer {
+        return Some((token.to_string(), false));
+    }
+    if let Some(token) = headers
+        .get("airbnb-auth-service-access-token")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+    {
+        return Some((token.to_string(), false));
+    }
+    if let Some(token) = cookie(headers, "airbnb-auth-service-access-token") {
+        return Some((token, true));
+    }
+    None
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v.to_string())
+}
+
+/// Double submit: the `x-csrf-token` header and the `airbnb-auth-service-csrf` cookie must both
+/// carry the session's CSRF token.
+fn check_csrf(auth: &AuthState, headers: &HeaderMap, session_id: Uuid) -> Result<(), ApiError> {
+    let data = format!("csrf:{session_id}");
+    let same = |v: Option<&str>| v.is_some_and(|v| auth.digest_matches(data.as_bytes(), v));
+    let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if same(sent) && same(cookie(headers, "airbnb-auth-service-csrf").as_deref()) {
+        Ok(())
+    } else {
+        Err(ApiError::Denied {
+            code: "CSRF_TOKEN_INVALID",
+            message: "a cookie-authenticated change needs the airbnb-auth-service-csrf cookie's value in x-csrf-token"
+                .into(),
+        })
+    }
+}
+
+impl AuthState {
+    /// The CSRF token of a session.
+    fn csrf_token(&self, session_id: Uuid) -> String {
+        self.keyed_digest(format!("csrf:{session_id}").as_bytes())
+    }
+    /// The cookies of a fresh token pair.
+    fn session_cookies(
+        &self,
+        session: &SessionRow,
+        tokens: &Tokens,
+    ) -> axum::response::AppendHeaders<Vec<(header::HeaderName, header::HeaderValue)>> {
+        let refresh_age = (session.expires_at - Utc::now()).num_seconds().max(0);
+        let cookies = [
+            format!(
+                "airbnb-auth-service-access-token={}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Strict",
+                tokens.access.as_deref().unwrap_or_default(), self.limits.access_ttl_secs
+            ),
+            format!(
+                "airbnb-auth-service-refresh-token={}; Path=/v1/refresh; Max-Age={refresh_age}; HttpOnly; Secure; SameSite=Strict",
+                tokens.refresh.as_deref().unwrap_or_default()
+            ),
+            format!(
+                "airbnb-auth-service-csrf={}; Path=/; Max-Age={refresh_age}; Secure; SameSite=Strict",
+                self.csrf_token(session.id)
+            ),
+        ];
+        axum::response::AppendHeaders(
+            cookies
+                .into_iter()
+                .filter_map(|c| header::HeaderValue::from_str(&c).ok())
+                .map(|v| (header::SET_COOKIE, v))
+                .collect(),
+        )
+    }
+}
+
+/// Expires the session cookies.
+fn cleared_cookies() -> axum::response::AppendHeaders<[(header::HeaderName, header::HeaderValue); 3]>
+{
+    axum::response::AppendHeaders(
+        [
+            "airbnb-auth-service-access-token=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict",
+            "airbnb-auth-service-refresh-token=; Path=/v1/refresh; Max-Age=0; HttpOnly; Secure; SameSite=Strict",
+            "airbnb-auth-service-csrf=; Path=/; Max-Age=0; Secure; SameSite=Strict",
+        ]
+            .map(|c| (header::SET_COOKIE, header::HeaderValue::from_static(c))),
+    )
+}
+
+/// A route and its rule, for the permissions listing.
+#[derive(Debug)]
+pub struct RouteRule {
+    pub name: &'static str,
+    pub method: &'static str,
+    pub path: &'static str,
+    /// The data object it works on, or "".
+    pub object: &'static str,
+    pub access: Access,
+}
+
+/// Every route of the model with its rule.
+pub static RULES: &[RouteRule] = &[
+    RouteRule {
+        name: "getUser",
+        method: "GET",
+        path: "/v1/users/{id}",
+        object: "user",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: true,
+        },
+    },
+    RouteRule {
+        name: "updateUser",
+        method: "PATCH",
+        path: "/v1/users/{id}",
+        object: "user",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "updateProfile",
+        method: "PATCH",
+        path: "/v1/users/{id}/profile",
+        object: "user",
+        access: Access::Rule {
+            roles: &[],
+            owner: true,
+        },
+    },
+    RouteRule {
+        name: "createUser",
+        method: "POST",
+        path: "/v1/users",
+        object: "user",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "deleteUser",
+        method: "DELETE",
+        path: "/v1/users/{id}",
+        object: "user",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "archiveProfile",
+        method: "DELETE",
+        path: "/v1/users/{id}/profile",
+        object: "user",
+        access: Access::Rule {
+            roles: &[],
+            owner: true,
+        },
+    },
+    RouteRule {
+        name: "listUsers",
+        method: "GET",
+        path: "/v1/users",
+        object: "user",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "searchUsers",
+        method: "GET",
+        path: "/v1/users/search",
+        object: "user",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "updateUserRole",
+        method: "PATCH",
+        path: "/v1/users/{id}/role",
+        object: "user",
+        access: Access::Rule {
+            roles: &["superAdmin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "updateUserPassword",
+        method: "PATCH",
+        path: "/v1/users/{id}/password",
+        object: "user",
+        access: Access::Rule {
+            roles: &[],
+            owner: true,
+        },
+    },
+    RouteRule {
+        name: "updateUserPasswordByAdmin",
+        method: "PATCH",
+        path: "/v1/users/{id}/password-by-admin",
+        object: "user",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "getBriefUser",
+        method: "GET",
+        path: "/v1/users/{id}/brief",
+        object: "user",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "registerUser",
+        method: "POST",
+        path: "/v1/register",
+        object: "user",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "createUserGroup",
+        method: "POST",
+        path: "/v1/usergroups",
+        object: "userGroup",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "updateUserGroup",
+        method: "PATCH",
+        path: "/v1/usergroups/{id}",
+        object: "userGroup",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "deleteUserGroup",
+        method: "DELETE",
+        path: "/v1/usergroups/{id}",
+        object: "userGroup",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "getUserGroup",
+        method: "GET",
+        path: "/v1/usergroups/{id}",
+        object: "userGroup",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "listUserGroups",
+        method: "GET",
+        path: "/v1/usergroups",
+        object: "userGroup",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "getUserGroupMember",
+        method: "GET",
+        path: "/v1/usergroupmembers/{id}",
+        object: "userGroupMember",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "createUserGroupMember",
+        method: "POST",
+        path: "/v1/usergroupmembers",
+        object: "userGroupMember",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "deleteUserGroupMember",
+        method: "DELETE",
+        path: "/v1/usergroupmembers/{id}",
+        object: "userGroupMember",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "listUserGroupMembers",
+        method: "GET",
+        path: "/v1/usergroupmembers",
+        object: "userGroupMember",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "createUserAvatarsFile",
+        method: "POST",
+        path: "/v1/useravatarsfiles",
+        object: "userAvatarsFile",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "getUserAvatarsFile",
+        method: "GET",
+        path: "/v1/useravatarsfiles/{id}",
+        object: "userAvatarsFile",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: true,
+        },
+    },
+    RouteRule {
+        name: "listUserAvatarsFiles",
+        method: "GET",
+        path: "/v1/useravatarsfiles",
+        object: "userAvatarsFile",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: true,
+        },
+    },
+    RouteRule {
+        name: "deleteUserAvatarsFile",
+        method: "DELETE",
+        path: "/v1/useravatarsfiles/{id}",
+        object: "userAvatarsFile",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: true,
+        },
+    },
+    RouteRule {
+        name: "login",
+        method: "POST",
+        path: "/v1/login",
+        object: "",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "refreshToken",
+        method: "POST",
+        path: "/v1/refresh",
+        object: "",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "logout",
+        method: "POST",
+        path: "/v1/logout",
+        object: "",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "getCurrentUser",
+        method: "GET",
+        path: "/v1/currentuser",
+        object: "",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "getPublicKeys",
+        method: "GET",
+        path: "/v1/.well-known/jwks.json",
+        object: "",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "getPermissions",
+        method: "GET",
+        path: "/v1/permissions",
+        object: "",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "startEmailVerification",
+        method: "POST",
+        path: "/v1/verification/email/start",
+        object: "",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "completeEmailVerification",
+        method: "POST",
+        path: "/v1/verification/email/complete",
+        object: "",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "startPasswordReset",
+        method: "POST",
+        path: "/v1/password-reset/start",
+        object: "",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "completePasswordReset",
+        method: "POST",
+        path: "/v1/password-reset/complete",
+        object: "",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "completeSecondFactor",
+        method: "POST",
+        path: "/v1/login/second-factor",
+        object: "",
+        access: Access::Public,
+    },
+];
+
+/// What a caller (or an anonymous client) may do on a route: all rows, only
+/// their own, or nothing.
+pub fn reach(caller: Option<&Caller>, access: &Access) -> &'static str {
+    match (access, caller) {
+        (Access::Public, _) => "all",
+        (_, None) => "none",
+        (Access::Login, Some(_)) => "all",
+        (Access::Rule { roles, .. }, Some(c)) if c.has_role(roles) => "all",
+        (Access::Rule { owner: true, .. }, Some(_)) => "own",
+        _ => "none",
+    }
+}
+
+/// The names of an object's routes the caller may use: a list answer's uiPermissions.
+pub fn ui_permissions(caller: Option<&Caller>, object: &str) -> Vec<&'static str> {
+    RULES
+        .iter()
+        .filter(|r| r.object == object && reach(caller, &r.access) != "none")
+        .map(|r| r.name)
+        .collect()
 }
 
 impl Caller {
@@ -440,7 +913,7 @@ impl FromRequestParts<AppState> for ClientAddr {
 }
 
 /// Counts a hit on `bucket`; past `limit` in the window the answer is 429.
-async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
+pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
     let (hits, remaining): (i32, f64) = sqlx::query_as(
             "INSERT INTO throttle_buckets AS b (bucket, window_start, hits) VALUES ($1, now(), 1)
          ON CONFLICT (bucket) DO UPDATE SET
@@ -774,6 +1247,15 @@ pub static GET_CURRENT_USER: RouteInfo = RouteInfo {
     access: Access::Login,
 };
 
+pub static GET_PERMISSIONS: RouteInfo = RouteInfo {
+    name: "getPermissions",
+    data_name: "permissions",
+    method: "GET",
+    action: "permissions",
+    topic: None,
+    access: Access::Login,
+};
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/login", routing::post(login))
@@ -781,6 +1263,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/logout", routing::post(logout))
         .route("/v1/currentuser", routing::get(get_current_user))
         .route("/v1/.well-known/jwks.json", routing::get(get_public_keys))
+        .route("/v1/permissions", routing::get(get_permissions))
 }
 
 /// The body of `login`: the account, its secret and optional device facts.
@@ -807,6 +1290,71 @@ pub struct LoginInput {
     pub state: Option<String>,
     #[serde(default, rename = "country")]
     pub country: Option<String>,
+    /// Also set the session cookies.
+    #[serde(default, rename = "setCookie")]
+    pub set_cookie: Option<bool>,
+}
+
+/// What a sign-in brings besides the credentials: device facts, the client's
+/// address and whether it wants cookies. A two-step sign-in keeps it with its challenge.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PendingSignIn {
+    pub device_id: Option<String>,
+    pub device_type: Option<String>,
+    pub device_name: Option<String>,
+    pub device_origin: Option<String>,
+    pub device_os: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub country: Option<String>,
+    pub client_address: String,
+    #[serde(default)]
+    pub set_cookie: bool,
+}
+
+/// Opens a session for an account whose credentials were checked: stores it,
+/// issues the token pair and queues sessionCreated, in `tx`.
+pub async fn open_session(
+    app: &AppState,
+    mut tx: Transaction<'static, Postgres>,
+    ctx: &RequestContext,
+    user_id: Uuid,
+    role: &str,
+    pending: PendingSignIn,
+    route: &'static RouteInfo,
+) -> Result<Response, ApiError> {
+    let session_id = Uuid::new_v4();
+    let session: SessionRow = sqlx::query_as(
+            &format!(
+                "INSERT INTO sessions (id, user_id, device_id, device_type, device_name, device_origin, device_os, city, state, country, client_address, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12))
+         RETURNING {SESSION_COLUMNS}"
+            ),
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .bind(pending.device_id)
+        .bind(pending.device_type)
+        .bind(pending.device_name)
+        .bind(pending.device_origin)
+        .bind(pending.device_os)
+        .bind(pending.city)
+        .bind(pending.state)
+        .bind(pending.country)
+        .bind(pending.client_address)
+        .bind(app.auth.limits.refresh_ttl_secs as f64)
+        .fetch_one(&mut *tx)
+        .await?;
+    let ctx = ctx.signed_in(user_id, session_id);
+    let (reply, _tokens) = app
+        .auth
+        .issue(&mut tx, &ctx, &session, role, route, "sessionCreated")
+        .await?;
+    tx.commit().await?;
+    if pending.set_cookie {
+        return Ok((app.auth.session_cookies(&session, &_tokens), reply).into_response());
+    }
+    Ok(reply.into_response())
 }
 
 /// `login`: POST /v1/login. A wrong secret and
@@ -816,7 +1364,7 @@ async fn login(
     ctx: RequestContext,
     addr: ClientAddr,
     ApiJson(input): ApiJson<LoginInput>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let mut v = Validator::default();
     let account_name = v.required("email", input.account.filter(|l| !l.trim().is_empty()));
     let secret = v.required("password", input.secret);
@@ -840,55 +1388,56 @@ async fn login(
         limits.window_secs,
     )
     .await?;
-    let account: Option<(Uuid, String, String)> = sqlx::query_as(LOGIN_SQL)
+    let account: Option<(Uuid, String, String, bool, bool)> = sqlx::query_as(LOGIN_SQL)
         .bind(&account_name)
         .fetch_optional(&app.db)
         .await?;
     let hash = account
         .as_ref()
         .map_or_else(|| app.auth.dummy_hash.clone(), |a| a.1.clone());
-    let verified = app.auth.verify_secret(hash, secret).await?;
-    let account = account.filter(|_| verified);
+    let secret_ok = app.auth.verify_secret(hash, secret).await?;
+    let account = account.filter(|_| secret_ok);
     tracing::info!(
         account = % fingerprint(account_name.as_bytes()), address = % addr.0, success =
         account.is_some(), "sign-in attempt"
     );
-    let Some((user_id, _, role)) = account else {
+    let Some((user_id, _, role, verified, second_factor)) = account else {
         hit(&app.db, &account_bucket, u32::MAX, limits.window_secs).await?;
         return Err(ApiError::Unauthorized(
             "the email or the password is wrong".into(),
         ));
     };
-    let session_id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
-    let session: SessionRow = sqlx::query_as(
-            &format!(
-                "INSERT INTO sessions (id, user_id, device_id, device_type, device_name, device_origin, device_os, city, state, country, client_address, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12))
-         RETURNING {SESSION_COLUMNS}"
-            ),
-        )
-        .bind(session_id)
-        .bind(user_id)
-        .bind(input.device_id)
-        .bind(input.device_type)
-        .bind(input.device_name)
-        .bind(input.device_origin)
-        .bind(input.device_os)
-        .bind(input.city)
-        .bind(input.state)
-        .bind(input.country)
-        .bind(addr.0.to_string())
-        .bind(app.auth.limits.refresh_ttl_secs as f64)
-        .fetch_one(&mut *tx)
-        .await?;
-    let ctx = ctx.signed_in(user_id, session_id);
-    let reply = app
-        .auth
-        .issue(&mut tx, &ctx, &session, &role, &LOGIN, "sessionCreated")
-        .await?;
-    tx.commit().await?;
-    Ok(reply)
+    if crate::verification::REQUIRE_VERIFIED && !verified {
+        return Err(ApiError::Denied {
+            code: "NOT_VERIFIED",
+            message: "confirm the account's email first".into(),
+        });
+    }
+    let pending = PendingSignIn {
+        device_id: input.device_id,
+        device_type: input.device_type,
+        device_name: input.device_name,
+        device_origin: input.device_origin,
+        device_os: input.device_os,
+        city: input.city,
+        state: input.state,
+        country: input.country,
+        client_address: addr.0.to_string(),
+        set_cookie: input.set_cookie.unwrap_or(false),
+    };
+    if crate::verification::SECOND_FACTOR_REQUIRED || second_factor {
+        return crate::verification::challenge(&app, &ctx, user_id, pending, &LOGIN).await;
+    }
+    open_session(
+        &app,
+        app.db.begin().await?,
+        &ctx,
+        user_id,
+        &role,
+        pending,
+        &LOGIN,
+    )
+    .await
 }
 
 /// The body of `refreshToken`.
@@ -915,12 +1464,17 @@ struct PresentedToken {
 async fn refresh_token(
     State(app): State<AppState>,
     ctx: RequestContext,
+    headers: HeaderMap,
     ApiJson(input): ApiJson<RefreshInput>,
-) -> Result<impl IntoResponse, ApiError> {
-    let Some(presented) = input.refresh_token.filter(|t| !t.is_empty()) else {
+) -> Result<Response, ApiError> {
+    let (presented, from_cookie) = match input.refresh_token.filter(|t| !t.is_empty()) {
+        Some(t) => (Some(t), false),
+        None => (cookie(&headers, "airbnb-auth-service-refresh-token"), true),
+    };
+    let Some(presented) = presented else {
         return Err(ApiError::Validation(vec![FieldError::new(
             "refreshToken",
-            "is required",
+            "is required (or the airbnb-auth-service-refresh-token cookie)",
         )]));
     };
     let invalid = || ApiError::Unauthorized("the refresh token is not valid".into());
@@ -944,6 +1498,9 @@ async fn refresh_token(
     };
     if revoked_at.is_some() || expires_at <= Utc::now() {
         return Err(invalid());
+    }
+    if from_cookie {
+        check_csrf(&app.auth, &headers, session_id)?;
     }
     let ctx = ctx.signed_in(user_id, session_id);
     if let Some(spent) = spent_at {
@@ -996,7 +1553,7 @@ async fn refresh_token(
         .bind(app.auth.limits.refresh_ttl_secs as f64)
         .fetch_one(&mut *tx)
         .await?;
-    let reply = app
+    let (reply, _tokens) = app
         .auth
         .issue(
             &mut tx,
@@ -1008,7 +1565,10 @@ async fn refresh_token(
         )
         .await?;
     tx.commit().await?;
-    Ok(reply)
+    if from_cookie {
+        return Ok((app.auth.session_cookies(&session, &_tokens), reply).into_response());
+    }
+    Ok(reply.into_response())
 }
 
 /// `logout`: POST /v1/logout. Ends the caller's session;
@@ -1017,7 +1577,7 @@ async fn logout(
     State(app): State<AppState>,
     ctx: RequestContext,
     caller: Caller,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let mut tx = app.db.begin().await?;
     let session: SessionRow = sqlx::query_as(
@@ -1037,7 +1597,7 @@ async fn logout(
     )
     .await?;
     tx.commit().await?;
-    Ok(reply)
+    Ok((cleared_cookies(), reply).into_response())
 }
 
 /// `getCurrentUser`: GET /v1/currentuser. The caller's own account.
@@ -1049,6 +1609,26 @@ async fn get_current_user(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let row = crate::user::fetch(&app.db, caller.user_id).await?;
     ctx.reply(&GET_CURRENT_USER, StatusCode::OK, &row)
+}
+
+/// `getPermissions`: GET /v1/permissions. Every route with what the caller
+/// may do there: `all` rows, only its `own`, or `none`.
+async fn get_permissions(ctx: RequestContext, caller: Caller) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    let routes: Vec<Value> = RULES
+        .iter()
+        .map(|rule| {
+            json!(
+                { "name" : rule.name, "method" : rule.method, "path" : rule.path,
+                "object" : rule.object, "access" : reach(Some(& caller), & rule.access) }
+            )
+        })
+        .collect();
+    ctx.reply(
+        &GET_PERMISSIONS,
+        StatusCode::OK,
+        &json!({ "role" : caller.role, "routes" : routes }),
+    )
 }
 
 /// `getPublicKeys`: GET /v1/.well-known/jwks.json. The JWKS other

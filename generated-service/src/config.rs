@@ -60,6 +60,57 @@ pub struct Config {
     /// `SUPERADMIN_EMAIL` and `SUPERADMIN_PASSWORD`: the account created at first start.
     pub superadmin_login: Option<String>,
     pub superadmin_password: Option<String>,
+    /// `SMTP_HOST` and its companions: one-time codes are also sent by email.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `SMTP_HOST`, `SMTP_PORT` (default 587), `SMTP_TLS` (`starttls`, the
+/// default; `tls`; or `none` for a relay on a trusted network),
+/// `SMTP_USERNAME`, `SMTP_PASSWORD` and `SMTP_FROM` (required with a host).
+#[derive(Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub secret: Option<String>,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    StartTls,
+    Tls,
+    None,
+}
+
+impl SmtpConfig {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
+        let Some(host) = get("SMTP_HOST").filter(|v| !v.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let tls = match get("SMTP_TLS").as_deref().unwrap_or("starttls") {
+            "starttls" => SmtpTls::StartTls,
+            "tls" => SmtpTls::Tls,
+            "none" => SmtpTls::None,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "SMTP_TLS",
+                    reason: format!("{other:?}: expected starttls, tls or none"),
+                });
+            }
+        };
+        Ok(Some(Self {
+            host,
+            port: parse(get, "SMTP_PORT", "587")?,
+            tls,
+            username: get("SMTP_USERNAME").filter(|v| !v.is_empty()),
+            secret: get("SMTP_PASSWORD").filter(|v| !v.is_empty()),
+            from: get("SMTP_FROM")
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing("SMTP_FROM"))?,
+        }))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +167,7 @@ impl Config {
             trust_forwarded_for: parse(&get, "TRUST_FORWARDED_FOR", "false")?,
             superadmin_login: get("SUPERADMIN_EMAIL").filter(|v| !v.trim().is_empty()),
             superadmin_password: get("SUPERADMIN_PASSWORD").filter(|v| !v.is_empty()),
+            smtp: SmtpConfig::from_lookup(&get)?,
         })
     }
 }
@@ -176,6 +228,10 @@ impl fmt::Debug for Config {
             .field(
                 "superadmin_password",
                 &self.superadmin_password.as_ref().map(|_| "***"),
+            )
+            .field(
+                "smtp_host",
+                &self.smtp.as_ref().map(|s| (&s.host, s.port, s.tls)),
             )
             .finish()
     }

@@ -64,6 +64,14 @@ impl RequestContext {
             ..self.clone()
         }
     }
+    /// The same request, acting for an account that proved itself another way
+    /// (a one-time code) rather than with a session.
+    pub fn acting_for(&self, user_id: Uuid) -> Self {
+        Self {
+            user_id: Some(user_id),
+            ..self.clone()
+        }
+    }
     /// Work the service does by itself (expiry sweeps).
     pub fn system() -> Self {
         Self {
@@ -152,6 +160,8 @@ pub struct Filter {
 pub struct ListMeta {
     pub paging: Paging,
     pub filters: Vec<Filter>,
+    /// The object's routes the caller may use.
+    pub ui_permissions: Vec<&'static str>,
 }
 
 /// A successful answer, rendered once: the same JSON is the HTTP body and
@@ -216,7 +226,7 @@ impl<T: Serialize> Serialize for Body<'_, T> {
         if let Some(list) = self.list {
             m.serialize_entry("paging", &list.paging)?;
             m.serialize_entry("filters", &list.filters)?;
-            m.serialize_entry("uiPermissions", &[] as &[String])?;
+            m.serialize_entry("uiPermissions", &list.ui_permissions)?;
         }
         m.end()
     }

@@ -40,6 +40,12 @@ pub enum ApiError {
     /// 403: the caller's role or ownership does not allow the route.
     #[error("the route's rule does not allow this caller")]
     Forbidden,
+    /// 403 for a stated reason (an unconfirmed account, a missing CSRF token).
+    #[error("{message}")]
+    Denied { code: &'static str, message: String },
+    /// 400: a one-time code is wrong, expired, used or void.
+    #[error("{0}")]
+    CodeRejected(String),
     /// 429: throttled; retry after the given seconds.
     #[error("too many attempts; retry in {retry_after} s")]
     TooManyRequests { retry_after: u64 },
@@ -116,9 +122,11 @@ impl ErrorInfo {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Validation(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) | Self::BadRequest(_) | Self::CodeRejected(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::StaleVersion { .. } | Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -134,6 +142,8 @@ impl ApiError {
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::Unauthorized(_) => "UNAUTHORIZED",
             Self::Forbidden => "FORBIDDEN",
+            Self::Denied { code, .. } => code,
+            Self::CodeRejected(_) => "CODE_REJECTED",
             Self::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
             Self::NotFound => "NOT_FOUND",
             Self::RouteNotFound => "ROUTE_NOT_FOUND",

@@ -290,6 +290,29 @@ impl Publisher {
             }
         }
     }
+    /// Publishes the event and waits for the broker's acknowledgement (one-time
+    /// code deliveries, which never pass through the outbox).
+    pub async fn send(&self, ctx: &RequestContext, event: Event) -> Result<(), String> {
+        let Some(producer) = &self.producer else {
+            return Err("no broker is configured (KAFKA_BROKERS)".into());
+        };
+        let time = chrono::Utc::now().to_rfc3339();
+        let record = FutureRecord::to(event.topic)
+            .key(&event.key)
+            .payload(&event.payload)
+            .headers(headers(
+                event.id,
+                event.topic,
+                &event.key,
+                Some(&ctx.request_id),
+                &time,
+            ));
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e.to_string())
+    }
     /// Read events dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

@@ -27,6 +27,8 @@ pub mod topics;
 
 pub mod validation;
 
+pub mod verification;
+
 pub mod user;
 
 pub mod user_group;

@@ -159,8 +159,24 @@ pub const ROUTE_USERAVATARSFILES_LISTED: &str = "airbnb3-auth-service-useravatar
 /// routeEvent of `deleteUserAvatarsFile`: Route deleteUserAvatarsFile succeeded.
 pub const ROUTE_USERAVATARSFILE_DELETED: &str = "airbnb3-auth-service-useravatarsfile-deleted";
 
+/// routeEvent of `startEmailVerification`: Route startEmailVerification succeeded.
+pub const ROUTE_EMAILVERIFICATION_STARTED: &str = "airbnb3-auth-service-emailverification-started";
+
+/// routeEvent of `completeEmailVerification`: Route completeEmailVerification succeeded.
+pub const ROUTE_EMAILVERIFICATION_COMPLETED: &str =
+    "airbnb3-auth-service-emailverification-completed";
+
+/// routeEvent of `startPasswordReset`: Route startPasswordReset succeeded.
+pub const ROUTE_PASSWORDRESET_STARTED: &str = "airbnb3-auth-service-passwordreset-started";
+
+/// routeEvent of `completePasswordReset`: Route completePasswordReset succeeded.
+pub const ROUTE_PASSWORDRESET_COMPLETED: &str = "airbnb3-auth-service-passwordreset-completed";
+
 /// sessionEvent of `sessions`: A session was created (login), updated (refresh) or deleted (logout, revocation, expiry).
 pub const SESSION: &str = "session";
+
+/// deliveryRequest of `verification`: A one-time code to deliver by email (verification, password reset, second factor).
+pub const DELIVERY: &str = "airbnb3-auth-service-verification-delivery";
 
 /// All topics, created at start when missing.
 pub const ALL: &[&str] = &[
@@ -214,5 +230,10 @@ pub const ALL: &[&str] = &[
     ROUTE_USERAVATARSFILE_RETRIVED,
     ROUTE_USERAVATARSFILES_LISTED,
     ROUTE_USERAVATARSFILE_DELETED,
+    ROUTE_EMAILVERIFICATION_STARTED,
+    ROUTE_EMAILVERIFICATION_COMPLETED,
+    ROUTE_PASSWORDRESET_STARTED,
+    ROUTE_PASSWORDRESET_COMPLETED,
     SESSION,
+    DELIVERY,
 ];

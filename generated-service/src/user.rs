@@ -31,13 +31,13 @@ use uuid::Uuid;
 pub const TABLE: &str = "users";
 
 /// The columns every read returns: secret and blob columns are never loaded.
-pub const SELECT: &str = "t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
+pub const SELECT: &str = "t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
 
-const GET_SQL: &str = "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM users AS t WHERE t.id = $1 AND t.is_active";
+const GET_SQL: &str = "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM users AS t WHERE t.id = $1 AND t.is_active";
 
-const LOCK_SQL: &str = "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM users AS t WHERE t.id = $1 AND t.is_active FOR UPDATE";
+const LOCK_SQL: &str = "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM users AS t WHERE t.id = $1 AND t.is_active FOR UPDATE";
 
-const DELETE_SQL: &str = "UPDATE users AS t SET is_active = false, record_version = t.record_version + 1, updated_at = now() WHERE t.id = $1 RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
+const DELETE_SQL: &str = "UPDATE users AS t SET is_active = false, record_version = t.record_version + 1, updated_at = now() WHERE t.id = $1 RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
 
 /// A `user` as clients and events see it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -50,6 +50,8 @@ pub struct User {
     pub role_id: String,
     #[serde(rename = "emailVerified")]
     pub email_verified: bool,
+    #[serde(rename = "emailTwoFactor")]
+    pub email_two_factor: bool,
     #[serde(rename = "preferredLanguage")]
     pub preferred_language: String,
     pub bio: Option<String>,
@@ -95,7 +97,7 @@ pub fn event_row(row: &User) -> Result<serde_json::Value, ApiError> {
 }
 
 /// The model's rules for this object's text fields.
-mod rules {
+pub mod rules {
     use crate::validation::TextRule;
     pub const EMAIL: TextRule = TextRule {
         min_length: None,
@@ -183,7 +185,7 @@ fn owner_of(row: &User) -> Option<Uuid> {
 }
 
 /// Loads an active row and locks it for the rest of the transaction.
-async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<User, ApiError> {
+pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<User, ApiError> {
     sqlx::query_as(LOCK_SQL)
         .bind(id)
         .fetch_optional(tx)
@@ -254,6 +256,8 @@ pub struct UpdateUserInput {
     pub avatar: Patch<String>,
     #[serde(default, rename = "emailVerified")]
     pub email_verified: Patch<bool>,
+    #[serde(default, rename = "emailTwoFactor")]
+    pub email_two_factor: Patch<bool>,
     #[serde(default, rename = "preferredLanguage")]
     pub preferred_language: Patch<String>,
     #[serde(default, rename = "bio")]
@@ -277,12 +281,13 @@ async fn update_user(
     if input.fullname.is_absent()
         && input.avatar.is_absent()
         && input.email_verified.is_absent()
+        && input.email_two_factor.is_absent()
         && input.preferred_language.is_absent()
         && input.bio.is_absent()
     {
         v.error(
             "body",
-            "names no field to change; accepted: fullname, avatar, emailVerified, preferredLanguage, bio",
+            "names no field to change; accepted: fullname, avatar, emailVerified, emailTwoFactor, preferredLanguage, bio",
         );
     }
     let fullname = v.patch_required("fullname", input.fullname);
@@ -294,6 +299,7 @@ async fn update_user(
         &rules::AVATAR,
     );
     let email_verified = v.patch_required("emailVerified", input.email_verified);
+    let email_two_factor = v.patch_required("emailTwoFactor", input.email_two_factor);
     let preferred_language = v.patch_required("preferredLanguage", input.preferred_language);
     v.text(
         "preferredLanguage",
@@ -318,6 +324,9 @@ async fn update_user(
     }
     if let Some(value) = email_verified {
         sql.push(", email_verified = ").push_bind(value);
+    }
+    if let Some(value) = email_two_factor {
+        sql.push(", email_two_factor = ").push_bind(value);
     }
     if let Some(value) = preferred_language {
         sql.push(", preferred_language = ").push_bind(value);
@@ -360,6 +369,8 @@ pub struct UpdateProfileInput {
     pub fullname: Patch<String>,
     #[serde(default, rename = "avatar")]
     pub avatar: Patch<String>,
+    #[serde(default, rename = "emailTwoFactor")]
+    pub email_two_factor: Patch<bool>,
     #[serde(default, rename = "preferredLanguage")]
     pub preferred_language: Patch<String>,
     #[serde(default, rename = "bio")]
@@ -385,12 +396,13 @@ async fn update_profile(
     let mut v = Validator::default();
     if input.fullname.is_absent()
         && input.avatar.is_absent()
+        && input.email_two_factor.is_absent()
         && input.preferred_language.is_absent()
         && input.bio.is_absent()
     {
         v.error(
             "body",
-            "names no field to change; accepted: fullname, avatar, preferredLanguage, bio",
+            "names no field to change; accepted: fullname, avatar, emailTwoFactor, preferredLanguage, bio",
         );
     }
     let fullname = v.patch_required("fullname", input.fullname);
@@ -401,6 +413,7 @@ async fn update_profile(
         avatar.as_ref().and_then(|x| x.as_deref()),
         &rules::AVATAR,
     );
+    let email_two_factor = v.patch_required("emailTwoFactor", input.email_two_factor);
     let preferred_language = v.patch_required("preferredLanguage", input.preferred_language);
     v.text(
         "preferredLanguage",
@@ -422,6 +435,9 @@ async fn update_profile(
     }
     if let Some(value) = avatar {
         sql.push(", avatar = ").push_bind(value);
+    }
+    if let Some(value) = email_two_factor {
+        sql.push(", email_two_factor = ").push_bind(value);
     }
     if let Some(value) = preferred_language {
         sql.push(", preferred_language = ").push_bind(value);
@@ -521,7 +537,7 @@ async fn create_user(
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
     let row: User = sqlx::query_as(
-            "INSERT INTO users AS t (id, email, password, fullname, avatar, role_id, email_verified, preferred_language, bio, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
+            "INSERT INTO users AS t (id, email, password, fullname, avatar, role_id, email_verified, preferred_language, bio, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
         .bind(id)
         .bind(email)
@@ -718,7 +734,7 @@ async fn list_users(
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM users AS t WHERE t.is_active",
+        "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM users AS t WHERE t.is_active",
     );
     let filters = list_users_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
@@ -743,7 +759,16 @@ async fn list_users(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let reply = ctx.reply_list(&LIST_USERS, &rows, &ListMeta { paging, filters })?;
+    let ui_permissions = crate::auth::ui_permissions(Some(&caller), "user");
+    let reply = ctx.reply_list(
+        &LIST_USERS,
+        &rows,
+        &ListMeta {
+            paging,
+            filters,
+            ui_permissions,
+        },
+    )?;
     app.events
         .publish(&ctx, reply.event(&LIST_USERS, &ctx.request_id));
     Ok(reply)
@@ -858,7 +883,7 @@ async fn search_users(
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM users AS t WHERE t.is_active",
+        "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM users AS t WHERE t.is_active",
     );
     let filters = search_users_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
@@ -883,7 +908,16 @@ async fn search_users(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let reply = ctx.reply_list(&SEARCH_USERS, &rows, &ListMeta { paging, filters })?;
+    let ui_permissions = crate::auth::ui_permissions(Some(&caller), "user");
+    let reply = ctx.reply_list(
+        &SEARCH_USERS,
+        &rows,
+        &ListMeta {
+            paging,
+            filters,
+            ui_permissions,
+        },
+    )?;
     app.events
         .publish(&ctx, reply.event(&SEARCH_USERS, &ctx.request_id));
     Ok(reply)
@@ -1211,7 +1245,7 @@ async fn register_user(
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
     let row: User = sqlx::query_as(
-            "INSERT INTO users AS t (id, email, password, fullname, avatar, preferred_language, bio, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
+            "INSERT INTO users AS t (id, email, password, fullname, avatar, preferred_language, bio, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
         .bind(id)
         .bind(email)

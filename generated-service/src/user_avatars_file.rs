@@ -86,7 +86,7 @@ pub fn event_row(row: &UserAvatarsFile) -> Result<serde_json::Value, ApiError> {
 }
 
 /// The model's rules for this object's text fields.
-mod rules {
+pub mod rules {
     use crate::validation::TextRule;
     pub const FILE_NAME: TextRule = TextRule {
         min_length: None,
@@ -129,7 +129,7 @@ fn owner_of(row: &UserAvatarsFile) -> Option<Uuid> {
 }
 
 /// Loads an active row and locks it for the rest of the transaction.
-async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserAvatarsFile, ApiError> {
+pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserAvatarsFile, ApiError> {
     sqlx::query_as(LOCK_SQL)
         .bind(id)
         .fetch_optional(tx)
@@ -383,10 +383,15 @@ async fn list_user_avatars_files(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
+    let ui_permissions = crate::auth::ui_permissions(Some(&caller), "userAvatarsFile");
     let reply = ctx.reply_list(
         &LIST_USER_AVATARS_FILES,
         &rows,
-        &ListMeta { paging, filters },
+        &ListMeta {
+            paging,
+            filters,
+            ui_permissions,
+        },
     )?;
     app.events
         .publish(&ctx, reply.event(&LIST_USER_AVATARS_FILES, &ctx.request_id));

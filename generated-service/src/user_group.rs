@@ -75,7 +75,7 @@ pub fn event_row(row: &UserGroup) -> Result<serde_json::Value, ApiError> {
 }
 
 /// The model's rules for this object's text fields.
-mod rules {
+pub mod rules {
     use crate::validation::TextRule;
     pub const GROUP_NAME: TextRule = TextRule {
         min_length: None,
@@ -115,7 +115,7 @@ pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<UserGroup, ApiError> {
 }
 
 /// Loads an active row and locks it for the rest of the transaction.
-async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserGroup, ApiError> {
+pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserGroup, ApiError> {
     sqlx::query_as(LOCK_SQL)
         .bind(id)
         .fetch_optional(tx)
@@ -431,7 +431,16 @@ async fn list_user_groups(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let reply = ctx.reply_list(&LIST_USER_GROUPS, &rows, &ListMeta { paging, filters })?;
+    let ui_permissions = crate::auth::ui_permissions(Some(&caller), "userGroup");
+    let reply = ctx.reply_list(
+        &LIST_USER_GROUPS,
+        &rows,
+        &ListMeta {
+            paging,
+            filters,
+            ui_permissions,
+        },
+    )?;
     app.events
         .publish(&ctx, reply.event(&LIST_USER_GROUPS, &ctx.request_id));
     Ok(reply)

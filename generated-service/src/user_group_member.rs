@@ -106,7 +106,7 @@ pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<UserGroupMember, ApiEr
 }
 
 /// Loads an active row and locks it for the rest of the transaction.
-async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserGroupMember, ApiError> {
+pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserGroupMember, ApiError> {
     sqlx::query_as(LOCK_SQL)
         .bind(id)
         .fetch_optional(tx)
@@ -371,10 +371,15 @@ async fn list_user_group_members(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
+    let ui_permissions = crate::auth::ui_permissions(Some(&caller), "userGroupMember");
     let reply = ctx.reply_list(
         &LIST_USER_GROUP_MEMBERS,
         &rows,
-        &ListMeta { paging, filters },
+        &ListMeta {
+            paging,
+            filters,
+            ui_permissions,
+        },
     )?;
     app.events
         .publish(&ctx, reply.event(&LIST_USER_GROUP_MEMBERS, &ctx.request_id));

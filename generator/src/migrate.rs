@@ -128,6 +128,7 @@ pub const SERVICE_TABLES: &[&str] = &[
     "refresh_tokens",
     "throttle_buckets",
     "signing_keys",
+    "verification_codes",
 ];
 
 fn col(name: &str, ty: &str, not_null: bool, default: Option<&str>) -> Column {
@@ -177,7 +178,7 @@ fn auth_tables(plan: &Plan) -> Vec<Table> {
         col("revoked_at", "timestamptz", false, None),
         col("revoked_reason", "text", false, None),
     ]);
-    vec![
+    let mut tables = vec![
         Table {
             name: "sessions".into(),
             columns: session_columns,
@@ -236,7 +237,43 @@ fn auth_tables(plan: &Plan) -> Vec<Table> {
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
         },
-    ]
+    ];
+    if id.flows.is_some() {
+        tables.push(verification_codes(&id.user_table));
+    }
+    tables
+}
+
+/// One-time codes, stored only as keyed digests. A second-factor code also
+/// keeps the sign-in it completes (device facts, address, cookie wish).
+fn verification_codes(user_table: &str) -> Table {
+    Table {
+        name: "verification_codes".into(),
+        columns: vec![
+            key("id", "uuid"),
+            col("user_id", "uuid", true, None),
+            col("purpose", "text", true, None),
+            col("code_digest", "text", true, None),
+            col("attempts", "integer", true, Some("0")),
+            col("pending_sign_in", "jsonb", false, None),
+            col("created_at", "timestamptz", true, Some("now()")),
+            col("expires_at", "timestamptz", true, None),
+            col("used_at", "timestamptz", false, None),
+        ],
+        indexes: vec![
+            index(
+                "verification_codes_user_id_idx",
+                "user_id, purpose",
+                " WHERE used_at IS NULL",
+            ),
+            index("verification_codes_expires_at_idx", "expires_at", ""),
+        ],
+        foreign_keys: vec![ForeignKey {
+            name: "verification_codes_user_id_fkey".into(),
+            column: "user_id".into(),
+            target: user_table.into(),
+        }],
+    }
 }
 
 /// The transactional outbox: events written with the change, drained by the relay.

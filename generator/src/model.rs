@@ -97,6 +97,49 @@ pub struct Identity {
     /// Values for the other required fields of that account.
     #[serde(default)]
     pub bootstrap_values: BTreeMap<String, String>,
+    /// A header that may carry the access token besides `Authorization`.
+    #[serde(default)]
+    pub token_header: Option<String>,
+    /// Cookie sessions, set at login when the client asks for them.
+    #[serde(default)]
+    pub cookies: Option<Cookies>,
+    /// One-time codes by email: verification, password reset, second factor.
+    #[serde(default)]
+    pub verification: Option<Verification>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cookies {
+    pub access: String,
+    pub refresh: String,
+    pub csrf: String,
+    pub csrf_header: String,
+    pub same_site: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Verification {
+    /// The user object's Boolean field that confirming an email sets.
+    pub verified_field: String,
+    /// The user object's Boolean field that switches the second factor on.
+    #[serde(default)]
+    pub second_factor_field: Option<String>,
+    /// The user object's field with the language deliveries are written in.
+    #[serde(default)]
+    pub locale_field: Option<String>,
+    #[serde(default)]
+    pub require_verified_login: bool,
+    /// `off`, `optional` (per user) or `required` (everyone).
+    pub second_factor: String,
+    pub code_digits: u32,
+    pub code_ttl_seconds: u32,
+    pub max_attempts: u32,
+    pub requests_per_account: u32,
+    pub requests_per_address: u32,
+    /// The topic a mailer consumes delivery requests from.
+    pub delivery_topic: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -59,6 +59,73 @@ pub struct IdentityPlan {
     pub current_user: RoutePlan,
     pub public_keys: RoutePlan,
     pub super_admin_role: String,
+    /// A header that may carry the access token besides `Authorization`.
+    pub token_header: Option<String>,
+    pub cookies: Option<CookiePlan>,
+    pub flows: Option<FlowsPlan>,
+    pub permissions: Option<RoutePlan>,
+    /// Every route with its rule, for the permissions listing.
+    pub rules: Vec<RuleRow>,
+}
+
+#[derive(Debug)]
+pub struct CookiePlan {
+    pub access: String,
+    pub refresh: String,
+    pub csrf: String,
+    pub csrf_header: String,
+    pub same_site: String,
+    /// The refresh cookie is sent only to the refresh route.
+    pub refresh_path: String,
+}
+
+/// One-time codes by email: verification, password reset, second factor.
+#[derive(Debug)]
+pub struct FlowsPlan {
+    pub require_verified: bool,
+    /// Everyone signs in with a second factor.
+    pub second_factor_required: bool,
+    pub code_digits: u32,
+    pub code_ttl: u32,
+    pub max_attempts: u32,
+    pub requests_per_account: u32,
+    pub requests_per_address: u32,
+    pub delivery_topic: String,
+    pub delivery_topic_const: String,
+    /// `SELECT id, login, locale` of an active account by its login.
+    pub recipient_sql: String,
+    /// Sets the verified flag of account $1, returning the row.
+    pub verify_sql: String,
+    /// Sets the hashed secret $2 of account $1, returning the row.
+    pub reset_sql: String,
+    /// The JSON name of the verified flag.
+    pub verified_field: String,
+    /// The account's row type, e.g. `User`.
+    pub account_struct: String,
+    /// The rule const of the secret field, if it has text rules.
+    pub secret_rule: Option<String>,
+    /// `kind` of the delivery requests: e.g. emailVerification, passwordReset.
+    pub verify_kind: String,
+    pub reset_kind: String,
+    /// The role of an active account by id.
+    pub role_sql: String,
+    /// `login, locale` of an active account by id.
+    pub recipient_by_id_sql: String,
+    pub verify_start: RoutePlan,
+    pub verify_complete: RoutePlan,
+    pub reset_start: RoutePlan,
+    pub reset_complete: RoutePlan,
+    pub second_factor: Option<RoutePlan>,
+}
+
+/// A route and its rule, as the permissions listing shows them.
+#[derive(Debug)]
+pub struct RuleRow {
+    pub name: String,
+    pub method: String,
+    pub path: String,
+    pub object: String,
+    pub access: String,
 }
 
 #[derive(Debug, Clone)]
@@ -440,6 +507,18 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         owner: "sessions".into(),
         description: "A session was created (login), updated (refresh) or deleted (logout, revocation, expiry).".into(),
     });
+    if let Some(f) = &identity.flows {
+        topics.push(TopicPlan {
+            const_name: f.delivery_topic_const.clone(),
+            name: f.delivery_topic.clone(),
+            kind: "deliveryRequest",
+            change: "",
+            owner: "verification".into(),
+            description:
+                "A one-time code to deliver by email (verification, password reset, second factor)."
+                    .into(),
+        });
+    }
     Plan {
         identity,
         source: source.to_string(),
@@ -1097,6 +1176,9 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     let data_name = match (object, r.action.as_str()) {
         (Some((n, _)), "list") => plural(n),
         (Some((n, _)), _) => n.clone(),
+        (None, "verifyStart" | "resetStart") => "verification".to_string(),
+        (None, "verifyComplete" | "resetComplete") => m.auth.user_object.clone(),
+        (None, "permissions") => "permissions".to_string(),
         (None, _) => "session".to_string(),
     };
     let inputs: Vec<FieldPlan> = object
@@ -1352,9 +1434,14 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         login_field: a.login_field.clone(),
         login_email: field_of(user, &a.login_field).is_some_and(|f| f.format.as_deref() == Some("email")),
         login_sql: format!(
-            "SELECT t.id, t.{}, t.{} FROM {} AS t WHERE t.{} = $1{active}",
+            "SELECT t.id, t.{}, t.{}, {}, {} FROM {} AS t WHERE t.{} = $1{active}",
             col(&a.password_field),
             col(&a.role_field),
+            a.verification.as_ref().map_or("TRUE".to_string(), |v| format!("t.{}", col(&v.verified_field))),
+            a.verification
+                .as_ref()
+                .and_then(|v| v.second_factor_field.as_ref())
+                .map_or("FALSE".to_string(), |f| format!("t.{}", col(f))),
             user.table,
             col(&a.login_field)
         ),
@@ -1390,6 +1477,81 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         current_user,
         public_keys: route("publicKeys"),
         super_admin_role: a.super_admin_role.clone(),
+        token_header: a.token_header.clone(),
+        cookies: a.cookies.as_ref().map(|c| CookiePlan {
+            access: c.access.clone(),
+            refresh: c.refresh.clone(),
+            csrf: c.csrf.clone(),
+            csrf_header: c.csrf_header.clone(),
+            same_site: c.same_site.clone(),
+            refresh_path: route("refresh").path,
+        }),
+        flows: a.verification.as_ref().map(|v| {
+            let select = select_list(&visible_of(m, &a.user_object, &columns_of(user)), "t");
+            let update = |set: String| {
+                format!(
+                    "UPDATE {} AS t SET record_version = t.record_version + 1, updated_at = now(), {set} \
+                     WHERE t.id = $1 RETURNING {select}",
+                    user.table
+                )
+            };
+            FlowsPlan {
+                require_verified: v.require_verified_login,
+                second_factor_required: v.second_factor == "required",
+                code_digits: v.code_digits,
+                code_ttl: v.code_ttl_seconds,
+                max_attempts: v.max_attempts,
+                requests_per_account: v.requests_per_account,
+                requests_per_address: v.requests_per_address,
+                delivery_topic: v.delivery_topic.clone(),
+                delivery_topic_const: "DELIVERY".into(),
+                recipient_sql: format!(
+                    "SELECT t.id, t.{}, t.{}, {} FROM {} AS t WHERE t.{} = $1{active}",
+                    col(&a.login_field),
+                    col(&v.verified_field),
+                    v.locale_field.as_ref().map_or("NULL::text".to_string(), |f| format!("t.{}", col(f))),
+                    user.table,
+                    col(&a.login_field)
+                ),
+                verify_sql: update(format!("{} = TRUE", col(&v.verified_field))),
+                reset_sql: update(format!("{} = $2", col(&a.password_field))),
+                verified_field: v.verified_field.clone(),
+                account_struct: a.user_object.to_upper_camel_case(),
+                secret_rule: field_of(user, &a.password_field)
+                    .map(|fd| field(&a.password_field, fd))
+                    .filter(|f| f.text_rule.is_some())
+                    .map(|f| f.rule_const),
+                verify_kind: format!("{}Verification", a.login_field),
+                reset_kind: format!("{}Reset", a.password_field),
+                recipient_by_id_sql: format!(
+                    "SELECT t.{}, {} FROM {} AS t WHERE t.id = $1{active}",
+                    col(&a.login_field),
+                    v.locale_field.as_ref().map_or("NULL::text".to_string(), |f| format!("t.{}", col(f))),
+                    user.table
+                ),
+                role_sql: format!(
+                    "SELECT t.{} FROM {} AS t WHERE t.id = $1{active}",
+                    col(&a.role_field),
+                    user.table
+                ),
+                verify_start: route("verifyStart"),
+                verify_complete: route("verifyComplete"),
+                reset_start: route("resetStart"),
+                reset_complete: route("resetComplete"),
+                second_factor: routes.iter().find(|r| r.action == "secondFactor").cloned(),
+            }
+        }),
+        permissions: routes.iter().find(|r| r.action == "permissions").cloned(),
+        rules: routes
+            .iter()
+            .map(|r| RuleRow {
+                name: r.name.clone(),
+                method: r.method.clone(),
+                path: r.path.clone(),
+                object: r.object.clone().unwrap_or_default(),
+                access: r.access.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -51,6 +51,13 @@ struct AuthRs<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "verification.rs.j2", escape = "none")]
+struct VerificationRs<'a> {
+    id: &'a crate::plan::IdentityPlan,
+    f: &'a crate::plan::FlowsPlan,
+}
+
+#[derive(Template)]
 #[template(path = "migration.sql.j2", escape = "none")]
 struct MigrationSql<'a> {
     m: &'a crate::migrate::MigrationPlan,
@@ -102,6 +109,17 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         AuthRs { id: &plan.identity }.render()?,
     );
     add("src/events.rs", "events.rs.j2", EventsRs { plan }.render()?);
+    if let Some(f) = &plan.identity.flows {
+        add(
+            "src/verification.rs",
+            "verification.rs.j2",
+            VerificationRs {
+                id: &plan.identity,
+                f,
+            }
+            .render()?,
+        );
+    }
     add(
         "src/extract.rs",
         "extract.rs.j2",

@@ -2,7 +2,7 @@
 
 use crate::diag::{one_of, Diagnostics, ModelErrors};
 use crate::load::Loaded;
-use crate::model::{Auth, DataObject, Field, Model, Route};
+use crate::model::{Auth, Cookies, DataObject, Field, Model, Route, Verification};
 use heck::{ToKebabCase, ToSnakeCase};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +11,18 @@ pub const FIELD_TYPES: &[&str] = &[
 ];
 pub const CRUD_ACTIONS: &[&str] = &["get", "list", "create", "update", "delete"];
 pub const AUTH_ACTIONS: &[&str] = &["login", "refresh", "logout", "currentUser", "publicKeys"];
+/// Served when `auth.verification` is set, and only then.
+pub const FLOW_ACTIONS: &[&str] = &[
+    "verifyStart",
+    "verifyComplete",
+    "resetStart",
+    "resetComplete",
+    "secondFactor",
+];
+/// What the caller may do, per route; optional.
+pub const PERMISSIONS_ACTION: &str = "permissions";
+const SECOND_FACTOR_MODES: &[&str] = &["off", "optional", "required"];
+const SAME_SITE: &[&str] = &["Strict", "Lax", "None"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 const AUTH_KEYWORDS: &[&str] = &["public", "login"];
 const FORMATS: &[&str] = &["email"];
@@ -44,6 +56,7 @@ const RESERVED_MODULES: &[&str] = &[
     "routes",
     "state",
     "topics",
+    "verification",
     "validation",
 ];
 
@@ -703,7 +716,7 @@ fn routes(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics)
                 d.at(format!("{path}.event"), format!("event \"{event}\" is already published by route \"{other}\"; each route needs its own topic"));
             }
         }
-        if AUTH_ACTIONS.contains(&r.action.as_str()) {
+        if is_singleton(&r.action) {
             if let Some(other) = singletons.insert(r.action.as_str(), name) {
                 d.at(
                     format!("{path}.action"),
@@ -757,9 +770,11 @@ fn route(
 ) {
     let action = r.action.as_str();
     let crud = CRUD_ACTIONS.contains(&action);
-    if !crud && !AUTH_ACTIONS.contains(&action) {
+    if !crud && !is_singleton(action) {
         let mut all = CRUD_ACTIONS.to_vec();
         all.extend_from_slice(AUTH_ACTIONS);
+        all.extend_from_slice(FLOW_ACTIONS);
+        all.push(PERMISSIONS_ACTION);
         d.at(
             format!("{path}.action"),
             format!("unknown action \"{action}\"; {}", one_of(&all)),
@@ -773,8 +788,9 @@ fn route(
         );
     } else {
         let expected: &[&str] = match action {
-            "get" | "list" | "currentUser" | "publicKeys" => &["GET"],
+            "get" | "list" | "currentUser" | "publicKeys" | "permissions" => &["GET"],
             "create" | "login" | "refresh" | "logout" => &["POST"],
+            a if FLOW_ACTIONS.contains(&a) => &["POST"],
             "update" => &["PATCH", "PUT"],
             "delete" => &["DELETE"],
             _ => &[],
@@ -1136,31 +1152,7 @@ fn identity(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostic
             d.at(format!("auth.throttle.{key}"), "must be at least 1");
         }
     }
-    if a.session_topic.is_empty()
-        || !a
-            .session_topic
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        d.at(
-            "auth.sessionTopic",
-            "a topic name may contain only letters, digits, '-', '_' and '.'",
-        );
-    } else if crate::plan::object_topics(m).contains(&a.session_topic)
-        || m.routes.iter().any(|(_, r)| {
-            r.event
-                .as_ref()
-                .is_some_and(|e| crate::plan::route_topic(m, e) == a.session_topic)
-        })
-    {
-        d.at(
-            "auth.sessionTopic",
-            format!(
-                "topic \"{}\" is already used by another event",
-                a.session_topic
-            ),
-        );
-    }
+    service_topic(m, "auth.sessionTopic", &a.session_topic, d);
     let mut seen = BTreeSet::new();
     for (i, f) in a.device_fields.iter().enumerate() {
         if !is_lower_camel(f) {
@@ -1220,6 +1212,173 @@ fn identity(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostic
             d.at_key(
                 "routes",
                 format!("no route serves the {action} action; the auth section needs one"),
+            );
+        }
+    }
+    if let Some(t) = &a.token_header {
+        let valid = !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid || t == "authorization" || t == "cookie" {
+            d.at(
+                "auth.tokenHeader",
+                format!("\"{t}\" is not a usable header name; expected lower-case letters, digits and '-', e.g. \"my-service-access-token\""),
+            );
+        }
+    }
+    if let Some(c) = &a.cookies {
+        cookies(c, d);
+    }
+    match &a.verification {
+        Some(v) => verification(m, v, &field, d),
+        None => {
+            for (name, r) in &m.routes {
+                if FLOW_ACTIONS.contains(&r.action.as_str()) {
+                    d.at(
+                        format!("routes.{name}.action"),
+                        format!("action \"{}\" needs an auth.verification section", r.action),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn is_singleton(action: &str) -> bool {
+    AUTH_ACTIONS.contains(&action) || FLOW_ACTIONS.contains(&action) || action == PERMISSIONS_ACTION
+}
+
+/// A topic the service publishes beside the model's derived ones.
+fn service_topic(m: &Model, path: &str, topic: &str, d: &mut Diagnostics) {
+    if topic.is_empty()
+        || !topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        d.at(
+            path,
+            "a topic name may contain only letters, digits, '-', '_' and '.'",
+        );
+    } else if crate::plan::object_topics(m).contains(&topic.to_string())
+        || m.routes.iter().any(|(_, r)| {
+            r.event
+                .as_ref()
+                .is_some_and(|e| crate::plan::route_topic(m, e) == topic)
+        })
+    {
+        d.at(
+            path,
+            format!("topic \"{topic}\" is already used by another event"),
+        );
+    }
+}
+
+fn cookies(c: &Cookies, d: &mut Diagnostics) {
+    let names = [
+        ("access", &c.access),
+        ("refresh", &c.refresh),
+        ("csrf", &c.csrf),
+        ("csrfHeader", &c.csrf_header),
+    ];
+    let mut seen = BTreeSet::new();
+    for (key, name) in names {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_'));
+        if !valid {
+            d.at(
+                format!("auth.cookies.{key}"),
+                format!("\"{name}\" is not a usable name; expected letters, digits, '-' and '_'"),
+            );
+        } else if key != "csrfHeader" && !seen.insert(name.as_str()) {
+            d.at(
+                format!("auth.cookies.{key}"),
+                format!("cookie \"{name}\" is named twice"),
+            );
+        }
+    }
+    if !SAME_SITE.contains(&c.same_site.as_str()) {
+        d.at(
+            "auth.cookies.sameSite",
+            format!(
+                "unknown SameSite \"{}\"; {}",
+                c.same_site,
+                one_of(SAME_SITE)
+            ),
+        );
+    }
+}
+
+fn verification<'a>(
+    m: &Model,
+    v: &Verification,
+    field: &dyn Fn(&str) -> Option<&'a Field>,
+    d: &mut Diagnostics,
+) {
+    let user = &m.auth.user_object;
+    let boolean = |key: &str, name: &str, d: &mut Diagnostics| match field(name) {
+        Some(f) if f.ty == "Boolean" && !f.required && f.default.is_some() => {}
+        _ => d.at(
+            format!("auth.verification.{key}"),
+            format!("\"{name}\" must be an optional Boolean field of {user} with a default"),
+        ),
+    };
+    boolean("verifiedField", &v.verified_field, d);
+    if !SECOND_FACTOR_MODES.contains(&v.second_factor.as_str()) {
+        d.at(
+            "auth.verification.secondFactor",
+            format!(
+                "unknown mode \"{}\"; {}",
+                v.second_factor,
+                one_of(SECOND_FACTOR_MODES)
+            ),
+        );
+    }
+    match (&v.second_factor_field, v.second_factor.as_str()) {
+        (Some(f), _) => boolean("secondFactorField", f, d),
+        (None, "optional") => d.at(
+            "auth.verification.secondFactor",
+            "an optional second factor needs secondFactorField, the Boolean that switches it on",
+        ),
+        _ => {}
+    }
+    if let Some(name) = &v.locale_field {
+        if field(name).is_none_or(|f| f.ty != "String") {
+            d.at(
+                "auth.verification.localeField",
+                format!("\"{name}\" is not a String field of {user}"),
+            );
+        }
+    }
+    if !(4..=10).contains(&v.code_digits) {
+        d.at("auth.verification.codeDigits", "must be between 4 and 10");
+    }
+    for (key, n) in [
+        ("codeTtlSeconds", v.code_ttl_seconds),
+        ("maxAttempts", v.max_attempts),
+        ("requestsPerAccount", v.requests_per_account),
+        ("requestsPerAddress", v.requests_per_address),
+    ] {
+        if n == 0 {
+            d.at(format!("auth.verification.{key}"), "must be at least 1");
+        }
+    }
+    service_topic(m, "auth.verification.deliveryTopic", &v.delivery_topic, d);
+    if v.delivery_topic == m.auth.session_topic {
+        d.at(
+            "auth.verification.deliveryTopic",
+            "must differ from auth.sessionTopic",
+        );
+    }
+    for action in FLOW_ACTIONS {
+        if *action == "secondFactor" && v.second_factor == "off" {
+            continue;
+        }
+        if !m.routes.iter().any(|(_, r)| r.action == *action) {
+            d.at_key(
+                "routes",
+                format!("no route serves the {action} action; auth.verification needs one"),
             );
         }
     }

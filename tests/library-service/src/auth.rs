@@ -22,8 +22,8 @@ use argon2::password_hash::{
 use argon2::{Algorithm, Argon2, Params, Version};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -35,7 +35,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::net::{IpAddr, SocketAddr};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -46,8 +46,7 @@ pub const AUDIENCE: &str = "library";
 
 const SESSION_NAMESPACE: &str = "library";
 
-const LOGIN_SQL: &str =
-    "SELECT t.id, t.secret, t.role FROM librarians AS t WHERE t.email = $1 AND t.is_active";
+const LOGIN_SQL: &str = "SELECT t.id, t.secret, t.role, TRUE, FALSE FROM librarians AS t WHERE t.email = $1 AND t.is_active";
 
 const CALLER_SQL: &str = "SELECT t.role FROM sessions AS s JOIN librarians AS t ON t.id = s.user_id WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() AND t.is_active";
 
@@ -76,6 +75,8 @@ pub struct AuthState {
     /// Verified against when an account does not exist, so that an unknown
     /// account name costs the same time as a wrong secret.
     dummy_hash: String,
+    /// Keys the digests of one-time codes and CSRF tokens; derived from the signing key.
+    digest_key: ring::hmac::Key,
     limits: Limits,
 }
 
@@ -137,6 +138,13 @@ impl AuthState {
             public_x: URL_SAFE_NO_PAD.encode(&public),
             hashing: Semaphore::new(config.hash_concurrency),
             dummy_hash,
+            digest_key: ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                &Sha256::new()
+                    .chain_update(b"svcgen digest key")
+                    .chain_update(&pkcs8)
+                    .finalize(),
+            ),
             limits: Limits {
                 access_ttl_secs: i64::from(config.access_token_ttl_secs),
                 refresh_ttl_secs: i64::from(config.refresh_token_ttl_secs),
@@ -148,6 +156,21 @@ impl AuthState {
                 trust_forwarded_for: config.trust_forwarded_for,
             },
         })
+    }
+    /// A keyed digest (HMAC-SHA256, hex) of `data`: one-time codes and CSRF
+    /// tokens are checked against it, never stored in the clear.
+    pub fn keyed_digest(&self, data: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(ring::hmac::sign(&self.digest_key, data).as_ref())
+    }
+    /// Whether `digest` is the keyed digest of `data`, compared in constant time.
+    pub fn digest_matches(&self, data: &[u8], digest: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(digest)
+            .is_ok_and(|tag| ring::hmac::verify(&self.digest_key, data, &tag).is_ok())
+    }
+    /// The throttling window, in seconds.
+    pub fn window_secs(&self) -> u32 {
+        self.limits.window_secs
     }
     /// Hashes a secret with argon2id off the async runtime, a bounded number at a time.
     pub async fn hash_secret(&self, secret: String) -> Result<String, ApiError> {
@@ -208,7 +231,7 @@ impl AuthState {
         role: &str,
         route: &'static RouteInfo,
         event: &str,
-    ) -> Result<Reply, ApiError> {
+    ) -> Result<(Reply, Tokens), ApiError> {
         let refresh = random_token()?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
@@ -226,7 +249,7 @@ impl AuthState {
         };
         let reply = ctx.reply(route, StatusCode::OK, &session.view(&tokens))?;
         events::enqueue(tx, ctx, &[session.event(event, ctx, &tokens)?]).await?;
-        Ok(reply)
+        Ok((reply, tokens))
     }
     /// Checks signature (EdDSA only), kid, issuer, audience and expiry.
     fn verify(&self, token: &str) -> Result<Claims, ApiError> {
@@ -341,14 +364,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+        let (token, _) = presented_token(&parts.headers)
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
         let claims = app.auth.verify(token.trim())?;
         let role: Option<String> = sqlx::query_scalar(CALLER_SQL)
@@ -363,6 +379,192 @@ impl FromRequestParts<AppState> for Caller {
             role,
         })
     }
+}
+
+/// The access token and whether it came from the cookie: from
+/// `Authorization: Bearer`.
+fn presented_token(headers: &HeaderMap) -> Option<(String, bool)> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    if let Some(token) = bearer {
+        return Some((token.to_string(), false));
+    }
+    None
+}
+
+/// A route and its rule, for the permissions listing.
+#[derive(Debug)]
+pub struct RouteRule {
+    pub name: &'static str,
+    pub method: &'static str,
+    pub path: &'static str,
+    /// The data object it works on, or "".
+    pub object: &'static str,
+    pub access: Access,
+}
+
+/// Every route of the model with its rule.
+pub static RULES: &[RouteRule] = &[
+    RouteRule {
+        name: "signUp",
+        method: "POST",
+        path: "/api/librarians",
+        object: "librarian",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "signIn",
+        method: "POST",
+        path: "/api/sign-in",
+        object: "",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "renew",
+        method: "POST",
+        path: "/api/renew",
+        object: "",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "signOut",
+        method: "POST",
+        path: "/api/sign-out",
+        object: "",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "whoAmI",
+        method: "GET",
+        path: "/api/me",
+        object: "",
+        access: Access::Login,
+    },
+    RouteRule {
+        name: "keys",
+        method: "GET",
+        path: "/api/keys",
+        object: "",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "addBook",
+        method: "POST",
+        path: "/api/books",
+        object: "book",
+        access: Access::Rule {
+            roles: &["librarian"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "getBook",
+        method: "GET",
+        path: "/api/books/{id}",
+        object: "book",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "listBooks",
+        method: "GET",
+        path: "/api/books",
+        object: "book",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "findBooks",
+        method: "GET",
+        path: "/api/books/search",
+        object: "book",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "reshelveBook",
+        method: "PATCH",
+        path: "/api/books/{id}/shelf",
+        object: "book",
+        access: Access::Rule {
+            roles: &["librarian"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "archiveBook",
+        method: "DELETE",
+        path: "/api/books/{id}",
+        object: "book",
+        access: Access::Rule {
+            roles: &["librarian"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "lendBook",
+        method: "POST",
+        path: "/api/loans",
+        object: "loan",
+        access: Access::Rule {
+            roles: &["librarian"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "extendLoan",
+        method: "PATCH",
+        path: "/api/loans/{id}",
+        object: "loan",
+        access: Access::Rule {
+            roles: &["librarian"],
+            owner: true,
+        },
+    },
+    RouteRule {
+        name: "listLoans",
+        method: "GET",
+        path: "/api/loans",
+        object: "loan",
+        access: Access::Rule {
+            roles: &["librarian"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "returnBook",
+        method: "DELETE",
+        path: "/api/loans/{id}",
+        object: "loan",
+        access: Access::Rule {
+            roles: &["librarian"],
+            owner: false,
+        },
+    },
+];
+
+/// What a caller (or an anonymous client) may do on a route: all rows, only
+/// their own, or nothing.
+pub fn reach(caller: Option<&Caller>, access: &Access) -> &'static str {
+    match (access, caller) {
+        (Access::Public, _) => "all",
+        (_, None) => "none",
+        (Access::Login, Some(_)) => "all",
+        (Access::Rule { roles, .. }, Some(c)) if c.has_role(roles) => "all",
+        (Access::Rule { owner: true, .. }, Some(_)) => "own",
+        _ => "none",
+    }
+}
+
+/// The names of an object's routes the caller may use: a list answer's uiPermissions.
+pub fn ui_permissions(caller: Option<&Caller>, object: &str) -> Vec<&'static str> {
+    RULES
+        .iter()
+        .filter(|r| r.object == object && reach(caller, &r.access) != "none")
+        .map(|r| r.name)
+        .collect()
 }
 
 impl Caller {
@@ -440,7 +642,7 @@ impl FromRequestParts<AppState> for ClientAddr {
 }
 
 /// Counts a hit on `bucket`; past `limit` in the window the answer is 429.
-async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
+pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
     let (hits, remaining): (i32, f64) = sqlx::query_as(
             "INSERT INTO throttle_buckets AS b (bucket, window_start, hits) VALUES ($1, now(), 1)
          ON CONFLICT (bucket) DO UPDATE SET
@@ -682,6 +884,47 @@ pub struct LoginInput {
     pub device_name: Option<String>,
 }
 
+/// What a sign-in brings besides the credentials: device facts, the client's
+/// address. A two-step sign-in keeps it with its challenge.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PendingSignIn {
+    pub device_name: Option<String>,
+    pub client_address: String,
+}
+
+/// Opens a session for an account whose credentials were checked: stores it,
+/// issues the token pair and queues sessionCreated, in `tx`.
+pub async fn open_session(
+    app: &AppState,
+    mut tx: Transaction<'static, Postgres>,
+    ctx: &RequestContext,
+    user_id: Uuid,
+    role: &str,
+    pending: PendingSignIn,
+    route: &'static RouteInfo,
+) -> Result<Response, ApiError> {
+    let session_id = Uuid::new_v4();
+    let session: SessionRow = sqlx::query_as(&format!(
+        "INSERT INTO sessions (id, user_id, device_name, client_address, expires_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+         RETURNING {SESSION_COLUMNS}"
+    ))
+    .bind(session_id)
+    .bind(user_id)
+    .bind(pending.device_name)
+    .bind(pending.client_address)
+    .bind(app.auth.limits.refresh_ttl_secs as f64)
+    .fetch_one(&mut *tx)
+    .await?;
+    let ctx = ctx.signed_in(user_id, session_id);
+    let (reply, _tokens) = app
+        .auth
+        .issue(&mut tx, &ctx, &session, role, route, "sessionCreated")
+        .await?;
+    tx.commit().await?;
+    Ok(reply.into_response())
+}
+
 /// `signIn`: POST /api/sign-in. A wrong secret and
 /// an unknown account get the same answer, in about the same time.
 async fn sign_in(
@@ -689,7 +932,7 @@ async fn sign_in(
     ctx: RequestContext,
     addr: ClientAddr,
     ApiJson(input): ApiJson<LoginInput>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let mut v = Validator::default();
     let account_name = v.required("email", input.account.filter(|l| !l.trim().is_empty()));
     let secret = v.required("secret", input.secret);
@@ -713,46 +956,39 @@ async fn sign_in(
         limits.window_secs,
     )
     .await?;
-    let account: Option<(Uuid, String, String)> = sqlx::query_as(LOGIN_SQL)
+    let account: Option<(Uuid, String, String, bool, bool)> = sqlx::query_as(LOGIN_SQL)
         .bind(&account_name)
         .fetch_optional(&app.db)
         .await?;
     let hash = account
         .as_ref()
         .map_or_else(|| app.auth.dummy_hash.clone(), |a| a.1.clone());
-    let verified = app.auth.verify_secret(hash, secret).await?;
-    let account = account.filter(|_| verified);
+    let secret_ok = app.auth.verify_secret(hash, secret).await?;
+    let account = account.filter(|_| secret_ok);
     tracing::info!(
         account = % fingerprint(account_name.as_bytes()), address = % addr.0, success =
         account.is_some(), "sign-in attempt"
     );
-    let Some((user_id, _, role)) = account else {
+    let Some((user_id, _, role, _, _)) = account else {
         hit(&app.db, &account_bucket, u32::MAX, limits.window_secs).await?;
         return Err(ApiError::Unauthorized(
             "the email or the secret is wrong".into(),
         ));
     };
-    let session_id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
-    let session: SessionRow = sqlx::query_as(&format!(
-        "INSERT INTO sessions (id, user_id, device_name, client_address, expires_at)
-         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-         RETURNING {SESSION_COLUMNS}"
-    ))
-    .bind(session_id)
-    .bind(user_id)
-    .bind(input.device_name)
-    .bind(addr.0.to_string())
-    .bind(app.auth.limits.refresh_ttl_secs as f64)
-    .fetch_one(&mut *tx)
-    .await?;
-    let ctx = ctx.signed_in(user_id, session_id);
-    let reply = app
-        .auth
-        .issue(&mut tx, &ctx, &session, &role, &SIGN_IN, "sessionCreated")
-        .await?;
-    tx.commit().await?;
-    Ok(reply)
+    let pending = PendingSignIn {
+        device_name: input.device_name,
+        client_address: addr.0.to_string(),
+    };
+    open_session(
+        &app,
+        app.db.begin().await?,
+        &ctx,
+        user_id,
+        &role,
+        pending,
+        &SIGN_IN,
+    )
+    .await
 }
 
 /// The body of `renew`.
@@ -780,7 +1016,7 @@ async fn renew(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiJson(input): ApiJson<RefreshInput>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let Some(presented) = input.refresh_token.filter(|t| !t.is_empty()) else {
         return Err(ApiError::Validation(vec![FieldError::new(
             "refreshToken",
@@ -860,12 +1096,12 @@ async fn renew(
         .bind(app.auth.limits.refresh_ttl_secs as f64)
         .fetch_one(&mut *tx)
         .await?;
-    let reply = app
+    let (reply, _tokens) = app
         .auth
         .issue(&mut tx, &ctx, &session, &role, &RENEW, "sessionUpdated")
         .await?;
     tx.commit().await?;
-    Ok(reply)
+    Ok(reply.into_response())
 }
 
 /// `signOut`: POST /api/sign-out. Ends the caller's session;
@@ -874,7 +1110,7 @@ async fn sign_out(
     State(app): State<AppState>,
     ctx: RequestContext,
     caller: Caller,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let mut tx = app.db.begin().await?;
     let session: SessionRow = sqlx::query_as(
@@ -894,7 +1130,7 @@ async fn sign_out(
     )
     .await?;
     tx.commit().await?;
-    Ok(reply)
+    Ok(reply.into_response())
 }
 
 /// `whoAmI`: GET /api/me. The caller's own account.

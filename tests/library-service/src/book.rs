@@ -77,7 +77,7 @@ pub fn event_row(row: &Book) -> Result<serde_json::Value, ApiError> {
 }
 
 /// The model's rules for this object's text fields.
-mod rules {
+pub mod rules {
     use crate::validation::TextRule;
     pub const TITLE: TextRule = TextRule {
         min_length: None,
@@ -120,7 +120,7 @@ pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<Book, ApiError> {
 }
 
 /// Loads an active row and locks it for the rest of the transaction.
-async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Book, ApiError> {
+pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Book, ApiError> {
     sqlx::query_as(LOCK_SQL)
         .bind(id)
         .fetch_optional(tx)
@@ -349,7 +349,16 @@ async fn list_books(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let reply = ctx.reply_list(&LIST_BOOKS, &rows, &ListMeta { paging, filters })?;
+    let ui_permissions = crate::auth::ui_permissions(None, "book");
+    let reply = ctx.reply_list(
+        &LIST_BOOKS,
+        &rows,
+        &ListMeta {
+            paging,
+            filters,
+            ui_permissions,
+        },
+    )?;
     app.events
         .publish(&ctx, reply.event(&LIST_BOOKS, &ctx.request_id));
     Ok(reply)
@@ -485,7 +494,16 @@ async fn find_books(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let reply = ctx.reply_list(&FIND_BOOKS, &rows, &ListMeta { paging, filters })?;
+    let ui_permissions = crate::auth::ui_permissions(None, "book");
+    let reply = ctx.reply_list(
+        &FIND_BOOKS,
+        &rows,
+        &ListMeta {
+            paging,
+            filters,
+            ui_permissions,
+        },
+    )?;
     app.events
         .publish(&ctx, reply.event(&FIND_BOOKS, &ctx.request_id));
     Ok(reply)

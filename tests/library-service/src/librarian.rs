@@ -65,7 +65,7 @@ pub fn event_row(row: &Librarian) -> Result<serde_json::Value, ApiError> {
 }
 
 /// The model's rules for this object's text fields.
-mod rules {
+pub mod rules {
     use crate::validation::TextRule;
     pub const EMAIL: TextRule = TextRule {
         min_length: None,

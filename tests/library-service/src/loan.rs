@@ -85,7 +85,7 @@ pub fn event_row(row: &Loan) -> Result<serde_json::Value, ApiError> {
 }
 
 /// The model's rules for this object's text fields.
-mod rules {
+pub mod rules {
     use crate::validation::TextRule;
     pub const READER_EMAIL: TextRule = TextRule {
         min_length: None,
@@ -125,7 +125,7 @@ fn owner_of(row: &Loan) -> Option<Uuid> {
 }
 
 /// Loads an active row and locks it for the rest of the transaction.
-async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Loan, ApiError> {
+pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Loan, ApiError> {
     sqlx::query_as(LOCK_SQL)
         .bind(id)
         .fetch_optional(tx)
@@ -393,7 +393,16 @@ async fn list_loans(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let reply = ctx.reply_list(&LIST_LOANS, &rows, &ListMeta { paging, filters })?;
+    let ui_permissions = crate::auth::ui_permissions(Some(&caller), "loan");
+    let reply = ctx.reply_list(
+        &LIST_LOANS,
+        &rows,
+        &ListMeta {
+            paging,
+            filters,
+            ui_permissions,
+        },
+    )?;
     app.events
         .publish(&ctx, reply.event(&LIST_LOANS, &ctx.request_id));
     Ok(reply)
