@@ -31,7 +31,10 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, Transaction};
+
+type Tx = Transaction<'static, Postgres>;
+
 use uuid::Uuid;
 
 const CODE_DIGITS: u32 = 6;
@@ -309,15 +312,16 @@ fn rejected() -> ApiError {
     ApiError::CodeRejected("the code is wrong, expired or already used; ask for a new one".into())
 }
 
-/// Checks `code` against the stored one and spends it. A wrong code counts
-/// an attempt (committed even though the request fails); past the limit the
-/// code is void.
+/// Checks `code` against the stored one (locked in `tx`) and spends it. A
+/// wrong code counts an attempt, committed although the request fails; past
+/// the limit the code is void.
 async fn spend_code(
     app: &AppState,
+    mut tx: Tx,
     stored: Option<StoredCode>,
     purpose: Purpose,
     code: &str,
-) -> Result<StoredCode, ApiError> {
+) -> Result<(Tx, StoredCode), ApiError> {
     let Some(stored) = stored else {
         return Err(rejected());
     };
@@ -335,15 +339,20 @@ async fn spend_code(
             .bind(stored.id)
             .bind(attempts)
             .bind(MAX_ATTEMPTS)
-            .execute(&app.db)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         return Err(if attempts >= MAX_ATTEMPTS {
             ApiError::CodeRejected("too many wrong codes; ask for a new one".into())
         } else {
             rejected()
         });
     }
-    Ok(stored)
+    sqlx::query("UPDATE verification_codes SET used_at = now() WHERE id = $1")
+        .bind(stored.id)
+        .execute(&mut *tx)
+        .await?;
+    Ok((tx, stored))
 }
 
 /// The live code of `purpose` for an account, locked.
@@ -362,14 +371,6 @@ async fn live_code(
             .fetch_optional(&mut *tx)
             .await?,
     )
-}
-
-async fn mark_used(tx: &mut PgConnection, id: Uuid) -> Result<(), ApiError> {
-    sqlx::query("UPDATE verification_codes SET used_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }
 
 /// Starts a flow: checks the body and the address's limit, answers, and does
@@ -560,14 +561,8 @@ async fn complete_email_verification(
         return Err(rejected());
     };
     let mut tx = app.db.begin().await?;
-    let stored = spend_code(
-        &app,
-        live_code(&mut tx, to.id, Purpose::Verify).await?,
-        Purpose::Verify,
-        &code,
-    )
-    .await?;
-    mark_used(&mut tx, stored.id).await?;
+    let stored = live_code(&mut tx, to.id, Purpose::Verify).await?;
+    let (mut tx, _) = spend_code(&app, tx, stored, Purpose::Verify, &code).await?;
     let ctx = ctx.acting_for(to.id);
     let old = account::lock(&mut tx, to.id).await?;
     let row: User = sqlx::query_as(VERIFY_SQL)
@@ -608,14 +603,8 @@ async fn complete_password_reset(
     };
     let hash = app.auth.hash_secret(secret).await?;
     let mut tx = app.db.begin().await?;
-    let stored = spend_code(
-        &app,
-        live_code(&mut tx, to.id, Purpose::Reset).await?,
-        Purpose::Reset,
-        &code,
-    )
-    .await?;
-    mark_used(&mut tx, stored.id).await?;
+    let stored = live_code(&mut tx, to.id, Purpose::Reset).await?;
+    let (mut tx, _) = spend_code(&app, tx, stored, Purpose::Reset, &code).await?;
     let ctx = ctx.acting_for(to.id);
     let old = account::lock(&mut tx, to.id).await?;
     let row: User = sqlx::query_as(RESET_SQL)
@@ -720,8 +709,7 @@ async fn complete_second_factor(
         .bind(Purpose::SecondFactor.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-    let stored = spend_code(&app, stored, Purpose::SecondFactor, &code).await?;
-    mark_used(&mut tx, stored.id).await?;
+    let (mut tx, stored) = spend_code(&app, tx, stored, Purpose::SecondFactor, &code).await?;
     let role: Option<String> = sqlx::query_scalar(ROLE_SQL)
         .bind(stored.user_id)
         .fetch_optional(&mut *tx)
