@@ -602,7 +602,9 @@ async fn every_route_enforces_its_rule_for_every_kind_of_caller() {
                     "userAvatarsFile" => file["id"].clone(),
                     _ => owner_row["id"].clone(),
                 };
-                let url = path.replace("{id}", id.as_str().unwrap());
+                let url = path
+                    .replace("{id}", id.as_str().unwrap())
+                    .replace("{accessKey}", file["accessKey"].as_str().unwrap());
                 let method: Method = method.to_uppercase().parse().unwrap();
                 let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
                 let (caller, role, owns) = match who {

@@ -484,7 +484,7 @@ async fn every_topic_carries_the_seed_payloads() {
     assert_eq!(file["fileData"]["omitted"], true);
     assert_eq!(
         file["fileData"]["href"],
-        format!("/v1/useravatarsfiles/{}", file["id"].as_str().unwrap())
+        format!("/v1/useravatarsfiles/{}/file", file["id"].as_str().unwrap())
     );
 
     // CloudEvents headers on every message; ids are unique.

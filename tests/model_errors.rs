@@ -443,3 +443,23 @@ fn several_errors_reported_together_in_document_order() {
     );
     insta::assert_snapshot!("several_errors_in_document_order", msg);
 }
+
+#[test]
+fn file_download_and_caller_keys_misused() {
+    let text = mutate_all(&[
+        (
+            "        maxLength: 300\n        searchable: true",
+            "        maxLength: 300\n        maxBytes: 10\n        searchable: true",
+        ),
+        (
+            "    fields: [title, isbn, pages, shelf, details]\n",
+            "    fields: [title, isbn, pages, shelf, details]\n    callerFields: [title]\n",
+        ),
+        (
+            "  getBook:\n",
+            "  bookCover:\n    object: book\n    action: download\n    by: isbn\n    method: GET\n    path: /books/{isbn}/cover\n    auth: public\n  getBook:\n",
+        ),
+    ]);
+    let msg = rejected(&text, &["10", "title", "book", "isbn"]);
+    insta::assert_snapshot!("file_download_and_caller_keys_misused", msg);
+}

@@ -758,7 +758,7 @@ async fn avatar_files_keep_their_bytes_out_of_json() {
     let id = file["id"].as_str().unwrap();
     assert_eq!(
         file["fileData"],
-        json!({ "omitted": true, "href": format!("/v1/useravatarsfiles/{id}") }),
+        json!({ "omitted": true, "href": format!("/v1/useravatarsfiles/{id}/file") }),
         "bytes never appear in JSON; a descriptor says where the row is"
     );
 

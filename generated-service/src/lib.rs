@@ -19,6 +19,8 @@ pub mod events;
 
 pub mod extract;
 
+pub mod files;
+
 pub mod health;
 
 pub mod openapi;

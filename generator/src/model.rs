@@ -170,6 +170,18 @@ pub struct Field {
     /// Filled by the service, never accepted from a client.
     #[serde(default)]
     pub computed: Option<Computed>,
+    /// A Blob holding an uploaded file: its largest size in bytes (413 above).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// A Blob holding an uploaded file: the String field that stores its
+    /// content type. The type is sniffed from the bytes and must be one of
+    /// that field's allowedValues (415 otherwise).
+    #[serde(default)]
+    pub type_field: Option<String>,
+    /// A Blob holding an uploaded file: the String field filled from the
+    /// uploaded part's file name when the form does not give it.
+    #[serde(default)]
+    pub name_field: Option<String>,
 }
 
 /// `randomKey` (an unguessable token) or `{ sizeOf: <blob field> }`.
@@ -201,6 +213,17 @@ pub struct Route {
     pub fields: Vec<String>,
     #[serde(default, deserialize_with = "ordered")]
     pub include: IndexedMap<Include>,
+    /// A download route: the field its path names the row by (an unguessable
+    /// randomKey field); `id` when absent.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// A download route: its Cache-Control header.
+    #[serde(default)]
+    pub cache_control: Option<String>,
+    /// A create route: reference fields that are the caller for callers
+    /// without an admin role (another value is 403); admins may set them.
+    #[serde(default)]
+    pub caller_fields: Vec<String>,
     pub auth: Auth,
 }
 

@@ -205,6 +205,10 @@ fn operation(
     paths: &mut Map<String, Value>,
     schemas: &mut Map<String, Value>,
 ) {
+    if r.action == "download" {
+        download_operation(o, r, paths);
+        return;
+    }
     let mut params = Vec::new();
     if r.path.contains("{id}") {
         params.push(json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
@@ -289,6 +293,25 @@ fn operation(
     if r.action == "create" {
         responses.insert("422".into(), error("A referenced row does not exist"));
     }
+    if let Some(u) = &r.upload {
+        responses.insert(
+            "413".into(),
+            error(&format!(
+                "The file is larger than {} bytes, or the body than the service accepts",
+                u.max_bytes
+            )),
+        );
+        responses.insert(
+            "415".into(),
+            error("The file's real type (sniffed from its bytes) is not accepted or disagrees with the declared one"),
+        );
+    }
+    if !r.caller_fields.is_empty() {
+        responses.insert(
+            "403".into(),
+            error("A caller without an admin role named another account"),
+        );
+    }
     add_auth_responses(r, &mut responses);
     // Every route of an object reads or writes its table.
     responses.insert("503".into(), unavailable());
@@ -306,7 +329,55 @@ fn operation(
         let input = format!("{}Input", r.type_prefix);
         schemas.insert(input.clone(), input_schema(r));
         op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(&input) } } });
+        if let Some(u) = &r.upload {
+            let mut form = input_schema(r);
+            form["properties"][&u.blob_name] = json!({ "type": "string", "contentMediaType": "application/octet-stream", "description": "The file's bytes (a file part)" });
+            op["requestBody"]["content"]["multipart/form-data"] = json!({ "schema": form });
+        }
     }
+    let path = paths.entry(r.path.clone()).or_insert_with(|| json!({}));
+    path[r.method.to_lowercase()] = op;
+}
+
+/// A download answers the file's bytes, not the envelope.
+fn download_operation(o: &ObjectPlan, r: &RoutePlan, paths: &mut Map<String, Value>) {
+    let key = if r.key_type == "Uuid" {
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } })
+    } else {
+        let name = r
+            .path
+            .rsplit('{')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('}');
+        json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
+    };
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": format!("The file's bytes, with Content-Type, Content-Length, ETag and Cache-Control: {}", r.cache_control),
+            "content": { "*/*": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } },
+        }),
+    );
+    responses.insert(
+        "304".into(),
+        json!({ "description": "If-None-Match names the current ETag" }),
+    );
+    responses.insert("400".into(), error("The path parameter is malformed"));
+    responses.insert("404".into(), error("No such file"));
+    add_auth_responses(r, &mut responses);
+    responses.insert("503".into(), unavailable());
+    let op = json!({
+        "x-access": access(r),
+        "operationId": r.name,
+        "summary": format!("download {}", o.name),
+        "tags": [o.name],
+        "description": format!("Allowed: {}. Publishes no event.", r.auth.summary),
+        "parameters": [key, { "name": "If-None-Match", "in": "header", "required": false, "schema": { "type": "string" } }],
+        "responses": responses,
+        "security": if r.auth.kind == "public" { json!([]) } else { json!([{ "bearerAuth": [] }]) },
+    });
     let path = paths.entry(r.path.clone()).or_insert_with(|| json!({}));
     path[r.method.to_lowercase()] = op;
 }

@@ -337,6 +337,38 @@ pub struct RoutePlan {
     pub revokes: &'static str,
     /// The `Access` literal of the route's rule.
     pub access: String,
+    /// A create route that receives a file (multipart or JSON with base64).
+    pub upload: Option<UploadPlan>,
+    /// A create route's reference fields that are the caller for non-admins.
+    pub caller_fields: Vec<String>,
+    /// `&["superAdmin", "admin"]`: the model's admin roles.
+    pub admin_roles: String,
+    /// A download route: the SQL loading the file by its key, the key's Rust
+    /// type, and the Cache-Control of its answers.
+    pub download_sql: String,
+    pub key_type: String,
+    pub cache_control: String,
+    /// What the route publishes, for docs: its topic, session events, or none.
+    pub events_doc: String,
+}
+
+/// How a create route receives a file.
+#[derive(Debug, Clone)]
+pub struct UploadPlan {
+    /// JSON name and identifier of the Blob field.
+    pub blob_name: String,
+    pub blob_ident: String,
+    /// Identifier of the field that stores the sniffed content type.
+    pub type_ident: String,
+    /// Identifier of the field filled from the part's file name, if any.
+    pub name_ident: Option<String>,
+    pub max_bytes: u64,
+    /// `&["image/png", ...]`: the content types accepted.
+    pub allowed: String,
+    /// `&["metadata"]`: form fields whose text is JSON (not strings).
+    pub json_fields: String,
+    /// The whole request's limit: the file in base64 plus the other fields.
+    pub request_limit: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -760,10 +792,17 @@ fn columns_of(o: &DataObject) -> Vec<FieldPlan> {
 /// What reads return: everything but secrets; blobs as a descriptor that
 /// says where the row is fetched, never their bytes.
 fn visible_of(m: &Model, object: &str, columns: &[FieldPlan]) -> Vec<FieldPlan> {
-    let href = m
-        .routes
-        .iter()
-        .find(|(_, r)| r.object.as_deref() == Some(object) && r.action == "get" && r.view.is_none())
+    let of_object = |action: &str| {
+        m.routes.iter().find(|(_, r)| {
+            r.object.as_deref() == Some(object)
+                && r.action == action
+                && r.view.is_none()
+                && r.by.is_none()
+        })
+    };
+    // The bytes' own route when there is one, else the row's.
+    let href = of_object("download")
+        .or_else(|| of_object("get"))
         .map(|(_, r)| {
             let path = format!("{}{}", m.service.api_base, r.path);
             let (before, after) = path.split_once("{id}").unwrap_or((path.as_str(), ""));
@@ -914,7 +953,14 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     }
     let mut endpoints: Vec<EndpointPlan> = Vec::new();
     for r in &my_routes {
-        let call = format!("{}({})", r.method_fn, r.handler);
+        let call = match &r.upload {
+            // The upload's own limit replaces the service's body limit.
+            Some(u) => format!(
+                "{}(axum::handler::Handler::layer({}, axum::extract::DefaultBodyLimit::max({})))",
+                r.method_fn, r.handler, u.request_limit
+            ),
+            None => format!("{}({})", r.method_fn, r.handler),
+        };
         match endpoints.iter_mut().find(|e| e.path == r.path) {
             Some(e) => e.chain = format!("{}.{call}", e.chain),
             None => endpoints.push(EndpointPlan {
@@ -970,7 +1016,7 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     }
     if my_routes
         .iter()
-        .any(|r| r.action == "get" || has_update || has_delete)
+        .any(|r| r.action == "get" || r.action == "download" || has_update || has_delete)
     {
         uses.push("crate::extract::ApiPath");
     }
@@ -988,7 +1034,17 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         uses.push("crate::validation");
     }
     if has_create || has_update {
-        uses.extend(["crate::extract::ApiJson", "crate::validation::Validator"]);
+        uses.push("crate::validation::Validator");
+    }
+    if has_update
+        || my_routes
+            .iter()
+            .any(|r| r.action == "create" && r.upload.is_none())
+    {
+        uses.push("crate::extract::ApiJson");
+    }
+    if has("download") {
+        uses.push("axum::http::HeaderMap");
     }
     if has_update {
         uses.push("crate::validation::Patch");
@@ -1251,12 +1307,92 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     };
     let throttled =
         auth.kind == "public" && matches!(r.action.as_str(), "create" | "update" | "delete");
+    let mut upload = None;
+    let (mut download_sql, mut key_type) = (String::new(), String::new());
+    if let Some((_, o)) = object {
+        let blob = o
+            .fields
+            .iter()
+            .find(|(_, f)| f.ty == "Blob" && f.type_field.is_some());
+        if let (Some((bname, bf)), Some(type_field)) =
+            (blob, blob.and_then(|(_, f)| f.type_field.as_ref()))
+        {
+            if r.action == "create" && r.fields.contains(bname) {
+                // The content type comes from the bytes; a declared one must agree.
+                for f in inputs.iter_mut().filter(|f| &f.name == type_field) {
+                    f.required = false;
+                }
+                let allowed = field_of(o, type_field)
+                    .map(|f| f.allowed_values.clone())
+                    .unwrap_or_default();
+                let max_bytes = bf.max_bytes.unwrap_or_default();
+                upload = Some(UploadPlan {
+                    blob_name: bname.clone(),
+                    blob_ident: bname.to_snake_case(),
+                    type_ident: type_field.to_snake_case(),
+                    name_ident: bf
+                        .name_field
+                        .as_ref()
+                        .filter(|n| r.fields.contains(n))
+                        .map(|n| n.to_snake_case()),
+                    max_bytes,
+                    allowed: rust_str_slice(&allowed),
+                    json_fields: rust_str_slice(
+                        &inputs
+                            .iter()
+                            .filter(|f| !f.blob && f.json_type != "string")
+                            .map(|f| f.name.clone())
+                            .collect::<Vec<_>>(),
+                    ),
+                    request_limit: max_bytes.div_ceil(3) * 4 + m.service.body_limit_bytes,
+                });
+            }
+            if r.action == "download" {
+                let key = r.by.as_deref().unwrap_or("id").to_snake_case();
+                key_type = if key == "id" { "Uuid" } else { "String" }.to_string();
+                let name = bf
+                    .name_field
+                    .as_ref()
+                    .map(|n| format!("t.{}", n.to_snake_case()))
+                    .unwrap_or_else(|| "NULL::text".to_string());
+                let owner = if o.owner_is_self { "id" } else { "_owner" };
+                download_sql = format!(
+                    "SELECT t.id, t.record_version, t.{} AS content_type, {name} AS file_name, t.{} AS bytes, t.{owner} AS owner FROM {} AS t WHERE t.{key} = $1{}",
+                    type_field.to_snake_case(),
+                    bname.to_snake_case(),
+                    o.table,
+                    active_clause(o)
+                );
+            }
+        }
+    }
+    let admin_roles = rust_str_slice(&m.roles.admin);
+    let cache_control = r.cache_control.clone().unwrap_or_else(|| {
+        if auth.kind == "public" {
+            "public, max-age=3600".to_string()
+        } else {
+            "private, no-cache".to_string()
+        }
+    });
     let nothing_to_change = inputs
         .iter()
         .map(|f| format!("input.{}.is_absent()", f.ident))
         .collect::<Vec<_>>()
         .join(" && ");
+    let topic = r.event.as_ref().map(|e| route_topic(m, e));
+    let events_doc = match (&topic, r.object.is_some()) {
+        (Some(t), _) => format!("`{t}`"),
+        (None, true) => "none (answers bytes)".to_string(),
+        (None, false) => "session events".to_string(),
+    };
     RoutePlan {
+        events_doc,
+        upload,
+        caller_fields: r.caller_fields.iter().map(|f| f.to_snake_case()).collect(),
+        admin_roles,
+        download_sql,
+        key_type,
+        cache_control,
         throttled,
         revokes,
         access,
@@ -1272,7 +1408,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         object: r.object.clone(),
         data_name,
         event: r.event.clone(),
-        topic: r.event.as_ref().map(|e| route_topic(m, e)),
+        topic,
         topic_const: r
             .event
             .as_ref()
@@ -1394,6 +1530,18 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
 }
 
 /// A SQL string literal.
+/// `&["a", "b"]`: a Rust slice of string literals.
+fn rust_str_slice(values: &[String]) -> String {
+    format!(
+        "&[{}]",
+        values
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 fn sql_text(v: &str) -> String {
     format!("'{}'", v.replace('\'', "''"))
 }

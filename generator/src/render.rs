@@ -35,6 +35,7 @@ templates! {
     EnvelopeRs => "envelope.rs.j2",
     EventsRs => "events.rs.j2",
     ExtractRs => "extract.rs.j2",
+    FilesRs => "files.rs.j2",
     ValidationRs => "validation.rs.j2",
     HealthRs => "health.rs.j2",
     OpenapiRs => "openapi.rs.j2",
@@ -107,6 +108,7 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "extract.rs.j2",
         ExtractRs { plan }.render()?,
     );
+    add("src/files.rs", "files.rs.j2", FilesRs { plan }.render()?);
     add(
         "src/validation.rs",
         "validation.rs.j2",

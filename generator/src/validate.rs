@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const FIELD_TYPES: &[&str] = &[
     "ID", "String", "Text", "Boolean", "Integer", "Date", "Blob", "Object",
 ];
-pub const CRUD_ACTIONS: &[&str] = &["get", "list", "create", "update", "delete"];
+pub const CRUD_ACTIONS: &[&str] = &["get", "list", "create", "update", "delete", "download"];
 pub const AUTH_ACTIONS: &[&str] = &["login", "refresh", "logout", "currentUser", "publicKeys"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 const AUTH_KEYWORDS: &[&str] = &["public", "login"];
@@ -37,6 +37,7 @@ const RESERVED_MODULES: &[&str] = &[
     "error",
     "events",
     "extract",
+    "files",
     "health",
     "lib",
     "main",
@@ -422,6 +423,7 @@ fn data_object(
         }
         field(objects, f, &fpath, d);
         computed(o, f, &fpath, d);
+        file_keys(o, f, &fpath, d);
     }
     for (i, group) in o.unique_together.iter().enumerate() {
         for (j, f) in group.iter().enumerate() {
@@ -464,6 +466,59 @@ fn computed(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
     }
     if f.computed.is_some() && f.default.is_some() {
         d.at(&path, "a computed field cannot also have a default");
+    }
+}
+
+/// maxBytes, typeField and nameField: a Blob that holds an uploaded file.
+fn file_keys(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
+    for (key, set) in [
+        ("maxBytes", f.max_bytes.is_some()),
+        ("typeField", f.type_field.is_some()),
+        ("nameField", f.name_field.is_some()),
+    ] {
+        if set && f.ty != "Blob" {
+            d.at(
+                format!("{path}.{key}"),
+                format!("{key} applies to Blob fields only, not {}", f.ty),
+            );
+            return;
+        }
+    }
+    if f.max_bytes == Some(0) {
+        d.at(format!("{path}.maxBytes"), "maxBytes must be at least 1");
+    }
+    if f.type_field.is_some() != f.max_bytes.is_some() {
+        d.at_key(
+            path,
+            "a file needs both maxBytes (its largest size) and typeField (the field of its content type)",
+        );
+    }
+    if let Some(t) = &f.type_field {
+        match o.fields.iter().find(|(n, _)| n == t) {
+            Some((_, tf)) if tf.ty == "String" && !tf.allowed_values.is_empty() => {}
+            Some(_) => d.at(
+                format!("{path}.typeField"),
+                format!(
+                    "\"{t}\" must be a String field with allowedValues: the content types accepted"
+                ),
+            ),
+            None => d.at(
+                format!("{path}.typeField"),
+                format!("unknown field \"{t}\"; {}", one_of(&field_names(o))),
+            ),
+        }
+    }
+    if let Some(n) = &f.name_field {
+        if !o
+            .fields
+            .iter()
+            .any(|(fname, nf)| fname == n && nf.ty == "String")
+        {
+            d.at(
+                format!("{path}.nameField"),
+                format!("\"{n}\" is not a String field; {}", one_of(&field_names(o))),
+            );
+        }
     }
 }
 
@@ -773,7 +828,7 @@ fn route(
         );
     } else {
         let expected: &[&str] = match action {
-            "get" | "list" | "currentUser" | "publicKeys" => &["GET"],
+            "get" | "list" | "download" | "currentUser" | "publicKeys" => &["GET"],
             "create" | "login" | "refresh" | "logout" => &["POST"],
             "update" => &["PATCH", "PUT"],
             "delete" => &["DELETE"],
@@ -805,7 +860,15 @@ fn route(
     }
     let params = placeholders(&r.path);
     let needs_id = matches!(action, "get" | "update" | "delete");
-    if needs_id && params != ["id"] {
+    let key = r.by.clone().unwrap_or_else(|| "id".to_string());
+    if action == "download" {
+        if params != [key.as_str()] {
+            d.at(
+                format!("{path}.path"),
+                format!("a download route addresses one file: its path must have exactly one parameter, {{{key}}}"),
+            );
+        }
+    } else if needs_id && params != ["id"] {
         d.at(
             format!("{path}.path"),
             format!(
@@ -844,10 +907,10 @@ fn route(
                     );
                 }
             }
-            if rule.owner && !matches!(action, "get" | "update" | "delete" | "list") {
+            if rule.owner && !matches!(action, "get" | "update" | "delete" | "list" | "download") {
                 d.at(
                     format!("{path}.auth.owner"),
-                    format!("owner applies to get, update, delete and list routes, not {action}"),
+                    format!("owner applies to get, update, delete, list and download routes, not {action}"),
                 );
             }
         }
@@ -868,6 +931,9 @@ fn route(
             ("include", !r.include.is_empty()),
             ("search", r.search),
             ("view", r.view.is_some()),
+            ("by", r.by.is_some()),
+            ("cacheControl", r.cache_control.is_some()),
+            ("callerFields", !r.caller_fields.is_empty()),
         ] {
             if set {
                 d.at(
@@ -879,6 +945,12 @@ fn route(
         return;
     }
     match &r.event {
+        // A download answers bytes, which no event carries.
+        None if action == "download" => {}
+        Some(_) if action == "download" => d.at(
+            format!("{path}.event"),
+            "a download route answers bytes and publishes no route event; remove `event`",
+        ),
         None => d.at_key(
             path,
             "a data route needs an `event`: the route event it publishes",
@@ -958,6 +1030,8 @@ fn route(
             }
         }
     }
+    download(r, object_name, object, path, d);
+    caller_fields(m, r, object_name, object, path, d);
     if r.search && action != "list" {
         d.at(
             format!("{path}.search"),
@@ -1220,6 +1294,96 @@ fn identity(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostic
             d.at_key(
                 "routes",
                 format!("no route serves the {action} action; the auth section needs one"),
+            );
+        }
+    }
+}
+
+/// The keys of download routes: an object with a file, a `by` field that is an
+/// unguessable key, and a Cache-Control value.
+fn download(r: &Route, object_name: &str, object: &DataObject, path: &str, d: &mut Diagnostics) {
+    if r.action != "download" {
+        for (key, set) in [
+            ("by", r.by.is_some()),
+            ("cacheControl", r.cache_control.is_some()),
+        ] {
+            if set {
+                d.at(
+                    format!("{path}.{key}"),
+                    format!("{key} applies to download routes, not {}", r.action),
+                );
+            }
+        }
+        return;
+    }
+    if !object
+        .fields
+        .iter()
+        .any(|(_, f)| f.ty == "Blob" && f.type_field.is_some())
+    {
+        d.at(
+            format!("{path}.object"),
+            format!("{object_name} holds no file: give one of its Blob fields a typeField"),
+        );
+    }
+    if let Some(by) = &r.by {
+        let unguessable = object.fields.iter().any(|(n, f)| {
+            n == by && matches!(&f.computed, Some(crate::model::Computed::Keyword(k)) if k == "randomKey")
+        });
+        if !unguessable {
+            d.at(
+                format!("{path}.by"),
+                format!("\"{by}\" is not a randomKey field of {object_name}; a file is fetched by id or by an unguessable key"),
+            );
+        }
+    }
+    if r.cache_control
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty() || c.contains(['\r', '\n', '"']))
+    {
+        d.at(
+            format!("{path}.cacheControl"),
+            "not a Cache-Control value; expected e.g. \"private, no-cache\"",
+        );
+    }
+}
+
+/// `callerFields` of create routes: reference fields of the object.
+fn caller_fields(
+    m: &Model,
+    r: &Route,
+    object_name: &str,
+    object: &DataObject,
+    path: &str,
+    d: &mut Diagnostics,
+) {
+    if r.caller_fields.is_empty() {
+        return;
+    }
+    if r.action != "create" {
+        d.at(
+            format!("{path}.callerFields"),
+            format!("callerFields applies to create routes, not {}", r.action),
+        );
+        return;
+    }
+    for (i, f) in r.caller_fields.iter().enumerate() {
+        let refs_caller = object
+            .fields
+            .iter()
+            .any(|(n, fd)| n == f && fd.references.as_deref() == Some(m.auth.user_object.as_str()));
+        if !refs_caller {
+            d.at(
+                format!("{path}.callerFields[{i}]"),
+                format!(
+                    "\"{f}\" is not a field of {object_name} that references {}",
+                    m.auth.user_object
+                ),
+            );
+        } else if !r.fields.contains(f) {
+            d.at(
+                format!("{path}.callerFields[{i}]"),
+                format!("\"{f}\" is not accepted by this route; add it to fields"),
             );
         }
     }
