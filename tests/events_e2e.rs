@@ -550,8 +550,8 @@ async fn the_service_creates_every_topic_at_start() {
     }
     assert_eq!(
         topics::ALL.len(),
-        24 + 26 + 1,
-        "12 database, 12 index, 26 route topics and the session topic"
+        24 + 2 + 26 + 1,
+        "12 database, 12 index, 2 index -extended (the indexed objects), 26 route topics and the session topic"
     );
 }
 

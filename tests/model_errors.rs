@@ -463,3 +463,23 @@ fn file_download_and_caller_keys_misused() {
     let msg = rejected(&text, &["10", "title", "book", "isbn"]);
     insta::assert_snapshot!("file_download_and_caller_keys_misused", msg);
 }
+
+#[test]
+fn search_index_keys_misused() {
+    let text = mutate(
+        "searchIndexes:\n  book: {}\n",
+        "searchIndexes:\n  book:\n    lists:\n      loans: { through: loan, from: readerEmail, to: bookId, fields: [dueAt, pickupCode] }\n    counts:\n      title: { of: loan, by: dueAt }\n  shelf: {}\n",
+    );
+    let msg = rejected(
+        &text,
+        &[
+            "readerEmail",
+            "dueAt",
+            "pickupCode",
+            "title",
+            "dueAt",
+            "shelf",
+        ],
+    );
+    insta::assert_snapshot!("search_index_keys_misused", msg);
+}

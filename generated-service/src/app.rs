@@ -100,6 +100,9 @@ impl Application {
         auth::bootstrap_admin(&state)
             .await
             .context("creating the bootstrap super-admin")?;
+        crate::search::build_empty(&state.db)
+            .await
+            .context("building the search indexes")?;
         Ok(Self {
             listener,
             router: router(state.clone()),

@@ -24,6 +24,20 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "reindex") {
+        let rebuilt = async {
+            let db = airbnb_auth_service::app::connect(&config).await?;
+            airbnb_auth_service::search::reindex(&db, &args[1..]).await
+        };
+        return match rebuilt.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "reindex failed");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match airbnb_auth_service::app::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -166,6 +166,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/users/{id}/brief", routing::get(get_brief_user))
         .route("/v1/register", routing::post(register_user))
+        .route("/v1/users/{id}/extends", routing::post(extend_user_index))
 }
 
 /// Loads an active row.
@@ -331,6 +332,12 @@ async fn update_user(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER, StatusCode::OK, &row)?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -435,6 +442,12 @@ async fn update_profile(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_PROFILE, StatusCode::OK, &row)?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_PROFILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -536,6 +549,7 @@ async fn create_user(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&CREATE_USER, StatusCode::CREATED, &row)?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -577,6 +591,7 @@ async fn delete_user(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER, StatusCode::OK, &row)?;
     crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -619,6 +634,7 @@ async fn archive_profile(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&ARCHIVE_PROFILE, StatusCode::OK, &row)?;
     crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&ARCHIVE_PROFILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -778,12 +794,13 @@ pub struct SearchUsersQuery {
     pub email_verified: Option<bool>,
 }
 
-/// One row of `searchUsers`.
+/// One hit of `searchUsers`: the index document and its rank.
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct SearchUsersRow {
     #[serde(flatten)]
-    #[sqlx(flatten)]
-    pub row: User,
+    pub document: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
+    #[serde(rename = "_score")]
+    pub rank: f32,
     #[serde(skip)]
     pub total_row_count: i64,
 }
@@ -825,24 +842,6 @@ fn search_users_filters(
         });
         sql.push(" AND t.email_verified = ").push_bind(value);
     }
-    let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
-    if keyword.is_empty() {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "q",
-            "is required: the keyword to search for",
-        )]));
-    }
-    let pattern = validation::like_pattern(keyword);
-    applied.push(Filter {
-        field: "q",
-        op: "contains",
-        value: serde_json::json!(keyword),
-    });
-    sql.push(" AND (");
-    sql.push("t.email ILIKE ").push_bind(pattern.clone());
-    sql.push(" OR ");
-    sql.push("t.fullname ILIKE ").push_bind(pattern.clone());
-    sql.push(")");
     Ok(applied)
 }
 
@@ -856,11 +855,28 @@ async fn search_users(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&SEARCH_USERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
-    let order_by = sort_order(q.sort.as_deref())?;
+    let order_by = match q.sort.as_deref() {
+        None => "rank DESC, t.id ASC",
+        given => sort_order(given)?,
+    };
+    let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
+    let Some(query) = crate::search::prefix_query(keyword) else {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "q",
+            "is required: a keyword with letters or digits to search for",
+        )]));
+    };
     let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM users AS t WHERE t.is_active",
+        "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM users AS t JOIN search_documents AS d ON d.index_name = 'airbnb_user' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
     );
-    let filters = search_users_filters(&q, scope, &mut sql)?;
+    sql.push_bind(query.clone())
+        .push(") AS q(query) WHERE t.is_active AND d.search @@ q.query");
+    let mut filters = vec![Filter {
+        field: "q",
+        op: "matches",
+        value: serde_json::json!(keyword),
+    }];
+    filters.extend(search_users_filters(&q, scope, &mut sql)?);
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
@@ -871,7 +887,12 @@ async fn search_users(
     let total_row_count = match rows.first() {
         Some(first) => first.total_row_count,
         None if page_number > 1 => {
-            let mut count = QueryBuilder::new("SELECT count(*) FROM users AS t WHERE t.is_active");
+            let mut count = QueryBuilder::new(
+                "SELECT count(*) FROM users AS t JOIN search_documents AS d ON d.index_name = 'airbnb_user' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
+            );
+            count
+                .push_bind(query)
+                .push(") AS q(query) WHERE t.is_active AND d.search @@ q.query");
             search_users_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
@@ -947,6 +968,12 @@ async fn update_user_role(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_ROLE, StatusCode::OK, &row)?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_ROLE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -1031,6 +1058,12 @@ async fn update_user_password(
         "credentials changed",
     )
     .await?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_PASSWORD, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -1107,6 +1140,12 @@ async fn update_user_password_by_admin(
         id,
         Some(caller.session_id),
         "credentials changed",
+    )
+    .await?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
     )
     .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
@@ -1224,9 +1263,62 @@ async fn register_user(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&REGISTER_USER, StatusCode::CREATED, &row)?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&REGISTER_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+/// `extendUserIndex`: the route's facts for its answers and events.
+pub static EXTEND_USER_INDEX: RouteInfo = RouteInfo {
+    name: "extendUserIndex",
+    data_name: "user",
+    method: "POST",
+    action: "extend",
+    topic: None,
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
+};
+
+/// `extendUserIndex`: POST /v1/users/{id}/extends: another service adds data under the
+/// document's `extends` (e.g. `{"bookings": [...], "bookings_count": 2}`); the
+/// -extended index event carries only what was added. Allowed: superAdmin, admin.
+async fn extend_user_index(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(added): ApiJson<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&EXTEND_USER_INDEX.access)?;
+    if added.is_empty() || added.keys().any(|k| k.trim().is_empty()) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "names the data to add: {\"<name>\": ..., \"<name>_count\": n}",
+        )]));
+    }
+    let added = serde_json::Value::Object(added);
+    let mut tx = app.db.begin().await?;
+    let document: sqlx::types::Json<serde_json::Value> = sqlx::query_scalar(
+            "UPDATE search_documents AS d SET extends = d.extends || $2, updated_at = now() WHERE d.index_name = 'airbnb_user' AND d.id = $1 RETURNING d.doc || jsonb_build_object('extends', d.extends)",
+        )
+        .bind(id)
+        .bind(sqlx::types::Json(&added))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let reply = ctx.reply(&EXTEND_USER_INDEX, StatusCode::OK, &document)?;
+    let event = crate::events::Event::new(
+        crate::topics::INDEX_USER_EXTENDED,
+        id,
+        &serde_json::json!({ "id" : id, "extends" : added }),
+    )?;
+    crate::events::enqueue(&mut tx, &ctx, &[event]).await?;
     tx.commit().await?;
     Ok(reply)
 }

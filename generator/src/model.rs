@@ -24,6 +24,41 @@ pub struct Model {
     pub data_objects: IndexedMap<DataObject>,
     #[serde(deserialize_with = "ordered")]
     pub routes: IndexedMap<Route>,
+    /// Objects mirrored into search indexes, by object name, and what each
+    /// document aggregates from related objects.
+    #[serde(default, deserialize_with = "ordered")]
+    pub search_indexes: IndexedMap<SearchIndex>,
+}
+
+/// One search index: the object's visible fields, plus aggregates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SearchIndex {
+    /// Lists of related rows reached through a link object, e.g. a person's groups.
+    #[serde(default, deserialize_with = "ordered")]
+    pub lists: IndexedMap<ListAggregate>,
+    /// Counts of rows that reference the document's row, e.g. a group's members.
+    #[serde(default, deserialize_with = "ordered")]
+    pub counts: IndexedMap<CountAggregate>,
+}
+
+/// `{ through: link, from: <link field to this object>, to: <link field to the
+/// listed object>, fields: [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListAggregate {
+    pub through: String,
+    pub from: String,
+    pub to: String,
+    pub fields: Vec<String>,
+}
+
+/// `{ of: <object>, by: <its field referencing this object> }`: active rows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountAggregate {
+    pub of: String,
+    pub by: String,
 }
 
 #[derive(Debug, Deserialize)]

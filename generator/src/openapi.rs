@@ -216,6 +216,9 @@ fn operation(
     let data = if r.action == "list" {
         let row = format!("{}Row", r.type_prefix);
         let mut parts = vec![schema_ref(&o.struct_name)];
+        if r.search {
+            parts.push(json!({ "type": "object", "description": "The hit's index document: the row, the model's aggregates and extends", "properties": { "_score": { "type": "number" }, "extends": { "type": "object" } }, "required": ["_score", "extends"] }));
+        }
         if !r.includes.is_empty() {
             let props: Map<String, Value> = r
                 .includes
@@ -254,6 +257,8 @@ fn operation(
             params.push(query(&f.name, s));
         }
         json!({ "type": "array", "items": schema_ref(&row) })
+    } else if r.action == "extend" {
+        json!({ "allOf": [schema_ref(&o.struct_name), { "type": "object", "properties": { "extends": { "type": "object" } }, "required": ["extends"] }] })
     } else if r.public_view {
         schema_ref(
             &o.public_view
@@ -334,6 +339,16 @@ fn operation(
             form["properties"][&u.blob_name] = json!({ "type": "string", "contentMediaType": "application/octet-stream", "description": "The file's bytes (a file part)" });
             op["requestBody"]["content"]["multipart/form-data"] = json!({ "schema": form });
         }
+    }
+    if r.action == "extend" {
+        op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": {
+            "type": "object", "minProperties": 1, "additionalProperties": true,
+            "description": "Data to add under the document's extends, e.g. {\"bookings\": [...], \"bookings_count\": 2}"
+        } } } });
+        op["description"] = json!(format!(
+            "Allowed: {}. Publishes only what was added on the index's -extended topic.",
+            r.auth.summary
+        ));
     }
     let path = paths.entry(r.path.clone()).or_insert_with(|| json!({}));
     path[r.method.to_lowercase()] = op;

@@ -19,6 +19,8 @@ pub struct Plan {
     /// Unique and foreign-key constraints, for mapping database errors to fields.
     pub constraints: Vec<ConstraintPlan>,
     pub identity: IdentityPlan,
+    /// Search indexes: their SQL, and which changes touch their documents.
+    pub search: crate::search_plan::SearchPlan,
 }
 
 /// Who logs in and how: everything the auth module needs from the model.
@@ -177,6 +179,8 @@ pub struct ObjectPlan {
     pub has_locking: bool,
     /// The module's `use` lines: exactly what its routes need.
     pub uses: Vec<String>,
+    /// Changes of this object touch search documents.
+    pub search_followed: bool,
 }
 
 /// One path and the handlers of its methods, e.g. `routing::get(get_user).patch(update_user)`.
@@ -348,6 +352,12 @@ pub struct RoutePlan {
     pub download_sql: String,
     pub key_type: String,
     pub cache_control: String,
+    /// A search route: the rest of its FROM/WHERE after the bound tsquery.
+    pub search_tail: String,
+    /// An extend route: merges data under a document's `extends`, and the
+    /// topic constant of the index's -extended event.
+    pub extend_sql: String,
+    pub extended_topic_const: String,
     /// What the route publishes, for docs: its topic, session events, or none.
     pub events_doc: String,
 }
@@ -395,11 +405,15 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         replication_factor: m.topics.replication_factor,
     };
     let routes: Vec<RoutePlan> = m.routes.iter().map(|(n, r)| route(m, n, r)).collect();
-    let objects: Vec<ObjectPlan> = m
+    let search = crate::search_plan::plan(m);
+    let mut objects: Vec<ObjectPlan> = m
         .data_objects
         .iter()
         .map(|(n, o)| object(m, n, o, &routes))
         .collect();
+    for o in objects.iter_mut() {
+        o.search_followed = search.follows.iter().any(|f| f.object == o.name);
+    }
     let mut topics = Vec::new();
     for o in &objects {
         for (kind, set, label) in [
@@ -425,6 +439,23 @@ pub fn plan(source: &str, m: &Model) -> Plan {
                 });
             }
         }
+    }
+    for i in &search.indexes {
+        topics.push(TopicPlan {
+            const_name: i.extended_topic_const.clone(),
+            name: fill(
+                &m.topics.index_event,
+                m,
+                &[("object", &topic_object(&i.object)), ("change", "extended")],
+            ),
+            kind: "indexEvent",
+            change: "extended",
+            owner: i.object.clone(),
+            description: format!(
+                "Another service added data under a {} document's extends; the payload holds only what was added.",
+                i.object
+            ),
+        });
     }
     for r in &routes {
         if let (Some(topic), Some(c)) = (&r.topic, &r.topic_const) {
@@ -493,6 +524,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
             default: m.roles.default.clone(),
         },
         constraints,
+        search,
     }
 }
 
@@ -1014,10 +1046,9 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     if visible.iter().any(|c| c.rust_type.contains("DateTime")) {
         uses.push("chrono::{DateTime, Utc}");
     }
-    if my_routes
-        .iter()
-        .any(|r| r.action == "get" || r.action == "download" || has_update || has_delete)
-    {
+    if my_routes.iter().any(|r| {
+        matches!(r.action.as_str(), "get" | "download" | "extend") || has_update || has_delete
+    }) {
         uses.push("crate::extract::ApiPath");
     }
     if has_list {
@@ -1036,12 +1067,17 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     if has_create || has_update {
         uses.push("crate::validation::Validator");
     }
+    let has_extend = has("extend");
     if has_update
+        || has_extend
         || my_routes
             .iter()
             .any(|r| r.action == "create" && r.upload.is_none())
     {
         uses.push("crate::extract::ApiJson");
+    }
+    if has_extend && !has_list {
+        uses.push("crate::error::FieldError");
     }
     if has("download") {
         uses.push("axum::http::HeaderMap");
@@ -1100,6 +1136,7 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         has_delete,
         has_locking: has_update || has_delete,
         uses,
+        search_followed: false,
         name: name.to_string(),
         plural: plural(name),
         module: name.to_snake_case(),
@@ -1215,6 +1252,8 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         }
     };
     let mut computed = Vec::new();
+    let (mut search_tail, mut extend_sql, mut extended_topic_const) =
+        (String::new(), String::new(), String::new());
     let (mut insert_sql, mut insert_binds, mut list_sql, mut count_sql) =
         (String::new(), Vec::new(), String::new(), String::new());
     if let Some((_, o)) = object {
@@ -1278,6 +1317,28 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
             };
             list_sql = format!("{head}{filter}");
             count_sql = format!("SELECT count(*) FROM {} AS t{filter}", o.table);
+            if r.search {
+                let (from, tail) = crate::search_plan::search_from(
+                    m,
+                    r.object.as_deref().unwrap_or_default(),
+                    &o.table,
+                    o.soft_delete,
+                );
+                list_sql = format!("SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count{from}");
+                count_sql = format!("SELECT count(*){from}");
+                search_tail = tail;
+            }
+        }
+        if r.action == "extend" {
+            let object_name = r.object.as_deref().unwrap_or_default();
+            extended_topic_const = format!(
+                "INDEX_{}_EXTENDED",
+                object_name.to_snake_case().to_uppercase()
+            );
+            extend_sql = format!(
+                "UPDATE search_documents AS d SET extends = d.extends || $2, updated_at = now() WHERE d.index_name = '{}' AND d.id = $1 RETURNING d.doc || jsonb_build_object('extends', d.extends)",
+                crate::search_plan::index_name(m, object_name)
+            );
         }
     }
     let path = format!("{}{}", m.service.api_base, r.path);
@@ -1386,6 +1447,9 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         (None, false) => "session events".to_string(),
     };
     RoutePlan {
+        search_tail,
+        extend_sql,
+        extended_topic_const,
         events_doc,
         upload,
         caller_fields: r.caller_fields.iter().map(|f| f.to_snake_case()).collect(),

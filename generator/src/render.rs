@@ -36,6 +36,7 @@ templates! {
     EventsRs => "events.rs.j2",
     ExtractRs => "extract.rs.j2",
     FilesRs => "files.rs.j2",
+    SearchRs => "search.rs.j2",
     ValidationRs => "validation.rs.j2",
     HealthRs => "health.rs.j2",
     OpenapiRs => "openapi.rs.j2",
@@ -109,6 +110,7 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         ExtractRs { plan }.render()?,
     );
     add("src/files.rs", "files.rs.j2", FilesRs { plan }.render()?);
+    add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
     add(
         "src/validation.rs",
         "validation.rs.j2",

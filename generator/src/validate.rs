@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const FIELD_TYPES: &[&str] = &[
     "ID", "String", "Text", "Boolean", "Integer", "Date", "Blob", "Object",
 ];
-pub const CRUD_ACTIONS: &[&str] = &["get", "list", "create", "update", "delete", "download"];
+pub const CRUD_ACTIONS: &[&str] = &[
+    "get", "list", "create", "update", "delete", "download", "extend",
+];
 pub const AUTH_ACTIONS: &[&str] = &["login", "refresh", "logout", "currentUser", "publicKeys"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 const AUTH_KEYWORDS: &[&str] = &["public", "login"];
@@ -43,6 +45,7 @@ const RESERVED_MODULES: &[&str] = &[
     "main",
     "openapi",
     "routes",
+    "search",
     "state",
     "topics",
     "validation",
@@ -171,6 +174,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ModelErrors> {
         }
     }
     routes(m, &objects, &mut d);
+    search_indexes(m, &objects, &mut d);
     identity(m, &objects, &mut d);
     d.finish()
 }
@@ -829,7 +833,7 @@ fn route(
     } else {
         let expected: &[&str] = match action {
             "get" | "list" | "download" | "currentUser" | "publicKeys" => &["GET"],
-            "create" | "login" | "refresh" | "logout" => &["POST"],
+            "create" | "extend" | "login" | "refresh" | "logout" => &["POST"],
             "update" => &["PATCH", "PUT"],
             "delete" => &["DELETE"],
             _ => &[],
@@ -859,7 +863,7 @@ fn route(
         );
     }
     let params = placeholders(&r.path);
-    let needs_id = matches!(action, "get" | "update" | "delete");
+    let needs_id = matches!(action, "get" | "update" | "delete" | "extend");
     let key = r.by.clone().unwrap_or_else(|| "id".to_string());
     if action == "download" {
         if params != [key.as_str()] {
@@ -945,11 +949,15 @@ fn route(
         return;
     }
     match &r.event {
-        // A download answers bytes, which no event carries.
-        None if action == "download" => {}
-        Some(_) if action == "download" => d.at(
+        // A download answers bytes, which no event carries; an extend
+        // publishes the index's -extended event instead of a route event.
+        None if action == "download" || action == "extend" => {}
+        Some(_) if action == "download" || action == "extend" => d.at(
             format!("{path}.event"),
-            "a download route answers bytes and publishes no route event; remove `event`",
+            format!(
+                "{} route publishes no route event; remove `event`",
+                an(action)
+            ),
         ),
         None => d.at_key(
             path,
@@ -1031,11 +1039,23 @@ fn route(
         }
     }
     download(r, object_name, object, path, d);
+    if action == "extend" && !m.search_indexes.iter().any(|(n, _)| n == object_name) {
+        d.at(
+            format!("{path}.object"),
+            format!("{object_name} is not indexed, so it has no documents to extend; add it under searchIndexes"),
+        );
+    }
     caller_fields(m, r, object_name, object, path, d);
     if r.search && action != "list" {
         d.at(
             format!("{path}.search"),
             format!("search applies to list routes, not {action}"),
+        );
+    }
+    if r.search && !m.search_indexes.iter().any(|(n, _)| n == object_name) {
+        d.at(
+            format!("{path}.search"),
+            format!("{object_name} is not indexed; add it under searchIndexes"),
         );
     }
     if r.search && !object.fields.iter().any(|(_, f)| f.searchable) {
@@ -1385,6 +1405,108 @@ fn caller_fields(
                 format!("{path}.callerFields[{i}]"),
                 format!("\"{f}\" is not accepted by this route; add it to fields"),
             );
+        }
+    }
+}
+
+/// `searchIndexes`: indexed objects exist and have searchable fields;
+/// aggregates name link fields that reference the right objects.
+fn search_indexes(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics) {
+    let names: Vec<&str> = objects.keys().copied().collect();
+    let reference = |o: &DataObject, field: &str| -> Option<String> {
+        o.fields
+            .iter()
+            .find(|(n, _)| n == field)
+            .and_then(|(_, f)| f.references.clone())
+    };
+    for (name, index) in &m.search_indexes {
+        let path = format!("searchIndexes.{name}");
+        let Some(object) = objects.get(name.as_str()) else {
+            d.at_key(
+                &path,
+                format!("unknown data object \"{name}\"; {}", one_of(&names)),
+            );
+            continue;
+        };
+        if !object.fields.iter().any(|(_, f)| f.searchable) {
+            d.at_key(
+                &path,
+                format!("{name} has no searchable field: mark the fields keywords match"),
+            );
+        }
+        for (key, list) in &index.lists {
+            let lpath = format!("{path}.lists.{key}");
+            if field_names(object).contains(&key.as_str()) {
+                d.at_key(&lpath, format!("\"{key}\" is already a field of {name}"));
+            }
+            let Some(link) = objects.get(list.through.as_str()) else {
+                d.at(
+                    format!("{lpath}.through"),
+                    format!(
+                        "unknown data object \"{}\"; {}",
+                        list.through,
+                        one_of(&names)
+                    ),
+                );
+                continue;
+            };
+            if reference(link, &list.from).as_deref() != Some(name.as_str()) {
+                d.at(
+                    format!("{lpath}.from"),
+                    format!(
+                        "\"{}\" is not a field of {} that references {name}",
+                        list.from, list.through
+                    ),
+                );
+            }
+            let Some(target) = reference(link, &list.to) else {
+                d.at(
+                    format!("{lpath}.to"),
+                    format!(
+                        "\"{}\" is not a reference field of {}",
+                        list.to, list.through
+                    ),
+                );
+                continue;
+            };
+            if let Some(t) = objects.get(target.as_str()) {
+                for (i, f) in list.fields.iter().enumerate() {
+                    match t.fields.iter().find(|(n, _)| n == f) {
+                        None => d.at(
+                            format!("{lpath}.fields[{i}]"),
+                            format!(
+                                "unknown field \"{f}\" of {target}; {}",
+                                one_of(&field_names(t))
+                            ),
+                        ),
+                        Some((_, tf)) if tf.secret || tf.ty == "Blob" => d.at(
+                            format!("{lpath}.fields[{i}]"),
+                            format!("\"{f}\" is a secret or blob field and is never indexed"),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for (key, count) in &index.counts {
+            let cpath = format!("{path}.counts.{key}");
+            if field_names(object).contains(&key.as_str()) {
+                d.at_key(&cpath, format!("\"{key}\" is already a field of {name}"));
+            }
+            match objects.get(count.of.as_str()) {
+                None => d.at(
+                    format!("{cpath}.of"),
+                    format!("unknown data object \"{}\"; {}", count.of, one_of(&names)),
+                ),
+                Some(o) if reference(o, &count.by).as_deref() != Some(name.as_str()) => d.at(
+                    format!("{cpath}.by"),
+                    format!(
+                        "\"{}\" is not a field of {} that references {name}",
+                        count.by, count.of
+                    ),
+                ),
+                _ => {}
+            }
         }
     }
 }

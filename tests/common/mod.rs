@@ -262,6 +262,19 @@ pub async fn auth_service_with_broker() -> (Broker, TestDb, Running) {
     (broker, db, server)
 }
 
+/// Creates an account (as `svc`, an admin) and returns its row.
+pub async fn create_user(svc: &Api, email: &str, fullname: &str) -> Value {
+    let body = expect(
+        StatusCode::CREATED,
+        &svc.post(
+            "/v1/users",
+            serde_json::json!({ "email": email, "password": "correct horse", "fullname": fullname }),
+        )
+        .await,
+    );
+    body["user"].clone()
+}
+
 /// Asserts an answer's status, printing the body when it differs.
 #[track_caller]
 pub fn expect(status: StatusCode, answer: &(StatusCode, Value)) -> Value {

@@ -25,6 +25,8 @@ pub mod health;
 
 pub mod openapi;
 
+pub mod search;
+
 pub mod topics;
 
 pub mod validation;
