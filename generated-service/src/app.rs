@@ -28,6 +28,8 @@ pub struct AppState {
     pub events: Publisher,
     /// Signing keys, secret hashing and throttling limits.
     pub auth: Arc<AuthState>,
+    /// The Elasticsearch mirror of the search indexes, when configured.
+    pub elastic: Option<Arc<crate::elastic::Elastic>>,
 }
 
 /// The version every response reports as `appVersion`.
@@ -91,11 +93,18 @@ impl Application {
                 .await
                 .context("loading the signing key")?,
         );
+        let elastic = match &config.elasticsearch_url {
+            Some(url) => Some(Arc::new(
+                crate::elastic::Elastic::new(url).context("creating the Elasticsearch client")?,
+            )),
+            None => None,
+        };
         let state = AppState {
             db,
             config: Arc::new(config),
             events,
             auth,
+            elastic,
         };
         auth::bootstrap_admin(&state)
             .await
@@ -125,7 +134,15 @@ impl Application {
             self.state.config.clone(),
             stop_rx.clone(),
         ));
-        let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx));
+        let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx.clone()));
+        let mirror = match &self.state.elastic {
+            Some(es) => tokio::spawn(crate::elastic::run_sync(
+                self.state.db.clone(),
+                es.clone(),
+                stop_rx,
+            )),
+            None => tokio::spawn(async {}),
+        };
         let served = axum::serve(
             self.listener,
             self.router
@@ -135,7 +152,7 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);
-        for task in [relay, sweeper] {
+        for task in [relay, sweeper, mirror] {
             if let Err(e) = task.await {
                 tracing::error!(error = % e, "a background task failed");
             }

@@ -866,6 +866,39 @@ async fn search_users(
             "is required: a keyword with letters or digits to search for",
         )]));
     };
+    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    if let Some(es) = &app.elastic {
+        let mut unused = QueryBuilder::new("");
+        let applied = search_users_filters(&q, scope, &mut unused)?;
+        let es_query = crate::elastic::Query {
+            index: "airbnb_user",
+            keyword,
+            fields: &["email^3", "fullname^2"],
+            filters: &applied,
+            owner: scope.map(|owner| ("id", owner)),
+            sort: q.sort.as_deref().and_then(es_sort_order),
+            from: offset,
+            size: i64::from(page_row_count),
+        };
+        let (rows, total_row_count) = es.search(&es_query).await?;
+        let mut filters = vec![Filter {
+            field: "q",
+            op: "matches",
+            value: serde_json::json!(keyword),
+        }];
+        filters.extend(applied);
+        let paging = Paging {
+            page_number,
+            page_row_count,
+            total_row_count,
+            page_count: (total_row_count + i64::from(page_row_count) - 1)
+                / i64::from(page_row_count),
+        };
+        let reply = ctx.reply_list(&SEARCH_USERS, &rows, &ListMeta { paging, filters })?;
+        app.events
+            .publish(&ctx, reply.event(&SEARCH_USERS, &ctx.request_id));
+        return Ok(reply);
+    }
     let mut sql = QueryBuilder::new(
         "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM users AS t JOIN search_documents AS d ON d.index_name = 'airbnb_user' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
     );
@@ -877,7 +910,6 @@ async fn search_users(
         value: serde_json::json!(keyword),
     }];
     filters.extend(search_users_filters(&q, scope, &mut sql)?);
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -1344,5 +1376,20 @@ fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
                 ),
             )
         }
+    }
+}
+
+/// A list's `sort` as an Elasticsearch sort (the key was checked by [`sort_order`]).
+fn es_sort_order(sort: &str) -> Option<serde_json::Value> {
+    match sort {
+        "email" => Some(serde_json::json!({ "email.keyword" : "asc" })),
+        "-email" => Some(serde_json::json!({ "email.keyword" : "desc" })),
+        "fullname" => Some(serde_json::json!({ "fullname.keyword" : "asc" })),
+        "-fullname" => Some(serde_json::json!({ "fullname.keyword" : "desc" })),
+        "createdAt" => Some(serde_json::json!({ "createdAt" : "asc" })),
+        "-createdAt" => Some(serde_json::json!({ "createdAt" : "desc" })),
+        "updatedAt" => Some(serde_json::json!({ "updatedAt" : "asc" })),
+        "-updatedAt" => Some(serde_json::json!({ "updatedAt" : "desc" })),
+        _ => None,
     }
 }

@@ -298,6 +298,8 @@ fn outbox() -> Table {
             col("request_id", "text", false, None),
             col("created_at", "timestamptz", true, Some("now()")),
             col("delivered_at", "timestamptz", false, None),
+            // When the search mirror (Elasticsearch) took the event's documents.
+            col("search_synced_at", "timestamptz", false, None),
         ],
         indexes: vec![
             Index {

@@ -21,6 +21,8 @@ pub struct Plan {
     pub identity: IdentityPlan,
     /// Search indexes: their SQL, and which changes touch their documents.
     pub search: crate::search_plan::SearchPlan,
+    /// `(topic constant, object)` of the index events the search mirror follows.
+    pub search_topics: Vec<(String, String)>,
 }
 
 /// Who logs in and how: everything the auth module needs from the model.
@@ -181,6 +183,8 @@ pub struct ObjectPlan {
     pub uses: Vec<String>,
     /// Changes of this object touch search documents.
     pub search_followed: bool,
+    /// Some route of this object searches its index.
+    pub has_search: bool,
 }
 
 /// One path and the handlers of its methods, e.g. `routing::get(get_user).patch(update_user)`.
@@ -208,6 +212,10 @@ pub struct ViewPlan {
 pub struct SortPlan {
     pub key: String,
     pub order_by: String,
+    /// The same order in Elasticsearch: the field (text on its `.keyword`
+    /// sub-field) and `asc` or `desc`.
+    pub es_field: String,
+    pub es_order: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +362,10 @@ pub struct RoutePlan {
     pub cache_control: String,
     /// A search route: the rest of its FROM/WHERE after the bound tsquery.
     pub search_tail: String,
+    /// A search route in Elasticsearch: its index, and `&["email^3", ...]`
+    /// (the searchable fields, boosted in the order of the model).
+    pub index_name: String,
+    pub es_fields: String,
     /// An extend route: merges data under a document's `extends`, and the
     /// topic constant of the index's -extended event.
     pub extend_sql: String,
@@ -411,8 +423,21 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         .iter()
         .map(|(n, o)| object(m, n, o, &routes))
         .collect();
+    let mut search_topics = Vec::new();
     for o in objects.iter_mut() {
         o.search_followed = search.follows.iter().any(|f| f.object == o.name);
+        if o.search_followed {
+            for c in [
+                &o.index_consts.created,
+                &o.index_consts.updated,
+                &o.index_consts.deleted,
+            ] {
+                search_topics.push((c.clone(), o.name.clone()));
+            }
+        }
+    }
+    for i in &search.indexes {
+        search_topics.push((i.extended_topic_const.clone(), i.object.clone()));
     }
     let mut topics = Vec::new();
     for o in &objects {
@@ -525,6 +550,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         },
         constraints,
         search,
+        search_topics,
     }
 }
 
@@ -906,13 +932,22 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
             || c.name == "updatedAt"
             || field_of(o, &c.name).is_some_and(|f| f.sortable)
     }) {
+        let es_field = if c.json_type == "string" && c.json_format != Some("date-time") {
+            format!("{}.keyword", c.name)
+        } else {
+            c.name.clone()
+        };
         sorts.push(SortPlan {
             key: c.name.clone(),
             order_by: format!("t.{} ASC, t.id ASC", c.column),
+            es_field: es_field.clone(),
+            es_order: "asc",
         });
         sorts.push(SortPlan {
             key: format!("-{}", c.name),
             order_by: format!("t.{} DESC, t.id DESC", c.column),
+            es_field,
+            es_order: "desc",
         });
     }
     let search_columns = o
@@ -1137,6 +1172,7 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         has_locking: has_update || has_delete,
         uses,
         search_followed: false,
+        has_search: my_routes.iter().any(|r| r.search),
         name: name.to_string(),
         plural: plural(name),
         module: name.to_snake_case(),
@@ -1254,6 +1290,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     let mut computed = Vec::new();
     let (mut search_tail, mut extend_sql, mut extended_topic_const) =
         (String::new(), String::new(), String::new());
+    let (mut index_name, mut es_fields) = (String::new(), String::new());
     let (mut insert_sql, mut insert_binds, mut list_sql, mut count_sql) =
         (String::new(), Vec::new(), String::new(), String::new());
     if let Some((_, o)) = object {
@@ -1327,6 +1364,16 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
                 list_sql = format!("SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count{from}");
                 count_sql = format!("SELECT count(*){from}");
                 search_tail = tail;
+                index_name =
+                    crate::search_plan::index_name(m, r.object.as_deref().unwrap_or_default());
+                let boosted: Vec<String> = o
+                    .fields
+                    .iter()
+                    .filter(|(_, f)| f.searchable)
+                    .enumerate()
+                    .map(|(i, (n, _))| format!("{n}^{}", 3usize.saturating_sub(i).max(1)))
+                    .collect();
+                es_fields = rust_str_slice(&boosted);
             }
         }
         if r.action == "extend" {
@@ -1448,6 +1495,8 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     };
     RoutePlan {
         search_tail,
+        index_name,
+        es_fields,
         extend_sql,
         extended_topic_const,
         events_doc,

@@ -37,6 +37,7 @@ templates! {
     ExtractRs => "extract.rs.j2",
     FilesRs => "files.rs.j2",
     SearchRs => "search.rs.j2",
+    ElasticRs => "elastic.rs.j2",
     ValidationRs => "validation.rs.j2",
     HealthRs => "health.rs.j2",
     OpenapiRs => "openapi.rs.j2",
@@ -111,6 +112,11 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     );
     add("src/files.rs", "files.rs.j2", FilesRs { plan }.render()?);
     add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
+    add(
+        "src/elastic.rs",
+        "elastic.rs.j2",
+        ElasticRs { plan }.render()?,
+    );
     add(
         "src/validation.rs",
         "validation.rs.j2",

@@ -35,6 +35,7 @@ const RESERVED_MODULES: &[&str] = &[
     "auth",
     "config",
     "db",
+    "elastic",
     "envelope",
     "error",
     "events",

@@ -455,6 +455,39 @@ async fn find_books(
             "is required: a keyword with letters or digits to search for",
         )]));
     };
+    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    if let Some(es) = &app.elastic {
+        let mut unused = QueryBuilder::new("");
+        let applied = find_books_filters(&q, scope, &mut unused)?;
+        let es_query = crate::elastic::Query {
+            index: "lib_book",
+            keyword,
+            fields: &["title^3"],
+            filters: &applied,
+            owner: scope.map(|owner| ("_owner", owner)),
+            sort: q.sort.as_deref().and_then(es_sort_order),
+            from: offset,
+            size: i64::from(page_row_count),
+        };
+        let (rows, total_row_count) = es.search(&es_query).await?;
+        let mut filters = vec![Filter {
+            field: "q",
+            op: "matches",
+            value: serde_json::json!(keyword),
+        }];
+        filters.extend(applied);
+        let paging = Paging {
+            page_number,
+            page_row_count,
+            total_row_count,
+            page_count: (total_row_count + i64::from(page_row_count) - 1)
+                / i64::from(page_row_count),
+        };
+        let reply = ctx.reply_list(&FIND_BOOKS, &rows, &ListMeta { paging, filters })?;
+        app.events
+            .publish(&ctx, reply.event(&FIND_BOOKS, &ctx.request_id));
+        return Ok(reply);
+    }
     let mut sql = QueryBuilder::new(
         "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM books AS t JOIN search_documents AS d ON d.index_name = 'lib_book' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
     );
@@ -466,7 +499,6 @@ async fn find_books(
         value: serde_json::json!(keyword),
     }];
     filters.extend(find_books_filters(&q, scope, &mut sql)?);
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -630,5 +662,18 @@ fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
                 ),
             )
         }
+    }
+}
+
+/// A list's `sort` as an Elasticsearch sort (the key was checked by [`sort_order`]).
+fn es_sort_order(sort: &str) -> Option<serde_json::Value> {
+    match sort {
+        "title" => Some(serde_json::json!({ "title.keyword" : "asc" })),
+        "-title" => Some(serde_json::json!({ "title.keyword" : "desc" })),
+        "createdAt" => Some(serde_json::json!({ "createdAt" : "asc" })),
+        "-createdAt" => Some(serde_json::json!({ "createdAt" : "desc" })),
+        "updatedAt" => Some(serde_json::json!({ "updatedAt" : "asc" })),
+        "-updatedAt" => Some(serde_json::json!({ "updatedAt" : "desc" })),
+        _ => None,
     }
 }

@@ -11,6 +11,8 @@ pub mod auth;
 
 pub mod config;
 
+pub mod elastic;
+
 pub mod envelope;
 
 pub mod error;

@@ -74,15 +74,46 @@ pub fn index(name: &str) -> Option<&'static SearchIndex> {
 /// Refreshes the documents that a change of `object` touches. `rows` are the
 /// changed rows as events carry them, before and after the change, so that a
 /// document the row left is refreshed as well as the one it joined.
-#[allow(clippy::match_single_binding, clippy::single_match)]
 pub async fn follow(tx: &mut PgConnection, object: &str, rows: &[&Value]) -> Result<(), ApiError> {
+    for (index, ids) in touched(tx, object, rows).await? {
+        index.refresh(tx, &ids).await?;
+    }
+    Ok(())
+}
+
+/// The documents a change of `object` touches, index by index. (`tx` goes
+/// unused in models whose documents list nothing through a link.)
+#[allow(clippy::match_single_binding, clippy::single_match, unused_variables)]
+pub async fn touched(
+    tx: &mut PgConnection,
+    object: &str,
+    rows: &[&Value],
+) -> Result<Vec<(&'static SearchIndex, Vec<Uuid>)>, ApiError> {
+    let mut out: Vec<(&'static SearchIndex, Vec<Uuid>)> = Vec::new();
     match object {
         "book" => {
-            BOOK.refresh(tx, &ids(rows, "id")).await?;
+            out.push((&BOOK, ids(rows, "id")));
         }
         _ => {}
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Index event topics, and the object whose rows (or, for -extended, whose
+/// documents) they carry: what the Elasticsearch mirror follows.
+pub static OBJECT_TOPICS: &[(&str, &str)] = &[
+    (crate::topics::INDEX_BOOK_CREATED, "book"),
+    (crate::topics::INDEX_BOOK_UPDATED, "book"),
+    (crate::topics::INDEX_BOOK_DELETED, "book"),
+    (crate::topics::INDEX_BOOK_EXTENDED, "book"),
+];
+
+/// The object of an index event topic.
+pub fn object_of_topic(topic: &str) -> Option<&'static str> {
+    OBJECT_TOPICS
+        .iter()
+        .find(|(t, _)| *t == topic)
+        .map(|(_, o)| *o)
 }
 
 /// The distinct ids under `field` of `rows`.
@@ -125,9 +156,9 @@ pub async fn build_empty(db: &PgPool) -> Result<(), ApiError> {
 }
 
 /// Rebuilds the named indexes (all when none is named), for the `reindex`
-/// command.
-pub async fn reindex(db: &PgPool, names: &[String]) -> anyhow::Result<()> {
-    let chosen: Vec<&SearchIndex> = if names.is_empty() {
+/// command; returns them.
+pub async fn reindex(db: &PgPool, names: &[String]) -> anyhow::Result<Vec<&'static SearchIndex>> {
+    let chosen: Vec<&'static SearchIndex> = if names.is_empty() {
         INDEXES.to_vec()
     } else {
         names
@@ -140,12 +171,12 @@ pub async fn reindex(db: &PgPool, names: &[String]) -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<_>>()?
     };
-    for i in chosen {
+    for i in &chosen {
         let count = i
             .rebuild(db)
             .await
             .map_err(|e| anyhow::anyhow!("rebuilding {}: {e}", i.name))?;
         println!("{}: {count} documents", i.name);
     }
-    Ok(())
+    Ok(chosen)
 }
