@@ -483,3 +483,13 @@ fn search_index_keys_misused() {
     );
     insta::assert_snapshot!("search_index_keys_misused", msg);
 }
+
+#[test]
+fn public_event_stream() {
+    let text = mutate(
+        "  getBook:\n",
+        "  feed:\n    action: subscribe\n    method: GET\n    path: /feed/{id}\n    auth: public\n  getBook:\n",
+    );
+    let msg = rejected(&text, &["/feed/{id}", "public"]);
+    insta::assert_snapshot!("public_event_stream", msg);
+}

@@ -27,6 +27,8 @@ pub mod health;
 
 pub mod openapi;
 
+pub mod realtime;
+
 pub mod search;
 
 pub mod topics;

@@ -25,6 +25,9 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
         }
     }
     auth_operations(plan, &mut paths, &mut schemas);
+    if plan.realtime.served {
+        realtime_operation(plan, &mut paths);
+    }
     json!({
         "x-generated": marker,
         "openapi": "3.1.0",
@@ -352,6 +355,39 @@ fn operation(
     }
     let path = paths.entry(r.path.clone()).or_insert_with(|| json!({}));
     path[r.method.to_lowercase()] = op;
+}
+
+/// The event stream: Server-Sent Events, not the envelope.
+fn realtime_operation(plan: &Plan, paths: &mut Map<String, Value>) {
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": "Server-Sent Events: each has `id` (the outbox id, for Last-Event-ID), `event` (the topic) and `data` (the event's JSON payload). `event: resync` says events after Last-Event-ID are no longer kept.",
+            "content": { "text/event-stream": { "schema": { "type": "string" } } },
+        }),
+    );
+    responses.insert("400".into(), error("A malformed query or Last-Event-ID"));
+    responses.insert(
+        "401".into(),
+        error("No valid bearer token, or its session has ended"),
+    );
+    responses.insert("503".into(), unavailable());
+    let op = json!({
+        "x-access": "login",
+        "operationId": plan.realtime.name,
+        "summary": "subscribe to events",
+        "tags": ["realtime"],
+        "description": "The events of the caller's own rows (admins: all), live, fed from the outbox of every replica; resumes after Last-Event-ID within the outbox's retention.",
+        "parameters": [
+            { "name": "topics", "in": "query", "required": false, "schema": { "type": "string" }, "description": "Comma-separated topics; all when absent" },
+            { "name": "lastEventId", "in": "query", "required": false, "schema": { "type": "integer" }, "description": "Resume after this event id" },
+            { "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "string" } }
+        ],
+        "responses": responses,
+        "security": [{ "bearerAuth": [] }],
+    });
+    paths.insert(plan.realtime.path.clone(), json!({ "get": op }));
 }
 
 /// A download answers the file's bytes, not the envelope.

@@ -23,6 +23,18 @@ pub struct Plan {
     pub search: crate::search_plan::SearchPlan,
     /// `(topic constant, object)` of the index events the search mirror follows.
     pub search_topics: Vec<(String, String)>,
+    pub realtime: RealtimePlan,
+}
+
+/// The realtime event stream (a `subscribe` route), if the model serves one.
+#[derive(Debug)]
+pub struct RealtimePlan {
+    pub served: bool,
+    pub name: String,
+    /// Full path with the API base.
+    pub path: String,
+    /// `&["superAdmin", "admin"]`: roles that see every event.
+    pub admin_roles: String,
 }
 
 /// Who logs in and how: everything the auth module needs from the model.
@@ -528,6 +540,15 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         owner: "sessions".into(),
         description: "A session was created (login), updated (refresh) or deleted (logout, revocation, expiry).".into(),
     });
+    let realtime = {
+        let r = routes.iter().find(|r| r.action == "subscribe");
+        RealtimePlan {
+            served: r.is_some(),
+            name: r.map(|r| r.name.clone()).unwrap_or_default(),
+            path: r.map(|r| r.path.clone()).unwrap_or_default(),
+            admin_roles: rust_str_slice(&m.roles.admin),
+        }
+    };
     Plan {
         identity,
         source: source.to_string(),
@@ -551,6 +572,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         constraints,
         search,
         search_topics,
+        realtime,
     }
 }
 
@@ -1488,10 +1510,12 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         .collect::<Vec<_>>()
         .join(" && ");
     let topic = r.event.as_ref().map(|e| route_topic(m, e));
-    let events_doc = match (&topic, r.object.is_some()) {
+    let events_doc = match (&topic, r.action.as_str()) {
         (Some(t), _) => format!("`{t}`"),
-        (None, true) => "none (answers bytes)".to_string(),
-        (None, false) => "session events".to_string(),
+        (None, "download") => "none (answers bytes)".to_string(),
+        (None, "extend") => "the index's `-extended` topic".to_string(),
+        (None, "subscribe") => "none (streams the events)".to_string(),
+        (None, _) => "session events".to_string(),
     };
     RoutePlan {
         search_tail,

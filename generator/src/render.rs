@@ -38,6 +38,7 @@ templates! {
     FilesRs => "files.rs.j2",
     SearchRs => "search.rs.j2",
     ElasticRs => "elastic.rs.j2",
+    RealtimeRs => "realtime.rs.j2",
     ValidationRs => "validation.rs.j2",
     HealthRs => "health.rs.j2",
     OpenapiRs => "openapi.rs.j2",
@@ -116,6 +117,11 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "src/elastic.rs",
         "elastic.rs.j2",
         ElasticRs { plan }.render()?,
+    );
+    add(
+        "src/realtime.rs",
+        "realtime.rs.j2",
+        RealtimeRs { plan }.render()?,
     );
     add(
         "src/validation.rs",

@@ -13,6 +13,8 @@ pub const CRUD_ACTIONS: &[&str] = &[
     "get", "list", "create", "update", "delete", "download", "extend",
 ];
 pub const AUTH_ACTIONS: &[&str] = &["login", "refresh", "logout", "currentUser", "publicKeys"];
+/// Actions of the service itself, on no data object: the realtime stream.
+pub const SERVICE_ACTIONS: &[&str] = &["subscribe"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 const AUTH_KEYWORDS: &[&str] = &["public", "login"];
 const FORMATS: &[&str] = &["email"];
@@ -763,7 +765,8 @@ fn routes(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics)
                 d.at(format!("{path}.event"), format!("event \"{event}\" is already published by route \"{other}\"; each route needs its own topic"));
             }
         }
-        if AUTH_ACTIONS.contains(&r.action.as_str()) {
+        if AUTH_ACTIONS.contains(&r.action.as_str()) || SERVICE_ACTIONS.contains(&r.action.as_str())
+        {
             if let Some(other) = singletons.insert(r.action.as_str(), name) {
                 d.at(
                     format!("{path}.action"),
@@ -817,9 +820,10 @@ fn route(
 ) {
     let action = r.action.as_str();
     let crud = CRUD_ACTIONS.contains(&action);
-    if !crud && !AUTH_ACTIONS.contains(&action) {
+    if !crud && !AUTH_ACTIONS.contains(&action) && !SERVICE_ACTIONS.contains(&action) {
         let mut all = CRUD_ACTIONS.to_vec();
         all.extend_from_slice(AUTH_ACTIONS);
+        all.extend_from_slice(SERVICE_ACTIONS);
         d.at(
             format!("{path}.action"),
             format!("unknown action \"{action}\"; {}", one_of(&all)),
@@ -833,7 +837,7 @@ fn route(
         );
     } else {
         let expected: &[&str] = match action {
-            "get" | "list" | "download" | "currentUser" | "publicKeys" => &["GET"],
+            "get" | "list" | "download" | "subscribe" | "currentUser" | "publicKeys" => &["GET"],
             "create" | "extend" | "login" | "refresh" | "logout" => &["POST"],
             "update" => &["PATCH", "PUT"],
             "delete" => &["DELETE"],
@@ -929,6 +933,12 @@ fn route(
                     "{} route works on sessions and names no data object",
                     an(action)
                 ),
+            );
+        }
+        if action == "subscribe" && matches!(&r.auth, Auth::Keyword(k) if k == "public") {
+            d.at(
+                format!("{path}.auth"),
+                "the event stream shows each caller what it may see, so it needs a signed-in caller: use `login`",
             );
         }
         for (key, set) in [
