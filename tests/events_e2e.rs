@@ -351,8 +351,9 @@ async fn every_topic_carries_the_seed_payloads() {
     assert_eq!(routes.len(), 26, "the 25 seed routes and the avatar upload");
     // 16 writing routes publish a route, a database and an index event; 10 reads one each.
     // Session events come beside them: 3 logins, 2 revocations (password set by an
-    // admin, archived profile).
-    let expected = 16 * 3 + 10 + 5;
+    // admin, archived profile). The avatar upload and delete also update the user
+    // (its avatar): a database and an index event each.
+    let expected = 16 * 3 + 10 + 5 + 2 * 2;
     let msgs = consume(
         &broker.brokers(),
         topics::ALL,
@@ -448,7 +449,9 @@ async fn every_topic_carries_the_seed_payloads() {
         "soft deletes show isActive false"
     );
     let user_updates = on(&msgs, "airbnb3-auth-service-dbevent-user-updated");
-    assert_eq!(user_updates.len(), 5);
+    // Five user routes, and the avatar upload and delete, which set and clear
+    // the user's avatar.
+    assert_eq!(user_updates.len(), 7);
     let bio = user_updates
         .iter()
         .find(|m| m.payload["newDataValues"].get("bio").is_some())

@@ -317,3 +317,92 @@ async fn non_admins_upload_only_for_themselves() {
     );
     assert_eq!(theirs["userAvatarsFile"]["userId"], other_id.as_str());
 }
+
+#[tokio::test]
+async fn an_upload_becomes_its_users_avatar_until_deleted() {
+    let (server, db) = auth_service().await;
+    let (owner, owner_id) = member(&server, "own@x.io").await;
+    let bytes = png(500);
+    let created = expect(
+        StatusCode::CREATED,
+        &upload(
+            &owner,
+            Form::new().part("fileData", file_part(bytes.clone(), "a.png")),
+        )
+        .await,
+    );
+    let file = &created["userAvatarsFile"];
+    let href = format!(
+        "/v1/useravatarsfiles/key/{}",
+        file["accessKey"].as_str().unwrap()
+    );
+    let me = expect(
+        StatusCode::OK,
+        &owner.get(&format!("/v1/users/{owner_id}")).await,
+    );
+    assert_eq!(me["user"]["avatar"], href.as_str());
+    assert_eq!(me["user"]["recordVersion"], 2, "the user row was updated");
+    let (status, _, got) = download(&server.anonymous(), &href, &[]).await;
+    assert_eq!((status, got), (StatusCode::OK, bytes));
+    // The search document follows, and the update was published.
+    let mut conn = db.connect().await;
+    let (avatar,): (Option<String>,) = sqlx::query_as(
+        "SELECT doc->>'avatar' FROM search_documents WHERE index_name = 'airbnb_user' AND id = $1::uuid",
+    )
+    .bind(&owner_id)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(avatar.as_deref(), Some(href.as_str()));
+    let (updates,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM event_outbox WHERE topic = 'airbnb3-auth-service-dbevent-user-updated' AND event_key = $1",
+    )
+    .bind(&owner_id)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(updates, 1);
+
+    // A newer upload takes over; deleting the older one leaves it alone.
+    let newer = expect(
+        StatusCode::CREATED,
+        &upload(
+            &owner,
+            Form::new().part("fileData", file_part(png(20), "b.png")),
+        )
+        .await,
+    );
+    let newer_href = format!(
+        "/v1/useravatarsfiles/key/{}",
+        newer["userAvatarsFile"]["accessKey"].as_str().unwrap()
+    );
+    expect(
+        StatusCode::OK,
+        &owner
+            .delete(&format!(
+                "/v1/useravatarsfiles/{}",
+                file["id"].as_str().unwrap()
+            ))
+            .await,
+    );
+    let me = expect(
+        StatusCode::OK,
+        &owner.get(&format!("/v1/users/{owner_id}")).await,
+    );
+    assert_eq!(me["user"]["avatar"], newer_href.as_str());
+    // Deleting the shown file clears the avatar.
+    expect(
+        StatusCode::OK,
+        &owner
+            .delete(&format!(
+                "/v1/useravatarsfiles/{}",
+                newer["userAvatarsFile"]["id"].as_str().unwrap()
+            ))
+            .await,
+    );
+    let me = expect(
+        StatusCode::OK,
+        &owner.get(&format!("/v1/users/{owner_id}")).await,
+    );
+    assert_eq!(me["user"]["avatar"], Value::Null);
+}

@@ -493,3 +493,13 @@ fn public_event_stream() {
     let msg = rejected(&text, &["/feed/{id}", "public"]);
     insta::assert_snapshot!("public_event_stream", msg);
 }
+
+#[test]
+fn pointer_to_a_non_text_field_without_a_public_download() {
+    let text = mutate(
+        "    table: loans\n    softDelete: false\n",
+        "    table: loans\n    softDelete: false\n    pointedBy: { via: bookId, field: pages }\n",
+    );
+    let msg = rejected(&text, &["pointedBy", "pages"]);
+    insta::assert_snapshot!("pointer_to_a_non_text_field_without_a_public_download", msg);
+}

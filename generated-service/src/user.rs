@@ -178,6 +178,41 @@ pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<User, ApiError> {
         .ok_or(ApiError::NotFound)
 }
 
+/// Points `avatar` of row `id` at a file of another object (`value`),
+/// or clears it (`None`); with `only_if`, only while it still holds that.
+/// Publishes the update like any other, in the caller's transaction.
+pub async fn point_avatar(
+    tx: &mut sqlx::PgConnection,
+    ctx: &RequestContext,
+    id: Uuid,
+    value: Option<&str>,
+    only_if: Option<&str>,
+) -> Result<(), ApiError> {
+    let old: Option<User> = sqlx::query_as(
+            "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM users AS t WHERE t.id = $1 AND t.is_active FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(old) = old else {
+        return Ok(());
+    };
+    let row: Option<User> = sqlx::query_as(
+            "UPDATE users AS t SET avatar = $2, record_version = t.record_version + 1, updated_at = now() WHERE t.id = $1 AND t.is_active AND ($3::text IS NULL OR t.avatar = $3) AND t.avatar IS DISTINCT FROM $2 RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
+        )
+        .bind(id)
+        .bind(value)
+        .bind(only_if)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    crate::search::follow(tx, TOPICS.name, &[&event_row(&old)?, &event_row(&row)?]).await?;
+    let events = TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?;
+    crate::events::enqueue(tx, ctx, &events).await
+}
+
 /// Who owns a row, for rules that let owners in.
 fn owner_of(row: &User) -> Option<Uuid> {
     Some(row.id)

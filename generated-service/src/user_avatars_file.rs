@@ -267,6 +267,10 @@ async fn create_user_avatars_file(
         .bind(ctx.user_id)
         .fetch_one(&mut *tx)
         .await?;
+    if let (Some(target), Some(key)) = (Some(row.user_id), row.access_key.as_deref()) {
+        let href = format!("/v1/useravatarsfiles/key/{key}");
+        crate::user::point_avatar(&mut tx, &ctx, target, Some(&href), None).await?;
+    }
     let reply = ctx.reply(&CREATE_USER_AVATARS_FILE, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_AVATARS_FILE, id));
@@ -466,6 +470,10 @@ async fn delete_user_avatars_file(
         .fetch_one(&mut *tx)
         .await
         .map_err(ApiError::on_delete)?;
+    if let (Some(target), Some(key)) = (Some(row.user_id), row.access_key.as_deref()) {
+        let href = format!("/v1/useravatarsfiles/key/{key}");
+        crate::user::point_avatar(&mut tx, &ctx, target, None, Some(&href)).await?;
+    }
     let reply = ctx.reply(&DELETE_USER_AVATARS_FILE, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_AVATARS_FILE, id));

@@ -164,6 +164,19 @@ pub struct DataObject {
     pub unique_together: Vec<Vec<String>>,
     #[serde(deserialize_with = "ordered")]
     pub fields: IndexedMap<Field>,
+    /// A file object whose new rows are shown by the row they reference: its
+    /// `field` is set to the file's public download path on upload, and
+    /// cleared when that file is deleted.
+    #[serde(default)]
+    pub pointed_by: Option<PointedBy>,
+}
+
+/// `{ via: <reference field of this object>, field: <String field of the referenced object> }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointedBy {
+    pub via: String,
+    pub field: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -197,6 +197,33 @@ pub struct ObjectPlan {
     pub search_followed: bool,
     /// Some route of this object searches its index.
     pub has_search: bool,
+    /// A file object whose rows the row they reference points at.
+    pub pointer: Option<PointerPlan>,
+    /// Fields of this object that files of other objects set (`pointedBy`).
+    pub pointer_setters: Vec<SetterPlan>,
+}
+
+/// How a new or deleted file updates the row it references.
+#[derive(Debug, Clone)]
+pub struct PointerPlan {
+    /// The referenced object's module and its setter function.
+    pub module: String,
+    pub setter: String,
+    /// `Some(row.user_id)` or `row.owner_id`: the referenced row's id.
+    pub via_expr: String,
+    /// The file row's key field, and the public download path around it.
+    pub key_ident: String,
+    pub href_prefix: String,
+    pub href_suffix: String,
+}
+
+/// A setter of a field that files point at.
+#[derive(Debug, Clone)]
+pub struct SetterPlan {
+    pub name: String,
+    pub field: String,
+    /// Sets the field (`$2`) of row `$1`, only while it holds `$3` when given.
+    pub update_sql: String,
 }
 
 /// One path and the handlers of its methods, e.g. `routing::get(get_user).patch(update_user)`.
@@ -1195,6 +1222,30 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         uses,
         search_followed: false,
         has_search: my_routes.iter().any(|r| r.search),
+        pointer: pointer_of(m, name, o),
+        pointer_setters: m
+            .data_objects
+            .iter()
+            .filter_map(|(_, other)| other.pointed_by.as_ref().map(|p| (other, p)))
+            .filter(|(other, p)| {
+                other
+                    .fields
+                    .iter()
+                    .any(|(n, f)| *n == p.via && f.references.as_deref() == Some(name))
+            })
+            .map(|(_, p)| {
+                let column = p.field.to_snake_case();
+                SetterPlan {
+                    name: format!("point_{column}"),
+                    field: p.field.clone(),
+                    update_sql: format!(
+                        "UPDATE {} AS t SET {column} = $2, record_version = t.record_version + 1, updated_at = now() WHERE t.id = $1{} AND ($3::text IS NULL OR t.{column} = $3) AND t.{column} IS DISTINCT FROM $2 RETURNING {select}",
+                        o.table,
+                        active_clause(o)
+                    ),
+                }
+            })
+            .collect(),
         name: name.to_string(),
         plural: plural(name),
         module: name.to_snake_case(),
@@ -1238,6 +1289,35 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         includes,
         endpoints,
     }
+}
+
+/// The `pointedBy` of a file object, lowered.
+fn pointer_of(m: &Model, name: &str, o: &DataObject) -> Option<PointerPlan> {
+    let p = o.pointed_by.as_ref()?;
+    let via = field_of(o, &p.via)?;
+    let target = via.references.as_deref()?;
+    let (_, download) = m.routes.iter().find(|(_, r)| {
+        r.object.as_deref() == Some(name)
+            && r.action == "download"
+            && r.by.is_some()
+            && matches!(&r.auth, Auth::Keyword(k) if k == "public")
+    })?;
+    let key = download.by.as_deref()?;
+    let path = format!("{}{}", m.service.api_base, download.path);
+    let (prefix, suffix) = path.split_once(&format!("{{{key}}}"))?;
+    let via_ident = p.via.to_snake_case();
+    Some(PointerPlan {
+        module: target.to_snake_case(),
+        setter: format!("point_{}", p.field.to_snake_case()),
+        via_expr: if via.required {
+            format!("Some(row.{via_ident})")
+        } else {
+            format!("row.{via_ident}")
+        },
+        key_ident: key.to_snake_case(),
+        href_prefix: prefix.to_string(),
+        href_suffix: suffix.to_string(),
+    })
 }
 
 fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {

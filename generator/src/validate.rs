@@ -178,6 +178,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ModelErrors> {
     }
     routes(m, &objects, &mut d);
     search_indexes(m, &objects, &mut d);
+    pointers(m, &objects, &mut d);
     identity(m, &objects, &mut d);
     d.finish()
 }
@@ -1518,6 +1519,58 @@ fn search_indexes(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diag
                 ),
                 _ => {}
             }
+        }
+    }
+}
+
+/// `pointedBy`: a reference field of the object, a String field of the
+/// referenced object, and a public download route by key to point at.
+fn pointers(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics) {
+    for (name, o) in &m.data_objects {
+        let Some(p) = &o.pointed_by else { continue };
+        let path = format!("dataObjects.{name}.pointedBy");
+        let target = o
+            .fields
+            .iter()
+            .find(|(n, _)| *n == p.via)
+            .and_then(|(_, f)| f.references.as_deref());
+        let Some(target) = target else {
+            d.at(
+                format!("{path}.via"),
+                format!("\"{}\" is not a reference field of {name}", p.via),
+            );
+            continue;
+        };
+        if let Some(t) = objects.get(target) {
+            if !t
+                .fields
+                .iter()
+                .any(|(n, f)| *n == p.field && f.ty == "String")
+            {
+                d.at(
+                    format!("{path}.field"),
+                    format!(
+                        "\"{}\" is not a String field of {target}; {}",
+                        p.field,
+                        one_of(&field_names(t))
+                    ),
+                );
+            }
+        }
+        let public_download = m.routes.iter().any(|(_, r)| {
+            r.object.as_deref() == Some(name.as_str())
+                && r.action == "download"
+                && r.by.is_some()
+                && matches!(&r.auth, Auth::Keyword(k) if k == "public")
+        });
+        if !public_download {
+            d.at_key(
+                &path,
+                format!(
+                    "{name} has no public download route by key for {target}.{} to point at",
+                    p.field
+                ),
+            );
         }
     }
 }
