@@ -266,9 +266,9 @@ async fn search_users_ranks_filters_and_pages() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn extends_are_merged_kept_and_published_alone() {
-    let (server, db) = auth_service().await;
+    let (broker, db, server) = tests::auth_service_with_broker().await;
     let svc = server.admin().await;
     let ann = create_user(&svc, "ann@example.com", "Ann Lee").await;
     let added = json!({ "bookings": [{ "id": "b1" }], "bookings_count": 1 });
@@ -310,6 +310,22 @@ async fn extends_are_merged_kept_and_published_alone() {
     let first: Value = serde_json::from_str(&payloads[0]).unwrap();
     assert_eq!(first, json!({ "id": ann, "extends": added }));
     assert_eq!(payloads.len(), 2);
+    // And they reach the broker on the seed's -extended topic, keyed by the id.
+    let msgs = tests::consume(
+        &broker.brokers(),
+        &["elastic-index-airbnb_user-extended"],
+        3,
+        std::time::Duration::from_secs(30),
+        |m| m.len() >= 2,
+    )
+    .await;
+    assert_eq!(msgs.len(), 2);
+    let first = msgs
+        .iter()
+        .find(|m| m.payload["extends"].get("bookings").is_some())
+        .expect("the first extension");
+    assert_eq!(first.payload, json!({ "id": ann, "extends": added }));
+    assert_eq!(first.key, ann);
 
     // Not an admin: 403; no document: 404; nothing to add: 400.
     let (status, _) = svc
@@ -395,4 +411,40 @@ async fn reindex_rebuilds_an_index_from_the_tables() {
         .unwrap_err()
         .to_string()
         .contains("airbnb_usergroup"));
+}
+
+#[tokio::test]
+async fn the_reindex_command_rebuilds_and_exits() {
+    let (server, db) = auth_service().await;
+    let svc = server.admin().await;
+    create_user(&svc, "ann@example.com", "Ann Lee").await;
+    let mut conn = db.connect().await;
+    sqlx::query("DELETE FROM search_documents")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let out = std::process::Command::new(tests::service_binary())
+        .args(["reindex", "airbnb_user", "airbnb_usergroup"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("run the service binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("airbnb_user: 2 documents"), "{stdout}");
+    assert!(stdout.contains("airbnb_usergroup: 0 documents"), "{stdout}");
+    let (docs,): (i64,) = sqlx::query_as("SELECT count(*) FROM search_documents")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(docs, 2, "the admin and Ann");
+    let bad = std::process::Command::new(tests::service_binary())
+        .args(["reindex", "nope"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
 }
