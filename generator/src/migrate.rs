@@ -309,6 +309,12 @@ fn outbox() -> Table {
                 partial: " WHERE delivered_at IS NULL".into(),
                 using: String::new(),
             },
+            // What the search mirror has still to send (when Elasticsearch is used).
+            index(
+                "event_outbox_search_pending_idx",
+                "id",
+                " WHERE search_synced_at IS NULL",
+            ),
             Index {
                 name: "event_outbox_delivered_idx".into(),
                 unique: false,
