@@ -21,6 +21,7 @@ const USER_KEYS: &[&str] = &[
     "avatar",
     "roleId",
     "emailVerified",
+    "emailTwoFactor",
     "preferredLanguage",
     "bio",
     "isActive",
@@ -351,8 +352,9 @@ async fn every_topic_carries_the_seed_payloads() {
     assert_eq!(routes.len(), 26, "the 25 seed routes and the avatar upload");
     // 16 writing routes publish a route, a database and an index event; 10 reads one each.
     // Session events come beside them: 3 logins, 2 revocations (password set by an
-    // admin, archived profile).
-    let expected = 16 * 3 + 10 + 5;
+    // admin, archived profile). The avatar upload and delete also update the user
+    // (its avatar): a database and an index event each.
+    let expected = 16 * 3 + 10 + 5 + 2 * 2;
     let msgs = consume(
         &broker.brokers(),
         topics::ALL,
@@ -448,7 +450,9 @@ async fn every_topic_carries_the_seed_payloads() {
         "soft deletes show isActive false"
     );
     let user_updates = on(&msgs, "airbnb3-auth-service-dbevent-user-updated");
-    assert_eq!(user_updates.len(), 5);
+    // Five user routes, and the avatar upload and delete, which set and clear
+    // the user's avatar.
+    assert_eq!(user_updates.len(), 7);
     let bio = user_updates
         .iter()
         .find(|m| m.payload["newDataValues"].get("bio").is_some())
@@ -484,7 +488,7 @@ async fn every_topic_carries_the_seed_payloads() {
     assert_eq!(file["fileData"]["omitted"], true);
     assert_eq!(
         file["fileData"]["href"],
-        format!("/v1/useravatarsfiles/{}", file["id"].as_str().unwrap())
+        format!("/v1/useravatarsfiles/{}/file", file["id"].as_str().unwrap())
     );
 
     // CloudEvents headers on every message; ids are unique.
@@ -550,8 +554,8 @@ async fn the_service_creates_every_topic_at_start() {
     }
     assert_eq!(
         topics::ALL.len(),
-        24 + 26 + 1,
-        "12 database, 12 index, 26 route topics and the session topic"
+        24 + 2 + 30 + 2,
+        "12 database, 12 index, 2 index -extended (the indexed objects), 30 route topics, the session and the code-delivery topic"
     );
 }
 

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tests::{
-    auth_service, expect, free_port, start_auth_service, Api, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD,
+    auth_service, expect, free_port, service_binary, start_auth_service, Api, TestDb, ADMIN_EMAIL,
+    ADMIN_PASSWORD,
 };
 
 // ---------------------------------------------------------------------------
@@ -521,44 +522,6 @@ async fn a_database_restart_under_load_is_503_then_heals_without_losing_writes()
 // ---------------------------------------------------------------------------
 // 3. SIGTERM under load
 // ---------------------------------------------------------------------------
-
-/// The service binary next to this test's: <target>/debug/deps/faults-* ->
-/// <target>/debug/airbnb-auth-service.
-fn service_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("<target>/<profile>/deps");
-    let bin = profile_dir.join(format!(
-        "airbnb-auth-service{}",
-        std::env::consts::EXE_SUFFIX
-    ));
-    let build =
-        "cargo build -p airbnb-auth-service --bin airbnb-auth-service (cargo xtask test does)";
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| panic!("{} is missing: {build}", bin.display()));
-    // A binary older than the crate's sources would test old code.
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../generated-service");
-    for dir in ["src", "migrations"] {
-        for entry in std::fs::read_dir(crate_dir.join(dir))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Ok(changed) = entry.metadata().and_then(|m| m.modified()) {
-                assert!(
-                    changed <= built,
-                    "{} is older than {}: {build}",
-                    bin.display(),
-                    entry.path().display()
-                );
-            }
-        }
-    }
-    bin
-}
 
 /// A request whose headers are sent now and whose body is finished later:
 /// in flight for as long as the test wants.

@@ -443,3 +443,63 @@ fn several_errors_reported_together_in_document_order() {
     );
     insta::assert_snapshot!("several_errors_in_document_order", msg);
 }
+
+#[test]
+fn file_download_and_caller_keys_misused() {
+    let text = mutate_all(&[
+        (
+            "        maxLength: 300\n        searchable: true",
+            "        maxLength: 300\n        maxBytes: 10\n        searchable: true",
+        ),
+        (
+            "    fields: [title, isbn, pages, shelf, details]\n",
+            "    fields: [title, isbn, pages, shelf, details]\n    callerFields: [title]\n",
+        ),
+        (
+            "  getBook:\n",
+            "  bookCover:\n    object: book\n    action: download\n    by: isbn\n    method: GET\n    path: /books/{isbn}/cover\n    auth: public\n  getBook:\n",
+        ),
+    ]);
+    let msg = rejected(&text, &["10", "title", "book", "isbn"]);
+    insta::assert_snapshot!("file_download_and_caller_keys_misused", msg);
+}
+
+#[test]
+fn search_index_keys_misused() {
+    let text = mutate(
+        "searchIndexes:\n  book: {}\n",
+        "searchIndexes:\n  book:\n    lists:\n      loans: { through: loan, from: readerEmail, to: bookId, fields: [dueAt, pickupCode] }\n    counts:\n      title: { of: loan, by: dueAt }\n  shelf: {}\n",
+    );
+    let msg = rejected(
+        &text,
+        &[
+            "readerEmail",
+            "dueAt",
+            "pickupCode",
+            "title",
+            "dueAt",
+            "shelf",
+        ],
+    );
+    insta::assert_snapshot!("search_index_keys_misused", msg);
+}
+
+#[test]
+fn public_event_stream() {
+    let text = mutate(
+        "  getBook:\n",
+        "  feed:\n    action: subscribe\n    method: GET\n    path: /feed/{id}\n    auth: public\n  getBook:\n",
+    );
+    let msg = rejected(&text, &["/feed/{id}", "public"]);
+    insta::assert_snapshot!("public_event_stream", msg);
+}
+
+#[test]
+fn pointer_to_a_non_text_field_without_a_public_download() {
+    let text = mutate(
+        "    table: loans\n    softDelete: false\n",
+        "    table: loans\n    softDelete: false\n    pointedBy: { via: bookId, field: pages }\n",
+    );
+    let msg = rejected(&text, &["pointedBy", "pages"]);
+    insta::assert_snapshot!("pointer_to_a_non_text_field_without_a_public_download", msg);
+}

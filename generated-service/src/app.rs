@@ -28,6 +28,10 @@ pub struct AppState {
     pub events: Publisher,
     /// Signing keys, secret hashing and throttling limits.
     pub auth: Arc<AuthState>,
+    /// The Elasticsearch mirror of the search indexes, when configured.
+    pub elastic: Option<Arc<crate::elastic::Elastic>>,
+    /// Fans new outbox events out to realtime streams.
+    pub realtime: Arc<crate::realtime::Hub>,
     /// Sends one-time codes by SMTP when `SMTP_HOST` is set.
     pub mailer: Option<Arc<crate::verification::Mailer>>,
 }
@@ -50,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(crate::verification::router())
         .merge(crate::openapi::router())
+        .merge(crate::realtime::router())
         .merge(crate::user::router())
         .merge(crate::user_group::router())
         .merge(crate::user_group_member::router())
@@ -94,6 +99,15 @@ impl Application {
                 .await
                 .context("loading the signing key")?,
         );
+        let elastic = match &config.elasticsearch_url {
+            Some(url) => Some(Arc::new(
+                crate::elastic::Elastic::new(url).context("creating the Elasticsearch client")?,
+            )),
+            None => None,
+        };
+        let realtime = crate::realtime::Hub::start(&db)
+            .await
+            .context("starting the realtime hub")?;
         let mailer = crate::verification::Mailer::from_config(&config)
             .context("configuring SMTP")?
             .map(Arc::new);
@@ -102,11 +116,16 @@ impl Application {
             config: Arc::new(config),
             events,
             auth,
+            elastic,
+            realtime,
             mailer,
         };
         auth::bootstrap_admin(&state)
             .await
             .context("creating the bootstrap super-admin")?;
+        crate::search::build_empty(&state.db)
+            .await
+            .context("building the search indexes")?;
         Ok(Self {
             listener,
             router: router(state.clone()),
@@ -124,12 +143,31 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = % self.listener.local_addr() ?, "listening");
         let (stop_tx, stop_rx) = watch::channel(false);
+        let realtime = self.state.realtime.clone();
+        let shutdown = async move {
+            shutdown.await;
+            realtime.close();
+        };
         let relay = tokio::spawn(events::run_relay(
             self.state.db.clone(),
             self.state.config.clone(),
             stop_rx.clone(),
         ));
-        let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx));
+        let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx.clone()));
+        let hub = tokio::spawn(
+            self.state
+                .realtime
+                .clone()
+                .run(self.state.db.clone(), stop_rx.clone()),
+        );
+        let mirror = match &self.state.elastic {
+            Some(es) => tokio::spawn(crate::elastic::run_sync(
+                self.state.db.clone(),
+                es.clone(),
+                stop_rx.clone(),
+            )),
+            None => tokio::spawn(async {}),
+        };
         let served = axum::serve(
             self.listener,
             self.router
@@ -139,7 +177,7 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);
-        for task in [relay, sweeper] {
+        for task in [relay, sweeper, mirror, hub] {
             if let Err(e) = task.await {
                 tracing::error!(error = % e, "a background task failed");
             }

@@ -738,6 +738,50 @@ pub static RULES: &[RouteRule] = &[
         },
     },
     RouteRule {
+        name: "downloadUserAvatarsFile",
+        method: "GET",
+        path: "/v1/useravatarsfiles/{id}/file",
+        object: "userAvatarsFile",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: true,
+        },
+    },
+    RouteRule {
+        name: "downloadUserAvatarsFileByKey",
+        method: "GET",
+        path: "/v1/useravatarsfiles/key/{accessKey}",
+        object: "userAvatarsFile",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "extendUserIndex",
+        method: "POST",
+        path: "/v1/users/{id}/extends",
+        object: "user",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "extendUserGroupIndex",
+        method: "POST",
+        path: "/v1/usergroups/{id}/extends",
+        object: "userGroup",
+        access: Access::Rule {
+            roles: &["superAdmin", "admin"],
+            owner: false,
+        },
+    },
+    RouteRule {
+        name: "subscribeEvents",
+        method: "GET",
+        path: "/v1/events",
+        object: "",
+        access: Access::Login,
+    },
+    RouteRule {
         name: "login",
         method: "POST",
         path: "/v1/login",

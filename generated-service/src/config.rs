@@ -57,6 +57,10 @@ pub struct Config {
     /// `TRUST_FORWARDED_FOR` (default false): take the client address from
     /// `X-Forwarded-For`, for a service behind a proxy.
     pub trust_forwarded_for: bool,
+    /// `ELASTICSEARCH_URL`: an Elasticsearch or OpenSearch endpoint. When set,
+    /// the search indexes are mirrored there (fed from the outbox) and search
+    /// routes query it; without it, search runs in PostgreSQL.
+    pub elasticsearch_url: Option<String>,
     /// `SUPERADMIN_EMAIL` and `SUPERADMIN_PASSWORD`: the account created at first start.
     pub superadmin_login: Option<String>,
     pub superadmin_password: Option<String>,
@@ -165,6 +169,7 @@ impl Config {
             login_per_address: parse(&get, "LOGIN_PER_ADDRESS", "100")?,
             public_writes_per_address: parse(&get, "PUBLIC_WRITES_PER_ADDRESS", "20")?,
             trust_forwarded_for: parse(&get, "TRUST_FORWARDED_FOR", "false")?,
+            elasticsearch_url: get("ELASTICSEARCH_URL").filter(|v| !v.trim().is_empty()),
             superadmin_login: get("SUPERADMIN_EMAIL").filter(|v| !v.trim().is_empty()),
             superadmin_password: get("SUPERADMIN_PASSWORD").filter(|v| !v.is_empty()),
             smtp: SmtpConfig::from_lookup(&get)?,
@@ -224,6 +229,7 @@ impl fmt::Debug for Config {
             .field("login_per_address", &self.login_per_address)
             .field("public_writes_per_address", &self.public_writes_per_address)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("elasticsearch_url", &self.elasticsearch_url)
             .field("superadmin_login", &self.superadmin_login)
             .field(
                 "superadmin_password",

@@ -44,7 +44,8 @@ const LANES: u32 = 16;
 /// Namespace of the relay's advisory locks (one per lane).
 const LOCK_CLASS: i32 = 0x5356_4547;
 
-const CHANNEL: &str = "event_outbox";
+/// The NOTIFY channel of new outbox events (the relay and the realtime hub listen).
+pub const CHANNEL: &str = "event_outbox";
 
 /// One event to publish.
 #[derive(Debug, Clone)]

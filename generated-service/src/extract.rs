@@ -41,16 +41,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)
             .map(ApiJson)
-            .map_err(|e| {
-                let field = e.path().to_string();
-                let inner = e.into_inner();
-                let message = strip_position(&inner.to_string());
-                if field == "." || inner.is_syntax() || inner.is_eof() {
-                    ApiError::BadRequest(format!("invalid JSON body: {message}"))
-                } else {
-                    ApiError::Validation(vec![FieldError::new(field, message)])
-                }
-            })
+            .map_err(deserialize_error)
+    }
+}
+
+/// A body that does not fit its type: a syntax error is a 400, a field of the
+/// wrong type or an unknown field a 400 that names the field.
+pub fn deserialize_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    let message = strip_position(&inner.to_string());
+    if field == "." || inner.is_syntax() || inner.is_eof() {
+        ApiError::BadRequest(format!("invalid JSON body: {message}"))
+    } else {
+        ApiError::Validation(vec![FieldError::new(field, message)])
     }
 }
 

@@ -24,6 +24,27 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "reindex") {
+        let rebuilt = async {
+            let db = airbnb_auth_service::app::connect(&config).await?;
+            let rebuilt = airbnb_auth_service::search::reindex(&db, &args[1..]).await?;
+            if let Some(url) = &config.elasticsearch_url {
+                let es = airbnb_auth_service::elastic::Elastic::new(url)?;
+                for index in rebuilt {
+                    airbnb_auth_service::elastic::push_all(&db, &es, index).await?;
+                }
+            }
+            anyhow::Ok(())
+        };
+        return match rebuilt.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "reindex failed");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match airbnb_auth_service::app::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

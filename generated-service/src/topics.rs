@@ -80,6 +80,12 @@ pub const INDEX_USER_AVATARS_FILE_UPDATED: &str = "elastic-index-airbnb_useravat
 /// indexEvent of `userAvatarsFile`: A userAvatarsFile row was deleted.
 pub const INDEX_USER_AVATARS_FILE_DELETED: &str = "elastic-index-airbnb_useravatarsfile-deleted";
 
+/// indexEvent of `user`: Another service added data under a user document's extends; the payload holds only what was added.
+pub const INDEX_USER_EXTENDED: &str = "elastic-index-airbnb_user-extended";
+
+/// indexEvent of `userGroup`: Another service added data under a userGroup document's extends; the payload holds only what was added.
+pub const INDEX_USER_GROUP_EXTENDED: &str = "elastic-index-airbnb_usergroup-extended";
+
 /// routeEvent of `getUser`: Route getUser succeeded.
 pub const ROUTE_USER_RETRIVED: &str = "airbnb3-auth-service-user-retrived";
 
@@ -204,6 +210,8 @@ pub const ALL: &[&str] = &[
     INDEX_USER_AVATARS_FILE_CREATED,
     INDEX_USER_AVATARS_FILE_UPDATED,
     INDEX_USER_AVATARS_FILE_DELETED,
+    INDEX_USER_EXTENDED,
+    INDEX_USER_GROUP_EXTENDED,
     ROUTE_USER_RETRIVED,
     ROUTE_USER_UPDATED,
     ROUTE_PROFILE_UPDATED,

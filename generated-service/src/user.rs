@@ -168,6 +168,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/users/{id}/brief", routing::get(get_brief_user))
         .route("/v1/register", routing::post(register_user))
+        .route("/v1/users/{id}/extends", routing::post(extend_user_index))
 }
 
 /// Loads an active row.
@@ -177,6 +178,41 @@ pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<User, ApiError> {
         .fetch_optional(db)
         .await?
         .ok_or(ApiError::NotFound)
+}
+
+/// Points `avatar` of row `id` at a file of another object (`value`),
+/// or clears it (`None`); with `only_if`, only while it still holds that.
+/// Publishes the update like any other, in the caller's transaction.
+pub async fn point_avatar(
+    tx: &mut sqlx::PgConnection,
+    ctx: &RequestContext,
+    id: Uuid,
+    value: Option<&str>,
+    only_if: Option<&str>,
+) -> Result<(), ApiError> {
+    let old: Option<User> = sqlx::query_as(
+            "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM users AS t WHERE t.id = $1 AND t.is_active FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(old) = old else {
+        return Ok(());
+    };
+    let row: Option<User> = sqlx::query_as(
+            "UPDATE users AS t SET avatar = $2, record_version = t.record_version + 1, updated_at = now() WHERE t.id = $1 AND t.is_active AND ($3::text IS NULL OR t.avatar = $3) AND t.avatar IS DISTINCT FROM $2 RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
+        )
+        .bind(id)
+        .bind(value)
+        .bind(only_if)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    crate::search::follow(tx, TOPICS.name, &[&event_row(&old)?, &event_row(&row)?]).await?;
+    let events = TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?;
+    crate::events::enqueue(tx, ctx, &events).await
 }
 
 /// Who owns a row, for rules that let owners in.
@@ -340,6 +376,12 @@ async fn update_user(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER, StatusCode::OK, &row)?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -451,6 +493,12 @@ async fn update_profile(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_PROFILE, StatusCode::OK, &row)?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_PROFILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -552,6 +600,7 @@ async fn create_user(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&CREATE_USER, StatusCode::CREATED, &row)?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -593,6 +642,7 @@ async fn delete_user(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER, StatusCode::OK, &row)?;
     crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -635,6 +685,7 @@ async fn archive_profile(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&ARCHIVE_PROFILE, StatusCode::OK, &row)?;
     crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&ARCHIVE_PROFILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -803,12 +854,13 @@ pub struct SearchUsersQuery {
     pub email_verified: Option<bool>,
 }
 
-/// One row of `searchUsers`.
+/// One hit of `searchUsers`: the index document and its rank.
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct SearchUsersRow {
     #[serde(flatten)]
-    #[sqlx(flatten)]
-    pub row: User,
+    pub document: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
+    #[serde(rename = "_score")]
+    pub rank: f32,
     #[serde(skip)]
     pub total_row_count: i64,
 }
@@ -850,24 +902,6 @@ fn search_users_filters(
         });
         sql.push(" AND t.email_verified = ").push_bind(value);
     }
-    let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
-    if keyword.is_empty() {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "q",
-            "is required: the keyword to search for",
-        )]));
-    }
-    let pattern = validation::like_pattern(keyword);
-    applied.push(Filter {
-        field: "q",
-        op: "contains",
-        value: serde_json::json!(keyword),
-    });
-    sql.push(" AND (");
-    sql.push("t.email ILIKE ").push_bind(pattern.clone());
-    sql.push(" OR ");
-    sql.push("t.fullname ILIKE ").push_bind(pattern.clone());
-    sql.push(")");
     Ok(applied)
 }
 
@@ -881,12 +915,70 @@ async fn search_users(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&SEARCH_USERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
-    let order_by = sort_order(q.sort.as_deref())?;
-    let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM users AS t WHERE t.is_active",
-    );
-    let filters = search_users_filters(&q, scope, &mut sql)?;
+    let order_by = match q.sort.as_deref() {
+        None => "rank DESC, t.id ASC",
+        given => sort_order(given)?,
+    };
+    let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
+    let Some(query) = crate::search::prefix_query(keyword) else {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "q",
+            "is required: a keyword with letters or digits to search for",
+        )]));
+    };
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    if let Some(es) = &app.elastic {
+        let mut unused = QueryBuilder::new("");
+        let applied = search_users_filters(&q, scope, &mut unused)?;
+        let es_query = crate::elastic::Query {
+            index: "airbnb_user",
+            keyword,
+            fields: &["email^3", "fullname^2"],
+            filters: &applied,
+            owner: scope.map(|owner| ("id", owner)),
+            sort: q.sort.as_deref().and_then(es_sort_order),
+            from: offset,
+            size: i64::from(page_row_count),
+        };
+        let (rows, total_row_count) = es.search(&es_query).await?;
+        let mut filters = vec![Filter {
+            field: "q",
+            op: "matches",
+            value: serde_json::json!(keyword),
+        }];
+        filters.extend(applied);
+        let paging = Paging {
+            page_number,
+            page_row_count,
+            total_row_count,
+            page_count: (total_row_count + i64::from(page_row_count) - 1)
+                / i64::from(page_row_count),
+        };
+        let ui_permissions = crate::auth::ui_permissions(Some(&caller), "user");
+        let reply = ctx.reply_list(
+            &SEARCH_USERS,
+            &rows,
+            &ListMeta {
+                paging,
+                filters,
+                ui_permissions,
+            },
+        )?;
+        app.events
+            .publish(&ctx, reply.event(&SEARCH_USERS, &ctx.request_id));
+        return Ok(reply);
+    }
+    let mut sql = QueryBuilder::new(
+        "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM users AS t JOIN search_documents AS d ON d.index_name = 'airbnb_user' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
+    );
+    sql.push_bind(query.clone())
+        .push(") AS q(query) WHERE t.is_active AND d.search @@ q.query");
+    let mut filters = vec![Filter {
+        field: "q",
+        op: "matches",
+        value: serde_json::json!(keyword),
+    }];
+    filters.extend(search_users_filters(&q, scope, &mut sql)?);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -896,7 +988,12 @@ async fn search_users(
     let total_row_count = match rows.first() {
         Some(first) => first.total_row_count,
         None if page_number > 1 => {
-            let mut count = QueryBuilder::new("SELECT count(*) FROM users AS t WHERE t.is_active");
+            let mut count = QueryBuilder::new(
+                "SELECT count(*) FROM users AS t JOIN search_documents AS d ON d.index_name = 'airbnb_user' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
+            );
+            count
+                .push_bind(query)
+                .push(") AS q(query) WHERE t.is_active AND d.search @@ q.query");
             search_users_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
@@ -981,6 +1078,12 @@ async fn update_user_role(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_ROLE, StatusCode::OK, &row)?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_ROLE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -1065,6 +1168,12 @@ async fn update_user_password(
         "credentials changed",
     )
     .await?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_PASSWORD, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -1141,6 +1250,12 @@ async fn update_user_password_by_admin(
         id,
         Some(caller.session_id),
         "credentials changed",
+    )
+    .await?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
     )
     .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
@@ -1258,9 +1373,62 @@ async fn register_user(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&REGISTER_USER, StatusCode::CREATED, &row)?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&REGISTER_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+/// `extendUserIndex`: the route's facts for its answers and events.
+pub static EXTEND_USER_INDEX: RouteInfo = RouteInfo {
+    name: "extendUserIndex",
+    data_name: "user",
+    method: "POST",
+    action: "extend",
+    topic: None,
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
+};
+
+/// `extendUserIndex`: POST /v1/users/{id}/extends: another service adds data under the
+/// document's `extends` (e.g. `{"bookings": [...], "bookings_count": 2}`); the
+/// -extended index event carries only what was added. Allowed: superAdmin, admin.
+async fn extend_user_index(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(added): ApiJson<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&EXTEND_USER_INDEX.access)?;
+    if added.is_empty() || added.keys().any(|k| k.trim().is_empty()) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "names the data to add: {\"<name>\": ..., \"<name>_count\": n}",
+        )]));
+    }
+    let added = serde_json::Value::Object(added);
+    let mut tx = app.db.begin().await?;
+    let document: sqlx::types::Json<serde_json::Value> = sqlx::query_scalar(
+            "UPDATE search_documents AS d SET extends = d.extends || $2, updated_at = now() WHERE d.index_name = 'airbnb_user' AND d.id = $1 RETURNING d.doc || jsonb_build_object('extends', d.extends)",
+        )
+        .bind(id)
+        .bind(sqlx::types::Json(&added))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let reply = ctx.reply(&EXTEND_USER_INDEX, StatusCode::OK, &document)?;
+    let event = crate::events::Event::new(
+        crate::topics::INDEX_USER_EXTENDED,
+        id,
+        &serde_json::json!({ "id" : id, "extends" : added }),
+    )?;
+    crate::events::enqueue(&mut tx, &ctx, &[event]).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1286,5 +1454,20 @@ fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
                 ),
             )
         }
+    }
+}
+
+/// A list's `sort` as an Elasticsearch sort (the key was checked by [`sort_order`]).
+fn es_sort_order(sort: &str) -> Option<serde_json::Value> {
+    match sort {
+        "email" => Some(serde_json::json!({ "email.keyword" : "asc" })),
+        "-email" => Some(serde_json::json!({ "email.keyword" : "desc" })),
+        "fullname" => Some(serde_json::json!({ "fullname.keyword" : "asc" })),
+        "-fullname" => Some(serde_json::json!({ "fullname.keyword" : "desc" })),
+        "createdAt" => Some(serde_json::json!({ "createdAt" : "asc" })),
+        "-createdAt" => Some(serde_json::json!({ "createdAt" : "desc" })),
+        "updatedAt" => Some(serde_json::json!({ "updatedAt" : "asc" })),
+        "-updatedAt" => Some(serde_json::json!({ "updatedAt" : "desc" })),
+        _ => None,
     }
 }

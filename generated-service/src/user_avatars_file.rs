@@ -9,13 +9,13 @@ use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo
 use crate::error::ApiError;
 use crate::error::FieldError;
 use crate::events::ObjectTopics;
-use crate::extract::ApiJson;
 use crate::extract::ApiPath;
 use crate::extract::ApiQuery;
 use crate::extract::IfMatch;
 use crate::validation;
 use crate::validation::Validator;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::routing;
 use axum::Router;
@@ -29,13 +29,13 @@ use uuid::Uuid;
 pub const TABLE: &str = "user_avatars_files";
 
 /// The columns every read returns: secret and blob columns are never loaded.
-pub const SELECT: &str = "t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
+pub const SELECT: &str = "t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '/file') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
 
-const GET_SQL: &str = "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM user_avatars_files AS t WHERE t.id = $1";
+const GET_SQL: &str = "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '/file') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM user_avatars_files AS t WHERE t.id = $1";
 
-const LOCK_SQL: &str = "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM user_avatars_files AS t WHERE t.id = $1 FOR UPDATE";
+const LOCK_SQL: &str = "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '/file') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM user_avatars_files AS t WHERE t.id = $1 FOR UPDATE";
 
-const DELETE_SQL: &str = "DELETE FROM user_avatars_files AS t WHERE t.id = $1 RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
+const DELETE_SQL: &str = "DELETE FROM user_avatars_files AS t WHERE t.id = $1 RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '/file') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
 
 /// A `userAvatarsFile` as clients and events see it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -106,11 +106,23 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/useravatarsfiles",
-            routing::post(create_user_avatars_file).get(list_user_avatars_files),
+            routing::post(axum::handler::Handler::layer(
+                create_user_avatars_file,
+                axum::extract::DefaultBodyLimit::max(3844780),
+            ))
+            .get(list_user_avatars_files),
         )
         .route(
             "/v1/useravatarsfiles/{id}",
             routing::get(get_user_avatars_file).delete(delete_user_avatars_file),
+        )
+        .route(
+            "/v1/useravatarsfiles/{id}/file",
+            routing::get(download_user_avatars_file),
+        )
+        .route(
+            "/v1/useravatarsfiles/key/{accessKey}",
+            routing::get(download_user_avatars_file_by_key),
         )
 }
 
@@ -179,22 +191,46 @@ pub struct CreateUserAvatarsFileInput {
     pub owner_id: Option<Uuid>,
 }
 
+impl crate::files::FileForm for CreateUserAvatarsFileInput {
+    const FILE_FIELD: &'static str = "fileData";
+    const JSON_FIELDS: &'static [&'static str] = &["metadata"];
+    const MAX_BYTES: usize = 2097152;
+    fn attach(&mut self, bytes: Vec<u8>, file_name: Option<String>) {
+        self.file_data = Some(bytes);
+        if self.file_name.is_none() {
+            self.file_name = file_name;
+        }
+    }
+}
+
 /// `createUserAvatarsFile`: POST /v1/useravatarsfiles. Allowed: any signed-in user.
+/// The body is `multipart/form-data` (the file streamed as a part) or JSON
+/// with the file in base64; its type is sniffed from the bytes.
 async fn create_user_avatars_file(
     State(app): State<AppState>,
     ctx: RequestContext,
     caller: Caller,
-    ApiJson(input): ApiJson<CreateUserAvatarsFileInput>,
+    crate::files::Upload(input): crate::files::Upload<CreateUserAvatarsFileInput>,
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&CREATE_USER_AVATARS_FILE.access)?;
+    let mut input = input;
+    if !caller.has_role(&["superAdmin", "admin"]) {
+        if input.user_id.is_some_and(|given| given != caller.user_id) {
+            return Err(ApiError::Forbidden);
+        }
+        input.user_id = Some(caller.user_id);
+        if input.owner_id.is_some_and(|given| given != caller.user_id) {
+            return Err(ApiError::Forbidden);
+        }
+        input.owner_id = Some(caller.user_id);
+    }
     let mut v = Validator::default();
     let file_name = input.file_name;
     v.text("fileName", file_name.as_deref(), &rules::FILE_NAME);
     let file_name = v.required("fileName", file_name);
     let mime_type = input.mime_type;
     v.text("mimeType", mime_type.as_deref(), &rules::MIME_TYPE);
-    let mime_type = v.required("mimeType", mime_type);
     let file_data = input.file_data;
     let file_data = v.required("fileData", file_data);
     let metadata = input.metadata;
@@ -202,18 +238,22 @@ async fn create_user_avatars_file(
     let user_id = input.user_id;
     let user_id = v.required("userId", user_id);
     let owner_id = input.owner_id;
-    let (Some(file_name), Some(mime_type), Some(file_data), Some(user_id)) =
-        (file_name, mime_type, file_data, user_id)
-    else {
+    let (Some(file_name), Some(file_data), Some(user_id)) = (file_name, file_data, user_id) else {
         return Err(v.into_error());
     };
     v.finish()?;
+    let mime_type = crate::files::content_type(
+        &file_data,
+        mime_type.as_deref(),
+        &["image/png", "image/jpeg", "image/webp", "image/gif"],
+        2097152,
+    )?;
     let file_size: i64 = i64::try_from(file_data.len()).unwrap_or(i64::MAX);
     let access_key: String = crate::validation::random_key();
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
     let row: UserAvatarsFile = sqlx::query_as(
-            "INSERT INTO user_avatars_files AS t (id, file_name, mime_type, file_data, metadata, user_id, owner_id, file_size, access_key, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
+            "INSERT INTO user_avatars_files AS t (id, file_name, mime_type, file_data, metadata, user_id, owner_id, file_size, access_key, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '/file') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
         .bind(id)
         .bind(file_name)
@@ -227,6 +267,10 @@ async fn create_user_avatars_file(
         .bind(ctx.user_id)
         .fetch_one(&mut *tx)
         .await?;
+    if let (Some(target), Some(key)) = (Some(row.user_id), row.access_key.as_deref()) {
+        let href = format!("/v1/useravatarsfiles/key/{key}");
+        crate::user::point_avatar(&mut tx, &ctx, target, Some(&href), None).await?;
+    }
     let reply = ctx.reply(&CREATE_USER_AVATARS_FILE, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_AVATARS_FILE, id));
@@ -357,7 +401,7 @@ async fn list_user_avatars_files(
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM user_avatars_files AS t WHERE TRUE",
+        "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '/file') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM user_avatars_files AS t WHERE TRUE",
     );
     let filters = list_user_avatars_files_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
@@ -431,12 +475,74 @@ async fn delete_user_avatars_file(
         .fetch_one(&mut *tx)
         .await
         .map_err(ApiError::on_delete)?;
+    if let (Some(target), Some(key)) = (Some(row.user_id), row.access_key.as_deref()) {
+        let href = format!("/v1/useravatarsfiles/key/{key}");
+        crate::user::point_avatar(&mut tx, &ctx, target, None, Some(&href)).await?;
+    }
     let reply = ctx.reply(&DELETE_USER_AVATARS_FILE, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_AVATARS_FILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
+}
+
+/// `downloadUserAvatarsFile`: the route's facts for its answers and events.
+pub static DOWNLOAD_USER_AVATARS_FILE: RouteInfo = RouteInfo {
+    name: "downloadUserAvatarsFile",
+    data_name: "userAvatarsFile",
+    method: "GET",
+    action: "download",
+    topic: None,
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: true,
+    },
+};
+
+/// `downloadUserAvatarsFile`: GET /v1/useravatarsfiles/{id}/file: the file's bytes. Allowed: superAdmin, admin, the owner.
+async fn download_user_avatars_file(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiPath(key): ApiPath<Uuid>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    caller.may_try(&DOWNLOAD_USER_AVATARS_FILE.access)?;
+    let file: crate::files::StoredFile = sqlx::query_as(
+            "SELECT t.id, t.record_version, t.mime_type AS content_type, t.file_name AS file_name, t.file_data AS bytes, t._owner AS owner FROM user_avatars_files AS t WHERE t.id = $1",
+        )
+        .bind(key)
+        .fetch_optional(&app.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    caller.allow(&DOWNLOAD_USER_AVATARS_FILE.access, file.owner)?;
+    Ok(file.into_response(&headers, "private, no-cache"))
+}
+
+/// `downloadUserAvatarsFileByKey`: the route's facts for its answers and events.
+pub static DOWNLOAD_USER_AVATARS_FILE_BY_KEY: RouteInfo = RouteInfo {
+    name: "downloadUserAvatarsFileByKey",
+    data_name: "userAvatarsFile",
+    method: "GET",
+    action: "download",
+    topic: None,
+    access: Access::Public,
+};
+
+/// `downloadUserAvatarsFileByKey`: GET /v1/useravatarsfiles/key/{accessKey}: the file's bytes. Allowed: public.
+async fn download_user_avatars_file_by_key(
+    State(app): State<AppState>,
+    ApiPath(key): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    let file: crate::files::StoredFile = sqlx::query_as(
+            "SELECT t.id, t.record_version, t.mime_type AS content_type, t.file_name AS file_name, t.file_data AS bytes, t._owner AS owner FROM user_avatars_files AS t WHERE t.access_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&app.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(file.into_response(&headers, "public, max-age=86400"))
 }
 
 /// The ORDER BY of a list's `sort` parameter (`field` or `-field`).

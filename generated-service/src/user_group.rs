@@ -103,6 +103,10 @@ pub fn router() -> Router<AppState> {
                 .delete(delete_user_group)
                 .get(get_user_group),
         )
+        .route(
+            "/v1/usergroups/{id}/extends",
+            routing::post(extend_user_group_index),
+        )
 }
 
 /// Loads an active row.
@@ -187,6 +191,7 @@ async fn create_user_group(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&CREATE_USER_GROUP, StatusCode::CREATED, &row)?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_GROUP, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -266,6 +271,12 @@ async fn update_user_group(
         .push(SELECT);
     let row: UserGroup = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_GROUP, StatusCode::OK, &row)?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_GROUP, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -306,6 +317,7 @@ async fn delete_user_group(
         .await
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER_GROUP, StatusCode::OK, &row)?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_GROUP, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -443,6 +455,58 @@ async fn list_user_groups(
     )?;
     app.events
         .publish(&ctx, reply.event(&LIST_USER_GROUPS, &ctx.request_id));
+    Ok(reply)
+}
+
+/// `extendUserGroupIndex`: the route's facts for its answers and events.
+pub static EXTEND_USER_GROUP_INDEX: RouteInfo = RouteInfo {
+    name: "extendUserGroupIndex",
+    data_name: "userGroup",
+    method: "POST",
+    action: "extend",
+    topic: None,
+    access: Access::Rule {
+        roles: &["superAdmin", "admin"],
+        owner: false,
+    },
+};
+
+/// `extendUserGroupIndex`: POST /v1/usergroups/{id}/extends: another service adds data under the
+/// document's `extends` (e.g. `{"bookings": [...], "bookings_count": 2}`); the
+/// -extended index event carries only what was added. Allowed: superAdmin, admin.
+async fn extend_user_group_index(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(added): ApiJson<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&EXTEND_USER_GROUP_INDEX.access)?;
+    if added.is_empty() || added.keys().any(|k| k.trim().is_empty()) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "names the data to add: {\"<name>\": ..., \"<name>_count\": n}",
+        )]));
+    }
+    let added = serde_json::Value::Object(added);
+    let mut tx = app.db.begin().await?;
+    let document: sqlx::types::Json<serde_json::Value> = sqlx::query_scalar(
+            "UPDATE search_documents AS d SET extends = d.extends || $2, updated_at = now() WHERE d.index_name = 'airbnb_usergroup' AND d.id = $1 RETURNING d.doc || jsonb_build_object('extends', d.extends)",
+        )
+        .bind(id)
+        .bind(sqlx::types::Json(&added))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let reply = ctx.reply(&EXTEND_USER_GROUP_INDEX, StatusCode::OK, &document)?;
+    let event = crate::events::Event::new(
+        crate::topics::INDEX_USER_GROUP_EXTENDED,
+        id,
+        &serde_json::json!({ "id" : id, "extends" : added }),
+    )?;
+    crate::events::enqueue(&mut tx, &ctx, &[event]).await?;
+    tx.commit().await?;
     Ok(reply)
 }
 

@@ -207,6 +207,7 @@ async fn create_user_group_member(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&CREATE_USER_GROUP_MEMBER, StatusCode::CREATED, &row)?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_GROUP_MEMBER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -247,6 +248,7 @@ async fn delete_user_group_member(
         .await
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER_GROUP_MEMBER, StatusCode::OK, &row)?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_GROUP_MEMBER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;

@@ -15,6 +15,7 @@ pub mod model;
 pub mod openapi;
 pub mod plan;
 pub mod render;
+pub mod search_plan;
 pub mod spans;
 pub mod validate;
 pub mod write;

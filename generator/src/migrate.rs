@@ -41,6 +41,9 @@ pub struct Index {
     pub unique: bool,
     pub columns: String,
     pub partial: String,
+    /// ` USING gin`, or empty for a btree.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub using: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,12 +99,14 @@ pub fn schema(plan: &Plan) -> Schema {
                     unique: true,
                     columns: u.columns.clone(),
                     partial: u.partial.clone(),
+                    using: String::new(),
                 })
                 .chain(o.indexes.iter().map(|i| Index {
                     name: i.name.clone(),
                     unique: false,
                     columns: i.columns.clone(),
                     partial: i.partial.clone(),
+                    using: String::new(),
                 }))
                 .collect(),
             foreign_keys: o
@@ -117,6 +122,7 @@ pub fn schema(plan: &Plan) -> Schema {
         .collect::<Vec<_>>();
     let mut tables = tables;
     tables.push(outbox());
+    tables.push(search_documents());
     tables.extend(auth_tables(plan));
     Schema { tables }
 }
@@ -124,6 +130,7 @@ pub fn schema(plan: &Plan) -> Schema {
 /// Tables the generated service owns beside the model's.
 pub const SERVICE_TABLES: &[&str] = &[
     "event_outbox",
+    "search_documents",
     "sessions",
     "refresh_tokens",
     "throttle_buckets",
@@ -157,6 +164,37 @@ fn index(name: &str, columns: &str, partial: &str) -> Index {
         unique: false,
         columns: columns.into(),
         partial: partial.into(),
+        using: String::new(),
+    }
+}
+
+/// Search documents of every index: the aggregated document as jsonb, what
+/// other services added under `extends`, and the keywords as a tsvector
+/// under a GIN index.
+fn search_documents() -> Table {
+    let gin = |name: &str, columns: &str| Index {
+        using: " USING gin".into(),
+        ..index(name, columns, "")
+    };
+    Table {
+        name: "search_documents".into(),
+        columns: vec![
+            col("index_name", "text", true, None),
+            col("id", "uuid", true, None),
+            col("doc", "jsonb", true, None),
+            col("extends", "jsonb", true, Some("'{}'::jsonb")),
+            col("search", "tsvector", true, None),
+            col("updated_at", "timestamptz", true, Some("now()")),
+        ],
+        indexes: vec![
+            Index {
+                unique: true,
+                ..index("search_documents_key", "index_name, id", "")
+            },
+            gin("search_documents_search_idx", "search"),
+            gin("search_documents_doc_idx", "doc jsonb_path_ops"),
+        ],
+        foreign_keys: Vec::new(),
     }
 }
 
@@ -297,6 +335,8 @@ fn outbox() -> Table {
             col("request_id", "text", false, None),
             col("created_at", "timestamptz", true, Some("now()")),
             col("delivered_at", "timestamptz", false, None),
+            // When the search mirror (Elasticsearch) took the event's documents.
+            col("search_synced_at", "timestamptz", false, None),
         ],
         indexes: vec![
             Index {
@@ -304,12 +344,20 @@ fn outbox() -> Table {
                 unique: false,
                 columns: "lane, id".into(),
                 partial: " WHERE delivered_at IS NULL".into(),
+                using: String::new(),
             },
+            // What the search mirror has still to send (when Elasticsearch is used).
+            index(
+                "event_outbox_search_pending_idx",
+                "id",
+                " WHERE search_synced_at IS NULL",
+            ),
             Index {
                 name: "event_outbox_delivered_idx".into(),
                 unique: false,
                 columns: "delivered_at".into(),
                 partial: " WHERE delivered_at IS NOT NULL".into(),
+                using: String::new(),
             },
         ],
         foreign_keys: Vec::new(),
@@ -334,8 +382,8 @@ fn create_index(table: &str, i: &Index) -> Statement {
     Statement {
         comment: String::new(),
         sql: format!(
-            "CREATE {unique}INDEX {} ON {table} ({}){};",
-            i.name, i.columns, i.partial
+            "CREATE {unique}INDEX {} ON {table}{} ({}){};",
+            i.name, i.using, i.columns, i.partial
         ),
     }
 }

@@ -24,6 +24,41 @@ pub struct Model {
     pub data_objects: IndexedMap<DataObject>,
     #[serde(deserialize_with = "ordered")]
     pub routes: IndexedMap<Route>,
+    /// Objects mirrored into search indexes, by object name, and what each
+    /// document aggregates from related objects.
+    #[serde(default, deserialize_with = "ordered")]
+    pub search_indexes: IndexedMap<SearchIndex>,
+}
+
+/// One search index: the object's visible fields, plus aggregates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SearchIndex {
+    /// Lists of related rows reached through a link object, e.g. a person's groups.
+    #[serde(default, deserialize_with = "ordered")]
+    pub lists: IndexedMap<ListAggregate>,
+    /// Counts of rows that reference the document's row, e.g. a group's members.
+    #[serde(default, deserialize_with = "ordered")]
+    pub counts: IndexedMap<CountAggregate>,
+}
+
+/// `{ through: link, from: <link field to this object>, to: <link field to the
+/// listed object>, fields: [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListAggregate {
+    pub through: String,
+    pub from: String,
+    pub to: String,
+    pub fields: Vec<String>,
+}
+
+/// `{ of: <object>, by: <its field referencing this object> }`: active rows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountAggregate {
+    pub of: String,
+    pub by: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +207,19 @@ pub struct DataObject {
     pub unique_together: Vec<Vec<String>>,
     #[serde(deserialize_with = "ordered")]
     pub fields: IndexedMap<Field>,
+    /// A file object whose new rows are shown by the row they reference: its
+    /// `field` is set to the file's public download path on upload, and
+    /// cleared when that file is deleted.
+    #[serde(default)]
+    pub pointed_by: Option<PointedBy>,
+}
+
+/// `{ via: <reference field of this object>, field: <String field of the referenced object> }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointedBy {
+    pub via: String,
+    pub field: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +261,18 @@ pub struct Field {
     /// Filled by the service, never accepted from a client.
     #[serde(default)]
     pub computed: Option<Computed>,
+    /// A Blob holding an uploaded file: its largest size in bytes (413 above).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// A Blob holding an uploaded file: the String field that stores its
+    /// content type. The type is sniffed from the bytes and must be one of
+    /// that field's allowedValues (415 otherwise).
+    #[serde(default)]
+    pub type_field: Option<String>,
+    /// A Blob holding an uploaded file: the String field filled from the
+    /// uploaded part's file name when the form does not give it.
+    #[serde(default)]
+    pub name_field: Option<String>,
 }
 
 /// `randomKey` (an unguessable token) or `{ sizeOf: <blob field> }`.
@@ -244,6 +304,17 @@ pub struct Route {
     pub fields: Vec<String>,
     #[serde(default, deserialize_with = "ordered")]
     pub include: IndexedMap<Include>,
+    /// A download route: the field its path names the row by (an unguessable
+    /// randomKey field); `id` when absent.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// A download route: its Cache-Control header.
+    #[serde(default)]
+    pub cache_control: Option<String>,
+    /// A create route: reference fields that are the caller for callers
+    /// without an admin role (another value is 403); admins may set them.
+    #[serde(default)]
+    pub caller_fields: Vec<String>,
     pub auth: Auth,
 }
 

@@ -25,6 +25,9 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
         }
     }
     auth_operations(plan, &mut paths, &mut schemas);
+    if plan.realtime.served {
+        realtime_operation(plan, &mut paths);
+    }
     json!({
         "x-generated": marker,
         "openapi": "3.1.0",
@@ -205,6 +208,10 @@ fn operation(
     paths: &mut Map<String, Value>,
     schemas: &mut Map<String, Value>,
 ) {
+    if r.action == "download" {
+        download_operation(o, r, paths);
+        return;
+    }
     let mut params = Vec::new();
     if r.path.contains("{id}") {
         params.push(json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
@@ -212,6 +219,9 @@ fn operation(
     let data = if r.action == "list" {
         let row = format!("{}Row", r.type_prefix);
         let mut parts = vec![schema_ref(&o.struct_name)];
+        if r.search {
+            parts.push(json!({ "type": "object", "description": "The hit's index document: the row, the model's aggregates and extends", "properties": { "_score": { "type": "number" }, "extends": { "type": "object" } }, "required": ["_score", "extends"] }));
+        }
         if !r.includes.is_empty() {
             let props: Map<String, Value> = r
                 .includes
@@ -250,6 +260,8 @@ fn operation(
             params.push(query(&f.name, s));
         }
         json!({ "type": "array", "items": schema_ref(&row) })
+    } else if r.action == "extend" {
+        json!({ "allOf": [schema_ref(&o.struct_name), { "type": "object", "properties": { "extends": { "type": "object" } }, "required": ["extends"] }] })
     } else if r.public_view {
         schema_ref(
             &o.public_view
@@ -289,6 +301,25 @@ fn operation(
     if r.action == "create" {
         responses.insert("422".into(), error("A referenced row does not exist"));
     }
+    if let Some(u) = &r.upload {
+        responses.insert(
+            "413".into(),
+            error(&format!(
+                "The file is larger than {} bytes, or the body than the service accepts",
+                u.max_bytes
+            )),
+        );
+        responses.insert(
+            "415".into(),
+            error("The file's real type (sniffed from its bytes) is not accepted or disagrees with the declared one"),
+        );
+    }
+    if !r.caller_fields.is_empty() {
+        responses.insert(
+            "403".into(),
+            error("A caller without an admin role named another account"),
+        );
+    }
     add_auth_responses(r, &mut responses);
     // Every route of an object reads or writes its table.
     responses.insert("503".into(), unavailable());
@@ -306,7 +337,98 @@ fn operation(
         let input = format!("{}Input", r.type_prefix);
         schemas.insert(input.clone(), input_schema(r));
         op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(&input) } } });
+        if let Some(u) = &r.upload {
+            let mut form = input_schema(r);
+            form["properties"][&u.blob_name] = json!({ "type": "string", "contentMediaType": "application/octet-stream", "description": "The file's bytes (a file part)" });
+            op["requestBody"]["content"]["multipart/form-data"] = json!({ "schema": form });
+        }
     }
+    if r.action == "extend" {
+        op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": {
+            "type": "object", "minProperties": 1, "additionalProperties": true,
+            "description": "Data to add under the document's extends, e.g. {\"bookings\": [...], \"bookings_count\": 2}"
+        } } } });
+        op["description"] = json!(format!(
+            "Allowed: {}. Publishes only what was added on the index's -extended topic.",
+            r.auth.summary
+        ));
+    }
+    let path = paths.entry(r.path.clone()).or_insert_with(|| json!({}));
+    path[r.method.to_lowercase()] = op;
+}
+
+/// The event stream: Server-Sent Events, not the envelope.
+fn realtime_operation(plan: &Plan, paths: &mut Map<String, Value>) {
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": "Server-Sent Events: each has `id` (the outbox id, for Last-Event-ID), `event` (the topic) and `data` (the event's JSON payload). `event: resync` says events after Last-Event-ID are no longer kept.",
+            "content": { "text/event-stream": { "schema": { "type": "string" } } },
+        }),
+    );
+    responses.insert("400".into(), error("A malformed query or Last-Event-ID"));
+    responses.insert(
+        "401".into(),
+        error("No valid bearer token, or its session has ended"),
+    );
+    responses.insert("503".into(), unavailable());
+    let op = json!({
+        "x-access": "login",
+        "operationId": plan.realtime.name,
+        "summary": "subscribe to events",
+        "tags": ["realtime"],
+        "description": "The events of the caller's own rows (admins: all), live, fed from the outbox of every replica; resumes after Last-Event-ID within the outbox's retention.",
+        "parameters": [
+            { "name": "topics", "in": "query", "required": false, "schema": { "type": "string" }, "description": "Comma-separated topics; all when absent" },
+            { "name": "lastEventId", "in": "query", "required": false, "schema": { "type": "integer" }, "description": "Resume after this event id" },
+            { "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "string" } }
+        ],
+        "responses": responses,
+        "security": [{ "bearerAuth": [] }],
+    });
+    paths.insert(plan.realtime.path.clone(), json!({ "get": op }));
+}
+
+/// A download answers the file's bytes, not the envelope.
+fn download_operation(o: &ObjectPlan, r: &RoutePlan, paths: &mut Map<String, Value>) {
+    let key = if r.key_type == "Uuid" {
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } })
+    } else {
+        let name = r
+            .path
+            .rsplit('{')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('}');
+        json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
+    };
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": format!("The file's bytes, with Content-Type, Content-Length, ETag and Cache-Control: {}", r.cache_control),
+            "content": { "*/*": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } },
+        }),
+    );
+    responses.insert(
+        "304".into(),
+        json!({ "description": "If-None-Match names the current ETag" }),
+    );
+    responses.insert("400".into(), error("The path parameter is malformed"));
+    responses.insert("404".into(), error("No such file"));
+    add_auth_responses(r, &mut responses);
+    responses.insert("503".into(), unavailable());
+    let op = json!({
+        "x-access": access(r),
+        "operationId": r.name,
+        "summary": format!("download {}", o.name),
+        "tags": [o.name],
+        "description": format!("Allowed: {}. Publishes no event.", r.auth.summary),
+        "parameters": [key, { "name": "If-None-Match", "in": "header", "required": false, "schema": { "type": "string" } }],
+        "responses": responses,
+        "security": if r.auth.kind == "public" { json!([]) } else { json!([{ "bearerAuth": [] }]) },
+    });
     let path = paths.entry(r.path.clone()).or_insert_with(|| json!({}));
     path[r.method.to_lowercase()] = op;
 }

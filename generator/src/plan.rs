@@ -19,6 +19,22 @@ pub struct Plan {
     /// Unique and foreign-key constraints, for mapping database errors to fields.
     pub constraints: Vec<ConstraintPlan>,
     pub identity: IdentityPlan,
+    /// Search indexes: their SQL, and which changes touch their documents.
+    pub search: crate::search_plan::SearchPlan,
+    /// `(topic constant, object)` of the index events the search mirror follows.
+    pub search_topics: Vec<(String, String)>,
+    pub realtime: RealtimePlan,
+}
+
+/// The realtime event stream (a `subscribe` route), if the model serves one.
+#[derive(Debug)]
+pub struct RealtimePlan {
+    pub served: bool,
+    pub name: String,
+    /// Full path with the API base.
+    pub path: String,
+    /// `&["superAdmin", "admin"]`: roles that see every event.
+    pub admin_roles: String,
 }
 
 /// Who logs in and how: everything the auth module needs from the model.
@@ -244,6 +260,37 @@ pub struct ObjectPlan {
     pub has_locking: bool,
     /// The module's `use` lines: exactly what its routes need.
     pub uses: Vec<String>,
+    /// Changes of this object touch search documents.
+    pub search_followed: bool,
+    /// Some route of this object searches its index.
+    pub has_search: bool,
+    /// A file object whose rows the row they reference points at.
+    pub pointer: Option<PointerPlan>,
+    /// Fields of this object that files of other objects set (`pointedBy`).
+    pub pointer_setters: Vec<SetterPlan>,
+}
+
+/// How a new or deleted file updates the row it references.
+#[derive(Debug, Clone)]
+pub struct PointerPlan {
+    /// The referenced object's module and its setter function.
+    pub module: String,
+    pub setter: String,
+    /// `Some(row.user_id)` or `row.owner_id`: the referenced row's id.
+    pub via_expr: String,
+    /// The file row's key field, and the public download path around it.
+    pub key_ident: String,
+    pub href_prefix: String,
+    pub href_suffix: String,
+}
+
+/// A setter of a field that files point at.
+#[derive(Debug, Clone)]
+pub struct SetterPlan {
+    pub name: String,
+    pub field: String,
+    /// Sets the field (`$2`) of row `$1`, only while it holds `$3` when given.
+    pub update_sql: String,
 }
 
 /// One path and the handlers of its methods, e.g. `routing::get(get_user).patch(update_user)`.
@@ -271,6 +318,10 @@ pub struct ViewPlan {
 pub struct SortPlan {
     pub key: String,
     pub order_by: String,
+    /// The same order in Elasticsearch: the field (text on its `.keyword`
+    /// sub-field) and `asc` or `desc`.
+    pub es_field: String,
+    pub es_order: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -404,6 +455,48 @@ pub struct RoutePlan {
     pub revokes: &'static str,
     /// The `Access` literal of the route's rule.
     pub access: String,
+    /// A create route that receives a file (multipart or JSON with base64).
+    pub upload: Option<UploadPlan>,
+    /// A create route's reference fields that are the caller for non-admins.
+    pub caller_fields: Vec<String>,
+    /// `&["superAdmin", "admin"]`: the model's admin roles.
+    pub admin_roles: String,
+    /// A download route: the SQL loading the file by its key, the key's Rust
+    /// type, and the Cache-Control of its answers.
+    pub download_sql: String,
+    pub key_type: String,
+    pub cache_control: String,
+    /// A search route: the rest of its FROM/WHERE after the bound tsquery.
+    pub search_tail: String,
+    /// A search route in Elasticsearch: its index, and `&["email^3", ...]`
+    /// (the searchable fields, boosted in the order of the model).
+    pub index_name: String,
+    pub es_fields: String,
+    /// An extend route: merges data under a document's `extends`, and the
+    /// topic constant of the index's -extended event.
+    pub extend_sql: String,
+    pub extended_topic_const: String,
+    /// What the route publishes, for docs: its topic, session events, or none.
+    pub events_doc: String,
+}
+
+/// How a create route receives a file.
+#[derive(Debug, Clone)]
+pub struct UploadPlan {
+    /// JSON name and identifier of the Blob field.
+    pub blob_name: String,
+    pub blob_ident: String,
+    /// Identifier of the field that stores the sniffed content type.
+    pub type_ident: String,
+    /// Identifier of the field filled from the part's file name, if any.
+    pub name_ident: Option<String>,
+    pub max_bytes: u64,
+    /// `&["image/png", ...]`: the content types accepted.
+    pub allowed: String,
+    /// `&["metadata"]`: form fields whose text is JSON (not strings).
+    pub json_fields: String,
+    /// The whole request's limit: the file in base64 plus the other fields.
+    pub request_limit: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -430,11 +523,28 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         replication_factor: m.topics.replication_factor,
     };
     let routes: Vec<RoutePlan> = m.routes.iter().map(|(n, r)| route(m, n, r)).collect();
-    let objects: Vec<ObjectPlan> = m
+    let search = crate::search_plan::plan(m);
+    let mut objects: Vec<ObjectPlan> = m
         .data_objects
         .iter()
         .map(|(n, o)| object(m, n, o, &routes))
         .collect();
+    let mut search_topics = Vec::new();
+    for o in objects.iter_mut() {
+        o.search_followed = search.follows.iter().any(|f| f.object == o.name);
+        if o.search_followed {
+            for c in [
+                &o.index_consts.created,
+                &o.index_consts.updated,
+                &o.index_consts.deleted,
+            ] {
+                search_topics.push((c.clone(), o.name.clone()));
+            }
+        }
+    }
+    for i in &search.indexes {
+        search_topics.push((i.extended_topic_const.clone(), i.object.clone()));
+    }
     let mut topics = Vec::new();
     for o in &objects {
         for (kind, set, label) in [
@@ -460,6 +570,23 @@ pub fn plan(source: &str, m: &Model) -> Plan {
                 });
             }
         }
+    }
+    for i in &search.indexes {
+        topics.push(TopicPlan {
+            const_name: i.extended_topic_const.clone(),
+            name: fill(
+                &m.topics.index_event,
+                m,
+                &[("object", &topic_object(&i.object)), ("change", "extended")],
+            ),
+            kind: "indexEvent",
+            change: "extended",
+            owner: i.object.clone(),
+            description: format!(
+                "Another service added data under a {} document's extends; the payload holds only what was added.",
+                i.object
+            ),
+        });
     }
     for r in &routes {
         if let (Some(topic), Some(c)) = (&r.topic, &r.topic_const) {
@@ -519,6 +646,15 @@ pub fn plan(source: &str, m: &Model) -> Plan {
                     .into(),
         });
     }
+    let realtime = {
+        let r = routes.iter().find(|r| r.action == "subscribe");
+        RealtimePlan {
+            served: r.is_some(),
+            name: r.map(|r| r.name.clone()).unwrap_or_default(),
+            path: r.map(|r| r.path.clone()).unwrap_or_default(),
+            admin_roles: rust_str_slice(&m.roles.admin),
+        }
+    };
     Plan {
         identity,
         source: source.to_string(),
@@ -540,6 +676,9 @@ pub fn plan(source: &str, m: &Model) -> Plan {
             default: m.roles.default.clone(),
         },
         constraints,
+        search,
+        search_topics,
+        realtime,
     }
 }
 
@@ -839,10 +978,17 @@ fn columns_of(o: &DataObject) -> Vec<FieldPlan> {
 /// What reads return: everything but secrets; blobs as a descriptor that
 /// says where the row is fetched, never their bytes.
 fn visible_of(m: &Model, object: &str, columns: &[FieldPlan]) -> Vec<FieldPlan> {
-    let href = m
-        .routes
-        .iter()
-        .find(|(_, r)| r.object.as_deref() == Some(object) && r.action == "get" && r.view.is_none())
+    let of_object = |action: &str| {
+        m.routes.iter().find(|(_, r)| {
+            r.object.as_deref() == Some(object)
+                && r.action == action
+                && r.view.is_none()
+                && r.by.is_none()
+        })
+    };
+    // The bytes' own route when there is one, else the row's.
+    let href = of_object("download")
+        .or_else(|| of_object("get"))
         .map(|(_, r)| {
             let path = format!("{}{}", m.service.api_base, r.path);
             let (before, after) = path.split_once("{id}").unwrap_or((path.as_str(), ""));
@@ -914,13 +1060,22 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
             || c.name == "updatedAt"
             || field_of(o, &c.name).is_some_and(|f| f.sortable)
     }) {
+        let es_field = if c.json_type == "string" && c.json_format != Some("date-time") {
+            format!("{}.keyword", c.name)
+        } else {
+            c.name.clone()
+        };
         sorts.push(SortPlan {
             key: c.name.clone(),
             order_by: format!("t.{} ASC, t.id ASC", c.column),
+            es_field: es_field.clone(),
+            es_order: "asc",
         });
         sorts.push(SortPlan {
             key: format!("-{}", c.name),
             order_by: format!("t.{} DESC, t.id DESC", c.column),
+            es_field,
+            es_order: "desc",
         });
     }
     let search_columns = o
@@ -993,7 +1148,14 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     }
     let mut endpoints: Vec<EndpointPlan> = Vec::new();
     for r in &my_routes {
-        let call = format!("{}({})", r.method_fn, r.handler);
+        let call = match &r.upload {
+            // The upload's own limit replaces the service's body limit.
+            Some(u) => format!(
+                "{}(axum::handler::Handler::layer({}, axum::extract::DefaultBodyLimit::max({})))",
+                r.method_fn, r.handler, u.request_limit
+            ),
+            None => format!("{}({})", r.method_fn, r.handler),
+        };
         match endpoints.iter_mut().find(|e| e.path == r.path) {
             Some(e) => e.chain = format!("{}.{call}", e.chain),
             None => endpoints.push(EndpointPlan {
@@ -1047,10 +1209,9 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     if visible.iter().any(|c| c.rust_type.contains("DateTime")) {
         uses.push("chrono::{DateTime, Utc}");
     }
-    if my_routes
-        .iter()
-        .any(|r| r.action == "get" || has_update || has_delete)
-    {
+    if my_routes.iter().any(|r| {
+        matches!(r.action.as_str(), "get" | "download" | "extend") || has_update || has_delete
+    }) {
         uses.push("crate::extract::ApiPath");
     }
     if has_list {
@@ -1067,7 +1228,22 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         uses.push("crate::validation");
     }
     if has_create || has_update {
-        uses.extend(["crate::extract::ApiJson", "crate::validation::Validator"]);
+        uses.push("crate::validation::Validator");
+    }
+    let has_extend = has("extend");
+    if has_update
+        || has_extend
+        || my_routes
+            .iter()
+            .any(|r| r.action == "create" && r.upload.is_none())
+    {
+        uses.push("crate::extract::ApiJson");
+    }
+    if has_extend && !has_list {
+        uses.push("crate::error::FieldError");
+    }
+    if has("download") {
+        uses.push("axum::http::HeaderMap");
     }
     if has_update {
         uses.push("crate::validation::Patch");
@@ -1123,6 +1299,32 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         has_delete,
         has_locking: has_update || has_delete,
         uses,
+        search_followed: false,
+        has_search: my_routes.iter().any(|r| r.search),
+        pointer: pointer_of(m, name, o),
+        pointer_setters: m
+            .data_objects
+            .iter()
+            .filter_map(|(_, other)| other.pointed_by.as_ref().map(|p| (other, p)))
+            .filter(|(other, p)| {
+                other
+                    .fields
+                    .iter()
+                    .any(|(n, f)| *n == p.via && f.references.as_deref() == Some(name))
+            })
+            .map(|(_, p)| {
+                let column = p.field.to_snake_case();
+                SetterPlan {
+                    name: format!("point_{column}"),
+                    field: p.field.clone(),
+                    update_sql: format!(
+                        "UPDATE {} AS t SET {column} = $2, record_version = t.record_version + 1, updated_at = now() WHERE t.id = $1{} AND ($3::text IS NULL OR t.{column} = $3) AND t.{column} IS DISTINCT FROM $2 RETURNING {select}",
+                        o.table,
+                        active_clause(o)
+                    ),
+                }
+            })
+            .collect(),
         name: name.to_string(),
         plural: plural(name),
         module: name.to_snake_case(),
@@ -1166,6 +1368,35 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         includes,
         endpoints,
     }
+}
+
+/// The `pointedBy` of a file object, lowered.
+fn pointer_of(m: &Model, name: &str, o: &DataObject) -> Option<PointerPlan> {
+    let p = o.pointed_by.as_ref()?;
+    let via = field_of(o, &p.via)?;
+    let target = via.references.as_deref()?;
+    let (_, download) = m.routes.iter().find(|(_, r)| {
+        r.object.as_deref() == Some(name)
+            && r.action == "download"
+            && r.by.is_some()
+            && matches!(&r.auth, Auth::Keyword(k) if k == "public")
+    })?;
+    let key = download.by.as_deref()?;
+    let path = format!("{}{}", m.service.api_base, download.path);
+    let (prefix, suffix) = path.split_once(&format!("{{{key}}}"))?;
+    let via_ident = p.via.to_snake_case();
+    Some(PointerPlan {
+        module: target.to_snake_case(),
+        setter: format!("point_{}", p.field.to_snake_case()),
+        via_expr: if via.required {
+            format!("Some(row.{via_ident})")
+        } else {
+            format!("row.{via_ident}")
+        },
+        key_ident: key.to_snake_case(),
+        href_prefix: prefix.to_string(),
+        href_suffix: suffix.to_string(),
+    })
 }
 
 fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
@@ -1241,6 +1472,9 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         }
     };
     let mut computed = Vec::new();
+    let (mut search_tail, mut extend_sql, mut extended_topic_const) =
+        (String::new(), String::new(), String::new());
+    let (mut index_name, mut es_fields) = (String::new(), String::new());
     let (mut insert_sql, mut insert_binds, mut list_sql, mut count_sql) =
         (String::new(), Vec::new(), String::new(), String::new());
     if let Some((_, o)) = object {
@@ -1304,6 +1538,38 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
             };
             list_sql = format!("{head}{filter}");
             count_sql = format!("SELECT count(*) FROM {} AS t{filter}", o.table);
+            if r.search {
+                let (from, tail) = crate::search_plan::search_from(
+                    m,
+                    r.object.as_deref().unwrap_or_default(),
+                    &o.table,
+                    o.soft_delete,
+                );
+                list_sql = format!("SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count{from}");
+                count_sql = format!("SELECT count(*){from}");
+                search_tail = tail;
+                index_name =
+                    crate::search_plan::index_name(m, r.object.as_deref().unwrap_or_default());
+                let boosted: Vec<String> = o
+                    .fields
+                    .iter()
+                    .filter(|(_, f)| f.searchable)
+                    .enumerate()
+                    .map(|(i, (n, _))| format!("{n}^{}", 3usize.saturating_sub(i).max(1)))
+                    .collect();
+                es_fields = rust_str_slice(&boosted);
+            }
+        }
+        if r.action == "extend" {
+            let object_name = r.object.as_deref().unwrap_or_default();
+            extended_topic_const = format!(
+                "INDEX_{}_EXTENDED",
+                object_name.to_snake_case().to_uppercase()
+            );
+            extend_sql = format!(
+                "UPDATE search_documents AS d SET extends = d.extends || $2, updated_at = now() WHERE d.index_name = '{}' AND d.id = $1 RETURNING d.doc || jsonb_build_object('extends', d.extends)",
+                crate::search_plan::index_name(m, object_name)
+            );
         }
     }
     let path = format!("{}{}", m.service.api_base, r.path);
@@ -1333,12 +1599,99 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     };
     let throttled =
         auth.kind == "public" && matches!(r.action.as_str(), "create" | "update" | "delete");
+    let mut upload = None;
+    let (mut download_sql, mut key_type) = (String::new(), String::new());
+    if let Some((_, o)) = object {
+        let blob = o
+            .fields
+            .iter()
+            .find(|(_, f)| f.ty == "Blob" && f.type_field.is_some());
+        if let (Some((bname, bf)), Some(type_field)) =
+            (blob, blob.and_then(|(_, f)| f.type_field.as_ref()))
+        {
+            if r.action == "create" && r.fields.contains(bname) {
+                // The content type comes from the bytes; a declared one must agree.
+                for f in inputs.iter_mut().filter(|f| &f.name == type_field) {
+                    f.required = false;
+                }
+                let allowed = field_of(o, type_field)
+                    .map(|f| f.allowed_values.clone())
+                    .unwrap_or_default();
+                let max_bytes = bf.max_bytes.unwrap_or_default();
+                upload = Some(UploadPlan {
+                    blob_name: bname.clone(),
+                    blob_ident: bname.to_snake_case(),
+                    type_ident: type_field.to_snake_case(),
+                    name_ident: bf
+                        .name_field
+                        .as_ref()
+                        .filter(|n| r.fields.contains(n))
+                        .map(|n| n.to_snake_case()),
+                    max_bytes,
+                    allowed: rust_str_slice(&allowed),
+                    json_fields: rust_str_slice(
+                        &inputs
+                            .iter()
+                            .filter(|f| !f.blob && f.json_type != "string")
+                            .map(|f| f.name.clone())
+                            .collect::<Vec<_>>(),
+                    ),
+                    request_limit: max_bytes.div_ceil(3) * 4 + m.service.body_limit_bytes,
+                });
+            }
+            if r.action == "download" {
+                let key = r.by.as_deref().unwrap_or("id").to_snake_case();
+                key_type = if key == "id" { "Uuid" } else { "String" }.to_string();
+                let name = bf
+                    .name_field
+                    .as_ref()
+                    .map(|n| format!("t.{}", n.to_snake_case()))
+                    .unwrap_or_else(|| "NULL::text".to_string());
+                let owner = if o.owner_is_self { "id" } else { "_owner" };
+                download_sql = format!(
+                    "SELECT t.id, t.record_version, t.{} AS content_type, {name} AS file_name, t.{} AS bytes, t.{owner} AS owner FROM {} AS t WHERE t.{key} = $1{}",
+                    type_field.to_snake_case(),
+                    bname.to_snake_case(),
+                    o.table,
+                    active_clause(o)
+                );
+            }
+        }
+    }
+    let admin_roles = rust_str_slice(&m.roles.admin);
+    let cache_control = r.cache_control.clone().unwrap_or_else(|| {
+        if auth.kind == "public" {
+            "public, max-age=3600".to_string()
+        } else {
+            "private, no-cache".to_string()
+        }
+    });
     let nothing_to_change = inputs
         .iter()
         .map(|f| format!("input.{}.is_absent()", f.ident))
         .collect::<Vec<_>>()
         .join(" && ");
+    let topic = r.event.as_ref().map(|e| route_topic(m, e));
+    let events_doc = match (&topic, r.action.as_str()) {
+        (Some(t), _) => format!("`{t}`"),
+        (None, "download") => "none (answers bytes)".to_string(),
+        (None, "extend") => "the index's `-extended` topic".to_string(),
+        (None, "subscribe") => "none (streams the events)".to_string(),
+        (None, _) => "session events".to_string(),
+    };
     RoutePlan {
+        search_tail,
+        index_name,
+        es_fields,
+        extend_sql,
+        extended_topic_const,
+        events_doc,
+        upload,
+        caller_fields: r.caller_fields.iter().map(|f| f.to_snake_case()).collect(),
+        admin_roles,
+        download_sql,
+        key_type,
+        cache_control,
         throttled,
         revokes,
         access,
@@ -1354,7 +1707,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         object: r.object.clone(),
         data_name,
         event: r.event.clone(),
-        topic: r.event.as_ref().map(|e| route_topic(m, e)),
+        topic,
         topic_const: r
             .event
             .as_ref()
@@ -1556,6 +1909,18 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
 }
 
 /// A SQL string literal.
+/// `&["a", "b"]`: a Rust slice of string literals.
+fn rust_str_slice(values: &[String]) -> String {
+    format!(
+        "&[{}]",
+        values
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 fn sql_text(v: &str) -> String {
     format!("'{}'", v.replace('\'', "''"))
 }

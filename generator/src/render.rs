@@ -35,6 +35,10 @@ templates! {
     EnvelopeRs => "envelope.rs.j2",
     EventsRs => "events.rs.j2",
     ExtractRs => "extract.rs.j2",
+    FilesRs => "files.rs.j2",
+    SearchRs => "search.rs.j2",
+    ElasticRs => "elastic.rs.j2",
+    RealtimeRs => "realtime.rs.j2",
     ValidationRs => "validation.rs.j2",
     HealthRs => "health.rs.j2",
     OpenapiRs => "openapi.rs.j2",
@@ -124,6 +128,18 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "src/extract.rs",
         "extract.rs.j2",
         ExtractRs { plan }.render()?,
+    );
+    add("src/files.rs", "files.rs.j2", FilesRs { plan }.render()?);
+    add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
+    add(
+        "src/elastic.rs",
+        "elastic.rs.j2",
+        ElasticRs { plan }.render()?,
+    );
+    add(
+        "src/realtime.rs",
+        "realtime.rs.j2",
+        RealtimeRs { plan }.render()?,
     );
     add(
         "src/validation.rs",

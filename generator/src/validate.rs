@@ -9,8 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const FIELD_TYPES: &[&str] = &[
     "ID", "String", "Text", "Boolean", "Integer", "Date", "Blob", "Object",
 ];
-pub const CRUD_ACTIONS: &[&str] = &["get", "list", "create", "update", "delete"];
+pub const CRUD_ACTIONS: &[&str] = &[
+    "get", "list", "create", "update", "delete", "download", "extend",
+];
 pub const AUTH_ACTIONS: &[&str] = &["login", "refresh", "logout", "currentUser", "publicKeys"];
+/// Actions of the service itself, on no data object: the realtime stream.
+pub const SERVICE_ACTIONS: &[&str] = &["subscribe"];
 /// Served when `auth.verification` is set, and only then.
 pub const FLOW_ACTIONS: &[&str] = &[
     "verifyStart",
@@ -45,15 +49,18 @@ const RESERVED_MODULES: &[&str] = &[
     "auth",
     "config",
     "db",
+    "elastic",
     "envelope",
     "error",
     "events",
     "extract",
+    "files",
     "health",
     "lib",
     "main",
     "openapi",
     "routes",
+    "search",
     "state",
     "topics",
     "verification",
@@ -183,6 +190,8 @@ pub fn validate(loaded: &Loaded) -> Result<(), ModelErrors> {
         }
     }
     routes(m, &objects, &mut d);
+    search_indexes(m, &objects, &mut d);
+    pointers(m, &objects, &mut d);
     identity(m, &objects, &mut d);
     d.finish()
 }
@@ -435,6 +444,7 @@ fn data_object(
         }
         field(objects, f, &fpath, d);
         computed(o, f, &fpath, d);
+        file_keys(o, f, &fpath, d);
     }
     for (i, group) in o.unique_together.iter().enumerate() {
         for (j, f) in group.iter().enumerate() {
@@ -477,6 +487,59 @@ fn computed(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
     }
     if f.computed.is_some() && f.default.is_some() {
         d.at(&path, "a computed field cannot also have a default");
+    }
+}
+
+/// maxBytes, typeField and nameField: a Blob that holds an uploaded file.
+fn file_keys(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
+    for (key, set) in [
+        ("maxBytes", f.max_bytes.is_some()),
+        ("typeField", f.type_field.is_some()),
+        ("nameField", f.name_field.is_some()),
+    ] {
+        if set && f.ty != "Blob" {
+            d.at(
+                format!("{path}.{key}"),
+                format!("{key} applies to Blob fields only, not {}", f.ty),
+            );
+            return;
+        }
+    }
+    if f.max_bytes == Some(0) {
+        d.at(format!("{path}.maxBytes"), "maxBytes must be at least 1");
+    }
+    if f.type_field.is_some() != f.max_bytes.is_some() {
+        d.at_key(
+            path,
+            "a file needs both maxBytes (its largest size) and typeField (the field of its content type)",
+        );
+    }
+    if let Some(t) = &f.type_field {
+        match o.fields.iter().find(|(n, _)| n == t) {
+            Some((_, tf)) if tf.ty == "String" && !tf.allowed_values.is_empty() => {}
+            Some(_) => d.at(
+                format!("{path}.typeField"),
+                format!(
+                    "\"{t}\" must be a String field with allowedValues: the content types accepted"
+                ),
+            ),
+            None => d.at(
+                format!("{path}.typeField"),
+                format!("unknown field \"{t}\"; {}", one_of(&field_names(o))),
+            ),
+        }
+    }
+    if let Some(n) = &f.name_field {
+        if !o
+            .fields
+            .iter()
+            .any(|(fname, nf)| fname == n && nf.ty == "String")
+        {
+            d.at(
+                format!("{path}.nameField"),
+                format!("\"{n}\" is not a String field; {}", one_of(&field_names(o))),
+            );
+        }
     }
 }
 
@@ -775,6 +838,7 @@ fn route(
         all.extend_from_slice(AUTH_ACTIONS);
         all.extend_from_slice(FLOW_ACTIONS);
         all.push(PERMISSIONS_ACTION);
+        all.extend_from_slice(SERVICE_ACTIONS);
         d.at(
             format!("{path}.action"),
             format!("unknown action \"{action}\"; {}", one_of(&all)),
@@ -788,8 +852,9 @@ fn route(
         );
     } else {
         let expected: &[&str] = match action {
-            "get" | "list" | "currentUser" | "publicKeys" | "permissions" => &["GET"],
-            "create" | "login" | "refresh" | "logout" => &["POST"],
+            "get" | "list" | "download" | "subscribe" | "currentUser" | "publicKeys"
+            | "permissions" => &["GET"],
+            "create" | "extend" | "login" | "refresh" | "logout" => &["POST"],
             a if FLOW_ACTIONS.contains(&a) => &["POST"],
             "update" => &["PATCH", "PUT"],
             "delete" => &["DELETE"],
@@ -820,8 +885,16 @@ fn route(
         );
     }
     let params = placeholders(&r.path);
-    let needs_id = matches!(action, "get" | "update" | "delete");
-    if needs_id && params != ["id"] {
+    let needs_id = matches!(action, "get" | "update" | "delete" | "extend");
+    let key = r.by.clone().unwrap_or_else(|| "id".to_string());
+    if action == "download" {
+        if params != [key.as_str()] {
+            d.at(
+                format!("{path}.path"),
+                format!("a download route addresses one file: its path must have exactly one parameter, {{{key}}}"),
+            );
+        }
+    } else if needs_id && params != ["id"] {
         d.at(
             format!("{path}.path"),
             format!(
@@ -860,10 +933,10 @@ fn route(
                     );
                 }
             }
-            if rule.owner && !matches!(action, "get" | "update" | "delete" | "list") {
+            if rule.owner && !matches!(action, "get" | "update" | "delete" | "list" | "download") {
                 d.at(
                     format!("{path}.auth.owner"),
-                    format!("owner applies to get, update, delete and list routes, not {action}"),
+                    format!("owner applies to get, update, delete, list and download routes, not {action}"),
                 );
             }
         }
@@ -879,11 +952,20 @@ fn route(
                 ),
             );
         }
+        if action == "subscribe" && matches!(&r.auth, Auth::Keyword(k) if k == "public") {
+            d.at(
+                format!("{path}.auth"),
+                "the event stream shows each caller what it may see, so it needs a signed-in caller: use `login`",
+            );
+        }
         for (key, set) in [
             ("fields", !r.fields.is_empty()),
             ("include", !r.include.is_empty()),
             ("search", r.search),
             ("view", r.view.is_some()),
+            ("by", r.by.is_some()),
+            ("cacheControl", r.cache_control.is_some()),
+            ("callerFields", !r.caller_fields.is_empty()),
         ] {
             if set {
                 d.at(
@@ -895,6 +977,16 @@ fn route(
         return;
     }
     match &r.event {
+        // A download answers bytes, which no event carries; an extend
+        // publishes the index's -extended event instead of a route event.
+        None if action == "download" || action == "extend" => {}
+        Some(_) if action == "download" || action == "extend" => d.at(
+            format!("{path}.event"),
+            format!(
+                "{} route publishes no route event; remove `event`",
+                an(action)
+            ),
+        ),
         None => d.at_key(
             path,
             "a data route needs an `event`: the route event it publishes",
@@ -974,10 +1066,24 @@ fn route(
             }
         }
     }
+    download(r, object_name, object, path, d);
+    if action == "extend" && !m.search_indexes.iter().any(|(n, _)| n == object_name) {
+        d.at(
+            format!("{path}.object"),
+            format!("{object_name} is not indexed, so it has no documents to extend; add it under searchIndexes"),
+        );
+    }
+    caller_fields(m, r, object_name, object, path, d);
     if r.search && action != "list" {
         d.at(
             format!("{path}.search"),
             format!("search applies to list routes, not {action}"),
+        );
+    }
+    if r.search && !m.search_indexes.iter().any(|(n, _)| n == object_name) {
+        d.at(
+            format!("{path}.search"),
+            format!("{object_name} is not indexed; add it under searchIndexes"),
         );
     }
     if r.search && !object.fields.iter().any(|(_, f)| f.searchable) {
@@ -1245,7 +1351,10 @@ fn identity(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostic
 }
 
 fn is_singleton(action: &str) -> bool {
-    AUTH_ACTIONS.contains(&action) || FLOW_ACTIONS.contains(&action) || action == PERMISSIONS_ACTION
+    AUTH_ACTIONS.contains(&action)
+        || FLOW_ACTIONS.contains(&action)
+        || action == PERMISSIONS_ACTION
+        || SERVICE_ACTIONS.contains(&action)
 }
 
 /// A topic the service publishes beside the model's derived ones.
@@ -1379,6 +1488,250 @@ fn verification<'a>(
             d.at_key(
                 "routes",
                 format!("no route serves the {action} action; auth.verification needs one"),
+            );
+        }
+    }
+}
+
+/// The keys of download routes: an object with a file, a `by` field that is an
+/// unguessable key, and a Cache-Control value.
+fn download(r: &Route, object_name: &str, object: &DataObject, path: &str, d: &mut Diagnostics) {
+    if r.action != "download" {
+        for (key, set) in [
+            ("by", r.by.is_some()),
+            ("cacheControl", r.cache_control.is_some()),
+        ] {
+            if set {
+                d.at(
+                    format!("{path}.{key}"),
+                    format!("{key} applies to download routes, not {}", r.action),
+                );
+            }
+        }
+        return;
+    }
+    if !object
+        .fields
+        .iter()
+        .any(|(_, f)| f.ty == "Blob" && f.type_field.is_some())
+    {
+        d.at(
+            format!("{path}.object"),
+            format!("{object_name} holds no file: give one of its Blob fields a typeField"),
+        );
+    }
+    if let Some(by) = &r.by {
+        let unguessable = object.fields.iter().any(|(n, f)| {
+            n == by && matches!(&f.computed, Some(crate::model::Computed::Keyword(k)) if k == "randomKey")
+        });
+        if !unguessable {
+            d.at(
+                format!("{path}.by"),
+                format!("\"{by}\" is not a randomKey field of {object_name}; a file is fetched by id or by an unguessable key"),
+            );
+        }
+    }
+    if r.cache_control
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty() || c.contains(['\r', '\n', '"']))
+    {
+        d.at(
+            format!("{path}.cacheControl"),
+            "not a Cache-Control value; expected e.g. \"private, no-cache\"",
+        );
+    }
+}
+
+/// `callerFields` of create routes: reference fields of the object.
+fn caller_fields(
+    m: &Model,
+    r: &Route,
+    object_name: &str,
+    object: &DataObject,
+    path: &str,
+    d: &mut Diagnostics,
+) {
+    if r.caller_fields.is_empty() {
+        return;
+    }
+    if r.action != "create" {
+        d.at(
+            format!("{path}.callerFields"),
+            format!("callerFields applies to create routes, not {}", r.action),
+        );
+        return;
+    }
+    for (i, f) in r.caller_fields.iter().enumerate() {
+        let refs_caller = object
+            .fields
+            .iter()
+            .any(|(n, fd)| n == f && fd.references.as_deref() == Some(m.auth.user_object.as_str()));
+        if !refs_caller {
+            d.at(
+                format!("{path}.callerFields[{i}]"),
+                format!(
+                    "\"{f}\" is not a field of {object_name} that references {}",
+                    m.auth.user_object
+                ),
+            );
+        } else if !r.fields.contains(f) {
+            d.at(
+                format!("{path}.callerFields[{i}]"),
+                format!("\"{f}\" is not accepted by this route; add it to fields"),
+            );
+        }
+    }
+}
+
+/// `searchIndexes`: indexed objects exist and have searchable fields;
+/// aggregates name link fields that reference the right objects.
+fn search_indexes(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics) {
+    let names: Vec<&str> = objects.keys().copied().collect();
+    let reference = |o: &DataObject, field: &str| -> Option<String> {
+        o.fields
+            .iter()
+            .find(|(n, _)| n == field)
+            .and_then(|(_, f)| f.references.clone())
+    };
+    for (name, index) in &m.search_indexes {
+        let path = format!("searchIndexes.{name}");
+        let Some(object) = objects.get(name.as_str()) else {
+            d.at_key(
+                &path,
+                format!("unknown data object \"{name}\"; {}", one_of(&names)),
+            );
+            continue;
+        };
+        if !object.fields.iter().any(|(_, f)| f.searchable) {
+            d.at_key(
+                &path,
+                format!("{name} has no searchable field: mark the fields keywords match"),
+            );
+        }
+        for (key, list) in &index.lists {
+            let lpath = format!("{path}.lists.{key}");
+            if field_names(object).contains(&key.as_str()) {
+                d.at_key(&lpath, format!("\"{key}\" is already a field of {name}"));
+            }
+            let Some(link) = objects.get(list.through.as_str()) else {
+                d.at(
+                    format!("{lpath}.through"),
+                    format!(
+                        "unknown data object \"{}\"; {}",
+                        list.through,
+                        one_of(&names)
+                    ),
+                );
+                continue;
+            };
+            if reference(link, &list.from).as_deref() != Some(name.as_str()) {
+                d.at(
+                    format!("{lpath}.from"),
+                    format!(
+                        "\"{}\" is not a field of {} that references {name}",
+                        list.from, list.through
+                    ),
+                );
+            }
+            let Some(target) = reference(link, &list.to) else {
+                d.at(
+                    format!("{lpath}.to"),
+                    format!(
+                        "\"{}\" is not a reference field of {}",
+                        list.to, list.through
+                    ),
+                );
+                continue;
+            };
+            if let Some(t) = objects.get(target.as_str()) {
+                for (i, f) in list.fields.iter().enumerate() {
+                    match t.fields.iter().find(|(n, _)| n == f) {
+                        None => d.at(
+                            format!("{lpath}.fields[{i}]"),
+                            format!(
+                                "unknown field \"{f}\" of {target}; {}",
+                                one_of(&field_names(t))
+                            ),
+                        ),
+                        Some((_, tf)) if tf.secret || tf.ty == "Blob" => d.at(
+                            format!("{lpath}.fields[{i}]"),
+                            format!("\"{f}\" is a secret or blob field and is never indexed"),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for (key, count) in &index.counts {
+            let cpath = format!("{path}.counts.{key}");
+            if field_names(object).contains(&key.as_str()) {
+                d.at_key(&cpath, format!("\"{key}\" is already a field of {name}"));
+            }
+            match objects.get(count.of.as_str()) {
+                None => d.at(
+                    format!("{cpath}.of"),
+                    format!("unknown data object \"{}\"; {}", count.of, one_of(&names)),
+                ),
+                Some(o) if reference(o, &count.by).as_deref() != Some(name.as_str()) => d.at(
+                    format!("{cpath}.by"),
+                    format!(
+                        "\"{}\" is not a field of {} that references {name}",
+                        count.by, count.of
+                    ),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `pointedBy`: a reference field of the object, a String field of the
+/// referenced object, and a public download route by key to point at.
+fn pointers(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics) {
+    for (name, o) in &m.data_objects {
+        let Some(p) = &o.pointed_by else { continue };
+        let path = format!("dataObjects.{name}.pointedBy");
+        let target = o
+            .fields
+            .iter()
+            .find(|(n, _)| *n == p.via)
+            .and_then(|(_, f)| f.references.as_deref());
+        let Some(target) = target else {
+            d.at(
+                format!("{path}.via"),
+                format!("\"{}\" is not a reference field of {name}", p.via),
+            );
+            continue;
+        };
+        if let Some(t) = objects.get(target) {
+            if !t
+                .fields
+                .iter()
+                .any(|(n, f)| *n == p.field && f.ty == "String")
+            {
+                d.at(
+                    format!("{path}.field"),
+                    format!(
+                        "\"{}\" is not a String field of {target}; {}",
+                        p.field,
+                        one_of(&field_names(t))
+                    ),
+                );
+            }
+        }
+        let public_download = m.routes.iter().any(|(_, r)| {
+            r.object.as_deref() == Some(name.as_str())
+                && r.action == "download"
+                && r.by.is_some()
+                && matches!(&r.auth, Auth::Keyword(k) if k == "public")
+        });
+        if !public_download {
+            d.at_key(
+                &path,
+                format!(
+                    "{name} has no public download route by key for {target}.{} to point at",
+                    p.field
+                ),
             );
         }
     }

@@ -262,6 +262,19 @@ pub async fn auth_service_with_broker() -> (Broker, TestDb, Running) {
     (broker, db, server)
 }
 
+/// Creates an account (as `svc`, an admin) and returns its row.
+pub async fn create_user(svc: &Api, email: &str, fullname: &str) -> Value {
+    let body = expect(
+        StatusCode::CREATED,
+        &svc.post(
+            "/v1/users",
+            serde_json::json!({ "email": email, "password": "correct horse", "fullname": fullname }),
+        )
+        .await,
+    );
+    body["user"].clone()
+}
+
 /// Asserts an answer's status, printing the body when it differs.
 #[track_caller]
 pub fn expect(status: StatusCode, answer: &(StatusCode, Value)) -> Value {
@@ -434,4 +447,42 @@ pub async fn consume(
         }
     });
     out
+}
+
+/// The service binary next to this test's: <target>/debug/deps/faults-* ->
+/// <target>/debug/airbnb-auth-service.
+pub fn service_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("<target>/<profile>/deps");
+    let bin = profile_dir.join(format!(
+        "airbnb-auth-service{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    let build =
+        "cargo build -p airbnb-auth-service --bin airbnb-auth-service (cargo xtask test does)";
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: {build}", bin.display()));
+    // A binary older than the crate's sources would test old code.
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../generated-service");
+    for dir in ["src", "migrations"] {
+        for entry in std::fs::read_dir(crate_dir.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(changed) = entry.metadata().and_then(|m| m.modified()) {
+                assert!(
+                    changed <= built,
+                    "{} is older than {}: {build}",
+                    bin.display(),
+                    entry.path().display()
+                );
+            }
+        }
+    }
+    bin
 }

@@ -208,6 +208,7 @@ async fn add_book(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&ADD_BOOK, StatusCode::CREATED, &row)?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&ADD_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -393,12 +394,13 @@ pub struct FindBooksQuery {
     pub shelf: Option<String>,
 }
 
-/// One row of `findBooks`.
+/// One hit of `findBooks`: the index document and its rank.
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct FindBooksRow {
     #[serde(flatten)]
-    #[sqlx(flatten)]
-    pub row: Book,
+    pub document: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
+    #[serde(rename = "_score")]
+    pub rank: f32,
     #[serde(skip)]
     pub total_row_count: i64,
 }
@@ -440,22 +442,6 @@ fn find_books_filters(
         });
         sql.push(" AND t.shelf = ").push_bind(value);
     }
-    let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
-    if keyword.is_empty() {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "q",
-            "is required: the keyword to search for",
-        )]));
-    }
-    let pattern = validation::like_pattern(keyword);
-    applied.push(Filter {
-        field: "q",
-        op: "contains",
-        value: serde_json::json!(keyword),
-    });
-    sql.push(" AND (");
-    sql.push("t.title ILIKE ").push_bind(pattern.clone());
-    sql.push(")");
     Ok(applied)
 }
 
@@ -467,12 +453,70 @@ async fn find_books(
 ) -> Result<Reply, ApiError> {
     let scope = None;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
-    let order_by = sort_order(q.sort.as_deref())?;
-    let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.title, t.isbn, t.pages, t.shelf, t.details, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM books AS t WHERE t.is_active",
-    );
-    let filters = find_books_filters(&q, scope, &mut sql)?;
+    let order_by = match q.sort.as_deref() {
+        None => "rank DESC, t.id ASC",
+        given => sort_order(given)?,
+    };
+    let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
+    let Some(query) = crate::search::prefix_query(keyword) else {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "q",
+            "is required: a keyword with letters or digits to search for",
+        )]));
+    };
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    if let Some(es) = &app.elastic {
+        let mut unused = QueryBuilder::new("");
+        let applied = find_books_filters(&q, scope, &mut unused)?;
+        let es_query = crate::elastic::Query {
+            index: "lib_book",
+            keyword,
+            fields: &["title^3"],
+            filters: &applied,
+            owner: scope.map(|owner| ("_owner", owner)),
+            sort: q.sort.as_deref().and_then(es_sort_order),
+            from: offset,
+            size: i64::from(page_row_count),
+        };
+        let (rows, total_row_count) = es.search(&es_query).await?;
+        let mut filters = vec![Filter {
+            field: "q",
+            op: "matches",
+            value: serde_json::json!(keyword),
+        }];
+        filters.extend(applied);
+        let paging = Paging {
+            page_number,
+            page_row_count,
+            total_row_count,
+            page_count: (total_row_count + i64::from(page_row_count) - 1)
+                / i64::from(page_row_count),
+        };
+        let ui_permissions = crate::auth::ui_permissions(None, "book");
+        let reply = ctx.reply_list(
+            &FIND_BOOKS,
+            &rows,
+            &ListMeta {
+                paging,
+                filters,
+                ui_permissions,
+            },
+        )?;
+        app.events
+            .publish(&ctx, reply.event(&FIND_BOOKS, &ctx.request_id));
+        return Ok(reply);
+    }
+    let mut sql = QueryBuilder::new(
+        "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM books AS t JOIN search_documents AS d ON d.index_name = 'lib_book' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
+    );
+    sql.push_bind(query.clone())
+        .push(") AS q(query) WHERE t.is_active AND d.search @@ q.query");
+    let mut filters = vec![Filter {
+        field: "q",
+        op: "matches",
+        value: serde_json::json!(keyword),
+    }];
+    filters.extend(find_books_filters(&q, scope, &mut sql)?);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -482,7 +526,12 @@ async fn find_books(
     let total_row_count = match rows.first() {
         Some(first) => first.total_row_count,
         None if page_number > 1 => {
-            let mut count = QueryBuilder::new("SELECT count(*) FROM books AS t WHERE t.is_active");
+            let mut count = QueryBuilder::new(
+                "SELECT count(*) FROM books AS t JOIN search_documents AS d ON d.index_name = 'lib_book' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
+            );
+            count
+                .push_bind(query)
+                .push(") AS q(query) WHERE t.is_active AND d.search @@ q.query");
             find_books_filters(&q, scope, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
@@ -567,6 +616,12 @@ async fn reshelve_book(
         .push(SELECT);
     let row: Book = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&RESHELVE_BOOK, StatusCode::OK, &row)?;
+    crate::search::follow(
+        &mut tx,
+        TOPICS.name,
+        &[&event_row(&old)?, &event_row(&row)?],
+    )
+    .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&RESHELVE_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -607,6 +662,7 @@ async fn archive_book(
         .await
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&ARCHIVE_BOOK, StatusCode::OK, &row)?;
+    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&ARCHIVE_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -633,5 +689,18 @@ fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
                 ),
             )
         }
+    }
+}
+
+/// A list's `sort` as an Elasticsearch sort (the key was checked by [`sort_order`]).
+fn es_sort_order(sort: &str) -> Option<serde_json::Value> {
+    match sort {
+        "title" => Some(serde_json::json!({ "title.keyword" : "asc" })),
+        "-title" => Some(serde_json::json!({ "title.keyword" : "desc" })),
+        "createdAt" => Some(serde_json::json!({ "createdAt" : "asc" })),
+        "-createdAt" => Some(serde_json::json!({ "createdAt" : "desc" })),
+        "updatedAt" => Some(serde_json::json!({ "updatedAt" : "asc" })),
+        "-updatedAt" => Some(serde_json::json!({ "updatedAt" : "desc" })),
+        _ => None,
     }
 }

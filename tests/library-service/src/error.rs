@@ -67,6 +67,9 @@ pub enum ApiError {
     /// 413: the body is larger than the model allows.
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// 415: an uploaded file's real type is not one the model accepts.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 422: a referenced row does not exist.
     #[error("{message}")]
     Unprocessable {
@@ -131,6 +134,7 @@ impl ApiError {
             Self::NotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::StaleVersion { .. } | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -150,6 +154,7 @@ impl ApiError {
             Self::StaleVersion { .. } => "STALE_RECORD_VERSION",
             Self::Conflict { .. } => "CONFLICT",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Self::Unprocessable { .. } => "UNPROCESSABLE",
             Self::Internal(_) => "INTERNAL_ERROR",
             Self::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",

@@ -11,6 +11,8 @@ pub mod auth;
 
 pub mod config;
 
+pub mod elastic;
+
 pub mod envelope;
 
 pub mod error;
@@ -19,9 +21,15 @@ pub mod events;
 
 pub mod extract;
 
+pub mod files;
+
 pub mod health;
 
 pub mod openapi;
+
+pub mod realtime;
+
+pub mod search;
 
 pub mod topics;
 

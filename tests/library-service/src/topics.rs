@@ -56,6 +56,9 @@ pub const INDEX_LOAN_UPDATED: &str = "lib-index.loan.updated";
 /// indexEvent of `loan`: A loan row was deleted.
 pub const INDEX_LOAN_DELETED: &str = "lib-index.loan.deleted";
 
+/// indexEvent of `book`: Another service added data under a book document's extends; the payload holds only what was added.
+pub const INDEX_BOOK_EXTENDED: &str = "lib-index.book.extended";
+
 /// routeEvent of `signUp`: Route signUp succeeded.
 pub const ROUTE_LIBRARIAN_SIGNED_UP: &str = "library.route.librarian-signed-up";
 
@@ -112,6 +115,7 @@ pub const ALL: &[&str] = &[
     INDEX_LOAN_CREATED,
     INDEX_LOAN_UPDATED,
     INDEX_LOAN_DELETED,
+    INDEX_BOOK_EXTENDED,
     ROUTE_LIBRARIAN_SIGNED_UP,
     ROUTE_BOOK_ADDED,
     ROUTE_BOOK_FETCHED,

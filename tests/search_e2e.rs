@@ -1,0 +1,450 @@
+//! Search indexes in PostgreSQL end to end: documents follow every change in
+//! the change's transaction, searchUsers ranks, filters and pages, the
+//! extends mechanism, and rebuilds from the tables.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Row;
+use tests::{auth_service, expect, Api, TestDb};
+
+/// Creates an account and returns its id.
+async fn create_user(svc: &Api, email: &str, fullname: &str) -> String {
+    tests::create_user(svc, email, fullname).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The stored document of `id` in `index`, with its extends; None when absent.
+async fn document(db: &TestDb, index: &str, id: &str) -> Option<Value> {
+    let mut conn = db.connect().await;
+    sqlx::query(
+        "SELECT (doc || jsonb_build_object('extends', extends))::text AS d FROM search_documents WHERE index_name = $1 AND id = $2::uuid",
+    )
+    .bind(index)
+    .bind(id)
+    .fetch_optional(&mut conn)
+    .await
+    .expect("read document")
+    .map(|r| serde_json::from_str(r.get::<String, _>("d").as_str()).unwrap())
+}
+
+fn names(body: &Value) -> Vec<String> {
+    body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["fullname"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn index_documents_follow_every_change() {
+    let (server, db) = auth_service().await;
+    let svc = server.admin().await;
+    let root = expect(
+        StatusCode::OK,
+        &svc.get(&format!("/v1/users?email={}", tests::ADMIN_EMAIL))
+            .await,
+    );
+    let root_id = root["users"][0]["id"].as_str().unwrap();
+    assert!(
+        document(&db, "airbnb_user", root_id).await.is_some(),
+        "rows written before the index was built are indexed at start"
+    );
+
+    let ann = create_user(&svc, "ann@example.com", "Ann Lee").await;
+    let doc = document(&db, "airbnb_user", &ann)
+        .await
+        .expect("indexed on create");
+    assert_eq!(doc["email"], "ann@example.com");
+    assert_eq!(doc["fullname"], "Ann Lee");
+    assert_eq!(doc["groups"], json!([]));
+    assert_eq!(doc["extends"], json!({}));
+    assert!(doc.get("password").is_none(), "secrets are never indexed");
+
+    let group = expect(
+        StatusCode::CREATED,
+        &svc.post("/v1/usergroups", json!({ "groupName": "Climbers" }))
+            .await,
+    )["userGroup"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        document(&db, "airbnb_usergroup", &group).await.unwrap()["memberCount"],
+        0
+    );
+    let member = expect(
+        StatusCode::CREATED,
+        &svc.post(
+            "/v1/usergroupmembers",
+            json!({ "groupId": group, "userId": ann }),
+        )
+        .await,
+    )["userGroupMember"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doc = document(&db, "airbnb_user", &ann).await.unwrap();
+    assert_eq!(doc["groups"][0]["id"], group.as_str());
+    assert_eq!(doc["groups"][0]["groupName"], "Climbers");
+    assert_eq!(
+        document(&db, "airbnb_usergroup", &group).await.unwrap()["memberCount"],
+        1,
+        "a membership counts in the group's document"
+    );
+
+    // Renaming the group reaches the documents that list it.
+    expect(
+        StatusCode::OK,
+        &svc.patch(
+            &format!("/v1/usergroups/{group}"),
+            json!({ "groupName": "Boulderers" }),
+        )
+        .await,
+    );
+    assert_eq!(
+        document(&db, "airbnb_user", &ann).await.unwrap()["groups"][0]["groupName"],
+        "Boulderers"
+    );
+    // Updating the user.
+    expect(
+        StatusCode::OK,
+        &svc.patch(
+            &format!("/v1/users/{ann}"),
+            json!({ "fullname": "Ann Climber" }),
+        )
+        .await,
+    );
+    let doc = document(&db, "airbnb_user", &ann).await.unwrap();
+    assert_eq!(doc["fullname"], "Ann Climber");
+    assert_eq!(doc["recordVersion"], 2);
+
+    // Leaving the group.
+    expect(
+        StatusCode::OK,
+        &svc.delete(&format!("/v1/usergroupmembers/{member}")).await,
+    );
+    assert_eq!(
+        document(&db, "airbnb_user", &ann).await.unwrap()["groups"],
+        json!([])
+    );
+    assert_eq!(
+        document(&db, "airbnb_usergroup", &group).await.unwrap()["memberCount"],
+        0
+    );
+
+    // Deleting (archiving) the user and the group removes their documents.
+    expect(
+        StatusCode::OK,
+        &svc.delete(&format!("/v1/users/{ann}")).await,
+    );
+    assert!(document(&db, "airbnb_user", &ann).await.is_none());
+    expect(
+        StatusCode::OK,
+        &svc.delete(&format!("/v1/usergroups/{group}")).await,
+    );
+    assert!(document(&db, "airbnb_usergroup", &group).await.is_none());
+
+    // A failed change leaves the index as it was: a duplicate email is a 409.
+    let bob = create_user(&svc, "bob@example.com", "Bob").await;
+    expect(
+        StatusCode::CONFLICT,
+        &svc.post(
+            "/v1/users",
+            json!({ "email": "bob@example.com", "password": "correct horse", "fullname": "Other Bob" }),
+        )
+        .await,
+    );
+    let mut conn = db.connect().await;
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM search_documents WHERE index_name = 'airbnb_user' AND doc->>'fullname' = 'Other Bob'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(n, 0);
+    assert!(document(&db, "airbnb_user", &bob).await.is_some());
+}
+
+#[tokio::test]
+async fn search_users_ranks_filters_and_pages() {
+    let (server, _db) = auth_service().await;
+    let svc = server.admin().await;
+    // "ann" in the email (weight A) and the name (weight B) outranks "ann"
+    // in the name only.
+    let zed = create_user(&svc, "zed@x.io", "Ann Zed").await;
+    let best = create_user(&svc, "ann@x.io", "Ann Best").await;
+    create_user(&svc, "nobody@x.io", "Someone Else").await;
+    let hits = expect(StatusCode::OK, &svc.get("/v1/users/search?q=ann").await);
+    assert_eq!(hits["dataName"], "users");
+    assert_eq!(hits["rowCount"], 2);
+    assert_eq!(hits["users"][0]["id"], best.as_str(), "{hits}");
+    assert_eq!(hits["users"][1]["id"], zed.as_str());
+    let s0 = hits["users"][0]["_score"].as_f64().unwrap();
+    let s1 = hits["users"][1]["_score"].as_f64().unwrap();
+    assert!(s0 > s1, "ranked: {s0} > {s1}");
+    assert!(hits["users"][0].get("password").is_none());
+    assert_eq!(hits["users"][0]["groups"], json!([]), "hits are documents");
+    assert_eq!(
+        hits["filters"],
+        json!([{ "field": "q", "op": "matches", "value": "ann" }])
+    );
+
+    // Every word is a prefix: "ann be" finds only Ann Best; email parts match.
+    let hits = expect(
+        StatusCode::OK,
+        &svc.get("/v1/users/search?q=ann%20be").await,
+    );
+    assert_eq!(names(&hits), ["Ann Best"]);
+    let hits = expect(StatusCode::OK, &svc.get("/v1/users/search?q=x.io").await);
+    assert_eq!(hits["paging"]["totalRowCount"], 3);
+
+    // Filters narrow the hits; an explicit sort replaces the rank.
+    expect(
+        StatusCode::OK,
+        &svc.patch(
+            &format!("/v1/users/{zed}/role"),
+            json!({ "roleId": "admin" }),
+        )
+        .await,
+    );
+    let hits = expect(
+        StatusCode::OK,
+        &svc.get("/v1/users/search?q=ann&roleId=admin").await,
+    );
+    assert_eq!(names(&hits), ["Ann Zed"]);
+    let hits = expect(
+        StatusCode::OK,
+        &svc.get("/v1/users/search?q=ann&sort=-fullname").await,
+    );
+    assert_eq!(names(&hits), ["Ann Zed", "Ann Best"]);
+
+    // Paging: five equal hits over three pages, none twice, none lost.
+    for i in 0..5 {
+        create_user(&svc, &format!("pager{i}@p.io"), &format!("Pager {i}")).await;
+    }
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let hits = expect(
+            StatusCode::OK,
+            &svc.get(&format!(
+                "/v1/users/search?q=pager&pageRowCount=2&pageNumber={page}"
+            ))
+            .await,
+        );
+        assert_eq!(hits["paging"]["totalRowCount"], 5);
+        assert_eq!(hits["paging"]["pageCount"], 3);
+        assert_eq!(hits["rowCount"], if page < 3 { 2 } else { 1 });
+        seen.extend(names(&hits));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    let past = expect(
+        StatusCode::OK,
+        &svc.get("/v1/users/search?q=pager&pageRowCount=2&pageNumber=9")
+            .await,
+    );
+    assert_eq!(past["rowCount"], 0);
+    assert_eq!(past["paging"]["totalRowCount"], 5);
+
+    // A keyword is required, and only its letters and digits count.
+    for q in ["", "%20", "%26%7C!"] {
+        let bad = expect(
+            StatusCode::BAD_REQUEST,
+            &svc.get(&format!("/v1/users/search?q={q}")).await,
+        );
+        assert_eq!(tests::error_fields(&bad), ["q"]);
+    }
+    expect(StatusCode::BAD_REQUEST, &svc.get("/v1/users/search").await);
+    // Any signed-in user may search; anonymous callers may not.
+    expect(
+        StatusCode::UNAUTHORIZED,
+        &server.anonymous().get("/v1/users/search?q=ann").await,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extends_are_merged_kept_and_published_alone() {
+    let (broker, db, server) = tests::auth_service_with_broker().await;
+    let svc = server.admin().await;
+    let ann = create_user(&svc, "ann@example.com", "Ann Lee").await;
+    let added = json!({ "bookings": [{ "id": "b1" }], "bookings_count": 1 });
+    let answer = expect(
+        StatusCode::OK,
+        &svc.post(&format!("/v1/users/{ann}/extends"), added.clone())
+            .await,
+    );
+    assert_eq!(answer["user"]["extends"], added);
+    assert_eq!(answer["user"]["fullname"], "Ann Lee");
+    expect(
+        StatusCode::OK,
+        &svc.post(
+            &format!("/v1/users/{ann}/extends"),
+            json!({ "reviews_count": 4 }),
+        )
+        .await,
+    );
+    // A change of the row keeps what others added.
+    expect(
+        StatusCode::OK,
+        &svc.patch(&format!("/v1/users/{ann}"), json!({ "bio": "climbs" }))
+            .await,
+    );
+    let doc = document(&db, "airbnb_user", &ann).await.unwrap();
+    assert_eq!(
+        doc["extends"],
+        json!({ "bookings": [{ "id": "b1" }], "bookings_count": 1, "reviews_count": 4 })
+    );
+    assert_eq!(doc["bio"], "climbs");
+    // The -extended event, in the outbox with the change, holds only what was added.
+    let mut conn = db.connect().await;
+    let payloads: Vec<String> = sqlx::query_scalar(
+        "SELECT payload FROM event_outbox WHERE topic = 'elastic-index-airbnb_user-extended' ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let first: Value = serde_json::from_str(&payloads[0]).unwrap();
+    assert_eq!(first, json!({ "id": ann, "extends": added }));
+    assert_eq!(payloads.len(), 2);
+    // And they reach the broker on the seed's -extended topic, keyed by the id.
+    let msgs = tests::consume(
+        &broker.brokers(),
+        &["elastic-index-airbnb_user-extended"],
+        3,
+        std::time::Duration::from_secs(30),
+        |m| m.len() >= 2,
+    )
+    .await;
+    assert_eq!(msgs.len(), 2);
+    let first = msgs
+        .iter()
+        .find(|m| m.payload["extends"].get("bookings").is_some())
+        .expect("the first extension");
+    assert_eq!(first.payload, json!({ "id": ann, "extends": added }));
+    assert_eq!(first.key, ann);
+
+    // Not an admin: 403; no document: 404; nothing to add: 400.
+    let (status, _) = svc
+        .anonymous()
+        .post(
+            "/v1/register",
+            json!({ "email": "u@x.io", "password": "a decent secret", "fullname": "U" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let user = server.as_user("u@x.io", "a decent secret").await;
+    expect(
+        StatusCode::FORBIDDEN,
+        &user
+            .post(&format!("/v1/users/{ann}/extends"), json!({ "x": 1 }))
+            .await,
+    );
+    expect(
+        StatusCode::NOT_FOUND,
+        &svc.post(
+            &format!("/v1/users/{}/extends", uuid::Uuid::new_v4()),
+            json!({ "x": 1 }),
+        )
+        .await,
+    );
+    expect(
+        StatusCode::BAD_REQUEST,
+        &svc.post(&format!("/v1/users/{ann}/extends"), json!({}))
+            .await,
+    );
+}
+
+#[tokio::test]
+async fn reindex_rebuilds_an_index_from_the_tables() {
+    let (server, db) = auth_service().await;
+    let svc = server.admin().await;
+    let ann = create_user(&svc, "ann@example.com", "Ann Lee").await;
+    expect(
+        StatusCode::OK,
+        &svc.post(&format!("/v1/users/{ann}/extends"), json!({ "n_count": 1 }))
+            .await,
+    );
+    // The index drifts: a document is damaged, one is lost, a stale one stays.
+    let mut conn = db.connect().await;
+    sqlx::query("UPDATE search_documents SET doc = '{}' WHERE id = $1::uuid")
+        .bind(&ann)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let bob = create_user(&svc, "bob@example.com", "Bob").await;
+    sqlx::query("DELETE FROM search_documents WHERE id = $1::uuid")
+        .bind(&bob)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO search_documents (index_name, id, doc, search) VALUES ('airbnb_user', gen_random_uuid(), '{}', ''::tsvector)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    airbnb_auth_service::search::reindex(&pool, &["airbnb_user".to_string()])
+        .await
+        .expect("reindex");
+    let users = db.count("users").await;
+    let (docs,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM search_documents WHERE index_name = 'airbnb_user'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        docs, users,
+        "one document per active user, the stale one gone"
+    );
+    let doc = document(&db, "airbnb_user", &ann).await.unwrap();
+    assert_eq!(doc["fullname"], "Ann Lee");
+    assert_eq!(doc["extends"], json!({ "n_count": 1 }), "extends survive");
+    assert!(document(&db, "airbnb_user", &bob).await.is_some());
+    let unknown = airbnb_auth_service::search::reindex(&pool, &["nope".to_string()]).await;
+    assert!(unknown
+        .unwrap_err()
+        .to_string()
+        .contains("airbnb_usergroup"));
+}
+
+#[tokio::test]
+async fn the_reindex_command_rebuilds_and_exits() {
+    let (server, db) = auth_service().await;
+    let svc = server.admin().await;
+    create_user(&svc, "ann@example.com", "Ann Lee").await;
+    let mut conn = db.connect().await;
+    sqlx::query("DELETE FROM search_documents")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let out = std::process::Command::new(tests::service_binary())
+        .args(["reindex", "airbnb_user", "airbnb_usergroup"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("run the service binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("airbnb_user: 2 documents"), "{stdout}");
+    assert!(stdout.contains("airbnb_usergroup: 0 documents"), "{stdout}");
+    let (docs,): (i64,) = sqlx::query_as("SELECT count(*) FROM search_documents")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(docs, 2, "the admin and Ann");
+    let bad = std::process::Command::new(tests::service_binary())
+        .args(["reindex", "nope"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
