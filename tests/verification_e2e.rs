@@ -767,6 +767,7 @@ async fn codes_are_also_sent_by_smtp() {
     .await
     .expect("an email with the code");
     let _ = smtp.kill();
+    let _ = smtp.wait();
     let text = message.join("\n");
     assert!(text.contains("To: mail@example.com"), "{text}");
     assert!(text.contains("From: Auth <no-reply@example.com>"), "{text}");

@@ -105,6 +105,7 @@ fn payload(plan: &Plan, t: &TopicPlan) -> (Value, String) {
             )
         }
         ("sessionEvent", _) => (schema_ref("SessionEvent"), t.description.clone()),
+        ("deliveryRequest", _) => (schema_ref("DeliveryRequest"), t.description.clone()),
         ("dbEvent", Some(o)) if t.change == "updated" => (
             schema_ref(&format!("{}Updated", o.struct_name)),
             t.description.clone(),
@@ -128,6 +129,25 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
         schemas.insert(format!("{}Updated", o.struct_name), updated(o));
     }
     schemas.insert("SessionEvent".into(), session_event(plan));
+    if plan.identity.flows.is_some() {
+        schemas.insert(
+            "DeliveryRequest".into(),
+            json!({
+                "type": "object",
+                "description": "A one-time code for a mailer to send. Never stored in the outbox: it goes straight to the broker.",
+                "properties": {
+                    "id": { "type": "string", "format": "uuid" },
+                    "kind": { "type": "string", "enum": plan.identity.flows.as_ref().map(|f| vec![f.verify_kind.clone(), f.reset_kind.clone(), "secondFactor".to_string()]) },
+                    "recipient": { "type": "string" },
+                    "userId": { "type": "string", "format": "uuid" },
+                    "code": { "type": "string" },
+                    "expiresAt": { "type": "string", "format": "date-time" },
+                    "locale": { "type": ["string", "null"] }
+                },
+                "required": ["id", "kind", "recipient", "userId", "code", "expiresAt", "locale"]
+            }),
+        );
+    }
     let mut channels = Map::new();
     let mut operations = Map::new();
     let mut messages = Map::new();
@@ -137,6 +157,8 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
             "The object's id; the request id for list routes"
         } else if t.kind == "sessionEvent" {
             "The session id"
+        } else if t.kind == "deliveryRequest" {
+            "The account's id"
         } else {
             "The object's id"
         };

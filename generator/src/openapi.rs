@@ -567,7 +567,11 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
         "description": "The JSON Web Key Set that verifies access tokens",
         "content": { "application/json": { "schema": { "type": "object", "properties": { "keys": { "type": "array", "items": { "type": "object" } } }, "required": ["keys"] } } }
     });
-    let entries = [
+    if id.cookies.is_some() {
+        schemas["LoginInput"]["properties"]["setCookie"] = json!({ "type": "boolean", "description": "Also set httpOnly session cookies and a CSRF cookie" });
+        schemas["RefreshInput"]["required"] = json!([]);
+    }
+    let mut entries = vec![
         (
             &id.sign_in,
             "log in",
@@ -589,20 +593,169 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
         ),
         (&id.public_keys, "public keys (JWKS)", None, jwks),
     ];
+    if let Some(r) = &id.permissions {
+        schemas.insert(
+            format!("{}Response", r.type_prefix),
+            envelope(
+                &r.data_name,
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "role": { "type": "string" },
+                        "routes": { "type": "array", "items": { "type": "object", "properties": {
+                            "name": { "type": "string" },
+                            "method": { "type": "string" },
+                            "path": { "type": "string" },
+                            "object": { "type": "string" },
+                            "access": { "enum": ["all", "own", "none"] }
+                        }, "required": ["name", "method", "path", "object", "access"] } }
+                    },
+                    "required": ["role", "routes"]
+                }),
+                false,
+            ),
+        );
+        entries.push((
+            r,
+            "what the caller may do, per route",
+            None,
+            ok(&format!("{}Response", r.type_prefix)),
+        ));
+    }
+    if let Some(f) = &id.flows {
+        let text = json!({ "type": "string" });
+        let input = |fields: &[(&str, &Value)]| {
+            let props: Map<String, Value> = fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), (*v).clone()))
+                .collect();
+            let required: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+            json!({ "type": "object", "properties": props, "required": required, "additionalProperties": false })
+        };
+        let login = id.login_field.as_str();
+        let secret = id.password_field_name.as_str();
+        schemas.insert("StartInput".into(), input(&[(login, &text)]));
+        schemas.insert(
+            "CompleteInput".into(),
+            input(&[(login, &text), ("code", &text)]),
+        );
+        schemas.insert(
+            "ResetInput".into(),
+            input(&[
+                (login, &text),
+                ("code", &text),
+                (secret, &json!({ "type": "string", "writeOnly": true })),
+            ]),
+        );
+        schemas.insert(
+            "SecondFactorInput".into(),
+            input(&[
+                (
+                    "challengeId",
+                    &json!({ "type": "string", "format": "uuid" }),
+                ),
+                ("code", &text),
+            ]),
+        );
+        let started = json!({
+            "type": "object",
+            "description": "The same whether or not the account exists",
+            "properties": { "accepted": { "const": true }, "codeExpiresInSeconds": { "type": "integer" } },
+            "required": ["accepted", "codeExpiresInSeconds"]
+        });
+        for r in [&f.verify_start, &f.reset_start] {
+            schemas.insert(
+                format!("{}Response", r.type_prefix),
+                envelope(&r.data_name, started.clone(), false),
+            );
+        }
+        for r in [&f.verify_complete, &f.reset_complete] {
+            schemas.insert(
+                format!("{}Response", r.type_prefix),
+                envelope(&r.data_name, schema_ref(&user), false),
+            );
+        }
+        let accepted = |schema: &str| json!({ "description": "Accepted: a code is sent when the account exists", "content": { "application/json": { "schema": schema_ref(schema) } } });
+        entries.push((
+            &f.verify_start,
+            "send a code that confirms the address",
+            Some(body("StartInput")),
+            accepted(&format!("{}Response", f.verify_start.type_prefix)),
+        ));
+        entries.push((
+            &f.verify_complete,
+            "confirm the address with the code",
+            Some(body("CompleteInput")),
+            ok(&format!("{}Response", f.verify_complete.type_prefix)),
+        ));
+        entries.push((
+            &f.reset_start,
+            "send a reset code",
+            Some(body("StartInput")),
+            accepted(&format!("{}Response", f.reset_start.type_prefix)),
+        ));
+        entries.push((
+            &f.reset_complete,
+            "set a new secret with the code; ends every session",
+            Some(body("ResetInput")),
+            ok(&format!("{}Response", f.reset_complete.type_prefix)),
+        ));
+        if let Some(r) = &f.second_factor {
+            entries.push((
+                r,
+                "complete a two-step login with the emailed code",
+                Some(body("SecondFactorInput")),
+                ok("SessionResponse"),
+            ));
+        }
+    }
+    let flows = [
+        "verifyStart",
+        "verifyComplete",
+        "resetStart",
+        "resetComplete",
+        "secondFactor",
+    ];
     for (r, summary, request, success) in entries {
         let mut responses = Map::new();
-        responses.insert("200".into(), success);
+        let started = matches!(r.action.as_str(), "verifyStart" | "resetStart");
+        responses.insert(if started { "202" } else { "200" }.into(), success);
         if request.is_some() {
             responses.insert(
                 "400".into(),
                 error("The body could not be read or lacks a field"),
             );
         }
-        if r.action != "publicKeys" {
+        if r.action != "publicKeys" && !flows.contains(&r.action.as_str()) {
             responses.insert("401".into(), error("Wrong credentials, or no live session"));
         }
         add_auth_responses(r, &mut responses);
         responses.remove("403");
+        if r.action == "login" && id.flows.is_some() {
+            responses.insert(
+                "202".into(),
+                json!({ "description": "A second factor is required: a code was emailed; complete with the challenge", "content": { "application/json": { "schema": envelope("session", json!({
+                    "type": "object",
+                    "properties": {
+                        "secondFactorRequired": { "const": true },
+                        "challengeId": { "type": "string", "format": "uuid" },
+                        "channel": { "const": "email" },
+                        "expiresAt": { "type": "string", "format": "date-time" }
+                    },
+                    "required": ["secondFactorRequired", "challengeId", "channel", "expiresAt"]
+                }), false) } } }),
+            );
+            responses.insert(
+                "403".into(),
+                error("The account's address is not confirmed (NOT_VERIFIED)"),
+            );
+        }
+        if flows.contains(&r.action.as_str()) {
+            if !started {
+                responses.insert("400".into(), error("The body lacks a field, or the code is wrong, expired, used or void (CODE_REJECTED)"));
+            }
+            responses.insert("429".into(), error("Too many attempts; see Retry-After"));
+        }
         if r.action != "publicKeys" {
             // Sessions and accounts live in the database; the keys are in memory.
             responses.insert("503".into(), unavailable());
