@@ -340,6 +340,24 @@ async fn expired_codes_and_too_many_attempts_are_refused() {
     expect(StatusCode::ACCEPTED, &start().await);
     let third = code(&broker, "tries@example.com", "emailVerification", 3).await;
     expect(StatusCode::OK, &complete(third).await);
+
+    // The sweeper drops codes a day after they expired, and keeps younger ones.
+    let mut conn = db.connect().await;
+    sqlx::query(
+        "UPDATE verification_codes SET expires_at = now() - interval '2 days' WHERE attempts > 0",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    airbnb_auth_service::auth::sweep_once(&pool).await.unwrap();
+    let left: (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE attempts > 0) FROM verification_codes",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(left, (2, 0), "the voided code is gone, the other two stay");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1108,7 +1108,7 @@ pub async fn revoke_sessions(
     Ok(())
 }
 
-/// Ends expired sessions, with their sessionDeleted events, every 30 seconds.
+/// Ends expired sessions, with their sessionDeleted events, every 30 seconds, and drops old one-time codes.
 pub async fn sweep_expired(db: PgPool, mut stop: tokio::sync::watch::Receiver<bool>) {
     while !*stop.borrow() {
         if let Err(e) = sweep_once(&db).await {
@@ -1140,6 +1140,9 @@ pub async fn sweep_once(db: &PgPool) -> Result<usize, ApiError> {
     if !events.is_empty() {
         events::enqueue(&mut tx, &ctx, &events).await?;
     }
+    sqlx::query("DELETE FROM verification_codes WHERE expires_at < now() - interval '1 day'")
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(rows.len())
 }

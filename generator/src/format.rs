@@ -19,8 +19,8 @@ pub fn note(source: &str) -> String {
     format!("{MARKER} from {source}. Do not edit: change the model or a template and run `cargo xtask gen`.")
 }
 
-/// Formats every file; Rust files go through one rustfmt process together,
-/// since starting rustfmt once per file costs more than formatting.
+/// Formats every file; Rust files go through rustfmt together, in a few
+/// processes, since starting rustfmt once per file costs more than formatting.
 pub fn format_all(files: Vec<Rendered>, source: &str) -> Result<Vec<GeneratedFile>> {
     let note = note(source);
     let mut rust = Vec::new();
@@ -143,8 +143,42 @@ fn unparse_spaced(file: syn::File) -> String {
         + "\n"
 }
 
-/// Runs rustfmt once over all `(path, text)` files, laid out in a scratch
-/// directory as in the crate, so that `mod` declarations resolve.
+/// The files among `files` that `path` declares as child modules (`mod x;`
+/// in a `lib.rs`, `main.rs` or `mod.rs`, for `x.rs` beside it).
+fn children<'a>(path: &str, text: &str, files: &[(&'a str, String)]) -> Vec<&'a str> {
+    let p = std::path::Path::new(path);
+    if !matches!(
+        p.file_name().and_then(|n| n.to_str()),
+        Some("lib.rs" | "main.rs" | "mod.rs")
+    ) {
+        return Vec::new();
+    }
+    let declared: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            l.trim_start()
+                .trim_start_matches("pub ")
+                .strip_prefix("mod ")
+        })
+        .filter_map(|l| l.strip_suffix(';'))
+        .collect();
+    files
+        .iter()
+        .map(|(other, _)| *other)
+        .filter(|other| {
+            let o = std::path::Path::new(other);
+            o.parent() == p.parent()
+                && o.file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(|stem| declared.contains(&stem))
+        })
+        .collect()
+}
+
+/// Runs rustfmt over all `(path, text)` files, laid out in a scratch
+/// directory as in the crate. rustfmt formats a file's child modules with
+/// it, so a file that declares modules is formatted beside empty stand-ins
+/// for its children, and the other files in a few processes at once.
 fn rustfmt_all(files: &[(&str, String)]) -> Result<Vec<String>> {
     if files.is_empty() {
         return Ok(Vec::new());
@@ -154,26 +188,65 @@ fn rustfmt_all(files: &[(&str, String)]) -> Result<Vec<String>> {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let dir = std::env::temp_dir().join(format!("svcgen-fmt-{}-{stamp}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let paths: Vec<std::path::PathBuf> = files.iter().map(|(p, _)| dir.join(p)).collect();
     let result = (|| {
-        for (path, (_, text)) in paths.iter().zip(files) {
-            if let Some(parent) = path.parent() {
+        let mut paths = Vec::new();
+        let mut parents = Vec::new();
+        let mut leaves = Vec::new();
+        for (path, text) in files {
+            let kids = children(path, text, files);
+            let at = if kids.is_empty() {
+                dir.join("crate").join(path)
+            } else {
+                dir.join("parents").join(path)
+            };
+            if let Some(parent) = at.parent() {
                 std::fs::create_dir_all(parent)?;
+                for kid in &kids {
+                    let name = std::path::Path::new(kid).file_name().unwrap_or_default();
+                    std::fs::write(parent.join(name), "")?;
+                }
             }
-            std::fs::write(path, text)?;
+            std::fs::write(&at, text)?;
+            if kids.is_empty() {
+                leaves.push((at.clone(), text.len()));
+            } else {
+                parents.push(at.clone());
+            }
+            paths.push(at);
         }
-        let output = Command::new("rustfmt")
-            .args(["--edition", "2021", "--quiet"])
-            .args(&paths)
-            .stdin(Stdio::null())
-            .output()
-            .context("running rustfmt (install it with `rustup component add rustfmt`)")?;
-        if !output.status.success() {
-            bail!(
-                "rustfmt failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+        // Spread the files over the CPUs, largest first onto the least loaded.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let mut groups: Vec<(usize, Vec<std::path::PathBuf>)> = vec![(0, Vec::new()); workers];
+        groups[0].1.extend(parents);
+        leaves.sort_by_key(|l| std::cmp::Reverse(l.1));
+        for (path, len) in leaves {
+            if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
+                g.0 += len;
+                g.1.push(path);
+            }
+        }
+        let running = groups
+            .into_iter()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(_, g)| {
+                Command::new("rustfmt")
+                    .args(["--edition", "2021", "--quiet"])
+                    .args(&g)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .context("running rustfmt (install it with `rustup component add rustfmt`)")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for child in running {
+            let output = child.wait_with_output()?;
+            if !output.status.success() {
+                bail!(
+                    "rustfmt failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
         }
         paths
             .iter()

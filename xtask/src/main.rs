@@ -4,7 +4,8 @@
 //! - `check`: fail, naming the files, when `generated-service/` is stale.
 //! - `test`: everything CI runs: fmt, clippy, check, and all tests.
 //! - `dev`: PostgreSQL, a local Kafka broker, a database, and the service running.
-//! - `bench`: our figures beside baselines measured in the same run (release builds).
+//! - `bench [generator|relay|service]`: our figures beside baselines measured in the
+//!   same run (release builds); all groups unless some are named.
 //! - `contract-diff OLD NEW`: what changed in the contract between two models;
 //!   exits non-zero when a change breaks clients or consumers.
 
@@ -32,7 +33,7 @@ fn main() -> Result<()> {
         "contract-diff" => contract_diff(&invoked_in),
         "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <gen|check|test|dev|bench|contract-diff OLD NEW>");
+            eprintln!("usage: cargo xtask <gen|check|test|dev|bench [generator|relay|service]|contract-diff OLD NEW>");
             bail!("unknown task {task:?}")
         }
     }
@@ -273,6 +274,7 @@ fn bench() -> Result<()> {
         .unwrap_or_else(|_| root().join("target"));
     let release = target.join("release");
     let status = Command::new(release.join("svcgen-bench"))
+        .args(std::env::args().skip(2))
         .env("BENCH_SERVICE_BIN", release.join("airbnb-auth-service"))
         .status()
         .context("running the bench harness")?;

@@ -215,10 +215,20 @@ fn main() -> Result<()> {
         "{:<52} {:>11} {:<5} {:>11} {:>7} {:<16}",
         "figure", "ours", "unit", "baseline", "ratio", "target"
     );
-    generator_figures()?;
+    // Groups named on the command line, or all of them.
+    let named: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |group: &str| named.is_empty() || named.iter().any(|n| n == group);
+    if wanted("generator") {
+        generator_figures()?;
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        load::relay_figures().await.context("relay figures")?;
-        load::service_figures().await.context("service figures")
+        if wanted("relay") {
+            load::relay_figures().await.context("relay figures")?;
+        }
+        if wanted("service") {
+            load::service_figures().await.context("service figures")?;
+        }
+        Ok(())
     })
 }
