@@ -448,7 +448,7 @@ async fn password_changes_and_deletes_revoke_sessions() {
         &phone
             .patch(
                 &format!("/v1/users/{uid}/password"),
-                json!({ "password": "a newer secret" }),
+                json!({ "password": "a newer secret", "currentPassword": "a decent secret" }),
             )
             .await,
     );

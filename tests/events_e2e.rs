@@ -144,7 +144,7 @@ async fn drive_every_route(svc: &Api) -> BTreeMap<&'static str, Value> {
             StatusCode::OK,
             &eve.patch(
                 &format!("/v1/users/{uid}/password"),
-                json!({ "password": "another secret" }),
+                json!({ "password": "another secret", "currentPassword": "long secret" }),
             )
             .await,
         ),

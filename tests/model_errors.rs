@@ -503,3 +503,14 @@ fn pointer_to_a_non_text_field_without_a_public_download() {
     let msg = rejected(&text, &["pointedBy", "pages"]);
     insta::assert_snapshot!("pointer_to_a_non_text_field_without_a_public_download", msg);
 }
+
+#[test]
+fn confirm_current_outside_a_secret_update() {
+    let text = mutate(
+        "    event: book-fetched",
+        "    event: book-fetched\n    confirmCurrent: true",
+    );
+    let msg = rejected(&text, &["true"]);
+    assert!(msg.contains("can ask for its current value"), "{msg}");
+    insta::assert_snapshot!("confirm_current_outside_a_secret_update", msg);
+}

@@ -123,11 +123,28 @@ async fn user_routes_round_trip_in_the_envelope() {
     );
     assert_eq!(role["user"]["roleId"], "admin");
 
+    // The owner proves the current password: missing or wrong is a 400 on that field.
+    for body in [
+        json!({ "password": "a new secret" }),
+        json!({ "password": "a new secret", "currentPassword": "not the one" }),
+    ] {
+        let refused = expect(
+            StatusCode::BAD_REQUEST,
+            &ann.patch(&format!("/v1/users/{id}/password"), body).await,
+        );
+        assert_eq!(error_fields(&refused), ["currentPassword"]);
+    }
+    let unchanged: (String,) = sqlx::query_as("SELECT password FROM users WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&mut db.connect().await)
+        .await
+        .unwrap();
+    assert_eq!(unchanged.0, stored.0, "nothing changed");
     let pw = expect(
         StatusCode::OK,
         &ann.patch(
             &format!("/v1/users/{id}/password"),
-            json!({ "password": "a new secret" }),
+            json!({ "password": "a new secret", "currentPassword": "correct horse" }),
         )
         .await,
     );

@@ -997,6 +997,33 @@ async fn check(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Resul
     }
 }
 
+/// Checks the current value of an account's secret, sent again to change it.
+/// Wrong values are counted per account like sign-ins.
+pub async fn confirm_secret(
+    app: &AppState,
+    account: Uuid,
+    sql: &str,
+    secret: String,
+    field: &'static str,
+) -> Result<(), ApiError> {
+    let l = &app.auth.limits;
+    let bucket = format!("confirm:{account}");
+    check(&app.db, &bucket, l.login_per_account, l.window_secs).await?;
+    let hash: Option<String> = sqlx::query_scalar(sql)
+        .bind(account)
+        .fetch_optional(&app.db)
+        .await?;
+    let hash = hash.ok_or(ApiError::NotFound)?;
+    if app.auth.verify_secret(hash, secret).await? {
+        return Ok(());
+    }
+    hit(&app.db, &bucket, u32::MAX, l.window_secs).await?;
+    Err(ApiError::Validation(vec![FieldError::new(
+        field,
+        "does not match the current value",
+    )]))
+}
+
 /// Limits public writes (registration) per client address.
 pub async fn throttle_public_write(
     app: &AppState,

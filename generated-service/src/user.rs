@@ -1113,6 +1113,9 @@ pub struct UpdateUserPasswordInput {
     pub password: Patch<String>,
     #[serde(default, rename = "recordVersion")]
     pub record_version: Option<i32>,
+    /// The secret's current value, which the change must prove.
+    #[serde(default, rename = "currentPassword")]
+    pub current_secret: Option<String>,
 }
 
 /// `updateUserPassword`: PATCH /v1/users/{id}/password. Allowed: the owner.
@@ -1140,7 +1143,21 @@ async fn update_user_password(
     v.text("password", password.as_deref(), &rules::PASSWORD);
     crate::auth::check_password_policy(&mut v, "password", password.as_deref());
     let expected = v.version(input.record_version, if_match);
+    let current_secret = v.required(
+        "currentPassword",
+        input.current_secret.filter(|c| !c.is_empty()),
+    );
     v.finish()?;
+    if let Some(current) = current_secret {
+        crate::auth::confirm_secret(
+            &app,
+            id,
+            "SELECT t.password FROM users AS t WHERE t.id = $1",
+            current,
+            "currentPassword",
+        )
+        .await?;
+    }
     let password = match password {
         Some(secret) => Some(app.auth.hash_secret(secret).await?),
         None => None,

@@ -304,6 +304,9 @@ pub struct Route {
     pub fields: Vec<String>,
     #[serde(default, deserialize_with = "ordered")]
     pub include: IndexedMap<Include>,
+    /// An update of the auth secret asks for its current value too.
+    #[serde(default)]
+    pub confirm_current: bool,
     /// A download route: the field its path names the row by (an unguessable
     /// randomKey field); `id` when absent.
     #[serde(default)]

@@ -138,6 +138,11 @@ fn input_schema(r: &RoutePlan) -> Value {
         props.insert("recordVersion".into(), json!({ "type": "integer", "description": "The recordVersion the client read; a stale one is answered 409." }));
         Vec::new()
     };
+    let mut required = required;
+    if !r.confirm_field.is_empty() {
+        props.insert(r.confirm_field.clone(), json!({ "type": "string", "writeOnly": true, "description": "The current value, which the change must prove" }));
+        required.push(&r.confirm_field);
+    }
     let mut s = json!({ "type": "object", "properties": props, "additionalProperties": false });
     if !required.is_empty() {
         s["required"] = json!(required);

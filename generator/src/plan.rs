@@ -451,6 +451,10 @@ pub struct RoutePlan {
     pub nothing_to_change: String,
     /// Public writes (registration) are throttled per client address.
     pub throttled: bool,
+    /// The body field carrying the secret's current value ("" when not asked).
+    pub confirm_field: String,
+    /// `SELECT` of the stored hash of account $1, when `confirm_field` is set.
+    pub secret_sql: String,
     /// Sessions this route revokes: "" (none), "others" (password changes) or "all" (deletes).
     pub revokes: &'static str,
     /// The `Access` literal of the route's rule.
@@ -1679,7 +1683,23 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         (None, "subscribe") => "none (streams the events)".to_string(),
         (None, _) => "session events".to_string(),
     };
+    let (confirm_field, secret_sql) = if r.confirm_current {
+        (
+            format!("current{}", m.auth.password_field.to_upper_camel_case()),
+            object.map_or(String::new(), |(_, o)| {
+                format!(
+                    "SELECT t.{} FROM {} AS t WHERE t.id = $1",
+                    m.auth.password_field.to_snake_case(),
+                    o.table
+                )
+            }),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     RoutePlan {
+        confirm_field,
+        secret_sql,
         search_tail,
         index_name,
         es_fields,

@@ -832,6 +832,19 @@ fn route(
     d: &mut Diagnostics,
 ) {
     let action = r.action.as_str();
+    if r.confirm_current
+        && (action != "update"
+            || r.object.as_deref() != Some(m.auth.user_object.as_str())
+            || !r.fields.contains(&m.auth.password_field))
+    {
+        d.at(
+            format!("{path}.confirmCurrent"),
+            format!(
+                "only an update route of {} that changes {} can ask for its current value",
+                m.auth.user_object, m.auth.password_field
+            ),
+        );
+    }
     let crud = CRUD_ACTIONS.contains(&action);
     if !crud && !is_singleton(action) {
         let mut all = CRUD_ACTIONS.to_vec();
