@@ -23,6 +23,16 @@ const ENVELOPE_KEYS: &[&str] = &[
     "rowCount",
 ];
 
+/// The stored password hash of user `id`.
+async fn stored_hash(db: &tests::TestDb, id: &str) -> String {
+    let (hash,): (String,) = sqlx::query_as("SELECT password FROM users WHERE id = $1::uuid")
+        .bind(id)
+        .fetch_one(&mut db.connect().await)
+        .await
+        .unwrap();
+    hash
+}
+
 fn assert_envelope(body: &Value, data_name: &str, method: &str, action: &str, status: &str) {
     for key in ENVELOPE_KEYS {
         assert!(body.get(key).is_some(), "envelope lacks {key}: {body}");
@@ -63,13 +73,9 @@ async fn user_routes_round_trip_in_the_envelope() {
         user.get("password").is_none(),
         "the secret never leaves the service: {user}"
     );
-    let stored: (String,) = sqlx::query_as("SELECT password FROM users WHERE id = $1::uuid")
-        .bind(&id)
-        .fetch_one(&mut db.connect().await)
-        .await
-        .unwrap();
+    let stored = stored_hash(&db, &id).await;
     assert!(
-        stored.0.starts_with("$argon2id$"),
+        stored.starts_with("$argon2id$"),
         "stored as an argon2id hash"
     );
 
@@ -134,12 +140,8 @@ async fn user_routes_round_trip_in_the_envelope() {
         );
         assert_eq!(error_fields(&refused), ["currentPassword"]);
     }
-    let unchanged: (String,) = sqlx::query_as("SELECT password FROM users WHERE id = $1::uuid")
-        .bind(&id)
-        .fetch_one(&mut db.connect().await)
-        .await
-        .unwrap();
-    assert_eq!(unchanged.0, stored.0, "nothing changed");
+    let unchanged = stored_hash(&db, &id).await;
+    assert_eq!(unchanged, stored, "nothing changed");
     let pw = expect(
         StatusCode::OK,
         &ann.patch(
@@ -149,13 +151,9 @@ async fn user_routes_round_trip_in_the_envelope() {
         .await,
     );
     assert!(pw["user"].get("password").is_none());
-    let after: (String,) = sqlx::query_as("SELECT password FROM users WHERE id = $1::uuid")
-        .bind(&id)
-        .fetch_one(&mut db.connect().await)
-        .await
-        .unwrap();
-    assert_ne!(after.0, stored.0, "the password changed");
-    assert!(after.0.starts_with("$argon2id$"));
+    let after = stored_hash(&db, &id).await;
+    assert_ne!(after, stored, "the password changed");
+    assert!(after.starts_with("$argon2id$"));
     expect(
         StatusCode::OK,
         &svc.patch(
