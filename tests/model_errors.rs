@@ -514,3 +514,16 @@ fn confirm_current_outside_a_secret_update() {
     assert!(msg.contains("can ask for its current value"), "{msg}");
     insta::assert_snapshot!("confirm_current_outside_a_secret_update", msg);
 }
+
+#[test]
+fn token_header_and_cookie_settings_are_checked() {
+    let text = mutate(
+        "  superAdminRole: librarian\n",
+        "  superAdminRole: librarian\n  tokenHeader: Bad Header\n  cookies:\n    access: a\n    refresh: a\n    csrf: c\n    csrfHeader: x-csrf\n    sameSite: Sometimes\n",
+    );
+    let msg = rejected(&text, &["Bad Header", "a", "Sometimes"]);
+    assert!(msg.contains("not a usable header name"), "{msg}");
+    assert!(msg.contains("cookie \"a\" is named twice"), "{msg}");
+    assert!(msg.contains("unknown SameSite"), "{msg}");
+    insta::assert_snapshot!("token_header_and_cookie_settings_are_checked", msg);
+}
