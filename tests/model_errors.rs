@@ -527,3 +527,34 @@ fn token_header_and_cookie_settings_are_checked() {
     assert!(msg.contains("unknown SameSite"), "{msg}");
     insta::assert_snapshot!("token_header_and_cookie_settings_are_checked", msg);
 }
+
+#[test]
+fn verification_settings_are_checked() {
+    let text = mutate(
+        "  superAdminRole: librarian\n",
+        "  superAdminRole: librarian\n  verification:\n    verifiedField: email\n    secondFactor: sometimes\n    codeDigits: 3\n    codeTtlSeconds: 600\n    maxAttempts: 5\n    requestsPerAccount: 5\n    requestsPerAddress: 30\n    deliveryTopic: library.sessions\n",
+    );
+    let msg = rejected(
+        &text,
+        &[
+            "email",
+            "sometimes",
+            "3",
+            "library.sessions",
+            "routes",
+            "routes",
+            "routes",
+            "routes",
+            "routes",
+        ],
+    );
+    assert!(
+        msg.contains("must be an optional Boolean field of librarian"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("no route serves the verifyStart action"),
+        "{msg}"
+    );
+    insta::assert_snapshot!("verification_settings_are_checked", msg);
+}
