@@ -422,10 +422,15 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// What a session's CSRF token is the keyed digest of.
+fn csrf_data(session_id: Uuid) -> String {
+    format!("csrf:{session_id}")
+}
+
 /// Double submit: the `x-csrf-token` header and the `airbnb-auth-service-csrf` cookie must both
 /// carry the session's CSRF token.
 fn check_csrf(auth: &AuthState, headers: &HeaderMap, session_id: Uuid) -> Result<(), ApiError> {
-    let data = format!("csrf:{session_id}");
+    let data = csrf_data(session_id);
     let same = |v: Option<&str>| v.is_some_and(|v| auth.digest_matches(data.as_bytes(), v));
     let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
     if same(sent) && same(cookie(headers, "airbnb-auth-service-csrf").as_deref()) {
@@ -442,7 +447,7 @@ fn check_csrf(auth: &AuthState, headers: &HeaderMap, session_id: Uuid) -> Result
 impl AuthState {
     /// The CSRF token of a session.
     fn csrf_token(&self, session_id: Uuid) -> String {
-        self.keyed_digest(format!("csrf:{session_id}").as_bytes())
+        self.keyed_digest(csrf_data(session_id).as_bytes())
     }
     /// The cookies of a fresh token pair.
     fn session_cookies(

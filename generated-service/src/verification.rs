@@ -54,7 +54,7 @@ pub const REQUIRE_VERIFIED: bool = false;
 pub const SECOND_FACTOR_REQUIRED: bool = false;
 
 /// `id, email, emailVerified, locale` of an active account by its email.
-const RECIPIENT_SQL: &str = "SELECT t.id, t.email, t.email_verified, t.preferred_language FROM users AS t WHERE t.email = $1 AND t.is_active";
+const RECIPIENT_SQL: &str = "SELECT t.id, t.email AS address, t.email_verified AS verified, t.preferred_language AS locale FROM users AS t WHERE t.email = $1 AND t.is_active";
 
 /// `email, locale` of an active account by id.
 const RECIPIENT_BY_ID_SQL: &str =
@@ -216,16 +216,10 @@ struct Recipient {
 }
 
 async fn recipient(app: &AppState, name: &str) -> Result<Option<Recipient>, ApiError> {
-    let row: Option<(Uuid, String, bool, Option<String>)> = sqlx::query_as(RECIPIENT_SQL)
+    Ok(sqlx::query_as(RECIPIENT_SQL)
         .bind(name)
         .fetch_optional(&app.db)
-        .await?;
-    Ok(row.map(|(id, address, verified, locale)| Recipient {
-        id,
-        address,
-        verified,
-        locale,
-    }))
+        .await?)
 }
 
 /// Reads and normalizes the account name of a flow's body.
@@ -297,6 +291,9 @@ async fn store_code(
     Ok((id, code, expires_at))
 }
 
+/// The columns of [`StoredCode`].
+const CODE_COLUMNS: &str = "id, user_id, code_digest, attempts, expires_at, pending_sign_in";
+
 /// A stored code, locked for the rest of the transaction.
 #[derive(sqlx::FromRow)]
 struct StoredCode {
@@ -363,8 +360,10 @@ async fn live_code(
 ) -> Result<Option<StoredCode>, ApiError> {
     Ok(
         sqlx::query_as(
-                "SELECT id, user_id, code_digest, attempts, expires_at, pending_sign_in FROM verification_codes
-         WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+                &format!(
+                    "SELECT {CODE_COLUMNS} FROM verification_codes
+         WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL ORDER BY created_at DESC LIMIT 1 FOR UPDATE"
+                ),
             )
             .bind(account_id)
             .bind(purpose.as_str())
@@ -521,6 +520,17 @@ async fn start_password_reset(
     .await
 }
 
+/// Code checks are limited per client address, like code requests.
+async fn limit_code_checks(app: &AppState, addr: &ClientAddr) -> Result<(), ApiError> {
+    auth::hit(
+        &app.db,
+        &format!("code-check:address:{}", addr.0),
+        REQUESTS_PER_ADDRESS,
+        app.auth.window_secs(),
+    )
+    .await
+}
+
 /// Checks the body and limits of a completion; returns the account and its code.
 async fn completion(
     app: &AppState,
@@ -534,13 +544,7 @@ async fn completion(
     let (Some(name), Some(code)) = (name, code) else {
         return Ok(None);
     };
-    auth::hit(
-        &app.db,
-        &format!("code-check:address:{}", addr.0),
-        REQUESTS_PER_ADDRESS,
-        app.auth.window_secs(),
-    )
-    .await?;
+    limit_code_checks(app, addr).await?;
     Ok(Some((recipient(app, &name).await?, code)))
 }
 
@@ -693,17 +697,12 @@ async fn complete_second_factor(
     let (Some(challenge_id), Some(code)) = (challenge_id, code) else {
         return Err(v.into_error());
     };
-    auth::hit(
-        &app.db,
-        &format!("code-check:address:{}", addr.0),
-        REQUESTS_PER_ADDRESS,
-        app.auth.window_secs(),
-    )
-    .await?;
+    limit_code_checks(&app, &addr).await?;
     let mut tx = app.db.begin().await?;
     let stored: Option<StoredCode> = sqlx::query_as(
-            "SELECT id, user_id, code_digest, attempts, expires_at, pending_sign_in FROM verification_codes
-         WHERE id = $1 AND purpose = $2 AND used_at IS NULL FOR UPDATE",
+            &format!(
+                "SELECT {CODE_COLUMNS} FROM verification_codes WHERE id = $1 AND purpose = $2 AND used_at IS NULL FOR UPDATE"
+            ),
         )
         .bind(challenge_id)
         .bind(Purpose::SecondFactor.as_str())

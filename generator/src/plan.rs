@@ -1879,7 +1879,7 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
                 delivery_topic: v.delivery_topic.clone(),
                 delivery_topic_const: "DELIVERY".into(),
                 recipient_sql: format!(
-                    "SELECT t.id, t.{}, t.{}, {} FROM {} AS t WHERE t.{} = $1{active}",
+                    "SELECT t.id, t.{} AS address, t.{} AS verified, {} AS locale FROM {} AS t WHERE t.{} = $1{active}",
                     col(&a.login_field),
                     col(&v.verified_field),
                     v.locale_field.as_ref().map_or("NULL::text".to_string(), |f| format!("t.{}", col(f))),

@@ -176,6 +176,21 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// An event as a Kafka record, with its CloudEvents headers.
+fn record<'a>(
+    id: Uuid,
+    topic: &'a str,
+    key: &'a str,
+    payload: &'a str,
+    request_id: Option<&str>,
+    time: &str,
+) -> FutureRecord<'a, str, str> {
+    FutureRecord::to(topic)
+        .key(key)
+        .payload(payload)
+        .headers(headers(id, topic, key, request_id, time))
+}
+
 /// The CloudEvents (Kafka binding) headers of an event.
 fn headers(id: Uuid, topic: &str, key: &str, request_id: Option<&str>, time: &str) -> OwnedHeaders {
     let id = id.to_string();
@@ -271,16 +286,14 @@ impl Publisher {
             return;
         };
         let time = chrono::Utc::now().to_rfc3339();
-        let record = FutureRecord::to(event.topic)
-            .key(&event.key)
-            .payload(&event.payload)
-            .headers(headers(
-                event.id,
-                event.topic,
-                &event.key,
-                Some(&ctx.request_id),
-                &time,
-            ));
+        let record = record(
+            event.id,
+            event.topic,
+            &event.key,
+            &event.payload,
+            Some(&ctx.request_id),
+            &time,
+        );
         if let Err((e, _)) = producer.send_result(record) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
@@ -298,16 +311,14 @@ impl Publisher {
             return Err("no broker is configured (KAFKA_BROKERS)".into());
         };
         let time = chrono::Utc::now().to_rfc3339();
-        let record = FutureRecord::to(event.topic)
-            .key(&event.key)
-            .payload(&event.payload)
-            .headers(headers(
-                event.id,
-                event.topic,
-                &event.key,
-                Some(&ctx.request_id),
-                &time,
-            ));
+        let record = record(
+            event.id,
+            event.topic,
+            &event.key,
+            &event.payload,
+            Some(&ctx.request_id),
+            &time,
+        );
         producer
             .send(record, Duration::from_secs(10))
             .await
@@ -491,16 +502,14 @@ impl Relay {
             let mut pending = Vec::with_capacity(rows.len());
             for row in &rows {
                 let time = row.created_at.to_rfc3339();
-                let record = FutureRecord::to(&row.topic)
-                    .key(&row.event_key)
-                    .payload(&row.payload)
-                    .headers(headers(
-                        row.event_id,
-                        &row.topic,
-                        &row.event_key,
-                        row.request_id.as_deref(),
-                        &time,
-                    ));
+                let record = record(
+                    row.event_id,
+                    &row.topic,
+                    &row.event_key,
+                    &row.payload,
+                    row.request_id.as_deref(),
+                    &time,
+                );
                 match self.producer.send_result(record) {
                     Ok(delivery) => pending.push(delivery),
                     Err((e, _)) => {
