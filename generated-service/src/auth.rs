@@ -78,6 +78,47 @@ pub struct AuthState {
     /// Keys the digests of one-time codes and CSRF tokens; derived from the signing key.
     digest_key: ring::hmac::Key,
     limits: Limits,
+    verified: VerifiedTokens,
+}
+
+/// Access tokens whose signature and claims were checked, kept until they
+/// expire, so that a client's next requests skip the Ed25519 check. A token
+/// cannot change: what was verified once holds until its `exp`. Whether its
+/// session is still live is checked on every request all the same.
+#[derive(Default)]
+struct VerifiedTokens(std::sync::Mutex<std::collections::HashMap<String, TokenFacts>>);
+
+/// What a verified access token says.
+#[derive(Debug, Clone, Copy)]
+struct TokenFacts {
+    user_id: Uuid,
+    session_id: Uuid,
+    expires: i64,
+}
+
+impl VerifiedTokens {
+    /// Bounds the memory: about 400 bytes a token.
+    const MAX: usize = 10_000;
+    fn get(&self, token: &str, now: i64) -> Option<TokenFacts> {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(token).copied().filter(|f| f.expires > now)
+    }
+    fn put(&self, token: &str, facts: TokenFacts, now: i64) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= Self::MAX {
+            map.retain(|_, f| f.expires > now);
+            if map.len() >= Self::MAX {
+                map.clear();
+            }
+        }
+        map.insert(token.to_owned(), facts);
+    }
 }
 
 struct Limits {
@@ -155,6 +196,7 @@ impl AuthState {
                 public_writes_per_address: config.public_writes_per_address,
                 trust_forwarded_for: config.trust_forwarded_for,
             },
+            verified: VerifiedTokens::default(),
         })
     }
     /// A keyed digest (HMAC-SHA256, hex) of `data`: one-time codes and CSRF
@@ -250,6 +292,22 @@ impl AuthState {
         let reply = ctx.reply(route, StatusCode::OK, &session.view(&tokens))?;
         events::enqueue(tx, ctx, &[session.event(event, ctx, &tokens)?]).await?;
         Ok((reply, tokens))
+    }
+    /// What `token` says, once its signature and claims are verified (or
+    /// were, by an earlier request).
+    fn token_facts(&self, token: &str) -> Result<TokenFacts, ApiError> {
+        let now = Utc::now().timestamp();
+        if let Some(facts) = self.verified.get(token, now) {
+            return Ok(facts);
+        }
+        let claims = self.verify(token)?;
+        let facts = TokenFacts {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            expires: claims.exp,
+        };
+        self.verified.put(token, facts, now);
+        Ok(facts)
     }
     /// Checks signature (EdDSA only), kid, issuer, audience and expiry.
     fn verify(&self, token: &str) -> Result<Claims, ApiError> {
@@ -366,19 +424,19 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let (token, from_cookie) = presented_token(&parts.headers)
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-        let claims = app.auth.verify(token.trim())?;
+        let token = app.auth.token_facts(token.trim())?;
         if from_cookie && !parts.method.is_safe() {
-            check_csrf(&app.auth, &parts.headers, claims.sid)?;
+            check_csrf(&app.auth, &parts.headers, token.session_id)?;
         }
         let role: Option<String> = sqlx::query_scalar(CALLER_SQL)
-            .bind(claims.sid)
-            .bind(claims.sub)
+            .bind(token.session_id)
+            .bind(token.user_id)
             .fetch_optional(&app.db)
             .await?;
         let role = role.ok_or_else(|| ApiError::Unauthorized("the session has ended".into()))?;
         Ok(Caller {
-            user_id: claims.sub,
-            session_id: claims.sid,
+            user_id: token.user_id,
+            session_id: token.session_id,
             role,
         })
     }

@@ -177,7 +177,7 @@ pub async fn enqueue(
 }
 
 /// An event as a Kafka record, with its CloudEvents headers.
-fn record<'a>(
+pub fn record<'a>(
     id: Uuid,
     topic: &'a str,
     key: &'a str,
@@ -356,15 +356,85 @@ pub async fn ensure_topics(config: &Config, brokers: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
-struct Pending {
-    id: i64,
-    event_id: Uuid,
-    topic: String,
-    event_key: String,
-    payload: String,
-    request_id: Option<String>,
-    created_at: chrono::DateTime<chrono::Utc>,
+/// An outbox row waiting for the broker.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Pending {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub topic: String,
+    pub event_key: String,
+    pub payload: String,
+    pub request_id: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Where the relay sends events: the broker in production. The bench
+/// measures the relay's own ceiling with a sink that only counts.
+pub trait Sink: Sync {
+    /// Sends `batch` in order. Answers how many of its first events were
+    /// acknowledged, and the error that stopped the rest.
+    fn publish(
+        &self,
+        batch: &[Pending],
+    ) -> impl std::future::Future<Output = (usize, Option<anyhow::Error>)> + Send;
+}
+
+/// The broker as a sink: an idempotent producer with acks=all.
+pub struct KafkaSink {
+    producer: FutureProducer,
+}
+
+impl KafkaSink {
+    /// Creates the model's topics the broker lacks and connects the producer.
+    pub async fn connect(config: &Config, brokers: &str) -> anyhow::Result<Self> {
+        ensure_topics(config, brokers).await?;
+        let producer = client_config(config, brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()?;
+        Ok(Self { producer })
+    }
+}
+
+impl Sink for KafkaSink {
+    async fn publish(&self, batch: &[Pending]) -> (usize, Option<anyhow::Error>) {
+        let mut failure: Option<anyhow::Error> = None;
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for row in batch {
+            let time = row.created_at.to_rfc3339();
+            let record = record(
+                row.event_id,
+                &row.topic,
+                &row.event_key,
+                &row.payload,
+                row.request_id.as_deref(),
+                &time,
+            );
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => {
+                    failure = Some(anyhow::Error::new(e).context("enqueueing to Kafka"));
+                    break;
+                }
+            }
+        }
+        let mut acknowledged = 0;
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) if failure.is_none() => acknowledged += 1,
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    failure.get_or_insert(anyhow::Error::new(e).context("publishing to Kafka"));
+                }
+                Err(_) => {
+                    failure.get_or_insert(
+                        anyhow::Error::new(KafkaError::Canceled).context("publishing to Kafka"),
+                    );
+                }
+            }
+        }
+        (acknowledged, failure)
+    }
 }
 
 /// Publishes the outbox until `stop` turns true.
@@ -384,7 +454,7 @@ pub async fn run_relay(db: PgPool, config: Arc<Config>, mut stop: watch::Receive
             let r = relay
                 .as_mut()
                 .ok_or_else(|| anyhow::anyhow!("relay not started"))?;
-            r.drain(&db).await
+            r.outbox.drain(&db, &r.sink).await
         };
         match step.await {
             Ok(0) => backoff = Duration::from_millis(100),
@@ -435,36 +505,45 @@ async fn prune(db: &PgPool, retention_secs: u64) {
     }
 }
 
-/// A connected relay: producer, NOTIFY listener, and the connection that
-/// holds lane locks.
+/// A connected relay: the broker, the NOTIFY listener and the outbox.
 struct Relay {
-    producer: FutureProducer,
+    sink: KafkaSink,
     listener: PgListener,
-    locks: sqlx::pool::PoolConnection<sqlx::Postgres>,
-    batch: i64,
+    outbox: Outbox,
 }
 
 impl Relay {
     async fn start(db: &PgPool, config: &Config, brokers: &str) -> anyhow::Result<Self> {
-        ensure_topics(config, brokers).await?;
-        let producer: FutureProducer = client_config(config, brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()?;
+        let sink = KafkaSink::connect(config, brokers).await?;
         let mut listener = PgListener::connect_with(db).await?;
         listener.listen(CHANNEL).await?;
-        let locks = db.acquire().await?;
+        let outbox = Outbox::new(db, config.outbox_batch_size).await?;
         tracing::info!(brokers, "relay connected");
         Ok(Self {
-            producer,
+            sink,
             listener,
-            locks,
-            batch: config.outbox_batch_size,
+            outbox,
+        })
+    }
+}
+
+/// The relay's side of the outbox: the connection that holds lane locks,
+/// and the batch size.
+pub struct Outbox {
+    locks: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    batch: i64,
+}
+
+impl Outbox {
+    pub async fn new(db: &PgPool, batch: i64) -> anyhow::Result<Self> {
+        Ok(Self {
+            locks: db.acquire().await?,
+            batch,
         })
     }
     /// Publishes what is pending in every lane this relay can lock: all of
-    /// them at once, in one query per batch.
-    async fn drain(&mut self, db: &PgPool) -> anyhow::Result<usize> {
+    /// them at once, in one query per batch. Answers how many were delivered.
+    pub async fn drain(&mut self, db: &PgPool, sink: &impl Sink) -> anyhow::Result<usize> {
         let lanes: Vec<i32> = sqlx::query_scalar(
                 "SELECT lane FROM (SELECT DISTINCT lane FROM event_outbox WHERE delivered_at IS NULL) AS pending
              WHERE pg_try_advisory_lock($1, lane)",
@@ -475,7 +554,7 @@ impl Relay {
         if lanes.is_empty() {
             return Ok(0);
         }
-        let result = self.drain_lanes(db, &lanes).await;
+        let result = self.drain_lanes(db, sink, &lanes).await;
         sqlx::query("SELECT pg_advisory_unlock($1, lane) FROM unnest($2::int[]) AS lane")
             .bind(LOCK_CLASS)
             .bind(&lanes)
@@ -483,65 +562,62 @@ impl Relay {
             .await?;
         result
     }
-    /// Sends the locked lanes' events in id order (so in order per key), batch
-    /// by batch, until none is pending.
-    async fn drain_lanes(&self, db: &PgPool, lanes: &[i32]) -> anyhow::Result<usize> {
+    /// Sends the locked lanes' events in id order (so in order per key) until
+    /// none is pending. Pipelined: while the sink sends one batch, the next is
+    /// read and the one before is marked delivered.
+    async fn drain_lanes(
+        &self,
+        db: &PgPool,
+        sink: &impl Sink,
+        lanes: &[i32],
+    ) -> anyhow::Result<usize> {
+        let mut rows = self.fetch(db, lanes, 0).await?;
+        let mut acknowledged: Vec<i64> = Vec::new();
         let mut total = 0;
-        loop {
-            let rows: Vec<Pending> = sqlx::query_as(
-                    "SELECT id, event_id, topic, event_key, payload, request_id, created_at FROM event_outbox
-                 WHERE delivered_at IS NULL AND lane = ANY($1) ORDER BY id LIMIT $2",
-                )
-                .bind(lanes)
-                .bind(self.batch)
-                .fetch_all(db)
-                .await?;
-            if rows.is_empty() {
-                return Ok(total);
-            }
-            let mut pending = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let time = row.created_at.to_rfc3339();
-                let record = record(
-                    row.event_id,
-                    &row.topic,
-                    &row.event_key,
-                    &row.payload,
-                    row.request_id.as_deref(),
-                    &time,
-                );
-                match self.producer.send_result(record) {
-                    Ok(delivery) => pending.push(delivery),
-                    Err((e, _)) => {
-                        pending.clear();
-                        anyhow::bail!("enqueueing to Kafka: {e}");
-                    }
+        while !rows.is_empty() {
+            let after = rows.last().map_or(0, |r| r.id);
+            let previous = std::mem::take(&mut acknowledged);
+            let ((sent, failure), next, marked) = tokio::join!(
+                sink.publish(&rows),
+                self.fetch(db, lanes, after),
+                mark_delivered(db, &previous)
+            );
+            marked?;
+            acknowledged = rows[..sent].iter().map(|r| r.id).collect();
+            total += sent;
+            match (failure, next) {
+                (None, Ok(next)) => rows = next,
+                (Some(e), _) | (None, Err(e)) => {
+                    mark_delivered(db, &acknowledged).await?;
+                    return Err(e);
                 }
-            }
-            let mut delivered = Vec::with_capacity(rows.len());
-            let mut failure: Option<KafkaError> = None;
-            for (row, delivery) in rows.iter().zip(pending) {
-                match delivery.await {
-                    Ok(Ok(_)) if failure.is_none() => delivered.push(row.id),
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => {
-                        failure.get_or_insert(e);
-                    }
-                    Err(_) => {
-                        failure.get_or_insert(KafkaError::Canceled);
-                    }
-                }
-            }
-            if !delivered.is_empty() {
-                sqlx::query("UPDATE event_outbox SET delivered_at = now() WHERE id = ANY($1)")
-                    .bind(&delivered)
-                    .execute(db)
-                    .await?;
-            }
-            total += delivered.len();
-            if let Some(e) = failure {
-                anyhow::bail!("publishing to Kafka: {e}");
             }
         }
+        mark_delivered(db, &acknowledged).await?;
+        Ok(total)
     }
+    /// The next batch of the lanes' pending events after id `after`.
+    async fn fetch(&self, db: &PgPool, lanes: &[i32], after: i64) -> anyhow::Result<Vec<Pending>> {
+        Ok(
+            sqlx::query_as(
+                    "SELECT id, event_id, topic, event_key, payload, request_id, created_at FROM event_outbox
+             WHERE delivered_at IS NULL AND lane = ANY($1) AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(lanes)
+                .bind(after)
+                .bind(self.batch)
+                .fetch_all(db)
+                .await?,
+        )
+    }
+}
+
+async fn mark_delivered(db: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
+    if !ids.is_empty() {
+        sqlx::query("UPDATE event_outbox SET delivered_at = now() WHERE id = ANY($1)")
+            .bind(ids)
+            .execute(db)
+            .await?;
+    }
+    Ok(())
 }
