@@ -865,3 +865,88 @@ async fn expired_sessions_end_with_a_session_deleted_event() {
         "each session ends once"
     );
 }
+
+/// Replicas remember live sessions (decision live-session-cache): ending a
+/// session or changing an account on one replica acts at once there and, by
+/// NOTIFY, on the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn ended_sessions_and_changed_roles_reach_every_replica() {
+    let db = TestDb::create().await;
+    let a = start_auth_service(&db.url, &[]).await;
+    let b = start_auth_service(&db.url, &[]).await;
+    let admin = a.admin().await;
+    let user = register(&a, "replicas@x.io", "a decent secret").await;
+    let uid = user["id"].as_str().unwrap().to_string();
+
+    // Signed out on A: refused on A at once, every time, and soon on B.
+    for _ in 0..5 {
+        let session = a.login("replicas@x.io", "a decent secret").await;
+        let token = session["accessToken"].as_str().unwrap();
+        // Both replicas now remember the session.
+        expect(
+            StatusCode::OK,
+            &a.with_token(token).get("/v1/currentuser").await,
+        );
+        expect(
+            StatusCode::OK,
+            &b.with_token(token).get("/v1/currentuser").await,
+        );
+        expect(
+            StatusCode::OK,
+            &a.with_token(token).post("/v1/logout", json!({})).await,
+        );
+        expect(
+            StatusCode::UNAUTHORIZED,
+            &a.with_token(token).get("/v1/currentuser").await,
+        );
+        let refused = eventually(|| async {
+            b.with_token(token).get("/v1/currentuser").await.0 == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        assert!(refused, "replica B still accepts a signed-out session");
+    }
+
+    // A role granted on A: B lets the user into an admin route soon after.
+    let session = a.login("replicas@x.io", "a decent secret").await;
+    let on_b = b.with_token(session["accessToken"].as_str().unwrap());
+    expect(StatusCode::FORBIDDEN, &on_b.get("/v1/users").await);
+    expect(
+        StatusCode::OK,
+        &admin
+            .patch(
+                &format!("/v1/users/{uid}/role"),
+                json!({ "roleId": "admin" }),
+            )
+            .await,
+    );
+    assert!(
+        eventually(|| async { on_b.get("/v1/users").await.0 == StatusCode::OK }).await,
+        "replica B kept the old role"
+    );
+
+    // Deleted on A: the account's sessions end on B.
+    expect(
+        StatusCode::OK,
+        &admin.delete(&format!("/v1/users/{uid}")).await,
+    );
+    assert!(
+        eventually(|| async { on_b.get("/v1/currentuser").await.0 == StatusCode::UNAUTHORIZED })
+            .await,
+        "replica B accepts a deleted account's session"
+    );
+}
+
+/// Polls `check` for up to two seconds.
+async fn eventually<F, Fut>(check: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}

@@ -9,7 +9,7 @@ use crate::events::{self, Publisher};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
-use axum::{middleware, Router};
+use axum::{middleware, Extension, Router};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::user_avatars_file::router())
         .fallback(envelope::not_found)
         .layer(middleware::from_fn(envelope::errors_in_envelope))
+        .layer(Extension(state.auth.live.clone()))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http())
@@ -154,6 +155,11 @@ impl Application {
             stop_rx.clone(),
         ));
         let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx.clone()));
+        let callers = tokio::spawn(auth::watch_callers(
+            self.state.db.clone(),
+            self.state.auth.live.clone(),
+            stop_rx.clone(),
+        ));
         let hub = tokio::spawn(
             self.state
                 .realtime
@@ -177,7 +183,7 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);
-        for task in [relay, sweeper, mirror, hub] {
+        for task in [relay, sweeper, callers, mirror, hub] {
             if let Err(e) = task.await {
                 tracing::error!(error = % e, "a background task failed");
             }

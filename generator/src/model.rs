@@ -118,6 +118,12 @@ pub struct Identity {
     /// A spent refresh token used again within this window gets its own pair
     /// (two tabs refreshing at once); later, the reuse revokes the session.
     pub refresh_grace_seconds: u32,
+    /// How long a replica may answer from memory that a session is live
+    /// (0: ask the database on every request). Ended sessions and changed
+    /// accounts are dropped from every replica's memory at once by NOTIFY;
+    /// this bounds an entry's life should a notification be lost.
+    #[serde(default = "default_live_session_cache_seconds")]
+    pub live_session_cache_seconds: u32,
     #[serde(default)]
     pub reject_common_passwords: bool,
     /// The topic of the session events (the seed's channel `session`).
@@ -373,4 +379,8 @@ where
         }
     }
     de.deserialize_map(Visitor(std::marker::PhantomData))
+}
+
+fn default_live_session_cache_seconds() -> u32 {
+    60
 }

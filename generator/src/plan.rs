@@ -50,13 +50,14 @@ pub struct IdentityPlan {
     pub bootstrap_sql: String,
     /// `SELECT id, password hash, role` of an active account by its login.
     pub login_sql: String,
-    /// The role of a live session's active user.
+    /// The role of a live session's active user, and when the session expires.
     pub caller_sql: String,
     pub issuer: String,
     pub audience: String,
     pub access_ttl: u32,
     pub refresh_ttl: u32,
     pub refresh_grace: u32,
+    pub live_session_cache: u32,
     pub session_topic_const: String,
     pub session_topic: String,
     /// The field number of `created_at` in session.proto (after the device fields).
@@ -1819,7 +1820,7 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
             col(&a.login_field)
         ),
         caller_sql: format!(
-            "SELECT t.{} FROM sessions AS s JOIN {} AS t ON t.id = s.user_id \
+            "SELECT t.{}, s.expires_at FROM sessions AS s JOIN {} AS t ON t.id = s.user_id \
              WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now(){active}",
             col(&a.role_field),
             user.table
@@ -1829,6 +1830,7 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         access_ttl: a.access_token_ttl_seconds,
         refresh_ttl: a.refresh_token_ttl_seconds,
         refresh_grace: a.refresh_grace_seconds,
+        live_session_cache: a.live_session_cache_seconds,
         session_topic_const: "SESSION".into(),
         session_namespace: a.session_namespace.clone(),
         device_fields: a

@@ -5,7 +5,9 @@
 //!
 //! Access tokens are EdDSA (Ed25519) JWTs that other services verify offline
 //! with the keys of the JWKS route; this service also checks on every request
-//! that the token's session is live, so signing out and revocation act at once.
+//! that the token's session is live, so signing out and revocation act at once
+//! (from memory of recent answers, which every change to a session or account
+//! clears on every replica: [`LiveSessions`]).
 //! Refresh tokens are opaque, 256 random bits, stored only as SHA-256 hashes,
 //! and rotate on every use.
 
@@ -36,7 +38,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -48,7 +53,7 @@ const SESSION_NAMESPACE: &str = "library";
 
 const LOGIN_SQL: &str = "SELECT t.id, t.secret, t.role, TRUE, FALSE FROM librarians AS t WHERE t.email = $1 AND t.is_active";
 
-const CALLER_SQL: &str = "SELECT t.role FROM sessions AS s JOIN librarians AS t ON t.id = s.user_id WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() AND t.is_active";
+const CALLER_SQL: &str = "SELECT t.role, s.expires_at FROM sessions AS s JOIN librarians AS t ON t.id = s.user_id WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() AND t.is_active";
 
 const SESSION_COLUMNS: &str = "id, user_id, device_name, created_at, expires_at";
 
@@ -79,6 +84,8 @@ pub struct AuthState {
     digest_key: ring::hmac::Key,
     limits: Limits,
     verified: VerifiedTokens,
+    /// Sessions known to be live, shared with every request's context.
+    pub live: Arc<LiveSessions>,
 }
 
 /// Access tokens whose signature and claims were checked, kept until they
@@ -86,7 +93,7 @@ pub struct AuthState {
 /// cannot change: what was verified once holds until its `exp`. Whether its
 /// session is still live is checked on every request all the same.
 #[derive(Default)]
-struct VerifiedTokens(std::sync::Mutex<std::collections::HashMap<String, TokenFacts>>);
+struct VerifiedTokens(Mutex<HashMap<String, TokenFacts>>);
 
 /// What a verified access token says.
 #[derive(Debug, Clone, Copy)]
@@ -100,17 +107,11 @@ impl VerifiedTokens {
     /// Bounds the memory: about 400 bytes a token.
     const MAX: usize = 10_000;
     fn get(&self, token: &str, now: i64) -> Option<TokenFacts> {
-        let map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(token).copied().filter(|f| f.expires > now)
     }
     fn put(&self, token: &str, facts: TokenFacts, now: i64) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= Self::MAX {
             map.retain(|_, f| f.expires > now);
             if map.len() >= Self::MAX {
@@ -197,6 +198,9 @@ impl AuthState {
                 trust_forwarded_for: config.trust_forwarded_for,
             },
             verified: VerifiedTokens::default(),
+            live: Arc::new(LiveSessions::new(Duration::from_secs(u64::from(
+                config.live_session_cache_secs,
+            )))),
         })
     }
     /// A keyed digest (HMAC-SHA256, hex) of `data`: one-time codes and CSRF
@@ -425,17 +429,262 @@ impl FromRequestParts<AppState> for Caller {
         let (token, _) = presented_token(&parts.headers)
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
         let token = app.auth.token_facts(token.trim())?;
-        let role: Option<String> = sqlx::query_scalar(CALLER_SQL)
-            .bind(token.session_id)
-            .bind(token.user_id)
-            .fetch_optional(&app.db)
-            .await?;
-        let role = role.ok_or_else(|| ApiError::Unauthorized("the session has ended".into()))?;
+        let role = match app.auth.live.get(token.session_id, token.user_id) {
+            Ok(role) => role,
+            Err(generation) => {
+                let live: Option<(String, DateTime<Utc>)> = sqlx::query_as(CALLER_SQL)
+                    .bind(token.session_id)
+                    .bind(token.user_id)
+                    .fetch_optional(&app.db)
+                    .await?;
+                let (role, expires_at) =
+                    live.ok_or_else(|| ApiError::Unauthorized("the session has ended".into()))?;
+                app.auth.live.keep(
+                    generation,
+                    token.session_id,
+                    token.user_id,
+                    &role,
+                    expires_at,
+                );
+                role
+            }
+        };
         Ok(Caller {
             user_id: token.user_id,
             session_id: token.session_id,
             role,
         })
+    }
+}
+
+/// The NOTIFY channel on which replicas hear of ended sessions and changed accounts.
+pub const CALLERS_CHANNEL: &str = "auth_callers";
+
+/// Sessions recently found live, with their account's role, so that most
+/// requests skip that query (decision live-session-cache). Whatever ends a
+/// session or changes an account publishes an event through the outbox;
+/// [`events::enqueue`] then marks the session or account here before the
+/// transaction commits and sends NOTIFY [`CALLERS_CHANNEL`] in it, on which
+/// every replica forgets it. A marked id is read from the database until its
+/// notification arrives. Nothing is remembered while the listener is down.
+pub struct LiveSessions {
+    ttl: Duration,
+    state: Mutex<LiveState>,
+}
+
+#[derive(Default)]
+struct LiveState {
+    sessions: HashMap<Uuid, LiveSession>,
+    /// Changed sessions and accounts whose notification has not arrived yet,
+    /// until when (a transaction that rolled back sends none).
+    marked: HashMap<Uuid, Instant>,
+    /// Moves on with every notification: a read that began before is not kept.
+    generation: u64,
+    listening: bool,
+}
+
+struct LiveSession {
+    user_id: Uuid,
+    role: String,
+    expires_at: DateTime<Utc>,
+    until: Instant,
+}
+
+/// A session or an account that changed, as named in a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerChange {
+    Session(Uuid),
+    Account(Uuid),
+}
+
+impl CallerChange {
+    /// The change an outbox event stands for, if it can affect callers: session
+    /// events are keyed by session, the account's events by account.
+    pub fn of(event: &Event) -> Option<Self> {
+        let account = &crate::librarian::TOPICS;
+        let id = Uuid::parse_str(&event.key).ok()?;
+        if event.topic == crate::topics::SESSION {
+            Some(Self::Session(id))
+        } else if event.topic == account.db_updated || event.topic == account.db_deleted {
+            Some(Self::Account(id))
+        } else {
+            None
+        }
+    }
+    pub fn to_payload(self) -> String {
+        match self {
+            Self::Session(id) => format!("s:{id}"),
+            Self::Account(id) => format!("a:{id}"),
+        }
+    }
+    fn parse(payload: &str) -> Option<Self> {
+        let (kind, id) = payload.split_once(':')?;
+        let id = Uuid::parse_str(id).ok()?;
+        match kind {
+            "s" => Some(Self::Session(id)),
+            "a" => Some(Self::Account(id)),
+            _ => None,
+        }
+    }
+    fn id(self) -> Uuid {
+        match self {
+            Self::Session(id) | Self::Account(id) => id,
+        }
+    }
+}
+
+impl std::fmt::Debug for LiveSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSessions")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveSessions {
+    /// Bounds the memory and the cost of forgetting an account (a scan).
+    const MAX: usize = 10_000;
+    /// How long a mark waits for its notification.
+    const MARK_TTL: Duration = Duration::from_secs(30);
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            state: Mutex::default(),
+        }
+    }
+    fn state(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    /// The role of a live session from memory, or the generation to pass to
+    /// [`Self::keep`] after reading the database.
+    fn get(&self, session_id: Uuid, user_id: Uuid) -> Result<String, u64> {
+        let state = self.state();
+        let now = Instant::now();
+        let marked = |id: &Uuid| state.marked.get(id).is_some_and(|until| *until > now);
+        match state.sessions.get(&session_id) {
+            Some(s)
+                if s.user_id == user_id
+                    && s.until > now
+                    && s.expires_at > Utc::now()
+                    && !marked(&session_id)
+                    && !marked(&user_id) =>
+            {
+                Ok(s.role.clone())
+            }
+            _ => Err(state.generation),
+        }
+    }
+    /// Remembers a session read from the database, unless a notification or a
+    /// mark came since the read began.
+    fn keep(
+        &self,
+        generation: u64,
+        session_id: Uuid,
+        user_id: Uuid,
+        role: &str,
+        expires_at: DateTime<Utc>,
+    ) {
+        let mut state = self.state();
+        let now = Instant::now();
+        let marked = |id: &Uuid| state.marked.get(id).is_some_and(|until| *until > now);
+        if self.ttl.is_zero()
+            || !state.listening
+            || state.generation != generation
+            || marked(&session_id)
+            || marked(&user_id)
+        {
+            return;
+        }
+        if state.sessions.len() >= Self::MAX {
+            state.sessions.retain(|_, s| s.until > now);
+            if state.sessions.len() >= Self::MAX {
+                state.sessions.clear();
+            }
+        }
+        let until = now + self.ttl;
+        state.sessions.insert(
+            session_id,
+            LiveSession {
+                user_id,
+                role: role.to_owned(),
+                expires_at,
+                until,
+            },
+        );
+    }
+    /// Forgets what `changes` name and reads them from the database until
+    /// their notification arrives: called before the change commits.
+    pub fn mark(&self, changes: &[CallerChange]) {
+        let mut state = self.state();
+        let now = Instant::now();
+        state.marked.retain(|_, until| *until > now);
+        for change in changes {
+            state.marked.insert(change.id(), now + Self::MARK_TTL);
+            forget(&mut state, *change);
+        }
+    }
+    /// A notification: the change committed (on this replica or another).
+    fn heard(&self, change: CallerChange) {
+        let mut state = self.state();
+        state.marked.remove(&change.id());
+        forget(&mut state, change);
+        state.generation += 1;
+    }
+    fn set_listening(&self, listening: bool) {
+        let mut state = self.state();
+        state.listening = listening;
+        state.sessions.clear();
+        state.generation += 1;
+    }
+}
+
+fn forget(state: &mut LiveState, change: CallerChange) {
+    match change {
+        CallerChange::Session(id) => {
+            state.sessions.remove(&id);
+        }
+        CallerChange::Account(id) => state.sessions.retain(|_, s| s.user_id != id),
+    }
+}
+
+/// Listens for [`CALLERS_CHANNEL`] until `stop`, so that every replica forgets
+/// ended sessions and changed accounts; reconnects when the connection drops.
+pub async fn watch_callers(
+    db: PgPool,
+    live: Arc<LiveSessions>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*db.connect_options()).clone());
+    let mut backoff = Duration::from_millis(100);
+    while !*stop.borrow() {
+        let listened = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
+            listener.listen(CALLERS_CHANNEL).await?;
+            live.set_listening(true);
+            backoff = Duration::from_millis(100);
+            while let Some(note) = listener.try_recv().await? {
+                if let Some(change) = CallerChange::parse(note.payload()) {
+                    live.heard(change);
+                }
+            }
+            anyhow::bail!("the connection was lost")
+        };
+        let result: anyhow::Result<()> = tokio::select! {
+            r = listened => r, _ = stop.changed() => Ok(()),
+        };
+        live.set_listening(false);
+        if let Err(e) = result {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "session listener lost; asking the database every time until it is back"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}, _ = stop.changed() => {},
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
     }
 }
 
@@ -1164,12 +1413,12 @@ async fn renew(
             .execute(&mut *tx)
             .await?;
     }
-    let role: Option<String> = sqlx::query_scalar(CALLER_SQL)
+    let live: Option<(String, DateTime<Utc>)> = sqlx::query_as(CALLER_SQL)
         .bind(session_id)
         .bind(user_id)
         .fetch_optional(&mut *tx)
         .await?;
-    let Some(role) = role else {
+    let Some((role, _)) = live else {
         return Err(invalid());
     };
     let session: SessionRow = sqlx::query_as(

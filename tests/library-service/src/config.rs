@@ -48,6 +48,9 @@ pub struct Config {
     pub access_token_ttl_secs: u32,
     pub refresh_token_ttl_secs: u32,
     pub refresh_grace_secs: u32,
+    /// `LIVE_SESSION_CACHE_SECS` (default from the model: 60):
+    /// how long a live session may be answered from memory; 0 asks the database every time.
+    pub live_session_cache_secs: u32,
     /// `THROTTLE_WINDOW_SECS`, `LOGIN_PER_ACCOUNT`, `LOGIN_PER_ADDRESS`,
     /// `PUBLIC_WRITES_PER_ADDRESS`: throttling (defaults from the model).
     pub throttle_window_secs: u32,
@@ -113,6 +116,7 @@ impl Config {
             access_token_ttl_secs: parse(&get, "ACCESS_TOKEN_TTL_SECS", "600")?,
             refresh_token_ttl_secs: parse(&get, "REFRESH_TOKEN_TTL_SECS", "86400")?,
             refresh_grace_secs: parse(&get, "REFRESH_GRACE_SECS", "5")?,
+            live_session_cache_secs: parse(&get, "LIVE_SESSION_CACHE_SECS", "60")?,
             throttle_window_secs: parse(&get, "THROTTLE_WINDOW_SECS", "60")?,
             login_per_account: parse(&get, "LOGIN_PER_ACCOUNT", "5")?,
             login_per_address: parse(&get, "LOGIN_PER_ADDRESS", "50")?,
@@ -172,6 +176,7 @@ impl fmt::Debug for Config {
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("refresh_grace_secs", &self.refresh_grace_secs)
+            .field("live_session_cache_secs", &self.live_session_cache_secs)
             .field("throttle_window_secs", &self.throttle_window_secs)
             .field("login_per_account", &self.login_per_account)
             .field("login_per_address", &self.login_per_address)

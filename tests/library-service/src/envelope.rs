@@ -3,6 +3,7 @@
 //! The response envelope of the seed's REST API, for answers and errors alike.
 
 use crate::app::APP_VERSION;
+use crate::auth::LiveSessions;
 use crate::error::{ApiError, ErrorInfo};
 use crate::events::Event;
 use axum::extract::{FromRequestParts, Request};
@@ -14,6 +15,7 @@ use axum::Json;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -42,6 +44,8 @@ pub struct RequestContext {
     pub started: Instant,
     pub user_id: Option<Uuid>,
     pub session_id: Option<String>,
+    /// Where a change that ends sessions is marked before it commits.
+    pub live: Option<Arc<LiveSessions>>,
 }
 
 impl RequestContext {
@@ -54,6 +58,7 @@ impl RequestContext {
                 .map_or_else(Instant::now, |s| s.0),
             user_id: None,
             session_id: None,
+            live: parts.extensions.get::<Arc<LiveSessions>>().cloned(),
         }
     }
     /// The same request, as made by a signed-in caller.
@@ -79,6 +84,7 @@ impl RequestContext {
             started: Instant::now(),
             user_id: None,
             session_id: None,
+            live: None,
         }
     }
     fn elapsed_ms(&self) -> u64 {

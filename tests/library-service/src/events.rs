@@ -11,6 +11,7 @@
 //! directly; when the producer's bounded queue is full they are dropped and
 //! counted, so reads never wait for the broker.
 
+use crate::auth::{CallerChange, CALLERS_CHANNEL};
 use crate::config::Config;
 use crate::envelope::RequestContext;
 use crate::error::ApiError;
@@ -145,12 +146,19 @@ fn lane(key: &str) -> i32 {
 }
 
 /// Appends `events` to the outbox inside the caller's transaction; the
-/// NOTIFY reaches the relay when the transaction commits.
+/// NOTIFY reaches the relay when the transaction commits. Events that end a
+/// session or change an account also tell every replica's memory of live
+/// sessions (this one's at once, before the commit).
 pub async fn enqueue(
     tx: &mut PgConnection,
     ctx: &RequestContext,
     events: &[Event],
 ) -> Result<(), ApiError> {
+    let changes: Vec<CallerChange> = events.iter().filter_map(CallerChange::of).collect();
+    if let (Some(live), false) = (&ctx.live, changes.is_empty()) {
+        live.mark(&changes);
+    }
+    let changes: Vec<String> = changes.into_iter().map(CallerChange::to_payload).collect();
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let topics: Vec<&str> = events.iter().map(|e| e.topic).collect();
     let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
@@ -162,7 +170,8 @@ pub async fn enqueue(
              SELECT e.*, $6 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[]) AS e
              RETURNING 1
          )
-         SELECT pg_notify($7, '') FROM (SELECT 1 FROM added LIMIT 1) AS any_added",
+         SELECT pg_notify($7, '') FROM (SELECT 1 FROM added LIMIT 1) AS any_added
+         UNION ALL SELECT pg_notify($8, c) FROM unnest($9::text[]) AS c",
         )
         .bind(&ids)
         .bind(&topics)
@@ -171,6 +180,8 @@ pub async fn enqueue(
         .bind(&payloads)
         .bind(&ctx.request_id)
         .bind(CHANNEL)
+        .bind(CALLERS_CHANNEL)
+        .bind(&changes)
         .execute(&mut *tx)
         .await?;
     Ok(())

@@ -186,7 +186,8 @@ pub async fn relay_figures() -> Result<()> {
         met: Some(ceiling >= 10_000.0 && sink.0.load(Ordering::Relaxed) == EVENTS),
     });
 
-    // Commit-to-acknowledgement latency at half the broker's rate.
+    // Commit-to-acknowledgement latency at half the rate the pipeline sustains
+    // (the lower of the broker's and the relay's), offered in 5 ms ticks.
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let relay = tokio::spawn(airbnb_auth_service::events::run_relay(
         db.clone(),
@@ -194,15 +195,19 @@ pub async fn relay_figures() -> Result<()> {
         stop_rx,
     ));
     sqlx::query("DELETE FROM event_outbox").execute(&db).await?;
-    let rate = (bare / 2.0).max(1.0);
-    let gap = Duration::from_secs_f64(1.0 / rate);
-    let until = Instant::now() + Duration::from_secs(4);
+    let rate = (bare.min(ours) / 2.0).max(200.0);
+    let tick = Duration::from_millis(5);
+    let per_tick = (rate * tick.as_secs_f64()).round().max(1.0) as usize;
+    let started = Instant::now();
     let mut next = Instant::now();
-    while Instant::now() < until {
-        insert_events(&db, 1).await?;
-        next += gap;
+    let mut offered = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        insert_events(&db, per_tick).await?;
+        offered += per_tick;
+        next += tick;
         tokio::time::sleep_until(next.into()).await;
     }
+    let rate = offered as f64 / started.elapsed().as_secs_f64();
     drained(&db, Duration::from_secs(60)).await?;
     let p99: f64 = sqlx::query_scalar(
         "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM delivered_at - created_at) * 1000)::float8 FROM event_outbox",
