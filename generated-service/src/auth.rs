@@ -501,12 +501,14 @@ pub enum CallerChange {
 }
 
 impl CallerChange {
-    /// The change an outbox event stands for, if it can affect callers: session
-    /// events are keyed by session, the account's events by account.
+    /// The change an outbox event stands for, if it can affect callers: an
+    /// ended session (keyed by session), or any update or deletion of an
+    /// account (keyed by account). New and refreshed sessions change nothing
+    /// a replica remembers.
     pub fn of(event: &Event) -> Option<Self> {
         let account = &crate::user::TOPICS;
         let id = Uuid::parse_str(&event.key).ok()?;
-        if event.topic == crate::topics::SESSION {
+        if event.ends_session {
             Some(Self::Session(id))
         } else if event.topic == account.db_updated || event.topic == account.db_deleted {
             Some(Self::Account(id))
@@ -1413,6 +1415,7 @@ impl SessionRow {
         );
         let mut event = Event::new(crate::topics::SESSION, self.id, &payload)?;
         event.id = id;
+        event.ends_session = name == "sessionDeleted";
         Ok(event)
     }
 }

@@ -55,6 +55,8 @@ pub struct Event {
     pub topic: &'static str,
     pub key: String,
     pub payload: String,
+    /// Set on events that end a session: replicas forget it (see [`CallerChange::of`]).
+    pub ends_session: bool,
 }
 
 impl Event {
@@ -73,6 +75,7 @@ impl Event {
             topic,
             key: key.to_string(),
             payload,
+            ends_session: false,
         }
     }
 }
