@@ -339,10 +339,12 @@ fn outbox() -> Table {
             col("search_synced_at", "timestamptz", false, None),
         ],
         indexes: vec![
+            // The relay reads pending events in id order, a batch at a time, with
+            // every lane it holds; by (lane, id) it walked the delivered rows.
             Index {
                 name: "event_outbox_pending_idx".into(),
                 unique: false,
-                columns: "lane, id".into(),
+                columns: "id".into(),
                 partial: " WHERE delivered_at IS NULL".into(),
                 using: String::new(),
             },

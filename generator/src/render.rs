@@ -26,6 +26,7 @@ macro_rules! templates {
 
 templates! {
     CargoToml => "Cargo.toml.j2",
+    BuildRs => "build.rs.j2",
     Readme => "README.md.j2",
     MainRs => "main.rs.j2",
     LibRs => "lib.rs.j2",
@@ -96,6 +97,7 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         });
     };
     add("Cargo.toml", "Cargo.toml.j2", CargoToml { plan }.render()?);
+    add("build.rs", "build.rs.j2", BuildRs { plan }.render()?);
     add("README.md", "README.md.j2", Readme { plan }.render()?);
     add("src/main.rs", "main.rs.j2", MainRs { plan }.render()?);
     add("src/lib.rs", "lib.rs.j2", LibRs { plan }.render()?);
