@@ -16,10 +16,8 @@ use crate::error::{ApiError, FieldError};
 use crate::events::{self, Event};
 use crate::extract::ApiJson;
 use crate::validation::Validator;
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -37,6 +35,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -71,7 +71,7 @@ pub struct AuthState {
     encoding: EncodingKey,
     decoding: DecodingKey,
     public_x: String,
-    hashing: Semaphore,
+    hashing: Hashing,
     /// Verified against when an account does not exist, so that an unknown
     /// account name costs the same time as a wrong secret.
     dummy_hash: String,
@@ -86,7 +86,7 @@ pub struct AuthState {
 /// cannot change: what was verified once holds until its `exp`. Whether its
 /// session is still live is checked on every request all the same.
 #[derive(Default)]
-struct VerifiedTokens(std::sync::Mutex<std::collections::HashMap<String, TokenFacts>>);
+struct VerifiedTokens(Mutex<std::collections::HashMap<String, TokenFacts>>);
 
 /// What a verified access token says.
 #[derive(Debug, Clone, Copy)]
@@ -100,17 +100,11 @@ impl VerifiedTokens {
     /// Bounds the memory: about 400 bytes a token.
     const MAX: usize = 10_000;
     fn get(&self, token: &str, now: i64) -> Option<TokenFacts> {
-        let map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(token).copied().filter(|f| f.expires > now)
     }
     fn put(&self, token: &str, facts: TokenFacts, now: i64) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= Self::MAX {
             map.retain(|_, f| f.expires > now);
             if map.len() >= Self::MAX {
@@ -153,9 +147,132 @@ fn background_priority() {
 }
 
 /// OWASP's argon2id parameters: 19 MiB, 2 passes, 1 lane.
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+fn owasp_params() -> Params {
+    Params::new(19 * 1024, 2, 1, None).unwrap_or_default()
+}
+
+/// Runs argon2id off the async runtime, a bounded number at a time, in
+/// working memory (19 MiB a hash) reused from one hash to the next: faulting
+/// in fresh pages for every hash cost about a third of a sign-in's CPU. The
+/// memory is kept only while other hashes wait; when the last one is done it
+/// goes back to the system.
+struct Hashing {
+    permits: Semaphore,
+    /// Working memory of finished hashes, for the next ones.
+    spare: Mutex<Vec<Vec<Block>>>,
+    /// Hashes asked for and not finished, waiting or running.
+    wanted: AtomicUsize,
+}
+
+/// One hash asked for; the last one dropped frees the spare memory.
+struct Wanted<'a>(&'a Hashing);
+
+impl Drop for Wanted<'_> {
+    fn drop(&mut self) {
+        if self.0.wanted.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0
+                .spare
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+    }
+}
+
+impl Hashing {
+    fn new(permits: usize) -> Self {
+        Self {
+            permits: Semaphore::new(permits),
+            spare: Mutex::default(),
+            wanted: AtomicUsize::new(0),
+        }
+    }
+    /// Runs `work` on a blocking thread at background priority, with working memory.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.wanted.fetch_add(1, Ordering::AcqRel);
+        let _wanted = Wanted(self);
+        let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
+        let memory = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let (memory, out) = tokio::task::spawn_blocking(move || {
+            background_priority();
+            let mut memory = memory.unwrap_or_default();
+            let out = work(&mut memory);
+            (memory, out)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(memory);
+        Ok(out)
+    }
+}
+
+/// Grows `memory` to what `params` needs (only the first hash in it pays for this).
+fn blocks_for<'m>(memory: &'m mut Vec<Block>, params: &Params) -> &'m mut [Block] {
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    memory
+}
+
+/// Hashes `secret` with a fresh salt into a PHC string, in `memory`.
+fn hash_in(memory: &mut Vec<Block>, secret: &[u8]) -> argon2::password_hash::Result<String> {
+    let params = owasp_params();
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let raw_salt = salt.as_salt().decode_b64(&mut salt_bytes)?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(secret, raw_salt, &mut out, blocks_for(memory, &params))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out)?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `secret` matches the PHC string `hash` (with the parameters it
+/// names), computed in `memory` and compared in constant time.
+fn verify_in(memory: &mut Vec<Block>, hash: &str, secret: &[u8]) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let Ok(version) = parsed
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = &mut out[..expected.len()];
+    Argon2::new(algorithm, version, params.clone())
+        .hash_password_into_with_memory(secret, raw_salt, out, blocks_for(memory, &params))
+        .is_ok()
+        && Output::new(out).is_ok_and(|computed| computed == expected)
 }
 
 impl AuthState {
@@ -165,10 +282,7 @@ impl AuthState {
             .map_err(|e| anyhow::anyhow!("invalid Ed25519 key: {e}"))?;
         let public = pair.public_key().as_ref().to_vec();
         let dummy_hash = tokio::task::spawn_blocking(|| {
-            let salt = SaltString::generate(&mut OsRng);
-            argon2()
-                .hash_password(b"an account that does not exist", &salt)
-                .map(|h| h.to_string())
+            hash_in(&mut Vec::new(), b"an account that does not exist")
         })
         .await?
         .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
@@ -177,7 +291,7 @@ impl AuthState {
             encoding: EncodingKey::from_ed_der(&pkcs8),
             decoding: DecodingKey::from_ed_der(&public),
             public_x: URL_SAFE_NO_PAD.encode(&public),
-            hashing: Semaphore::new(config.hash_concurrency),
+            hashing: Hashing::new(config.hash_concurrency),
             dummy_hash,
             digest_key: ring::hmac::Key::new(
                 ring::hmac::HMAC_SHA256,
@@ -216,28 +330,15 @@ impl AuthState {
     }
     /// Hashes a secret with argon2id off the async runtime, a bounded number at a time.
     pub async fn hash_secret(&self, secret: String) -> Result<String, ApiError> {
-        let _permit = self.hashing.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(move || {
-            background_priority();
-            let salt = SaltString::generate(&mut OsRng);
-            argon2()
-                .hash_password(secret.as_bytes(), &salt)
-                .map(|h| h.to_string())
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing failed: {e}")))
+        self.hashing
+            .run(move |memory| hash_in(memory, secret.as_bytes()))
+            .await?
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing failed: {e}")))
     }
     async fn verify_secret(&self, hash: String, secret: String) -> Result<bool, ApiError> {
-        let _permit = self.hashing.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(move || {
-            background_priority();
-            PasswordHash::new(&hash)
-                .map(|h| argon2().verify_password(secret.as_bytes(), &h).is_ok())
-                .unwrap_or(false)
-        })
-        .await
-        .map_err(ApiError::internal)
+        self.hashing
+            .run(move |memory| verify_in(memory, &hash, secret.as_bytes()))
+            .await
     }
     fn sign(
         &self,
