@@ -26,14 +26,14 @@ use axum::routing;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Duration as Span, Utc};
+use chrono::{DateTime, Duration as Span, SubsecRound, Utc};
 use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::rand::SecureRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -46,7 +46,32 @@ pub const AUDIENCE: &str = "airbnb";
 
 const SESSION_NAMESPACE: &str = "airbnb-auth-service";
 
-const LOGIN_SQL: &str = "SELECT t.id, t.password, t.role_id, t.email_verified, t.email_two_factor FROM users AS t WHERE t.email = $1 AND t.is_active";
+/// The sign-in's first round trip: counts a hit on the address's bucket
+/// (`$2`), reads the account's bucket (`$3`), both in windows of `$4`
+/// seconds, and looks the account (`$1`) up.
+const SIGN_IN_LOOKUP_SQL: &str = "WITH address AS (INSERT INTO throttle_buckets AS b (bucket, window_start, hits) VALUES ($2, now(), 1)
+     ON CONFLICT (bucket) DO UPDATE SET
+         hits = CASE WHEN b.window_start <= now() - make_interval(secs => $4) THEN 1 ELSE b.hits + 1 END,
+         window_start = CASE WHEN b.window_start <= now() - make_interval(secs => $4) THEN now() ELSE b.window_start END
+     RETURNING hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $4) - now())::float8), account_bucket AS (SELECT hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $4) - now())::float8
+     FROM throttle_buckets WHERE bucket = $3 AND window_start > now() - make_interval(secs => $4))
+     SELECT address.*, account_bucket.*, account.* FROM address
+     LEFT JOIN account_bucket ON TRUE LEFT JOIN LATERAL (SELECT t.id, t.password, t.role_id, t.email_verified, t.email_two_factor FROM users AS t WHERE t.email = $1 AND t.is_active) AS account ON TRUE";
+
+/// What [`SIGN_IN_LOOKUP_SQL`] answers: the address's hits and seconds left,
+/// the account's (when its window is open), and the account's id, secret
+/// hash, role, whether it is verified and whether it has a second factor.
+type SignInLookup = (
+    i32,
+    f64,
+    Option<i32>,
+    Option<f64>,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    Option<bool>,
+);
 
 const CALLER_SQL: &str = "SELECT t.role_id FROM sessions AS s JOIN users AS t ON t.id = s.user_id WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() AND t.is_active";
 
@@ -364,6 +389,15 @@ impl AuthState {
             jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(ApiError::internal)?;
         Ok((token, exp))
     }
+    /// A new token pair for `session`: a signed access token and a random refresh token.
+    fn new_tokens(&self, session: &SessionRow, role: &str) -> Result<Tokens, ApiError> {
+        let (access, access_expires_at) = self.sign(session.user_id, session.id, role)?;
+        Ok(Tokens {
+            access: Some(access),
+            access_expires_at: Some(access_expires_at),
+            refresh: Some(random_token()?),
+        })
+    }
     /// Issues a new token pair for `session` in the caller's transaction: the
     /// refresh token's hash is stored, the answer rendered, the session event queued.
     async fn issue(
@@ -375,21 +409,16 @@ impl AuthState {
         route: &'static RouteInfo,
         event: &str,
     ) -> Result<(Reply, Tokens), ApiError> {
-        let refresh = random_token()?;
+        let tokens = self.new_tokens(session, role)?;
+        let refresh = tokens.refresh.as_deref().unwrap_or_default();
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
         )
-        .bind(token_hash(&refresh))
+        .bind(token_hash(refresh))
         .bind(session.id)
         .bind(session.expires_at)
         .execute(&mut *tx)
         .await?;
-        let (access, access_expires_at) = self.sign(session.user_id, session.id, role)?;
-        let tokens = Tokens {
-            access: Some(access),
-            access_expires_at: Some(access_expires_at),
-            refresh: Some(refresh),
-        };
         let reply = ctx.reply(route, StatusCode::OK, &session.view(&tokens))?;
         events::enqueue(tx, ctx, &[session.event(event, ctx, &tokens)?]).await?;
         Ok((reply, tokens))
@@ -1120,20 +1149,22 @@ impl FromRequestParts<AppState> for ClientAddr {
     }
 }
 
-/// Counts a hit on `bucket`; past `limit` in the window the answer is 429.
-pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
-    let (hits, remaining): (i32, f64) = sqlx::query_as(
-            "INSERT INTO throttle_buckets AS b (bucket, window_start, hits) VALUES ($1, now(), 1)
-         ON CONFLICT (bucket) DO UPDATE SET
-             hits = CASE WHEN b.window_start <= now() - make_interval(secs => $2) THEN 1 ELSE b.hits + 1 END,
-             window_start = CASE WHEN b.window_start <= now() - make_interval(secs => $2) THEN now() ELSE b.window_start END
-         RETURNING hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $2) - now())::float8",
-        )
-        .bind(bucket)
-        .bind(f64::from(window_secs))
-        .fetch_one(db)
-        .await?;
-    if hits > i32::try_from(limit).unwrap_or(i32::MAX) {
+/// Counts a hit on bucket `$1` in a window of `$2` seconds: answers the hits
+/// and the seconds left in the window.
+const HIT_SQL: &str = "INSERT INTO throttle_buckets AS b (bucket, window_start, hits) VALUES ($1, now(), 1)
+     ON CONFLICT (bucket) DO UPDATE SET
+         hits = CASE WHEN b.window_start <= now() - make_interval(secs => $2) THEN 1 ELSE b.hits + 1 END,
+         window_start = CASE WHEN b.window_start <= now() - make_interval(secs => $2) THEN now() ELSE b.window_start END
+     RETURNING hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $2) - now())::float8";
+
+/// Bucket `$1`'s hits and seconds left, when its window of `$2` seconds is open.
+const CHECK_SQL: &str =
+    "SELECT hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $2) - now())::float8
+     FROM throttle_buckets WHERE bucket = $1 AND window_start > now() - make_interval(secs => $2)";
+
+/// 429 when a bucket's `hits` (with `remaining` seconds in its window) reached `limit`.
+fn throttled(hits: i32, remaining: f64, limit: i64) -> Result<(), ApiError> {
+    if i64::from(hits) >= limit {
         return Err(ApiError::TooManyRequests {
             retry_after: remaining.ceil().max(1.0) as u64,
         });
@@ -1141,24 +1172,26 @@ pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Res
     Ok(())
 }
 
+/// Counts a hit on `bucket`; past `limit` in the window the answer is 429.
+pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
+    let (hits, remaining): (i32, f64) = sqlx::query_as(HIT_SQL)
+        .bind(bucket)
+        .bind(f64::from(window_secs))
+        .fetch_one(db)
+        .await?;
+    throttled(hits, remaining, i64::from(limit) + 1)
+}
+
 /// 429 when `bucket` already reached `limit` in its window (without counting).
 async fn check(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
-    let row: Option<(i32, f64)> = sqlx::query_as(
-            "SELECT hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $2) - now())::float8
-         FROM throttle_buckets WHERE bucket = $1 AND window_start > now() - make_interval(secs => $2)",
-        )
+    let row: Option<(i32, f64)> = sqlx::query_as(CHECK_SQL)
         .bind(bucket)
         .bind(f64::from(window_secs))
         .fetch_optional(db)
         .await?;
-    match row {
-        Some((hits, remaining)) if hits >= i32::try_from(limit).unwrap_or(i32::MAX) => {
-            Err(ApiError::TooManyRequests {
-                retry_after: remaining.ceil().max(1.0) as u64,
-            })
-        }
-        _ => Ok(()),
-    }
+    row.map_or(Ok(()), |(hits, remaining)| {
+        throttled(hits, remaining, i64::from(limit))
+    })
 }
 
 /// Checks the current value of an account's secret, sent again to change it.
@@ -1550,47 +1583,80 @@ pub struct PendingSignIn {
     pub set_cookie: bool,
 }
 
-/// Opens a session for an account whose credentials were checked: stores it,
-/// issues the token pair and queues sessionCreated, in `tx`.
+/// What opening a session writes with its event: the session and its refresh
+/// token's hash, as WITH items for [`events::enqueue_after`].
+const OPEN_SESSION_SQL: &str = "session AS (
+         INSERT INTO sessions (id, user_id, device_id, device_type, device_name, device_origin, device_os, city, state, country, client_address, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+     ),
+     refresh AS (
+         INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($14, $1, $13)
+     ),
+     ";
+
+/// The placeholders of [`OPEN_SESSION_SQL`].
+const OPEN_SESSION_PARAMS: usize = 14;
+
+/// Opens a session for an account whose credentials were checked: stores it
+/// with its refresh token and queues sessionCreated, in one statement on
+/// `conn` (a caller's transaction commits it), and answers the token pair.
 pub async fn open_session(
     app: &AppState,
-    mut tx: Transaction<'static, Postgres>,
+    conn: &mut PgConnection,
     ctx: &RequestContext,
     user_id: Uuid,
     role: &str,
     pending: PendingSignIn,
     route: &'static RouteInfo,
 ) -> Result<Response, ApiError> {
-    let session_id = Uuid::new_v4();
-    let session: SessionRow = sqlx::query_as(
-            &format!(
-                "INSERT INTO sessions (id, user_id, device_id, device_type, device_name, device_origin, device_os, city, state, country, client_address, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12))
-         RETURNING {SESSION_COLUMNS}"
-            ),
-        )
-        .bind(session_id)
-        .bind(user_id)
-        .bind(pending.device_id)
-        .bind(pending.device_type)
-        .bind(pending.device_name)
-        .bind(pending.device_origin)
-        .bind(pending.device_os)
-        .bind(pending.city)
-        .bind(pending.state)
-        .bind(pending.country)
-        .bind(pending.client_address)
-        .bind(app.auth.limits.refresh_ttl_secs as f64)
-        .fetch_one(&mut *tx)
-        .await?;
-    let ctx = ctx.signed_in(user_id, session_id);
-    let (reply, _tokens) = app
-        .auth
-        .issue(&mut tx, &ctx, &session, role, route, "sessionCreated")
-        .await?;
-    tx.commit().await?;
+    let created_at = Utc::now().trunc_subsecs(6);
+    let session = SessionRow {
+        id: Uuid::new_v4(),
+        user_id,
+        device_id: pending.device_id,
+        device_type: pending.device_type,
+        device_name: pending.device_name,
+        device_origin: pending.device_origin,
+        device_os: pending.device_os,
+        city: pending.city,
+        state: pending.state,
+        country: pending.country,
+        created_at,
+        expires_at: created_at + Span::seconds(app.auth.limits.refresh_ttl_secs),
+    };
+    let ctx = ctx.signed_in(user_id, session.id);
+    let tokens = app.auth.new_tokens(&session, role)?;
+    let reply = ctx.reply(route, StatusCode::OK, &session.view(&tokens))?;
+    let event = session.event("sessionCreated", &ctx, &tokens)?;
+    let refresh_hash = token_hash(tokens.refresh.as_deref().unwrap_or_default());
+    let stored = session.clone();
+    let address = pending.client_address;
+    events::enqueue_after(
+        conn,
+        &ctx,
+        &[event],
+        OPEN_SESSION_SQL,
+        OPEN_SESSION_PARAMS,
+        move |q| {
+            q.bind(stored.id)
+                .bind(stored.user_id)
+                .bind(stored.device_id)
+                .bind(stored.device_type)
+                .bind(stored.device_name)
+                .bind(stored.device_origin)
+                .bind(stored.device_os)
+                .bind(stored.city)
+                .bind(stored.state)
+                .bind(stored.country)
+                .bind(address)
+                .bind(stored.created_at)
+                .bind(stored.expires_at)
+                .bind(refresh_hash)
+        },
+    )
+    .await?;
     if pending.set_cookie {
-        return Ok((app.auth.session_cookies(&session, &_tokens), reply).into_response());
+        return Ok((app.auth.session_cookies(&session, &tokens), reply).into_response());
     }
     Ok(reply.into_response())
 }
@@ -1612,24 +1678,37 @@ async fn login(
     let account_name = crate::validation::normalize_email(account_name);
     let limits = &app.auth.limits;
     let account_bucket = format!("signin:account:{}", fingerprint(account_name.as_bytes()));
-    hit(
-        &app.db,
-        &format!("signin:address:{}", addr.0),
-        limits.login_per_address,
-        limits.window_secs,
-    )
-    .await?;
-    check(
-        &app.db,
-        &account_bucket,
-        limits.login_per_account,
-        limits.window_secs,
-    )
-    .await?;
-    let account: Option<(Uuid, String, String, bool, bool)> = sqlx::query_as(LOGIN_SQL)
+    let (
+        address_hits,
+        address_left,
+        account_hits,
+        account_left,
+        user_id,
+        hash,
+        role,
+        verified,
+        second_factor,
+    ): SignInLookup = sqlx::query_as(SIGN_IN_LOOKUP_SQL)
         .bind(&account_name)
-        .fetch_optional(&app.db)
+        .bind(format!("signin:address:{}", addr.0))
+        .bind(&account_bucket)
+        .bind(f64::from(limits.window_secs))
+        .fetch_one(&app.db)
         .await?;
+    throttled(
+        address_hits,
+        address_left,
+        i64::from(limits.login_per_address) + 1,
+    )?;
+    if let (Some(hits), Some(left)) = (account_hits, account_left) {
+        throttled(hits, left, i64::from(limits.login_per_account))?;
+    }
+    let account = match (user_id, hash, role, verified, second_factor) {
+        (Some(user_id), Some(hash), Some(role), Some(verified), Some(second_factor)) => {
+            Some((user_id, hash, role, verified, second_factor))
+        }
+        _ => None,
+    };
     let hash = account
         .as_ref()
         .map_or_else(|| app.auth.dummy_hash.clone(), |a| a.1.clone());
@@ -1666,16 +1745,8 @@ async fn login(
     if crate::verification::SECOND_FACTOR_REQUIRED || second_factor {
         return crate::verification::challenge(&app, &ctx, user_id, pending, &LOGIN).await;
     }
-    open_session(
-        &app,
-        app.db.begin().await?,
-        &ctx,
-        user_id,
-        &role,
-        pending,
-        &LOGIN,
-    )
-    .await
+    let mut conn = app.db.acquire().await?;
+    open_session(&app, &mut conn, &ctx, user_id, &role, pending, &LOGIN).await
 }
 
 /// The body of `refreshToken`.
