@@ -18,10 +18,8 @@ use crate::error::{ApiError, FieldError};
 use crate::events::{self, Event};
 use crate::extract::ApiJson;
 use crate::validation::Validator;
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -30,16 +28,17 @@ use axum::routing;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Duration as Span, Utc};
+use chrono::{DateTime, Duration as Span, SubsecRound, Utc};
 use jsonwebtoken::{Algorithm as JwtAlgorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::rand::SecureRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -51,7 +50,32 @@ pub const AUDIENCE: &str = "airbnb";
 
 const SESSION_NAMESPACE: &str = "airbnb-auth-service";
 
-const LOGIN_SQL: &str = "SELECT t.id, t.password, t.role_id, t.email_verified, t.email_two_factor FROM users AS t WHERE t.email = $1 AND t.is_active";
+/// The sign-in's first round trip: counts a hit on the address's bucket
+/// (`$2`), reads the account's bucket (`$3`), both in windows of `$4`
+/// seconds, and looks the account (`$1`) up.
+const SIGN_IN_LOOKUP_SQL: &str = "WITH address AS (INSERT INTO throttle_buckets AS b (bucket, window_start, hits) VALUES ($2, now(), 1)
+     ON CONFLICT (bucket) DO UPDATE SET
+         hits = CASE WHEN b.window_start <= now() - make_interval(secs => $4) THEN 1 ELSE b.hits + 1 END,
+         window_start = CASE WHEN b.window_start <= now() - make_interval(secs => $4) THEN now() ELSE b.window_start END
+     RETURNING hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $4) - now())::float8), account_bucket AS (SELECT hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $4) - now())::float8
+     FROM throttle_buckets WHERE bucket = $3 AND window_start > now() - make_interval(secs => $4))
+     SELECT address.*, account_bucket.*, account.* FROM address
+     LEFT JOIN account_bucket ON TRUE LEFT JOIN LATERAL (SELECT t.id, t.password, t.role_id, t.email_verified, t.email_two_factor FROM users AS t WHERE t.email = $1 AND t.is_active) AS account ON TRUE";
+
+/// What [`SIGN_IN_LOOKUP_SQL`] answers: the address's hits and seconds left,
+/// the account's (when its window is open), and the account's id, secret
+/// hash, role, whether it is verified and whether it has a second factor.
+type SignInLookup = (
+    i32,
+    f64,
+    Option<i32>,
+    Option<f64>,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    Option<bool>,
+);
 
 const CALLER_SQL: &str = "SELECT t.role_id, s.expires_at FROM sessions AS s JOIN users AS t ON t.id = s.user_id WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() AND t.is_active";
 
@@ -76,7 +100,7 @@ pub struct AuthState {
     encoding: EncodingKey,
     decoding: DecodingKey,
     public_x: String,
-    hashing: Semaphore,
+    hashing: Hashing,
     /// Verified against when an account does not exist, so that an unknown
     /// account name costs the same time as a wrong secret.
     dummy_hash: String,
@@ -154,9 +178,132 @@ fn background_priority() {
 }
 
 /// OWASP's argon2id parameters: 19 MiB, 2 passes, 1 lane.
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+fn owasp_params() -> Params {
+    Params::new(19 * 1024, 2, 1, None).unwrap_or_default()
+}
+
+/// Runs argon2id off the async runtime, a bounded number at a time, in
+/// working memory (19 MiB a hash) reused from one hash to the next: faulting
+/// in fresh pages for every hash cost about a third of a sign-in's CPU. The
+/// memory is kept only while other hashes wait; when the last one is done it
+/// goes back to the system.
+struct Hashing {
+    permits: Semaphore,
+    /// Working memory of finished hashes, for the next ones.
+    spare: Mutex<Vec<Vec<Block>>>,
+    /// Hashes asked for and not finished, waiting or running.
+    wanted: AtomicUsize,
+}
+
+/// One hash asked for; the last one dropped frees the spare memory.
+struct Wanted<'a>(&'a Hashing);
+
+impl Drop for Wanted<'_> {
+    fn drop(&mut self) {
+        if self.0.wanted.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0
+                .spare
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+    }
+}
+
+impl Hashing {
+    fn new(permits: usize) -> Self {
+        Self {
+            permits: Semaphore::new(permits),
+            spare: Mutex::default(),
+            wanted: AtomicUsize::new(0),
+        }
+    }
+    /// Runs `work` on a blocking thread at background priority, with working memory.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.wanted.fetch_add(1, Ordering::AcqRel);
+        let _wanted = Wanted(self);
+        let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
+        let memory = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let (memory, out) = tokio::task::spawn_blocking(move || {
+            background_priority();
+            let mut memory = memory.unwrap_or_default();
+            let out = work(&mut memory);
+            (memory, out)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(memory);
+        Ok(out)
+    }
+}
+
+/// Grows `memory` to what `params` needs (only the first hash in it pays for this).
+fn blocks_for<'m>(memory: &'m mut Vec<Block>, params: &Params) -> &'m mut [Block] {
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    memory
+}
+
+/// Hashes `secret` with a fresh salt into a PHC string, in `memory`.
+fn hash_in(memory: &mut Vec<Block>, secret: &[u8]) -> argon2::password_hash::Result<String> {
+    let params = owasp_params();
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let raw_salt = salt.as_salt().decode_b64(&mut salt_bytes)?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(secret, raw_salt, &mut out, blocks_for(memory, &params))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out)?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `secret` matches the PHC string `hash` (with the parameters it
+/// names), computed in `memory` and compared in constant time.
+fn verify_in(memory: &mut Vec<Block>, hash: &str, secret: &[u8]) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let Ok(version) = parsed
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = &mut out[..expected.len()];
+    Argon2::new(algorithm, version, params.clone())
+        .hash_password_into_with_memory(secret, raw_salt, out, blocks_for(memory, &params))
+        .is_ok()
+        && Output::new(out).is_ok_and(|computed| computed == expected)
 }
 
 impl AuthState {
@@ -166,10 +313,7 @@ impl AuthState {
             .map_err(|e| anyhow::anyhow!("invalid Ed25519 key: {e}"))?;
         let public = pair.public_key().as_ref().to_vec();
         let dummy_hash = tokio::task::spawn_blocking(|| {
-            let salt = SaltString::generate(&mut OsRng);
-            argon2()
-                .hash_password(b"an account that does not exist", &salt)
-                .map(|h| h.to_string())
+            hash_in(&mut Vec::new(), b"an account that does not exist")
         })
         .await?
         .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
@@ -178,7 +322,7 @@ impl AuthState {
             encoding: EncodingKey::from_ed_der(&pkcs8),
             decoding: DecodingKey::from_ed_der(&public),
             public_x: URL_SAFE_NO_PAD.encode(&public),
-            hashing: Semaphore::new(config.hash_concurrency),
+            hashing: Hashing::new(config.hash_concurrency),
             dummy_hash,
             digest_key: ring::hmac::Key::new(
                 ring::hmac::HMAC_SHA256,
@@ -220,28 +364,15 @@ impl AuthState {
     }
     /// Hashes a secret with argon2id off the async runtime, a bounded number at a time.
     pub async fn hash_secret(&self, secret: String) -> Result<String, ApiError> {
-        let _permit = self.hashing.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(move || {
-            background_priority();
-            let salt = SaltString::generate(&mut OsRng);
-            argon2()
-                .hash_password(secret.as_bytes(), &salt)
-                .map(|h| h.to_string())
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing failed: {e}")))
+        self.hashing
+            .run(move |memory| hash_in(memory, secret.as_bytes()))
+            .await?
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing failed: {e}")))
     }
     async fn verify_secret(&self, hash: String, secret: String) -> Result<bool, ApiError> {
-        let _permit = self.hashing.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(move || {
-            background_priority();
-            PasswordHash::new(&hash)
-                .map(|h| argon2().verify_password(secret.as_bytes(), &h).is_ok())
-                .unwrap_or(false)
-        })
-        .await
-        .map_err(ApiError::internal)
+        self.hashing
+            .run(move |memory| verify_in(memory, &hash, secret.as_bytes()))
+            .await
     }
     fn sign(
         &self,
@@ -267,6 +398,15 @@ impl AuthState {
             jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(ApiError::internal)?;
         Ok((token, exp))
     }
+    /// A new token pair for `session`: a signed access token and a random refresh token.
+    fn new_tokens(&self, session: &SessionRow, role: &str) -> Result<Tokens, ApiError> {
+        let (access, access_expires_at) = self.sign(session.user_id, session.id, role)?;
+        Ok(Tokens {
+            access: Some(access),
+            access_expires_at: Some(access_expires_at),
+            refresh: Some(random_token()?),
+        })
+    }
     /// Issues a new token pair for `session` in the caller's transaction: the
     /// refresh token's hash is stored, the answer rendered, the session event queued.
     async fn issue(
@@ -278,21 +418,16 @@ impl AuthState {
         route: &'static RouteInfo,
         event: &str,
     ) -> Result<(Reply, Tokens), ApiError> {
-        let refresh = random_token()?;
+        let tokens = self.new_tokens(session, role)?;
+        let refresh = tokens.refresh.as_deref().unwrap_or_default();
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
         )
-        .bind(token_hash(&refresh))
+        .bind(token_hash(refresh))
         .bind(session.id)
         .bind(session.expires_at)
         .execute(&mut *tx)
         .await?;
-        let (access, access_expires_at) = self.sign(session.user_id, session.id, role)?;
-        let tokens = Tokens {
-            access: Some(access),
-            access_expires_at: Some(access_expires_at),
-            refresh: Some(refresh),
-        };
         let reply = ctx.reply(route, StatusCode::OK, &session.view(&tokens))?;
         events::enqueue(tx, ctx, &[session.event(event, ctx, &tokens)?]).await?;
         Ok((reply, tokens))
@@ -1270,20 +1405,22 @@ impl FromRequestParts<AppState> for ClientAddr {
     }
 }
 
-/// Counts a hit on `bucket`; past `limit` in the window the answer is 429.
-pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
-    let (hits, remaining): (i32, f64) = sqlx::query_as(
-            "INSERT INTO throttle_buckets AS b (bucket, window_start, hits) VALUES ($1, now(), 1)
-         ON CONFLICT (bucket) DO UPDATE SET
-             hits = CASE WHEN b.window_start <= now() - make_interval(secs => $2) THEN 1 ELSE b.hits + 1 END,
-             window_start = CASE WHEN b.window_start <= now() - make_interval(secs => $2) THEN now() ELSE b.window_start END
-         RETURNING hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $2) - now())::float8",
-        )
-        .bind(bucket)
-        .bind(f64::from(window_secs))
-        .fetch_one(db)
-        .await?;
-    if hits > i32::try_from(limit).unwrap_or(i32::MAX) {
+/// Counts a hit on bucket `$1` in a window of `$2` seconds: answers the hits
+/// and the seconds left in the window.
+const HIT_SQL: &str = "INSERT INTO throttle_buckets AS b (bucket, window_start, hits) VALUES ($1, now(), 1)
+     ON CONFLICT (bucket) DO UPDATE SET
+         hits = CASE WHEN b.window_start <= now() - make_interval(secs => $2) THEN 1 ELSE b.hits + 1 END,
+         window_start = CASE WHEN b.window_start <= now() - make_interval(secs => $2) THEN now() ELSE b.window_start END
+     RETURNING hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $2) - now())::float8";
+
+/// Bucket `$1`'s hits and seconds left, when its window of `$2` seconds is open.
+const CHECK_SQL: &str =
+    "SELECT hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $2) - now())::float8
+     FROM throttle_buckets WHERE bucket = $1 AND window_start > now() - make_interval(secs => $2)";
+
+/// 429 when a bucket's `hits` (with `remaining` seconds in its window) reached `limit`.
+fn throttled(hits: i32, remaining: f64, limit: i64) -> Result<(), ApiError> {
+    if i64::from(hits) >= limit {
         return Err(ApiError::TooManyRequests {
             retry_after: remaining.ceil().max(1.0) as u64,
         });
@@ -1291,24 +1428,26 @@ pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Res
     Ok(())
 }
 
+/// Counts a hit on `bucket`; past `limit` in the window the answer is 429.
+pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
+    let (hits, remaining): (i32, f64) = sqlx::query_as(HIT_SQL)
+        .bind(bucket)
+        .bind(f64::from(window_secs))
+        .fetch_one(db)
+        .await?;
+    throttled(hits, remaining, i64::from(limit) + 1)
+}
+
 /// 429 when `bucket` already reached `limit` in its window (without counting).
 async fn check(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
-    let row: Option<(i32, f64)> = sqlx::query_as(
-            "SELECT hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $2) - now())::float8
-         FROM throttle_buckets WHERE bucket = $1 AND window_start > now() - make_interval(secs => $2)",
-        )
+    let row: Option<(i32, f64)> = sqlx::query_as(CHECK_SQL)
         .bind(bucket)
         .bind(f64::from(window_secs))
         .fetch_optional(db)
         .await?;
-    match row {
-        Some((hits, remaining)) if hits >= i32::try_from(limit).unwrap_or(i32::MAX) => {
-            Err(ApiError::TooManyRequests {
-                retry_after: remaining.ceil().max(1.0) as u64,
-            })
-        }
-        _ => Ok(()),
-    }
+    row.map_or(Ok(()), |(hits, remaining)| {
+        throttled(hits, remaining, i64::from(limit))
+    })
 }
 
 /// Checks the current value of an account's secret, sent again to change it.
@@ -1701,47 +1840,80 @@ pub struct PendingSignIn {
     pub set_cookie: bool,
 }
 
-/// Opens a session for an account whose credentials were checked: stores it,
-/// issues the token pair and queues sessionCreated, in `tx`.
+/// What opening a session writes with its event: the session and its refresh
+/// token's hash, as WITH items for [`events::enqueue_after`].
+const OPEN_SESSION_SQL: &str = "session AS (
+         INSERT INTO sessions (id, user_id, device_id, device_type, device_name, device_origin, device_os, city, state, country, client_address, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+     ),
+     refresh AS (
+         INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($14, $1, $13)
+     ),
+     ";
+
+/// The placeholders of [`OPEN_SESSION_SQL`].
+const OPEN_SESSION_PARAMS: usize = 14;
+
+/// Opens a session for an account whose credentials were checked: stores it
+/// with its refresh token and queues sessionCreated, in one statement on
+/// `conn` (a caller's transaction commits it), and answers the token pair.
 pub async fn open_session(
     app: &AppState,
-    mut tx: Transaction<'static, Postgres>,
+    conn: &mut PgConnection,
     ctx: &RequestContext,
     user_id: Uuid,
     role: &str,
     pending: PendingSignIn,
     route: &'static RouteInfo,
 ) -> Result<Response, ApiError> {
-    let session_id = Uuid::new_v4();
-    let session: SessionRow = sqlx::query_as(
-            &format!(
-                "INSERT INTO sessions (id, user_id, device_id, device_type, device_name, device_origin, device_os, city, state, country, client_address, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12))
-         RETURNING {SESSION_COLUMNS}"
-            ),
-        )
-        .bind(session_id)
-        .bind(user_id)
-        .bind(pending.device_id)
-        .bind(pending.device_type)
-        .bind(pending.device_name)
-        .bind(pending.device_origin)
-        .bind(pending.device_os)
-        .bind(pending.city)
-        .bind(pending.state)
-        .bind(pending.country)
-        .bind(pending.client_address)
-        .bind(app.auth.limits.refresh_ttl_secs as f64)
-        .fetch_one(&mut *tx)
-        .await?;
-    let ctx = ctx.signed_in(user_id, session_id);
-    let (reply, _tokens) = app
-        .auth
-        .issue(&mut tx, &ctx, &session, role, route, "sessionCreated")
-        .await?;
-    tx.commit().await?;
+    let created_at = Utc::now().trunc_subsecs(6);
+    let session = SessionRow {
+        id: Uuid::new_v4(),
+        user_id,
+        device_id: pending.device_id,
+        device_type: pending.device_type,
+        device_name: pending.device_name,
+        device_origin: pending.device_origin,
+        device_os: pending.device_os,
+        city: pending.city,
+        state: pending.state,
+        country: pending.country,
+        created_at,
+        expires_at: created_at + Span::seconds(app.auth.limits.refresh_ttl_secs),
+    };
+    let ctx = ctx.signed_in(user_id, session.id);
+    let tokens = app.auth.new_tokens(&session, role)?;
+    let reply = ctx.reply(route, StatusCode::OK, &session.view(&tokens))?;
+    let event = session.event("sessionCreated", &ctx, &tokens)?;
+    let refresh_hash = token_hash(tokens.refresh.as_deref().unwrap_or_default());
+    let stored = session.clone();
+    let address = pending.client_address;
+    events::enqueue_after(
+        conn,
+        &ctx,
+        &[event],
+        OPEN_SESSION_SQL,
+        OPEN_SESSION_PARAMS,
+        move |q| {
+            q.bind(stored.id)
+                .bind(stored.user_id)
+                .bind(stored.device_id)
+                .bind(stored.device_type)
+                .bind(stored.device_name)
+                .bind(stored.device_origin)
+                .bind(stored.device_os)
+                .bind(stored.city)
+                .bind(stored.state)
+                .bind(stored.country)
+                .bind(address)
+                .bind(stored.created_at)
+                .bind(stored.expires_at)
+                .bind(refresh_hash)
+        },
+    )
+    .await?;
     if pending.set_cookie {
-        return Ok((app.auth.session_cookies(&session, &_tokens), reply).into_response());
+        return Ok((app.auth.session_cookies(&session, &tokens), reply).into_response());
     }
     Ok(reply.into_response())
 }
@@ -1763,24 +1935,37 @@ async fn login(
     let account_name = crate::validation::normalize_email(account_name);
     let limits = &app.auth.limits;
     let account_bucket = format!("signin:account:{}", fingerprint(account_name.as_bytes()));
-    hit(
-        &app.db,
-        &format!("signin:address:{}", addr.0),
-        limits.login_per_address,
-        limits.window_secs,
-    )
-    .await?;
-    check(
-        &app.db,
-        &account_bucket,
-        limits.login_per_account,
-        limits.window_secs,
-    )
-    .await?;
-    let account: Option<(Uuid, String, String, bool, bool)> = sqlx::query_as(LOGIN_SQL)
+    let (
+        address_hits,
+        address_left,
+        account_hits,
+        account_left,
+        user_id,
+        hash,
+        role,
+        verified,
+        second_factor,
+    ): SignInLookup = sqlx::query_as(SIGN_IN_LOOKUP_SQL)
         .bind(&account_name)
-        .fetch_optional(&app.db)
+        .bind(format!("signin:address:{}", addr.0))
+        .bind(&account_bucket)
+        .bind(f64::from(limits.window_secs))
+        .fetch_one(&app.db)
         .await?;
+    throttled(
+        address_hits,
+        address_left,
+        i64::from(limits.login_per_address) + 1,
+    )?;
+    if let (Some(hits), Some(left)) = (account_hits, account_left) {
+        throttled(hits, left, i64::from(limits.login_per_account))?;
+    }
+    let account = match (user_id, hash, role, verified, second_factor) {
+        (Some(user_id), Some(hash), Some(role), Some(verified), Some(second_factor)) => {
+            Some((user_id, hash, role, verified, second_factor))
+        }
+        _ => None,
+    };
     let hash = account
         .as_ref()
         .map_or_else(|| app.auth.dummy_hash.clone(), |a| a.1.clone());
@@ -1817,16 +2002,8 @@ async fn login(
     if crate::verification::SECOND_FACTOR_REQUIRED || second_factor {
         return crate::verification::challenge(&app, &ctx, user_id, pending, &LOGIN).await;
     }
-    open_session(
-        &app,
-        app.db.begin().await?,
-        &ctx,
-        user_id,
-        &role,
-        pending,
-        &LOGIN,
-    )
-    .await
+    let mut conn = app.db.acquire().await?;
+    open_session(&app, &mut conn, &ctx, user_id, &role, pending, &LOGIN).await
 }
 
 /// The body of `refreshToken`.

@@ -157,6 +157,24 @@ pub async fn enqueue(
     ctx: &RequestContext,
     events: &[Event],
 ) -> Result<(), ApiError> {
+    enqueue_after(tx, ctx, events, "", 0, |q| q).await
+}
+
+/// A statement under construction, for [`enqueue_after`].
+pub type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Appends `events` to the outbox in the same statement as `ctes`: WITH items
+/// (each followed by a comma) that write with placeholders `$1` to
+/// `$params`, bound by `bind`. One round trip then writes both, atomically
+/// even outside a transaction.
+pub async fn enqueue_after(
+    conn: &mut PgConnection,
+    ctx: &RequestContext,
+    events: &[Event],
+    ctes: &str,
+    params: usize,
+    bind: impl for<'q> FnOnce(PgQuery<'q>) -> PgQuery<'q>,
+) -> Result<(), ApiError> {
     let changes: Vec<CallerChange> = events.iter().filter_map(CallerChange::of).collect();
     if let (Some(live), false) = (&ctx.live, changes.is_empty()) {
         live.mark(&changes);
@@ -167,15 +185,18 @@ pub async fn enqueue(
     let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
     let lanes: Vec<i32> = events.iter().map(|e| lane(&e.key)).collect();
     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
-    sqlx::query(
-            "WITH added AS (
+    let p = |i: usize| params + i;
+    let sql = format!(
+        "WITH {ctes}added AS (
              INSERT INTO event_outbox (event_id, topic, event_key, lane, payload, request_id)
-             SELECT e.*, $6 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[]) AS e
+             SELECT e.*, ${} FROM UNNEST(${}::uuid[], ${}::text[], ${}::text[], ${}::int[], ${}::text[]) AS e
              RETURNING 1
          )
-         SELECT pg_notify($7, '') FROM (SELECT 1 FROM added LIMIT 1) AS any_added
-         UNION ALL SELECT pg_notify($8, c) FROM unnest($9::text[]) AS c",
-        )
+         SELECT pg_notify(${}, '') FROM (SELECT 1 FROM added LIMIT 1) AS any_added
+         UNION ALL SELECT pg_notify(${}, c) FROM unnest(${}::text[]) AS c",
+        p(6), p(1), p(2), p(3), p(4), p(5), p(7), p(8), p(9),
+    );
+    bind(sqlx::query(&sql))
         .bind(&ids)
         .bind(&topics)
         .bind(&keys)
@@ -185,7 +206,7 @@ pub async fn enqueue(
         .bind(CHANNEL)
         .bind(CALLERS_CHANNEL)
         .bind(&changes)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }

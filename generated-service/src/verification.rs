@@ -722,16 +722,18 @@ async fn complete_second_factor(
         .transpose()
         .map_err(ApiError::internal)?
         .unwrap_or_default();
-    auth::open_session(
+    let answer = auth::open_session(
         &app,
-        tx,
+        &mut tx,
         &ctx,
         stored.user_id,
         &role,
         pending,
         &COMPLETE_SECOND_FACTOR,
     )
-    .await
+    .await?;
+    tx.commit().await?;
+    Ok(answer)
 }
 
 /// Sends delivery requests as email over SMTP.

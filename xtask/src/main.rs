@@ -4,7 +4,7 @@
 //! - `check`: fail, naming the files, when `generated-service/` is stale.
 //! - `test`: everything CI runs: fmt, clippy, check, and all tests.
 //! - `dev`: PostgreSQL, a local Kafka broker, a database, and the service running.
-//! - `bench [generator|relay|service]`: our figures beside baselines measured in the
+//! - `bench [generator|relay|service|login]`: our figures beside baselines measured in the
 //!   same run (release builds); all groups unless some are named.
 //! - `contract-diff OLD NEW`: what changed in the contract between two models;
 //!   exits non-zero when a change breaks clients or consumers.
@@ -33,7 +33,7 @@ fn main() -> Result<()> {
         "contract-diff" => contract_diff(&invoked_in),
         "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <gen|check|test|dev|bench [generator|relay|service]|contract-diff OLD NEW>");
+            eprintln!("usage: cargo xtask <gen|check|test|dev|bench [generator|relay|service|login]|contract-diff OLD NEW>");
             bail!("unknown task {task:?}")
         }
     }

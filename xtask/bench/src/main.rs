@@ -47,7 +47,7 @@ pub fn print(row: Row) {
     );
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
@@ -228,6 +228,10 @@ fn main() -> Result<()> {
         }
         if wanted("service") {
             load::service_figures().await.context("service figures")?;
+        }
+        // Only the login figures (a subset of `service`); run when named.
+        if named.iter().any(|n| n == "login") {
+            load::login_figures().await.context("login figures")?;
         }
         Ok(())
     })
