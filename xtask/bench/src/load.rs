@@ -194,6 +194,9 @@ pub async fn relay_figures() -> Result<()> {
         config.clone(),
         stop_rx,
     ));
+    // Connected before the clock starts, as in the first figure.
+    insert_events(&db, 10).await?;
+    drained(&db, Duration::from_secs(60)).await?;
     sqlx::query("DELETE FROM event_outbox").execute(&db).await?;
     let rate = (bare.min(ours) / 2.0).max(200.0);
     let tick = Duration::from_millis(5);
