@@ -119,6 +119,26 @@ async fn drained(db: &sqlx::PgPool, limit: Duration) -> Result<()> {
     bail!("the relay did not drain the outbox in {limit:?}")
 }
 
+/// The service's relay, running and connected: it creates the model's topics
+/// when it connects, which must not count in a figure.
+async fn connected_relay(
+    db: &sqlx::PgPool,
+    config: &Arc<Config>,
+) -> Result<(
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(airbnb_auth_service::events::run_relay(
+        db.clone(),
+        config.clone(),
+        stop_rx,
+    ));
+    insert_events(db, 10).await?;
+    drained(db, Duration::from_secs(60)).await?;
+    Ok((stop, relay))
+}
+
 pub async fn relay_figures() -> Result<()> {
     let port = free_port();
     let _broker = tansu(port)?;
@@ -141,16 +161,7 @@ pub async fn relay_figures() -> Result<()> {
         _ => None,
     })?;
     let config = Arc::new(config);
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let relay = tokio::spawn(airbnb_auth_service::events::run_relay(
-        db.clone(),
-        config.clone(),
-        stop_rx,
-    ));
-    // Warm up: the relay creates the model's topics when it connects.
-    insert_events(&db, 10).await?;
-    drained(&db, Duration::from_secs(60)).await?;
-
+    let (stop, relay) = connected_relay(&db, &config).await?;
     insert_events(&db, EVENTS).await?;
     let started = Instant::now();
     drained(&db, Duration::from_secs(120)).await?;
@@ -188,15 +199,7 @@ pub async fn relay_figures() -> Result<()> {
 
     // Commit-to-acknowledgement latency at half the rate the pipeline sustains
     // (the lower of the broker's and the relay's), offered in 5 ms ticks.
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let relay = tokio::spawn(airbnb_auth_service::events::run_relay(
-        db.clone(),
-        config.clone(),
-        stop_rx,
-    ));
-    // Connected before the clock starts, as in the first figure.
-    insert_events(&db, 10).await?;
-    drained(&db, Duration::from_secs(60)).await?;
+    let (stop, relay) = connected_relay(&db, &config).await?;
     sqlx::query("DELETE FROM event_outbox").execute(&db).await?;
     let rate = (bare.min(ours) / 2.0).max(200.0);
     let tick = Duration::from_millis(5);
