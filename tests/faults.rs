@@ -760,8 +760,8 @@ fn check_model_does_not_panic(text: &str, original: Option<&generator::plan::Pla
     };
     let plan = generator::plan::plan("m.yaml", &loaded.model);
     let _ = generator::render::render(&plan);
-    let _ = generator::openapi::document(&plan, "");
-    let _ = generator::asyncapi::document(&plan, "");
+    let openapi = generator::openapi::document(&plan, "");
+    let _ = generator::asyncapi::document(&plan, "", &openapi);
     let schema = generator::migrate::schema(&plan);
     let _ = generator::migrate::initial(&plan, &schema);
     if let Some(old) = original {

@@ -118,8 +118,9 @@ fn payload(plan: &Plan, t: &TopicPlan) -> (Value, String) {
     }
 }
 
-pub fn document(plan: &Plan, marker: &str) -> Value {
-    let openapi = crate::openapi::document(plan, marker);
+/// The document, with `marker` as its `x-generated` note; its schemas start
+/// from those of `openapi`, the service's OpenAPI document.
+pub fn document(plan: &Plan, marker: &str, openapi: &Value) -> Value {
     let mut schemas = openapi["components"]["schemas"]
         .as_object()
         .cloned()
@@ -192,7 +193,7 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
         );
     }
     schemas.insert("CloudEventHeaders".into(), headers());
-    json!({
+    let mut doc = json!({
         "x-generated": marker,
         "asyncapi": "3.0.0",
         "info": {
@@ -208,8 +209,14 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
         "servers": {
             "kafka": { "host": "localhost:9092", "protocol": "kafka", "description": "Set by KAFKA_BROKERS" }
         },
-        "channels": channels,
-        "operations": operations,
-        "components": { "messages": messages, "schemas": schemas },
-    })
+        "channels": {},
+        "operations": {},
+        "components": { "messages": {}, "schemas": {} },
+    });
+    // Moved in rather than interpolated: json! would copy them value by value.
+    doc["channels"] = channels.into();
+    doc["operations"] = operations.into();
+    doc["components"]["messages"] = messages.into();
+    doc["components"]["schemas"] = schemas.into();
+    doc
 }

@@ -3,6 +3,7 @@
 
 use crate::render::Rendered;
 use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The marker that identifies a file this generator owns.
@@ -19,15 +20,13 @@ pub fn note(source: &str) -> String {
     format!("{MARKER} from {source}. Do not edit: change the model or a template and run `cargo xtask gen`.")
 }
 
-/// Formats every file; Rust files go through rustfmt together, in a few
-/// processes, since starting rustfmt once per file costs more than formatting.
+/// Formats every file; Rust files go through syn + prettyplease and rustfmt
+/// in a few groups at once, since starting rustfmt once per file costs more
+/// than formatting.
 pub fn format_all(files: Vec<Rendered>, source: &str) -> Result<Vec<GeneratedFile>> {
     let note = note(source);
-    let mut rust = Vec::new();
-    for f in files.iter().filter(|f| f.path.ends_with(".rs")) {
-        rust.push((f.path.as_str(), pretty(f)?));
-    }
-    let mut formatted = rustfmt_all(&rust)?.into_iter();
+    let rust: Vec<&Rendered> = files.iter().filter(|f| f.path.ends_with(".rs")).collect();
+    let mut formatted = format_rust(&rust)?.into_iter();
     let mut out = Vec::with_capacity(files.len());
     for file in files {
         let contents = match file.path.rsplit('.').next() {
@@ -145,8 +144,8 @@ fn unparse_spaced(file: syn::File) -> String {
 
 /// The files among `files` that `path` declares as child modules (`mod x;`
 /// in a `lib.rs`, `main.rs` or `mod.rs`, for `x.rs` beside it).
-fn children<'a>(path: &str, text: &str, files: &[(&'a str, String)]) -> Vec<&'a str> {
-    let p = std::path::Path::new(path);
+fn children<'a>(path: &str, text: &str, files: &[&'a str]) -> Vec<&'a str> {
+    let p = Path::new(path);
     if !matches!(
         p.file_name().and_then(|n| n.to_str()),
         Some("lib.rs" | "main.rs" | "mod.rs")
@@ -164,9 +163,9 @@ fn children<'a>(path: &str, text: &str, files: &[(&'a str, String)]) -> Vec<&'a 
         .collect();
     files
         .iter()
-        .map(|(other, _)| *other)
+        .copied()
         .filter(|other| {
-            let o = std::path::Path::new(other);
+            let o = Path::new(other);
             o.parent() == p.parent()
                 && o.file_stem()
                     .and_then(|s| s.to_str())
@@ -175,11 +174,12 @@ fn children<'a>(path: &str, text: &str, files: &[(&'a str, String)]) -> Vec<&'a 
         .collect()
 }
 
-/// Runs rustfmt over all `(path, text)` files, laid out in a scratch
-/// directory as in the crate. rustfmt formats a file's child modules with
-/// it, so a file that declares modules is formatted beside empty stand-ins
-/// for its children, and the other files in a few processes at once.
-fn rustfmt_all(files: &[(&str, String)]) -> Result<Vec<String>> {
+/// Formats the Rust `files`, returning their texts in the same order. They
+/// are spread over the CPUs in groups of about equal size; each group is
+/// printed by its own thread and then formatted by its own rustfmt process,
+/// so printing uses every CPU too, and a group's rustfmt starts as soon as
+/// that group is printed.
+fn format_rust(files: &[&Rendered]) -> Result<Vec<String>> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
@@ -188,73 +188,131 @@ fn rustfmt_all(files: &[(&str, String)]) -> Result<Vec<String>> {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let dir = std::env::temp_dir().join(format!("svcgen-fmt-{}-{stamp}", std::process::id()));
-    let result = (|| {
-        let mut paths = Vec::new();
-        let mut parents = Vec::new();
-        let mut leaves = Vec::new();
-        for (path, text) in files {
-            let kids = children(path, text, files);
-            let at = if kids.is_empty() {
-                dir.join("crate").join(path)
-            } else {
-                dir.join("parents").join(path)
-            };
-            if let Some(parent) = at.parent() {
-                std::fs::create_dir_all(parent)?;
-                for kid in &kids {
-                    let name = std::path::Path::new(kid).file_name().unwrap_or_default();
-                    std::fs::write(parent.join(name), "")?;
-                }
-            }
-            std::fs::write(&at, text)?;
-            if kids.is_empty() {
-                leaves.push((at.clone(), text.len()));
-            } else {
-                parents.push(at.clone());
-            }
-            paths.push(at);
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    // Largest first onto the least loaded group; the rendered size stands
+    // for the cost of printing and formatting a file.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(files[i].text.len()));
+    let mut groups: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); workers.min(files.len())];
+    for i in order {
+        if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
+            g.0 += files[i].text.len();
+            g.1.push(i);
         }
-        // Spread the files over the CPUs, largest first onto the least loaded.
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let mut groups: Vec<(usize, Vec<std::path::PathBuf>)> = vec![(0, Vec::new()); workers];
-        groups[0].1.extend(parents);
-        leaves.sort_by_key(|l| std::cmp::Reverse(l.1));
-        for (path, len) in leaves {
-            if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
-                g.0 += len;
-                g.1.push(path);
-            }
-        }
-        let running = groups
-            .into_iter()
-            .filter(|(_, g)| !g.is_empty())
-            .map(|(_, g)| {
-                Command::new("rustfmt")
-                    .args(["--edition", "2021", "--quiet"])
-                    .args(&g)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .context("running rustfmt (install it with `rustup component add rustfmt`)")
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for child in running {
-            let output = child.wait_with_output()?;
-            if !output.status.success() {
-                bail!(
-                    "rustfmt failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-        }
-        paths
+    }
+    // In file order, so that a group stops at its first bad file.
+    groups.iter_mut().for_each(|g| g.1.sort_unstable());
+    let results: Vec<_> = std::thread::scope(|s| {
+        let paths = &paths;
+        let running: Vec<_> = groups[1..]
             .iter()
-            .map(|p| Ok(std::fs::read_to_string(p)?))
+            .enumerate()
+            .map(|(k, (_, g))| {
+                let at = dir.join((k + 1).to_string());
+                s.spawn(move || format_group(files, g, paths, &at))
+            })
+            .collect();
+        let first = format_group(files, &groups[0].1, paths, &dir.join("0"));
+        std::iter::once(first)
+            .chain(
+                running
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            )
             .collect()
-    })();
+    });
     let _ = std::fs::remove_dir_all(&dir);
-    result
+    let mut texts = vec![String::new(); files.len()];
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok(done) => done.into_iter().for_each(|(i, text)| texts[i] = text),
+            Err(failure) => failures.push(failure),
+        }
+    }
+    // The first file's error, whichever thread met it.
+    match failures.into_iter().min_by_key(|f| f.0) {
+        Some((_, e)) => Err(e),
+        None => Ok(texts),
+    }
+}
+
+/// Prints the files of one group (indices into `files`) and runs rustfmt on
+/// them, laid out under `dir` as in the crate. rustfmt formats a file's child
+/// modules with it, so a file that declares modules is formatted beside
+/// empty stand-ins for its children. A failure carries the index of the
+/// file it concerns.
+fn format_group(
+    files: &[&Rendered],
+    group: &[usize],
+    paths: &[&str],
+    dir: &Path,
+) -> Result<Vec<(usize, String)>, (usize, anyhow::Error)> {
+    let mut written = Vec::with_capacity(group.len());
+    for &i in group {
+        let text = pretty(files[i]).map_err(|e| (i, e))?;
+        let at = lay_out(files[i].path.as_str(), &text, paths, dir).map_err(|e| (i, e))?;
+        written.push((i, at));
+    }
+    let first = group.first().copied().unwrap_or_default();
+    rustfmt(written.iter().map(|(_, at)| at)).map_err(|e| (first, e))?;
+    let texts = written
+        .into_iter()
+        .map(|(i, at)| Ok((i, std::fs::read_to_string(at).map_err(|e| (i, e.into()))?)))
+        .collect();
+    // Cleaned up here, while other groups may still be formatting.
+    let _ = std::fs::remove_dir_all(dir);
+    texts
+}
+
+/// Writes `text` for `path` under `dir` (with stand-ins for its children
+/// when it declares modules) and returns where.
+fn lay_out(path: &str, text: &str, paths: &[&str], dir: &Path) -> Result<PathBuf> {
+    let kids = children(path, text, paths);
+    let at = dir
+        .join(if kids.is_empty() { "crate" } else { "parents" })
+        .join(path);
+    if let Some(parent) = at.parent() {
+        std::fs::create_dir_all(parent)?;
+        for kid in &kids {
+            let name = Path::new(kid).file_name().unwrap_or_default();
+            std::fs::write(parent.join(name), "")?;
+        }
+    }
+    std::fs::write(&at, text)?;
+    Ok(at)
+}
+
+/// The rustfmt beside the cargo that runs us (cargo names itself in
+/// `CARGO`), which is the one the rustup proxy on PATH would choose but
+/// starts without the proxy's ~8 ms; else rustfmt from PATH.
+fn rustfmt_program() -> PathBuf {
+    let exe = format!("rustfmt{}", std::env::consts::EXE_SUFFIX);
+    std::env::var_os("CARGO")
+        .map(|cargo| Path::new(&cargo).with_file_name(&exe))
+        .filter(|rustfmt| rustfmt.is_file())
+        .unwrap_or_else(|| exe.into())
+}
+
+/// Runs one rustfmt process over `files`, in place.
+fn rustfmt<'a>(files: impl Iterator<Item = &'a PathBuf>) -> Result<()> {
+    let output = Command::new(rustfmt_program())
+        .args(["--edition", "2021", "--quiet"])
+        .args(files)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running rustfmt (install it with `rustup component add rustfmt`)")?
+        .wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "rustfmt failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub fn generate_str(
         template: "openapi.rs",
         text: serde_json::to_string_pretty(&doc)? + "\n",
     });
-    let events_doc = asyncapi::document(&plan, &note);
+    let events_doc = asyncapi::document(&plan, &note, &doc);
     rendered.push(render::Rendered {
         path: "asyncapi.json".into(),
         template: "asyncapi.rs",

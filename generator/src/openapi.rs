@@ -28,7 +28,7 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
     if plan.realtime.served {
         realtime_operation(plan, &mut paths);
     }
-    json!({
+    let mut doc = json!({
         "x-generated": marker,
         "openapi": "3.1.0",
         "info": {
@@ -36,14 +36,18 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
             "version": plan.service.version,
             "description": format!("{}. Every answer is wrapped in the response envelope; errors carry status \"ERR\".", plan.service.description),
         },
-        "paths": paths,
+        "paths": {},
         "components": {
-            "schemas": schemas,
+            "schemas": {},
             "securitySchemes": {
                 "bearerAuth": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }
             }
         }
-    })
+    });
+    // Moved in rather than interpolated: json! would copy them value by value.
+    doc["paths"] = paths.into();
+    doc["components"]["schemas"] = schemas.into();
+    doc
 }
 
 pub(crate) fn field_schema(f: &FieldPlan) -> Value {
