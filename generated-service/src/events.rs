@@ -492,11 +492,7 @@ pub async fn run_relay(db: PgPool, config: Arc<Config>, mut stop: watch::Receive
             r.outbox.drain(&db, &r.sink).await
         };
         match step.await {
-            Ok(0) => backoff = Duration::from_millis(100),
-            Ok(_) => {
-                backoff = Duration::from_millis(100);
-                continue;
-            }
+            Ok(_) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(
                     error = format!("{e:#}"),
@@ -517,8 +513,9 @@ pub async fn run_relay(db: PgPool, config: Arc<Config>, mut stop: watch::Receive
         }
         let Some(r) = relay.as_mut() else { continue };
         tokio::select! {
-            n = r.listener.recv() => if let Err(e) = n { tracing::warn!(error = % e,
-            "outbox listener lost; reconnecting"); relay = None; }, () =
+            n = r.listener.recv() => match n { Ok(_) => while r.listener.next_buffered()
+            .is_some() {}, Err(e) => { tracing::warn!(error = % e,
+            "outbox listener lost; reconnecting"); relay = None; } }, () =
             tokio::time::sleep(Duration::from_secs(1)) => {}, _ = stop.changed() => {},
         }
     }
@@ -611,12 +608,17 @@ impl Outbox {
         let mut total = 0;
         while !rows.is_empty() {
             let after = rows.last().map_or(0, |r| r.id);
+            let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.batch);
+            let next = async {
+                if full {
+                    self.fetch(db, lanes, after).await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
             let previous = std::mem::take(&mut acknowledged);
-            let ((sent, failure), next, marked) = tokio::join!(
-                sink.publish(&rows),
-                self.fetch(db, lanes, after),
-                mark_delivered(db, &previous)
-            );
+            let ((sent, failure), next, marked) =
+                tokio::join!(sink.publish(&rows), next, mark_delivered(db, &previous));
             marked?;
             acknowledged = rows[..sent].iter().map(|r| r.id).collect();
             total += sent;
