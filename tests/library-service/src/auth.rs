@@ -136,13 +136,18 @@ impl VerifiedTokens {
     }
     fn put(&self, token: &str, facts: TokenFacts, now: i64) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= Self::MAX {
-            map.retain(|_, f| f.expires > now);
-            if map.len() >= Self::MAX {
-                map.clear();
-            }
-        }
+        make_room(&mut map, Self::MAX, |f| f.expires > now);
         map.insert(token.to_owned(), facts);
+    }
+}
+
+/// Keeps `map` under `max` entries: drops those no longer `current`, or all.
+fn make_room<K, V>(map: &mut HashMap<K, V>, max: usize, current: impl Fn(&V) -> bool) {
+    if map.len() >= max {
+        map.retain(|_, v| current(v));
+        if map.len() >= max {
+            map.clear();
+        }
     }
 }
 
@@ -697,14 +702,12 @@ impl LiveSessions {
     fn get(&self, session_id: Uuid, user_id: Uuid) -> Result<String, u64> {
         let state = self.state();
         let now = Instant::now();
-        let marked = |id: &Uuid| state.marked.get(id).is_some_and(|until| *until > now);
         match state.sessions.get(&session_id) {
             Some(s)
                 if s.user_id == user_id
                     && s.until > now
                     && s.expires_at > Utc::now()
-                    && !marked(&session_id)
-                    && !marked(&user_id) =>
+                    && !state.marked(session_id, user_id, now) =>
             {
                 Ok(s.role.clone())
             }
@@ -723,21 +726,14 @@ impl LiveSessions {
     ) {
         let mut state = self.state();
         let now = Instant::now();
-        let marked = |id: &Uuid| state.marked.get(id).is_some_and(|until| *until > now);
         if self.ttl.is_zero()
             || !state.listening
             || state.generation != generation
-            || marked(&session_id)
-            || marked(&user_id)
+            || state.marked(session_id, user_id, now)
         {
             return;
         }
-        if state.sessions.len() >= Self::MAX {
-            state.sessions.retain(|_, s| s.until > now);
-            if state.sessions.len() >= Self::MAX {
-                state.sessions.clear();
-            }
-        }
+        make_room(&mut state.sessions, Self::MAX, |s| s.until > now);
         let until = now + self.ttl;
         state.sessions.insert(
             session_id,
@@ -772,6 +768,15 @@ impl LiveSessions {
         state.listening = listening;
         state.sessions.clear();
         state.generation += 1;
+    }
+}
+
+impl LiveState {
+    /// Whether the session or its account changed and its notification is awaited.
+    fn marked(&self, session_id: Uuid, user_id: Uuid, now: Instant) -> bool {
+        [session_id, user_id]
+            .iter()
+            .any(|id| self.marked.get(id).is_some_and(|until| *until > now))
     }
 }
 
