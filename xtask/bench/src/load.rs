@@ -401,7 +401,7 @@ struct Service {
     base: String,
     url: String,
     svc: Proc,
-    _broker: Proc,
+    broker: Proc,
 }
 
 fn login_body() -> Value {
@@ -413,7 +413,7 @@ async fn start_service(http: &reqwest::Client) -> Result<(Service, Value)> {
     let bin = std::env::var("BENCH_SERVICE_BIN")
         .context("BENCH_SERVICE_BIN: run through `cargo xtask bench`")?;
     let broker_port = free_port();
-    let _broker = tansu(broker_port)?;
+    let broker = tansu(broker_port)?;
     wait_port(broker_port).await?;
     let url = fresh_database().await?;
     let port = free_port();
@@ -447,7 +447,7 @@ async fn start_service(http: &reqwest::Client) -> Result<(Service, Value)> {
             base,
             url,
             svc,
-            _broker,
+            broker,
         },
         session,
     ))
@@ -531,7 +531,7 @@ pub async fn service_figures() -> Result<()> {
     .await?;
     pair("createUser (argon2id + outbox)", &ours, &theirs, 0.6);
 
-    login(base, &token, id).await?;
+    login_rounds(&service, &token, id).await?;
     let health: Value = http
         .get(format!("{base}/healthz"))
         .send()
@@ -555,24 +555,6 @@ fn login_lua() -> String {
         "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{}'\n",
         login_body()
     )
-}
-
-/// The login figures: the rate beside argon2id verification alone, and the
-/// readers' p99 during a login flood.
-async fn login(base: &str, token: &str, id: &str) -> Result<()> {
-    let login_lua = login_lua();
-    let ours = wrk(&format!("{base}/v1/login"), 8, None, Some(&login_lua)).await?;
-    let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    let verify = baseline::verify_rate(workers, u64::from(WRK_SECONDS)).await;
-    print(Row {
-        figure: &format!("login: req/s vs argon2id verify alone ({workers} at once)"),
-        ours: ours.rps,
-        baseline: Some(verify),
-        unit: "req/s",
-        target: ">= 0.9x",
-        met: Some(ours.rps >= 0.9 * verify),
-    });
-    login_flood(base, token, id).await
 }
 
 /// A login flood beside readers: the readers' p99 (getUser `id`).
@@ -619,24 +601,30 @@ async fn backends_cpu(db: &mut sqlx::PgConnection) -> Result<f64> {
     Ok(pids.iter().map(|p| cpu_secs(&p.to_string())).sum())
 }
 
-/// Only the login figures, on a fresh service (`bench login`). Other load on
-/// the machine moves both rates, so ours and argon2id alone are measured in
-/// alternating rounds and the ratio is the median of the rounds' ratios; each
-/// round also shows the CPU milliseconds a login costs where it is spent.
+/// Only the login figures, on a fresh service (`bench login`).
 pub async fn login_figures() -> Result<()> {
-    use sqlx::Connection;
-    const ROUNDS: usize = 5;
-    const ROUND_SECONDS: u32 = 3;
     let http = reqwest::Client::new();
     let (service, session) = start_service(&http).await?;
     let token = session["session"]["accessToken"]
         .as_str()
         .context("login")?;
     let user = session["session"]["userId"].as_str().context("login")?;
+    login_rounds(&service, token, user).await
+}
+
+/// The login figures: the rate beside argon2id verification alone, then the
+/// readers' p99 (getUser `id`) during a login flood. Other load on the
+/// machine moves both rates, so ours and argon2id alone are measured in
+/// alternating rounds and the ratio is the median of the rounds' ratios; each
+/// round also shows the CPU milliseconds a login costs where it is spent.
+async fn login_rounds(service: &Service, token: &str, id: &str) -> Result<()> {
+    use sqlx::Connection;
+    const ROUNDS: usize = 5;
+    const ROUND_SECONDS: u32 = 3;
     let mut db = sqlx::PgConnection::connect(&service.url).await?;
     let (svc, broker) = (
         service.svc.0.id().to_string(),
-        service._broker.0.id().to_string(),
+        service.broker.0.id().to_string(),
     );
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let url = format!("{}/v1/login", service.base);
@@ -680,5 +668,5 @@ pub async fn login_figures() -> Result<()> {
         target: &format!(">= 0.9x (median of {ROUNDS} rounds: {ratio:.2}x)"),
         met: Some(ratio >= 0.9),
     });
-    login_flood(&service.base, token, user).await
+    login_flood(&service.base, token, id).await
 }
