@@ -558,3 +558,39 @@ fn verification_settings_are_checked() {
     );
     insta::assert_snapshot!("verification_settings_are_checked", msg);
 }
+
+#[test]
+fn role_ranks_are_checked() {
+    let text = mutate_all(&[
+        (
+            "  ranks: { librarian: 2, member: 1 }\n  peerWrites: [librarian]",
+            "  ranks: { librarian: 2, clerk: 1 }\n  peerWrites: [curator]",
+        ),
+        (
+            "    fields: [email, secret]\n",
+            "    fields: [email, secret, role]\n",
+        ),
+    ]);
+    let msg = rejected(
+        &text,
+        &["{ librarian", "1 }", "curator", "[email, secret, role]"],
+    );
+    assert!(msg.contains("role \"member\" has no rank"), "{msg}");
+    assert!(msg.contains("unknown role \"clerk\""), "{msg}");
+    assert!(
+        msg.contains("a public route cannot set librarian.role"),
+        "{msg}"
+    );
+    insta::assert_snapshot!("role_ranks_are_checked", msg);
+}
+
+#[test]
+fn top_role_must_outrank_the_others() {
+    let text = mutate(
+        "  ranks: { librarian: 2, member: 1 }",
+        "  ranks: { librarian: 2, member: 2 }",
+    );
+    let msg = rejected(&text, &["librarian"]);
+    assert!(msg.contains("must outrank every other role"), "{msg}");
+    insta::assert_snapshot!("top_role_must_outrank_the_others", msg);
+}

@@ -349,6 +349,7 @@ async fn update_user(
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
+    caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
     );
@@ -469,6 +470,7 @@ async fn update_profile(
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
+    caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
     );
@@ -581,6 +583,7 @@ async fn create_user(
         return Err(v.into_error());
     };
     v.finish()?;
+    caller.may_grant(&role_id)?;
     let password = app.auth.hash_secret(password).await?;
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
@@ -635,6 +638,8 @@ async fn delete_user(
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
+    caller.may_manage(old.id, &old.role_id)?;
+    crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
     let row: User = sqlx::query_as(DELETE_SQL)
         .bind(id)
         .fetch_one(&mut *tx)
@@ -678,6 +683,8 @@ async fn archive_profile(
     let old = lock(&mut tx, id).await?;
     caller.allow(&ARCHIVE_PROFILE.access, owner_of(&old))?;
     check_version(expected, &old)?;
+    caller.may_manage(old.id, &old.role_id)?;
+    crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
     let row: User = sqlx::query_as(DELETE_SQL)
         .bind(id)
         .fetch_one(&mut *tx)
@@ -1063,9 +1070,16 @@ async fn update_user_role(
     v.text("roleId", role_id.as_deref(), &rules::ROLE_ID);
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
+    if let Some(role) = role_id.as_deref() {
+        caller.may_grant(role)?;
+    }
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
+    caller.may_manage(old.id, &old.role_id)?;
+    if role_id.as_deref().is_some_and(|role| role != old.role_id) {
+        crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
+    }
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
     );
@@ -1165,6 +1179,7 @@ async fn update_user_password(
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
+    caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
     );
@@ -1233,6 +1248,13 @@ async fn update_user_password_by_admin(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&UPDATE_USER_PASSWORD_BY_ADMIN.access)?;
+    if id == caller.user_id {
+        return Err(ApiError::Denied {
+            code: "OWN_SECRET",
+            message: "change your own password through updateUserPassword, which asks for the current one"
+                .into(),
+        });
+    }
     let mut v = Validator::default();
     if input.password.is_absent() {
         v.error("body", "names no field to change; accepted: password");
@@ -1249,6 +1271,7 @@ async fn update_user_password_by_admin(
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
+    caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
     );

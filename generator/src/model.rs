@@ -98,6 +98,13 @@ pub struct Roles {
     pub values: Vec<String>,
     pub admin: Vec<String>,
     pub default: String,
+    /// Each role's rank: a caller never grants a role ranked above its own nor
+    /// writes an account that outranks it.
+    pub ranks: BTreeMap<String, u32>,
+    /// Roles whose holders may write accounts of their own rank (other than
+    /// their own); by default nobody may.
+    #[serde(default)]
+    pub peer_writes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

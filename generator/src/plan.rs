@@ -76,6 +76,16 @@ pub struct IdentityPlan {
     pub current_user: RoutePlan,
     pub public_keys: RoutePlan,
     pub super_admin_role: String,
+    /// `&[("superAdmin", 3), ...]`: each role's rank, and the roles whose
+    /// holders may write accounts of their own rank.
+    pub role_ranks: String,
+    pub peer_writers: String,
+    /// For docs: `superAdmin 3, admin 2, user 1; superAdmin may write peers`.
+    pub rank_summary: String,
+    /// The role of active account $1, locked for the transaction.
+    pub account_role_sql: String,
+    /// Whether an active account other than $2 has role $1.
+    pub other_top_sql: String,
     /// A header that may carry the access token besides `Authorization`.
     pub token_header: Option<String>,
     pub cookies: Option<CookiePlan>,
@@ -483,6 +493,31 @@ pub struct RoutePlan {
     pub extended_topic_const: String,
     /// What the route publishes, for docs: its topic, session events, or none.
     pub events_doc: String,
+    /// What the route checks of the roles and accounts it writes (role ranks).
+    pub ranks: RankPlan,
+}
+
+/// The role-rank checks of a write route (decision role-ranks): a caller never
+/// grants a role above its own, never writes an account that outranks it, and
+/// the top role keeps an active account.
+#[derive(Debug, Clone, Default)]
+pub struct RankPlan {
+    /// The expression of the role the route sets, if it sets one: a `&str`,
+    /// or an `Option<&str>` when `grant_optional`.
+    pub grants: Option<String>,
+    pub grant_optional: bool,
+    /// An update or delete of an account: the caller must be allowed to
+    /// manage the old row's account; `role_ident` names its role field.
+    pub account: bool,
+    pub role_ident: String,
+    /// The route can demote, delete or archive an account of the top role.
+    pub keeps_top: bool,
+    /// The route sets the secret without asking for its current value, so it
+    /// refuses the caller's own account with this message.
+    pub not_self: Option<String>,
+    /// A create or delete that rewrites an account (`pointedBy`): the
+    /// `Option<Uuid>` expression of that account.
+    pub pointed_account: Option<String>,
 }
 
 /// How a create route receives a file.
@@ -1404,6 +1439,78 @@ fn pointer_of(m: &Model, name: &str, o: &DataObject) -> Option<PointerPlan> {
     })
 }
 
+/// Which rank checks a route needs: routes that write the identity object,
+/// and creates and deletes of rows that rewrite an account through `pointedBy`.
+fn rank_plan(m: &Model, r: &Route) -> RankPlan {
+    let a = &m.auth;
+    let public = matches!(&r.auth, Auth::Keyword(k) if k == "public");
+    let Some((object_name, o)) = r
+        .object
+        .as_deref()
+        .and_then(|n| m.data_objects.iter().find(|(on, _)| on == n))
+    else {
+        return RankPlan::default();
+    };
+    let action = r.action.as_str();
+    if public || !matches!(action, "create" | "update" | "delete") {
+        return RankPlan::default();
+    }
+    if object_name == &a.user_object {
+        let sets_role = r.fields.contains(&a.role_field);
+        let sets_secret = action == "update" && r.fields.contains(&a.password_field);
+        let confirming = m
+            .routes
+            .iter()
+            .find(|(_, c)| c.confirm_current)
+            .map(|(n, _)| n);
+        let role = a.role_field.to_snake_case();
+        // An `Option<&str>` of the role the route sets.
+        let filled = field_of(o, &a.role_field).is_some_and(|f| f.required || f.default.is_some());
+        let optional = !(action == "create" && filled);
+        let grants = if optional {
+            format!("{role}.as_deref()")
+        } else {
+            format!("&{role}")
+        };
+        return RankPlan {
+            grants: sets_role.then_some(grants),
+            grant_optional: optional,
+            account: action != "create",
+            role_ident: role,
+            keeps_top: action == "delete" || (action == "update" && sets_role),
+            not_self: (sets_secret && !r.confirm_current).then(|| match confirming {
+                Some(route) => format!(
+                    "change your own {} through {route}, which asks for the current one",
+                    a.password_field
+                ),
+                None => format!("a caller cannot set their own {} here", a.password_field),
+            }),
+            pointed_account: None,
+        };
+    }
+    let pointed = o.pointed_by.as_ref().and_then(|p| {
+        let via = field_of(o, &p.via)?;
+        (via.references.as_deref() == Some(a.user_object.as_str())).then_some((p, via))
+    });
+    let pointed_account = match (pointed, action) {
+        (Some((p, via)), "create") if r.fields.contains(&p.via) => Some(if via.required {
+            format!("Some({})", p.via.to_snake_case())
+        } else {
+            p.via.to_snake_case()
+        }),
+        (Some((p, via)), "delete") => Some(if via.required {
+            format!("Some(old.{})", p.via.to_snake_case())
+        } else {
+            format!("old.{}", p.via.to_snake_case())
+        }),
+        _ => None,
+    };
+    RankPlan {
+        pointed_account,
+        ..RankPlan::default()
+    }
+}
+
 fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     let object = r
         .object
@@ -1699,6 +1806,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         (String::new(), String::new())
     };
     RoutePlan {
+        ranks: rank_plan(m, r),
         confirm_field,
         secret_sql,
         search_tail,
@@ -1852,6 +1960,42 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         current_user,
         public_keys: route("publicKeys"),
         super_admin_role: a.super_admin_role.clone(),
+        role_ranks: format!(
+            "&[{}]",
+            m.roles
+                .values
+                .iter()
+                .map(|r| format!("({r:?}, {})", m.roles.ranks.get(r).copied().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        peer_writers: rust_str_slice(&m.roles.peer_writes),
+        rank_summary: {
+            let ranks: Vec<String> = m
+                .roles
+                .values
+                .iter()
+                .map(|r| format!("`{r}` {}", m.roles.ranks.get(r).copied().unwrap_or_default()))
+                .collect();
+            match m.roles.peer_writes.as_slice() {
+                [] => format!("{}; nobody writes accounts of their own rank", ranks.join(", ")),
+                peers => format!(
+                    "{}; {} may write accounts of their own rank",
+                    ranks.join(", "),
+                    peers.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        },
+        account_role_sql: format!(
+            "SELECT t.{} FROM {} AS t WHERE t.id = $1{active} FOR UPDATE",
+            col(&a.role_field),
+            user.table
+        ),
+        other_top_sql: format!(
+            "SELECT EXISTS (SELECT 1 FROM {} AS t WHERE t.{} = $1 AND t.id <> $2{active})",
+            user.table,
+            col(&a.role_field)
+        ),
         token_header: a.token_header.clone(),
         cookies: a.cookies.as_ref().map(|c| CookiePlan {
             access: c.access.clone(),

@@ -341,6 +341,26 @@ fn roles(m: &Model, d: &mut Diagnostics) {
             format!("unknown role \"{}\"; {}", r.default, one_of(&r.values)),
         );
     }
+    for role in r.ranks.keys().filter(|k| !r.values.contains(k)) {
+        d.at(
+            format!("roles.ranks.{role}"),
+            format!("unknown role \"{role}\"; {}", one_of(&r.values)),
+        );
+    }
+    for role in r.values.iter().filter(|v| !r.ranks.contains_key(*v)) {
+        d.at(
+            "roles.ranks",
+            format!("role \"{role}\" has no rank; give every role in roles.values a rank (a higher number outranks a lower one)"),
+        );
+    }
+    for (i, p) in r.peer_writes.iter().enumerate() {
+        if !r.values.contains(p) {
+            d.at(
+                format!("roles.peerWrites[{i}]"),
+                format!("unknown role \"{p}\"; {}", one_of(&r.values)),
+            );
+        }
+    }
 }
 
 fn decisions(m: &Model, d: &mut Diagnostics) {
@@ -845,6 +865,20 @@ fn route(
             ),
         );
     }
+    let public = matches!(&r.auth, Auth::Keyword(k) if k == "public");
+    if public
+        && r.object.as_deref() == Some(m.auth.user_object.as_str())
+        && r.fields.contains(&m.auth.role_field)
+    {
+        // An anonymous caller has no rank to grant a role from.
+        d.at(
+            format!("{path}.fields"),
+            format!(
+                "a public route cannot set {}.{}: new accounts get roles.default; give the route a rule or drop the field",
+                m.auth.user_object, m.auth.role_field
+            ),
+        );
+    }
     let crud = CRUD_ACTIONS.contains(&action);
     if !crud && !is_singleton(action) {
         let mut all = CRUD_ACTIONS.to_vec();
@@ -1303,6 +1337,24 @@ fn identity(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostic
                 one_of(&m.roles.values)
             ),
         );
+    } else if let Some(top) = m.roles.ranks.get(&a.super_admin_role) {
+        // The last account of the top role is kept: it must be one role.
+        let rivals: Vec<&String> = m
+            .roles
+            .ranks
+            .iter()
+            .filter(|(r, rank)| *r != &a.super_admin_role && *rank >= top)
+            .map(|(r, _)| r)
+            .collect();
+        if !rivals.is_empty() {
+            d.at(
+                "auth.superAdminRole",
+                format!(
+                    "\"{}\" must outrank every other role in roles.ranks, but \"{}\" ranks as high",
+                    a.super_admin_role, rivals[0]
+                ),
+            );
+        }
     }
     for name in a.bootstrap_values.keys() {
         match field(name) {

@@ -1058,6 +1058,156 @@ impl Caller {
             _ => None,
         })
     }
+    /// Refuses to grant `role` when it ranks above the caller's own role.
+    pub fn may_grant(&self, role: &str) -> Result<(), ApiError> {
+        if rank(role) > rank(&self.role) {
+            return Err(outranked(format!(
+                "a {} cannot grant the role {role}",
+                self.role
+            )));
+        }
+        Ok(())
+    }
+    /// Refuses writes to `account` (whose role is `role`) when it outranks the
+    /// caller, or ranks the same and the caller's role is not a peer writer.
+    /// The caller's own account always passes.
+    pub fn may_manage(&self, account: Uuid, role: &str) -> Result<(), ApiError> {
+        let (mine, theirs) = (rank(&self.role), rank(role));
+        if account == self.user_id
+            || theirs < mine
+            || (theirs == mine && PEER_WRITERS.contains(&self.role.as_str()))
+        {
+            return Ok(());
+        }
+        Err(outranked(format!(
+            "a {} cannot change an account whose role is {role}",
+            self.role
+        )))
+    }
+}
+
+/// Each role's rank: a higher one outranks a lower one (decision role-ranks).
+pub const ROLE_RANKS: &[(&str, u32)] = &[("librarian", 2), ("member", 1)];
+
+/// Roles whose holders may write accounts of their own rank.
+pub const PEER_WRITERS: &[&str] = &["librarian"];
+
+/// The top role: its last active account is never demoted, deleted or archived.
+pub const TOP_ROLE: &str = "librarian";
+
+/// The rank of `role`; an unknown role ranks below every role of the model.
+pub fn rank(role: &str) -> u32 {
+    ROLE_RANKS
+        .iter()
+        .find(|(r, _)| *r == role)
+        .map_or(0, |(_, n)| *n)
+}
+
+fn outranked(message: String) -> ApiError {
+    ApiError::Denied {
+        code: "OUTRANKED",
+        message,
+    }
+}
+
+/// Refuses a write that rewrites `account` (a file that becomes its picture,
+/// say) unless the caller may manage that account. The account stays locked
+/// until the transaction ends, so its role cannot change underneath.
+pub async fn guard_account(
+    tx: &mut PgConnection,
+    caller: &Caller,
+    account: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let Some(account) = account.filter(|a| *a != caller.user_id) else {
+        return Ok(());
+    };
+    let role: Option<String> = sqlx::query_scalar(
+        "SELECT t.role FROM librarians AS t WHERE t.id = $1 AND t.is_active FOR UPDATE",
+    )
+    .bind(account)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match role {
+        Some(role) => caller.may_manage(account, &role),
+        None => Ok(()),
+    }
+}
+
+/// The transaction-scoped advisory lock that changes of top-role accounts take,
+/// so that two concurrent demotions cannot each leave the other as the last.
+const TOP_ROLE_LOCK: i64 = 0x7376_6367_746f_7072;
+
+/// Refuses to demote, delete or archive `account` (whose role is `role`) when
+/// it is the last active account of the top role. Call it in the write's
+/// transaction, after locking the account's row.
+pub async fn keep_top_role(
+    tx: &mut PgConnection,
+    account: Uuid,
+    role: &str,
+) -> Result<(), ApiError> {
+    if role != TOP_ROLE {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(TOP_ROLE_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let others: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM librarians AS t WHERE t.role = $1 AND t.id <> $2 AND t.is_active)",
+        )
+        .bind(TOP_ROLE)
+        .bind(account)
+        .fetch_one(&mut *tx)
+        .await?;
+    if others {
+        return Ok(());
+    }
+    Err(ApiError::Denied {
+        code: "LAST_TOP_ROLE",
+        message: format!(
+            "this is the last active {TOP_ROLE} account; give another account that role first"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod rank_tests {
+    use super::*;
+    fn caller(role: &str) -> Caller {
+        Caller {
+            user_id: Uuid::new_v4(),
+            session_id: Uuid::new_v4(),
+            role: role.to_string(),
+        }
+    }
+    #[test]
+    fn nobody_grants_or_writes_above_their_rank() {
+        for (mine, my_rank) in ROLE_RANKS {
+            let me = caller(mine);
+            for (theirs, their_rank) in ROLE_RANKS {
+                assert_eq!(
+                    me.may_grant(theirs).is_ok(),
+                    their_rank <= my_rank,
+                    "{mine} grants {theirs}"
+                );
+                let peer = their_rank == my_rank && PEER_WRITERS.contains(mine);
+                assert_eq!(
+                    me.may_manage(Uuid::new_v4(), theirs).is_ok(),
+                    their_rank < my_rank || peer,
+                    "{mine} writes {theirs}"
+                );
+                assert!(
+                    me.may_manage(me.user_id, theirs).is_ok(),
+                    "{mine} writes their own account"
+                );
+            }
+        }
+    }
+    #[test]
+    fn an_unknown_role_ranks_lowest() {
+        assert_eq!(rank("no such role"), 0);
+        assert!(caller("no such role").may_grant(TOP_ROLE).is_err());
+    }
 }
 
 /// The client's address: the socket peer, or the first `X-Forwarded-For` hop

@@ -1,0 +1,458 @@
+//! Role ranks against the running auth service: every route that writes the
+//! identity object, or a row that rewrites an account (`pointedBy`), called by
+//! every role on its own account and on accounts ranked below, level with and
+//! above it. The table is read from the model, so a new route joins it; each
+//! refusal is a 403 with nothing written and no event.
+
+use base64::Engine;
+use generator::model::{Auth, DataObject, Model, Route};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+use std::cmp::Ordering;
+use tests::*;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn model() -> Model {
+    let file = "model/auth-service.yaml";
+    let source = std::fs::read_to_string(format!("{}/../{file}", env!("CARGO_MANIFEST_DIR")))
+        .expect("read the auth model");
+    generator::check_model(file, &source)
+        .expect("the auth model is valid")
+        .model
+}
+
+/// Whose account (or, for a create, which role) a case aims at, relative to
+/// the caller.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    Own,
+    Lower,
+    Equal,
+    Higher,
+}
+
+const TARGETS: [Target; 4] = [Target::Own, Target::Lower, Target::Equal, Target::Higher];
+
+struct Roles<'m> {
+    model: &'m Model,
+}
+
+impl Roles<'_> {
+    fn rank(&self, role: &str) -> u32 {
+        self.model.roles.ranks[role]
+    }
+
+    /// A role standing in `target`'s relation to `mine`, if the model has one.
+    fn relative(&self, mine: &str, target: Target) -> Option<String> {
+        let wanted = match target {
+            Target::Own | Target::Equal => Ordering::Equal,
+            Target::Lower => Ordering::Less,
+            Target::Higher => Ordering::Greater,
+        };
+        self.model
+            .roles
+            .values
+            .iter()
+            .find(|r| self.rank(r).cmp(&self.rank(mine)) == wanted)
+            .cloned()
+    }
+
+    fn is_admin(&self, role: &str) -> bool {
+        self.model.roles.admin.iter().any(|a| a == role)
+    }
+}
+
+/// What a write route needs to know of the object it writes.
+struct Writes<'m> {
+    name: &'m str,
+    route: &'m Route,
+    object: &'m DataObject,
+    /// The route writes an account row (else a row pointing at one).
+    account: bool,
+}
+
+/// Every signed-in write of the identity object, and creates and deletes of
+/// the objects that rewrite an account through `pointedBy`.
+fn write_routes(m: &Model) -> Vec<Writes<'_>> {
+    let user = &m.auth.user_object;
+    let object = |n: &str| {
+        &m.data_objects
+            .iter()
+            .find(|(on, _)| on == n)
+            .expect("object")
+            .1
+    };
+    m.routes
+        .iter()
+        .filter(|(_, r)| !matches!(&r.auth, Auth::Keyword(k) if k == "public"))
+        .filter_map(|(name, r)| {
+            let o = object(r.object.as_deref()?);
+            let account = r.object.as_deref() == Some(user.as_str());
+            let pointing = o.pointed_by.as_ref().is_some_and(|p| {
+                o.fields
+                    .iter()
+                    .any(|(n, f)| n == &p.via && f.references.as_deref() == Some(user.as_str()))
+            });
+            let writes = match r.action.as_str() {
+                "create" | "delete" => account || pointing,
+                "update" => account,
+                _ => false,
+            };
+            writes.then_some(Writes {
+                name,
+                route: r,
+                object: o,
+                account,
+            })
+        })
+        .collect()
+}
+
+/// The outcome the rules promise: the route's own rule, then the ranks.
+fn expected(m: &Model, w: &Writes, caller: &str, target: Target) -> bool {
+    let roles = Roles { model: m };
+    let own = target == Target::Own;
+    let admitted = match &w.route.auth {
+        // Any signed-in caller, but only admins act for others (callerFields).
+        Auth::Keyword(_) => w.route.caller_fields.is_empty() || roles.is_admin(caller) || own,
+        Auth::Rule(r) => r.roles.iter().any(|x| x == caller) || (r.owner && own),
+    };
+    if !admitted {
+        return false;
+    }
+    let creates_account = w.account && w.route.action == "create";
+    let sets_secret_unconfirmed = w.route.action == "update"
+        && w.route.fields.contains(&m.auth.password_field)
+        && !w.route.confirm_current;
+    match target {
+        Target::Own => !(w.account && sets_secret_unconfirmed),
+        // A create grants a role: at most the caller's own.
+        _ if creates_account => target != Target::Higher,
+        Target::Lower => true,
+        Target::Equal => m.roles.peer_writes.iter().any(|p| p == caller),
+        Target::Higher => false,
+    }
+}
+
+/// A valid value of every field the route accepts.
+fn body(m: &Model, w: &Writes, caller_role: &str, target_id: &str, grant: &str) -> Value {
+    let mut out = Map::new();
+    for name in &w.route.fields {
+        let (_, f) = w
+            .object
+            .fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("route field");
+        let value = if w.account && name == &m.auth.role_field {
+            json!(if w.route.action == "create" {
+                grant
+            } else {
+                caller_role
+            })
+        } else if w.account && name == &m.auth.password_field {
+            json!("another good password")
+        } else {
+            match (f.ty.as_str(), f.format.as_deref()) {
+                (_, Some("email")) => {
+                    json!(format!("{}@example.com", uuid::Uuid::new_v4().simple()))
+                }
+                (_, Some("url")) => json!("https://example.com/picture.png"),
+                ("String", _) if !f.allowed_values.is_empty() => json!(f.allowed_values[0]),
+                ("String" | "Text", _) => json!("Some text"),
+                ("Boolean", _) => json!(true),
+                ("Integer", _) => json!(1),
+                ("ID", _) if f.references.as_deref() == Some(m.auth.user_object.as_str()) => {
+                    json!(target_id)
+                }
+                ("Blob", _) => json!(base64::engine::general_purpose::STANDARD
+                    .encode(b"\x89PNG\r\n\x1a\nsome picture bytes")),
+                ("Object", _) => json!({ "from": "roles_e2e" }),
+                _ => continue,
+            }
+        };
+        out.insert(name.clone(), value);
+    }
+    if w.route.confirm_current {
+        let current = format!(
+            "current{}{}",
+            m.auth.password_field[..1].to_uppercase(),
+            &m.auth.password_field[1..]
+        );
+        out.insert(current, json!(PASSWORD));
+    }
+    Value::Object(out)
+}
+
+/// Everything a refused write must leave as it was: every table of the model
+/// and the outbox.
+async fn state(db: &TestDb, m: &Model) -> Vec<String> {
+    let mut conn = db.connect().await;
+    let mut out = Vec::new();
+    for (_, o) in &m.data_objects {
+        let sql = format!(
+            "SELECT coalesce(md5(string_agg(t::text, ',' ORDER BY t.id)), '') FROM {} AS t",
+            o.table
+        );
+        out.push(
+            sqlx::query_scalar(&sql)
+                .fetch_one(&mut conn)
+                .await
+                .expect("table digest"),
+        );
+    }
+    let events: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM event_outbox")
+        .fetch_one(&mut conn)
+        .await
+        .expect("outbox");
+    out.push(events.to_string());
+    out
+}
+
+/// A new account with `role`, made by the bootstrap super-admin.
+async fn account(root: &Api, role: &str) -> (String, String) {
+    let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+    let created = expect(
+        StatusCode::CREATED,
+        &root
+            .post(
+                "/v1/users",
+                json!({ "email": email, "password": PASSWORD, "fullname": "Someone", "roleId": role }),
+            )
+            .await,
+    );
+    (
+        created["user"]["id"].as_str().expect("id").to_string(),
+        email,
+    )
+}
+
+async fn signed_in(svc: &Api, root: &Api, role: &str) -> (String, Api) {
+    let (id, email) = account(root, role).await;
+    (id, svc.as_user(&email, PASSWORD).await)
+}
+
+#[tokio::test]
+async fn every_account_write_respects_role_ranks() {
+    let m = model();
+    let roles = Roles { model: &m };
+    let db = TestDb::create().await;
+    let svc = start_auth_service(
+        &db.url,
+        &[
+            ("LOGIN_PER_ADDRESS", "100000"),
+            ("LOGIN_PER_ACCOUNT", "100000"),
+        ],
+    )
+    .await;
+    let root = svc.admin().await;
+    let routes = write_routes(&m);
+    let names: Vec<&str> = routes.iter().map(|w| w.name).collect();
+    for must in [
+        "createUser",
+        "updateUserRole",
+        "updateUserPasswordByAdmin",
+        "deleteUser",
+        "createUserAvatarsFile",
+        "deleteUserAvatarsFile",
+    ] {
+        assert!(
+            names.contains(&must),
+            "{must} is missing from the table {names:?}"
+        );
+    }
+    let mut callers = std::collections::HashMap::new();
+    for role in &m.roles.values {
+        callers.insert(role.clone(), signed_in(&svc, &root, role).await);
+    }
+    let mut checked = 0;
+    for w in &routes {
+        for caller_role in &m.roles.values {
+            for target in TARGETS {
+                let Some(target_role) = roles.relative(caller_role, target) else {
+                    continue;
+                };
+                let creates_account = w.account && w.route.action == "create";
+                if creates_account && target == Target::Own {
+                    continue;
+                }
+                // A case that may change the caller's own account gets a caller of its own.
+                let (caller_id, caller) = if target == Target::Own {
+                    signed_in(&svc, &root, caller_role).await
+                } else {
+                    callers[caller_role].clone()
+                };
+                let target_id = match (creates_account, target) {
+                    (true, _) => String::new(),
+                    (false, Target::Own) => caller_id.clone(),
+                    (false, _) => account(&root, &target_role).await.0,
+                };
+                let mut path = format!("{}{}", m.service.api_base, w.route.path);
+                if w.route.action == "delete" && !w.account {
+                    // The target's own file, uploaded by the target.
+                    let owner = if target == Target::Own {
+                        caller.clone()
+                    } else {
+                        let email: String =
+                            sqlx::query_scalar("SELECT email FROM users WHERE id = $1::uuid")
+                                .bind(&target_id)
+                                .fetch_one(&mut db.connect().await)
+                                .await
+                                .expect("the target's email");
+                        svc.as_user(&email, PASSWORD).await
+                    };
+                    let upload = routes
+                        .iter()
+                        .find(|u| u.route.action == "create" && u.route.object == w.route.object)
+                        .expect("an upload route");
+                    let uploaded = expect(
+                        StatusCode::CREATED,
+                        &owner
+                            .post(
+                                &format!("{}{}", m.service.api_base, upload.route.path),
+                                body(&m, upload, caller_role, &target_id, ""),
+                            )
+                            .await,
+                    );
+                    let id = uploaded[w.route.object.as_deref().expect("object")]["id"]
+                        .as_str()
+                        .expect("file id")
+                        .to_string();
+                    path = path.replace("{id}", &id);
+                } else {
+                    path = path.replace("{id}", &target_id);
+                }
+                let method = Method::from_bytes(w.route.method.as_bytes()).expect("method");
+                let payload = (w.route.action != "delete")
+                    .then(|| body(&m, w, caller_role, &target_id, &target_role));
+                let before = state(&db, &m).await;
+                let (status, answer) = caller.call(method, &path, payload, &[]).await;
+                let allowed = expected(&m, w, caller_role, target);
+                let case = format!("{} by {caller_role} on {target:?} ({target_role})", w.name);
+                if allowed {
+                    assert!(
+                        status.is_success(),
+                        "{case}: expected success, got {status}: {answer}"
+                    );
+                } else {
+                    assert_eq!(
+                        status,
+                        StatusCode::FORBIDDEN,
+                        "{case}: expected 403, got {answer}"
+                    );
+                    assert_eq!(
+                        answer["status"], "ERR",
+                        "{case}: not in the envelope: {answer}"
+                    );
+                    assert_eq!(
+                        state(&db, &m).await,
+                        before,
+                        "{case}: a refused write changed something"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= routes.len() * 6, "only {checked} cases ran");
+}
+
+async fn active_top_accounts(db: &TestDb, m: &Model) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM users WHERE role_id = $1 AND is_active")
+        .bind(&m.auth.super_admin_role)
+        .fetch_one(&mut db.connect().await)
+        .await
+        .expect("count top-role accounts")
+}
+
+/// Both answers of two concurrent writes that could each leave the other
+/// account as the last of the top role: exactly one may succeed.
+fn one_of_two(a: (StatusCode, Value), b: (StatusCode, Value)) {
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::FORBIDDEN],
+        "answers: {} / {}",
+        a.1,
+        b.1
+    );
+}
+
+#[tokio::test]
+async fn the_last_top_role_account_is_kept() {
+    let m = model();
+    let (svc, db) = auth_service().await;
+    let root = svc.admin().await;
+    let root_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(ADMIN_EMAIL)
+        .fetch_one(&mut db.connect().await)
+        .await
+        .expect("root's id");
+    let top = m.auth.super_admin_role.as_str();
+    let lower = m
+        .roles
+        .values
+        .iter()
+        .find(|r| *r != top)
+        .expect("a second role");
+
+    // Alone in the top role: no demotion, deletion or archiving of oneself.
+    let before = state(&db, &m).await;
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            format!("/v1/users/{root_id}/role"),
+            Some(json!({ "roleId": lower })),
+        ),
+        (Method::DELETE, format!("/v1/users/{root_id}"), None),
+        (Method::DELETE, format!("/v1/users/{root_id}/profile"), None),
+    ] {
+        let answer = root.call(method, &path, body, &[]).await;
+        let refused = expect(StatusCode::FORBIDDEN, &answer);
+        assert_eq!(refused["errCode"], "LAST_TOP_ROLE", "{path}: {refused}");
+    }
+    assert_eq!(
+        state(&db, &m).await,
+        before,
+        "a refused change wrote something"
+    );
+
+    // Two top-role accounts demoting each other at once: one of them stays.
+    let (other_id, other) = signed_in(&svc, &root, top).await;
+    let (demote_other, demote_root) = (
+        format!("/v1/users/{other_id}/role"),
+        format!("/v1/users/{root_id}/role"),
+    );
+    let (a, b) = tokio::join!(
+        root.patch(&demote_other, json!({ "roleId": lower })),
+        other.patch(&demote_root, json!({ "roleId": lower })),
+    );
+    one_of_two(a, b);
+    assert_eq!(active_top_accounts(&db, &m).await, 1);
+
+    // The same with deletions, by whichever account kept the role.
+    let survivor: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM users WHERE role_id = $1 AND is_active")
+            .bind(top)
+            .fetch_one(&mut db.connect().await)
+            .await
+            .expect("the remaining top-role account");
+    let survivor_api = if survivor == root_id {
+        root.clone()
+    } else {
+        other.clone()
+    };
+    let (third_id, third) = signed_in(&svc, &survivor_api, top).await;
+    let (delete_third, delete_survivor) = (
+        format!("/v1/users/{third_id}"),
+        format!("/v1/users/{survivor}"),
+    );
+    let (a, b) = tokio::join!(
+        survivor_api.delete(&delete_third),
+        third.delete(&delete_survivor),
+    );
+    one_of_two(a, b);
+    assert_eq!(active_top_accounts(&db, &m).await, 1);
+}
