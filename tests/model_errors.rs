@@ -558,3 +558,23 @@ fn verification_settings_are_checked() {
     );
     insta::assert_snapshot!("verification_settings_are_checked", msg);
 }
+
+#[test]
+fn formats_and_search_bounds_are_checked() {
+    let text = mutate_all(&[
+        (
+            "    maxPageRowCount: 50\n",
+            "    maxPageRowCount: 50\n  search: { maxWords: 0, maxWordLength: 1000 }\n",
+        ),
+        (
+            "        format: email\n        maxLength: 200",
+            "        format: uri\n        maxLength: 200",
+        ),
+        (
+            "        type: Integer\n        filterable: true",
+            "        type: Integer\n        format: url\n        filterable: true",
+        ),
+    ]);
+    let msg = rejected(&text, &["0", "1000", "uri", "url"]);
+    insta::assert_snapshot!("formats_and_search_bounds_are_checked", msg);
+}
