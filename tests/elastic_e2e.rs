@@ -250,3 +250,21 @@ async fn search_users_asks_elasticsearch_and_reads_its_answer() {
     );
     assert_eq!(tests::error_fields(&bad), ["sort"]);
 }
+
+#[tokio::test]
+async fn elasticsearch_searches_are_bounded_like_postgresql() {
+    let (url, recorded) = stand_in().await;
+    let db = TestDb::create().await;
+    let server = start_auth_service(&db.url, &[("ELASTICSEARCH_URL", &url)]).await;
+    let svc = server.admin().await;
+    let at_bounds = tests::keywords_past_bounds_are_refused(&svc).await;
+    assert!(
+        recorded.searches.lock().unwrap().is_empty(),
+        "Elasticsearch was never asked"
+    );
+    expect(
+        StatusCode::OK,
+        &svc.get(&format!("/v1/users/search?q={at_bounds}")).await,
+    );
+    assert_eq!(recorded.searches.lock().unwrap().len(), 1);
+}

@@ -743,7 +743,7 @@ async fn two_replicas_publish_every_event_in_order_per_object() {
                     let answer = svc
                         .patch(
                             &format!("/v1/usergroups/{g}"),
-                            json!({ "avatar": format!("{tag}-{round}") }),
+                            json!({ "avatar": format!("https://example.com/{tag}-{round}") }),
                         )
                         .await;
                     expect(StatusCode::OK, &answer);
@@ -800,7 +800,7 @@ async fn a_broker_outage_loses_nothing_and_keeps_order() {
             StatusCode::OK,
             &svc.patch(
                 &format!("/v1/usergroups/{gid}"),
-                json!({ "avatar": format!("before-{i}") }),
+                json!({ "avatar": format!("https://example.com/before-{i}") }),
             )
             .await,
         );
@@ -821,7 +821,7 @@ async fn a_broker_outage_loses_nothing_and_keeps_order() {
         let answer = svc
             .patch(
                 &format!("/v1/usergroups/{gid}"),
-                json!({ "avatar": format!("during-{i}") }),
+                json!({ "avatar": format!("https://example.com/during-{i}") }),
             )
             .await;
         expect(StatusCode::OK, &answer);

@@ -406,3 +406,101 @@ async fn an_upload_becomes_its_users_avatar_until_deleted() {
     );
     assert_eq!(me["user"]["avatar"], Value::Null);
 }
+
+#[tokio::test]
+async fn file_names_keep_only_their_own_name() {
+    let (server, db) = auth_service().await;
+    let (owner, _) = member(&server, "own@x.io").await;
+    let disposition_of = |id: String| {
+        let owner = owner.clone();
+        async move {
+            let (status, h, _) =
+                download(&owner, &format!("/v1/useravatarsfiles/{id}/file"), &[]).await;
+            assert_eq!(status, StatusCode::OK);
+            header(&h, "content-disposition").to_string()
+        }
+    };
+
+    // The part's name loses its path before it is stored and echoed.
+    let created = expect(
+        StatusCode::CREATED,
+        &upload(
+            &owner,
+            Form::new().part("fileData", file_part(png(100), "../../../../etc/passwd")),
+        )
+        .await,
+    );
+    let file = &created["userAvatarsFile"];
+    assert_eq!(file["fileName"], "passwd");
+    assert_eq!(
+        disposition_of(file["id"].as_str().unwrap().to_string()).await,
+        "inline; filename=\"passwd\""
+    );
+
+    // A given name too: Windows separators, control and direction characters.
+    let created = expect(
+        StatusCode::CREATED,
+        &upload(
+            &owner,
+            Form::new()
+                .text("fileName", "..\\..\\evil\r\n\u{202E}gnp.exe")
+                .part("fileData", file_part(png(100), "p.png")),
+        )
+        .await,
+    );
+    assert_eq!(created["userAvatarsFile"]["fileName"], "evilgnp.exe");
+
+    // Nothing left is refused, naming the field; nothing is written.
+    let files = db.count("user_avatars_files").await;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png(100));
+    for name in ["../", "/etc/..", "\u{7}", "C:\\"] {
+        let bad = expect(
+            StatusCode::BAD_REQUEST,
+            &owner
+                .post(
+                    "/v1/useravatarsfiles",
+                    json!({ "fileName": name, "fileData": b64 }),
+                )
+                .await,
+        );
+        assert_eq!(tests::error_fields(&bad), ["fileName"], "{name:?}: {bad}");
+    }
+    let bad = expect(
+        StatusCode::BAD_REQUEST,
+        &upload(
+            &owner,
+            Form::new().part("fileData", file_part(png(100), "../")),
+        )
+        .await,
+    );
+    assert_eq!(tests::error_fields(&bad), ["fileName"], "{bad}");
+    assert_eq!(db.count("user_avatars_files").await, files);
+
+    // Quotes and non-ASCII: a safe quoted fallback and the exact name in filename*.
+    let created = expect(
+        StatusCode::CREATED,
+        &owner
+            .post(
+                "/v1/useravatarsfiles",
+                json!({ "fileName": "été \"1\";.png", "fileData": b64 }),
+            )
+            .await,
+    );
+    let file = &created["userAvatarsFile"];
+    assert_eq!(file["fileName"], "été \"1\";.png");
+    let id = file["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        disposition_of(id.clone()).await,
+        "inline; filename=\"_t_ _1_;.png\"; filename*=UTF-8''%C3%A9t%C3%A9%20%221%22%3B.png"
+    );
+
+    // A name stored before the cleaning is cleaned on the way out.
+    sqlx::query("UPDATE user_avatars_files SET file_name = $1 WHERE id = $2::uuid")
+        .bind("../../../../etc/passwd")
+        .bind(&id)
+        .execute(&mut db.connect().await)
+        .await
+        .unwrap();
+    assert_eq!(disposition_of(id).await, "inline; filename=\"passwd\"");
+}

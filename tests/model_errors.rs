@@ -594,3 +594,23 @@ fn top_role_must_outrank_the_others() {
     assert!(msg.contains("must outrank every other role"), "{msg}");
     insta::assert_snapshot!("top_role_must_outrank_the_others", msg);
 }
+
+#[test]
+fn formats_and_search_bounds_are_checked() {
+    let text = mutate_all(&[
+        (
+            "    maxPageRowCount: 50\n",
+            "    maxPageRowCount: 50\n  search: { maxWords: 0, maxWordLength: 1000 }\n",
+        ),
+        (
+            "        format: email\n        maxLength: 200",
+            "        format: uri\n        maxLength: 200",
+        ),
+        (
+            "        type: Integer\n        filterable: true",
+            "        type: Integer\n        format: url\n        filterable: true",
+        ),
+    ]);
+    let msg = rejected(&text, &["0", "1000", "uri", "url"]);
+    insta::assert_snapshot!("formats_and_search_bounds_are_checked", msg);
+}

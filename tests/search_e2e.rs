@@ -266,6 +266,24 @@ async fn search_users_ranks_filters_and_pages() {
     );
 }
 
+#[tokio::test]
+async fn search_keywords_are_bounded() {
+    let (server, _db) = auth_service().await;
+    let svc = server.admin().await;
+    create_user(&svc, "ann@x.io", "Ann Lee").await;
+    let at_bounds = tests::keywords_past_bounds_are_refused(&svc).await;
+    let none = expect(
+        StatusCode::OK,
+        &svc.get(&format!("/v1/users/search?q={at_bounds}")).await,
+    );
+    assert_eq!(none["rowCount"], 0);
+    let hit = expect(
+        StatusCode::OK,
+        &svc.get("/v1/users/search?q=ann%20lee").await,
+    );
+    assert_eq!(hit["rowCount"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn extends_are_merged_kept_and_published_alone() {
     let (broker, db, server) = tests::auth_service_with_broker().await;

@@ -102,43 +102,43 @@ pub mod rules {
     pub const EMAIL: TextRule = TextRule {
         min_length: None,
         max_length: Some(255),
-        email: true,
+        format: crate::validation::TextFormat::Email,
         allowed: &[],
     };
     pub const PASSWORD: TextRule = TextRule {
         min_length: Some(8),
         max_length: Some(128),
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const FULLNAME: TextRule = TextRule {
         min_length: None,
         max_length: Some(200),
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const AVATAR: TextRule = TextRule {
         min_length: None,
         max_length: Some(2048),
-        email: false,
+        format: crate::validation::TextFormat::Url,
         allowed: &[],
     };
     pub const ROLE_ID: TextRule = TextRule {
         min_length: None,
         max_length: None,
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &["superAdmin", "admin", "user"],
     };
     pub const PREFERRED_LANGUAGE: TextRule = TextRule {
         min_length: None,
         max_length: Some(16),
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const BIO: TextRule = TextRule {
         min_length: None,
         max_length: Some(4000),
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &[],
     };
 }
@@ -927,12 +927,7 @@ async fn search_users(
         given => sort_order(given)?,
     };
     let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
-    let Some(query) = crate::search::prefix_query(keyword) else {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "q",
-            "is required: a keyword with letters or digits to search for",
-        )]));
-    };
+    let query = crate::search::prefix_query(keyword)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     if let Some(es) = &app.elastic {
         let mut unused = QueryBuilder::new("");

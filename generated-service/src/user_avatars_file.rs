@@ -91,13 +91,13 @@ pub mod rules {
     pub const FILE_NAME: TextRule = TextRule {
         min_length: None,
         max_length: Some(255),
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const MIME_TYPE: TextRule = TextRule {
         min_length: None,
         max_length: Some(100),
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &["image/png", "image/jpeg", "image/webp", "image/gif"],
     };
 }
@@ -200,6 +200,9 @@ impl crate::files::FileForm for CreateUserAvatarsFileInput {
         if self.file_name.is_none() {
             self.file_name = file_name;
         }
+    }
+    fn name_slot(&mut self) -> Option<(&'static str, &mut Option<String>)> {
+        Some(("fileName", &mut self.file_name))
     }
 }
 

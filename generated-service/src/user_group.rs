@@ -80,13 +80,13 @@ pub mod rules {
     pub const GROUP_NAME: TextRule = TextRule {
         min_length: None,
         max_length: Some(100),
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const AVATAR: TextRule = TextRule {
         min_length: None,
         max_length: Some(2048),
-        email: false,
+        format: crate::validation::TextFormat::Url,
         allowed: &[],
     };
 }

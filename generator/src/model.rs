@@ -71,6 +71,31 @@ pub struct Service {
     pub api_base: String,
     pub body_limit_bytes: u64,
     pub paging: Paging,
+    /// Bounds of a search route's keyword `q`.
+    #[serde(default)]
+    pub search: SearchLimits,
+}
+
+/// How much a search keyword may ask for: past either bound the answer is a
+/// 400 naming `q`, on PostgreSQL and on Elasticsearch alike.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SearchLimits {
+    /// Words (runs of letters or digits) in one keyword.
+    #[serde(default = "default_search_max_words")]
+    pub max_words: u32,
+    /// Characters in one word.
+    #[serde(default = "default_search_max_word_length")]
+    pub max_word_length: u32,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        Self {
+            max_words: default_search_max_words(),
+            max_word_length: default_search_max_word_length(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,4 +415,12 @@ where
 
 fn default_live_session_cache_seconds() -> u32 {
     60
+}
+
+fn default_search_max_words() -> u32 {
+    10
+}
+
+fn default_search_max_word_length() -> u32 {
+    64
 }

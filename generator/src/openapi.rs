@@ -103,6 +103,7 @@ fn example(f: &FieldPlan) -> Value {
     }
     match (f.json_type, f.json_format) {
         (_, Some("email")) => json!("someone@example.com"),
+        (_, Some("uri-reference")) => json!("https://example.com/picture.png"),
         (_, Some("uuid")) => json!("3fa85f64-5717-4562-b3fc-2c963f66afa6"),
         (_, Some("date-time")) => json!("2026-01-01T00:00:00Z"),
         (_, Some("byte")) => json!("aGVsbG8="),
@@ -259,7 +260,17 @@ fn operation(
             json!({ "type": "string", "enum": sorts, "default": o.default_sort }),
         ));
         if r.search {
-            let mut q = query("q", json!({ "type": "string", "minLength": 1 }));
+            let mut q = query(
+                "q",
+                json!({
+                    "type": "string",
+                    "minLength": 1,
+                    "description": format!(
+                        "Words (runs of letters or digits), each matched as a prefix: at most {} words of at most {} characters each.",
+                        plan.service.search_max_words, plan.service.search_max_word_length
+                    ),
+                }),
+            );
             q["required"] = json!(true);
             params.push(q);
         }

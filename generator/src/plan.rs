@@ -175,6 +175,12 @@ pub struct ServicePlan {
     pub max_page_row_count: u32,
     pub partitions: u32,
     pub replication_factor: u32,
+    /// Bounds of a search keyword: its words, and each word's characters.
+    pub search_max_words: u32,
+    pub search_max_word_length: u32,
+    /// Full paths of the download routes (`/v1/files/key/{accessKey}`): the
+    /// only relative values a `format: url` field accepts.
+    pub download_paths: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -530,6 +536,8 @@ pub struct UploadPlan {
     pub type_ident: String,
     /// Identifier of the field filled from the part's file name, if any.
     pub name_ident: Option<String>,
+    /// Its JSON name, for the error when a name is nothing but a path.
+    pub name_field: Option<String>,
     pub max_bytes: u64,
     /// `&["image/png", ...]`: the content types accepted.
     pub allowed: String,
@@ -561,6 +569,14 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         max_page_row_count: m.service.paging.max_page_row_count,
         partitions: m.topics.partitions,
         replication_factor: m.topics.replication_factor,
+        search_max_words: m.service.search.max_words,
+        search_max_word_length: m.service.search.max_word_length,
+        download_paths: m
+            .routes
+            .iter()
+            .filter(|(_, r)| r.action == "download")
+            .map(|(_, r)| format!("{}{}", m.service.api_base, r.path))
+            .collect(),
     };
     let routes: Vec<RoutePlan> = m.routes.iter().map(|(n, r)| route(m, n, r)).collect();
     let search = crate::search_plan::plan(m);
@@ -897,10 +913,11 @@ fn field(name: &str, f: &Field) -> FieldPlan {
                 "String",
                 "text",
                 "string",
-                if f.format.as_deref() == Some("email") {
-                    Some("email")
-                } else {
-                    None
+                match f.format.as_deref() {
+                    Some("email") => Some("email"),
+                    // Absolute http(s) URLs and the service's own download paths.
+                    Some("url") => Some("uri-reference"),
+                    _ => None,
                 },
             ),
             "Boolean" => ("bool", "boolean", "boolean", None),
@@ -965,11 +982,15 @@ fn field(name: &str, f: &Field) -> FieldPlan {
                 .map(|v| format!("{v:?}"))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let format = match f.format.as_deref() {
+                Some("email") => "Email",
+                Some("url") => "Url",
+                _ => "Any",
+            };
             format!(
-                "TextRule {{ min_length: {}, max_length: {}, email: {}, allowed: &[{allowed}] }}",
+                "TextRule {{ min_length: {}, max_length: {}, format: crate::validation::TextFormat::{format}, allowed: &[{allowed}] }}",
                 opt(f.min_length),
                 opt(f.max_length),
-                f.format.as_deref() == Some("email")
             )
         }),
         rule_const: name.to_snake_case().to_uppercase(),
@@ -1739,6 +1760,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
                         .as_ref()
                         .filter(|n| r.fields.contains(n))
                         .map(|n| n.to_snake_case()),
+                    name_field: bf.name_field.clone().filter(|n| r.fields.contains(n)),
                     max_bytes,
                     allowed: rust_str_slice(&allowed),
                     json_fields: rust_str_slice(

@@ -29,7 +29,10 @@ const SECOND_FACTOR_MODES: &[&str] = &["off", "optional", "required"];
 const SAME_SITE: &[&str] = &["Strict", "Lax", "None"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 const AUTH_KEYWORDS: &[&str] = &["public", "login"];
-const FORMATS: &[&str] = &["email"];
+const FORMATS: &[&str] = &["email", "url"];
+/// Upper bounds of `service.search`: a model cannot make search unbounded.
+const SEARCH_MAX_WORDS: u32 = 64;
+const SEARCH_MAX_WORD_LENGTH: u32 = 256;
 const HASHES: &[&str] = &["argon2id"];
 const VIEWS: &[&str] = &["public"];
 
@@ -245,6 +248,22 @@ fn service(m: &Model, d: &mut Diagnostics) {
                 p.max_page_row_count
             ),
         );
+    }
+    let bounds = [
+        ("maxWords", s.search.max_words, SEARCH_MAX_WORDS),
+        (
+            "maxWordLength",
+            s.search.max_word_length,
+            SEARCH_MAX_WORD_LENGTH,
+        ),
+    ];
+    for (key, value, max) in bounds {
+        if value == 0 || value > max {
+            d.at(
+                format!("service.search.{key}"),
+                format!("{value} is out of range; expected 1 to {max}"),
+            );
+        }
     }
 }
 

@@ -294,6 +294,30 @@ pub fn error_fields(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Asks searchUsers for keywords past the auth model's bounds
+/// (`service.search`: 10 words of at most 64 characters), each of which must
+/// be a 400 naming `q`; returns a (URL-encoded) keyword exactly at them.
+pub async fn keywords_past_bounds_are_refused(api: &Api) -> String {
+    let words = |n: usize, len: usize| vec!["a".repeat(len); n];
+    let past = [
+        words(11, 2).join("%20"),
+        words(1500, 3).join("%20"),
+        // Punctuation separates words as well as spaces do.
+        words(11, 2).join("."),
+        words(1, 65).join(""),
+        format!("ann%20{}", "b".repeat(65)),
+    ];
+    for q in past {
+        let bad = expect(
+            StatusCode::BAD_REQUEST,
+            &api.get(&format!("/v1/users/search?q={q}")).await,
+        );
+        assert_eq!(error_fields(&bad), ["q"], "{q}: {bad}");
+        assert_eq!(bad["statusCode"], "400");
+    }
+    words(10, 64).join("%20")
+}
+
 /// A Kafka-protocol broker (tansu, in memory) on a free loopback port.
 pub struct Broker {
     pub port: u16,

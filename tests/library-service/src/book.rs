@@ -82,19 +82,19 @@ pub mod rules {
     pub const TITLE: TextRule = TextRule {
         min_length: None,
         max_length: Some(300),
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const ISBN: TextRule = TextRule {
         min_length: None,
         max_length: Some(17),
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const SHELF: TextRule = TextRule {
         min_length: None,
         max_length: None,
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &["fiction", "science", "history"],
     };
 }
@@ -458,12 +458,7 @@ async fn find_books(
         given => sort_order(given)?,
     };
     let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
-    let Some(query) = crate::search::prefix_query(keyword) else {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "q",
-            "is required: a keyword with letters or digits to search for",
-        )]));
-    };
+    let query = crate::search::prefix_query(keyword)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     if let Some(es) = &app.elastic {
         let mut unused = QueryBuilder::new("");

@@ -25,6 +25,8 @@ pub trait FileForm: DeserializeOwned {
     const MAX_BYTES: usize;
     /// Puts the uploaded bytes (and the part's file name) into the body.
     fn attach(&mut self, bytes: Vec<u8>, file_name: Option<String>);
+    /// The field that names the file (JSON name, value), if the form has one.
+    fn name_slot(&mut self) -> Option<(&'static str, &mut Option<String>)>;
 }
 
 /// A file-carrying body: `multipart/form-data` (streamed; the file part is
@@ -45,7 +47,8 @@ impl<S: Send + Sync, T: FileForm> FromRequest<S> for Upload<T> {
                     .starts_with("multipart/form-data")
             });
         if !multipart {
-            let ApiJson(input) = ApiJson::<T>::from_request(req, state).await?;
+            let ApiJson(mut input) = ApiJson::<T>::from_request(req, state).await?;
+            clean_name(&mut input)?;
             return Ok(Upload(input));
         }
         let mut form = Multipart::from_request(req, state)
@@ -109,8 +112,48 @@ impl<S: Send + Sync, T: FileForm> FromRequest<S> for Upload<T> {
         if let Some((bytes, part_name)) = file {
             input.attach(bytes, part_name);
         }
+        clean_name(&mut input)?;
         Ok(Upload(input))
     }
+}
+
+/// Keeps only the file's own name in the form's name field, whether the
+/// client wrote it or it came from the part: stored names are echoed in
+/// Content-Disposition and used by clients to save the file, so no path may
+/// ride along. A name with nothing left is refused.
+fn clean_name<T: FileForm>(input: &mut T) -> Result<(), ApiError> {
+    let Some((field, slot)) = input.name_slot() else {
+        return Ok(());
+    };
+    if let Some(given) = slot.take() {
+        let name = safe_file_name(&given).ok_or_else(|| {
+            ApiError::Validation(vec![FieldError::new(
+                field,
+                "names no file: nothing is left without its path and control characters",
+            )])
+        })?;
+        *slot = Some(name);
+    }
+    Ok(())
+}
+
+/// What follows the last `/` or `\`, without control characters or the
+/// invisible ones that reorder or hide text (`evil\u{202E}gnp.exe`), trimmed;
+/// `None` when nothing (or only `.` / `..`) is left.
+pub fn safe_file_name(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let invisible = |c: char| {
+        matches!(
+            c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'
+            ..='\u{2069}' | '\u{061C}' | '\u{FEFF}'
+        )
+    };
+    let kept: String = base
+        .chars()
+        .filter(|&c| !c.is_control() && !invisible(c))
+        .collect();
+    let kept = kept.trim();
+    (!kept.is_empty() && kept != "." && kept != "..").then(|| kept.to_string())
 }
 
 fn multipart_error(e: MultipartError) -> ApiError {
@@ -203,19 +246,79 @@ impl StoredFile {
     }
 }
 
-/// `inline`, with the file name when it is plain enough to quote safely.
+/// `inline` with the file's own name, cleaned again (rows may predate the
+/// cleaning): a quoted ASCII `filename` (other characters, `"` and `\` as
+/// `_`) and, when that lost something, the exact name as RFC 6266/5987
+/// `filename*` (UTF-8, percent-encoded).
 fn disposition(file_name: Option<&str>) -> HeaderValue {
-    let plain = |n: &str| {
-        !n.is_empty()
-            && n.len() <= 255
-            && n.chars()
-                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ')
+    let Some(name) = file_name.and_then(safe_file_name) else {
+        return HeaderValue::from_static("inline");
     };
-    match file_name
-        .filter(|n| plain(n))
-        .and_then(|n| HeaderValue::from_str(&format!("inline; filename=\"{n}\"")).ok())
-    {
-        Some(v) => v,
-        None => HeaderValue::from_static("inline"),
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut value = format!("inline; filename=\"{ascii}\"");
+    if ascii != name {
+        value.push_str("; filename*=UTF-8''");
+        for b in name.bytes() {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                value.push(char::from(b));
+            } else {
+                value.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("inline"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn file_names_lose_paths_and_control_characters() {
+        assert_eq!(
+            safe_file_name("../../../../etc/passwd").as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(
+            safe_file_name("C:\\Users\\ann\\me.png").as_deref(),
+            Some("me.png")
+        );
+        assert_eq!(
+            safe_file_name("a\r\n\u{0}b\u{202E}gnp.exe").as_deref(),
+            Some("abgnp.exe")
+        );
+        assert_eq!(safe_file_name(" me.png ").as_deref(), Some("me.png"));
+        for nothing in ["", "../", "..", "a/.", "\u{7}", "dir\\"] {
+            assert_eq!(safe_file_name(nothing), None, "{nothing:?}");
+        }
+    }
+    #[test]
+    fn disposition_quotes_safely() {
+        let header = |n: &str| {
+            disposition(Some(n))
+                .to_str()
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        assert_eq!(header("me.png"), "inline; filename=\"me.png\"");
+        assert_eq!(header("a\"b\\c.png"), "inline; filename=\"c.png\"");
+        assert_eq!(
+            header("a\"b;c.png"),
+            "inline; filename=\"a_b;c.png\"; filename*=UTF-8''a%22b%3Bc.png"
+        );
+        assert_eq!(
+            header("été.png"),
+            "inline; filename=\"_t_.png\"; filename*=UTF-8''%C3%A9t%C3%A9.png"
+        );
+        assert_eq!(header("../"), "inline");
+        assert_eq!(disposition(None), "inline");
     }
 }

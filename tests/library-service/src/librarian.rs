@@ -70,13 +70,13 @@ pub mod rules {
     pub const EMAIL: TextRule = TextRule {
         min_length: None,
         max_length: Some(200),
-        email: true,
+        format: crate::validation::TextFormat::Email,
         allowed: &[],
     };
     pub const SECRET: TextRule = TextRule {
         min_length: Some(8),
         max_length: Some(128),
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &[],
     };
 }

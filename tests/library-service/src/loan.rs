@@ -90,13 +90,13 @@ pub mod rules {
     pub const READER_EMAIL: TextRule = TextRule {
         min_length: None,
         max_length: None,
-        email: true,
+        format: crate::validation::TextFormat::Email,
         allowed: &[],
     };
     pub const PICKUP_CODE: TextRule = TextRule {
         min_length: Some(6),
         max_length: None,
-        email: false,
+        format: crate::validation::TextFormat::Any,
         allowed: &[],
     };
 }

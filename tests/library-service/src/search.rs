@@ -5,7 +5,7 @@
 //! `extends`) is rebuilt from the tables inside the transaction of every
 //! change, and searched by keyword with ranks (tsvector, GIN index).
 
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeSet;
@@ -125,16 +125,44 @@ fn ids(rows: &[&Value], field: &str) -> Vec<Uuid> {
     set.into_iter().collect()
 }
 
+/// Words a keyword may hold (the model's `service.search.maxWords`).
+pub const MAX_WORDS: usize = 10;
+
+/// Characters a word may hold (`service.search.maxWordLength`).
+pub const MAX_WORD_LENGTH: usize = 64;
+
 /// A keyword as a tsquery in which every word must begin some indexed word:
 /// `ann lee` becomes `ann:* & lee:*`. Only letters and digits pass, so the
-/// client cannot write tsquery syntax.
-pub fn prefix_query(keyword: &str) -> Option<String> {
-    let words: Vec<String> = keyword
+/// client cannot write tsquery syntax. Checked before either backend sees
+/// the keyword (PostgreSQL or Elasticsearch), each word costing a prefix
+/// scan: a 400 naming `q` when it has no word, too many, or one too long.
+pub fn prefix_query(keyword: &str) -> Result<String, ApiError> {
+    let words: Vec<&str> = keyword
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(|w| format!("{}:*", w.to_lowercase()))
         .collect();
-    (!words.is_empty()).then(|| words.join(" & "))
+    let refuse = |message: String| ApiError::Validation(vec![FieldError::new("q", message)]);
+    if words.is_empty() {
+        return Err(refuse(
+            "is required: a keyword with letters or digits to search for".to_string(),
+        ));
+    }
+    if words.len() > MAX_WORDS {
+        return Err(refuse(format!(
+            "has {} words; at most {MAX_WORDS} are searched for",
+            words.len()
+        )));
+    }
+    if words.iter().any(|w| w.chars().count() > MAX_WORD_LENGTH) {
+        return Err(refuse(format!(
+            "has a word longer than {MAX_WORD_LENGTH} characters"
+        )));
+    }
+    Ok(words
+        .iter()
+        .map(|w| format!("{}:*", w.to_lowercase()))
+        .collect::<Vec<_>>()
+        .join(" & "))
 }
 
 /// Builds the indexes that hold no document yet (a new index, a database

@@ -30,13 +30,25 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
     }
 }
 
+/// The shape a text field's value must have (the model's `format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFormat {
+    Any,
+    Email,
+    Url,
+}
+
 /// The rules of a text field.
 pub struct TextRule {
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,
-    pub email: bool,
+    pub format: TextFormat,
     pub allowed: &'static [&'static str],
 }
+
+/// The service's own download paths, placeholders in braces: the relative
+/// values a URL field accepts (an uploaded file's public path lands there).
+pub const DOWNLOAD_PATHS: &[&str] = &[];
 
 /// Collects field errors; `finish` turns them into one 400 answer.
 #[derive(Debug, Default)]
@@ -88,8 +100,13 @@ impl Validator {
                 self.error(field, format!("must be at most {max} characters long"));
             }
         }
-        if rule.email && !is_email(value) {
-            self.error(field, "must be an email address");
+        match rule.format {
+            TextFormat::Email if !is_email(value) => self.error(field, "must be an email address"),
+            TextFormat::Url if !is_url(value) => self.error(
+                field,
+                "must be an absolute http(s) URL or one of this service's download paths",
+            ),
+            _ => {}
         }
         if !rule.allowed.is_empty() && !rule.allowed.contains(&value) {
             self.error(field, format!("must be one of {}", rule.allowed.join(", ")));
@@ -123,19 +140,82 @@ impl Validator {
     }
 }
 
-/// A pragmatic address check: one `@`, a non-empty local part, a dotted
-/// domain, no spaces. Deliverability is proven by verification, not here.
+/// A plain addr-spec: a local part of RFC 5322 atext and single dots, `@`,
+/// and a domain of letter-digit-hyphen labels ending in a top-level label.
+/// Quoted local parts, comments, address literals and anything that could be
+/// markup (`<>()[]\,;:"`, whitespace, control characters) are refused.
+/// Deliverability is proven by verification, not here.
 pub fn is_email(value: &str) -> bool {
     let Some((local, domain)) = value.split_once('@') else {
         return false;
     };
-    !local.is_empty()
-        && !domain.contains('@')
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    let local_ok = local.len() <= 64
+        && local
+            .split('.')
+            .all(|w| !w.is_empty() && w.chars().all(atext));
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let tld = domain.rsplit('.').next().unwrap_or_default();
+    let tld_ok =
+        tld.len() >= 2 && (tld.chars().all(|c| c.is_ascii_alphabetic()) || tld.starts_with("xn--"));
+    local_ok
+        && domain.len() <= 253
         && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && !value.chars().any(char::is_whitespace)
+        && domain.split('.').all(label)
+        && tld_ok
+}
+
+/// An absolute `http`/`https` URL with a host and no credentials, or one of
+/// [`DOWNLOAD_PATHS`] with its placeholders filled. Other schemes
+/// (`javascript:`, `data:`), scheme-relative `//host` and other paths are
+/// refused, as are whitespace and control characters anywhere (browsers
+/// drop some of them, so they would hide a scheme).
+pub fn is_url(value: &str) -> bool {
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    if value.starts_with('/') {
+        return DOWNLOAD_PATHS.iter().any(|p| fills_path(p, value));
+    }
+    let prefix = |p: &str| {
+        value
+            .get(..p.len())
+            .is_some_and(|v| v.eq_ignore_ascii_case(p))
+    };
+    if !prefix("http://") && !prefix("https://") {
+        return false;
+    }
+    url::Url::parse(value).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some_and(|h| !h.is_empty())
+            && !u.authority().contains('@')
+    })
+}
+
+/// `value` is `template` with each `{placeholder}` segment filled by a key
+/// (letters, digits, `-`, `_`); no query, fragment or extra segment.
+fn fills_path(template: &str, value: &str) -> bool {
+    let key = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let (mut t, mut v) = (template.split('/'), value.split('/'));
+    loop {
+        match (t.next(), v.next()) {
+            (None, None) => return true,
+            (Some(ts), Some(vs)) if ts.starts_with('{') && ts.ends_with('}') && key(vs) => {}
+            (Some(ts), Some(vs)) if ts == vs => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Emails are compared and stored trimmed and lower-cased.
@@ -197,6 +277,111 @@ pub mod blob {
                 .decode(s.as_bytes())
                 .map(Some)
                 .map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn plain_addresses_are_emails() {
+        for ok in [
+            "ann@example.com",
+            "ann.o'neil+tag@mail.example.co.uk",
+            "a_b-c@x-y.io",
+            "x@xn--p1ai.xn--p1ai",
+            "!#$%&*+/=?^`{|}~@a.bc",
+        ] {
+            assert!(is_email(ok), "{ok}");
+        }
+    }
+    #[test]
+    fn markup_and_odd_addresses_are_not_emails() {
+        for bad in [
+            "<svg/onload=alert(1)>@a.bc",
+            "\"ann\"@a.bc",
+            "ann@[127.0.0.1]",
+            "ann@127.0.0.1",
+            "(c)ann@a.bc",
+            "ann lee@a.bc",
+            "ann\tlee@a.bc",
+            "ann@a.bc\n",
+            "a,b@a.bc",
+            "a;b@a.bc",
+            "a:b@a.bc",
+            "a\\b@a.bc",
+            ".ann@a.bc",
+            "ann.@a.bc",
+            "an..n@a.bc",
+            "ann@a..bc",
+            "ann@-a.bc",
+            "ann@a-.bc",
+            "ann@a_b.bc",
+            "ann@localhost",
+            "ann@a.b",
+            "ann@a.b1",
+            "ann@b@a.bc",
+            "@a.bc",
+            "ann@",
+            "ann",
+            "ännchen@a.bc",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+        assert!(!is_email(&format!("{}@a.bc", "a".repeat(65))));
+        assert!(!is_email(&format!("a@{}.bc", "a".repeat(64))));
+    }
+    #[test]
+    fn normalized_emails_are_trimmed_and_lower_cased() {
+        assert_eq!(
+            normalize_email(" Ann@Example.COM ".to_string()),
+            "ann@example.com"
+        );
+    }
+    #[test]
+    fn urls_are_http_or_the_services_own_downloads() {
+        for ok in [
+            "https://cdn.example.com/a.png",
+            "HTTP://example.com",
+            "https://example.com:8443/a?b=c#d",
+            "https://[::1]/a",
+        ] {
+            assert!(is_url(ok), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "java\tscript:alert(1)",
+            " javascript:alert(1)",
+            "data:image/png;base64,AAAA",
+            "vbscript:x",
+            "//evil.example/a.png",
+            "https:evil.example",
+            "https://",
+            "https://ann:secret@example.com/",
+            "https://trusted.example@evil.example/",
+            "https://example.com/a b",
+            "ftp://example.com/a",
+            "a.png",
+            "",
+            "/etc/passwd",
+        ] {
+            assert!(!is_url(bad), "{bad}");
+        }
+        for path in DOWNLOAD_PATHS {
+            let filled: String = path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "abc-123_X" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            assert!(is_url(&filled), "{filled}");
+            assert!(!is_url(&format!("{filled}/more")), "{filled}/more");
+            assert!(!is_url(&format!("{filled}?x=1")), "{filled}?x=1");
+            assert!(
+                !is_url(&filled.replace("abc-123_X", "..")),
+                "{filled} with .."
+            );
         }
     }
 }
