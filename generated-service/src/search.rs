@@ -164,13 +164,14 @@ fn ids(rows: &[&Value], field: &str) -> Vec<Uuid> {
 }
 
 /// A keyword as a tsquery in which every word must begin some indexed word:
-/// `ann lee` becomes `ann:* & lee:*`. Only letters and digits pass, so the
-/// client cannot write tsquery syntax.
-pub fn prefix_query(keyword: &str) -> Option<String> {
+/// `ann lee` becomes `ann:* & lee:*`; with `weights` (e.g. `B`), only words of
+/// the fields of those weights count: `ann:*B & lee:*B`. Only letters and
+/// digits pass, so the client cannot write tsquery syntax.
+pub fn prefix_query(keyword: &str, weights: &str) -> Option<String> {
     let words: Vec<String> = keyword
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(|w| format!("{}:*", w.to_lowercase()))
+        .map(|w| format!("{}:*{weights}", w.to_lowercase()))
         .collect();
     (!words.is_empty()).then(|| words.join(" & "))
 }
