@@ -270,23 +270,18 @@ async fn search_users_asks_elasticsearch_and_reads_its_answer() {
     assert_eq!(tests::error_fields(&bad), ["sort"]);
 }
 
+/// The fields a `_search` body matches the keyword in.
+fn queried_fields(body: &Value) -> Value {
+    body["query"]["bool"]["must"][0]["multi_match"]["fields"].clone()
+}
+
 #[tokio::test]
 async fn elasticsearch_searches_show_ordinary_users_only_public_fields() {
     let (url, recorded) = stand_in().await;
     let db = TestDb::create().await;
     let server = start_auth_service(&db.url, &[("ELASTICSEARCH_URL", &url)]).await;
-    let reg = expect(
-        StatusCode::CREATED,
-        &server
-            .post(
-                "/v1/register",
-                json!({ "email": "me@x.io", "password": "a decent secret", "fullname": "Ann Zed" }),
-            )
-            .await,
-    );
-    let me = reg["user"]["id"].as_str().unwrap().to_string();
+    let (user, me) = tests::register(&server, "me@x.io", "Ann Zed").await;
     *recorded.own_id.lock().unwrap() = Some(me.clone());
-    let user = server.as_user("me@x.io", "a decent secret").await;
     let searches = || recorded.searches.lock().unwrap().clone();
 
     // An ordinary user: only the public searchable field is queried, and the
@@ -296,10 +291,7 @@ async fn elasticsearch_searches_show_ordinary_users_only_public_fields() {
         &user.get("/v1/users/search?q=ann&sort=-fullname").await,
     );
     let (_, body) = searches().last().cloned().unwrap();
-    assert_eq!(
-        body["query"]["bool"]["must"][0]["multi_match"]["fields"],
-        json!(["fullname^2"])
-    );
+    assert_eq!(queried_fields(&body), json!(["fullname^2"]));
     assert_eq!(body["query"]["bool"]["filter"], json!([]));
     assert_eq!(
         body["sort"],
@@ -312,15 +304,8 @@ async fn elasticsearch_searches_show_ordinary_users_only_public_fields() {
         );
     }
     let other = &hits["users"][0];
-    let mut keys: Vec<&str> = other
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        tests::sorted_keys(other),
         ["_score", "avatar", "fullname", "id", "isActive"],
         "{hits}"
     );
@@ -361,10 +346,7 @@ async fn elasticsearch_searches_show_ordinary_users_only_public_fields() {
         &admin.get("/v1/users/search?q=ann&roleId=admin").await,
     );
     let (_, body) = searches().last().cloned().unwrap();
-    assert_eq!(
-        body["query"]["bool"]["must"][0]["multi_match"]["fields"],
-        json!(["email^3", "fullname^2"])
-    );
+    assert_eq!(queried_fields(&body), json!(["email^3", "fullname^2"]));
     assert_eq!(
         body["query"]["bool"]["filter"],
         json!([{ "term": { "roleId.keyword": "admin" } }])

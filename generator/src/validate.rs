@@ -1512,8 +1512,6 @@ fn verification<'a>(
     }
 }
 
-/// The keys of download routes: an object with a file, a `by` field that is an
-/// unguessable key, and a Cache-Control value.
 /// A reading route's view: a known one, on a reading route, and one whose
 /// narrowed answers still show something and search only what they show.
 fn view(
@@ -1620,6 +1618,8 @@ fn r_name(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
 }
 
+/// The keys of download routes: an object with a file, a `by` field that is an
+/// unguessable key, and a Cache-Control value.
 fn download(r: &Route, object_name: &str, object: &DataObject, path: &str, d: &mut Diagnostics) {
     if r.action != "download" {
         for (key, set) in [
