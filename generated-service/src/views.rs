@@ -15,7 +15,7 @@ use uuid::Uuid;
 /// Roles that see every field under an `owner` view.
 pub const ADMIN_ROLES: &[&str] = &["superAdmin", "admin"];
 
-/// The view of each reading route that shows some callers less than every field.
+/// The view of each reading route whose view is not `full`.
 pub static ROUTE_VIEWS: &[(&str, &str)] = &[
     ("getUser", "owner"),
     ("listUsers", "owner"),
