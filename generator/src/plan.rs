@@ -750,6 +750,14 @@ fn is_public(o: &DataObject, name: &str) -> bool {
     field_of(o, name).is_some_and(|f| f.public && !f.secret)
 }
 
+/// What every caller may see of a row: id, the fields marked public, isActive.
+fn public_columns(o: &DataObject) -> Vec<FieldPlan> {
+    columns_of(o)
+        .into_iter()
+        .filter(|c| c.name == "id" || c.name == "isActive" || is_public(o, &c.name))
+        .collect()
+}
+
 /// The caller's sight under `view` (which narrows), as a Rust expression.
 fn sight_expr(view: &str) -> String {
     match view {
@@ -1105,11 +1113,7 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         .filter(|r| r.object.as_deref() == Some(name))
         .cloned()
         .collect();
-    let public_fields: Vec<FieldPlan> = columns
-        .iter()
-        .filter(|c| c.name == "id" || c.name == "isActive" || is_public(o, &c.name))
-        .cloned()
-        .collect();
+    let public_fields = public_columns(o);
     let public_names: Vec<String> = public_fields.iter().map(|f| f.name.clone()).collect();
     let public_keys = rust_str_slice(&public_names);
     let public_view = my_routes.iter().any(|r| r.public_view).then(|| {
@@ -1828,11 +1832,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     let (mut shown_keys, mut owner_key, mut view_doc) =
         (String::new(), String::new(), String::new());
     if let Some((_, o)) = object {
-        let mut keys: Vec<String> = columns_of(o)
-            .iter()
-            .filter(|c| c.name == "id" || c.name == "isActive" || is_public(o, &c.name))
-            .map(|c| c.name.clone())
-            .collect();
+        let mut keys: Vec<String> = public_columns(o).into_iter().map(|c| c.name).collect();
         let public = keys.join(", ");
         // Joined rows stay, narrowed by their own view; a hit keeps its rank.
         keys.extend(includes.iter().map(|i| i.name.clone()));

@@ -1551,25 +1551,24 @@ fn view(
     }
     let view = m.view_of(r);
     // Where the view comes from, for the messages.
-    let public_route = matches!(&r.auth, Auth::Keyword(k) if k == "public");
-    let origin = match (&r.view, &object.view) {
-        (Some(_), _) => String::new(),
-        (None, Some(_)) => format!("the view of {object_name}"),
-        (None, None) => "the default of auth.userObject".to_string(),
+    let object_view = m.object_view(object_name);
+    let source = match (&r.view, &object.view) {
+        (Some(_), _) => None,
+        (None, Some(_)) => Some(format!("the view of {object_name}")),
+        (None, None) => Some("the default of auth.userObject".to_string()),
     };
-    let origin = match origin.as_str() {
-        "" => String::new(),
-        o if public_route && view == "public" && m.object_view(object_name) == "owner" => {
-            format!(" ({o} is owner, public on a public route)")
+    let whose = match source {
+        None => format!("view {view}"),
+        Some(s) if view != object_view => {
+            format!("view {view} ({s} is {object_view}, {view} on a public route)")
         }
-        o => format!(" ({o})"),
+        Some(s) => format!("view {view} ({s})"),
     };
     let at = if r.view.is_some() {
         format!("{path}.view")
     } else {
         path.to_string()
     };
-    let whose = format!("view {view}{origin}");
     let shows = if view == "public" {
         "shows only the fields marked public"
     } else {
@@ -1606,7 +1605,7 @@ fn view(
             if g.public != f.public {
                 d.at(
                     format!("dataObjects.{object_name}.fields.{other}.searchable"),
-                    format!("searchable fields after the second share one search weight, so under {whose} of {} they must all be public or all not; {first} is{} public, {other} is{} public", r_name(path), if f.public { "" } else { " not" }, if g.public { "" } else { " not" }),
+                    format!("searchable fields after the second share one search weight, so under {whose} of {} they must all be public or all not; {first} is{} public, {other} is{} public", route_name(path), if f.public { "" } else { " not" }, if g.public { "" } else { " not" }),
                 );
             }
         }
@@ -1614,7 +1613,7 @@ fn view(
 }
 
 /// `routes.searchUsers` -> `searchUsers`.
-fn r_name(path: &str) -> &str {
+fn route_name(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
 }
 
