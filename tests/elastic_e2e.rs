@@ -21,6 +21,19 @@ struct Recorded {
     searches: Mutex<Vec<(String, Value)>>,
     /// `_bulk` calls still to refuse with 503 (an outage).
     refuse: AtomicUsize,
+    /// The id of the second hit `_search` answers (the caller's own, when set).
+    own_id: Mutex<Option<String>>,
+}
+
+/// A whole user document as the index holds it, as `_source` carries it.
+fn user_source(id: &str, email: &str, fullname: &str) -> Value {
+    json!({
+        "id": id, "email": email, "fullname": fullname, "avatar": null, "roleId": "admin",
+        "emailVerified": true, "emailTwoFactor": false, "preferredLanguage": "en", "bio": "private words",
+        "groups": [{ "id": "g", "groupName": "Climbers", "avatar": null }], "isActive": true,
+        "recordVersion": 1, "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z",
+        "_owner": id, "extends": { "bookings_count": 1 }
+    })
 }
 
 /// `POST /_bulk`: the documented answer, `{"took", "errors", "items"}` with
@@ -67,6 +80,12 @@ async fn search(
     Json(body): Json<Value>,
 ) -> Json<Value> {
     r.searches.lock().unwrap().push((index.clone(), body));
+    let own = r
+        .own_id
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| "b".into());
     Json(json!({
         "took": 2,
         "timed_out": false,
@@ -75,8 +94,8 @@ async fn search(
             "total": { "value": 7, "relation": "eq" },
             "max_score": 2.5,
             "hits": [
-                { "_index": index, "_id": "a", "_score": 2.5, "_source": { "id": "a", "fullname": "Ann Lee", "extends": {} } },
-                { "_index": index, "_id": "b", "_score": 1.25, "_source": { "id": "b", "fullname": "Ann Zed", "extends": {} } }
+                { "_index": index, "_id": "a", "_score": 2.5, "_source": user_source("a", "ann@x.io", "Ann Lee") },
+                { "_index": index, "_id": own, "_score": 1.25, "_source": user_source(&own, "me@x.io", "Ann Zed") }
             ]
         }
     }))
@@ -267,4 +286,90 @@ async fn elasticsearch_searches_are_bounded_like_postgresql() {
         &svc.get(&format!("/v1/users/search?q={at_bounds}")).await,
     );
     assert_eq!(recorded.searches.lock().unwrap().len(), 1);
+}
+
+/// The fields a `_search` body matches the keyword in.
+fn queried_fields(body: &Value) -> Value {
+    body["query"]["bool"]["must"][0]["multi_match"]["fields"].clone()
+}
+
+#[tokio::test]
+async fn elasticsearch_searches_show_ordinary_users_only_public_fields() {
+    let (url, recorded) = stand_in().await;
+    let db = TestDb::create().await;
+    let server = start_auth_service(&db.url, &[("ELASTICSEARCH_URL", &url)]).await;
+    let (user, me) = tests::register(&server, "me@x.io", "Ann Zed").await;
+    *recorded.own_id.lock().unwrap() = Some(me.clone());
+    let searches = || recorded.searches.lock().unwrap().clone();
+
+    // An ordinary user: only the public searchable field is queried, and the
+    // hidden keys of others' hits are removed; their own hit stays whole.
+    let hits = expect(
+        StatusCode::OK,
+        &user.get("/v1/users/search?q=ann&sort=-fullname").await,
+    );
+    let (_, body) = searches().last().cloned().unwrap();
+    assert_eq!(queried_fields(&body), json!(["fullname^2"]));
+    assert_eq!(body["query"]["bool"]["filter"], json!([]));
+    assert_eq!(
+        body["sort"],
+        json!([{ "fullname.keyword": "desc" }, { "id.keyword": "asc" }])
+    );
+    for hidden in ["email", "roleId", "emailVerified", "bio", "createdAt"] {
+        assert!(
+            !body.to_string().contains(hidden),
+            "{hidden} is not queried: {body}"
+        );
+    }
+    let other = &hits["users"][0];
+    assert_eq!(
+        tests::sorted_keys(other),
+        ["_score", "avatar", "fullname", "id", "isActive"],
+        "{hits}"
+    );
+    assert_eq!(other["fullname"], "Ann Lee");
+    assert_eq!(other["_score"], 2.5);
+    let own = &hits["users"][1];
+    assert_eq!(own["id"], me.as_str());
+    assert_eq!(own["email"], "me@x.io");
+    assert_eq!(own["extends"], json!({ "bookings_count": 1 }));
+    assert_eq!(own["groups"][0]["groupName"], "Climbers");
+
+    // Filters and sorts on hidden fields: a 400 naming them, and
+    // Elasticsearch is not asked at all.
+    let asked = searches().len();
+    for (query, field) in [
+        ("roleId=superAdmin", "roleId"),
+        ("email=ann@x.io", "email"),
+        ("emailVerified=true", "emailVerified"),
+        ("sort=email", "sort"),
+        ("sort=-createdAt", "sort"),
+    ] {
+        let bad = expect(
+            StatusCode::BAD_REQUEST,
+            &user.get(&format!("/v1/users/search?q=ann&{query}")).await,
+        );
+        assert_eq!(tests::error_fields(&bad), [field], "{bad}");
+    }
+    assert_eq!(
+        searches().len(),
+        asked,
+        "refused before Elasticsearch is asked"
+    );
+
+    // An admin: every searchable field is queried and every hit is whole.
+    let admin = server.admin().await;
+    let hits = expect(
+        StatusCode::OK,
+        &admin.get("/v1/users/search?q=ann&roleId=admin").await,
+    );
+    let (_, body) = searches().last().cloned().unwrap();
+    assert_eq!(queried_fields(&body), json!(["email^3", "fullname^2"]));
+    assert_eq!(
+        body["query"]["bool"]["filter"],
+        json!([{ "term": { "roleId.keyword": "admin" } }])
+    );
+    for h in hits["users"].as_array().unwrap() {
+        assert!(h["email"].is_string() && h["extends"].is_object(), "{h}");
+    }
 }

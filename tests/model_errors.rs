@@ -411,6 +411,113 @@ fn include_via_non_reference_field() {
     insta::assert_snapshot!("include_via_non_reference_field", msg);
 }
 
+// ---- Views: what reading routes show ----
+
+#[test]
+fn views_misused() {
+    let text = mutate_all(&[
+        (
+            "    view: public\n    auth: public",
+            "    view: everyone\n    auth: public",
+        ),
+        (
+            "    event: book-added\n",
+            "    event: book-added\n    view: full\n",
+        ),
+        (
+            "    event: book-fetched\n",
+            "    event: book-fetched\n    view: owner\n",
+        ),
+        ("    table: books\n", "    table: books\n    view: mine\n"),
+    ]);
+    let msg = rejected(&text, &["mine", "full", "owner", "everyone"]);
+    assert!(
+        msg.contains("view applies to get and list routes, not create"),
+        "{msg}"
+    );
+    assert!(msg.contains("cannot tell the owner"), "{msg}");
+    insta::assert_snapshot!("views_misused", msg);
+}
+
+#[test]
+fn narrowing_views_need_public_fields() {
+    // Without public fields, others would see only a row's id and isActive.
+    let text = mutate_all(&[
+        (
+            "        filterable: true\n        public: true\n",
+            "        filterable: true\n",
+        ),
+        (
+            "        sortable: true\n        public: true\n",
+            "        sortable: true\n",
+        ),
+        ("    table: books\n", "    table: books\n    view: owner\n"),
+    ]);
+    let msg = rejected(
+        &text,
+        &[
+            "owner",
+            "getBook",
+            "listBooks",
+            "findBooks",
+            "public",
+            "owner",
+        ],
+    );
+    assert!(msg.contains("loan has none"), "{msg}");
+    insta::assert_snapshot!("narrowing_views_need_public_fields", msg);
+}
+
+#[test]
+fn narrowed_searches_match_only_public_fields() {
+    // findBooks under the public view: its keyword may match only public
+    // searchable fields, and fields sharing a search weight must agree.
+    let text = mutate_all(&[
+        (
+            "        maxLength: 17\n",
+            "        maxLength: 17\n        public: true\n",
+        ),
+        (
+            "    event: books-found\n",
+            "    event: books-found\n    view: public\n",
+        ),
+    ]);
+    let msg = rejected(&text, &["public"]);
+    assert!(msg.contains("no searchable field of book is"), "{msg}");
+    insta::assert_snapshot!("narrowed_search_without_public_searchable_field", msg);
+    let text = mutate_all(&[
+        (
+            "        searchable: true\n        sortable: true\n",
+            "        searchable: true\n        sortable: true\n        public: true\n      subtitle:\n        type: String\n        searchable: true\n      blurb:\n        type: Text\n        searchable: true\n        public: true\n      notes:\n        type: Text\n        searchable: true\n",
+        ),
+        (
+            "    event: books-found\n",
+            "    event: books-found\n    view: public\n",
+        ),
+    ]);
+    let msg = rejected(&text, &["true"]);
+    assert!(msg.contains("share one search weight"), "{msg}");
+    insta::assert_snapshot!("narrowed_search_fields_share_a_weight", msg);
+}
+
+#[test]
+fn joined_rows_under_a_narrowing_view_need_a_public_field() {
+    let text = mutate_all(&[
+        (
+            "        searchable: true\n        sortable: true\n",
+            "        searchable: true\n        sortable: true\n        public: true\n",
+        ),
+        ("    table: books\n", "    table: books\n    view: public\n"),
+        ("fields: [title, isbn] }", "fields: [isbn] }"),
+    ]);
+    let msg = rejected(&text, &["[isbn]"]);
+    assert!(msg.contains("book rows follow view public"), "{msg}");
+    insta::assert_snapshot!(
+        "joined_rows_under_a_narrowing_view_need_a_public_field",
+        msg
+    );
+}
+
 // ---- Everything at once ----
 
 #[test]

@@ -284,6 +284,269 @@ async fn search_keywords_are_bounded() {
     assert_eq!(hit["rowCount"], 1);
 }
 
+/// Keys of a user document that only admins and the user see (decision route-views).
+const PRIVATE_KEYS: &[&str] = &[
+    "email",
+    "roleId",
+    "emailVerified",
+    "emailTwoFactor",
+    "preferredLanguage",
+    "bio",
+    "groups",
+    "extends",
+    "recordVersion",
+    "createdAt",
+    "updatedAt",
+    "_owner",
+];
+
+/// Keys every signed-in caller sees of a user hit.
+const PUBLIC_HIT_KEYS: &[&str] = &["_score", "avatar", "fullname", "id", "isActive"];
+
+/// The hit of `id` in a search answer.
+fn hit<'a>(body: &'a Value, id: &str) -> &'a Value {
+    body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == id)
+        .unwrap_or_else(|| panic!("no hit {id} in {body}"))
+}
+
+#[tokio::test]
+async fn search_users_shows_others_only_public_fields() {
+    let (server, _db) = auth_service().await;
+    let admin = server.admin().await;
+    let (ursula, me) = tests::register(&server, "ursula@x.io", "Ursula Ann").await;
+    // "ann" in the public name of one, only in the hidden email of another,
+    // in both for a third.
+    let lee = create_user(&admin, "lee@x.io", "Ann Lee").await;
+    let moe = create_user(&admin, "ann.moe@x.io", "Ann Moe").await;
+    let hidden = create_user(&admin, "annika@x.io", "Otto Other").await;
+    expect(
+        StatusCode::OK,
+        &admin
+            .post(
+                &format!("/v1/users/{lee}/extends"),
+                json!({ "bookings_count": 2 }),
+            )
+            .await,
+    );
+    expect(
+        StatusCode::OK,
+        &admin
+            .patch(
+                &format!("/v1/users/{hidden}/role"),
+                json!({ "roleId": "superAdmin" }),
+            )
+            .await,
+    );
+
+    // An ordinary user: others' hits carry the public fields only; their own
+    // hit every field. The hidden email matches nothing, and ranks nothing.
+    let hits = expect(StatusCode::OK, &ursula.get("/v1/users/search?q=ann").await);
+    let mut found: Vec<&str> = hits["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    found.sort();
+    let mut want = vec![me.as_str(), lee.as_str(), moe.as_str()];
+    want.sort();
+    assert_eq!(found, want, "no match on the hidden email of Otto: {hits}");
+    assert_eq!(hits["paging"]["totalRowCount"], 3);
+    for other in [&lee, &moe] {
+        assert_eq!(
+            tests::sorted_keys(hit(&hits, other)),
+            PUBLIC_HIT_KEYS,
+            "{hits}"
+        );
+    }
+    let own = hit(&hits, &me);
+    for k in PRIVATE_KEYS {
+        assert!(own.get(*k).is_some(), "the owner sees its own {k}: {own}");
+    }
+    assert_eq!(own["email"], "ursula@x.io");
+    assert_eq!(
+        hit(&hits, &lee)["_score"],
+        hit(&hits, &moe)["_score"],
+        "ranked by the public name only, not by the hidden email"
+    );
+    let nothing = expect(
+        StatusCode::OK,
+        &ursula.get("/v1/users/search?q=annika").await,
+    );
+    assert_eq!(nothing["rowCount"], 0, "{nothing}");
+    let by_domain = expect(
+        StatusCode::OK,
+        &ursula.get("/v1/users/search?q=x%20io").await,
+    );
+    assert_eq!(
+        by_domain["rowCount"], 0,
+        "email parts are hidden: {by_domain}"
+    );
+
+    // Filters and sorts on fields she cannot see on every row: a 400 naming them.
+    for (filter, value) in [
+        ("email", "annika@x.io"),
+        ("roleId", "superAdmin"),
+        ("emailVerified", "false"),
+    ] {
+        let bad = expect(
+            StatusCode::BAD_REQUEST,
+            &ursula
+                .get(&format!("/v1/users/search?q=ann&{filter}={value}"))
+                .await,
+        );
+        assert_eq!(tests::error_fields(&bad), [filter], "{bad}");
+        assert!(bad["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(filter));
+    }
+    for sort in [
+        "email",
+        "-email",
+        "createdAt",
+        "-createdAt",
+        "updatedAt",
+        "-updatedAt",
+    ] {
+        let bad = expect(
+            StatusCode::BAD_REQUEST,
+            &ursula
+                .get(&format!("/v1/users/search?q=ann&sort={sort}"))
+                .await,
+        );
+        assert_eq!(tests::error_fields(&bad), ["sort"], "{bad}");
+        assert!(bad["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(sort.trim_start_matches('-')));
+    }
+    let sorted = expect(
+        StatusCode::OK,
+        &ursula.get("/v1/users/search?q=ann&sort=-fullname").await,
+    );
+    assert_eq!(names(&sorted), ["Ursula Ann", "Ann Moe", "Ann Lee"]);
+    assert_eq!(
+        tests::sorted_keys(&sorted["users"][1]),
+        PUBLIC_HIT_KEYS,
+        "sorted hits are narrowed too"
+    );
+
+    // An admin sees every field of every hit, matches on emails, and may
+    // filter and sort on any filterable or sortable field.
+    let hits = expect(StatusCode::OK, &admin.get("/v1/users/search?q=ann").await);
+    assert_eq!(hits["rowCount"], 4, "Otto by his email too: {hits}");
+    for id in [&me, &lee, &moe, &hidden] {
+        let h = hit(&hits, id);
+        for k in PRIVATE_KEYS {
+            assert!(h.get(*k).is_some(), "an admin sees {k}: {h}");
+        }
+    }
+    assert_eq!(hit(&hits, &lee)["extends"], json!({ "bookings_count": 2 }));
+    let s_moe = hit(&hits, &moe)["_score"].as_f64().unwrap();
+    let s_lee = hit(&hits, &lee)["_score"].as_f64().unwrap();
+    assert!(
+        s_moe > s_lee,
+        "for admins the email still ranks: {s_moe} > {s_lee}"
+    );
+    let supers = expect(
+        StatusCode::OK,
+        &admin
+            .get("/v1/users/search?q=annika&roleId=superAdmin")
+            .await,
+    );
+    assert_eq!(supers["users"][0]["id"], hidden.as_str());
+    for query in [
+        "email=annika@x.io",
+        "emailVerified=false",
+        "sort=email",
+        "sort=-createdAt",
+        "sort=updatedAt",
+    ] {
+        expect(
+            StatusCode::OK,
+            &admin.get(&format!("/v1/users/search?q=ann&{query}")).await,
+        );
+    }
+
+    // getPermissions says what each caller sees.
+    let view = |body: &Value, route: &str| {
+        body["permissions"]["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == route)
+            .map(|r| r["view"].clone())
+            .unwrap()
+    };
+    let mine = expect(StatusCode::OK, &ursula.get("/v1/permissions").await);
+    assert_eq!(view(&mine, "searchUsers"), "own");
+    assert_eq!(view(&mine, "getBriefUser"), "public");
+    assert_eq!(view(&mine, "listUserGroups"), "full");
+    let all = expect(StatusCode::OK, &admin.get("/v1/permissions").await);
+    assert_eq!(view(&all, "searchUsers"), "full");
+    assert_eq!(view(&all, "getBriefUser"), "public");
+}
+
+#[tokio::test]
+async fn group_members_show_emails_only_to_admins_and_to_the_member() {
+    let (server, _db) = auth_service().await;
+    let admin = server.admin().await;
+    let (ursula, me) = tests::register(&server, "ursula@x.io", "Ursula").await;
+    let (olaf, olaf_id) = tests::register(&server, "olaf@x.io", "Olaf").await;
+    let group = expect(
+        StatusCode::CREATED,
+        &admin
+            .post("/v1/usergroups", json!({ "groupName": "crew" }))
+            .await,
+    )["userGroup"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for user in [&me, &olaf_id] {
+        expect(
+            StatusCode::CREATED,
+            &admin
+                .post(
+                    "/v1/usergroupmembers",
+                    json!({ "groupId": group, "userId": user }),
+                )
+                .await,
+        );
+    }
+    let joined = |body: &Value, user: &str| {
+        body["userGroupMembers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["userId"] == user)
+            .map(|m| m["user"].clone())
+            .unwrap_or_else(|| panic!("no member {user} in {body}"))
+    };
+    let path = format!("/v1/usergroupmembers?groupId={group}");
+    // Each member sees their own email and only the other's public card.
+    for (api, mine, other, other_name) in [
+        (&ursula, &me, &olaf_id, "Olaf"),
+        (&olaf, &olaf_id, &me, "Ursula"),
+    ] {
+        let list = expect(StatusCode::OK, &api.get(&path).await);
+        assert_eq!(list["rowCount"], 2);
+        assert!(joined(&list, mine)["email"].is_string(), "{list}");
+        assert_eq!(
+            joined(&list, other),
+            json!({ "fullname": other_name, "avatar": null }),
+            "{list}"
+        );
+    }
+    let list = expect(StatusCode::OK, &admin.get(&path).await);
+    assert_eq!(joined(&list, &me)["email"], "ursula@x.io");
+    assert_eq!(joined(&list, &olaf_id)["email"], "olaf@x.io");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn extends_are_merged_kept_and_published_alone() {
     let (broker, db, server) = tests::auth_service_with_broker().await;

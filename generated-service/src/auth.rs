@@ -2333,7 +2333,9 @@ async fn get_current_user(
 }
 
 /// `getPermissions`: GET /v1/permissions. Every route with what the caller
-/// may do there: `all` rows, only its `own`, or `none`.
+/// may do there (`all` rows, only its `own`, or `none`) and what it sees of the
+/// rows (`full`, `own`: every field of its own and the public fields of others,
+/// or `public`).
 async fn get_permissions(ctx: RequestContext, caller: Caller) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let routes: Vec<Value> = RULES
@@ -2341,7 +2343,8 @@ async fn get_permissions(ctx: RequestContext, caller: Caller) -> Result<Reply, A
         .map(|rule| {
             json!(
                 { "name" : rule.name, "method" : rule.method, "path" : rule.path,
-                "object" : rule.object, "access" : reach(Some(& caller), & rule.access) }
+                "object" : rule.object, "access" : reach(Some(& caller), & rule.access),
+                "view" : crate ::views::sight_on(rule.name, & caller).name() }
             )
         })
         .collect();

@@ -35,6 +35,8 @@ pub mod topics;
 
 pub mod validation;
 
+pub mod views;
+
 pub mod verification;
 
 pub mod user;

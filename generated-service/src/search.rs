@@ -170,11 +170,13 @@ pub const MAX_WORDS: usize = 10;
 pub const MAX_WORD_LENGTH: usize = 64;
 
 /// A keyword as a tsquery in which every word must begin some indexed word:
-/// `ann lee` becomes `ann:* & lee:*`. Only letters and digits pass, so the
-/// client cannot write tsquery syntax. Checked before either backend sees
-/// the keyword (PostgreSQL or Elasticsearch), each word costing a prefix
-/// scan: a 400 naming `q` when it has no word, too many, or one too long.
-pub fn prefix_query(keyword: &str) -> Result<String, ApiError> {
+/// `ann lee` becomes `ann:* & lee:*`; with `weights` (e.g. `B`), only words of
+/// the fields of those weights count: `ann:*B & lee:*B`. Only letters and
+/// digits pass, so the client cannot write tsquery syntax. Checked before
+/// either backend sees the keyword (PostgreSQL or Elasticsearch), each word
+/// costing a prefix scan: a 400 naming `q` when it has no word, too many, or
+/// one too long.
+pub fn prefix_query(keyword: &str, weights: &str) -> Result<String, ApiError> {
     let words: Vec<&str> = keyword
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -198,7 +200,7 @@ pub fn prefix_query(keyword: &str) -> Result<String, ApiError> {
     }
     Ok(words
         .iter()
-        .map(|w| format!("{}:*", w.to_lowercase()))
+        .map(|w| format!("{}:*{weights}", w.to_lowercase()))
         .collect::<Vec<_>>()
         .join(" & "))
 }

@@ -80,6 +80,9 @@ pub struct UserPublic {
 
 const GET_PUBLIC_SQL: &str = "SELECT t.id, t.fullname, t.avatar, t.is_active FROM users AS t WHERE t.id = $1 AND t.is_active";
 
+/// The fields every caller may see; the others only where the route's view shows them.
+pub const PUBLIC_FIELDS: &[&str] = &["id", "fullname", "avatar", "isActive"];
+
 /// The database and index topics of `user`.
 pub static TOPICS: ObjectTopics = ObjectTopics {
     name: "user",
@@ -922,33 +925,50 @@ async fn search_users(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&SEARCH_USERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
+    let sight = crate::views::owner_sight(&caller);
     let order_by = match q.sort.as_deref() {
         None => "rank DESC, t.id ASC",
         given => sort_order(given)?,
     };
     let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
-    let query = crate::search::prefix_query(keyword)?;
+    let query = crate::search::prefix_query(keyword, sight.pick("", "B"))?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let mut sql = QueryBuilder::new(
+        sight
+            .pick(
+                "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM users AS t JOIN search_documents AS d ON d.index_name = 'airbnb_user' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
+                "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(ts_filter(d.search, '{b}'), q.query) AS rank, count(*) OVER () AS total_row_count FROM users AS t JOIN search_documents AS d ON d.index_name = 'airbnb_user' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
+            ),
+    );
+    sql.push_bind(query.clone())
+        .push(") AS q(query) WHERE t.is_active AND d.search @@ q.query");
+    let mut filters = vec![Filter {
+        field: "q",
+        op: "matches",
+        value: serde_json::json!(keyword),
+    }];
+    filters.extend(search_users_filters(&q, scope, &mut sql)?);
+    crate::views::check_query(sight, PUBLIC_FIELDS, &filters[1..], q.sort.as_deref())?;
     if let Some(es) = &app.elastic {
-        let mut unused = QueryBuilder::new("");
-        let applied = search_users_filters(&q, scope, &mut unused)?;
         let es_query = crate::elastic::Query {
             index: "airbnb_user",
             keyword,
-            fields: &["email^3", "fullname^2"],
-            filters: &applied,
+            fields: sight.pick(&["email^3", "fullname^2"], &["fullname^2"]),
+            filters: &filters[1..],
             owner: scope.map(|owner| ("id", owner)),
             sort: q.sort.as_deref().and_then(es_sort_order),
             from: offset,
             size: i64::from(page_row_count),
         };
-        let (rows, total_row_count) = es.search(&es_query).await?;
-        let mut filters = vec![Filter {
-            field: "q",
-            op: "matches",
-            value: serde_json::json!(keyword),
-        }];
-        filters.extend(applied);
+        let (mut rows, total_row_count) = es.search(&es_query).await?;
+        for row in &mut rows {
+            crate::views::narrow_document(
+                row,
+                sight,
+                "id",
+                &["id", "fullname", "avatar", "isActive", "_score"],
+            );
+        }
         let paging = Paging {
             page_number,
             page_row_count,
@@ -970,23 +990,12 @@ async fn search_users(
             .publish(&ctx, reply.event(&SEARCH_USERS, &ctx.request_id));
         return Ok(reply);
     }
-    let mut sql = QueryBuilder::new(
-        "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM users AS t JOIN search_documents AS d ON d.index_name = 'airbnb_user' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
-    );
-    sql.push_bind(query.clone())
-        .push(") AS q(query) WHERE t.is_active AND d.search @@ q.query");
-    let mut filters = vec![Filter {
-        field: "q",
-        op: "matches",
-        value: serde_json::json!(keyword),
-    }];
-    filters.extend(search_users_filters(&q, scope, &mut sql)?);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
         .push(" OFFSET ")
         .push_bind(offset);
-    let rows: Vec<SearchUsersRow> = sql.build_query_as().fetch_all(&app.db).await?;
+    let mut rows: Vec<SearchUsersRow> = sql.build_query_as().fetch_all(&app.db).await?;
     let total_row_count = match rows.first() {
         Some(first) => first.total_row_count,
         None if page_number > 1 => {
@@ -1001,6 +1010,14 @@ async fn search_users(
         }
         None => 0,
     };
+    for row in &mut rows {
+        crate::views::narrow_document(
+            &mut row.document.0,
+            sight,
+            "id",
+            &["id", "fullname", "avatar", "isActive", "_score"],
+        );
+    }
     let paging = Paging {
         page_number,
         page_row_count,

@@ -60,14 +60,6 @@ pub struct UserGroupMember {
     pub owner: Option<Uuid>,
 }
 
-/// The `user` joined into each listed `userGroupMember`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserGroupMemberUser {
-    pub email: String,
-    pub fullname: String,
-    pub avatar: Option<String>,
-}
-
 /// The database and index topics of `userGroupMember`.
 pub static TOPICS: ObjectTopics = ObjectTopics {
     name: "userGroupMember",
@@ -290,7 +282,10 @@ pub struct ListUserGroupMembersRow {
     #[sqlx(flatten)]
     pub row: UserGroupMember,
     #[serde(rename = "user")]
-    pub user: Option<sqlx::types::Json<UserGroupMemberUser>>,
+    pub user: Option<sqlx::types::Json<serde_json::Map<String, serde_json::Value>>>,
+    /// Who owns the joined row: whether the caller sees it whole.
+    #[serde(skip)]
+    pub user_owner: Option<Uuid>,
     #[serde(skip)]
     pub total_row_count: i64,
 }
@@ -347,7 +342,7 @@ async fn list_user_group_members(
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.group_id, t.user_id, t.owner_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, CASE WHEN i_user.id IS NULL THEN NULL ELSE json_build_object('email', i_user.email, 'fullname', i_user.fullname, 'avatar', i_user.avatar) END AS user, count(*) OVER () AS total_row_count FROM user_group_members AS t LEFT JOIN users AS i_user ON i_user.id = t.user_id AND i_user.is_active WHERE t.is_active",
+        "SELECT t.id, t.group_id, t.user_id, t.owner_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, CASE WHEN i_user.id IS NULL THEN NULL ELSE json_build_object('email', i_user.email, 'fullname', i_user.fullname, 'avatar', i_user.avatar) END AS user, i_user.id AS user_owner, count(*) OVER () AS total_row_count FROM user_group_members AS t LEFT JOIN users AS i_user ON i_user.id = t.user_id AND i_user.is_active WHERE t.is_active",
     );
     let filters = list_user_group_members_filters(&q, scope, &mut sql)?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
@@ -356,7 +351,7 @@ async fn list_user_group_members(
         .push_bind(i64::from(page_row_count))
         .push(" OFFSET ")
         .push_bind(offset);
-    let rows: Vec<ListUserGroupMembersRow> = sql.build_query_as().fetch_all(&app.db).await?;
+    let mut rows: Vec<ListUserGroupMembersRow> = sql.build_query_as().fetch_all(&app.db).await?;
     let total_row_count = match rows.first() {
         Some(first) => first.total_row_count,
         None if page_number > 1 => {
@@ -367,6 +362,17 @@ async fn list_user_group_members(
         }
         None => 0,
     };
+    let user_sight = crate::views::owner_sight(&caller);
+    for row in &mut rows {
+        if let Some(joined) = &mut row.user {
+            crate::views::narrow_unless_owned(
+                &mut joined.0,
+                user_sight,
+                row.user_owner,
+                &["fullname", "avatar"],
+            );
+        }
+    }
     let paging = Paging {
         page_number,
         page_row_count,

@@ -241,6 +241,10 @@ pub struct DataObject {
     /// The row's owner is the row itself (a user owns its own record).
     #[serde(default)]
     pub owner_is_self: bool,
+    /// What its reading routes show by default: `full`, `public` or `owner`
+    /// (see [`Model::view_of`]); `owner` for `auth.userObject`, else `full`.
+    #[serde(default)]
+    pub view: Option<String>,
     #[serde(default)]
     pub unique_together: Vec<Vec<String>>,
     #[serde(deserialize_with = "ordered")]
@@ -336,6 +340,8 @@ pub struct Route {
     pub event: Option<String>,
     #[serde(default)]
     pub search: bool,
+    /// A reading route: which fields a caller sees (`full`, `public`, `owner`);
+    /// the object's view when absent.
     #[serde(default)]
     pub view: Option<String>,
     #[serde(default)]
@@ -381,6 +387,76 @@ pub struct AuthRule {
     pub roles: Vec<String>,
     #[serde(default)]
     pub owner: bool,
+}
+
+impl Model {
+    pub fn object(&self, name: &str) -> Option<&DataObject> {
+        self.data_objects
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o)
+    }
+
+    /// The view of an object's reading routes that name none: its own, else
+    /// `owner` for the identity object (people's records are personal) and
+    /// `full` for the others.
+    pub fn object_view(&self, name: &str) -> &str {
+        match self.object(name).and_then(|o| o.view.as_deref()) {
+            Some(v) => v,
+            None if name == self.auth.user_object => "owner",
+            None => "full",
+        }
+    }
+
+    /// The view of a reading route (get or list; `full` for the others):
+    /// `full` shows every field to every caller it lets in; `public` only the
+    /// fields marked public (with id and isActive); `owner` every field to
+    /// callers with an admin role and to the row's owner, the public fields to
+    /// others.
+    pub fn view_of<'a>(&'a self, r: &'a Route) -> &'a str {
+        let (Some(object), "get" | "list") = (r.object.as_deref(), r.action.as_str()) else {
+            return "full";
+        };
+        let view = r
+            .view
+            .as_deref()
+            .unwrap_or_else(|| self.object_view(object));
+        on_route(&r.auth, view)
+    }
+
+    /// The view of `object` rows joined into a route's answers: the object's own.
+    pub fn include_view<'a>(&'a self, r: &Route, object: &str) -> &'a str {
+        on_route(&r.auth, self.object_view(object))
+    }
+
+    /// Whether some caller the route lets in sees less than every field of
+    /// some row it reads: the route must narrow what it answers.
+    pub fn narrows(&self, r: &Route) -> bool {
+        self.view_narrows(&r.auth, self.view_of(r))
+    }
+
+    /// Whether `view` hides fields from some caller that `auth` lets in.
+    pub fn view_narrows(&self, auth: &Auth, view: &str) -> bool {
+        match (view, auth) {
+            ("public", _) => true,
+            // A rule's callers without an admin role see only rows they own,
+            // unless a role of the rule lets them reach others.
+            ("owner", Auth::Rule(rule)) => rule
+                .roles
+                .iter()
+                .any(|role| !self.roles.admin.contains(role)),
+            ("owner", Auth::Keyword(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A public route knows no caller, so it cannot tell the owner: `owner` is `public` there.
+fn on_route<'a>(auth: &Auth, view: &'a str) -> &'a str {
+    match (auth, view) {
+        (Auth::Keyword(k), "owner") if k == "public" => "public",
+        _ => view,
+    }
 }
 
 /// Deserializes a YAML mapping into a `Vec` that keeps the document's order.

@@ -17,8 +17,16 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
         if let Some(v) = &o.public_view {
             schemas.insert(v.struct_name.clone(), object_schema(&v.fields));
         }
+        if o.narrowed {
+            schemas.insert(narrowed(o), narrowed_schema(&o.visible, &o.public_fields));
+        }
         for i in &o.includes {
-            schemas.insert(i.struct_name.clone(), object_schema(&i.fields));
+            let schema = if i.sight.is_empty() {
+                object_schema(&i.fields)
+            } else {
+                narrowed_schema(&i.fields, &i.public_fields)
+            };
+            schemas.insert(i.struct_name.clone(), schema);
         }
         for r in &o.routes {
             operation(plan, o, r, &mut paths, &mut schemas);
@@ -94,6 +102,21 @@ pub(crate) fn object_schema(fields: &[FieldPlan]) -> Value {
         .collect();
     let required: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
     json!({ "type": "object", "properties": props, "required": required })
+}
+
+/// The schema of rows a view narrows: every field may be there, only the
+/// public ones always are.
+fn narrowed_schema(fields: &[FieldPlan], public: &[String]) -> Value {
+    let mut s = object_schema(fields);
+    s["required"] = json!(public);
+    s["description"] =
+        json!("Fields that are not public appear only to callers the route's view shows them to");
+    s
+}
+
+/// The name of an object's narrowed schema, e.g. `UserNarrowed`.
+fn narrowed(o: &ObjectPlan) -> String {
+    format!("{}Narrowed", o.struct_name)
 }
 
 /// A value that satisfies the field's rules, for the document's examples.
@@ -228,9 +251,15 @@ fn operation(
     }
     let data = if r.action == "list" {
         let row = format!("{}Row", r.type_prefix);
-        let mut parts = vec![schema_ref(&o.struct_name)];
+        let mut parts = vec![schema_ref(&shown(o, r))];
         if r.search {
-            parts.push(json!({ "type": "object", "description": "The hit's index document: the row, the model's aggregates and extends", "properties": { "_score": { "type": "number" }, "extends": { "type": "object" } }, "required": ["_score", "extends"] }));
+            // Narrowed hits keep only their rank beyond the public fields.
+            let required = if r.sight.is_empty() {
+                json!(["_score", "extends"])
+            } else {
+                json!(["_score"])
+            };
+            parts.push(json!({ "type": "object", "description": "The hit's index document: the row, the model's aggregates and extends", "properties": { "_score": { "type": "number" }, "extends": { "type": "object" } }, "required": required }));
         }
         if !r.includes.is_empty() {
             let props: Map<String, Value> = r
@@ -290,7 +319,7 @@ fn operation(
                 .unwrap_or_default(),
         )
     } else {
-        schema_ref(&o.struct_name)
+        schema_ref(&shown(o, r))
     };
     let response = format!("{}Response", r.type_prefix);
     schemas.insert(
@@ -348,7 +377,7 @@ fn operation(
         "operationId": r.name,
         "summary": format!("{} {}", r.action, r.data_name),
         "tags": [o.name],
-        "description": format!("Allowed: {}. Publishes its route event on `{}`.", r.auth.summary, r.topic.clone().unwrap_or_default()),
+        "description": description(r),
         "parameters": params,
         "responses": responses,
         "security": if r.auth.kind == "public" { json!([]) } else { json!([{ "bearerAuth": [] }]) },
@@ -451,6 +480,37 @@ fn download_operation(o: &ObjectPlan, r: &RoutePlan, paths: &mut Map<String, Val
     });
     let path = paths.entry(r.path.clone()).or_insert_with(|| json!({}));
     path[r.method.to_lowercase()] = op;
+}
+
+/// The schema of the rows a route answers: whole, or as its view narrows them.
+fn shown(o: &ObjectPlan, r: &RoutePlan) -> String {
+    if r.sight.is_empty() {
+        o.struct_name.clone()
+    } else {
+        narrowed(o)
+    }
+}
+
+/// Who may call the route, what it shows, and what it publishes.
+fn description(r: &RoutePlan) -> String {
+    let mut text = format!("Allowed: {}.", r.auth.summary);
+    if matches!(r.action.as_str(), "get" | "list") {
+        text.push_str(&format!(" Shows: {}", r.view_doc));
+        if r.action == "list" && !r.sight.is_empty() {
+            // Filters and sorts must not tell hidden values apart.
+            text.push_str("; filters and sorts on fields the caller does not see on every row are answered 400");
+        }
+        text.push('.');
+    }
+    let topic = r.topic.clone().unwrap_or_default();
+    if r.sight.is_empty() && !r.includes.iter().any(|i| !i.sight.is_empty()) {
+        text.push_str(&format!(" Publishes its route event on `{topic}`."));
+    } else {
+        text.push_str(&format!(
+            " Publishes its route event on `{topic}`, carrying what the caller received."
+        ));
+    }
+    text
 }
 
 fn query(name: &str, schema: Value) -> Value {
@@ -627,8 +687,9 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
                             "method": { "type": "string" },
                             "path": { "type": "string" },
                             "object": { "type": "string" },
-                            "access": { "enum": ["all", "own", "none"] }
-                        }, "required": ["name", "method", "path", "object", "access"] } }
+                            "access": { "enum": ["all", "own", "none"] },
+                            "view": { "enum": ["full", "own", "public"], "description": "What the caller sees of the rows: every field, every field of its own rows and the public fields of others, or the public fields" }
+                        }, "required": ["name", "method", "path", "object", "access", "view"] } }
                     },
                     "required": ["role", "routes"]
                 }),

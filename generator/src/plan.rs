@@ -24,6 +24,16 @@ pub struct Plan {
     /// `(topic constant, object)` of the index events the search mirror follows.
     pub search_topics: Vec<(String, String)>,
     pub realtime: RealtimePlan,
+    pub views: ViewsPlan,
+}
+
+/// The views of reading routes (what each caller sees), for the permissions listing.
+#[derive(Debug)]
+pub struct ViewsPlan {
+    /// `&["superAdmin", "admin"]`: roles that see every field under `owner` views.
+    pub admin_roles: String,
+    /// `(route, view)` of the reading routes whose view is not `full`.
+    pub routes: Vec<(String, String)>,
 }
 
 /// The realtime event stream (a `subscribe` route), if the model serves one.
@@ -238,6 +248,12 @@ pub struct ObjectPlan {
     pub visible: Vec<FieldPlan>,
     /// The public view (fields marked public), when a route uses it.
     pub public_view: Option<ViewPlan>,
+    /// `&["id", "fullname", ...]`: the JSON keys of the fields everyone may
+    /// see (id, the fields marked public, isActive).
+    pub public_keys: String,
+    pub public_fields: Vec<String>,
+    /// Some route of this object narrows what it shows (`PUBLIC_FIELDS`).
+    pub narrowed: bool,
     pub filters: Vec<FieldPlan>,
     /// `(query value, SQL ORDER BY)` pairs that list routes accept.
     pub sorts: Vec<SortPlan>,
@@ -376,6 +392,16 @@ pub struct IncludePlan {
     /// `json_build_object('email', i_user.email, ...)`.
     pub json_sql: String,
     pub alias: String,
+    /// The joined object's view: the caller's sight of joined rows as a Rust
+    /// expression, "" when every caller sees them whole.
+    pub sight: String,
+    /// `&["fullname", ...]`: what the others see of a joined row.
+    pub public_keys: String,
+    pub public_fields: Vec<String>,
+    /// The joined object's view on this route.
+    pub view: String,
+    /// The row field holding the joined row's owner (selected when `sight` is set).
+    pub owner_ident: String,
 }
 
 #[derive(Debug, Clone)]
@@ -444,6 +470,25 @@ pub struct RoutePlan {
     pub topic_const: Option<String>,
     pub search: bool,
     pub public_view: bool,
+    /// `full`, `public` or `owner`: what the route shows (reading routes).
+    pub view: String,
+    /// The view in words, for docs.
+    pub view_doc: String,
+    /// The caller's sight as a Rust expression, "" when the route never
+    /// narrows (or narrows in SQL: the public view of a get route).
+    pub sight: String,
+    /// `&["id", ...]`: the keys a narrowed row or hit keeps.
+    pub shown_keys: String,
+    /// A search route: the document key holding its owner's id.
+    pub owner_key: String,
+    /// A search route: the boosted public searchable fields for Elasticsearch,
+    /// the weights of their keywords (`B`), and the list query ranking only by
+    /// them.
+    pub es_public_fields: String,
+    pub public_weights: String,
+    pub list_sql_narrow: String,
+    /// A list route changes its rows after reading them (narrows joined rows).
+    pub rows_mut: bool,
     /// Body fields a create or update route accepts.
     pub inputs: Vec<FieldPlan>,
     /// Fields that a create route fills itself (not accepted, but have defaults).
@@ -711,7 +756,16 @@ pub fn plan(source: &str, m: &Model) -> Plan {
             admin_roles: rust_str_slice(&m.roles.admin),
         }
     };
+    let views = ViewsPlan {
+        admin_roles: rust_str_slice(&m.roles.admin),
+        routes: routes
+            .iter()
+            .filter(|r| r.view != "full")
+            .map(|r| (r.name.clone(), r.view.clone()))
+            .collect(),
+    };
     Plan {
+        views,
         identity,
         source: source.to_string(),
         service,
@@ -740,6 +794,27 @@ pub fn plan(source: &str, m: &Model) -> Plan {
 
 fn field_of<'a>(o: &'a DataObject, name: &str) -> Option<&'a Field> {
     o.fields.iter().find(|(n, _)| n == name).map(|(_, f)| f)
+}
+
+/// A field every caller may see.
+fn is_public(o: &DataObject, name: &str) -> bool {
+    field_of(o, name).is_some_and(|f| f.public && !f.secret)
+}
+
+/// What every caller may see of a row: id, the fields marked public, isActive.
+fn public_columns(o: &DataObject) -> Vec<FieldPlan> {
+    columns_of(o)
+        .into_iter()
+        .filter(|c| c.name == "id" || c.name == "isActive" || is_public(o, &c.name))
+        .collect()
+}
+
+/// The caller's sight under `view` (which narrows), as a Rust expression.
+fn sight_expr(view: &str) -> String {
+    match view {
+        "public" => "crate::views::Sight::Public".into(),
+        _ => "crate::views::owner_sight(&caller)".into(),
+    }
 }
 
 /// `userGroupMember` -> `usergroupmember`, as the seed's topics spell objects.
@@ -1094,16 +1169,11 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         .filter(|r| r.object.as_deref() == Some(name))
         .cloned()
         .collect();
+    let public_fields = public_columns(o);
+    let public_names: Vec<String> = public_fields.iter().map(|f| f.name.clone()).collect();
+    let public_keys = rust_str_slice(&public_names);
     let public_view = my_routes.iter().any(|r| r.public_view).then(|| {
-        let fields: Vec<FieldPlan> = columns
-            .iter()
-            .filter(|c| {
-                c.name == "id"
-                    || c.name == "isActive"
-                    || field_of(o, &c.name).is_some_and(|f| f.public && !f.secret)
-            })
-            .cloned()
-            .collect();
+        let fields = public_fields.clone();
         ViewPlan {
             struct_name: format!("{struct_name}Public"),
             select_list: select_list(&fields, "t"),
@@ -1203,8 +1273,11 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     });
     let mut includes: Vec<IncludePlan> = Vec::new();
     for i in my_routes.iter().flat_map(|r| r.includes.iter()) {
-        if !includes.iter().any(|a| a.struct_name == i.struct_name) {
-            includes.push(i.clone());
+        match includes.iter_mut().find(|a| a.struct_name == i.struct_name) {
+            // A route that joins it whole needs its typed struct.
+            Some(a) if !a.sight.is_empty() && i.sight.is_empty() => *a = i.clone(),
+            Some(_) => {}
+            None => includes.push(i.clone()),
         }
     }
     let mut endpoints: Vec<EndpointPlan> = Vec::new();
@@ -1352,7 +1425,13 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         } else {
             "row.owner".into()
         },
-        has_owner_rules: my_routes.iter().any(|r| r.auth.owner && r.action != "list"),
+        // Narrowing a row read by a get or list route asks who owns it.
+        has_owner_rules: my_routes
+            .iter()
+            .any(|r| (r.auth.owner && r.action != "list") || (!r.sight.is_empty() && !r.search)),
+        narrowed: my_routes.iter().any(|r| !r.sight.is_empty()),
+        public_keys,
+        public_fields: public_names,
         db_consts: consts("DBEVENT"),
         index_consts: consts("INDEX"),
         blobs: columns.iter().filter(|c| c.blob).cloned().collect(),
@@ -1563,14 +1642,30 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
                     let alias = format!("i_{}", iname.to_snake_case());
                     let fields: Vec<FieldPlan> = inc.fields.iter().filter_map(|f| field_of(t, f).map(|fd| field(f, fd))).collect();
                     let pairs = fields.iter().map(|f| format!("'{}', {alias}.{}", f.name, f.column)).collect::<Vec<_>>().join(", ");
+                    let ident = iname.to_snake_case();
+                    let mut json_sql = format!("CASE WHEN {alias}.id IS NULL THEN NULL ELSE json_build_object({pairs}) END AS {ident}");
+                    // Joined rows follow their own object's view.
+                    let view = m.include_view(r, target);
+                    let sight = if m.view_narrows(&r.auth, view) { sight_expr(view) } else { String::new() };
+                    let owner_ident = format!("{ident}_owner");
+                    if !sight.is_empty() {
+                        let owner = if t.owner_is_self { "id" } else { "_owner" };
+                        json_sql.push_str(&format!(", {alias}.{owner} AS {owner_ident}"));
+                    }
+                    let public: Vec<String> = inc.fields.iter().filter(|f| is_public(t, f)).cloned().collect();
                     Some(IncludePlan {
+                        sight,
+                        public_keys: rust_str_slice(&public),
+                        public_fields: public,
+                        view: view.to_string(),
+                        owner_ident,
                         name: iname.clone(),
-                        ident: iname.to_snake_case(),
+                        ident,
                         struct_name: format!("{}{}", on.to_upper_camel_case(), iname.to_upper_camel_case()),
                         via_column: inc.via.to_snake_case(),
                         target_table: t.table.clone(),
                         target_soft_delete: t.soft_delete,
-                        json_sql: format!("CASE WHEN {alias}.id IS NULL THEN NULL ELSE json_build_object({pairs}) END AS {}", iname.to_snake_case()),
+                        json_sql,
                         fields,
                         alias,
                     })
@@ -1608,6 +1703,8 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     let (mut search_tail, mut extend_sql, mut extended_topic_const) =
         (String::new(), String::new(), String::new());
     let (mut index_name, mut es_fields) = (String::new(), String::new());
+    let (mut es_public_fields, mut public_weights, mut list_sql_narrow) =
+        (String::new(), String::new(), String::new());
     let (mut insert_sql, mut insert_binds, mut list_sql, mut count_sql) =
         (String::new(), Vec::new(), String::new(), String::new());
     if let Some((_, o)) = object {
@@ -1678,19 +1775,44 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
                     &o.table,
                     o.soft_delete,
                 );
-                list_sql = format!("SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count{from}");
+                let select = |rank: &str| {
+                    format!("SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank({rank}, q.query) AS rank, count(*) OVER () AS total_row_count{from}")
+                };
+                list_sql = select("d.search");
                 count_sql = format!("SELECT count(*){from}");
                 search_tail = tail;
                 index_name =
                     crate::search_plan::index_name(m, r.object.as_deref().unwrap_or_default());
-                let boosted: Vec<String> = o
+                let searchable: Vec<(usize, &String, bool)> = o
                     .fields
                     .iter()
                     .filter(|(_, f)| f.searchable)
                     .enumerate()
-                    .map(|(i, (n, _))| format!("{n}^{}", 3usize.saturating_sub(i).max(1)))
+                    .map(|(i, (n, f))| (i, n, f.public))
                     .collect();
-                es_fields = rust_str_slice(&boosted);
+                let boosted = |public_only: bool| {
+                    let fields: Vec<String> = searchable
+                        .iter()
+                        .filter(|(_, _, public)| *public || !public_only)
+                        .map(|(i, n, _)| format!("{n}^{}", 3usize.saturating_sub(*i).max(1)))
+                        .collect();
+                    rust_str_slice(&fields)
+                };
+                es_fields = boosted(false);
+                es_public_fields = boosted(true);
+                // Callers who see only public fields match, and are ranked,
+                // only by the keywords of the public searchable fields.
+                let mut weights: Vec<&str> = searchable
+                    .iter()
+                    .filter(|(_, _, public)| *public)
+                    .map(|(i, _, _)| crate::search_plan::weight(*i))
+                    .collect();
+                weights.dedup();
+                public_weights = weights.concat();
+                list_sql_narrow = select(&format!(
+                    "ts_filter(d.search, '{{{}}}')",
+                    weights.join(",").to_lowercase()
+                ));
             }
         }
         if r.action == "extend" {
@@ -1827,8 +1949,58 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     } else {
         (String::new(), String::new())
     };
+    // What the route shows (decision route-views).
+    let view = m.view_of(r).to_string();
+    let public_view = view == "public" && r.action == "get";
+    let narrows = m.narrows(r);
+    let sight = if narrows && !public_view {
+        sight_expr(&view)
+    } else {
+        String::new()
+    };
+    let (mut shown_keys, mut owner_key, mut view_doc) =
+        (String::new(), String::new(), String::new());
+    if let Some((_, o)) = object {
+        let mut keys: Vec<String> = public_columns(o).into_iter().map(|c| c.name).collect();
+        let public = keys.join(", ");
+        // Joined rows stay, narrowed by their own view; a hit keeps its rank.
+        keys.extend(includes.iter().map(|i| i.name.clone()));
+        if r.search {
+            keys.push("_score".into());
+        }
+        shown_keys = rust_str_slice(&keys);
+        owner_key = if o.owner_is_self { "id" } else { "_owner" }.to_string();
+        let admins = m.roles.admin.join(", ");
+        view_doc = match (r.action.as_str(), view.as_str()) {
+            ("get" | "list", "public") => format!("public fields only ({public})"),
+            ("get" | "list", "owner") if narrows => format!(
+                "every field to {admins} and on the caller's own rows; elsewhere public fields only ({public})"
+            ),
+            ("get" | "list", _) => "every field".to_string(),
+            _ => String::new(),
+        };
+        for i in includes.iter().filter(|i| !i.sight.is_empty()) {
+            let public = i.public_fields.join(", ");
+            view_doc.push_str(&match i.view.as_str() {
+                "public" => format!("; joined {}: {public}", i.name),
+                _ => format!(
+                    "; joined {}: every field to {admins} and when it is the caller's own, else {public}",
+                    i.name
+                ),
+            });
+        }
+    }
     RoutePlan {
         ranks: rank_plan(m, r),
+        rows_mut: (r.search && !sight.is_empty()) || includes.iter().any(|i| !i.sight.is_empty()),
+        view,
+        view_doc,
+        sight,
+        shown_keys,
+        owner_key,
+        es_public_fields,
+        public_weights,
+        list_sql_narrow,
         confirm_field,
         secret_sql,
         search_tail,
@@ -1864,7 +2036,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
             .as_ref()
             .map(|e| format!("ROUTE_{}", e.to_snake_case().to_uppercase())),
         search: r.search,
-        public_view: r.view.as_deref() == Some("public"),
+        public_view,
         required_inputs: inputs
             .iter()
             .filter(|f| f.required && f.default_rust.is_none())

@@ -41,6 +41,7 @@ templates! {
     ElasticRs => "elastic.rs.j2",
     RealtimeRs => "realtime.rs.j2",
     ValidationRs => "validation.rs.j2",
+    ViewsRs => "views.rs.j2",
     HealthRs => "health.rs.j2",
     OpenapiRs => "openapi.rs.j2",
     SessionProto => "session.proto.j2",
@@ -148,6 +149,7 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "validation.rs.j2",
         ValidationRs { plan }.render()?,
     );
+    add("src/views.rs", "views.rs.j2", ViewsRs { plan }.render()?);
     add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
     add(
         "docs/event-guide.md",

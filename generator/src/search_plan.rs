@@ -197,7 +197,7 @@ pub fn plan(m: &Model) -> SearchPlan {
             .enumerate()
             .map(|(i, (n, _))| {
                 let col = format!("coalesce(t.{}, '')", n.to_snake_case());
-                let weight = ["A", "B"].get(i).copied().unwrap_or("C");
+                let weight = weight(i);
                 format!(
                     "setweight(to_tsvector('simple', {col} || ' ' || translate({col}, '@._-', '    ')), '{weight}')"
                 )
@@ -230,6 +230,12 @@ pub fn plan(m: &Model) -> SearchPlan {
         });
     }
     SearchPlan { indexes, follows }
+}
+
+/// The weight of the keywords of the `i`-th searchable field: A, B, then C
+/// (its rank, and what narrowed searches match on).
+pub fn weight(i: usize) -> &'static str {
+    ["A", "B"].get(i).copied().unwrap_or("C")
 }
 
 /// The FROM and WHERE of a search route over `object`'s index, split where

@@ -34,7 +34,7 @@ const FORMATS: &[&str] = &["email", "url"];
 const SEARCH_MAX_WORDS: u32 = 64;
 const SEARCH_MAX_WORD_LENGTH: u32 = 256;
 const HASHES: &[&str] = &["argon2id"];
-const VIEWS: &[&str] = &["public"];
+const VIEWS: &[&str] = &["full", "public", "owner"];
 
 /// Fields every object has; the model may not declare them.
 pub const SYSTEM_FIELDS: &[&str] = &[
@@ -68,6 +68,7 @@ const RESERVED_MODULES: &[&str] = &[
     "topics",
     "verification",
     "validation",
+    "views",
 ];
 
 /// Rust keywords, which cannot be used as generated identifiers.
@@ -444,6 +445,19 @@ fn data_object(
             format!("{path}.fields"),
             "a data object needs at least one field",
         );
+    }
+    if let Some(view) = &o.view {
+        if !VIEWS.contains(&view.as_str()) {
+            d.at(
+                format!("{path}.view"),
+                format!("unknown view \"{view}\"; {}", one_of(VIEWS)),
+            );
+        } else if view != "full" && !o.fields.iter().any(|(_, f)| f.public) {
+            d.at(
+                format!("{path}.view"),
+                format!("view {view} shows some callers only the fields marked public, and {name} has none; mark fields `public: true` or use view full"),
+            );
+        }
     }
     let mut columns: BTreeMap<String, String> = SYSTEM_FIELDS
         .iter()
@@ -1158,24 +1172,7 @@ fn route(
             format!("{object_name} has no searchable field to search"),
         );
     }
-    if let Some(view) = &r.view {
-        if !VIEWS.contains(&view.as_str()) {
-            d.at(
-                format!("{path}.view"),
-                format!("unknown view \"{view}\"; {}", one_of(VIEWS)),
-            );
-        } else if action != "get" {
-            d.at(
-                format!("{path}.view"),
-                format!("view applies to get routes, not {action}"),
-            );
-        } else if !object.fields.iter().any(|(_, f)| f.public) {
-            d.at(
-                format!("{path}.view"),
-                format!("{object_name} has no field marked public"),
-            );
-        }
-    }
+    view(m, r, object_name, object, path, d);
     if !r.include.is_empty() && action != "list" {
         d.at(
             format!("{path}.include"),
@@ -1212,6 +1209,15 @@ fn route(
                     ),
                     _ => {}
                 }
+            }
+            // Joined rows follow their own object's view.
+            let view = m.include_view(r, target);
+            let public = |f: &String| t.fields.iter().any(|(n, tf)| n == f && tf.public);
+            if m.view_narrows(&r.auth, view) && !inc.fields.iter().any(public) {
+                d.at(
+                    format!("{ipath}.fields"),
+                    format!("{target} rows follow view {view}, which shows some callers only public fields, and none of these is public; include one marked `public: true`"),
+                );
             }
         }
     }
@@ -1575,6 +1581,111 @@ fn verification<'a>(
             );
         }
     }
+}
+
+/// A reading route's view: a known one, on a reading route, and one whose
+/// narrowed answers still show something and search only what they show.
+fn view(
+    m: &Model,
+    r: &Route,
+    object_name: &str,
+    object: &DataObject,
+    path: &str,
+    d: &mut Diagnostics,
+) {
+    let action = r.action.as_str();
+    if let Some(view) = &r.view {
+        if !VIEWS.contains(&view.as_str()) {
+            d.at(
+                format!("{path}.view"),
+                format!("unknown view \"{view}\"; {}", one_of(VIEWS)),
+            );
+            return;
+        }
+        if !matches!(action, "get" | "list") {
+            d.at(
+                format!("{path}.view"),
+                format!("view applies to get and list routes, not {action}"),
+            );
+            return;
+        }
+        if view == "owner" && matches!(&r.auth, Auth::Keyword(k) if k == "public") {
+            d.at(
+                format!("{path}.view"),
+                "a public route does not know its caller, so it cannot tell the owner; use view public or full",
+            );
+            return;
+        }
+    }
+    if !m.narrows(r) {
+        return;
+    }
+    let view = m.view_of(r);
+    // Where the view comes from, for the messages.
+    let object_view = m.object_view(object_name);
+    let source = match (&r.view, &object.view) {
+        (Some(_), _) => None,
+        (None, Some(_)) => Some(format!("the view of {object_name}")),
+        (None, None) => Some("the default of auth.userObject".to_string()),
+    };
+    let whose = match source {
+        None => format!("view {view}"),
+        Some(s) if view != object_view => {
+            format!("view {view} ({s} is {object_view}, {view} on a public route)")
+        }
+        Some(s) => format!("view {view} ({s})"),
+    };
+    let at = if r.view.is_some() {
+        format!("{path}.view")
+    } else {
+        path.to_string()
+    };
+    let shows = if view == "public" {
+        "shows only the fields marked public"
+    } else {
+        "shows callers without an admin role only the fields marked public of rows they do not own"
+    };
+    let mut at_view = |message: String| {
+        if r.view.is_some() {
+            d.at(at.clone(), message);
+        } else {
+            d.at_key(at.clone(), message);
+        }
+    };
+    if !object.fields.iter().any(|(_, f)| f.public) {
+        at_view(format!("{whose} {shows}, and {object_name} has none; mark fields `public: true` or use view full"));
+        return;
+    }
+    if !r.search {
+        return;
+    }
+    let searchable: Vec<(&String, &Field)> = object
+        .fields
+        .iter()
+        .filter(|(_, f)| f.searchable)
+        .map(|(n, f)| (n, f))
+        .collect();
+    if !searchable.iter().any(|(_, f)| f.public) {
+        at_view(format!("{whose} {shows}, so the keyword matches only public searchable fields, and no searchable field of {object_name} is; mark one `public: true` or use view full"));
+    }
+    // Searchable fields after the second share one weight in the search
+    // vector, which is what restricts matching to the public ones.
+    let shared = searchable.get(2..).unwrap_or_default();
+    if let Some((first, f)) = shared.first() {
+        for (other, g) in &shared[1..] {
+            if g.public != f.public {
+                d.at(
+                    format!("dataObjects.{object_name}.fields.{other}.searchable"),
+                    format!("searchable fields after the second share one search weight, so under {whose} of {} they must all be public or all not; {first} is{} public, {other} is{} public", route_name(path), if f.public { "" } else { " not" }, if g.public { "" } else { " not" }),
+                );
+            }
+        }
+    }
+}
+
+/// `routes.searchUsers` -> `searchUsers`.
+fn route_name(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
 }
 
 /// The keys of download routes: an object with a file, a `by` field that is an

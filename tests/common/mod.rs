@@ -275,6 +275,24 @@ pub async fn create_user(svc: &Api, email: &str, fullname: &str) -> Value {
     body["user"].clone()
 }
 
+/// Registers an ordinary account (public registration) and returns the
+/// service as that account, signed in, and its id.
+pub async fn register(server: &Api, email: &str, fullname: &str) -> (Api, String) {
+    let password = "a decent secret";
+    let body = expect(
+        StatusCode::CREATED,
+        &server
+            .anonymous()
+            .post(
+                "/v1/register",
+                serde_json::json!({ "email": email, "password": password, "fullname": fullname }),
+            )
+            .await,
+    );
+    let id = body["user"]["id"].as_str().unwrap_or_default().to_string();
+    (server.as_user(email, password).await, id)
+}
+
 /// Asserts an answer's status, printing the body when it differs.
 #[track_caller]
 pub fn expect(status: StatusCode, answer: &(StatusCode, Value)) -> Value {
@@ -316,6 +334,16 @@ pub async fn keywords_past_bounds_are_refused(api: &Api) -> String {
         assert_eq!(bad["statusCode"], "400");
     }
     words(10, 64).join("%20")
+}
+
+/// The keys of a JSON object, sorted.
+pub fn sorted_keys(object: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = object
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    keys
 }
 
 /// A Kafka-protocol broker (tansu, in memory) on a free loopback port.

@@ -983,6 +983,20 @@ pub static RULES: &[RouteRule] = &[
         },
     },
     RouteRule {
+        name: "listDueLoans",
+        method: "GET",
+        path: "/api/loans/due",
+        object: "loan",
+        access: Access::Public,
+    },
+    RouteRule {
+        name: "getLoan",
+        method: "GET",
+        path: "/api/loans/{id}",
+        object: "loan",
+        access: Access::Login,
+    },
+    RouteRule {
         name: "returnBook",
         method: "DELETE",
         path: "/api/loans/{id}",

@@ -458,28 +458,31 @@ async fn find_books(
         given => sort_order(given)?,
     };
     let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
-    let query = crate::search::prefix_query(keyword)?;
+    let query = crate::search::prefix_query(keyword, "")?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let mut sql = QueryBuilder::new(
+        "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM books AS t JOIN search_documents AS d ON d.index_name = 'lib_book' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
+    );
+    sql.push_bind(query.clone())
+        .push(") AS q(query) WHERE t.is_active AND d.search @@ q.query");
+    let mut filters = vec![Filter {
+        field: "q",
+        op: "matches",
+        value: serde_json::json!(keyword),
+    }];
+    filters.extend(find_books_filters(&q, scope, &mut sql)?);
     if let Some(es) = &app.elastic {
-        let mut unused = QueryBuilder::new("");
-        let applied = find_books_filters(&q, scope, &mut unused)?;
         let es_query = crate::elastic::Query {
             index: "lib_book",
             keyword,
             fields: &["title^3"],
-            filters: &applied,
+            filters: &filters[1..],
             owner: scope.map(|owner| ("_owner", owner)),
             sort: q.sort.as_deref().and_then(es_sort_order),
             from: offset,
             size: i64::from(page_row_count),
         };
         let (rows, total_row_count) = es.search(&es_query).await?;
-        let mut filters = vec![Filter {
-            field: "q",
-            op: "matches",
-            value: serde_json::json!(keyword),
-        }];
-        filters.extend(applied);
         let paging = Paging {
             page_number,
             page_row_count,
@@ -501,17 +504,6 @@ async fn find_books(
             .publish(&ctx, reply.event(&FIND_BOOKS, &ctx.request_id));
         return Ok(reply);
     }
-    let mut sql = QueryBuilder::new(
-        "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM books AS t JOIN search_documents AS d ON d.index_name = 'lib_book' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
-    );
-    sql.push_bind(query.clone())
-        .push(") AS q(query) WHERE t.is_active AND d.search @@ q.query");
-    let mut filters = vec![Filter {
-        field: "q",
-        op: "matches",
-        value: serde_json::json!(keyword),
-    }];
-    filters.extend(find_books_filters(&q, scope, &mut sql)?);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))

@@ -61,6 +61,9 @@ pub struct Loan {
     pub owner: Option<Uuid>,
 }
 
+/// The fields every caller may see; the others only where the route's view shows them.
+pub const PUBLIC_FIELDS: &[&str] = &["id", "bookId", "dueAt", "isActive"];
+
 /// The `book` joined into each listed `loan`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoanBook {
@@ -106,8 +109,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/loans", routing::post(lend_book).get(list_loans))
         .route(
             "/api/loans/{id}",
-            routing::patch(extend_loan).delete(return_book),
+            routing::patch(extend_loan)
+                .get(get_loan)
+                .delete(return_book),
         )
+        .route("/api/loans/due", routing::get(list_due_loans))
 }
 
 /// Loads an active row.
@@ -405,6 +411,170 @@ async fn list_loans(
     )?;
     app.events
         .publish(&ctx, reply.event(&LIST_LOANS, &ctx.request_id));
+    Ok(reply)
+}
+
+/// `listDueLoans`: the route's facts for its answers and events.
+pub static LIST_DUE_LOANS: RouteInfo = RouteInfo {
+    name: "listDueLoans",
+    data_name: "loans",
+    method: "GET",
+    action: "list",
+    topic: Some(crate::topics::ROUTE_DUE_LOANS_LISTED),
+    access: Access::Public,
+};
+
+/// Query parameters of `listDueLoans`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListDueLoansQuery {
+    #[serde(rename = "pageNumber")]
+    pub page_number: Option<u32>,
+    #[serde(rename = "pageRowCount")]
+    pub page_row_count: Option<u32>,
+    pub sort: Option<String>,
+    #[serde(rename = "bookId")]
+    pub book_id: Option<Uuid>,
+    #[serde(rename = "readerEmail")]
+    pub reader_email: Option<String>,
+}
+
+/// One row of `listDueLoans`.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct ListDueLoansRow {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub row: Loan,
+    #[serde(skip)]
+    pub total_row_count: i64,
+}
+
+/// Adds `listDueLoans`'s filters to `sql` and returns them for the answer.
+fn list_due_loans_filters(
+    q: &ListDueLoansQuery,
+    scope: Option<Uuid>,
+    sql: &mut QueryBuilder<'static, Postgres>,
+) -> Result<Vec<Filter>, ApiError> {
+    let mut applied = Vec::new();
+    if let Some(owner) = scope {
+        sql.push(" AND t._owner = ").push_bind(owner);
+    }
+    if let Some(value) = &q.book_id {
+        let value = *value;
+        applied.push(Filter {
+            field: "bookId",
+            op: "eq",
+            value: serde_json::json!(value),
+        });
+        sql.push(" AND t.book_id = ").push_bind(value);
+    }
+    if let Some(value) = &q.reader_email {
+        let value = validation::normalize_email(value.clone());
+        applied.push(Filter {
+            field: "readerEmail",
+            op: "eq",
+            value: serde_json::json!(value),
+        });
+        sql.push(" AND t.reader_email = ").push_bind(value);
+    }
+    Ok(applied)
+}
+
+/// `listDueLoans`: GET /api/loans/due. Allowed: public.
+async fn list_due_loans(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    ApiQuery(q): ApiQuery<ListDueLoansQuery>,
+) -> Result<Reply, ApiError> {
+    let scope = None;
+    let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
+    let sight = crate::views::Sight::Public;
+    let order_by = sort_order(q.sort.as_deref())?;
+    let mut sql = QueryBuilder::new(
+        "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM loans AS t WHERE TRUE",
+    );
+    let filters = list_due_loans_filters(&q, scope, &mut sql)?;
+    crate::views::check_query(sight, PUBLIC_FIELDS, &filters, q.sort.as_deref())?;
+    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    sql.push(" ORDER BY ").push(order_by);
+    sql.push(" LIMIT ")
+        .push_bind(i64::from(page_row_count))
+        .push(" OFFSET ")
+        .push_bind(offset);
+    let rows: Vec<ListDueLoansRow> = sql.build_query_as().fetch_all(&app.db).await?;
+    let total_row_count = match rows.first() {
+        Some(first) => first.total_row_count,
+        None if page_number > 1 => {
+            let mut count = QueryBuilder::new("SELECT count(*) FROM loans AS t WHERE TRUE");
+            list_due_loans_filters(&q, scope, &mut count)?;
+            count.build_query_scalar().fetch_one(&app.db).await?
+        }
+        None => 0,
+    };
+    let paging = Paging {
+        page_number,
+        page_row_count,
+        total_row_count,
+        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
+    };
+    let ui_permissions = crate::auth::ui_permissions(None, "loan");
+    let meta = ListMeta {
+        paging,
+        filters,
+        ui_permissions,
+    };
+    let reply = if sight.is_full() {
+        ctx.reply_list(&LIST_DUE_LOANS, &rows, &meta)?
+    } else {
+        let shown = rows
+            .iter()
+            .map(|row| {
+                crate::views::shown(
+                    row,
+                    sight,
+                    owner_of(&row.row),
+                    &["id", "bookId", "dueAt", "isActive"],
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        ctx.reply_list(&LIST_DUE_LOANS, &shown, &meta)?
+    };
+    app.events
+        .publish(&ctx, reply.event(&LIST_DUE_LOANS, &ctx.request_id));
+    Ok(reply)
+}
+
+/// `getLoan`: the route's facts for its answers and events.
+pub static GET_LOAN: RouteInfo = RouteInfo {
+    name: "getLoan",
+    data_name: "loan",
+    method: "GET",
+    action: "get",
+    topic: Some(crate::topics::ROUTE_LOAN_FETCHED),
+    access: Access::Login,
+};
+
+/// `getLoan`: GET /api/loans/{id}. Allowed: any signed-in user.
+async fn get_loan(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    caller.may_try(&GET_LOAN.access)?;
+    let row = fetch(&app.db, id).await?;
+    let sight = crate::views::owner_sight(&caller);
+    let reply = if sight.sees_all_of(owner_of(&row)) {
+        ctx.reply(&GET_LOAN, StatusCode::OK, &row)?
+    } else {
+        ctx.reply(
+            &GET_LOAN,
+            StatusCode::OK,
+            &crate::views::shown(&row, sight, owner_of(&row), PUBLIC_FIELDS)?,
+        )?
+    };
+    app.events.publish(&ctx, reply.event(&GET_LOAN, id));
     Ok(reply)
 }
 

@@ -89,6 +89,12 @@ pub const ROUTE_LOAN_EXTENDED: &str = "library.route.loan-extended";
 /// routeEvent of `listLoans`: Route listLoans succeeded.
 pub const ROUTE_LOANS_LISTED: &str = "library.route.loans-listed";
 
+/// routeEvent of `listDueLoans`: Route listDueLoans succeeded.
+pub const ROUTE_DUE_LOANS_LISTED: &str = "library.route.due-loans-listed";
+
+/// routeEvent of `getLoan`: Route getLoan succeeded.
+pub const ROUTE_LOAN_FETCHED: &str = "library.route.loan-fetched";
+
 /// routeEvent of `returnBook`: Route returnBook succeeded.
 pub const ROUTE_BOOK_RETURNED: &str = "library.route.book-returned";
 
@@ -126,6 +132,8 @@ pub const ALL: &[&str] = &[
     ROUTE_BOOK_LENT,
     ROUTE_LOAN_EXTENDED,
     ROUTE_LOANS_LISTED,
+    ROUTE_DUE_LOANS_LISTED,
+    ROUTE_LOAN_FETCHED,
     ROUTE_BOOK_RETURNED,
     SESSION,
 ];
