@@ -485,6 +485,11 @@ async fn search_users_shows_others_only_public_fields() {
     };
     let mine = expect(StatusCode::OK, &ursula.get("/v1/permissions").await);
     assert_eq!(view(&mine, "searchUsers"), "own");
+    assert_eq!(
+        view(&mine, "listUsers"),
+        "none",
+        "a route she cannot use shows her nothing"
+    );
     assert_eq!(view(&mine, "getBriefUser"), "public");
     assert_eq!(view(&mine, "listUserGroups"), "full");
     let all = expect(StatusCode::OK, &admin.get("/v1/permissions").await);

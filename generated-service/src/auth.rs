@@ -2335,16 +2335,21 @@ async fn get_current_user(
 /// `getPermissions`: GET /v1/permissions. Every route with what the caller
 /// may do there (`all` rows, only its `own`, or `none`) and what it sees of the
 /// rows (`full`, `own`: every field of its own and the public fields of others,
-/// or `public`).
+/// `public`, or `none` where it may do nothing).
 async fn get_permissions(ctx: RequestContext, caller: Caller) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let routes: Vec<Value> = RULES
         .iter()
         .map(|rule| {
+            let access = reach(Some(&caller), &rule.access);
+            let view = if access == "none" {
+                "none"
+            } else {
+                crate::views::sight_on(rule.name, &caller).name()
+            };
             json!(
                 { "name" : rule.name, "method" : rule.method, "path" : rule.path,
-                "object" : rule.object, "access" : reach(Some(& caller), & rule.access),
-                "view" : crate ::views::sight_on(rule.name, & caller).name() }
+                "object" : rule.object, "access" : access, "view" : view }
             )
         })
         .collect();

@@ -688,7 +688,7 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
                             "path": { "type": "string" },
                             "object": { "type": "string" },
                             "access": { "enum": ["all", "own", "none"] },
-                            "view": { "enum": ["full", "own", "public"], "description": "What the caller sees of the rows: every field, every field of its own rows and the public fields of others, or the public fields" }
+                            "view": { "enum": ["full", "own", "public", "none"], "description": "What the caller sees of the rows: every field, every field of its own rows and the public fields of others, the public fields, or nothing (a route the caller cannot use)" }
                         }, "required": ["name", "method", "path", "object", "access", "view"] } }
                     },
                     "required": ["role", "routes"]
