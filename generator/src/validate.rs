@@ -347,14 +347,7 @@ fn roles(m: &Model, d: &mut Diagnostics) {
             );
         }
     }
-    for (i, a) in r.admin.iter().enumerate() {
-        if !r.values.contains(a) {
-            d.at(
-                format!("roles.admin[{i}]"),
-                format!("unknown role \"{a}\"; {}", one_of(&r.values)),
-            );
-        }
-    }
+    known_roles(r, "roles.admin", &r.admin, d);
     if !r.values.contains(&r.default) {
         d.at(
             "roles.default",
@@ -373,11 +366,16 @@ fn roles(m: &Model, d: &mut Diagnostics) {
             format!("role \"{role}\" has no rank; give every role in roles.values a rank (a higher number outranks a lower one)"),
         );
     }
-    for (i, p) in r.peer_writes.iter().enumerate() {
-        if !r.values.contains(p) {
+    known_roles(r, "roles.peerWrites", &r.peer_writes, d);
+}
+
+/// Each role listed at `path` must be one of `roles.values`.
+fn known_roles(r: &crate::model::Roles, path: &str, listed: &[String], d: &mut Diagnostics) {
+    for (i, role) in listed.iter().enumerate() {
+        if !r.values.contains(role) {
             d.at(
-                format!("roles.peerWrites[{i}]"),
-                format!("unknown role \"{p}\"; {}", one_of(&r.values)),
+                format!("{path}[{i}]"),
+                format!("unknown role \"{role}\"; {}", one_of(&r.values)),
             );
         }
     }
@@ -1005,14 +1003,7 @@ fn route(
                     "this rule lets nobody in; name roles, set owner: true, or use `login`",
                 );
             }
-            for (i, role) in rule.roles.iter().enumerate() {
-                if !m.roles.values.contains(role) {
-                    d.at(
-                        format!("{path}.auth.roles[{i}]"),
-                        format!("unknown role \"{role}\"; {}", one_of(&m.roles.values)),
-                    );
-                }
-            }
+            known_roles(&m.roles, &format!("{path}.auth.roles"), &rule.roles, d);
             if rule.owner && !matches!(action, "get" | "update" | "delete" | "list" | "download") {
                 d.at(
                     format!("{path}.auth.owner"),
