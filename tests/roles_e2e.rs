@@ -367,16 +367,26 @@ async fn active_top_accounts(db: &TestDb, m: &Model) -> i64 {
 }
 
 /// Both answers of two concurrent writes that could each leave the other
-/// account as the last of the top role: exactly one may succeed.
+/// account as the last of the top role: exactly one may succeed. The other is
+/// refused (403), or finds its caller's account already deleted (401).
 fn one_of_two(a: (StatusCode, Value), b: (StatusCode, Value)) {
-    let mut statuses = [a.0, b.0];
-    statuses.sort();
+    let (won, lost) = if a.0 == StatusCode::OK {
+        (a, b)
+    } else {
+        (b, a)
+    };
     assert_eq!(
-        statuses,
-        [StatusCode::OK, StatusCode::FORBIDDEN],
-        "answers: {} / {}",
-        a.1,
-        b.1
+        won.0,
+        StatusCode::OK,
+        "neither succeeded: {} / {}",
+        won.1,
+        lost.1
+    );
+    assert!(
+        [StatusCode::FORBIDDEN, StatusCode::UNAUTHORIZED].contains(&lost.0),
+        "both succeeded or the other failed otherwise: {} / {}",
+        won.1,
+        lost.1
     );
 }
 
@@ -455,4 +465,100 @@ async fn the_last_top_role_account_is_kept() {
     );
     one_of_two(a, b);
     assert_eq!(active_top_accounts(&db, &m).await, 1);
+}
+
+/// Waits until `n` queries of the test database wait on a lock.
+async fn waiting_on_locks(db: &TestDb, n: i64) {
+    let mut conn = db.connect().await;
+    for _ in 0..200 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_stat_activity");
+        if waiting >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{n} queries never waited on a lock");
+}
+
+/// The outbox id of the first event on the route topic ending in `event`.
+async fn event_id(db: &TestDb, event: &str) -> i64 {
+    sqlx::query_scalar("SELECT min(id) FROM event_outbox WHERE topic LIKE '%-' || $1")
+        .bind(event)
+        .fetch_one(&mut db.connect().await)
+        .await
+        .expect("an event of the route")
+}
+
+#[tokio::test]
+async fn a_role_removed_while_a_write_waits_no_longer_authorizes_it() {
+    let m = model();
+    let (svc, db) = auth_service().await;
+    let root = svc.admin().await;
+    let top = m.auth.super_admin_role.as_str();
+    let lower = m
+        .roles
+        .values
+        .iter()
+        .find(|r| *r != top)
+        .expect("a second role")
+        .clone();
+    let root_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(ADMIN_EMAIL)
+        .fetch_one(&mut db.connect().await)
+        .await
+        .expect("root's id");
+    let (other_id, other) = signed_in(&svc, &root, top).await;
+
+    // Hold root's row, so that the other top-role account's reset of root's
+    // password waits inside its transaction, past every check made at the
+    // start of its request.
+    let mut holder = db.connect().await;
+    let mut held = sqlx::Connection::begin(&mut holder).await.expect("begin");
+    sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+        .bind(root_id)
+        .execute(&mut *held)
+        .await
+        .expect("lock root's row");
+    let reset = tokio::spawn(async move {
+        other
+            .patch(
+                &format!("/v1/users/{root_id}/password-by-admin"),
+                json!({ "password": "taken over password" }),
+            )
+            .await
+    });
+    waiting_on_locks(&db, 1).await;
+    // Root demotes the resetting account meanwhile; give the demotion time
+    // to commit if nothing holds it back.
+    let demote_path = format!("/v1/users/{other_id}/role");
+    let demote_root = root.clone();
+    let demote = tokio::spawn(async move {
+        demote_root
+            .patch(&demote_path, json!({ "roleId": lower }))
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    held.rollback().await.expect("release root's row");
+
+    let demoted = expect(StatusCode::OK, &demote.await.expect("demotion"));
+    assert_eq!(
+        demoted["user"]["roleId"],
+        m.roles.values.iter().find(|r| *r != top).unwrap().as_str()
+    );
+    let (status, answer) = reset.await.expect("reset");
+    if status == StatusCode::OK {
+        // Allowed only as a write made before the role was taken away.
+        assert!(
+            event_id(&db, "userpasswordbyadmin-updated").await
+                < event_id(&db, "userrole-updated").await,
+            "the reset committed after its caller lost the role that allowed it: {answer}"
+        );
+    } else {
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    }
 }

@@ -350,6 +350,8 @@ async fn update_user(
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
     let mut tx = app.db.begin().await?;
+    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    caller.may_try(&UPDATE_USER.access)?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
     caller.may_manage(old.id, &old.role_id)?;
@@ -471,6 +473,8 @@ async fn update_profile(
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
     let mut tx = app.db.begin().await?;
+    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    caller.may_try(&UPDATE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
     caller.may_manage(old.id, &old.role_id)?;
@@ -586,10 +590,12 @@ async fn create_user(
         return Err(v.into_error());
     };
     v.finish()?;
-    caller.may_grant(&role_id)?;
     let password = app.auth.hash_secret(password).await?;
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
+    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    caller.may_try(&CREATE_USER.access)?;
+    caller.may_grant(&role_id)?;
     let row: User = sqlx::query_as(
             "INSERT INTO users AS t (id, email, password, fullname, avatar, role_id, email_verified, preferred_language, bio, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -639,7 +645,9 @@ async fn delete_user(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&DELETE_USER.access)?;
     let mut tx = app.db.begin().await?;
+    let caller = crate::auth::lock_ranks(&mut tx, &caller, true).await?;
     let old = lock(&mut tx, id).await?;
+    caller.may_try(&DELETE_USER.access)?;
     check_version(expected, &old)?;
     caller.may_manage(old.id, &old.role_id)?;
     crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
@@ -683,6 +691,7 @@ async fn archive_profile(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&ARCHIVE_PROFILE.access)?;
     let mut tx = app.db.begin().await?;
+    let caller = crate::auth::lock_ranks(&mut tx, &caller, true).await?;
     let old = lock(&mut tx, id).await?;
     caller.allow(&ARCHIVE_PROFILE.access, owner_of(&old))?;
     check_version(expected, &old)?;
@@ -1082,10 +1091,12 @@ async fn update_user_role(
     v.text("roleId", role_id.as_deref(), &rules::ROLE_ID);
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
+    let mut tx = app.db.begin().await?;
+    let caller = crate::auth::lock_ranks(&mut tx, &caller, true).await?;
+    caller.may_try(&UPDATE_USER_ROLE.access)?;
     if let Some(role) = role_id.as_deref() {
         caller.may_grant(role)?;
     }
-    let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
     caller.may_manage(old.id, &old.role_id)?;
@@ -1189,6 +1200,8 @@ async fn update_user_password(
         None => None,
     };
     let mut tx = app.db.begin().await?;
+    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    caller.may_try(&UPDATE_USER_PASSWORD.access)?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
     caller.may_manage(old.id, &old.role_id)?;
@@ -1281,6 +1294,8 @@ async fn update_user_password_by_admin(
         None => None,
     };
     let mut tx = app.db.begin().await?;
+    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    caller.may_try(&UPDATE_USER_PASSWORD_BY_ADMIN.access)?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
     caller.may_manage(old.id, &old.role_id)?;

@@ -255,6 +255,8 @@ async fn create_user_avatars_file(
     let access_key: String = crate::validation::random_key();
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
+    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    caller.may_try(&CREATE_USER_AVATARS_FILE.access)?;
     crate::auth::guard_account(&mut tx, &caller, Some(user_id)).await?;
     let row: UserAvatarsFile = sqlx::query_as(
             "INSERT INTO user_avatars_files AS t (id, file_name, mime_type, file_data, metadata, user_id, owner_id, file_size, access_key, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '/file') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
@@ -471,6 +473,7 @@ async fn delete_user_avatars_file(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&DELETE_USER_AVATARS_FILE.access)?;
     let mut tx = app.db.begin().await?;
+    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
     let old = lock(&mut tx, id).await?;
     caller.allow(&DELETE_USER_AVATARS_FILE.access, owner_of(&old))?;
     check_version(expected, &old)?;

@@ -96,6 +96,8 @@ pub struct IdentityPlan {
     pub account_role_sql: String,
     /// Whether an active account other than $2 has role $1.
     pub other_top_sql: String,
+    /// The role of active account $1 (the caller's, re-read in a write).
+    pub caller_role_sql: String,
     /// A header that may carry the access token besides `Authorization`.
     pub token_header: Option<String>,
     pub cookies: Option<CookiePlan>,
@@ -561,8 +563,11 @@ pub struct RankPlan {
     /// manage the old row's account; `role_ident` names its role field.
     pub account: bool,
     pub role_ident: String,
-    /// The route can demote, delete or archive an account of the top role.
+    /// The route can demote, delete or archive an account of the top role; it
+    /// holds the ranks lock alone.
     pub keeps_top: bool,
+    /// The route checks ranks: it re-reads the caller's role under the ranks lock.
+    pub checks: bool,
     /// The route sets the secret without asking for its current value, so it
     /// refuses the caller's own account with this message.
     pub not_self: Option<String>,
@@ -1573,6 +1578,7 @@ fn rank_plan(m: &Model, r: &Route) -> RankPlan {
             format!("&{role}")
         };
         return RankPlan {
+            checks: true,
             grants: sets_role.then_some(grants),
             grant_optional: optional,
             account: action != "create",
@@ -1606,6 +1612,7 @@ fn rank_plan(m: &Model, r: &Route) -> RankPlan {
         _ => None,
     };
     RankPlan {
+        checks: pointed_account.is_some(),
         pointed_account,
         ..RankPlan::default()
     }
@@ -2182,6 +2189,11 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         },
         account_role_sql: format!(
             "SELECT t.{} FROM {} AS t WHERE t.id = $1{active} FOR UPDATE",
+            col(&a.role_field),
+            user.table
+        ),
+        caller_role_sql: format!(
+            "SELECT t.{} FROM {} AS t WHERE t.id = $1{active}",
             col(&a.role_field),
             user.table
         ),

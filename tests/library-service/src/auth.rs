@@ -1147,13 +1147,42 @@ pub async fn guard_account(
     }
 }
 
-/// The transaction-scoped advisory lock that changes of top-role accounts take,
-/// so that two concurrent demotions cannot each leave the other as the last.
-const TOP_ROLE_LOCK: i64 = 0x7376_6367_746f_7072;
+/// The transaction-scoped advisory lock of rank checks: writes that check ranks
+/// hold it shared, writes that change a role or end an account hold it alone.
+const RANKS_LOCK: i64 = 0x7376_6367_7261_6e6b;
+
+/// Takes the ranks lock (alone when `exclusive`) as the transaction's first
+/// step and answers the caller with its role as of now. The role the request
+/// started with may have been removed since (the caller demoted or deleted
+/// while the request waited); every rank check of the write uses this one, so
+/// a removed role never authorizes a write that commits after its removal.
+pub async fn lock_ranks(
+    tx: &mut PgConnection,
+    caller: &Caller,
+    exclusive: bool,
+) -> Result<Caller, ApiError> {
+    let lock = if exclusive {
+        "SELECT pg_advisory_xact_lock($1)"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared($1)"
+    };
+    sqlx::query(lock).bind(RANKS_LOCK).execute(&mut *tx).await?;
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT t.role FROM librarians AS t WHERE t.id = $1 AND t.is_active")
+            .bind(caller.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let role = role.ok_or_else(|| ApiError::Unauthorized("the session has ended".into()))?;
+    Ok(Caller {
+        role,
+        ..caller.clone()
+    })
+}
 
 /// Refuses to demote, delete or archive `account` (whose role is `role`) when
 /// it is the last active account of the top role. Call it in the write's
-/// transaction, after locking the account's row.
+/// transaction after [`lock_ranks`] with `exclusive`, so that two such changes
+/// cannot each leave the other as the last.
 pub async fn keep_top_role(
     tx: &mut PgConnection,
     account: Uuid,
@@ -1162,10 +1191,6 @@ pub async fn keep_top_role(
     if role != TOP_ROLE {
         return Ok(());
     }
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(TOP_ROLE_LOCK)
-        .execute(&mut *tx)
-        .await?;
     let others: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM librarians AS t WHERE t.role = $1 AND t.id <> $2 AND t.is_active)",
         )
