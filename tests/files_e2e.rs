@@ -450,11 +450,41 @@ async fn file_names_keep_only_their_own_name() {
     );
     assert_eq!(created["userAvatarsFile"]["fileName"], "evilgnp.exe");
 
+    // Look-alike slashes separate too; invisible and format characters go.
+    for (given, kept) in [
+        ("x\u{2044}..\u{2044}etc\u{2215}passwd", "passwd"),
+        ("x\u{ff0f}..\u{ff0f}y.png", "y.png"),
+        ("x\u{ff3c}..\u{29f9}z.png", "z.png"),
+        ("a\u{2028}b.png", "ab.png"),
+        ("a\u{00ad}b\u{2060}c\u{180e}.png", "abc.png"),
+    ] {
+        let created = expect(
+            StatusCode::CREATED,
+            &upload(
+                &owner,
+                Form::new()
+                    .text("fileName", given)
+                    .part("fileData", file_part(png(100), "p.png")),
+            )
+            .await,
+        );
+        assert_eq!(created["userAvatarsFile"]["fileName"], kept, "{given:?}");
+    }
+
     // Nothing left is refused, naming the field; nothing is written.
     let files = db.count("user_avatars_files").await;
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(png(100));
-    for name in ["../", "/etc/..", "\u{7}", "C:\\"] {
+    for name in [
+        "../",
+        "/etc/..",
+        "\u{7}",
+        "C:\\",
+        "...",
+        ". .",
+        "x\u{2215}",
+        "\u{00ad}\u{2060}",
+    ] {
         let bad = expect(
             StatusCode::BAD_REQUEST,
             &owner

@@ -962,6 +962,15 @@ async fn url_fields_take_http_urls_and_own_download_paths_only() {
         "/v1/users",
         "/v1/useravatarsfiles/key/abc/../../../users",
         "/v1/useravatarsfiles/key/abc?x=<script>",
+        // Markup, parser confusion and invisible characters: only RFC 3986 characters.
+        "https://example.com/\"><script>alert(1)</script>",
+        "https://example.com/'onerror='alert(1)",
+        "https://evil.com\\@good.com/",
+        "http://@evil.com/",
+        "https://exa\u{200b}mple.com/",
+        "http://ev\u{00ad}il.com/",
+        "https://example.com/\u{202e}gnp.exe",
+        "https://bücher.example/",
     ] {
         let answer = expect(
             StatusCode::BAD_REQUEST,
@@ -994,6 +1003,7 @@ async fn url_fields_take_http_urls_and_own_download_paths_only() {
     for good in [
         "https://cdn.example.com/a.png".to_string(),
         "HTTP://example.com/a.png?size=64#top".to_string(),
+        "https://xn--bcher-kva.example/%C3%A9t%C3%A9.png".to_string(),
         "/v1/useravatarsfiles/key/0123abcdef".to_string(),
         format!("/v1/useravatarsfiles/{file_id}/file"),
     ] {

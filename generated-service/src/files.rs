@@ -126,34 +126,53 @@ fn clean_name<T: FileForm>(input: &mut T) -> Result<(), ApiError> {
         return Ok(());
     };
     if let Some(given) = slot.take() {
-        let name = safe_file_name(&given).ok_or_else(|| {
-            ApiError::Validation(vec![FieldError::new(
-                field,
-                "names no file: nothing is left without its path and control characters",
-            )])
-        })?;
+        let name = safe_file_name(&given)
+            .ok_or_else(|| ApiError::Validation(
+                vec![
+                    FieldError::new(field,
+                    "names no file: nothing but dots is left without its path, control and invisible characters")
+                ],
+            ))?;
         *slot = Some(name);
     }
     Ok(())
 }
 
-/// What follows the last `/` or `\`, without control characters or the
-/// invisible ones that reorder or hide text (`evil\u{202E}gnp.exe`), trimmed;
-/// `None` when nothing (or only `.` / `..`) is left.
+/// What follows the last path separator ([`is_separator`]), without control
+/// characters or the invisible ones that reorder or hide text
+/// (`evil\u{202E}gnp.exe`, [`is_invisible`]), trimmed; `None` when nothing or
+/// only dots (`.`, `..`, `...`, `. .`) are left.
 pub fn safe_file_name(name: &str) -> Option<String> {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let invisible = |c: char| {
-        matches!(
-            c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'
-            ..='\u{2069}' | '\u{061C}' | '\u{FEFF}'
-        )
-    };
+    let base = name.rsplit(is_separator).next().unwrap_or_default();
     let kept: String = base
         .chars()
-        .filter(|&c| !c.is_control() && !invisible(c))
+        .filter(|&c| !c.is_control() && !is_invisible(c))
         .collect();
     let kept = kept.trim();
-    (!kept.is_empty() && kept != "." && kept != "..").then(|| kept.to_string())
+    (!kept.chars().all(|c| c == '.' || c.is_whitespace())).then(|| kept.to_string())
+}
+
+/// `/`, `\` and the characters drawn like them: fraction slash, division
+/// slash, fullwidth solidus and reverse solidus, big solidus and reverse solidus.
+fn is_separator(c: char) -> bool {
+    matches!(
+        c,
+        '/' | '\\' | '\u{2044}' | '\u{2215}' | '\u{FF0F}' | '\u{FF3C}' | '\u{29F8}' | '\u{29F9}'
+    )
+}
+
+/// Invisible and format characters: soft hyphen, joiners, direction marks
+/// and overrides, line and paragraph separators, word joiners, Hangul fillers,
+/// variation selectors, the byte-order mark, interlinear annotation and tag
+/// characters.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c, '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' |
+        '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'
+        ..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' |
+        '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{1BCA0}'..='\u{1BCA3}' |
+        '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}'
+    )
 }
 
 fn multipart_error(e: MultipartError) -> ApiError {
@@ -296,7 +315,43 @@ mod tests {
             Some("abgnp.exe")
         );
         assert_eq!(safe_file_name(" me.png ").as_deref(), Some("me.png"));
-        for nothing in ["", "../", "..", "a/.", "\u{7}", "dir\\"] {
+        assert_eq!(
+            safe_file_name("x\u{2044}..\u{2044}etc\u{2215}passwd").as_deref(),
+            Some("passwd")
+        );
+        for slash in [
+            '\u{2044}', '\u{2215}', '\u{FF0F}', '\u{FF3C}', '\u{29F8}', '\u{29F9}',
+        ] {
+            assert_eq!(
+                safe_file_name(&format!("x{slash}..{slash}y.png")).as_deref(),
+                Some("y.png"),
+                "{slash:?}"
+            );
+        }
+        assert_eq!(safe_file_name("a\u{2028}b.png").as_deref(), Some("ab.png"));
+        assert_eq!(
+            safe_file_name("a\u{00AD}b\u{2060}c\u{180E}.png").as_deref(),
+            Some("abc.png")
+        );
+        let hidden = "\u{034F}\u{061C}\u{115F}\u{1160}\u{17B4}\u{17B5}\u{200B}\u{2029}\u{206F}\u{3164}\u{FE0F}\u{FEFF}\u{FFA0}\u{FFFB}\u{E0041}";
+        assert_eq!(
+            safe_file_name(&format!("me{hidden}.png")).as_deref(),
+            Some("me.png")
+        );
+        assert_eq!(safe_file_name("..a.png").as_deref(), Some("..a.png"));
+        for nothing in [
+            "",
+            "../",
+            "..",
+            "...",
+            ". .",
+            "a/.",
+            "\u{7}",
+            "dir\\",
+            "x\u{FF0F}",
+            "\u{200B}\u{00AD}",
+            ".\u{200B}.",
+        ] {
             assert_eq!(safe_file_name(nothing), None, "{nothing:?}");
         }
     }

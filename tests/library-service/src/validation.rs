@@ -101,11 +101,15 @@ impl Validator {
             }
         }
         match rule.format {
-            TextFormat::Email if !is_email(value) => self.error(field, "must be an email address"),
-            TextFormat::Url if !is_url(value) => self.error(
-                field,
-                "must be an absolute http(s) URL or one of this service's download paths",
-            ),
+            TextFormat::Email if !is_email(value) => {
+                self.error(field, "must be an email address")
+            }
+            TextFormat::Url if !is_url(value) => {
+                self.error(
+                    field,
+                    "must be an absolute http(s) URL without credentials, in RFC 3986 characters only (no ', others percent-encoded, non-ASCII hosts in punycode), or one of this service's download paths",
+                )
+            }
             _ => {}
         }
         if !rule.allowed.is_empty() && !rule.allowed.contains(&value) {
@@ -172,12 +176,14 @@ pub fn is_email(value: &str) -> bool {
 }
 
 /// An absolute `http`/`https` URL with a host and no credentials, or one of
-/// [`DOWNLOAD_PATHS`] with its placeholders filled. Other schemes
+/// [`DOWNLOAD_PATHS`] with its placeholders filled. Only [`uri_chars`] are
+/// taken, so markup, whitespace, control, invisible and other non-ASCII
+/// characters (browsers drop or reinterpret some of them, hiding a scheme or
+/// a host) are refused; non-ASCII hosts must come in punycode. Other schemes
 /// (`javascript:`, `data:`), scheme-relative `//host` and other paths are
-/// refused, as are whitespace and control characters anywhere (browsers
-/// drop some of them, so they would hide a scheme).
+/// refused too.
 pub fn is_url(value: &str) -> bool {
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if !uri_chars(value) {
         return false;
     }
     if value.starts_with('/') {
@@ -191,11 +197,41 @@ pub fn is_url(value: &str) -> bool {
     if !prefix("http://") && !prefix("https://") {
         return false;
     }
+    let after_slashes = value
+        .split_once("//")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let authority = after_slashes
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    if authority.contains('@') {
+        return false;
+    }
     url::Url::parse(value).is_ok_and(|u| {
-        matches!(u.scheme(), "http" | "https")
-            && u.host_str().is_some_and(|h| !h.is_empty())
-            && !u.authority().contains('@')
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
     })
+}
+
+/// Only characters RFC 3986 allows in a URI: ASCII letters and digits,
+/// `-._~:/?#[]@!$&()*+,;=`, and `%` followed by two hex digits. The `'` it
+/// also allows is refused: it closes HTML attributes and is rare in URLs.
+fn uri_chars(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        i += match b {
+            b'%' if bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+            {
+                3
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&()*+,;=".contains(&b) => 1,
+            _ => return false,
+        };
+    }
+    true
 }
 
 /// `value` is `template` with each `{placeholder}` segment filled by a key
@@ -346,6 +382,9 @@ mod tests {
             "HTTP://example.com",
             "https://example.com:8443/a?b=c#d",
             "https://[::1]/a",
+            "https://xn--bcher-kva.example/%C3%A9t%C3%A9.png?a=1&b=(2)*;c=d,e+f!$",
+            "https://example.com/~ann/a-b_c.png#x@y",
+            "https://example.com/a?next=https://b.example/@c",
         ] {
             assert!(is_url(ok), "{ok}");
         }
@@ -366,6 +405,24 @@ mod tests {
             "a.png",
             "",
             "/etc/passwd",
+            "https://example.com/\"><script>alert(1)</script>",
+            "https://example.com/'onerror='alert(1)",
+            "https://example.com/a<b",
+            "https://example.com/a{b}",
+            "https://example.com/a|b",
+            "https://example.com/a^b",
+            "https://example.com/a`b",
+            "https://evil.com\\@good.com/",
+            "http://@evil.com/",
+            "https://@evil.com",
+            "https://a@b@evil.com/",
+            "https://exa\u{200B}mple.com/",
+            "http://ev\u{00AD}il.com/",
+            "https://example.com/\u{202E}gnp.exe",
+            "https://bücher.example/",
+            "https://example.com/%",
+            "https://example.com/%2",
+            "https://example.com/%zz",
         ] {
             assert!(!is_url(bad), "{bad}");
         }
@@ -381,6 +438,10 @@ mod tests {
             assert!(
                 !is_url(&filled.replace("abc-123_X", "..")),
                 "{filled} with .."
+            );
+            assert!(
+                !is_url(&filled.replace("abc-123_X", "a\"><b")),
+                "{filled} with markup"
             );
         }
     }
