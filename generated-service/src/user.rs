@@ -646,8 +646,8 @@ async fn delete_user(
     caller.may_try(&DELETE_USER.access)?;
     let mut tx = app.db.begin().await?;
     let caller = crate::auth::lock_ranks(&mut tx, &caller, true).await?;
-    let old = lock(&mut tx, id).await?;
     caller.may_try(&DELETE_USER.access)?;
+    let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
     caller.may_manage(old.id, &old.role_id)?;
     crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
@@ -692,6 +692,7 @@ async fn archive_profile(
     caller.may_try(&ARCHIVE_PROFILE.access)?;
     let mut tx = app.db.begin().await?;
     let caller = crate::auth::lock_ranks(&mut tx, &caller, true).await?;
+    caller.may_try(&ARCHIVE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
     caller.allow(&ARCHIVE_PROFILE.access, owner_of(&old))?;
     check_version(expected, &old)?;

@@ -474,6 +474,7 @@ async fn delete_user_avatars_file(
     caller.may_try(&DELETE_USER_AVATARS_FILE.access)?;
     let mut tx = app.db.begin().await?;
     let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    caller.may_try(&DELETE_USER_AVATARS_FILE.access)?;
     let old = lock(&mut tx, id).await?;
     caller.allow(&DELETE_USER_AVATARS_FILE.access, owner_of(&old))?;
     check_version(expected, &old)?;

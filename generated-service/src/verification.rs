@@ -64,8 +64,6 @@ const VERIFY_SQL: &str = "UPDATE users AS t SET record_version = t.record_versio
 
 const RESET_SQL: &str = "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now(), password = $2 WHERE t.id = $1 RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
 
-const ROLE_SQL: &str = "SELECT t.role_id FROM users AS t WHERE t.id = $1 AND t.is_active";
-
 /// What a code is for; also the `kind` of its delivery request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -709,7 +707,7 @@ async fn complete_second_factor(
         .fetch_optional(&mut *tx)
         .await?;
     let (mut tx, stored) = spend_code(&app, tx, stored, Purpose::SecondFactor, &code).await?;
-    let role: Option<String> = sqlx::query_scalar(ROLE_SQL)
+    let role: Option<String> = sqlx::query_scalar(auth::ROLE_SQL)
         .bind(stored.user_id)
         .fetch_optional(&mut *tx)
         .await?;

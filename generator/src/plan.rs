@@ -92,12 +92,11 @@ pub struct IdentityPlan {
     pub peer_writers: String,
     /// For docs: `superAdmin 3, admin 2, user 1; superAdmin may write peers`.
     pub rank_summary: String,
-    /// The role of active account $1, locked for the transaction.
+    /// The role of active account $1, and the same locked for the transaction.
+    pub role_sql: String,
     pub account_role_sql: String,
     /// Whether an active account other than $2 has role $1.
     pub other_top_sql: String,
-    /// The role of active account $1 (the caller's, re-read in a write).
-    pub caller_role_sql: String,
     /// A header that may carry the access token besides `Authorization`.
     pub token_header: Option<String>,
     pub cookies: Option<CookiePlan>,
@@ -146,8 +145,6 @@ pub struct FlowsPlan {
     /// `kind` of the delivery requests: e.g. emailVerification, passwordReset.
     pub verify_kind: String,
     pub reset_kind: String,
-    /// The role of an active account by id.
-    pub role_sql: String,
     /// `login, locale` of an active account by id.
     pub recipient_by_id_sql: String,
     pub verify_start: RoutePlan,
@@ -566,14 +563,19 @@ pub struct RankPlan {
     /// The route can demote, delete or archive an account of the top role; it
     /// holds the ranks lock alone.
     pub keeps_top: bool,
-    /// The route checks ranks: it re-reads the caller's role under the ranks lock.
-    pub checks: bool,
     /// The route sets the secret without asking for its current value, so it
     /// refuses the caller's own account with this message.
     pub not_self: Option<String>,
     /// A create or delete that rewrites an account (`pointedBy`): the
     /// `Option<Uuid>` expression of that account.
     pub pointed_account: Option<String>,
+}
+
+impl RankPlan {
+    /// The route checks ranks: it re-reads the caller's role under the ranks lock.
+    pub fn checks(&self) -> bool {
+        self.grants.is_some() || self.account || self.pointed_account.is_some()
+    }
 }
 
 /// How a create route receives a file.
@@ -1578,7 +1580,6 @@ fn rank_plan(m: &Model, r: &Route) -> RankPlan {
             format!("&{role}")
         };
         return RankPlan {
-            checks: true,
             grants: sets_role.then_some(grants),
             grant_optional: optional,
             account: action != "create",
@@ -1612,7 +1613,6 @@ fn rank_plan(m: &Model, r: &Route) -> RankPlan {
         _ => None,
     };
     RankPlan {
-        checks: pointed_account.is_some(),
         pointed_account,
         ..RankPlan::default()
     }
@@ -2102,6 +2102,11 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         cols.push("_owner".into());
         values.push("$1".into());
     }
+    let role_sql = format!(
+        "SELECT t.{} FROM {} AS t WHERE t.id = $1{active}",
+        col(&a.role_field),
+        user.table
+    );
     let mut current_user = route("currentUser");
     current_user.data_name = a.user_object.clone();
     IdentityPlan {
@@ -2187,16 +2192,8 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
                 ),
             }
         },
-        account_role_sql: format!(
-            "SELECT t.{} FROM {} AS t WHERE t.id = $1{active} FOR UPDATE",
-            col(&a.role_field),
-            user.table
-        ),
-        caller_role_sql: format!(
-            "SELECT t.{} FROM {} AS t WHERE t.id = $1{active}",
-            col(&a.role_field),
-            user.table
-        ),
+        account_role_sql: format!("{role_sql} FOR UPDATE"),
+        role_sql,
         other_top_sql: format!(
             "SELECT EXISTS (SELECT 1 FROM {} AS t WHERE t.{} = $1 AND t.id <> $2{active})",
             user.table,
@@ -2252,11 +2249,6 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
                     "SELECT t.{}, {} FROM {} AS t WHERE t.id = $1{active}",
                     col(&a.login_field),
                     v.locale_field.as_ref().map_or("NULL::text".to_string(), |f| format!("t.{}", col(f))),
-                    user.table
-                ),
-                role_sql: format!(
-                    "SELECT t.{} FROM {} AS t WHERE t.id = $1{active}",
-                    col(&a.role_field),
                     user.table
                 ),
                 verify_start: route("verifyStart"),

@@ -1147,6 +1147,9 @@ pub async fn guard_account(
     }
 }
 
+/// The role of active account $1.
+pub const ROLE_SQL: &str = "SELECT t.role FROM librarians AS t WHERE t.id = $1 AND t.is_active";
+
 /// The transaction-scoped advisory lock of rank checks: writes that check ranks
 /// hold it shared, writes that change a role or end an account hold it alone.
 const RANKS_LOCK: i64 = 0x7376_6367_7261_6e6b;
@@ -1167,11 +1170,10 @@ pub async fn lock_ranks(
         "SELECT pg_advisory_xact_lock_shared($1)"
     };
     sqlx::query(lock).bind(RANKS_LOCK).execute(&mut *tx).await?;
-    let role: Option<String> =
-        sqlx::query_scalar("SELECT t.role FROM librarians AS t WHERE t.id = $1 AND t.is_active")
-            .bind(caller.user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let role: Option<String> = sqlx::query_scalar(ROLE_SQL)
+        .bind(caller.user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
     let role = role.ok_or_else(|| ApiError::Unauthorized("the session has ended".into()))?;
     Ok(Caller {
         role,
