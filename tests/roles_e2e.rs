@@ -76,18 +76,11 @@ struct Writes<'m> {
 /// the objects that rewrite an account through `pointedBy`.
 fn write_routes(m: &Model) -> Vec<Writes<'_>> {
     let user = &m.auth.user_object;
-    let object = |n: &str| {
-        &m.data_objects
-            .iter()
-            .find(|(on, _)| on == n)
-            .expect("object")
-            .1
-    };
     m.routes
         .iter()
         .filter(|(_, r)| !matches!(&r.auth, Auth::Keyword(k) if k == "public"))
         .filter_map(|(name, r)| {
-            let o = object(r.object.as_deref()?);
+            let o = m.object(r.object.as_deref()?).expect("a route's object");
             let account = r.object.as_deref() == Some(user.as_str());
             let pointing = o.pointed_by.as_ref().is_some_and(|p| {
                 o.fields
@@ -358,6 +351,24 @@ async fn every_account_write_respects_role_ranks() {
     assert!(checked >= routes.len() * 6, "only {checked} cases ran");
 }
 
+/// The bootstrap super-admin's id.
+async fn root_id(db: &TestDb) -> uuid::Uuid {
+    sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(ADMIN_EMAIL)
+        .fetch_one(&mut db.connect().await)
+        .await
+        .expect("root's id")
+}
+
+/// A role other than the top one.
+fn other_role(m: &Model) -> &str {
+    m.roles
+        .values
+        .iter()
+        .find(|r| **r != m.auth.super_admin_role)
+        .expect("a second role")
+}
+
 async fn active_top_accounts(db: &TestDb, m: &Model) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM users WHERE role_id = $1 AND is_active")
         .bind(&m.auth.super_admin_role)
@@ -395,18 +406,9 @@ async fn the_last_top_role_account_is_kept() {
     let m = model();
     let (svc, db) = auth_service().await;
     let root = svc.admin().await;
-    let root_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind(ADMIN_EMAIL)
-        .fetch_one(&mut db.connect().await)
-        .await
-        .expect("root's id");
+    let root_id = root_id(&db).await;
     let top = m.auth.super_admin_role.as_str();
-    let lower = m
-        .roles
-        .values
-        .iter()
-        .find(|r| *r != top)
-        .expect("a second role");
+    let lower = other_role(&m);
 
     // Alone in the top role: no demotion, deletion or archiving of oneself.
     let before = state(&db, &m).await;
@@ -500,18 +502,8 @@ async fn a_role_removed_while_a_write_waits_no_longer_authorizes_it() {
     let (svc, db) = auth_service().await;
     let root = svc.admin().await;
     let top = m.auth.super_admin_role.as_str();
-    let lower = m
-        .roles
-        .values
-        .iter()
-        .find(|r| *r != top)
-        .expect("a second role")
-        .clone();
-    let root_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind(ADMIN_EMAIL)
-        .fetch_one(&mut db.connect().await)
-        .await
-        .expect("root's id");
+    let lower = other_role(&m).to_string();
+    let root_id = root_id(&db).await;
     let (other_id, other) = signed_in(&svc, &root, top).await;
 
     // Hold root's row, so that the other top-role account's reset of root's
@@ -546,10 +538,7 @@ async fn a_role_removed_while_a_write_waits_no_longer_authorizes_it() {
     held.rollback().await.expect("release root's row");
 
     let demoted = expect(StatusCode::OK, &demote.await.expect("demotion"));
-    assert_eq!(
-        demoted["user"]["roleId"],
-        m.roles.values.iter().find(|r| *r != top).unwrap().as_str()
-    );
+    assert_eq!(demoted["user"]["roleId"], other_role(&m));
     let (status, answer) = reset.await.expect("reset");
     if status == StatusCode::OK {
         // Allowed only as a write made before the role was taken away.

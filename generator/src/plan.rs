@@ -1551,18 +1551,14 @@ fn pointer_of(m: &Model, name: &str, o: &DataObject) -> Option<PointerPlan> {
 fn rank_plan(m: &Model, r: &Route) -> RankPlan {
     let a = &m.auth;
     let public = matches!(&r.auth, Auth::Keyword(k) if k == "public");
-    let Some((object_name, o)) = r
-        .object
-        .as_deref()
-        .and_then(|n| m.data_objects.iter().find(|(on, _)| on == n))
-    else {
+    let Some((object_name, o)) = r.object.as_deref().and_then(|n| Some((n, m.object(n)?))) else {
         return RankPlan::default();
     };
     let action = r.action.as_str();
     if public || !matches!(action, "create" | "update" | "delete") {
         return RankPlan::default();
     }
-    if object_name == &a.user_object {
+    if object_name == a.user_object {
         let sets_role = r.fields.contains(&a.role_field);
         let sets_secret = action == "update" && r.fields.contains(&a.password_field);
         let confirming = m
