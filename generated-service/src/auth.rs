@@ -1336,9 +1336,15 @@ pub fn ui_permissions(caller: Option<&Caller>, object: &str) -> Vec<&'static str
         .collect()
 }
 
+/// The model's admin roles: they see every row and field and act for others.
+pub const ADMIN_ROLES: &[&str] = &["superAdmin", "admin"];
+
 impl Caller {
     pub fn has_role(&self, roles: &[&str]) -> bool {
         roles.contains(&self.role.as_str())
+    }
+    pub fn is_admin(&self) -> bool {
+        self.has_role(ADMIN_ROLES)
     }
     /// Checks a route's rule; `owner` is the owner of the row the route addresses.
     pub fn allow(&self, access: &Access, owner: Option<Uuid>) -> Result<(), ApiError> {

@@ -27,9 +27,6 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
-/// Roles that see every event.
-const ADMIN_ROLES: &[&str] = &["superAdmin", "admin"];
-
 /// A hole in the outbox ids (a transaction that took its id but has not
 /// committed yet) is waited for this long before it is passed over.
 const HOLE_WAIT: Duration = Duration::from_millis(1500);
@@ -229,7 +226,7 @@ pub async fn subscribe(
     };
     let audience = Audience {
         caller: caller.user_id,
-        admin: caller.has_role(ADMIN_ROLES),
+        admin: caller.is_admin(),
         topics: q.topics.map(|t| {
             t.split(',')
                 .map(|s| s.trim().to_string())

@@ -218,7 +218,7 @@ async fn create_user_avatars_file(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&CREATE_USER_AVATARS_FILE.access)?;
     let mut input = input;
-    if !caller.has_role(&["superAdmin", "admin"]) {
+    if !caller.is_admin() {
         if input.user_id.is_some_and(|given| given != caller.user_id) {
             return Err(ApiError::Forbidden);
         }

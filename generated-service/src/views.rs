@@ -12,9 +12,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// Roles that see every field under an `owner` view.
-pub const ADMIN_ROLES: &[&str] = &["superAdmin", "admin"];
-
 /// The view of each reading route whose view is not `full`.
 pub static ROUTE_VIEWS: &[(&str, &str)] = &[
     ("getUser", "owner"),
@@ -75,7 +72,7 @@ impl Sight {
 
 /// The sight of a signed-in caller under an `owner` view.
 pub fn owner_sight(caller: &Caller) -> Sight {
-    Sight::owner_view(caller.user_id, caller.has_role(ADMIN_ROLES))
+    Sight::owner_view(caller.user_id, caller.is_admin())
 }
 
 /// What `caller` sees on the route called `route`, for the permissions listing.

@@ -30,8 +30,6 @@ pub struct Plan {
 /// The views of reading routes (what each caller sees), for the permissions listing.
 #[derive(Debug)]
 pub struct ViewsPlan {
-    /// `&["superAdmin", "admin"]`: roles that see every field under `owner` views.
-    pub admin_roles: String,
     /// `(route, view)` of the reading routes whose view is not `full`.
     pub routes: Vec<(String, String)>,
 }
@@ -43,8 +41,6 @@ pub struct RealtimePlan {
     pub name: String,
     /// Full path with the API base.
     pub path: String,
-    /// `&["superAdmin", "admin"]`: roles that see every event.
-    pub admin_roles: String,
 }
 
 /// Who logs in and how: everything the auth module needs from the model.
@@ -90,6 +86,8 @@ pub struct IdentityPlan {
     /// holders may write accounts of their own rank.
     pub role_ranks: String,
     pub peer_writers: String,
+    /// `&["superAdmin", "admin"]`: the model's admin roles.
+    pub admin_roles: String,
     /// For docs: `superAdmin 3, admin 2, user 1; superAdmin may write peers`.
     pub rank_summary: String,
     /// The role of active account $1, and the same locked for the transaction.
@@ -524,8 +522,6 @@ pub struct RoutePlan {
     pub upload: Option<UploadPlan>,
     /// A create route's reference fields that are the caller for non-admins.
     pub caller_fields: Vec<String>,
-    /// `&["superAdmin", "admin"]`: the model's admin roles.
-    pub admin_roles: String,
     /// A download route: the SQL loading the file by its key, the key's Rust
     /// type, and the Cache-Control of its answers.
     pub download_sql: String,
@@ -760,11 +756,9 @@ pub fn plan(source: &str, m: &Model) -> Plan {
             served: r.is_some(),
             name: r.map(|r| r.name.clone()).unwrap_or_default(),
             path: r.map(|r| r.path.clone()).unwrap_or_default(),
-            admin_roles: rust_str_slice(&m.roles.admin),
         }
     };
     let views = ViewsPlan {
-        admin_roles: rust_str_slice(&m.roles.admin),
         routes: routes
             .iter()
             .filter(|r| r.view != "full")
@@ -1917,7 +1911,6 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
             }
         }
     }
-    let admin_roles = rust_str_slice(&m.roles.admin);
     let cache_control = r.cache_control.clone().unwrap_or_else(|| {
         if auth.kind == "public" {
             "public, max-age=3600".to_string()
@@ -2014,7 +2007,6 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         events_doc,
         upload,
         caller_fields: r.caller_fields.iter().map(|f| f.to_snake_case()).collect(),
-        admin_roles,
         download_sql,
         key_type,
         cache_control,
@@ -2172,6 +2164,7 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
                 .join(", ")
         ),
         peer_writers: rust_str_slice(&m.roles.peer_writes),
+        admin_roles: rust_str_slice(&m.roles.admin),
         rank_summary: {
             let ranks: Vec<String> = m
                 .roles
