@@ -5,7 +5,7 @@
 //! refusal is a 403 with nothing written and no event.
 
 use base64::Engine;
-use generator::model::{Auth, DataObject, Model, Route};
+use generator::model::{Action, Auth, DataObject, Model, Route};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
@@ -78,7 +78,7 @@ fn write_routes(m: &Model) -> Vec<Writes<'_>> {
     let user = &m.auth.user_object;
     m.routes
         .iter()
-        .filter(|(_, r)| !matches!(&r.auth, Auth::Keyword(k) if k == "public"))
+        .filter(|(_, r)| !r.auth.is_public())
         .filter_map(|(name, r)| {
             let o = m.object(r.object.as_deref()?).expect("a route's object");
             let account = r.object.as_deref() == Some(user.as_str());
@@ -87,9 +87,9 @@ fn write_routes(m: &Model) -> Vec<Writes<'_>> {
                     .iter()
                     .any(|(n, f)| n == &p.via && f.references.as_deref() == Some(user.as_str()))
             });
-            let writes = match r.action.as_str() {
-                "create" | "delete" => account || pointing,
-                "update" => account,
+            let writes = match r.action {
+                Action::Create | Action::Delete => account || pointing,
+                Action::Update => account,
                 _ => false,
             };
             writes.then_some(Writes {
@@ -108,14 +108,16 @@ fn expected(m: &Model, w: &Writes, caller: &str, target: Target) -> bool {
     let own = target == Target::Own;
     let admitted = match &w.route.auth {
         // Any signed-in caller, but only admins act for others (callerFields).
-        Auth::Keyword(_) => w.route.caller_fields.is_empty() || roles.is_admin(caller) || own,
+        Auth::Public | Auth::Login => {
+            w.route.caller_fields.is_empty() || roles.is_admin(caller) || own
+        }
         Auth::Rule(r) => r.roles.iter().any(|x| x == caller) || (r.owner && own),
     };
     if !admitted {
         return false;
     }
-    let creates_account = w.account && w.route.action == "create";
-    let sets_secret_unconfirmed = w.route.action == "update"
+    let creates_account = w.account && w.route.action == Action::Create;
+    let sets_secret_unconfirmed = w.route.action == Action::Update
         && w.route.fields.contains(&m.auth.password_field)
         && !w.route.confirm_current;
     match target {
@@ -139,7 +141,7 @@ fn body(m: &Model, w: &Writes, caller_role: &str, target_id: &str, grant: &str) 
             .find(|(n, _)| n == name)
             .expect("route field");
         let value = if w.account && name == &m.auth.role_field {
-            json!(if w.route.action == "create" {
+            json!(if w.route.action == Action::Create {
                 grant
             } else {
                 caller_role
@@ -266,7 +268,7 @@ async fn every_account_write_respects_role_ranks() {
                 let Some(target_role) = roles.relative(caller_role, target) else {
                     continue;
                 };
-                let creates_account = w.account && w.route.action == "create";
+                let creates_account = w.account && w.route.action == Action::Create;
                 if creates_account && target == Target::Own {
                     continue;
                 }
@@ -282,7 +284,7 @@ async fn every_account_write_respects_role_ranks() {
                     (false, _) => account(&root, &target_role).await.0,
                 };
                 let mut path = format!("{}{}", m.service.api_base, w.route.path);
-                if w.route.action == "delete" && !w.account {
+                if w.route.action == Action::Delete && !w.account {
                     // The target's own file, uploaded by the target.
                     let owner = if target == Target::Own {
                         caller.clone()
@@ -297,7 +299,9 @@ async fn every_account_write_respects_role_ranks() {
                     };
                     let upload = routes
                         .iter()
-                        .find(|u| u.route.action == "create" && u.route.object == w.route.object)
+                        .find(|u| {
+                            u.route.action == Action::Create && u.route.object == w.route.object
+                        })
                         .expect("an upload route");
                     let uploaded = expect(
                         StatusCode::CREATED,
@@ -317,7 +321,7 @@ async fn every_account_write_respects_role_ranks() {
                     path = path.replace("{id}", &target_id);
                 }
                 let method = Method::from_bytes(w.route.method.as_bytes()).expect("method");
-                let payload = (w.route.action != "delete")
+                let payload = (w.route.action != Action::Delete)
                     .then(|| body(&m, w, caller_role, &target_id, &target_role));
                 let before = state(&db, &m).await;
                 let (status, answer) = caller.call(method, &path, payload, &[]).await;

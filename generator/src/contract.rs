@@ -53,7 +53,9 @@ pub fn diff(old: &Plan, new: &Plan) -> Vec<Change> {
                 }
                 let old_inputs = fields(&r.inputs);
                 for f in &n.inputs {
-                    let required = f.required && f.default_rust.is_none() && n.action == "create";
+                    let required = f.required
+                        && f.default_rust.is_none()
+                        && n.action == crate::action::Action::Create;
                     if !old_inputs.contains_key(f.name.as_str()) {
                         out.push(change(
                             required,

@@ -5,6 +5,7 @@
 //! load -> validate -> plan -> render -> format, returning the files;
 //! only [`write`] touches the disk.
 
+pub mod action;
 pub mod asyncapi;
 pub mod contract;
 pub mod diag;

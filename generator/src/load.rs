@@ -52,6 +52,17 @@ fn schema_error(e: &serde_yaml::Error, source: &str, spans: &Spans) -> (Pos, Str
     if let Some(name) = message.strip_prefix("data did not match any variant of untagged enum ") {
         return untagged(name, &path, source, spans);
     }
+    // Keywords parsed at load (an action, an auth keyword): serde locates
+    // the route that holds them; point at the value itself.
+    for (prefix, key) in [
+        ("unknown action ", "action"),
+        ("unknown auth rule ", "auth"),
+    ] {
+        if message.starts_with(prefix) {
+            let path = join(&path, key);
+            return (spans.value(&path), path, message);
+        }
+    }
     for prefix in ["duplicate key \"", "duplicate field \""] {
         if let Some(key) = message
             .strip_prefix(prefix)

@@ -4,6 +4,7 @@
 //! stable order; objects and routes keep their YAML order separately through
 //! `IndexedMap`, because the order the author chose is the order of the docs.
 
+pub use crate::action::{Action, Auth, AuthRule};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -333,7 +334,7 @@ pub enum Computed {
 pub struct Route {
     #[serde(default)]
     pub object: Option<String>,
-    pub action: String,
+    pub action: Action,
     pub method: String,
     pub path: String,
     #[serde(default)]
@@ -372,23 +373,6 @@ pub struct Include {
     pub fields: Vec<String>,
 }
 
-/// `public`, `login`, or a rule naming who may call the route.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Auth {
-    Keyword(String),
-    Rule(AuthRule),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthRule {
-    #[serde(default)]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub owner: bool,
-}
-
 impl Model {
     pub fn object(&self, name: &str) -> Option<&DataObject> {
         self.data_objects
@@ -414,7 +398,7 @@ impl Model {
     /// callers with an admin role and to the row's owner, the public fields to
     /// others.
     pub fn view_of<'a>(&'a self, r: &'a Route) -> &'a str {
-        let (Some(object), "get" | "list") = (r.object.as_deref(), r.action.as_str()) else {
+        let Some(object) = r.object.as_deref().filter(|_| r.action.reads_rows()) else {
             return "full";
         };
         let view = r
@@ -445,7 +429,7 @@ impl Model {
                 .roles
                 .iter()
                 .any(|role| !self.roles.admin.contains(role)),
-            ("owner", Auth::Keyword(_)) => true,
+            ("owner", Auth::Public | Auth::Login) => true,
             _ => false,
         }
     }
@@ -454,7 +438,7 @@ impl Model {
 /// A public route knows no caller, so it cannot tell the owner: `owner` is `public` there.
 fn on_route<'a>(auth: &Auth, view: &'a str) -> &'a str {
     match (auth, view) {
-        (Auth::Keyword(k), "owner") if k == "public" => "public",
+        (Auth::Public, "owner") => "public",
         _ => view,
     }
 }

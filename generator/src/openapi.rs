@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of the routes the service serves, built from the
 //! plan as data (a JSON document is data, not code, so it is not a template).
 
+use crate::action::{Action, Auth, Family};
 use crate::plan::{FieldPlan, ObjectPlan, Plan, RoutePlan};
 use serde_json::{json, Map, Value};
 
@@ -156,7 +157,7 @@ fn input_schema(r: &RoutePlan) -> Value {
             (f.name.clone(), s)
         })
         .collect();
-    let required: Vec<&str> = if r.action == "create" {
+    let required: Vec<&str> = if r.action == Action::Create {
         r.inputs
             .iter()
             .filter(|f| f.required && f.default_rust.is_none())
@@ -175,7 +176,7 @@ fn input_schema(r: &RoutePlan) -> Value {
     if !required.is_empty() {
         s["required"] = json!(required);
     }
-    if r.action == "update" {
+    if r.action == Action::Update {
         s["minProperties"] = json!(1);
     }
     s
@@ -241,7 +242,7 @@ fn operation(
     paths: &mut Map<String, Value>,
     schemas: &mut Map<String, Value>,
 ) {
-    if r.action == "download" {
+    if r.action == Action::Download {
         download_operation(o, r, paths);
         return;
     }
@@ -249,7 +250,7 @@ fn operation(
     if r.path.contains("{id}") {
         params.push(json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
     }
-    let data = if r.action == "list" {
+    let data = if r.action == Action::List {
         let row = format!("{}Row", r.type_prefix);
         let mut parts = vec![schema_ref(&shown(o, r))];
         if r.search {
@@ -309,7 +310,7 @@ fn operation(
             params.push(query(&f.name, s));
         }
         json!({ "type": "array", "items": schema_ref(&row) })
-    } else if r.action == "extend" {
+    } else if r.action == Action::Extend {
         json!({ "allOf": [schema_ref(&o.struct_name), { "type": "object", "properties": { "extends": { "type": "object" } }, "required": ["extends"] }] })
     } else if r.public_view {
         schema_ref(
@@ -324,7 +325,7 @@ fn operation(
     let response = format!("{}Response", r.type_prefix);
     schemas.insert(
         response.clone(),
-        envelope(&r.data_name, data, r.action == "list"),
+        envelope(&r.data_name, data, r.action == Action::List),
     );
     let mut responses = Map::new();
     responses.insert(
@@ -338,16 +339,16 @@ fn operation(
     if r.path.contains("{id}") {
         responses.insert("404".into(), error("No such active row"));
     }
-    if matches!(r.action.as_str(), "create" | "update" | "delete") {
+    if r.action.changes_rows() {
         responses.insert("409".into(), error("A unique value is taken, the recordVersion is stale, or the row is still referenced"));
     }
-    if matches!(r.action.as_str(), "create" | "update") {
+    if r.action.writes_fields() {
         responses.insert(
             "413".into(),
             error("The body is larger than the service accepts"),
         );
     }
-    if r.action == "create" {
+    if r.action == Action::Create {
         responses.insert("422".into(), error("A referenced row does not exist"));
     }
     if let Some(u) = &r.upload {
@@ -380,9 +381,9 @@ fn operation(
         "description": description(r),
         "parameters": params,
         "responses": responses,
-        "security": if r.auth.kind == "public" { json!([]) } else { json!([{ "bearerAuth": [] }]) },
+        "security": if r.auth.is_public() { json!([]) } else { json!([{ "bearerAuth": [] }]) },
     });
-    if matches!(r.action.as_str(), "create" | "update") {
+    if r.action.writes_fields() {
         let input = format!("{}Input", r.type_prefix);
         schemas.insert(input.clone(), input_schema(r));
         op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(&input) } } });
@@ -392,7 +393,7 @@ fn operation(
             op["requestBody"]["content"]["multipart/form-data"] = json!({ "schema": form });
         }
     }
-    if r.action == "extend" {
+    if r.action == Action::Extend {
         op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": {
             "type": "object", "minProperties": 1, "additionalProperties": true,
             "description": "Data to add under the document's extends, e.g. {\"bookings\": [...], \"bookings_count\": 2}"
@@ -476,7 +477,7 @@ fn download_operation(o: &ObjectPlan, r: &RoutePlan, paths: &mut Map<String, Val
         "description": format!("Allowed: {}. Publishes no event.", r.auth.summary),
         "parameters": [key, { "name": "If-None-Match", "in": "header", "required": false, "schema": { "type": "string" } }],
         "responses": responses,
-        "security": if r.auth.kind == "public" { json!([]) } else { json!([{ "bearerAuth": [] }]) },
+        "security": if r.auth.is_public() { json!([]) } else { json!([{ "bearerAuth": [] }]) },
     });
     let path = paths.entry(r.path.clone()).or_insert_with(|| json!({}));
     path[r.method.to_lowercase()] = op;
@@ -494,9 +495,9 @@ fn shown(o: &ObjectPlan, r: &RoutePlan) -> String {
 /// Who may call the route, what it shows, and what it publishes.
 fn description(r: &RoutePlan) -> String {
     let mut text = format!("Allowed: {}.", r.auth.summary);
-    if matches!(r.action.as_str(), "get" | "list") {
+    if r.action.reads_rows() {
         text.push_str(&format!(" Shows: {}", r.view_doc));
-        if r.action == "list" && !r.sight.is_empty() {
+        if r.action == Action::List && !r.sight.is_empty() {
             // Filters and sorts must not tell hidden values apart.
             text.push_str("; filters and sorts on fields the caller does not see on every row are answered 400");
         }
@@ -565,27 +566,27 @@ fn error_response() -> Value {
 
 /// The route's rule, machine-readable, for gateways and front ends.
 fn access(r: &RoutePlan) -> Value {
-    match r.auth.kind {
-        "public" => json!("public"),
-        "login" => json!("login"),
-        _ => json!({ "roles": r.auth.roles, "owner": r.auth.owner }),
+    match &r.auth.rule {
+        Auth::Public => json!("public"),
+        Auth::Login => json!("login"),
+        Auth::Rule(rule) => json!({ "roles": rule.roles, "owner": rule.owner }),
     }
 }
 
 fn add_auth_responses(r: &RoutePlan, responses: &mut Map<String, Value>) {
-    if r.auth.kind != "public" {
+    if !r.auth.is_public() {
         responses.insert(
             "401".into(),
             error("No valid bearer token, or its session has ended"),
         );
     }
-    if r.auth.kind == "rule" {
+    if r.auth.rule.rule().is_some() {
         responses.insert(
             "403".into(),
             error("The caller's role or ownership does not allow the route"),
         );
     }
-    if r.throttled || r.action == "login" {
+    if r.throttled || r.action == Action::Login {
         responses.insert("429".into(), error("Too many attempts; see Retry-After"));
     }
 }
@@ -790,16 +791,10 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
             ));
         }
     }
-    let flows = [
-        "verifyStart",
-        "verifyComplete",
-        "resetStart",
-        "resetComplete",
-        "secondFactor",
-    ];
     for (r, summary, request, success) in entries {
         let mut responses = Map::new();
-        let started = matches!(r.action.as_str(), "verifyStart" | "resetStart");
+        let started = matches!(r.action, Action::VerifyStart | Action::ResetStart);
+        let flow = r.action.family() == Family::Flow;
         responses.insert(if started { "202" } else { "200" }.into(), success);
         if request.is_some() {
             responses.insert(
@@ -807,12 +802,12 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
                 error("The body could not be read or lacks a field"),
             );
         }
-        if r.action != "publicKeys" && !flows.contains(&r.action.as_str()) {
+        if r.action != Action::PublicKeys && !flow {
             responses.insert("401".into(), error("Wrong credentials, or no live session"));
         }
         add_auth_responses(r, &mut responses);
         responses.remove("403");
-        if r.action == "login" && id.flows.is_some() {
+        if r.action == Action::Login && id.flows.is_some() {
             responses.insert(
                 "202".into(),
                 json!({ "description": "A second factor is required: a code was emailed; complete with the challenge", "content": { "application/json": { "schema": envelope("session", json!({
@@ -831,13 +826,13 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
                 error("The account's address is not confirmed (NOT_VERIFIED)"),
             );
         }
-        if flows.contains(&r.action.as_str()) {
+        if flow {
             if !started {
                 responses.insert("400".into(), error("The body lacks a field, or the code is wrong, expired, used or void (CODE_REJECTED)"));
             }
             responses.insert("429".into(), error("Too many attempts; see Retry-After"));
         }
-        if r.action != "publicKeys" {
+        if r.action != Action::PublicKeys {
             // Sessions and accounts live in the database; the keys are in memory.
             responses.insert("503".into(), unavailable());
         }
@@ -848,7 +843,7 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
             "tags": ["auth"],
             "parameters": [],
             "responses": responses,
-            "security": if r.auth.kind == "public" { json!([]) } else { json!([{ "bearerAuth": [] }]) },
+            "security": if r.auth.is_public() { json!([]) } else { json!([{ "bearerAuth": [] }]) },
         });
         if let Some(b) = request {
             op["requestBody"] = b;

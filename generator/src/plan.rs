@@ -3,6 +3,7 @@
 //! Every decision (identifiers, Rust and SQL types, topic names, SQL text,
 //! permissions) is made here, so that templates hold shape only.
 
+use crate::action::{Action, Revokes};
 use crate::model::{Auth, DataObject, Field, Model, Route};
 use heck::{ToSnakeCase, ToUpperCamelCase};
 
@@ -454,7 +455,7 @@ pub struct RoutePlan {
     pub handler: String,
     /// `GetUser`, used for per-route type names.
     pub type_prefix: String,
-    pub action: String,
+    pub action: Action,
     pub method: String,
     /// axum route method function: get, post, patch, put, delete.
     pub method_fn: String,
@@ -514,8 +515,8 @@ pub struct RoutePlan {
     pub confirm_field: String,
     /// `SELECT` of the stored hash of account $1, when `confirm_field` is set.
     pub secret_sql: String,
-    /// Sessions this route revokes: "" (none), "others" (password changes) or "all" (deletes).
-    pub revokes: &'static str,
+    /// Sessions this route revokes: none, others (password changes) or all (deletes).
+    pub revokes: Revokes,
     /// The `Access` literal of the route's rule.
     pub access: String,
     /// A create route that receives a file (multipart or JSON with base64).
@@ -597,12 +598,25 @@ pub struct UploadPlan {
 
 #[derive(Debug, Clone)]
 pub struct AuthPlan {
-    /// public, login or rule.
-    pub kind: &'static str,
-    pub roles: Vec<String>,
-    pub owner: bool,
+    pub rule: Auth,
     /// For docs: `public`, `signed in`, `superAdmin, admin or owner`.
     pub summary: String,
+}
+
+impl AuthPlan {
+    pub fn is_public(&self) -> bool {
+        self.rule.is_public()
+    }
+
+    /// A rule that lets the row's owner in.
+    pub fn owner(&self) -> bool {
+        self.rule.rule().is_some_and(|r| r.owner)
+    }
+
+    /// The roles a rule names; none for `public` and `login`.
+    pub fn roles(&self) -> &[String] {
+        self.rule.rule().map_or(&[], |r| &r.roles)
+    }
 }
 
 pub fn plan(source: &str, m: &Model) -> Plan {
@@ -622,7 +636,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         download_paths: m
             .routes
             .iter()
-            .filter(|(_, r)| r.action == "download")
+            .filter(|(_, r)| r.action == Action::Download)
             .map(|(_, r)| format!("{}{}", m.service.api_base, r.path))
             .collect(),
     };
@@ -751,7 +765,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         });
     }
     let realtime = {
-        let r = routes.iter().find(|r| r.action == "subscribe");
+        let r = routes.iter().find(|r| r.action == Action::Subscribe);
         RealtimePlan {
             served: r.is_some(),
             name: r.map(|r| r.name.clone()).unwrap_or_default(),
@@ -1115,7 +1129,7 @@ fn columns_of(o: &DataObject) -> Vec<FieldPlan> {
 /// What reads return: everything but secrets; blobs as a descriptor that
 /// says where the row is fetched, never their bytes.
 fn visible_of(m: &Model, object: &str, columns: &[FieldPlan]) -> Vec<FieldPlan> {
-    let of_object = |action: &str| {
+    let of_object = |action: Action| {
         m.routes.iter().find(|(_, r)| {
             r.object.as_deref() == Some(object)
                 && r.action == action
@@ -1124,8 +1138,8 @@ fn visible_of(m: &Model, object: &str, columns: &[FieldPlan]) -> Vec<FieldPlan> 
         })
     };
     // The bytes' own route when there is one, else the row's.
-    let href = of_object("download")
-        .or_else(|| of_object("get"))
+    let href = of_object(Action::Download)
+        .or_else(|| of_object(Action::Get))
         .map(|(_, r)| {
             let path = format!("{}{}", m.service.api_base, r.path);
             let (before, after) = path.split_once("{id}").unwrap_or((path.as_str(), ""));
@@ -1321,9 +1335,13 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
             o.table
         )
     };
-    let has = |a: &str| my_routes.iter().any(|r| r.action == a);
-    let (has_list, has_create, has_update, has_delete) =
-        (has("list"), has("create"), has("update"), has("delete"));
+    let has = |a: Action| my_routes.iter().any(|r| r.action == a);
+    let (has_list, has_create, has_update, has_delete) = (
+        has(Action::List),
+        has(Action::Create),
+        has(Action::Update),
+        has(Action::Delete),
+    );
     let mut uses: Vec<&str> = vec![
         "crate::events::ObjectTopics",
         "crate::app::AppState",
@@ -1345,7 +1363,9 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         uses.push("chrono::{DateTime, Utc}");
     }
     if my_routes.iter().any(|r| {
-        matches!(r.action.as_str(), "get" | "download" | "extend") || has_update || has_delete
+        matches!(r.action, Action::Get | Action::Download | Action::Extend)
+            || has_update
+            || has_delete
     }) {
         uses.push("crate::extract::ApiPath");
     }
@@ -1365,19 +1385,19 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     if has_create || has_update {
         uses.push("crate::validation::Validator");
     }
-    let has_extend = has("extend");
+    let has_extend = has(Action::Extend);
     if has_update
         || has_extend
         || my_routes
             .iter()
-            .any(|r| r.action == "create" && r.upload.is_none())
+            .any(|r| r.action == Action::Create && r.upload.is_none())
     {
         uses.push("crate::extract::ApiJson");
     }
     if has_extend && !has_list {
         uses.push("crate::error::FieldError");
     }
-    if has("download") {
+    if has(Action::Download) {
         uses.push("axum::http::HeaderMap");
     }
     if has_update {
@@ -1386,7 +1406,7 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
     if has_update || has_delete {
         uses.push("crate::extract::IfMatch");
     }
-    if my_routes.iter().any(|r| r.auth.kind != "public") {
+    if my_routes.iter().any(|r| !r.auth.is_public()) {
         uses.push("crate::auth::Caller");
     }
     if my_routes.iter().any(|r| r.throttled) {
@@ -1429,7 +1449,7 @@ fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Object
         // Narrowing a row read by a get or list route asks who owns it.
         has_owner_rules: my_routes
             .iter()
-            .any(|r| (r.auth.owner && r.action != "list") || (!r.sight.is_empty() && !r.search)),
+            .any(|r| (r.auth.owner() && r.action != Action::List) || (!r.sight.is_empty() && !r.search)),
         narrowed: my_routes.iter().any(|r| !r.sight.is_empty()),
         public_keys,
         public_fields: public_names,
@@ -1518,9 +1538,9 @@ fn pointer_of(m: &Model, name: &str, o: &DataObject) -> Option<PointerPlan> {
     let target = via.references.as_deref()?;
     let (_, download) = m.routes.iter().find(|(_, r)| {
         r.object.as_deref() == Some(name)
-            && r.action == "download"
+            && r.action == Action::Download
             && r.by.is_some()
-            && matches!(&r.auth, Auth::Keyword(k) if k == "public")
+            && r.auth.is_public()
     })?;
     let key = download.by.as_deref()?;
     let path = format!("{}{}", m.service.api_base, download.path);
@@ -1544,17 +1564,16 @@ fn pointer_of(m: &Model, name: &str, o: &DataObject) -> Option<PointerPlan> {
 /// and creates and deletes of rows that rewrite an account through `pointedBy`.
 fn rank_plan(m: &Model, r: &Route) -> RankPlan {
     let a = &m.auth;
-    let public = matches!(&r.auth, Auth::Keyword(k) if k == "public");
     let Some((object_name, o)) = r.object.as_deref().and_then(|n| Some((n, m.object(n)?))) else {
         return RankPlan::default();
     };
-    let action = r.action.as_str();
-    if public || !matches!(action, "create" | "update" | "delete") {
+    let action = r.action;
+    if r.auth.is_public() || !action.changes_rows() {
         return RankPlan::default();
     }
     if object_name == a.user_object {
         let sets_role = r.fields.contains(&a.role_field);
-        let sets_secret = action == "update" && r.fields.contains(&a.password_field);
+        let sets_secret = action == Action::Update && r.fields.contains(&a.password_field);
         let confirming = m
             .routes
             .iter()
@@ -1563,7 +1582,7 @@ fn rank_plan(m: &Model, r: &Route) -> RankPlan {
         let role = a.role_field.to_snake_case();
         // An `Option<&str>` of the role the route sets.
         let filled = field_of(o, &a.role_field).is_some_and(|f| f.required || f.default.is_some());
-        let optional = !(action == "create" && filled);
+        let optional = !(action == Action::Create && filled);
         let grants = if optional {
             format!("{role}.as_deref()")
         } else {
@@ -1572,9 +1591,9 @@ fn rank_plan(m: &Model, r: &Route) -> RankPlan {
         return RankPlan {
             grants: sets_role.then_some(grants),
             grant_optional: optional,
-            account: action != "create",
+            account: action != Action::Create,
             role_ident: role,
-            keeps_top: action == "delete" || (action == "update" && sets_role),
+            keeps_top: action == Action::Delete || (action == Action::Update && sets_role),
             not_self: (sets_secret && !r.confirm_current).then(|| match confirming {
                 Some(route) => format!(
                     "change your own {} through {route}, which asks for the current one",
@@ -1590,12 +1609,12 @@ fn rank_plan(m: &Model, r: &Route) -> RankPlan {
         (via.references.as_deref() == Some(a.user_object.as_str())).then_some((p, via))
     });
     let pointed_account = match (pointed, action) {
-        (Some((p, via)), "create") if r.fields.contains(&p.via) => Some(if via.required {
+        (Some((p, via)), Action::Create) if r.fields.contains(&p.via) => Some(if via.required {
             format!("Some({})", p.via.to_snake_case())
         } else {
             p.via.to_snake_case()
         }),
-        (Some((p, via)), "delete") => Some(if via.required {
+        (Some((p, via)), Action::Delete) => Some(if via.required {
             format!("Some(old.{})", p.via.to_snake_case())
         } else {
             format!("old.{}", p.via.to_snake_case())
@@ -1613,12 +1632,12 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         .object
         .as_deref()
         .and_then(|o| m.data_objects.iter().find(|(n, _)| n == o));
-    let data_name = match (object, r.action.as_str()) {
-        (Some((n, _)), "list") => plural(n),
+    let data_name = match (object, r.action) {
+        (Some((n, _)), Action::List) => plural(n),
         (Some((n, _)), _) => n.clone(),
-        (None, "verifyStart" | "resetStart") => "verification".to_string(),
-        (None, "verifyComplete" | "resetComplete") => m.auth.user_object.clone(),
-        (None, "permissions") => "permissions".to_string(),
+        (None, Action::VerifyStart | Action::ResetStart) => "verification".to_string(),
+        (None, Action::VerifyComplete | Action::ResetComplete) => m.auth.user_object.clone(),
+        (None, Action::Permissions) => "permissions".to_string(),
         (None, _) => "session".to_string(),
     };
     let inputs: Vec<FieldPlan> = object
@@ -1670,31 +1689,19 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
                 .collect()
         })
         .unwrap_or_default();
-    let auth = match &r.auth {
-        Auth::Keyword(k) if k == "public" => AuthPlan {
-            kind: "public",
-            roles: vec![],
-            owner: false,
-            summary: "public".into(),
-        },
-        Auth::Keyword(_) => AuthPlan {
-            kind: "login",
-            roles: vec![],
-            owner: false,
-            summary: "any signed-in user".into(),
-        },
-        Auth::Rule(rule) => {
-            let mut who: Vec<String> = rule.roles.clone();
-            if rule.owner {
-                who.push("the owner".into());
+    let auth = AuthPlan {
+        summary: match &r.auth {
+            Auth::Public => "public".into(),
+            Auth::Login => "any signed-in user".into(),
+            Auth::Rule(rule) => {
+                let mut who: Vec<String> = rule.roles.clone();
+                if rule.owner {
+                    who.push("the owner".into());
+                }
+                who.join(", ")
             }
-            AuthPlan {
-                kind: "rule",
-                roles: rule.roles.clone(),
-                owner: rule.owner,
-                summary: who.join(", "),
-            }
-        }
+        },
+        rule: r.auth.clone(),
     };
     let mut computed = Vec::new();
     let (mut search_tail, mut extend_sql, mut extended_topic_const) =
@@ -1715,7 +1722,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
             .filter(|c| c.computed_rust.is_some())
             .cloned()
             .collect();
-        if r.action == "create" {
+        if r.action == Action::Create {
             let mut cols = vec!["id".to_string()];
             insert_binds.push("id".to_string());
             for f in inputs.iter().chain(computed.iter()) {
@@ -1738,7 +1745,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
                 cols.join(", ")
             );
         }
-        if r.action == "list" {
+        if r.action == Action::List {
             let mut head = format!("SELECT {select}");
             for i in &includes {
                 head.push_str(&format!(", {}", i.json_sql));
@@ -1812,7 +1819,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
                 ));
             }
         }
-        if r.action == "extend" {
+        if r.action == Action::Extend {
             let object_name = r.object.as_deref().unwrap_or_default();
             extended_topic_const = format!(
                 "INDEX_{}_EXTENDED",
@@ -1831,26 +1838,25 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         f.password_policy =
             is_user && m.auth.reject_common_passwords && f.name == m.auth.password_field;
     }
-    let revokes = match r.action.as_str() {
-        "update" if is_user && r.fields.contains(&m.auth.password_field) => "others",
-        "delete" if is_user => "all",
-        _ => "",
+    let revokes = match r.action {
+        Action::Update if is_user && r.fields.contains(&m.auth.password_field) => Revokes::Others,
+        Action::Delete if is_user => Revokes::All,
+        _ => Revokes::None,
     };
-    let access = match &auth {
-        a if a.kind == "public" => "Access::Public".to_string(),
-        a if a.kind == "login" => "Access::Login".to_string(),
-        a => format!(
+    let access = match &r.auth {
+        Auth::Public => "Access::Public".to_string(),
+        Auth::Login => "Access::Login".to_string(),
+        Auth::Rule(rule) => format!(
             "Access::Rule {{ roles: &[{}], owner: {} }}",
-            a.roles
+            rule.roles
                 .iter()
                 .map(|r| format!("{r:?}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            a.owner
+            rule.owner
         ),
     };
-    let throttled =
-        auth.kind == "public" && matches!(r.action.as_str(), "create" | "update" | "delete");
+    let throttled = r.auth.is_public() && r.action.changes_rows();
     let mut upload = None;
     let (mut download_sql, mut key_type) = (String::new(), String::new());
     if let Some((_, o)) = object {
@@ -1861,7 +1867,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         if let (Some((bname, bf)), Some(type_field)) =
             (blob, blob.and_then(|(_, f)| f.type_field.as_ref()))
         {
-            if r.action == "create" && r.fields.contains(bname) {
+            if r.action == Action::Create && r.fields.contains(bname) {
                 // The content type comes from the bytes; a declared one must agree.
                 for f in inputs.iter_mut().filter(|f| &f.name == type_field) {
                     f.required = false;
@@ -1892,7 +1898,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
                     request_limit: max_bytes.div_ceil(3) * 4 + m.service.body_limit_bytes,
                 });
             }
-            if r.action == "download" {
+            if r.action == Action::Download {
                 let key = r.by.as_deref().unwrap_or("id").to_snake_case();
                 key_type = if key == "id" { "Uuid" } else { "String" }.to_string();
                 let name = bf
@@ -1912,7 +1918,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         }
     }
     let cache_control = r.cache_control.clone().unwrap_or_else(|| {
-        if auth.kind == "public" {
+        if r.auth.is_public() {
             "public, max-age=3600".to_string()
         } else {
             "private, no-cache".to_string()
@@ -1924,11 +1930,11 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         .collect::<Vec<_>>()
         .join(" && ");
     let topic = r.event.as_ref().map(|e| route_topic(m, e));
-    let events_doc = match (&topic, r.action.as_str()) {
+    let events_doc = match (&topic, r.action) {
         (Some(t), _) => format!("`{t}`"),
-        (None, "download") => "none (answers bytes)".to_string(),
-        (None, "extend") => "the index's `-extended` topic".to_string(),
-        (None, "subscribe") => "none (streams the events)".to_string(),
+        (None, Action::Download) => "none (answers bytes)".to_string(),
+        (None, Action::Extend) => "the index's `-extended` topic".to_string(),
+        (None, Action::Subscribe) => "none (streams the events)".to_string(),
         (None, _) => "session events".to_string(),
     };
     let (confirm_field, secret_sql) = if r.confirm_current {
@@ -1947,7 +1953,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     };
     // What the route shows (decision route-views).
     let view = m.view_of(r).to_string();
-    let public_view = view == "public" && r.action == "get";
+    let public_view = view == "public" && r.action == Action::Get;
     let narrows = m.narrows(r);
     let sight = if narrows && !public_view {
         sight_expr(&view)
@@ -1967,13 +1973,13 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         shown_keys = rust_str_slice(&keys);
         owner_key = if o.owner_is_self { "id" } else { "_owner" }.to_string();
         let admins = m.roles.admin.join(", ");
-        view_doc = match (r.action.as_str(), view.as_str()) {
-            ("get" | "list", "public") => format!("public fields only ({public})"),
-            ("get" | "list", "owner") if narrows => format!(
+        view_doc = match (r.action.reads_rows(), view.as_str()) {
+            (true, "public") => format!("public fields only ({public})"),
+            (true, "owner") if narrows => format!(
                 "every field to {admins} and on the caller's own rows; elsewhere public fields only ({public})"
             ),
-            ("get" | "list", _) => "every field".to_string(),
-            _ => String::new(),
+            (true, _) => "every field".to_string(),
+            (false, _) => String::new(),
         };
         for i in includes.iter().filter(|i| !i.sight.is_empty()) {
             let public = i.public_fields.join(", ");
@@ -2018,7 +2024,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         handler: name.to_snake_case(),
         type_prefix: name.to_upper_camel_case(),
         const_name: name.to_snake_case().to_uppercase(),
-        action: r.action.clone(),
+        action: r.action,
         method: r.method.clone(),
         method_fn: r.method.to_lowercase(),
         path,
@@ -2040,7 +2046,7 @@ fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         inputs,
         includes,
         auth,
-        success_status: if r.action == "create" { 201 } else { 200 },
+        success_status: r.action.success_status(),
         computed,
         insert_sql,
         insert_binds,
@@ -2063,7 +2069,7 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
     } else {
         ""
     };
-    let route = |action: &str| {
+    let route = |action: Action| {
         routes
             .iter()
             .find(|r| r.action == action)
@@ -2095,7 +2101,7 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         col(&a.role_field),
         user.table
     );
-    let mut current_user = route("currentUser");
+    let mut current_user = route(Action::CurrentUser);
     current_user.data_name = a.user_object.clone();
     IdentityPlan {
         password_field_name: a.password_field.clone(),
@@ -2148,11 +2154,11 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         login_per_address: a.throttle.login_per_address,
         public_writes_per_address: a.throttle.public_writes_per_address,
         common_passwords: if a.reject_common_passwords { COMMON_PASSWORDS.to_vec() } else { Vec::new() },
-        sign_in: route("login"),
-        refresh: route("refresh"),
-        sign_out: route("logout"),
+        sign_in: route(Action::Login),
+        refresh: route(Action::Refresh),
+        sign_out: route(Action::Logout),
         current_user,
-        public_keys: route("publicKeys"),
+        public_keys: route(Action::PublicKeys),
         super_admin_role: a.super_admin_role.clone(),
         role_ranks: format!(
             "&[{}]",
@@ -2195,7 +2201,7 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
             csrf: c.csrf.clone(),
             csrf_header: c.csrf_header.clone(),
             same_site: c.same_site.clone(),
-            refresh_path: route("refresh").path,
+            refresh_path: route(Action::Refresh).path,
         }),
         flows: a.verification.as_ref().map(|v| {
             let select = select_list(&visible_of(m, &a.user_object, &columns_of(user)), "t");
@@ -2240,14 +2246,14 @@ fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
                     v.locale_field.as_ref().map_or("NULL::text".to_string(), |f| format!("t.{}", col(f))),
                     user.table
                 ),
-                verify_start: route("verifyStart"),
-                verify_complete: route("verifyComplete"),
-                reset_start: route("resetStart"),
-                reset_complete: route("resetComplete"),
-                second_factor: routes.iter().find(|r| r.action == "secondFactor").cloned(),
+                verify_start: route(Action::VerifyStart),
+                verify_complete: route(Action::VerifyComplete),
+                reset_start: route(Action::ResetStart),
+                reset_complete: route(Action::ResetComplete),
+                second_factor: routes.iter().find(|r| r.action == Action::SecondFactor).cloned(),
             }
         }),
-        permissions: routes.iter().find(|r| r.action == "permissions").cloned(),
+        permissions: routes.iter().find(|r| r.action == Action::Permissions).cloned(),
         rules: routes
             .iter()
             .map(|r| RuleRow {

@@ -1,5 +1,6 @@
 //! Render: one askama template per kind of generated file.
 
+use crate::action::{Action, Revokes};
 use crate::plan::{ObjectPlan, Plan};
 use askama::Template;
 

@@ -1,5 +1,6 @@
 //! Validate: every semantic rule of the model, all errors reported at once.
 
+use crate::action::{Action, Family};
 use crate::diag::{one_of, Diagnostics, ModelErrors};
 use crate::load::Loaded;
 use crate::model::{Auth, Cookies, DataObject, Field, Model, Route, Verification};
@@ -9,26 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const FIELD_TYPES: &[&str] = &[
     "ID", "String", "Text", "Boolean", "Integer", "Date", "Blob", "Object",
 ];
-pub const CRUD_ACTIONS: &[&str] = &[
-    "get", "list", "create", "update", "delete", "download", "extend",
-];
-pub const AUTH_ACTIONS: &[&str] = &["login", "refresh", "logout", "currentUser", "publicKeys"];
-/// Actions of the service itself, on no data object: the realtime stream.
-pub const SERVICE_ACTIONS: &[&str] = &["subscribe"];
-/// Served when `auth.verification` is set, and only then.
-pub const FLOW_ACTIONS: &[&str] = &[
-    "verifyStart",
-    "verifyComplete",
-    "resetStart",
-    "resetComplete",
-    "secondFactor",
-];
-/// What the caller may do, per route; optional.
-pub const PERMISSIONS_ACTION: &str = "permissions";
 const SECOND_FACTOR_MODES: &[&str] = &["off", "optional", "required"];
 const SAME_SITE: &[&str] = &["Strict", "Lax", "None"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
-const AUTH_KEYWORDS: &[&str] = &["public", "login"];
 const FORMATS: &[&str] = &["email", "url"];
 /// Upper bounds of `service.search`: a model cannot make search unbounded.
 const SEARCH_MAX_WORDS: u32 = 64;
@@ -800,7 +784,7 @@ fn routes(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics)
     let mut endpoints: BTreeMap<(String, String), &str> = BTreeMap::new();
     let mut events: BTreeMap<&str, &str> = BTreeMap::new();
     let mut handlers: BTreeMap<String, &str> = BTreeMap::new();
-    let mut singletons: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut singletons: BTreeMap<Action, &str> = BTreeMap::new();
     for (name, r) in &m.routes {
         let path = format!("routes.{name}");
         if !is_lower_camel(name) {
@@ -830,8 +814,8 @@ fn routes(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics)
                 d.at(format!("{path}.event"), format!("event \"{event}\" is already published by route \"{other}\"; each route needs its own topic"));
             }
         }
-        if is_singleton(&r.action) {
-            if let Some(other) = singletons.insert(r.action.as_str(), name) {
+        if r.action.singleton() {
+            if let Some(other) = singletons.insert(r.action, name) {
                 d.at(
                     format!("{path}.action"),
                     format!(
@@ -882,9 +866,9 @@ fn route(
     path: &str,
     d: &mut Diagnostics,
 ) {
-    let action = r.action.as_str();
+    let action = r.action;
     if r.confirm_current
-        && (action != "update"
+        && (action != Action::Update
             || r.object.as_deref() != Some(m.auth.user_object.as_str())
             || !r.fields.contains(&m.auth.password_field))
     {
@@ -896,8 +880,7 @@ fn route(
             ),
         );
     }
-    let public = matches!(&r.auth, Auth::Keyword(k) if k == "public");
-    if public
+    if r.auth.is_public()
         && r.object.as_deref() == Some(m.auth.user_object.as_str())
         && r.fields.contains(&m.auth.role_field)
     {
@@ -910,40 +893,20 @@ fn route(
             ),
         );
     }
-    let crud = CRUD_ACTIONS.contains(&action);
-    if !crud && !is_singleton(action) {
-        let mut all = CRUD_ACTIONS.to_vec();
-        all.extend_from_slice(AUTH_ACTIONS);
-        all.extend_from_slice(FLOW_ACTIONS);
-        all.push(PERMISSIONS_ACTION);
-        all.extend_from_slice(SERVICE_ACTIONS);
-        d.at(
-            format!("{path}.action"),
-            format!("unknown action \"{action}\"; {}", one_of(&all)),
-        );
-        return;
-    }
+    let crud = action.on_object();
     if !METHODS.contains(&r.method.as_str()) {
         d.at(
             format!("{path}.method"),
             format!("unknown method \"{}\"; {}", r.method, one_of(METHODS)),
         );
     } else {
-        let expected: &[&str] = match action {
-            "get" | "list" | "download" | "subscribe" | "currentUser" | "publicKeys"
-            | "permissions" => &["GET"],
-            "create" | "extend" | "login" | "refresh" | "logout" => &["POST"],
-            a if FLOW_ACTIONS.contains(&a) => &["POST"],
-            "update" => &["PATCH", "PUT"],
-            "delete" => &["DELETE"],
-            _ => &[],
-        };
+        let expected = action.methods();
         if !expected.contains(&r.method.as_str()) {
             d.at(
                 format!("{path}.method"),
                 format!(
                     "{} route is served with {}, not {}",
-                    an(action),
+                    an(action.name()),
                     expected.join(" or "),
                     r.method
                 ),
@@ -963,9 +926,9 @@ fn route(
         );
     }
     let params = placeholders(&r.path);
-    let needs_id = matches!(action, "get" | "update" | "delete" | "extend");
+    let needs_id = action.addresses_row();
     let key = r.by.clone().unwrap_or_else(|| "id".to_string());
-    if action == "download" {
+    if action == Action::Download {
         if params != [key.as_str()] {
             d.at(
                 format!("{path}.path"),
@@ -977,41 +940,31 @@ fn route(
             format!("{path}.path"),
             format!(
                 "{} route addresses one row: its path must have exactly one parameter, {{id}}",
-                an(action)
+                an(action.name())
             ),
         );
     } else if !needs_id && !params.is_empty() {
         d.at(
             format!("{path}.path"),
-            format!("{} route takes no path parameters", an(action)),
+            format!("{} route takes no path parameters", an(action.name())),
         );
     }
-    match &r.auth {
-        Auth::Keyword(k) if !AUTH_KEYWORDS.contains(&k.as_str()) => {
+    if let Auth::Rule(rule) = &r.auth {
+        if rule.roles.is_empty() && !rule.owner {
             d.at(
                 format!("{path}.auth"),
+                "this rule lets nobody in; name roles, set owner: true, or use `login`",
+            );
+        }
+        known_roles(&m.roles, &format!("{path}.auth.roles"), &rule.roles, d);
+        if rule.owner && !action.owner_applies() {
+            d.at(
+                format!("{path}.auth.owner"),
                 format!(
-                    "unknown auth rule \"{k}\"; {}, or a rule {{ roles: [...], owner: true }}",
-                    one_of(AUTH_KEYWORDS)
+                    "owner applies to get, update, delete, list and download routes, not {action}"
                 ),
             );
         }
-        Auth::Rule(rule) => {
-            if rule.roles.is_empty() && !rule.owner {
-                d.at(
-                    format!("{path}.auth"),
-                    "this rule lets nobody in; name roles, set owner: true, or use `login`",
-                );
-            }
-            known_roles(&m.roles, &format!("{path}.auth.roles"), &rule.roles, d);
-            if rule.owner && !matches!(action, "get" | "update" | "delete" | "list" | "download") {
-                d.at(
-                    format!("{path}.auth.owner"),
-                    format!("owner applies to get, update, delete, list and download routes, not {action}"),
-                );
-            }
-        }
-        _ => {}
     }
     if !crud {
         if r.object.is_some() {
@@ -1019,11 +972,11 @@ fn route(
                 format!("{path}.object"),
                 format!(
                     "{} route works on sessions and names no data object",
-                    an(action)
+                    an(action.name())
                 ),
             );
         }
-        if action == "subscribe" && matches!(&r.auth, Auth::Keyword(k) if k == "public") {
+        if action == Action::Subscribe && r.auth.is_public() {
             d.at(
                 format!("{path}.auth"),
                 "the event stream shows each caller what it may see, so it needs a signed-in caller: use `login`",
@@ -1041,7 +994,7 @@ fn route(
             if set {
                 d.at(
                     format!("{path}.{key}"),
-                    format!("{key} does not apply to {} route", an(action)),
+                    format!("{key} does not apply to {} route", an(action.name())),
                 );
             }
         }
@@ -1050,12 +1003,12 @@ fn route(
     match &r.event {
         // A download answers bytes, which no event carries; an extend
         // publishes the index's -extended event instead of a route event.
-        None if action == "download" || action == "extend" => {}
-        Some(_) if action == "download" || action == "extend" => d.at(
+        None if !action.publishes_route_event() => {}
+        Some(_) if !action.publishes_route_event() => d.at(
             format!("{path}.event"),
             format!(
                 "{} route publishes no route event; remove `event`",
-                an(action)
+                an(action.name())
             ),
         ),
         None => d.at_key(
@@ -1073,7 +1026,7 @@ fn route(
             path,
             format!(
                 "{} route needs an `object`: the data object it works on",
-                an(action)
+                an(action.name())
             ),
         );
         return;
@@ -1087,17 +1040,16 @@ fn route(
         return;
     };
     let names = field_names(object);
-    let writes = matches!(action, "create" | "update");
-    if !writes && !r.fields.is_empty() {
+    if !action.writes_fields() && !r.fields.is_empty() {
         d.at(
             format!("{path}.fields"),
             format!(
                 "fields lists what a create or update route accepts; {} route accepts no body",
-                an(action)
+                an(action.name())
             ),
         );
     }
-    if action == "update" && r.fields.is_empty() {
+    if action == Action::Update && r.fields.is_empty() {
         d.at_key(
             path,
             "an update route needs `fields`: the fields it may change",
@@ -1126,7 +1078,7 @@ fn route(
             );
         }
     }
-    if action == "create" {
+    if action == Action::Create {
         for (fname, f) in &object.fields {
             if f.required
                 && f.default.is_none()
@@ -1138,14 +1090,14 @@ fn route(
         }
     }
     download(r, object_name, object, path, d);
-    if action == "extend" && !m.search_indexes.iter().any(|(n, _)| n == object_name) {
+    if action == Action::Extend && !m.search_indexes.iter().any(|(n, _)| n == object_name) {
         d.at(
             format!("{path}.object"),
             format!("{object_name} is not indexed, so it has no documents to extend; add it under searchIndexes"),
         );
     }
     caller_fields(m, r, object_name, object, path, d);
-    if r.search && action != "list" {
+    if r.search && action != Action::List {
         d.at(
             format!("{path}.search"),
             format!("search applies to list routes, not {action}"),
@@ -1164,7 +1116,7 @@ fn route(
         );
     }
     view(m, r, object_name, object, path, d);
-    if !r.include.is_empty() && action != "list" {
+    if !r.include.is_empty() && action != Action::List {
         d.at(
             format!("{path}.include"),
             format!("include applies to list routes, not {action}"),
@@ -1394,8 +1346,11 @@ fn identity(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostic
             );
         }
     }
-    for action in AUTH_ACTIONS {
-        if !m.routes.iter().any(|(_, r)| r.action == *action) {
+    for action in Action::ALL
+        .into_iter()
+        .filter(|a| a.family() == Family::Session)
+    {
+        if !m.routes.iter().any(|(_, r)| r.action == action) {
             d.at_key(
                 "routes",
                 format!("no route serves the {action} action; the auth section needs one"),
@@ -1420,7 +1375,7 @@ fn identity(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostic
         Some(v) => verification(m, v, &field, d),
         None => {
             for (name, r) in &m.routes {
-                if FLOW_ACTIONS.contains(&r.action.as_str()) {
+                if r.action.family() == Family::Flow {
                     d.at(
                         format!("routes.{name}.action"),
                         format!("action \"{}\" needs an auth.verification section", r.action),
@@ -1429,13 +1384,6 @@ fn identity(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostic
             }
         }
     }
-}
-
-fn is_singleton(action: &str) -> bool {
-    AUTH_ACTIONS.contains(&action)
-        || FLOW_ACTIONS.contains(&action)
-        || action == PERMISSIONS_ACTION
-        || SERVICE_ACTIONS.contains(&action)
 }
 
 /// A topic the service publishes beside the model's derived ones.
@@ -1561,11 +1509,14 @@ fn verification<'a>(
             "must differ from auth.sessionTopic",
         );
     }
-    for action in FLOW_ACTIONS {
-        if *action == "secondFactor" && v.second_factor == "off" {
+    for action in Action::ALL
+        .into_iter()
+        .filter(|a| a.family() == Family::Flow)
+    {
+        if action == Action::SecondFactor && v.second_factor == "off" {
             continue;
         }
-        if !m.routes.iter().any(|(_, r)| r.action == *action) {
+        if !m.routes.iter().any(|(_, r)| r.action == action) {
             d.at_key(
                 "routes",
                 format!("no route serves the {action} action; auth.verification needs one"),
@@ -1584,7 +1535,7 @@ fn view(
     path: &str,
     d: &mut Diagnostics,
 ) {
-    let action = r.action.as_str();
+    let action = r.action;
     if let Some(view) = &r.view {
         if !VIEWS.contains(&view.as_str()) {
             d.at(
@@ -1593,14 +1544,14 @@ fn view(
             );
             return;
         }
-        if !matches!(action, "get" | "list") {
+        if !action.reads_rows() {
             d.at(
                 format!("{path}.view"),
                 format!("view applies to get and list routes, not {action}"),
             );
             return;
         }
-        if view == "owner" && matches!(&r.auth, Auth::Keyword(k) if k == "public") {
+        if view == "owner" && r.auth.is_public() {
             d.at(
                 format!("{path}.view"),
                 "a public route does not know its caller, so it cannot tell the owner; use view public or full",
@@ -1682,7 +1633,7 @@ fn route_name(path: &str) -> &str {
 /// The keys of download routes: an object with a file, a `by` field that is an
 /// unguessable key, and a Cache-Control value.
 fn download(r: &Route, object_name: &str, object: &DataObject, path: &str, d: &mut Diagnostics) {
-    if r.action != "download" {
+    if r.action != Action::Download {
         for (key, set) in [
             ("by", r.by.is_some()),
             ("cacheControl", r.cache_control.is_some()),
@@ -1740,7 +1691,7 @@ fn caller_fields(
     if r.caller_fields.is_empty() {
         return;
     }
-    if r.action != "create" {
+    if r.action != Action::Create {
         d.at(
             format!("{path}.callerFields"),
             format!("callerFields applies to create routes, not {}", r.action),
@@ -1907,9 +1858,9 @@ fn pointers(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostic
         }
         let public_download = m.routes.iter().any(|(_, r)| {
             r.object.as_deref() == Some(name.as_str())
-                && r.action == "download"
+                && r.action == Action::Download
                 && r.by.is_some()
-                && matches!(&r.auth, Auth::Keyword(k) if k == "public")
+                && r.auth.is_public()
         });
         if !public_download {
             d.at_key(

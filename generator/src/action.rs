@@ -1,0 +1,290 @@
+//! What a route does: its action, parsed once at load, and every fact that
+//! follows from it (methods, addressing, owner rules, body, events) said here
+//! and nowhere else.
+
+use std::fmt;
+
+/// A route's `action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum Action {
+    Get,
+    List,
+    Create,
+    Update,
+    Delete,
+    Download,
+    Extend,
+    Login,
+    Refresh,
+    Logout,
+    CurrentUser,
+    PublicKeys,
+    VerifyStart,
+    VerifyComplete,
+    ResetStart,
+    ResetComplete,
+    SecondFactor,
+    Permissions,
+    Subscribe,
+}
+
+/// The families of actions, which decide what else a route may say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Works on rows of a data object.
+    Data,
+    /// Sessions: required once each when the service issues tokens.
+    Session,
+    /// One-time codes by email: served with `auth.verification` and only then.
+    Flow,
+    /// What the caller may do, per route; optional.
+    Permissions,
+    /// The service's own realtime stream.
+    Stream,
+}
+
+impl Action {
+    /// Every action, in the order error messages list them.
+    pub const ALL: [Action; 19] = [
+        Action::Get,
+        Action::List,
+        Action::Create,
+        Action::Update,
+        Action::Delete,
+        Action::Download,
+        Action::Extend,
+        Action::Login,
+        Action::Refresh,
+        Action::Logout,
+        Action::CurrentUser,
+        Action::PublicKeys,
+        Action::VerifyStart,
+        Action::VerifyComplete,
+        Action::ResetStart,
+        Action::ResetComplete,
+        Action::SecondFactor,
+        Action::Permissions,
+        Action::Subscribe,
+    ];
+
+    /// Its name in the model (and in the REST envelope).
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Get => "get",
+            Action::List => "list",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Download => "download",
+            Action::Extend => "extend",
+            Action::Login => "login",
+            Action::Refresh => "refresh",
+            Action::Logout => "logout",
+            Action::CurrentUser => "currentUser",
+            Action::PublicKeys => "publicKeys",
+            Action::VerifyStart => "verifyStart",
+            Action::VerifyComplete => "verifyComplete",
+            Action::ResetStart => "resetStart",
+            Action::ResetComplete => "resetComplete",
+            Action::SecondFactor => "secondFactor",
+            Action::Permissions => "permissions",
+            Action::Subscribe => "subscribe",
+        }
+    }
+
+    pub fn family(self) -> Family {
+        use Action::*;
+        match self {
+            Get | List | Create | Update | Delete | Download | Extend => Family::Data,
+            Login | Refresh | Logout | CurrentUser | PublicKeys => Family::Session,
+            VerifyStart | VerifyComplete | ResetStart | ResetComplete | SecondFactor => {
+                Family::Flow
+            }
+            Permissions => Family::Permissions,
+            Subscribe => Family::Stream,
+        }
+    }
+
+    /// Works on a data object (CRUD, files, index extensions).
+    pub fn on_object(self) -> bool {
+        self.family() == Family::Data
+    }
+
+    /// At most one route may serve it: every action that is not on an object.
+    pub fn singleton(self) -> bool {
+        !self.on_object()
+    }
+
+    /// The HTTP methods that may serve it.
+    pub fn methods(self) -> &'static [&'static str] {
+        use Action::*;
+        match self {
+            Get | List | Download | Subscribe | CurrentUser | PublicKeys | Permissions => &["GET"],
+            Update => &["PATCH", "PUT"],
+            Delete => &["DELETE"],
+            _ => &["POST"],
+        }
+    }
+
+    /// Its path names one row by `{id}`.
+    pub fn addresses_row(self) -> bool {
+        matches!(
+            self,
+            Action::Get | Action::Update | Action::Delete | Action::Extend
+        )
+    }
+
+    /// An `owner: true` rule can let a row's owner in.
+    pub fn owner_applies(self) -> bool {
+        matches!(
+            self,
+            Action::Get | Action::Update | Action::Delete | Action::List | Action::Download
+        )
+    }
+
+    /// It accepts body fields (`fields` lists them).
+    pub fn writes_fields(self) -> bool {
+        matches!(self, Action::Create | Action::Update)
+    }
+
+    /// It changes rows: publishes database events, checks ranks, is
+    /// throttled when public.
+    pub fn changes_rows(self) -> bool {
+        matches!(self, Action::Create | Action::Update | Action::Delete)
+    }
+
+    /// It reads rows, and a view decides which fields each caller sees.
+    pub fn reads_rows(self) -> bool {
+        matches!(self, Action::Get | Action::List)
+    }
+
+    /// A data action that publishes a route event of its own: all but a
+    /// download (bytes, which no event carries) and an extend (the index's
+    /// `-extended` event instead).
+    pub fn publishes_route_event(self) -> bool {
+        self.on_object() && !matches!(self, Action::Download | Action::Extend)
+    }
+
+    /// Its answer's status on success.
+    pub fn success_status(self) -> u16 {
+        if self == Action::Create {
+            201
+        } else {
+            200
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl TryFrom<String> for Action {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+                format!("unknown action \"{name}\"; {}", crate::diag::one_of(&names))
+            })
+    }
+}
+
+/// Who may call a route: `public`, `login`, or a rule naming roles and owners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    Public,
+    Login,
+    Rule(AuthRule),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRule {
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub owner: bool,
+}
+
+/// The keywords `auth` accepts besides a rule.
+pub const AUTH_KEYWORDS: &[&str] = &["public", "login"];
+
+impl Auth {
+    pub fn is_public(&self) -> bool {
+        matches!(self, Auth::Public)
+    }
+
+    pub fn rule(&self) -> Option<&AuthRule> {
+        match self {
+            Auth::Rule(rule) => Some(rule),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Auth {
+    /// A keyword or a rule mapping; the loader words the errors of both.
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Auth {
+            Keyword(String),
+            Rule(AuthRule),
+        }
+        match Auth::deserialize(de)? {
+            Auth::Keyword(k) if k == "public" => Ok(self::Auth::Public),
+            Auth::Keyword(k) if k == "login" => Ok(self::Auth::Login),
+            Auth::Keyword(k) => Err(serde::de::Error::custom(format!(
+                "unknown auth rule \"{k}\"; {}, or a rule {{ roles: [...], owner: true }}",
+                crate::diag::one_of(AUTH_KEYWORDS)
+            ))),
+            Auth::Rule(rule) => Ok(self::Auth::Rule(rule)),
+        }
+    }
+}
+
+/// Which sessions a write ends (decision: a changed password or a deleted
+/// account logs its sessions out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Revokes {
+    #[default]
+    None,
+    /// Every session of the account but the caller's own.
+    Others,
+    /// Every session of the account.
+    All,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for a in Action::ALL {
+            assert_eq!(Action::try_from(a.name().to_string()), Ok(a));
+        }
+    }
+
+    #[test]
+    fn unknown_action_lists_the_known_ones() {
+        let err = Action::try_from("archive".to_string()).unwrap_err();
+        assert!(err.starts_with("unknown action \"archive\"; expected one of \"get\", \"list\""));
+        assert!(err.ends_with("\"permissions\", \"subscribe\""));
+    }
+
+    #[test]
+    fn every_action_has_a_method_and_only_data_actions_are_repeatable() {
+        for a in Action::ALL {
+            assert!(!a.methods().is_empty());
+            assert_eq!(a.singleton(), a.family() != Family::Data);
+        }
+    }
+}
