@@ -51,8 +51,8 @@ pub fn diff(old: &Plan, new: &Plan) -> Vec<Change> {
                         ),
                     ));
                 }
-                let old_inputs = fields(&r.inputs);
-                for f in &n.inputs {
+                let old_inputs = fields(r.inputs());
+                for f in n.inputs() {
                     let required = f.required
                         && f.default_rust.is_none()
                         && n.action == crate::action::Action::Create;
@@ -68,7 +68,7 @@ pub fn diff(old: &Plan, new: &Plan) -> Vec<Change> {
                     }
                 }
                 for f in old_inputs.keys() {
-                    if !n.inputs.iter().any(|i| i.name == *f) {
+                    if !n.inputs().iter().any(|i| i.name == *f) {
                         out.push(change(true, format!("route {name} no longer accepts {f}")));
                     }
                 }

@@ -13,6 +13,7 @@ pub mod format;
 pub mod load;
 pub mod migrate;
 pub mod model;
+pub mod naming;
 pub mod openapi;
 pub mod plan;
 pub mod render;

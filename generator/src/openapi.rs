@@ -2,7 +2,7 @@
 //! plan as data (a JSON document is data, not code, so it is not a template).
 
 use crate::action::{Action, Auth, Family};
-use crate::plan::{FieldPlan, ObjectPlan, Plan, RoutePlan};
+use crate::plan::{FieldPlan, ObjectPlan, Plan, RouteKind, RoutePlan};
 use serde_json::{json, Map, Value};
 
 /// The document, with `marker` as its `x-generated` note.
@@ -149,7 +149,7 @@ fn example(f: &FieldPlan) -> Value {
 
 fn input_schema(r: &RoutePlan) -> Value {
     let mut props: Map<String, Value> = r
-        .inputs
+        .inputs()
         .iter()
         .map(|f| {
             let mut s = field_schema(f);
@@ -158,7 +158,7 @@ fn input_schema(r: &RoutePlan) -> Value {
         })
         .collect();
     let required: Vec<&str> = if r.action == Action::Create {
-        r.inputs
+        r.inputs()
             .iter()
             .filter(|f| f.required && f.default_rust.is_none())
             .map(|f| f.name.as_str())
@@ -168,9 +168,9 @@ fn input_schema(r: &RoutePlan) -> Value {
         Vec::new()
     };
     let mut required = required;
-    if !r.confirm_field.is_empty() {
-        props.insert(r.confirm_field.clone(), json!({ "type": "string", "writeOnly": true, "description": "The current value, which the change must prove" }));
-        required.push(&r.confirm_field);
+    if !r.confirm_field().is_empty() {
+        props.insert(r.confirm_field().to_string(), json!({ "type": "string", "writeOnly": true, "description": "The current value, which the change must prove" }));
+        required.push(r.confirm_field());
     }
     let mut s = json!({ "type": "object", "properties": props, "additionalProperties": false });
     if !required.is_empty() {
@@ -253,18 +253,18 @@ fn operation(
     let data = if r.action == Action::List {
         let row = format!("{}Row", r.type_prefix);
         let mut parts = vec![schema_ref(&shown(o, r))];
-        if r.search {
+        if r.searches() {
             // Narrowed hits keep only their rank beyond the public fields.
-            let required = if r.sight.is_empty() {
+            let required = if r.sight().is_empty() {
                 json!(["_score", "extends"])
             } else {
                 json!(["_score"])
             };
             parts.push(json!({ "type": "object", "description": "The hit's index document: the row, the model's aggregates and extends", "properties": { "_score": { "type": "number" }, "extends": { "type": "object" } }, "required": required }));
         }
-        if !r.includes.is_empty() {
+        if !r.includes().is_empty() {
             let props: Map<String, Value> = r
-                .includes
+                .includes()
                 .iter()
                 .map(|i| {
                     (
@@ -289,7 +289,7 @@ fn operation(
             "sort",
             json!({ "type": "string", "enum": sorts, "default": o.default_sort }),
         ));
-        if r.search {
+        if r.searches() {
             let mut q = query(
                 "q",
                 json!({
@@ -312,7 +312,7 @@ fn operation(
         json!({ "type": "array", "items": schema_ref(&row) })
     } else if r.action == Action::Extend {
         json!({ "allOf": [schema_ref(&o.struct_name), { "type": "object", "properties": { "extends": { "type": "object" } }, "required": ["extends"] }] })
-    } else if r.public_view {
+    } else if r.public_view() {
         schema_ref(
             &o.public_view
                 .as_ref()
@@ -351,7 +351,7 @@ fn operation(
     if r.action == Action::Create {
         responses.insert("422".into(), error("A referenced row does not exist"));
     }
-    if let Some(u) = &r.upload {
+    if let Some(u) = r.upload() {
         responses.insert(
             "413".into(),
             error(&format!(
@@ -364,7 +364,7 @@ fn operation(
             error("The file's real type (sniffed from its bytes) is not accepted or disagrees with the declared one"),
         );
     }
-    if !r.caller_fields.is_empty() {
+    if !r.caller_fields().is_empty() {
         responses.insert(
             "403".into(),
             error("A caller without an admin role named another account"),
@@ -387,7 +387,7 @@ fn operation(
         let input = format!("{}Input", r.type_prefix);
         schemas.insert(input.clone(), input_schema(r));
         op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(&input) } } });
-        if let Some(u) = &r.upload {
+        if let Some(u) = r.upload() {
             let mut form = input_schema(r);
             form["properties"][&u.blob_name] = json!({ "type": "string", "contentMediaType": "application/octet-stream", "description": "The file's bytes (a file part)" });
             op["requestBody"]["content"]["multipart/form-data"] = json!({ "schema": form });
@@ -442,7 +442,10 @@ fn realtime_operation(plan: &Plan, paths: &mut Map<String, Value>) {
 
 /// A download answers the file's bytes, not the envelope.
 fn download_operation(o: &ObjectPlan, r: &RoutePlan, paths: &mut Map<String, Value>) {
-    let key = if r.key_type == "Uuid" {
+    let RouteKind::Download(d) = &r.kind else {
+        return;
+    };
+    let key = if d.key_type == "Uuid" {
         json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } })
     } else {
         let name = r
@@ -457,7 +460,7 @@ fn download_operation(o: &ObjectPlan, r: &RoutePlan, paths: &mut Map<String, Val
     responses.insert(
         "200".into(),
         json!({
-            "description": format!("The file's bytes, with Content-Type, Content-Length, ETag and Cache-Control: {}", r.cache_control),
+            "description": format!("The file's bytes, with Content-Type, Content-Length, ETag and Cache-Control: {}", d.cache_control),
             "content": { "*/*": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } },
         }),
     );
@@ -485,7 +488,7 @@ fn download_operation(o: &ObjectPlan, r: &RoutePlan, paths: &mut Map<String, Val
 
 /// The schema of the rows a route answers: whole, or as its view narrows them.
 fn shown(o: &ObjectPlan, r: &RoutePlan) -> String {
-    if r.sight.is_empty() {
+    if r.sight().is_empty() {
         o.struct_name.clone()
     } else {
         narrowed(o)
@@ -496,15 +499,15 @@ fn shown(o: &ObjectPlan, r: &RoutePlan) -> String {
 fn description(r: &RoutePlan) -> String {
     let mut text = format!("Allowed: {}.", r.auth.summary);
     if r.action.reads_rows() {
-        text.push_str(&format!(" Shows: {}", r.view_doc));
-        if r.action == Action::List && !r.sight.is_empty() {
+        text.push_str(&format!(" Shows: {}", r.view_doc()));
+        if r.action == Action::List && !r.sight().is_empty() {
             // Filters and sorts must not tell hidden values apart.
             text.push_str("; filters and sorts on fields the caller does not see on every row are answered 400");
         }
         text.push('.');
     }
     let topic = r.topic.clone().unwrap_or_default();
-    if r.sight.is_empty() && !r.includes.iter().any(|i| !i.sight.is_empty()) {
+    if r.sight().is_empty() && !r.includes().iter().any(|i| !i.sight.is_empty()) {
         text.push_str(&format!(" Publishes its route event on `{topic}`."));
     } else {
         text.push_str(&format!(

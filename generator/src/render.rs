@@ -1,6 +1,7 @@
 //! Render: one askama template per kind of generated file.
 
-use crate::action::{Action, Revokes};
+use crate::action::Revokes;
+use crate::plan::RouteKind;
 use crate::plan::{ObjectPlan, Plan};
 use askama::Template;
 

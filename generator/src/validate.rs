@@ -827,10 +827,10 @@ fn routes(m: &Model, objects: &BTreeMap<&str, &DataObject>, d: &mut Diagnostics)
         }
     }
     // Route topics must not shadow database or index topics.
-    let derived = crate::plan::object_topics(m);
+    let derived = crate::naming::object_topics(m);
     for (name, r) in &m.routes {
         if let Some(event) = &r.event {
-            let topic = crate::plan::route_topic(m, event);
+            let topic = crate::naming::route_topic(m, event);
             if derived.contains(&topic) {
                 d.at(
                     format!("routes.{name}.event"),
@@ -1397,11 +1397,11 @@ fn service_topic(m: &Model, path: &str, topic: &str, d: &mut Diagnostics) {
             path,
             "a topic name may contain only letters, digits, '-', '_' and '.'",
         );
-    } else if crate::plan::object_topics(m).contains(&topic.to_string())
+    } else if crate::naming::object_topics(m).contains(&topic.to_string())
         || m.routes.iter().any(|(_, r)| {
             r.event
                 .as_ref()
-                .is_some_and(|e| crate::plan::route_topic(m, e) == topic)
+                .is_some_and(|e| crate::naming::route_topic(m, e) == topic)
         })
     {
         d.at(

@@ -1,0 +1,212 @@
+//! Plan: the validated model lowered to view models that templates only read.
+//!
+//! Every decision (identifiers, Rust and SQL types, topic names, SQL text,
+//! permissions) is made here, so that templates hold shape only. One module
+//! per kind of thing planned: fields, objects, routes (reading and writing),
+//! the identity, topics; names come from [`crate::naming`].
+
+mod field;
+mod identity;
+mod imports;
+mod object;
+mod read;
+mod route;
+mod topics;
+mod write;
+
+pub use field::FieldPlan;
+pub use identity::{CookiePlan, DeviceFieldPlan, FlowsPlan, IdentityPlan, RuleRow};
+pub use object::{
+    ChangeTopics, EndpointPlan, ForeignKeyPlan, IndexPlan, ObjectPlan, PointerPlan, SetterPlan,
+    SortPlan, UniquePlan, ViewPlan,
+};
+pub use read::{GetPlan, IncludePlan, ListPlan, ReadPlan, SearchRoutePlan};
+pub use route::{AuthPlan, DownloadPlan, ExtendPlan, RouteKind, RoutePlan};
+pub use topics::{ConstraintPlan, TopicPlan};
+pub use write::{CreatePlan, DeletePlan, RankPlan, UpdatePlan, UploadPlan};
+
+use crate::action::Action;
+use crate::model::Model;
+use crate::naming::snake;
+
+#[derive(Debug)]
+pub struct Plan {
+    /// The model file, as named in generated headers.
+    pub source: String,
+    pub service: ServicePlan,
+    pub objects: Vec<ObjectPlan>,
+    pub routes: Vec<RoutePlan>,
+    pub topics: Vec<TopicPlan>,
+    pub decisions: Vec<DecisionPlan>,
+    pub roles: RolesPlan,
+    /// Unique and foreign-key constraints, for mapping database errors to fields.
+    pub constraints: Vec<ConstraintPlan>,
+    pub identity: IdentityPlan,
+    /// Search indexes: their SQL, and which changes touch their documents.
+    pub search: crate::search_plan::SearchPlan,
+    /// `(topic constant, object)` of the index events the search mirror follows.
+    pub search_topics: Vec<(String, String)>,
+    pub realtime: RealtimePlan,
+    pub views: ViewsPlan,
+}
+
+/// The views of reading routes (what each caller sees), for the permissions listing.
+#[derive(Debug)]
+pub struct ViewsPlan {
+    /// `(route, view)` of the reading routes whose view is not `full`.
+    pub routes: Vec<(String, String)>,
+}
+
+/// The realtime event stream (a `subscribe` route), if the model serves one.
+#[derive(Debug)]
+pub struct RealtimePlan {
+    pub served: bool,
+    pub name: String,
+    /// Full path with the API base.
+    pub path: String,
+}
+
+#[derive(Debug)]
+pub struct ServicePlan {
+    pub name: String,
+    pub crate_ident: String,
+    pub title: String,
+    pub description: String,
+    pub version: String,
+    pub body_limit_bytes: u64,
+    pub default_page_row_count: u32,
+    pub max_page_row_count: u32,
+    pub partitions: u32,
+    pub replication_factor: u32,
+    /// Bounds of a search keyword: its words, and each word's characters.
+    pub search_max_words: u32,
+    pub search_max_word_length: u32,
+    /// Full paths of the download routes (`/v1/files/key/{accessKey}`): the
+    /// only relative values a `format: url` field accepts.
+    pub download_paths: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct RolesPlan {
+    pub values: Vec<String>,
+    pub admin: Vec<String>,
+    pub default: String,
+}
+
+#[derive(Debug)]
+pub struct DecisionPlan {
+    pub id: String,
+    pub text: String,
+}
+
+pub fn plan(source: &str, m: &Model) -> Plan {
+    let routes: Vec<RoutePlan> = m
+        .routes
+        .iter()
+        .map(|(n, r)| route::route(m, n, r))
+        .collect();
+    let search = crate::search_plan::plan(m);
+    let mut objects: Vec<ObjectPlan> = m
+        .data_objects
+        .iter()
+        .map(|(n, o)| object::object(m, n, o, &routes))
+        .collect();
+    for o in objects.iter_mut() {
+        o.search_followed = search.follows.iter().any(|f| f.object == o.name);
+    }
+    let identity = identity::identity(m, &routes);
+    let realtime = routes.iter().find(|r| r.action == Action::Subscribe);
+    Plan {
+        source: source.to_string(),
+        service: service(m),
+        topics: topics::topics(m, &objects, &search, &routes, &identity),
+        constraints: topics::constraints(&objects),
+        search_topics: search_topics(&objects, &search),
+        realtime: RealtimePlan {
+            served: realtime.is_some(),
+            name: realtime.map(|r| r.name.clone()).unwrap_or_default(),
+            path: realtime.map(|r| r.path.clone()).unwrap_or_default(),
+        },
+        views: ViewsPlan {
+            routes: routes
+                .iter()
+                .filter(|r| r.view() != "full")
+                .map(|r| (r.name.clone(), r.view().to_string()))
+                .collect(),
+        },
+        decisions: m
+            .decisions
+            .iter()
+            .map(|d| DecisionPlan {
+                id: d.id.clone(),
+                text: d.text.clone(),
+            })
+            .collect(),
+        roles: RolesPlan {
+            values: m.roles.values.clone(),
+            admin: m.roles.admin.clone(),
+            default: m.roles.default.clone(),
+        },
+        identity,
+        search,
+        objects,
+        routes,
+    }
+}
+
+fn service(m: &Model) -> ServicePlan {
+    ServicePlan {
+        name: m.service.name.clone(),
+        crate_ident: snake(&m.service.name),
+        title: m.service.title.clone(),
+        description: m.service.description.clone(),
+        version: m.service.version.clone(),
+        body_limit_bytes: m.service.body_limit_bytes,
+        default_page_row_count: m.service.paging.default_page_row_count,
+        max_page_row_count: m.service.paging.max_page_row_count,
+        partitions: m.topics.partitions,
+        replication_factor: m.topics.replication_factor,
+        search_max_words: m.service.search.max_words,
+        search_max_word_length: m.service.search.max_word_length,
+        download_paths: m
+            .routes
+            .iter()
+            .filter(|(_, r)| r.action == Action::Download)
+            .map(|(_, r)| format!("{}{}", m.service.api_base, r.path))
+            .collect(),
+    }
+}
+
+/// `(topic constant, object)` of the index events the search mirror follows.
+fn search_topics(
+    objects: &[ObjectPlan],
+    search: &crate::search_plan::SearchPlan,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for o in objects.iter().filter(|o| o.search_followed) {
+        for (_, c) in o.index_consts.each() {
+            out.push((c.clone(), o.name.clone()));
+        }
+    }
+    for i in &search.indexes {
+        out.push((i.extended_topic_const.clone(), i.object.clone()));
+    }
+    out
+}
+
+/// `&["a", "b"]`: a Rust slice of string literals.
+fn rust_str_slice(values: &[String]) -> String {
+    format!(
+        "&[{}]",
+        values
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// A SQL string literal.
+fn sql_text(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}

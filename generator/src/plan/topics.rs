@@ -1,0 +1,137 @@
+//! Every topic the service publishes, and the database constraints whose
+//! violations name a field.
+
+use super::identity::IdentityPlan;
+use super::object::ObjectPlan;
+use super::route::RoutePlan;
+use crate::model::Model;
+use crate::naming::change_topic;
+use crate::search_plan::SearchPlan;
+
+#[derive(Debug)]
+pub struct TopicPlan {
+    /// Rust constant name, e.g. `DBEVENT_USER_CREATED`.
+    pub const_name: String,
+    pub name: String,
+    /// dbEvent, indexEvent or routeEvent.
+    pub kind: &'static str,
+    /// The data object or route it belongs to.
+    pub owner: String,
+    /// created, updated or deleted for database and index events; empty otherwise.
+    pub change: &'static str,
+    pub description: String,
+}
+
+#[derive(Debug)]
+pub struct ConstraintPlan {
+    pub name: String,
+    /// The JSON field name a client sees.
+    pub field: String,
+    /// unique or foreignKey.
+    pub kind: &'static str,
+}
+
+/// Database and index events of each object, the indexes' -extended events,
+/// route events, then session and delivery events.
+pub fn topics(
+    m: &Model,
+    objects: &[ObjectPlan],
+    search: &SearchPlan,
+    routes: &[RoutePlan],
+    identity: &IdentityPlan,
+) -> Vec<TopicPlan> {
+    let mut topics: Vec<TopicPlan> = objects.iter().flat_map(change_topics).collect();
+    topics.extend(search.indexes.iter().map(|i| TopicPlan {
+        const_name: i.extended_topic_const.clone(),
+        name: change_topic(&m.topics.index_event, m, &i.object, "extended"),
+        kind: "indexEvent",
+        change: "extended",
+        owner: i.object.clone(),
+        description: format!(
+            "Another service added data under a {} document's extends; the payload holds only what was added.",
+            i.object
+        ),
+    }));
+    topics.extend(routes.iter().filter_map(|r| {
+        Some(TopicPlan {
+            const_name: r.topic_const.clone()?,
+            name: r.topic.clone()?,
+            kind: "routeEvent",
+            change: "",
+            owner: r.name.clone(),
+            description: format!("Route {} succeeded.", r.name),
+        })
+    }));
+    topics.push(TopicPlan {
+        const_name: identity.session_topic_const.clone(),
+        name: m.auth.session_topic.clone(),
+        kind: "sessionEvent",
+        change: "",
+        owner: "sessions".into(),
+        description: "A session was created (login), updated (refresh) or deleted (logout, revocation, expiry).".into(),
+    });
+    if let Some(f) = &identity.flows {
+        topics.push(TopicPlan {
+            const_name: f.delivery_topic_const.clone(),
+            name: f.delivery_topic.clone(),
+            kind: "deliveryRequest",
+            change: "",
+            owner: "verification".into(),
+            description:
+                "A one-time code to deliver by email (verification, password reset, second factor)."
+                    .into(),
+        });
+    }
+    topics
+}
+
+/// The database and index events of one object.
+fn change_topics(o: &ObjectPlan) -> Vec<TopicPlan> {
+    let mut out = Vec::new();
+    for (kind, names, consts) in [
+        ("dbEvent", &o.db_topics, &o.db_consts),
+        ("indexEvent", &o.index_topics, &o.index_consts),
+    ] {
+        for ((change, name), (_, const_name)) in names.each().into_iter().zip(consts.each()) {
+            out.push(TopicPlan {
+                const_name: const_name.clone(),
+                name: name.clone(),
+                kind,
+                change,
+                owner: o.name.clone(),
+                description: format!("A {} row was {change}.", o.name),
+            });
+        }
+    }
+    out
+}
+
+/// Unique and foreign-key constraints, for mapping database errors to fields.
+pub fn constraints(objects: &[ObjectPlan]) -> Vec<ConstraintPlan> {
+    let mut constraints = Vec::new();
+    for o in objects {
+        let field_of_column = |col: &str| {
+            o.columns
+                .iter()
+                .find(|c| c.column == col)
+                .map(|c| c.name.clone())
+                .unwrap_or_default()
+        };
+        for u in &o.uniques {
+            let last = u.columns.rsplit(", ").next().unwrap_or_default();
+            constraints.push(ConstraintPlan {
+                name: u.constraint.clone(),
+                field: field_of_column(last),
+                kind: "unique",
+            });
+        }
+        for fk in &o.foreign_keys {
+            constraints.push(ConstraintPlan {
+                name: fk.constraint.clone(),
+                field: field_of_column(&fk.column),
+                kind: "foreignKey",
+            });
+        }
+    }
+    constraints
+}

@@ -1,0 +1,313 @@
+//! Writing routes (create, update, delete): the body they accept, the SQL
+//! they run, uploads, the sessions they end and the role ranks they check.
+
+use super::field::{columns_of, field_of, select_list, visible_of, FieldPlan};
+use super::route::fields_named;
+use super::rust_str_slice;
+use crate::action::{Action, Revokes};
+use crate::model::{DataObject, Model, Route};
+use crate::naming::{camel, snake};
+
+#[derive(Debug, Clone)]
+pub struct CreatePlan {
+    /// Body fields the route accepts.
+    pub inputs: Vec<FieldPlan>,
+    /// Identifiers of the inputs it must receive.
+    pub required_inputs: Vec<String>,
+    /// Computed fields it fills in.
+    pub computed: Vec<FieldPlan>,
+    pub insert_sql: String,
+    /// Expressions bound to `insert_sql`'s parameters, in order.
+    pub insert_binds: Vec<String>,
+    /// Receives a file (multipart or JSON with base64).
+    pub upload: Option<UploadPlan>,
+    /// Reference fields that are the caller for non-admins.
+    pub caller_fields: Vec<String>,
+    pub ranks: RankPlan,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdatePlan {
+    pub inputs: Vec<FieldPlan>,
+    /// The test that the body names no field.
+    pub nothing_to_change: String,
+    /// The body field carrying the secret's current value ("" when not asked).
+    pub confirm_field: String,
+    /// `SELECT` of the stored hash of account $1, when `confirm_field` is set.
+    pub secret_sql: String,
+    pub revokes: Revokes,
+    pub ranks: RankPlan,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeletePlan {
+    pub revokes: Revokes,
+    pub ranks: RankPlan,
+}
+
+/// How a create route receives a file.
+#[derive(Debug, Clone)]
+pub struct UploadPlan {
+    /// JSON name and identifier of the Blob field.
+    pub blob_name: String,
+    pub blob_ident: String,
+    /// Identifier of the field that stores the sniffed content type.
+    pub type_ident: String,
+    /// Identifier of the field filled from the part's file name, if any.
+    pub name_ident: Option<String>,
+    /// Its JSON name, for the error when a name is nothing but a path.
+    pub name_field: Option<String>,
+    pub max_bytes: u64,
+    /// `&["image/png", ...]`: the content types accepted.
+    pub allowed: String,
+    /// `&["metadata"]`: form fields whose text is JSON (not strings).
+    pub json_fields: String,
+    /// The whole request's limit: the file in base64 plus the other fields.
+    pub request_limit: u64,
+}
+
+/// The role-rank checks of a write route (decision role-ranks): a caller never
+/// grants a role above its own, never writes an account that outranks it, and
+/// the top role keeps an active account.
+#[derive(Debug, Clone, Default)]
+pub struct RankPlan {
+    /// The expression of the role the route sets, if it sets one: a `&str`,
+    /// or an `Option<&str>` when `grant_optional`.
+    pub grants: Option<String>,
+    pub grant_optional: bool,
+    /// An update or delete of an account: the caller must be allowed to
+    /// manage the old row's account; `role_ident` names its role field.
+    pub account: bool,
+    pub role_ident: String,
+    /// The route can demote, delete or archive an account of the top role; it
+    /// holds the ranks lock alone.
+    pub keeps_top: bool,
+    /// The route sets the secret without asking for its current value, so it
+    /// refuses the caller's own account with this message.
+    pub not_self: Option<String>,
+    /// A create or delete that rewrites an account (`pointedBy`): the
+    /// `Option<Uuid>` expression of that account.
+    pub pointed_account: Option<String>,
+}
+
+impl RankPlan {
+    /// The route checks ranks: it re-reads the caller's role under the ranks lock.
+    pub fn checks(&self) -> bool {
+        self.grants.is_some() || self.account || self.pointed_account.is_some()
+    }
+}
+
+pub fn create(m: &Model, r: &Route, name: &str, o: &DataObject) -> CreatePlan {
+    let mut inputs = inputs(m, r, name, o);
+    let upload = upload(m, r, o, &mut inputs);
+    let columns = columns_of(o);
+    let computed: Vec<FieldPlan> = columns
+        .iter()
+        .filter(|c| c.computed_rust.is_some())
+        .cloned()
+        .collect();
+    let select = select_list(&visible_of(m, name, &columns), "t");
+    let mut cols = vec!["id".to_string()];
+    let mut insert_binds = vec!["id".to_string()];
+    for f in inputs.iter().chain(computed.iter()) {
+        cols.push(f.column.clone());
+        insert_binds.push(f.ident.clone());
+    }
+    cols.push("_owner".into());
+    insert_binds.push(
+        if o.owner_is_self {
+            "Some(id)"
+        } else {
+            "ctx.user_id"
+        }
+        .into(),
+    );
+    let params = (1..=cols.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    CreatePlan {
+        insert_sql: format!(
+            "INSERT INTO {} AS t ({}) VALUES ({params}) RETURNING {select}",
+            o.table,
+            cols.join(", ")
+        ),
+        insert_binds,
+        required_inputs: inputs
+            .iter()
+            .filter(|f| f.required && f.default_rust.is_none())
+            .map(|f| f.ident.clone())
+            .collect(),
+        inputs,
+        computed,
+        upload,
+        caller_fields: r.caller_fields.iter().map(|f| snake(f)).collect(),
+        ranks: ranks(m, r, name, o),
+    }
+}
+
+pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
+    let inputs = inputs(m, r, name, o);
+    let secret = &m.auth.password_field;
+    let (confirm_field, secret_sql) = if r.confirm_current {
+        (
+            format!("current{}", camel(secret)),
+            format!(
+                "SELECT t.{} FROM {} AS t WHERE t.id = $1",
+                snake(secret),
+                o.table
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    let is_user = name == m.auth.user_object;
+    UpdatePlan {
+        nothing_to_change: inputs
+            .iter()
+            .map(|f| format!("input.{}.is_absent()", f.ident))
+            .collect::<Vec<_>>()
+            .join(" && "),
+        inputs,
+        confirm_field,
+        secret_sql,
+        revokes: if is_user && r.fields.contains(secret) {
+            Revokes::Others
+        } else {
+            Revokes::None
+        },
+        ranks: ranks(m, r, name, o),
+    }
+}
+
+pub fn delete(m: &Model, r: &Route, name: &str, o: &DataObject) -> DeletePlan {
+    DeletePlan {
+        revokes: if name == m.auth.user_object {
+            Revokes::All
+        } else {
+            Revokes::None
+        },
+        ranks: ranks(m, r, name, o),
+    }
+}
+
+/// The body fields of a create or update route; the account's secret
+/// follows the common-password policy.
+fn inputs(m: &Model, r: &Route, name: &str, o: &DataObject) -> Vec<FieldPlan> {
+    let mut inputs = fields_named(o, &r.fields);
+    let a = &m.auth;
+    for f in inputs.iter_mut() {
+        f.password_policy =
+            name == a.user_object && a.reject_common_passwords && f.name == a.password_field;
+    }
+    inputs
+}
+
+/// How a create route that accepts the object's file receives it.
+fn upload(m: &Model, r: &Route, o: &DataObject, inputs: &mut [FieldPlan]) -> Option<UploadPlan> {
+    let (blob_name, blob) = o
+        .fields
+        .iter()
+        .find(|(_, f)| f.ty == "Blob" && f.type_field.is_some())?;
+    let type_field = blob.type_field.as_ref()?;
+    if !r.fields.contains(blob_name) {
+        return None;
+    }
+    // The content type comes from the bytes; a declared one must agree.
+    for f in inputs.iter_mut().filter(|f| &f.name == type_field) {
+        f.required = false;
+    }
+    let allowed = field_of(o, type_field)
+        .map(|f| f.allowed_values.clone())
+        .unwrap_or_default();
+    let max_bytes = blob.max_bytes.unwrap_or_default();
+    let name_field = blob.name_field.clone().filter(|n| r.fields.contains(n));
+    let json_fields: Vec<String> = inputs
+        .iter()
+        .filter(|f| !f.blob && f.json_type != "string")
+        .map(|f| f.name.clone())
+        .collect();
+    Some(UploadPlan {
+        blob_name: blob_name.clone(),
+        blob_ident: snake(blob_name),
+        type_ident: snake(type_field),
+        name_ident: name_field.as_deref().map(snake),
+        name_field,
+        max_bytes,
+        allowed: rust_str_slice(&allowed),
+        json_fields: rust_str_slice(&json_fields),
+        request_limit: max_bytes.div_ceil(3) * 4 + m.service.body_limit_bytes,
+    })
+}
+
+/// Which rank checks a write needs: writes of the identity object, and
+/// creates and deletes of rows that rewrite an account through `pointedBy`.
+fn ranks(m: &Model, r: &Route, name: &str, o: &DataObject) -> RankPlan {
+    if r.auth.is_public() {
+        return RankPlan::default();
+    }
+    if name == m.auth.user_object {
+        return account_ranks(m, r, o);
+    }
+    RankPlan {
+        pointed_account: pointed_account(m, r, o),
+        ..RankPlan::default()
+    }
+}
+
+/// The checks of a write of the identity object.
+fn account_ranks(m: &Model, r: &Route, o: &DataObject) -> RankPlan {
+    let a = &m.auth;
+    let action = r.action;
+    let sets_role = r.fields.contains(&a.role_field);
+    let sets_secret = action == Action::Update && r.fields.contains(&a.password_field);
+    let role = snake(&a.role_field);
+    // An `Option<&str>` of the role the route sets, unless a create always has one.
+    let filled = field_of(o, &a.role_field).is_some_and(|f| f.required || f.default.is_some());
+    let optional = !(action == Action::Create && filled);
+    let grants = if optional {
+        format!("{role}.as_deref()")
+    } else {
+        format!("&{role}")
+    };
+    let confirming = m
+        .routes
+        .iter()
+        .find(|(_, c)| c.confirm_current)
+        .map(|(n, _)| n);
+    RankPlan {
+        grants: sets_role.then_some(grants),
+        grant_optional: optional,
+        account: action != Action::Create,
+        role_ident: role,
+        keeps_top: action == Action::Delete || (action == Action::Update && sets_role),
+        not_self: (sets_secret && !r.confirm_current).then(|| match confirming {
+            Some(route) => format!(
+                "change your own {} through {route}, which asks for the current one",
+                a.password_field
+            ),
+            None => format!("a caller cannot set their own {} here", a.password_field),
+        }),
+        pointed_account: None,
+    }
+}
+
+/// The account a create or delete of a file object rewrites (`pointedBy`).
+fn pointed_account(m: &Model, r: &Route, o: &DataObject) -> Option<String> {
+    let p = o.pointed_by.as_ref()?;
+    let via = field_of(o, &p.via)?;
+    if via.references.as_deref() != Some(m.auth.user_object.as_str()) {
+        return None;
+    }
+    let ident = snake(&p.via);
+    let value = match r.action {
+        Action::Create if r.fields.contains(&p.via) => ident,
+        Action::Delete => format!("old.{ident}"),
+        _ => return None,
+    };
+    Some(if via.required {
+        format!("Some({value})")
+    } else {
+        value
+    })
+}
