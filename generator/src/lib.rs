@@ -17,7 +17,6 @@ pub mod naming;
 pub mod openapi;
 pub mod plan;
 pub mod render;
-pub mod search_plan;
 pub mod spans;
 pub mod validate;
 pub mod write;

@@ -5,7 +5,7 @@ use super::field::{columns_of, field, field_of, select_list, visible_of};
 use super::route::RoutePlan;
 use super::{rust_str_slice, sql_text};
 use crate::action::Action;
-use crate::model::{DataObject, Identity, Model, Verification};
+use crate::model::{Cookies, DataObject, Identity, Model, Verification};
 use crate::naming::{camel, snake};
 
 /// Who logs in and how: everything the auth module needs from the model.
@@ -160,16 +160,7 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         live_session_cache: a.live_session_cache_seconds,
         session_topic_const: "SESSION".into(),
         session_namespace: a.session_namespace.clone(),
-        device_fields: a
-            .device_fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| DeviceFieldPlan {
-                name: f.clone(),
-                ident: snake(f),
-                proto_number: i + 5,
-            })
-            .collect(),
+        device_fields: device_fields(a),
         proto_created_at: a.device_fields.len() + 5,
         session_topic: a.session_topic.clone(),
         throttle_window: a.throttle.window_seconds,
@@ -187,15 +178,7 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         current_user,
         public_keys: route(Action::PublicKeys),
         super_admin_role: a.super_admin_role.clone(),
-        role_ranks: format!(
-            "&[{}]",
-            m.roles
-                .values
-                .iter()
-                .map(|r| format!("({r:?}, {})", rank(m, r)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        role_ranks: role_ranks(m),
         peer_writers: rust_str_slice(&m.roles.peer_writes),
         admin_roles: rust_str_slice(&m.roles.admin),
         rank_summary: rank_summary(m),
@@ -204,29 +187,66 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         other_top_sql: sql.other_top,
         token_header: a.token_header.clone(),
         cookies: a.cookies.as_ref().map(|c| CookiePlan {
-            access: c.access.clone(),
-            refresh: c.refresh.clone(),
-            csrf: c.csrf.clone(),
-            csrf_header: c.csrf_header.clone(),
-            same_site: c.same_site.clone(),
             refresh_path: route(Action::Refresh).path,
+            ..CookiePlan::from(c)
         }),
         flows: a.verification.as_ref().map(|v| flows(m, v, user, routes)),
         permissions: routes
             .iter()
             .find(|r| r.action == Action::Permissions)
             .cloned(),
-        rules: routes
-            .iter()
-            .map(|r| RuleRow {
-                name: r.name.clone(),
-                method: r.method.clone(),
-                path: r.path.clone(),
-                object: r.object.clone().unwrap_or_default(),
-                access: r.access.clone(),
-            })
-            .collect(),
+        rules: routes.iter().map(RuleRow::from).collect(),
     }
+}
+
+impl From<&RoutePlan> for RuleRow {
+    fn from(r: &RoutePlan) -> Self {
+        RuleRow {
+            name: r.name.clone(),
+            method: r.method.clone(),
+            path: r.path.clone(),
+            object: r.object.clone().unwrap_or_default(),
+            access: r.access.clone(),
+        }
+    }
+}
+
+impl From<&Cookies> for CookiePlan {
+    /// The cookies' names and policy; `refresh_path` is the refresh route's.
+    fn from(c: &Cookies) -> Self {
+        CookiePlan {
+            access: c.access.clone(),
+            refresh: c.refresh.clone(),
+            csrf: c.csrf.clone(),
+            csrf_header: c.csrf_header.clone(),
+            same_site: c.same_site.clone(),
+            refresh_path: String::new(),
+        }
+    }
+}
+
+/// Device facts a login may carry, numbered after the session's own fields in session.proto.
+fn device_fields(a: &Identity) -> Vec<DeviceFieldPlan> {
+    a.device_fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| DeviceFieldPlan {
+            name: f.clone(),
+            ident: snake(f),
+            proto_number: i + 5,
+        })
+        .collect()
+}
+
+/// `&[("superAdmin", 3), ...]`: each role's rank.
+fn role_ranks(m: &Model) -> String {
+    let pairs: Vec<String> = m
+        .roles
+        .values
+        .iter()
+        .map(|r| format!("({r:?}, {})", rank(m, r)))
+        .collect();
+    format!("&[{}]", pairs.join(", "))
 }
 
 /// The route serving `action`, which validation made sure exists.

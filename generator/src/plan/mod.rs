@@ -11,6 +11,7 @@ mod imports;
 mod object;
 mod read;
 mod route;
+mod search;
 mod topics;
 mod write;
 
@@ -22,6 +23,7 @@ pub use object::{
 };
 pub use read::{GetPlan, IncludePlan, ListPlan, ReadPlan, SearchRoutePlan};
 pub use route::{AuthPlan, DownloadPlan, ExtendPlan, RouteKind, RoutePlan};
+pub use search::{FollowPlan, FollowStep, SearchIndexPlan, SearchPlan};
 pub use topics::{ConstraintPlan, TopicPlan};
 pub use write::{CreatePlan, DeletePlan, RankPlan, UpdatePlan, UploadPlan};
 
@@ -43,7 +45,7 @@ pub struct Plan {
     pub constraints: Vec<ConstraintPlan>,
     pub identity: IdentityPlan,
     /// Search indexes: their SQL, and which changes touch their documents.
-    pub search: crate::search_plan::SearchPlan,
+    pub search: search::SearchPlan,
     /// `(topic constant, object)` of the index events the search mirror follows.
     pub search_topics: Vec<(String, String)>,
     pub realtime: RealtimePlan,
@@ -105,7 +107,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         .iter()
         .map(|(n, r)| route::route(m, n, r))
         .collect();
-    let search = crate::search_plan::plan(m);
+    let search = search::plan(m);
     let mut objects: Vec<ObjectPlan> = m
         .data_objects
         .iter()
@@ -178,10 +180,7 @@ fn service(m: &Model) -> ServicePlan {
 }
 
 /// `(topic constant, object)` of the index events the search mirror follows.
-fn search_topics(
-    objects: &[ObjectPlan],
-    search: &crate::search_plan::SearchPlan,
-) -> Vec<(String, String)> {
+fn search_topics(objects: &[ObjectPlan], search: &search::SearchPlan) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for o in objects.iter().filter(|o| o.search_followed) {
         for (_, c) in o.index_consts.each() {

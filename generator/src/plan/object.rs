@@ -191,14 +191,10 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
         .cloned()
         .collect();
     let public_fields: Vec<String> = public_columns(o).into_iter().map(|f| f.name).collect();
-    let public_view = routes.iter().any(|r| r.public_view()).then(|| {
-        let fields = public_columns(o);
-        ViewPlan {
-            struct_name: format!("{struct_name}Public"),
-            select_list: select_list(&fields, "t"),
-            fields,
-        }
-    });
+    let public_view = routes
+        .iter()
+        .any(|r| r.public_view())
+        .then(|| public_view(o, &struct_name));
     let includes = includes(&routes);
     let sorts = sorts(o, &columns);
     let sql = Sql::new(o, &select, public_view.as_ref());
@@ -212,10 +208,7 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
             "row.owner"
         }
         .into(),
-        // Narrowing a row read by a get or list route asks who owns it.
-        has_owner_rules: routes.iter().any(|r| {
-            (r.auth.owner() && r.action != Action::List) || (!r.sight().is_empty() && !r.searches())
-        }),
+        has_owner_rules: routes.iter().any(asks_owner),
         narrowed: routes.iter().any(|r| !r.sight().is_empty()),
         public_keys: rust_str_slice(&public_fields),
         public_fields,
@@ -237,26 +230,13 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
         table: o.table.clone(),
         description: o.description.clone(),
         soft_delete: o.soft_delete,
-        text_rules: columns
-            .iter()
-            .filter(|c| {
-                c.text_rule.is_some()
-                    && routes
-                        .iter()
-                        .any(|r| r.inputs().iter().any(|i| i.name == c.name))
-            })
-            .cloned()
-            .collect(),
+        text_rules: text_rules(&columns, &routes),
         sql_lock: format!("{} FOR UPDATE", sql.get),
         sql_get: sql.get,
         sql_get_public: sql.get_public,
         sql_delete: sql.delete,
         select_list: select,
-        filters: columns
-            .iter()
-            .filter(|c| field_of(o, &c.name).is_some_and(|f| f.filterable))
-            .cloned()
-            .collect(),
+        filters: filters(o, &columns),
         visible,
         public_view,
         sort_keys: sorts
@@ -266,12 +246,7 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
             .join(", "),
         default_sort: "-createdAt".to_string(),
         sorts,
-        search_columns: o
-            .fields
-            .iter()
-            .filter(|(_, f)| f.searchable)
-            .map(|(n, _)| format!("t.{}", snake(n)))
-            .collect(),
+        search_columns: search_columns(o),
         uniques: uniques(o, &columns),
         indexes: indexes(o, &columns),
         foreign_keys: foreign_keys(m, o, &columns),
@@ -282,6 +257,52 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
         routes,
         includes,
     }
+}
+
+/// The public view (fields marked public) that get routes read in SQL.
+fn public_view(o: &DataObject, struct_name: &str) -> ViewPlan {
+    let fields = public_columns(o);
+    ViewPlan {
+        struct_name: format!("{struct_name}Public"),
+        select_list: select_list(&fields, "t"),
+        fields,
+    }
+}
+
+/// Whether a route asks who owns the rows it reads or writes: an owner
+/// rule, or a view that narrows rows not owned (a search narrows documents).
+fn asks_owner(r: &RoutePlan) -> bool {
+    (r.auth.owner() && r.action != Action::List) || (!r.sight().is_empty() && !r.searches())
+}
+
+/// Text fields with rules that some route accepts.
+fn text_rules(columns: &[FieldPlan], routes: &[RoutePlan]) -> Vec<FieldPlan> {
+    let accepted = |c: &FieldPlan| {
+        routes
+            .iter()
+            .any(|r| r.inputs().iter().any(|i| i.name == c.name))
+    };
+    columns
+        .iter()
+        .filter(|c| c.text_rule.is_some() && accepted(c))
+        .cloned()
+        .collect()
+}
+
+fn filters(o: &DataObject, columns: &[FieldPlan]) -> Vec<FieldPlan> {
+    columns
+        .iter()
+        .filter(|c| field_of(o, &c.name).is_some_and(|f| f.filterable))
+        .cloned()
+        .collect()
+}
+
+fn search_columns(o: &DataObject) -> Vec<String> {
+    o.fields
+        .iter()
+        .filter(|(_, f)| f.searchable)
+        .map(|(n, _)| format!("t.{}", snake(n)))
+        .collect()
 }
 
 /// The statements every object module has.

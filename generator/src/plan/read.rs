@@ -219,7 +219,7 @@ fn list_sql(o: &DataObject, select: &str, includes: &[IncludePlan]) -> (String, 
 
 /// A search route's queries (list and count) and its plan.
 fn search(m: &Model, name: &str, o: &DataObject) -> (String, String, SearchRoutePlan) {
-    let (from, tail) = crate::search_plan::search_from(m, name, &o.table, o.soft_delete);
+    let (from, tail) = super::search::search_from(m, name, &o.table, o.soft_delete);
     let select = |rank: &str| {
         format!("SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank({rank}, q.query) AS rank, count(*) OVER () AS total_row_count{from}")
     };
@@ -244,7 +244,7 @@ fn search(m: &Model, name: &str, o: &DataObject) -> (String, String, SearchRoute
     let mut weights: Vec<&str> = searchable
         .iter()
         .filter(|(_, _, public)| *public)
-        .map(|(i, _, _)| crate::search_plan::weight(*i))
+        .map(|(i, _, _)| super::search::weight(*i))
         .collect();
     weights.dedup();
     let plan = SearchRoutePlan {

@@ -4,9 +4,9 @@
 use super::identity::IdentityPlan;
 use super::object::ObjectPlan;
 use super::route::RoutePlan;
+use super::search::SearchPlan;
 use crate::model::Model;
 use crate::naming::change_topic;
-use crate::search_plan::SearchPlan;
 
 #[derive(Debug)]
 pub struct TopicPlan {
