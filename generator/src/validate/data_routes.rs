@@ -1,0 +1,349 @@
+//! A route on a data object: the event it publishes, the object it works on,
+//! and the keys only some data actions take (body fields, downloads,
+//! callerFields, search, view, include).
+
+use super::names::is_kebab;
+use super::views::view;
+use super::{an, field_names, object_names, Objects};
+use crate::action::Action;
+use crate::diag::{one_of, Diagnostics};
+use crate::model::{DataObject, Include, Model, Route};
+use std::collections::BTreeSet;
+
+/// A route on a data object; which checks apply to which data actions reads
+/// top to bottom. All but the event need the object, so they stop when the
+/// route names none or an unknown one.
+pub(super) fn data_route(m: &Model, objects: &Objects, r: &Route, path: &str, d: &mut Diagnostics) {
+    event(r, path, d);
+    let Some((object_name, object)) = route_object(objects, r, path, d) else {
+        return;
+    };
+    body_fields(r, object_name, object, path, d);
+    if r.action == Action::Create {
+        fills_required(r, object, path, d);
+    }
+    if r.action == Action::Download {
+        download(r, object_name, object, path, d);
+    } else {
+        no_download_keys(r, path, d);
+    }
+    if r.action == Action::Extend && !m.search_indexes.iter().any(|(n, _)| n == object_name) {
+        d.at(
+            format!("{path}.object"),
+            format!("{object_name} is not indexed, so it has no documents to extend; add it under searchIndexes"),
+        );
+    }
+    // Keys that fit some data actions only; each check says which.
+    caller_fields(m, r, object_name, object, path, d);
+    search(m, r, object_name, object, path, d);
+    view(m, r, object_name, object, path, d);
+    includes(m, objects, r, object_name, object, path, d);
+}
+
+/// The route event: every data action but a download and an extend
+/// publishes one of its own.
+fn event(r: &Route, path: &str, d: &mut Diagnostics) {
+    let action = r.action;
+    match &r.event {
+        // A download answers bytes, which no event carries; an extend
+        // publishes the index's -extended event instead of a route event.
+        None if !action.publishes_route_event() => {}
+        Some(_) if !action.publishes_route_event() => d.at(
+            format!("{path}.event"),
+            format!(
+                "{} route publishes no route event; remove `event`",
+                an(action.name())
+            ),
+        ),
+        None => d.at_key(
+            path,
+            "a data route needs an `event`: the route event it publishes",
+        ),
+        Some(e) if !is_kebab(e) => d.at(
+            format!("{path}.event"),
+            format!("event \"{e}\" must be kebab-case, e.g. \"user-created\""),
+        ),
+        _ => {}
+    }
+}
+
+/// The data object the route names, when it names a known one.
+fn route_object<'a>(
+    objects: &Objects<'a>,
+    r: &'a Route,
+    path: &str,
+    d: &mut Diagnostics,
+) -> Option<(&'a str, &'a DataObject)> {
+    let Some(object_name) = &r.object else {
+        d.at_key(
+            path,
+            format!(
+                "{} route needs an `object`: the data object it works on",
+                an(r.action.name())
+            ),
+        );
+        return None;
+    };
+    let Some(object) = objects.get(object_name.as_str()) else {
+        d.at(
+            format!("{path}.object"),
+            format!(
+                "unknown data object \"{object_name}\"; {}",
+                one_of(&object_names(objects))
+            ),
+        );
+        return None;
+    };
+    Some((object_name, object))
+}
+
+/// `fields`: what a create or update accepts, which an update must list;
+/// each a field of the object a client may set, listed once.
+fn body_fields(r: &Route, object_name: &str, object: &DataObject, path: &str, d: &mut Diagnostics) {
+    let action = r.action;
+    let names = field_names(object);
+    if !action.writes_fields() && !r.fields.is_empty() {
+        d.at(
+            format!("{path}.fields"),
+            format!(
+                "fields lists what a create or update route accepts; {} route accepts no body",
+                an(action.name())
+            ),
+        );
+    }
+    if action == Action::Update && r.fields.is_empty() {
+        d.at_key(
+            path,
+            "an update route needs `fields`: the fields it may change",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, f) in r.fields.iter().enumerate() {
+        if !names.contains(&f.as_str()) {
+            d.at(
+                format!("{path}.fields[{i}]"),
+                format!("unknown field \"{f}\" of {object_name}; {}", one_of(&names)),
+            );
+        } else if object
+            .fields
+            .iter()
+            .any(|(n, fd)| n == f && fd.computed.is_some())
+        {
+            d.at(
+                format!("{path}.fields[{i}]"),
+                format!("\"{f}\" is computed by the service and cannot be accepted from a client"),
+            );
+        } else if !seen.insert(f) {
+            d.at(
+                format!("{path}.fields[{i}]"),
+                format!("\"{f}\" is listed twice"),
+            );
+        }
+    }
+}
+
+/// A create must accept every required field the service does not fill.
+fn fills_required(r: &Route, object: &DataObject, path: &str, d: &mut Diagnostics) {
+    for (fname, f) in &object.fields {
+        if f.required && f.default.is_none() && f.computed.is_none() && !r.fields.contains(fname) {
+            d.at(format!("{path}.fields"), format!("required field \"{fname}\" has no default and is not accepted, so no row could be created; add it to fields"));
+        }
+    }
+}
+
+/// The keys of download routes: an object with a file, a `by` field that is an
+/// unguessable key, and a Cache-Control value.
+fn download(r: &Route, object_name: &str, object: &DataObject, path: &str, d: &mut Diagnostics) {
+    if !object
+        .fields
+        .iter()
+        .any(|(_, f)| f.ty == "Blob" && f.type_field.is_some())
+    {
+        d.at(
+            format!("{path}.object"),
+            format!("{object_name} holds no file: give one of its Blob fields a typeField"),
+        );
+    }
+    if let Some(by) = &r.by {
+        let unguessable = object.fields.iter().any(|(n, f)| {
+            n == by && matches!(&f.computed, Some(crate::model::Computed::Keyword(k)) if k == "randomKey")
+        });
+        if !unguessable {
+            d.at(
+                format!("{path}.by"),
+                format!("\"{by}\" is not a randomKey field of {object_name}; a file is fetched by id or by an unguessable key"),
+            );
+        }
+    }
+    if r.cache_control
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty() || c.contains(['\r', '\n', '"']))
+    {
+        d.at(
+            format!("{path}.cacheControl"),
+            "not a Cache-Control value; expected e.g. \"private, no-cache\"",
+        );
+    }
+}
+
+/// `by` and `cacheControl` belong to download routes only.
+fn no_download_keys(r: &Route, path: &str, d: &mut Diagnostics) {
+    for (key, set) in [
+        ("by", r.by.is_some()),
+        ("cacheControl", r.cache_control.is_some()),
+    ] {
+        if set {
+            d.at(
+                format!("{path}.{key}"),
+                format!("{key} applies to download routes, not {}", r.action),
+            );
+        }
+    }
+}
+
+/// `callerFields` of create routes: reference fields of the object.
+fn caller_fields(
+    m: &Model,
+    r: &Route,
+    object_name: &str,
+    object: &DataObject,
+    path: &str,
+    d: &mut Diagnostics,
+) {
+    if r.caller_fields.is_empty() {
+        return;
+    }
+    if r.action != Action::Create {
+        d.at(
+            format!("{path}.callerFields"),
+            format!("callerFields applies to create routes, not {}", r.action),
+        );
+        return;
+    }
+    for (i, f) in r.caller_fields.iter().enumerate() {
+        let refs_caller = object
+            .fields
+            .iter()
+            .any(|(n, fd)| n == f && fd.references.as_deref() == Some(m.auth.user_object.as_str()));
+        if !refs_caller {
+            d.at(
+                format!("{path}.callerFields[{i}]"),
+                format!(
+                    "\"{f}\" is not a field of {object_name} that references {}",
+                    m.auth.user_object
+                ),
+            );
+        } else if !r.fields.contains(f) {
+            d.at(
+                format!("{path}.callerFields[{i}]"),
+                format!("\"{f}\" is not accepted by this route; add it to fields"),
+            );
+        }
+    }
+}
+
+/// `search`: a list route's keyword, over an indexed object's searchable fields.
+fn search(
+    m: &Model,
+    r: &Route,
+    object_name: &str,
+    object: &DataObject,
+    path: &str,
+    d: &mut Diagnostics,
+) {
+    if !r.search {
+        return;
+    }
+    if r.action != Action::List {
+        d.at(
+            format!("{path}.search"),
+            format!("search applies to list routes, not {}", r.action),
+        );
+    }
+    if !m.search_indexes.iter().any(|(n, _)| n == object_name) {
+        d.at(
+            format!("{path}.search"),
+            format!("{object_name} is not indexed; add it under searchIndexes"),
+        );
+    }
+    if !object.fields.iter().any(|(_, f)| f.searchable) {
+        d.at(
+            format!("{path}.search"),
+            format!("{object_name} has no searchable field to search"),
+        );
+    }
+}
+
+/// `include`: rows a list route joins through the object's reference fields.
+fn includes(
+    m: &Model,
+    objects: &Objects,
+    r: &Route,
+    object_name: &str,
+    object: &DataObject,
+    path: &str,
+    d: &mut Diagnostics,
+) {
+    if !r.include.is_empty() && r.action != Action::List {
+        d.at(
+            format!("{path}.include"),
+            format!("include applies to list routes, not {}", r.action),
+        );
+    }
+    let names = field_names(object);
+    for (iname, inc) in &r.include {
+        let ipath = format!("{path}.include.{iname}");
+        let via = object.fields.iter().find(|(n, _)| *n == inc.via);
+        let Some(target) = via.and_then(|(_, f)| f.references.as_deref()) else {
+            d.at(
+                format!("{ipath}.via"),
+                format!("\"{}\" is not a reference field of {object_name}", inc.via),
+            );
+            continue;
+        };
+        if names.contains(&iname.as_str()) {
+            d.at_key(
+                &ipath,
+                format!("\"{iname}\" is already a field of {object_name}"),
+            );
+        }
+        if let Some(t) = objects.get(target) {
+            included_fields(m, r, target, t, inc, &ipath, d);
+        }
+    }
+}
+
+/// The fields of joined rows: sent ones, and one the rows' view shows.
+fn included_fields(
+    m: &Model,
+    r: &Route,
+    target: &str,
+    t: &DataObject,
+    inc: &Include,
+    ipath: &str,
+    d: &mut Diagnostics,
+) {
+    let tnames = field_names(t);
+    for (i, f) in inc.fields.iter().enumerate() {
+        match t.fields.iter().find(|(n, _)| n == f) {
+            None => d.at(
+                format!("{ipath}.fields[{i}]"),
+                format!("unknown field \"{f}\" of {target}; {}", one_of(&tnames)),
+            ),
+            Some((_, tf)) if tf.secret || tf.ty == "Blob" => d.at(
+                format!("{ipath}.fields[{i}]"),
+                format!("\"{f}\" is a secret or blob field and is never sent"),
+            ),
+            _ => {}
+        }
+    }
+    // Joined rows follow their own object's view.
+    let view = m.include_view(r, target);
+    let public = |f: &String| t.fields.iter().any(|(n, tf)| n == f && tf.public);
+    if m.view_narrows(&r.auth, view) && !inc.fields.iter().any(public) {
+        d.at(
+            format!("{ipath}.fields"),
+            format!("{target} rows follow view {view}, which shows some callers only public fields, and none of these is public; include one marked `public: true`"),
+        );
+    }
+}
