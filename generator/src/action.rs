@@ -250,6 +250,47 @@ impl<'de> serde::Deserialize<'de> for Auth {
     }
 }
 
+/// What a reading route shows each caller (decision route-views): `full`
+/// every field to every caller it lets in; `public` only the fields marked
+/// public (with id and isActive); `owner` every field to callers with an
+/// admin role and to the row's owner, the public fields to others.
+///
+/// Kept as text in the model so that each unknown view is its own located
+/// error among the others; parsed once validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Full,
+    Public,
+    Owner,
+}
+
+impl View {
+    pub const ALL: [View; 3] = [View::Full, View::Public, View::Owner];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Full => "full",
+            View::Public => "public",
+            View::Owner => "owner",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<View> {
+        View::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// The names, for messages.
+    pub fn names() -> Vec<&'static str> {
+        View::ALL.iter().map(|v| v.name()).collect()
+    }
+}
+
+impl fmt::Display for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Which sessions a write ends (decision: a changed password or a deleted
 /// account logs its sessions out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -278,6 +319,15 @@ mod tests {
         let err = Action::try_from("archive".to_string()).unwrap_err();
         assert!(err.starts_with("unknown action \"archive\"; expected one of \"get\", \"list\""));
         assert!(err.ends_with("\"permissions\", \"subscribe\""));
+    }
+
+    #[test]
+    fn views_parse_by_name_only() {
+        for v in View::ALL {
+            assert_eq!(View::parse(v.name()), Some(v));
+        }
+        assert_eq!(View::parse("mine"), None);
+        assert_eq!(View::names(), ["full", "public", "owner"]);
     }
 
     #[test]

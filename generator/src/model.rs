@@ -4,7 +4,7 @@
 //! stable order; objects and routes keep their YAML order separately through
 //! `IndexedMap`, because the order the author chose is the order of the docs.
 
-pub use crate::action::{Action, Auth, AuthRule};
+pub use crate::action::{Action, Auth, AuthRule, View};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -384,11 +384,12 @@ impl Model {
     /// The view of an object's reading routes that name none: its own, else
     /// `owner` for the identity object (people's records are personal) and
     /// `full` for the others.
-    pub fn object_view(&self, name: &str) -> &str {
+    /// (A view validation refused counts as `full`: it narrows nothing.)
+    pub fn object_view(&self, name: &str) -> View {
         match self.object(name).and_then(|o| o.view.as_deref()) {
-            Some(v) => v,
-            None if name == self.auth.user_object => "owner",
-            None => "full",
+            Some(v) => View::parse(v).unwrap_or(View::Full),
+            None if name == self.auth.user_object => View::Owner,
+            None => View::Full,
         }
     }
 
@@ -397,19 +398,19 @@ impl Model {
     /// fields marked public (with id and isActive); `owner` every field to
     /// callers with an admin role and to the row's owner, the public fields to
     /// others.
-    pub fn view_of<'a>(&'a self, r: &'a Route) -> &'a str {
+    pub fn view_of(&self, r: &Route) -> View {
         let Some(object) = r.object.as_deref().filter(|_| r.action.reads_rows()) else {
-            return "full";
+            return View::Full;
         };
-        let view = r
-            .view
-            .as_deref()
-            .unwrap_or_else(|| self.object_view(object));
+        let view = match r.view.as_deref() {
+            Some(v) => View::parse(v).unwrap_or(View::Full),
+            None => self.object_view(object),
+        };
         on_route(&r.auth, view)
     }
 
     /// The view of `object` rows joined into a route's answers: the object's own.
-    pub fn include_view<'a>(&'a self, r: &Route, object: &str) -> &'a str {
+    pub fn include_view(&self, r: &Route, object: &str) -> View {
         on_route(&r.auth, self.object_view(object))
     }
 
@@ -420,25 +421,25 @@ impl Model {
     }
 
     /// Whether `view` hides fields from some caller that `auth` lets in.
-    pub fn view_narrows(&self, auth: &Auth, view: &str) -> bool {
+    pub fn view_narrows(&self, auth: &Auth, view: View) -> bool {
         match (view, auth) {
-            ("public", _) => true,
+            (View::Public, _) => true,
             // A rule's callers without an admin role see only rows they own,
             // unless a role of the rule lets them reach others.
-            ("owner", Auth::Rule(rule)) => rule
+            (View::Owner, Auth::Rule(rule)) => rule
                 .roles
                 .iter()
                 .any(|role| !self.roles.admin.contains(role)),
-            ("owner", Auth::Public | Auth::Login) => true,
+            (View::Owner, Auth::Public | Auth::Login) => true,
             _ => false,
         }
     }
 }
 
 /// A public route knows no caller, so it cannot tell the owner: `owner` is `public` there.
-fn on_route<'a>(auth: &Auth, view: &'a str) -> &'a str {
+fn on_route(auth: &Auth, view: View) -> View {
     match (auth, view) {
-        (Auth::Public, "owner") => "public",
+        (Auth::Public, View::Owner) => View::Public,
         _ => view,
     }
 }

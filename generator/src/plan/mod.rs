@@ -27,7 +27,7 @@ pub use search::{FollowPlan, FollowStep, SearchIndexPlan, SearchPlan};
 pub use topics::{ConstraintPlan, TopicPlan};
 pub use write::{CreatePlan, DeletePlan, RankPlan, UpdatePlan, UploadPlan};
 
-use crate::action::Action;
+use crate::action::{Action, View};
 use crate::model::Model;
 use crate::naming::snake;
 
@@ -132,7 +132,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         views: ViewsPlan {
             routes: routes
                 .iter()
-                .filter(|r| r.view() != "full")
+                .filter(|r| r.view() != View::Full)
                 .map(|r| (r.name.clone(), r.view().to_string()))
                 .collect(),
         },

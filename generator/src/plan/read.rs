@@ -5,14 +5,13 @@ use super::field::{
     columns_of, field_of, is_public, public_columns, select_list, visible_of, FieldPlan,
 };
 use super::rust_str_slice;
-use crate::model::{DataObject, Model, Route};
+use crate::model::{DataObject, Model, Route, View};
 use crate::naming::{camel, index_name, snake};
 
 /// What a reading route shows each caller.
 #[derive(Debug, Clone)]
 pub struct ReadPlan {
-    /// `full`, `public` or `owner`.
-    pub view: String,
+    pub view: View,
     /// The view in words, for docs.
     pub view_doc: String,
     /// The caller's sight as a Rust expression, "" when the route never
@@ -82,21 +81,21 @@ pub struct IncludePlan {
     pub public_keys: String,
     pub public_fields: Vec<String>,
     /// The joined object's view on this route.
-    pub view: String,
+    pub view: View,
     /// The row field holding the joined row's owner (selected when `sight` is set).
     pub owner_ident: String,
 }
 
 /// The caller's sight under `view` (which narrows), as a Rust expression.
-fn sight_expr(view: &str) -> String {
+fn sight_expr(view: View) -> String {
     match view {
-        "public" => "crate::views::Sight::Public".into(),
+        View::Public => "crate::views::Sight::Public".into(),
         _ => "crate::views::owner_sight(&caller)".into(),
     }
 }
 
 pub fn get(m: &Model, r: &Route, o: &DataObject) -> GetPlan {
-    let public_view = m.view_of(r) == "public";
+    let public_view = m.view_of(r) == View::Public;
     GetPlan {
         // The public view of a get route narrows in SQL.
         read: read(m, r, o, &[], !public_view),
@@ -135,10 +134,10 @@ fn read(
     includes: &[IncludePlan],
     narrows_in_code: bool,
 ) -> ReadPlan {
-    let view = m.view_of(r).to_string();
+    let view = m.view_of(r);
     let narrows = m.narrows(r);
     let sight = if narrows && narrows_in_code {
-        sight_expr(&view)
+        sight_expr(view)
     } else {
         String::new()
     };
@@ -150,7 +149,7 @@ fn read(
         keys.push("_score".into());
     }
     ReadPlan {
-        view_doc: view_doc(m, &view, narrows, &public, includes),
+        view_doc: view_doc(m, view, narrows, &public, includes),
         view,
         sight,
         shown_keys: rust_str_slice(&keys),
@@ -159,23 +158,23 @@ fn read(
 
 fn view_doc(
     m: &Model,
-    view: &str,
+    view: View,
     narrows: bool,
     public: &str,
     includes: &[IncludePlan],
 ) -> String {
     let admins = m.roles.admin.join(", ");
     let mut doc = match view {
-        "public" => format!("public fields only ({public})"),
-        "owner" if narrows => format!(
+        View::Public => format!("public fields only ({public})"),
+        View::Owner if narrows => format!(
             "every field to {admins} and on the caller's own rows; elsewhere public fields only ({public})"
         ),
         _ => "every field".to_string(),
     };
     for i in includes.iter().filter(|i| !i.sight.is_empty()) {
         let public = i.public_fields.join(", ");
-        doc.push_str(&match i.view.as_str() {
-            "public" => format!("; joined {}: {public}", i.name),
+        doc.push_str(&match i.view {
+            View::Public => format!("; joined {}: {public}", i.name),
             _ => format!(
                 "; joined {}: every field to {admins} and when it is the caller's own, else {public}",
                 i.name
@@ -311,7 +310,7 @@ fn include(
         sight,
         public_keys: rust_str_slice(&public),
         public_fields: public,
-        view: view.to_string(),
+        view,
         owner_ident,
         name: name.to_string(),
         ident,

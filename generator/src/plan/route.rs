@@ -4,7 +4,7 @@
 use super::field::{active_clause, field_of, FieldPlan};
 use super::read::{GetPlan, IncludePlan, ListPlan, ReadPlan};
 use super::write::{CreatePlan, DeletePlan, UpdatePlan, UploadPlan};
-use crate::action::{Action, Auth};
+use crate::action::{Action, Auth, View};
 use crate::model::{DataObject, Model, Route};
 use crate::naming::{
     camel, change_const, constant, index_name, plural, route_event_const, route_topic, snake,
@@ -135,9 +135,9 @@ impl RoutePlan {
         }
     }
 
-    /// `full`, `public` or `owner`: what the route shows; `full` unless it reads rows.
-    pub fn view(&self) -> &str {
-        self.read().map_or("full", |r| r.view.as_str())
+    /// What the route shows; `full` unless it reads rows.
+    pub fn view(&self) -> View {
+        self.read().map_or(View::Full, |r| r.view)
     }
 
     pub fn view_doc(&self) -> &str {

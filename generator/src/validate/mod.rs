@@ -26,7 +26,6 @@ use std::collections::BTreeMap;
 pub const FIELD_TYPES: &[&str] = &[
     "ID", "String", "Text", "Boolean", "Integer", "Date", "Blob", "Object",
 ];
-const VIEWS: &[&str] = &["full", "public", "owner"];
 
 /// Fields every object has; the model may not declare them.
 pub const SYSTEM_FIELDS: &[&str] = &[

@@ -2,10 +2,10 @@
 //! computed values, files, defaults) and where a file is pointed at.
 
 use super::names::{is_lower_camel, is_snake, RESERVED_MODULES, RUST_KEYWORDS, SQL_RESERVED};
-use super::{an, avoid, field_names, object_names, Objects, FIELD_TYPES, SYSTEM_FIELDS, VIEWS};
+use super::{an, avoid, field_names, object_names, Objects, FIELD_TYPES, SYSTEM_FIELDS};
 use crate::action::Action;
 use crate::diag::{one_of, Diagnostics};
-use crate::model::{DataObject, Field, Model};
+use crate::model::{DataObject, Field, Model, View};
 use crate::naming;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -108,12 +108,12 @@ fn table(o: &DataObject, path: &str, d: &mut Diagnostics) {
 /// The object's own view, which its reading routes follow unless they name one.
 fn object_view(name: &str, o: &DataObject, path: &str, d: &mut Diagnostics) {
     if let Some(view) = &o.view {
-        if !VIEWS.contains(&view.as_str()) {
+        if View::parse(view).is_none() {
             d.at(
                 format!("{path}.view"),
-                format!("unknown view \"{view}\"; {}", one_of(VIEWS)),
+                format!("unknown view \"{view}\"; {}", one_of(&View::names())),
             );
-        } else if view != "full" && !o.fields.iter().any(|(_, f)| f.public) {
+        } else if View::parse(view) != Some(View::Full) && !o.fields.iter().any(|(_, f)| f.public) {
             d.at(
                 format!("{path}.view"),
                 format!("view {view} shows some callers only the fields marked public, and {name} has none; mark fields `public: true` or use view full"),

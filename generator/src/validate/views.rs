@@ -1,8 +1,7 @@
 //! A reading route's view: which fields its answers show each caller.
 
-use super::VIEWS;
 use crate::diag::{one_of, Diagnostics};
-use crate::model::{DataObject, Field, Model, Route};
+use crate::model::{DataObject, Field, Model, Route, View};
 
 /// A reading route's view: a known one, on a reading route, and one whose
 /// narrowed answers still show something and search only what they show.
@@ -28,13 +27,13 @@ pub(super) fn view(
 /// owner where the caller is unknown. False after an error.
 fn named_view(r: &Route, view: &str, path: &str, d: &mut Diagnostics) -> bool {
     let action = r.action;
-    if !VIEWS.contains(&view) {
+    let Some(named) = View::parse(view) else {
         d.at(
             format!("{path}.view"),
-            format!("unknown view \"{view}\"; {}", one_of(VIEWS)),
+            format!("unknown view \"{view}\"; {}", one_of(&View::names())),
         );
         return false;
-    }
+    };
     if !action.reads_rows() {
         d.at(
             format!("{path}.view"),
@@ -42,7 +41,7 @@ fn named_view(r: &Route, view: &str, path: &str, d: &mut Diagnostics) -> bool {
         );
         return false;
     }
-    if view == "owner" && r.auth.is_public() {
+    if named == View::Owner && r.auth.is_public() {
         d.at(
             format!("{path}.view"),
             "a public route does not know its caller, so it cannot tell the owner; use view public or full",
@@ -69,7 +68,7 @@ fn narrowed(
     } else {
         path.to_string()
     };
-    let shows = if view == "public" {
+    let shows = if view == View::Public {
         "shows only the fields marked public"
     } else {
         "shows callers without an admin role only the fields marked public of rows they do not own"
