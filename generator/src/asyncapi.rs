@@ -3,7 +3,7 @@
 //! a route event's payload is the route's answer.
 
 use crate::openapi::{object_schema, session_schema};
-use crate::plan::{ObjectPlan, Plan, TopicPlan};
+use crate::plan::{ObjectPlan, Plan, TopicKind, TopicPlan};
 use serde_json::{json, Map, Value};
 
 fn schema_ref(name: &str) -> Value {
@@ -93,7 +93,7 @@ fn headers() -> Value {
 fn payload(plan: &Plan, t: &TopicPlan) -> (Value, String) {
     let object = || plan.objects.iter().find(|o| o.name == t.owner);
     match (t.kind, object()) {
-        ("routeEvent", _) => {
+        (TopicKind::RouteEvent, _) => {
             let r = plan.routes.iter().find(|r| r.name == t.owner);
             let prefix = r.map(|r| r.type_prefix.clone()).unwrap_or_default();
             (
@@ -104,9 +104,9 @@ fn payload(plan: &Plan, t: &TopicPlan) -> (Value, String) {
                 ),
             )
         }
-        ("sessionEvent", _) => (schema_ref("SessionEvent"), t.description.clone()),
-        ("deliveryRequest", _) => (schema_ref("DeliveryRequest"), t.description.clone()),
-        ("dbEvent", Some(o)) if t.change == "updated" => (
+        (TopicKind::SessionEvent, _) => (schema_ref("SessionEvent"), t.description.clone()),
+        (TopicKind::DeliveryRequest, _) => (schema_ref("DeliveryRequest"), t.description.clone()),
+        (TopicKind::DbEvent, Some(o)) if t.change == "updated" => (
             schema_ref(&format!("{}Updated", o.struct_name)),
             t.description.clone(),
         ),
@@ -154,14 +154,11 @@ pub fn document(plan: &Plan, marker: &str, openapi: &Value) -> Value {
     let mut messages = Map::new();
     for t in &plan.topics {
         let (payload, summary) = payload(plan, t);
-        let key = if t.kind == "routeEvent" {
-            "The object's id; the request id for list routes"
-        } else if t.kind == "sessionEvent" {
-            "The session id"
-        } else if t.kind == "deliveryRequest" {
-            "The account's id"
-        } else {
-            "The object's id"
+        let key = match t.kind {
+            TopicKind::RouteEvent => "The object's id; the request id for list routes",
+            TopicKind::SessionEvent => "The session id",
+            TopicKind::DeliveryRequest => "The account's id",
+            TopicKind::DbEvent | TopicKind::IndexEvent => "The object's id",
         };
         messages.insert(
             t.name.clone(),

@@ -2,7 +2,7 @@
 //! fields of answers and events. Removals and type changes break consumers;
 //! additions do not.
 
-use crate::plan::{FieldPlan, Plan};
+use crate::plan::{FieldPlan, Plan, TopicKind};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,12 +82,12 @@ pub fn diff(old: &Plan, new: &Plan) -> Vec<Change> {
             format!("route {name} ({} {}) was added", r.method, r.path),
         ));
     }
-    let old_topics: BTreeMap<&str, &str> = old
+    let old_topics: BTreeMap<&str, TopicKind> = old
         .topics
         .iter()
         .map(|t| (t.name.as_str(), t.kind))
         .collect();
-    let new_topics: BTreeMap<&str, &str> = new
+    let new_topics: BTreeMap<&str, TopicKind> = new
         .topics
         .iter()
         .map(|t| (t.name.as_str(), t.kind))

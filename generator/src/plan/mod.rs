@@ -24,7 +24,7 @@ pub use object::{
 pub use read::{GetPlan, IncludePlan, ListPlan, ReadPlan, SearchRoutePlan};
 pub use route::{AuthPlan, DownloadPlan, ExtendPlan, RouteKind, RoutePlan};
 pub use search::{FollowPlan, FollowStep, SearchIndexPlan, SearchPlan};
-pub use topics::{ConstraintPlan, TopicPlan};
+pub use topics::{ConstraintPlan, TopicKind, TopicPlan};
 pub use write::{CreatePlan, DeletePlan, RankPlan, UpdatePlan, UploadPlan};
 
 use crate::action::{Action, View};

@@ -13,13 +13,46 @@ pub struct TopicPlan {
     /// Rust constant name, e.g. `DBEVENT_USER_CREATED`.
     pub const_name: String,
     pub name: String,
-    /// dbEvent, indexEvent or routeEvent.
-    pub kind: &'static str,
+    pub kind: TopicKind,
     /// The data object or route it belongs to.
     pub owner: String,
     /// created, updated or deleted for database and index events; empty otherwise.
     pub change: &'static str,
     pub description: String,
+}
+
+/// What a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicKind {
+    /// A row was created, updated or deleted.
+    DbEvent,
+    /// A search document changed, or was extended by another service.
+    IndexEvent,
+    /// A route succeeded; the payload is its answer.
+    RouteEvent,
+    /// A session was created, updated or deleted.
+    SessionEvent,
+    /// A one-time code for a mailer to deliver.
+    DeliveryRequest,
+}
+
+impl TopicKind {
+    /// Its name in the docs and the AsyncAPI document.
+    pub fn name(self) -> &'static str {
+        match self {
+            TopicKind::DbEvent => "dbEvent",
+            TopicKind::IndexEvent => "indexEvent",
+            TopicKind::RouteEvent => "routeEvent",
+            TopicKind::SessionEvent => "sessionEvent",
+            TopicKind::DeliveryRequest => "deliveryRequest",
+        }
+    }
+}
+
+impl std::fmt::Display for TopicKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Debug)]
@@ -44,7 +77,7 @@ pub fn topics(
     topics.extend(search.indexes.iter().map(|i| TopicPlan {
         const_name: i.extended_topic_const.clone(),
         name: change_topic(&m.topics.index_event, m, &i.object, "extended"),
-        kind: "indexEvent",
+        kind: TopicKind::IndexEvent,
         change: "extended",
         owner: i.object.clone(),
         description: format!(
@@ -56,7 +89,7 @@ pub fn topics(
         Some(TopicPlan {
             const_name: r.topic_const.clone()?,
             name: r.topic.clone()?,
-            kind: "routeEvent",
+            kind: TopicKind::RouteEvent,
             change: "",
             owner: r.name.clone(),
             description: format!("Route {} succeeded.", r.name),
@@ -65,7 +98,7 @@ pub fn topics(
     topics.push(TopicPlan {
         const_name: identity.session_topic_const.clone(),
         name: m.auth.session_topic.clone(),
-        kind: "sessionEvent",
+        kind: TopicKind::SessionEvent,
         change: "",
         owner: "sessions".into(),
         description: "A session was created (login), updated (refresh) or deleted (logout, revocation, expiry).".into(),
@@ -74,7 +107,7 @@ pub fn topics(
         topics.push(TopicPlan {
             const_name: f.delivery_topic_const.clone(),
             name: f.delivery_topic.clone(),
-            kind: "deliveryRequest",
+            kind: TopicKind::DeliveryRequest,
             change: "",
             owner: "verification".into(),
             description:
@@ -89,8 +122,8 @@ pub fn topics(
 fn change_topics(o: &ObjectPlan) -> Vec<TopicPlan> {
     let mut out = Vec::new();
     for (kind, names, consts) in [
-        ("dbEvent", &o.db_topics, &o.db_consts),
-        ("indexEvent", &o.index_topics, &o.index_consts),
+        (TopicKind::DbEvent, &o.db_topics, &o.db_consts),
+        (TopicKind::IndexEvent, &o.index_topics, &o.index_consts),
     ] {
         for ((change, name), (_, const_name)) in names.each().into_iter().zip(consts.each()) {
             out.push(TopicPlan {
