@@ -318,6 +318,73 @@ pub struct Field {
     pub name_field: Option<String>,
 }
 
+/// A field's type. Kept as text in the model so that each unknown type is
+/// its own located error among the others; read through [`Field::is`] once
+/// validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Id,
+    String,
+    Text,
+    Boolean,
+    Integer,
+    Date,
+    Blob,
+    Object,
+}
+
+impl FieldType {
+    pub const ALL: [FieldType; 8] = [
+        FieldType::Id,
+        FieldType::String,
+        FieldType::Text,
+        FieldType::Boolean,
+        FieldType::Integer,
+        FieldType::Date,
+        FieldType::Blob,
+        FieldType::Object,
+    ];
+
+    /// Its name in the model.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::Id => "ID",
+            FieldType::String => "String",
+            FieldType::Text => "Text",
+            FieldType::Boolean => "Boolean",
+            FieldType::Integer => "Integer",
+            FieldType::Date => "Date",
+            FieldType::Blob => "Blob",
+            FieldType::Object => "Object",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<FieldType> {
+        FieldType::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The names, for messages.
+    pub fn names() -> Vec<&'static str> {
+        FieldType::ALL.iter().map(|t| t.name()).collect()
+    }
+}
+
+impl Field {
+    /// Its type; `None` for a name validation refuses.
+    pub fn field_type(&self) -> Option<FieldType> {
+        FieldType::parse(&self.ty)
+    }
+
+    pub fn is(&self, ty: FieldType) -> bool {
+        self.field_type() == Some(ty)
+    }
+
+    /// A String or a Text.
+    pub fn is_text(&self) -> bool {
+        self.is(FieldType::String) || self.is(FieldType::Text)
+    }
+}
+
 /// `randomKey` (an unguessable token) or `{ sizeOf: <blob field> }`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -484,4 +551,18 @@ fn default_search_max_words() -> u32 {
 
 fn default_search_max_word_length() -> u32 {
     64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_types_parse_by_their_model_names() {
+        for t in FieldType::ALL {
+            assert_eq!(FieldType::parse(t.name()), Some(t));
+        }
+        assert_eq!(FieldType::parse("Number"), None);
+        assert_eq!(FieldType::parse("id"), None);
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::sql_text;
 use crate::action::Action;
-use crate::model::{Computed, DataObject, Field, Model};
+use crate::model::{Computed, DataObject, Field, FieldType, Model};
 use crate::naming::snake;
 
 #[derive(Debug, Clone, Default)]
@@ -124,9 +124,9 @@ fn types(f: &Field) -> Types {
         json,
         format,
     };
-    match f.ty.as_str() {
-        "ID" => t("Uuid", "uuid", "string", Some("uuid")),
-        "String" | "Text" => {
+    match f.field_type() {
+        Some(FieldType::Id) => t("Uuid", "uuid", "string", Some("uuid")),
+        Some(FieldType::String | FieldType::Text) => {
             let format = match f.format.as_deref() {
                 Some("email") => Some("email"),
                 // Absolute http(s) URLs and the service's own download paths.
@@ -135,11 +135,13 @@ fn types(f: &Field) -> Types {
             };
             t("String", "text", "string", format)
         }
-        "Boolean" => t("bool", "boolean", "boolean", None),
-        "Integer" if f.bits == Some(64) => t("i64", "bigint", "integer", Some("int64")),
-        "Integer" => t("i32", "integer", "integer", Some("int32")),
-        "Date" => t("DateTime<Utc>", "timestamptz", "string", Some("date-time")),
-        "Blob" => t("Vec<u8>", "bytea", "string", Some("byte")),
+        Some(FieldType::Boolean) => t("bool", "boolean", "boolean", None),
+        Some(FieldType::Integer) if f.bits == Some(64) => {
+            t("i64", "bigint", "integer", Some("int64"))
+        }
+        Some(FieldType::Integer) => t("i32", "integer", "integer", Some("int32")),
+        Some(FieldType::Date) => t("DateTime<Utc>", "timestamptz", "string", Some("date-time")),
+        Some(FieldType::Blob) => t("Vec<u8>", "bytea", "string", Some("byte")),
         _ => t("serde_json::Value", "jsonb", "object", None),
     }
 }
@@ -169,7 +171,7 @@ pub fn field(name: &str, f: &Field) -> FieldPlan {
         sql_default: f.default.as_ref().map(default_sql),
         nullable,
         secret: f.secret,
-        blob: f.ty == "Blob",
+        blob: f.is(FieldType::Blob),
         required: f.required,
         hash: f.hash.is_some(),
         default_call: default_rust.as_ref().map(|d| match rust {
@@ -185,9 +187,9 @@ pub fn field(name: &str, f: &Field) -> FieldPlan {
         json_type: json,
         json_format: format,
         computed_rust: f.computed.as_ref().map(|c| computed_rust(c, rust)),
-        text_rule: matches!(f.ty.as_str(), "String" | "Text").then(|| text_rule(f)),
+        text_rule: f.is_text().then(|| text_rule(f)),
         rule_const: column.to_uppercase(),
-        is_object: f.ty == "Object",
+        is_object: f.is(FieldType::Object),
         filter_value: match rust {
             "String" if f.format.as_deref() == Some("email") => {
                 "validation::normalize_email(value.clone())".into()

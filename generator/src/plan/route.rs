@@ -5,7 +5,7 @@ use super::field::{active_clause, field_of, FieldPlan};
 use super::read::{GetPlan, IncludePlan, ListPlan, ReadPlan};
 use super::write::{CreatePlan, DeletePlan, UpdatePlan, UploadPlan};
 use crate::action::{Action, Auth, View};
-use crate::model::{DataObject, Model, Route};
+use crate::model::{DataObject, FieldType, Model, Route};
 use crate::naming::{
     camel, change_const, constant, index_name, plural, route_event_const, route_topic, snake,
 };
@@ -278,7 +278,7 @@ fn download(r: &Route, o: &DataObject) -> DownloadPlan {
     let blob = o
         .fields
         .iter()
-        .find(|(_, f)| f.ty == "Blob" && f.type_field.is_some());
+        .find(|(_, f)| f.is(FieldType::Blob) && f.type_field.is_some());
     let Some((blob_name, blob, type_field)) =
         blob.and_then(|(n, f)| Some((n, f, f.type_field.as_ref()?)))
     else {

@@ -5,7 +5,7 @@
 //! tsvector under a GIN index); index names follow the topics' pattern
 //! `{searchIndexPrefix}_{object}`, e.g. `airbnb_user`.
 
-use crate::model::{DataObject, ListAggregate, Model, SearchIndex};
+use crate::model::{DataObject, FieldType, ListAggregate, Model, SearchIndex};
 use crate::naming::{change_const, constant, index_name, snake};
 
 #[derive(Debug, Clone, Default)]
@@ -68,7 +68,7 @@ fn reference<'a>(o: &'a DataObject, field: &str) -> Option<&'a str> {
 fn field_pairs(o: &DataObject, alias: &str) -> Vec<String> {
     let mut pairs = vec![format!("'id', {alias}.id")];
     for (n, f) in &o.fields {
-        if f.secret || f.ty == "Blob" {
+        if f.secret || f.is(FieldType::Blob) {
             continue;
         }
         pairs.push(format!("'{n}', {alias}.{}", snake(n)));

@@ -5,7 +5,7 @@ use super::field::{columns_of, field_of, select_list, visible_of, FieldPlan};
 use super::route::fields_named;
 use super::rust_str_slice;
 use crate::action::{Action, Revokes};
-use crate::model::{DataObject, Model, Route};
+use crate::model::{DataObject, FieldType, Model, Route};
 use crate::naming::{camel, snake};
 
 #[derive(Debug, Clone)]
@@ -208,7 +208,7 @@ fn upload(m: &Model, r: &Route, o: &DataObject, inputs: &mut [FieldPlan]) -> Opt
     let (blob_name, blob) = o
         .fields
         .iter()
-        .find(|(_, f)| f.ty == "Blob" && f.type_field.is_some())?;
+        .find(|(_, f)| f.is(FieldType::Blob) && f.type_field.is_some())?;
     let type_field = blob.type_field.as_ref()?;
     if !r.fields.contains(blob_name) {
         return None;

@@ -7,7 +7,7 @@ use super::views::view;
 use super::{an, field_names, object_names, Objects};
 use crate::action::Action;
 use crate::diag::{one_of, Diagnostics};
-use crate::model::{DataObject, Include, Model, Route};
+use crate::model::{DataObject, FieldType, Include, Model, Route};
 use std::collections::BTreeSet;
 
 /// A route on a data object; which checks apply to which data actions reads
@@ -157,7 +157,7 @@ fn download(r: &Route, object_name: &str, object: &DataObject, path: &str, d: &m
     if !object
         .fields
         .iter()
-        .any(|(_, f)| f.ty == "Blob" && f.type_field.is_some())
+        .any(|(_, f)| f.is(FieldType::Blob) && f.type_field.is_some())
     {
         d.at(
             format!("{path}.object"),
@@ -330,7 +330,7 @@ fn included_fields(
                 format!("{ipath}.fields[{i}]"),
                 format!("unknown field \"{f}\" of {target}; {}", one_of(&tnames)),
             ),
-            Some((_, tf)) if tf.secret || tf.ty == "Blob" => d.at(
+            Some((_, tf)) if tf.secret || tf.is(FieldType::Blob) => d.at(
                 format!("{ipath}.fields[{i}]"),
                 format!("\"{f}\" is a secret or blob field and is never sent"),
             ),

@@ -6,7 +6,7 @@ use super::names::is_lower_camel;
 use super::{avoid, field_names, object_names, Objects};
 use crate::action::{Action, Family};
 use crate::diag::{one_of, Diagnostics};
-use crate::model::{Cookies, DataObject, Field, Identity, Model, Verification};
+use crate::model::{Cookies, DataObject, Field, FieldType, Identity, Model, Verification};
 use std::collections::BTreeSet;
 
 const SECOND_FACTOR_MODES: &[&str] = &["off", "optional", "required"];
@@ -107,7 +107,7 @@ fn named_field<'a>(
 fn user_fields(m: &Model, user: &DataObject, d: &mut Diagnostics) {
     let a = &m.auth;
     let login = named_field(a, user, "loginField", &a.login_field, d);
-    if login.is_some_and(|f| f.ty != "String" || !f.unique || !f.required) {
+    if login.is_some_and(|f| !f.is(FieldType::String) || !f.unique || !f.required) {
         d.at(
             "auth.loginField",
             "the login field must be a required, unique String",
@@ -122,7 +122,7 @@ fn user_fields(m: &Model, user: &DataObject, d: &mut Diagnostics) {
     }
     match named_field(a, user, "roleField", &a.role_field, d) {
         None => {}
-        Some(f) if f.ty != "String" || !f.required || f.allowed_values.is_empty() => d.at(
+        Some(f) if !f.is(FieldType::String) || !f.required || f.allowed_values.is_empty() => d.at(
             "auth.roleField",
             "the role field must be a required String with allowedValues",
         ),
@@ -229,7 +229,7 @@ fn super_admin_role(m: &Model, d: &mut Diagnostics) {
 fn bootstrap(a: &Identity, user: &DataObject, d: &mut Diagnostics) {
     for name in a.bootstrap_values.keys() {
         match user_field(user, name) {
-            Some(f) if matches!(f.ty.as_str(), "String" | "Text") && !f.secret => {}
+            Some(f) if f.is_text() && !f.secret => {}
             _ => d.at(
                 format!("auth.bootstrapValues.{name}"),
                 format!("\"{name}\" is not a text field of {}", a.user_object),
@@ -348,7 +348,7 @@ fn verification(m: &Model, v: &Verification, user: &DataObject, d: &mut Diagnost
         _ => {}
     }
     if let Some(name) = &v.locale_field {
-        if user_field(user, name).is_none_or(|f| f.ty != "String") {
+        if user_field(user, name).is_none_or(|f| !f.is(FieldType::String)) {
             d.at(
                 "auth.verification.localeField",
                 format!("\"{name}\" is not a String field of {user_object}"),
@@ -396,7 +396,7 @@ fn optional_boolean(
     d: &mut Diagnostics,
 ) {
     match user_field(user, name) {
-        Some(f) if f.ty == "Boolean" && !f.required && f.default.is_some() => {}
+        Some(f) if f.is(FieldType::Boolean) && !f.required && f.default.is_some() => {}
         _ => d.at(
             format!("auth.verification.{key}"),
             format!("\"{name}\" must be an optional Boolean field of {user_object} with a default"),

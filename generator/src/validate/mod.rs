@@ -23,10 +23,6 @@ use crate::load::Loaded;
 use crate::model::{DataObject, Roles};
 use std::collections::BTreeMap;
 
-pub const FIELD_TYPES: &[&str] = &[
-    "ID", "String", "Text", "Boolean", "Integer", "Date", "Blob", "Object",
-];
-
 /// Fields every object has; the model may not declare them.
 pub const SYSTEM_FIELDS: &[&str] = &[
     "id",

@@ -2,10 +2,10 @@
 //! computed values, files, defaults) and where a file is pointed at.
 
 use super::names::{is_lower_camel, is_snake, RESERVED_MODULES, RUST_KEYWORDS, SQL_RESERVED};
-use super::{an, avoid, field_names, object_names, Objects, FIELD_TYPES, SYSTEM_FIELDS};
+use super::{an, avoid, field_names, object_names, Objects, SYSTEM_FIELDS};
 use crate::action::Action;
 use crate::diag::{one_of, Diagnostics};
-use crate::model::{DataObject, Field, Model, View};
+use crate::model::{DataObject, Field, FieldType, Model, View};
 use crate::naming;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -183,10 +183,10 @@ fn field_name(
 /// One field: a known type, and only the keys that type takes.
 fn field(objects: &Objects, f: &Field, path: &str, d: &mut Diagnostics) {
     let ty = f.ty.as_str();
-    if !FIELD_TYPES.contains(&ty) {
+    if f.field_type().is_none() {
         d.at(
             format!("{path}.type"),
-            format!("unknown type \"{ty}\"; {}", one_of(FIELD_TYPES)),
+            format!("unknown type \"{ty}\"; {}", one_of(&FieldType::names())),
         );
         return;
     }
@@ -194,7 +194,7 @@ fn field(objects: &Objects, f: &Field, path: &str, d: &mut Diagnostics) {
     string_keys(f, path, d);
     flags(f, path, d);
     if let Some(target) = &f.references {
-        if ty != "ID" {
+        if !f.is(FieldType::Id) {
             d.at(
                 format!("{path}.references"),
                 format!("a reference must be of type ID, not {ty}"),
@@ -230,7 +230,7 @@ fn field(objects: &Objects, f: &Field, path: &str, d: &mut Diagnostics) {
 fn sizes(f: &Field, path: &str, d: &mut Diagnostics) {
     let ty = f.ty.as_str();
     if let Some(bits) = f.bits {
-        if ty != "Integer" {
+        if !f.is(FieldType::Integer) {
             d.at(
                 format!("{path}.bits"),
                 format!("bits applies to Integer fields only, not {ty}"),
@@ -242,7 +242,7 @@ fn sizes(f: &Field, path: &str, d: &mut Diagnostics) {
             );
         }
     }
-    if (f.min_length.is_some() || f.max_length.is_some()) && !matches!(ty, "String" | "Text") {
+    if (f.min_length.is_some() || f.max_length.is_some()) && !f.is_text() {
         let key = if f.min_length.is_some() {
             "minLength"
         } else {
@@ -275,14 +275,14 @@ fn string_keys(f: &Field, path: &str, d: &mut Diagnostics) {
                 format!("{path}.format"),
                 format!("unknown format \"{format}\"; {}", one_of(FORMATS)),
             );
-        } else if ty != "String" {
+        } else if !f.is(FieldType::String) {
             d.at(
                 format!("{path}.format"),
                 format!("format applies to String fields only, not {ty}"),
             );
         }
     }
-    if !f.allowed_values.is_empty() && ty != "String" {
+    if !f.allowed_values.is_empty() && !f.is(FieldType::String) {
         d.at(
             format!("{path}.allowedValues"),
             format!("allowedValues applies to String fields only, not {ty}"),
@@ -294,7 +294,7 @@ fn string_keys(f: &Field, path: &str, d: &mut Diagnostics) {
                 format!("{path}.hash"),
                 format!("unknown hash \"{hash}\"; {}", one_of(HASHES)),
             );
-        } else if ty != "String" || !f.secret {
+        } else if !f.is(FieldType::String) || !f.secret {
             d.at(
                 format!("{path}.hash"),
                 "hash applies to secret String fields only; add `secret: true`",
@@ -322,7 +322,7 @@ fn flags(f: &Field, path: &str, d: &mut Diagnostics) {
             }
         }
     }
-    if matches!(ty, "Blob" | "Object") {
+    if f.is(FieldType::Blob) || f.is(FieldType::Object) {
         for (flag, on) in [
             ("filterable", f.filterable),
             ("sortable", f.sortable),
@@ -336,7 +336,7 @@ fn flags(f: &Field, path: &str, d: &mut Diagnostics) {
             }
         }
     }
-    if f.searchable && !matches!(ty, "String" | "Text") {
+    if f.searchable && !f.is_text() {
         d.at(
             format!("{path}.searchable"),
             format!("only String and Text fields are searchable, not {ty}"),
@@ -346,10 +346,10 @@ fn flags(f: &Field, path: &str, d: &mut Diagnostics) {
 
 fn default_value(f: &Field, v: &serde_yaml::Value, path: &str, d: &mut Diagnostics) {
     use serde_yaml::Value;
-    let ok = match (f.ty.as_str(), v) {
-        ("Boolean", Value::Bool(_)) => true,
-        ("Integer", Value::Number(n)) => n.as_i64().is_some(),
-        ("String" | "Text", Value::String(s)) => {
+    let ok = match (f.field_type(), v) {
+        (Some(FieldType::Boolean), Value::Bool(_)) => true,
+        (Some(FieldType::Integer), Value::Number(n)) => n.as_i64().is_some(),
+        (Some(FieldType::String | FieldType::Text), Value::String(s)) => {
             if !f.allowed_values.is_empty() && !f.allowed_values.contains(s) {
                 d.at(
                     path,
@@ -374,10 +374,10 @@ fn default_value(f: &Field, v: &serde_yaml::Value, path: &str, d: &mut Diagnosti
             format!(
                 "a default for {} field must be a {}",
                 an(&f.ty),
-                match f.ty.as_str() {
-                    "Boolean" => "boolean (true or false)",
-                    "Integer" => "whole number",
-                    "String" | "Text" => "string",
+                match f.field_type() {
+                    Some(FieldType::Boolean) => "boolean (true or false)",
+                    Some(FieldType::Integer) => "whole number",
+                    Some(FieldType::String | FieldType::Text) => "string",
                     _ => "value of a type that has defaults (Boolean, Integer, String, Text)",
                 }
             ),
@@ -390,7 +390,7 @@ fn computed(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
     let path = format!("{path}.computed");
     match &f.computed {
         None => {}
-        Some(Computed::Keyword(k)) if k == "randomKey" && f.ty != "String" => {
+        Some(Computed::Keyword(k)) if k == "randomKey" && !f.is(FieldType::String) => {
             d.at(
                 &path,
                 format!("randomKey fills String fields, not {}", f.ty),
@@ -401,10 +401,14 @@ fn computed(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
             d.at(&path, format!("unknown computation \"{k}\"; expected \"randomKey\" or {{ sizeOf: <Blob field> }}"));
         }
         Some(Computed::SizeOf { size_of }) => {
-            if f.ty != "Integer" {
+            if !f.is(FieldType::Integer) {
                 d.at(&path, format!("sizeOf fills Integer fields, not {}", f.ty));
             }
-            if !o.fields.iter().any(|(n, b)| n == size_of && b.ty == "Blob") {
+            if !o
+                .fields
+                .iter()
+                .any(|(n, b)| n == size_of && b.is(FieldType::Blob))
+            {
                 d.at(
                     &path,
                     format!("\"{size_of}\" is not a Blob field of this object"),
@@ -424,7 +428,7 @@ fn file_keys(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
         ("typeField", f.type_field.is_some()),
         ("nameField", f.name_field.is_some()),
     ] {
-        if set && f.ty != "Blob" {
+        if set && !f.is(FieldType::Blob) {
             d.at(
                 format!("{path}.{key}"),
                 format!("{key} applies to Blob fields only, not {}", f.ty),
@@ -443,7 +447,7 @@ fn file_keys(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
     }
     if let Some(t) = &f.type_field {
         match o.fields.iter().find(|(n, _)| n == t) {
-            Some((_, tf)) if tf.ty == "String" && !tf.allowed_values.is_empty() => {}
+            Some((_, tf)) if tf.is(FieldType::String) && !tf.allowed_values.is_empty() => {}
             Some(_) => d.at(
                 format!("{path}.typeField"),
                 format!(
@@ -460,7 +464,7 @@ fn file_keys(o: &DataObject, f: &Field, path: &str, d: &mut Diagnostics) {
         if !o
             .fields
             .iter()
-            .any(|(fname, nf)| fname == n && nf.ty == "String")
+            .any(|(fname, nf)| fname == n && nf.is(FieldType::String))
         {
             d.at(
                 format!("{path}.nameField"),
@@ -492,7 +496,7 @@ pub(super) fn pointers(m: &Model, objects: &Objects, d: &mut Diagnostics) {
             if !t
                 .fields
                 .iter()
-                .any(|(n, f)| *n == p.field && f.ty == "String")
+                .any(|(n, f)| *n == p.field && f.is(FieldType::String))
             {
                 d.at(
                     format!("{path}.field"),

@@ -3,7 +3,7 @@
 
 use super::{field_names, object_names, Objects};
 use crate::diag::{one_of, Diagnostics};
-use crate::model::{CountAggregate, DataObject, ListAggregate, Model};
+use crate::model::{CountAggregate, DataObject, FieldType, ListAggregate, Model};
 
 pub(super) fn search_indexes(m: &Model, objects: &Objects, d: &mut Diagnostics) {
     for (name, index) in &m.search_indexes {
@@ -99,7 +99,7 @@ fn list_aggregate(
                     one_of(&field_names(t))
                 ),
             ),
-            Some((_, tf)) if tf.secret || tf.ty == "Blob" => d.at(
+            Some((_, tf)) if tf.secret || tf.is(FieldType::Blob) => d.at(
                 format!("{lpath}.fields[{i}]"),
                 format!("\"{f}\" is a secret or blob field and is never indexed"),
             ),
