@@ -3,41 +3,60 @@
 //! callerFields, search, view, include).
 
 use super::names::is_kebab;
-use super::views::view;
 use super::{an, field_names, object_names, Objects};
 use crate::action::Action;
 use crate::diag::{one_of, Diagnostics};
 use crate::model::{DataObject, FieldType, Include, Model, Route};
 use std::collections::BTreeSet;
 
+/// A route on a data object, with what its checks need to know. Built once
+/// the object is known, so the checks on it need not each be handed the
+/// same model, route, object and path.
+pub(super) struct DataRoute<'a> {
+    pub(super) m: &'a Model,
+    pub(super) r: &'a Route,
+    /// The object's name and definition.
+    pub(super) name: &'a str,
+    pub(super) object: &'a DataObject,
+    /// `routes.<route name>`, where errors are located.
+    pub(super) path: &'a str,
+}
+
 /// A route on a data object; which checks apply to which data actions reads
 /// top to bottom. All but the event need the object, so they stop when the
 /// route names none or an unknown one.
 pub(super) fn data_route(m: &Model, objects: &Objects, r: &Route, path: &str, d: &mut Diagnostics) {
     event(r, path, d);
-    let Some((object_name, object)) = route_object(objects, r, path, d) else {
+    let Some((name, object)) = route_object(objects, r, path, d) else {
         return;
     };
-    body_fields(r, object_name, object, path, d);
+    let route = DataRoute {
+        m,
+        r,
+        name,
+        object,
+        path,
+    };
+    route.body_fields(d);
     if r.action == Action::Create {
-        fills_required(r, object, path, d);
+        route.fills_required(d);
     }
     if r.action == Action::Download {
-        download(r, object_name, object, path, d);
+        route.download(d);
     } else {
-        no_download_keys(r, path, d);
+        route.no_download_keys(d);
     }
-    if r.action == Action::Extend && !m.search_indexes.iter().any(|(n, _)| n == object_name) {
+    if r.action == Action::Extend && !m.search_indexes.iter().any(|(n, _)| n == name) {
         d.at(
             format!("{path}.object"),
-            format!("{object_name} is not indexed, so it has no documents to extend; add it under searchIndexes"),
+            format!("{name} is not indexed, so it has no documents to extend; add it under searchIndexes"),
         );
     }
     // Keys that fit some data actions only; each check says which.
-    caller_fields(m, r, object_name, object, path, d);
-    search(m, r, object_name, object, path, d);
-    view(m, r, object_name, object, path, d);
-    includes(m, objects, r, object_name, object, path, d);
+    route.caller_fields(d);
+    route.search(d);
+    route.view(d);
+    route.includes(objects, d);
 }
 
 /// The route event: every data action but a download and an extend
@@ -97,253 +116,245 @@ fn route_object<'a>(
     Some((object_name, object))
 }
 
-/// `fields`: what a create or update accepts, which an update must list;
-/// each a field of the object a client may set, listed once.
-fn body_fields(r: &Route, object_name: &str, object: &DataObject, path: &str, d: &mut Diagnostics) {
-    let action = r.action;
-    let names = field_names(object);
-    if !action.writes_fields() && !r.fields.is_empty() {
-        d.at(
-            format!("{path}.fields"),
-            format!(
-                "fields lists what a create or update route accepts; {} route accepts no body",
-                an(action.name())
-            ),
-        );
-    }
-    if action == Action::Update && r.fields.is_empty() {
-        d.at_key(
-            path,
-            "an update route needs `fields`: the fields it may change",
-        );
-    }
-    let mut seen = BTreeSet::new();
-    for (i, f) in r.fields.iter().enumerate() {
-        if !names.contains(&f.as_str()) {
+impl DataRoute<'_> {
+    /// `fields`: what a create or update accepts, which an update must list;
+    /// each a field of the object a client may set, listed once.
+    fn body_fields(&self, d: &mut Diagnostics) {
+        let (r, path) = (self.r, self.path);
+        let action = r.action;
+        let names = field_names(self.object);
+        if !action.writes_fields() && !r.fields.is_empty() {
             d.at(
-                format!("{path}.fields[{i}]"),
-                format!("unknown field \"{f}\" of {object_name}; {}", one_of(&names)),
-            );
-        } else if object
-            .fields
-            .iter()
-            .any(|(n, fd)| n == f && fd.computed.is_some())
-        {
-            d.at(
-                format!("{path}.fields[{i}]"),
-                format!("\"{f}\" is computed by the service and cannot be accepted from a client"),
-            );
-        } else if !seen.insert(f) {
-            d.at(
-                format!("{path}.fields[{i}]"),
-                format!("\"{f}\" is listed twice"),
-            );
-        }
-    }
-}
-
-/// A create must accept every required field the service does not fill.
-fn fills_required(r: &Route, object: &DataObject, path: &str, d: &mut Diagnostics) {
-    for (fname, f) in &object.fields {
-        if f.required && f.default.is_none() && f.computed.is_none() && !r.fields.contains(fname) {
-            d.at(format!("{path}.fields"), format!("required field \"{fname}\" has no default and is not accepted, so no row could be created; add it to fields"));
-        }
-    }
-}
-
-/// The keys of download routes: an object with a file, a `by` field that is an
-/// unguessable key, and a Cache-Control value.
-fn download(r: &Route, object_name: &str, object: &DataObject, path: &str, d: &mut Diagnostics) {
-    if !object
-        .fields
-        .iter()
-        .any(|(_, f)| f.is(FieldType::Blob) && f.type_field.is_some())
-    {
-        d.at(
-            format!("{path}.object"),
-            format!("{object_name} holds no file: give one of its Blob fields a typeField"),
-        );
-    }
-    if let Some(by) = &r.by {
-        let unguessable = object.fields.iter().any(|(n, f)| {
-            n == by && matches!(&f.computed, Some(crate::model::Computed::Keyword(k)) if k == "randomKey")
-        });
-        if !unguessable {
-            d.at(
-                format!("{path}.by"),
-                format!("\"{by}\" is not a randomKey field of {object_name}; a file is fetched by id or by an unguessable key"),
-            );
-        }
-    }
-    if r.cache_control
-        .as_deref()
-        .is_some_and(|c| c.trim().is_empty() || c.contains(['\r', '\n', '"']))
-    {
-        d.at(
-            format!("{path}.cacheControl"),
-            "not a Cache-Control value; expected e.g. \"private, no-cache\"",
-        );
-    }
-}
-
-/// `by` and `cacheControl` belong to download routes only.
-fn no_download_keys(r: &Route, path: &str, d: &mut Diagnostics) {
-    for (key, set) in [
-        ("by", r.by.is_some()),
-        ("cacheControl", r.cache_control.is_some()),
-    ] {
-        if set {
-            d.at(
-                format!("{path}.{key}"),
-                format!("{key} applies to download routes, not {}", r.action),
-            );
-        }
-    }
-}
-
-/// `callerFields` of create routes: reference fields of the object.
-fn caller_fields(
-    m: &Model,
-    r: &Route,
-    object_name: &str,
-    object: &DataObject,
-    path: &str,
-    d: &mut Diagnostics,
-) {
-    if r.caller_fields.is_empty() {
-        return;
-    }
-    if r.action != Action::Create {
-        d.at(
-            format!("{path}.callerFields"),
-            format!("callerFields applies to create routes, not {}", r.action),
-        );
-        return;
-    }
-    for (i, f) in r.caller_fields.iter().enumerate() {
-        let refs_caller = object
-            .fields
-            .iter()
-            .any(|(n, fd)| n == f && fd.references.as_deref() == Some(m.auth.user_object.as_str()));
-        if !refs_caller {
-            d.at(
-                format!("{path}.callerFields[{i}]"),
+                format!("{path}.fields"),
                 format!(
-                    "\"{f}\" is not a field of {object_name} that references {}",
-                    m.auth.user_object
+                    "fields lists what a create or update route accepts; {} route accepts no body",
+                    an(action.name())
                 ),
             );
-        } else if !r.fields.contains(f) {
-            d.at(
-                format!("{path}.callerFields[{i}]"),
-                format!("\"{f}\" is not accepted by this route; add it to fields"),
-            );
         }
-    }
-}
-
-/// `search`: a list route's keyword, over an indexed object's searchable fields.
-fn search(
-    m: &Model,
-    r: &Route,
-    object_name: &str,
-    object: &DataObject,
-    path: &str,
-    d: &mut Diagnostics,
-) {
-    if !r.search {
-        return;
-    }
-    if r.action != Action::List {
-        d.at(
-            format!("{path}.search"),
-            format!("search applies to list routes, not {}", r.action),
-        );
-    }
-    if !m.search_indexes.iter().any(|(n, _)| n == object_name) {
-        d.at(
-            format!("{path}.search"),
-            format!("{object_name} is not indexed; add it under searchIndexes"),
-        );
-    }
-    if !object.fields.iter().any(|(_, f)| f.searchable) {
-        d.at(
-            format!("{path}.search"),
-            format!("{object_name} has no searchable field to search"),
-        );
-    }
-}
-
-/// `include`: rows a list route joins through the object's reference fields.
-fn includes(
-    m: &Model,
-    objects: &Objects,
-    r: &Route,
-    object_name: &str,
-    object: &DataObject,
-    path: &str,
-    d: &mut Diagnostics,
-) {
-    if !r.include.is_empty() && r.action != Action::List {
-        d.at(
-            format!("{path}.include"),
-            format!("include applies to list routes, not {}", r.action),
-        );
-    }
-    let names = field_names(object);
-    for (iname, inc) in &r.include {
-        let ipath = format!("{path}.include.{iname}");
-        let via = object.fields.iter().find(|(n, _)| *n == inc.via);
-        let Some(target) = via.and_then(|(_, f)| f.references.as_deref()) else {
-            d.at(
-                format!("{ipath}.via"),
-                format!("\"{}\" is not a reference field of {object_name}", inc.via),
-            );
-            continue;
-        };
-        if names.contains(&iname.as_str()) {
+        if action == Action::Update && r.fields.is_empty() {
             d.at_key(
-                &ipath,
-                format!("\"{iname}\" is already a field of {object_name}"),
+                path,
+                "an update route needs `fields`: the fields it may change",
             );
         }
-        if let Some(t) = objects.get(target) {
-            included_fields(m, r, target, t, inc, &ipath, d);
+        let mut seen = BTreeSet::new();
+        for (i, f) in r.fields.iter().enumerate() {
+            if !names.contains(&f.as_str()) {
+                d.at(
+                    format!("{path}.fields[{i}]"),
+                    format!("unknown field \"{f}\" of {}; {}", self.name, one_of(&names)),
+                );
+            } else if self
+                .object
+                .fields
+                .iter()
+                .any(|(n, fd)| n == f && fd.computed.is_some())
+            {
+                d.at(
+                    format!("{path}.fields[{i}]"),
+                    format!(
+                        "\"{f}\" is computed by the service and cannot be accepted from a client"
+                    ),
+                );
+            } else if !seen.insert(f) {
+                d.at(
+                    format!("{path}.fields[{i}]"),
+                    format!("\"{f}\" is listed twice"),
+                );
+            }
         }
     }
-}
 
-/// The fields of joined rows: sent ones, and one the rows' view shows.
-fn included_fields(
-    m: &Model,
-    r: &Route,
-    target: &str,
-    t: &DataObject,
-    inc: &Include,
-    ipath: &str,
-    d: &mut Diagnostics,
-) {
-    let tnames = field_names(t);
-    for (i, f) in inc.fields.iter().enumerate() {
-        match t.fields.iter().find(|(n, _)| n == f) {
-            None => d.at(
-                format!("{ipath}.fields[{i}]"),
-                format!("unknown field \"{f}\" of {target}; {}", one_of(&tnames)),
-            ),
-            Some((_, tf)) if tf.secret || tf.is(FieldType::Blob) => d.at(
-                format!("{ipath}.fields[{i}]"),
-                format!("\"{f}\" is a secret or blob field and is never sent"),
-            ),
-            _ => {}
+    /// A create must accept every required field the service does not fill.
+    fn fills_required(&self, d: &mut Diagnostics) {
+        for (fname, f) in &self.object.fields {
+            if f.required
+                && f.default.is_none()
+                && f.computed.is_none()
+                && !self.r.fields.contains(fname)
+            {
+                d.at(format!("{}.fields", self.path), format!("required field \"{fname}\" has no default and is not accepted, so no row could be created; add it to fields"));
+            }
         }
     }
-    // Joined rows follow their own object's view.
-    let view = m.include_view(r, target);
-    let public = |f: &String| t.fields.iter().any(|(n, tf)| n == f && tf.public);
-    if m.view_narrows(&r.auth, view) && !inc.fields.iter().any(public) {
-        d.at(
-            format!("{ipath}.fields"),
-            format!("{target} rows follow view {view}, which shows some callers only public fields, and none of these is public; include one marked `public: true`"),
-        );
+
+    /// The keys of download routes: an object with a file, a `by` field that is an
+    /// unguessable key, and a Cache-Control value.
+    fn download(&self, d: &mut Diagnostics) {
+        let (r, object, path) = (self.r, self.object, self.path);
+        if !object
+            .fields
+            .iter()
+            .any(|(_, f)| f.is(FieldType::Blob) && f.type_field.is_some())
+        {
+            d.at(
+                format!("{path}.object"),
+                format!(
+                    "{} holds no file: give one of its Blob fields a typeField",
+                    self.name
+                ),
+            );
+        }
+        if let Some(by) = &r.by {
+            let unguessable = object.fields.iter().any(|(n, f)| {
+                n == by && matches!(&f.computed, Some(crate::model::Computed::Keyword(k)) if k == "randomKey")
+            });
+            if !unguessable {
+                d.at(
+                    format!("{path}.by"),
+                    format!("\"{by}\" is not a randomKey field of {}; a file is fetched by id or by an unguessable key", self.name),
+                );
+            }
+        }
+        if r.cache_control
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty() || c.contains(['\r', '\n', '"']))
+        {
+            d.at(
+                format!("{path}.cacheControl"),
+                "not a Cache-Control value; expected e.g. \"private, no-cache\"",
+            );
+        }
+    }
+
+    /// `by` and `cacheControl` belong to download routes only.
+    fn no_download_keys(&self, d: &mut Diagnostics) {
+        let r = self.r;
+        for (key, set) in [
+            ("by", r.by.is_some()),
+            ("cacheControl", r.cache_control.is_some()),
+        ] {
+            if set {
+                d.at(
+                    format!("{}.{key}", self.path),
+                    format!("{key} applies to download routes, not {}", r.action),
+                );
+            }
+        }
+    }
+
+    /// `callerFields` of create routes: reference fields of the object.
+    fn caller_fields(&self, d: &mut Diagnostics) {
+        let (r, path, user_object) = (self.r, self.path, &self.m.auth.user_object);
+        if r.caller_fields.is_empty() {
+            return;
+        }
+        if r.action != Action::Create {
+            d.at(
+                format!("{path}.callerFields"),
+                format!("callerFields applies to create routes, not {}", r.action),
+            );
+            return;
+        }
+        for (i, f) in r.caller_fields.iter().enumerate() {
+            let refs_caller =
+                self.object.fields.iter().any(|(n, fd)| {
+                    n == f && fd.references.as_deref() == Some(user_object.as_str())
+                });
+            if !refs_caller {
+                d.at(
+                    format!("{path}.callerFields[{i}]"),
+                    format!(
+                        "\"{f}\" is not a field of {} that references {user_object}",
+                        self.name
+                    ),
+                );
+            } else if !r.fields.contains(f) {
+                d.at(
+                    format!("{path}.callerFields[{i}]"),
+                    format!("\"{f}\" is not accepted by this route; add it to fields"),
+                );
+            }
+        }
+    }
+
+    /// `search`: a list route's keyword, over an indexed object's searchable fields.
+    fn search(&self, d: &mut Diagnostics) {
+        let (r, name, path) = (self.r, self.name, self.path);
+        if !r.search {
+            return;
+        }
+        if r.action != Action::List {
+            d.at(
+                format!("{path}.search"),
+                format!("search applies to list routes, not {}", r.action),
+            );
+        }
+        if !self.m.search_indexes.iter().any(|(n, _)| n == name) {
+            d.at(
+                format!("{path}.search"),
+                format!("{name} is not indexed; add it under searchIndexes"),
+            );
+        }
+        if !self.object.fields.iter().any(|(_, f)| f.searchable) {
+            d.at(
+                format!("{path}.search"),
+                format!("{name} has no searchable field to search"),
+            );
+        }
+    }
+
+    /// `include`: rows a list route joins through the object's reference fields.
+    fn includes(&self, objects: &Objects, d: &mut Diagnostics) {
+        let (r, name, path) = (self.r, self.name, self.path);
+        if !r.include.is_empty() && r.action != Action::List {
+            d.at(
+                format!("{path}.include"),
+                format!("include applies to list routes, not {}", r.action),
+            );
+        }
+        let names = field_names(self.object);
+        for (iname, inc) in &r.include {
+            let ipath = format!("{path}.include.{iname}");
+            let via = self.object.fields.iter().find(|(n, _)| *n == inc.via);
+            let Some(target) = via.and_then(|(_, f)| f.references.as_deref()) else {
+                d.at(
+                    format!("{ipath}.via"),
+                    format!("\"{}\" is not a reference field of {name}", inc.via),
+                );
+                continue;
+            };
+            if names.contains(&iname.as_str()) {
+                d.at_key(&ipath, format!("\"{iname}\" is already a field of {name}"));
+            }
+            if let Some(t) = objects.get(target) {
+                self.included_fields(target, t, inc, &ipath, d);
+            }
+        }
+    }
+
+    /// The fields of joined rows: sent ones, and one the rows' view shows.
+    fn included_fields(
+        &self,
+        target: &str,
+        t: &DataObject,
+        inc: &Include,
+        ipath: &str,
+        d: &mut Diagnostics,
+    ) {
+        let tnames = field_names(t);
+        for (i, f) in inc.fields.iter().enumerate() {
+            match t.fields.iter().find(|(n, _)| n == f) {
+                None => d.at(
+                    format!("{ipath}.fields[{i}]"),
+                    format!("unknown field \"{f}\" of {target}; {}", one_of(&tnames)),
+                ),
+                Some((_, tf)) if tf.secret || tf.is(FieldType::Blob) => d.at(
+                    format!("{ipath}.fields[{i}]"),
+                    format!("\"{f}\" is a secret or blob field and is never sent"),
+                ),
+                _ => {}
+            }
+        }
+        // Joined rows follow their own object's view.
+        let view = self.m.include_view(self.r, target);
+        let public = |f: &String| t.fields.iter().any(|(n, tf)| n == f && tf.public);
+        if self.m.view_narrows(&self.r.auth, view) && !inc.fields.iter().any(public) {
+            d.at(
+                format!("{ipath}.fields"),
+                format!("{target} rows follow view {view}, which shows some callers only public fields, and none of these is public; include one marked `public: true`"),
+            );
+        }
     }
 }

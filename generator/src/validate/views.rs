@@ -1,25 +1,83 @@
 //! A reading route's view: which fields its answers show each caller.
 
+use super::data_routes::DataRoute;
 use crate::diag::{one_of, Diagnostics};
-use crate::model::{DataObject, Field, Model, Route, View};
+use crate::model::{Field, Route, View};
 
-/// A reading route's view: a known one, on a reading route, and one whose
-/// narrowed answers still show something and search only what they show.
-pub(super) fn view(
-    m: &Model,
-    r: &Route,
-    object_name: &str,
-    object: &DataObject,
-    path: &str,
-    d: &mut Diagnostics,
-) {
-    if let Some(view) = &r.view {
-        if !named_view(r, view, path, d) {
-            return;
+impl DataRoute<'_> {
+    /// A reading route's view: a known one, on a reading route, and one whose
+    /// narrowed answers still show something and search only what they show.
+    pub(super) fn view(&self, d: &mut Diagnostics) {
+        if let Some(view) = &self.r.view {
+            if !named_view(self.r, view, self.path, d) {
+                return;
+            }
+        }
+        if self.m.narrows(self.r) {
+            self.narrowed(d);
         }
     }
-    if m.narrows(r) {
-        narrowed(m, r, object_name, object, path, d);
+
+    /// A view that shows some callers only the public fields: the object needs
+    /// one, and a search may match only public searchable fields.
+    fn narrowed(&self, d: &mut Diagnostics) {
+        let (r, name, object, path) = (self.r, self.name, self.object, self.path);
+        let view = self.m.view_of(r);
+        let whose = self.whose();
+        let at = if r.view.is_some() {
+            format!("{path}.view")
+        } else {
+            path.to_string()
+        };
+        let shows = if view == View::Public {
+            "shows only the fields marked public"
+        } else {
+            "shows callers without an admin role only the fields marked public of rows they do not own"
+        };
+        let mut at_view = |message: String| {
+            if r.view.is_some() {
+                d.at(at.clone(), message);
+            } else {
+                d.at_key(at.clone(), message);
+            }
+        };
+        if !object.fields.iter().any(|(_, f)| f.public) {
+            at_view(format!(
+                "{whose} {shows}, and {name} has none; mark fields `public: true` or use view full"
+            ));
+            return;
+        }
+        if !r.search {
+            return;
+        }
+        let searchable: Vec<(&String, &Field)> = object
+            .fields
+            .iter()
+            .filter(|(_, f)| f.searchable)
+            .map(|(n, f)| (n, f))
+            .collect();
+        if !searchable.iter().any(|(_, f)| f.public) {
+            at_view(format!("{whose} {shows}, so the keyword matches only public searchable fields, and no searchable field of {name} is; mark one `public: true` or use view full"));
+        }
+        shared_weight(&searchable, name, &whose, path, d);
+    }
+
+    /// The route's view, and where it comes from, for the messages.
+    fn whose(&self) -> String {
+        let view = self.m.view_of(self.r);
+        let object_view = self.m.object_view(self.name);
+        let source = match (&self.r.view, &self.object.view) {
+            (Some(_), _) => None,
+            (None, Some(_)) => Some(format!("the view of {}", self.name)),
+            (None, None) => Some("the default of auth.userObject".to_string()),
+        };
+        match source {
+            None => format!("view {view}"),
+            Some(s) if view != object_view => {
+                format!("view {view} ({s} is {object_view}, {view} on a public route)")
+            }
+            Some(s) => format!("view {view} ({s})"),
+        }
     }
 }
 
@@ -49,72 +107,6 @@ fn named_view(r: &Route, view: &str, path: &str, d: &mut Diagnostics) -> bool {
         return false;
     }
     true
-}
-
-/// A view that shows some callers only the public fields: the object needs
-/// one, and a search may match only public searchable fields.
-fn narrowed(
-    m: &Model,
-    r: &Route,
-    object_name: &str,
-    object: &DataObject,
-    path: &str,
-    d: &mut Diagnostics,
-) {
-    let view = m.view_of(r);
-    let whose = whose(m, r, object_name, object);
-    let at = if r.view.is_some() {
-        format!("{path}.view")
-    } else {
-        path.to_string()
-    };
-    let shows = if view == View::Public {
-        "shows only the fields marked public"
-    } else {
-        "shows callers without an admin role only the fields marked public of rows they do not own"
-    };
-    let mut at_view = |message: String| {
-        if r.view.is_some() {
-            d.at(at.clone(), message);
-        } else {
-            d.at_key(at.clone(), message);
-        }
-    };
-    if !object.fields.iter().any(|(_, f)| f.public) {
-        at_view(format!("{whose} {shows}, and {object_name} has none; mark fields `public: true` or use view full"));
-        return;
-    }
-    if !r.search {
-        return;
-    }
-    let searchable: Vec<(&String, &Field)> = object
-        .fields
-        .iter()
-        .filter(|(_, f)| f.searchable)
-        .map(|(n, f)| (n, f))
-        .collect();
-    if !searchable.iter().any(|(_, f)| f.public) {
-        at_view(format!("{whose} {shows}, so the keyword matches only public searchable fields, and no searchable field of {object_name} is; mark one `public: true` or use view full"));
-    }
-    shared_weight(&searchable, object_name, &whose, path, d);
-}
-
-/// The route's view, and where it comes from, for the messages.
-fn whose(m: &Model, r: &Route, object_name: &str, object: &DataObject) -> String {
-    let view = m.view_of(r);
-    let object_view = m.object_view(object_name);
-    let source = match (&r.view, &object.view) {
-        (Some(_), _) => None,
-        (None, Some(_)) => Some(format!("the view of {object_name}")),
-        (None, None) => Some("the default of auth.userObject".to_string()),
-    };
-    match source {
-        None => format!("view {view}"),
-        Some(s) if view != object_view => {
-            format!("view {view} ({s} is {object_view}, {view} on a public route)")
-        }
-        Some(s) => format!("view {view} ({s})"),
-    }
 }
 
 /// Searchable fields after the second share one weight in the search
