@@ -440,6 +440,17 @@ pub struct Include {
     pub fields: Vec<String>,
 }
 
+impl DataObject {
+    /// The object's file: its Blob field that has a type field, with the
+    /// Blob's name and definition and the type field's name.
+    pub fn file_field(&self) -> Option<(&String, &Field, &String)> {
+        self.fields.iter().find_map(|(n, f)| {
+            let type_field = f.type_field.as_ref()?;
+            f.is(FieldType::Blob).then_some((n, f, type_field))
+        })
+    }
+}
+
 impl Model {
     pub fn object(&self, name: &str) -> Option<&DataObject> {
         self.data_objects
@@ -451,10 +462,9 @@ impl Model {
     /// The view of an object's reading routes that name none: its own, else
     /// `owner` for the identity object (people's records are personal) and
     /// `full` for the others.
-    /// (A view validation refused counts as `full`: it narrows nothing.)
     pub fn object_view(&self, name: &str) -> View {
         match self.object(name).and_then(|o| o.view.as_deref()) {
-            Some(v) => View::parse(v).unwrap_or(View::Full),
+            Some(v) => view_named(v),
             None if name == self.auth.user_object => View::Owner,
             None => View::Full,
         }
@@ -470,7 +480,7 @@ impl Model {
             return View::Full;
         };
         let view = match r.view.as_deref() {
-            Some(v) => View::parse(v).unwrap_or(View::Full),
+            Some(v) => view_named(v),
             None => self.object_view(object),
         };
         on_route(&r.auth, view)
@@ -501,6 +511,12 @@ impl Model {
             _ => false,
         }
     }
+}
+
+/// A view named in the model; one validation refused counts as `full`: it
+/// narrows nothing.
+fn view_named(name: &str) -> View {
+    View::parse(name).unwrap_or(View::Full)
 }
 
 /// A public route knows no caller, so it cannot tell the owner: `owner` is `public` there.

@@ -2,7 +2,7 @@
 //! plan as data (a JSON document is data, not code, so it is not a template).
 
 use crate::action::{Action, Auth, Family};
-use crate::plan::{FieldPlan, ObjectPlan, Plan, RouteKind, RoutePlan};
+use crate::plan::{DownloadPlan, FieldPlan, ObjectPlan, Plan, RouteKind, RoutePlan};
 use serde_json::{json, Map, Value};
 
 /// The document, with `marker` as its `x-generated` note.
@@ -242,8 +242,8 @@ fn operation(
     paths: &mut Map<String, Value>,
     schemas: &mut Map<String, Value>,
 ) {
-    if r.action == Action::Download {
-        download_operation(o, r, paths);
+    if let RouteKind::Download(d) = &r.kind {
+        download_operation(o, r, d, paths);
         return;
     }
     let mut params = Vec::new();
@@ -441,10 +441,12 @@ fn realtime_operation(plan: &Plan, paths: &mut Map<String, Value>) {
 }
 
 /// A download answers the file's bytes, not the envelope.
-fn download_operation(o: &ObjectPlan, r: &RoutePlan, paths: &mut Map<String, Value>) {
-    let RouteKind::Download(d) = &r.kind else {
-        return;
-    };
+fn download_operation(
+    o: &ObjectPlan,
+    r: &RoutePlan,
+    d: &DownloadPlan,
+    paths: &mut Map<String, Value>,
+) {
     let key = if d.key_type == "Uuid" {
         json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } })
     } else {

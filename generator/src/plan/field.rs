@@ -324,6 +324,25 @@ fn blob_href(m: &Model, object: &str) -> String {
         .unwrap_or_else(|| "NULL".to_string())
 }
 
+/// The column naming a row's owner: `id` where the row is its own owner
+/// (the user object), else `_owner`.
+pub fn owner_column(o: &DataObject) -> &'static str {
+    if o.owner_is_self {
+        "id"
+    } else {
+        "_owner"
+    }
+}
+
+/// The `WHERE` of an index or unique constraint that holds among active rows only.
+pub fn partial_clause(o: &DataObject) -> &'static str {
+    if o.soft_delete {
+        " WHERE is_active"
+    } else {
+        ""
+    }
+}
+
 pub fn active_clause(o: &DataObject) -> &'static str {
     if o.soft_delete {
         " AND t.is_active"

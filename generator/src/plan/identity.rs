@@ -1,7 +1,7 @@
 //! The identity the service issues tokens for: who logs in and how, the
 //! session and auth routes, role ranks, cookies and one-time-code flows.
 
-use super::field::{columns_of, field, field_of, select_list, visible_of};
+use super::field::{active_clause, columns_of, field, field_of, select_list, visible_of};
 use super::route::RoutePlan;
 use super::{rust_str_slice, sql_text};
 use crate::action::Action;
@@ -327,11 +327,7 @@ struct AccountSql {
 
 impl AccountSql {
     fn new(a: &Identity, user: &DataObject) -> Self {
-        let active = if user.soft_delete {
-            " AND t.is_active"
-        } else {
-            ""
-        };
+        let active = active_clause(user);
         let (table, role) = (&user.table, snake(&a.role_field));
         let verified = a.verification.as_ref();
         AccountSql {
@@ -359,11 +355,7 @@ impl AccountSql {
 /// One-time codes by email: verification, reset and the second factor.
 fn flows(m: &Model, v: &Verification, user: &DataObject, routes: &[RoutePlan]) -> FlowsPlan {
     let a = &m.auth;
-    let active = if user.soft_delete {
-        " AND t.is_active"
-    } else {
-        ""
-    };
+    let active = active_clause(user);
     let select = select_list(&visible_of(m, &a.user_object, &columns_of(user)), "t");
     let update = |set: String| {
         format!(

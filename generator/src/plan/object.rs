@@ -2,7 +2,8 @@
 //! topics, routes, imports) and what file objects point at.
 
 use super::field::{
-    active_clause, columns_of, field_of, public_columns, select_list, visible_of, FieldPlan,
+    active_clause, columns_of, field_of, owner_column, partial_clause, public_columns, select_list,
+    visible_of, FieldPlan,
 };
 use super::imports::Imports;
 use super::read::IncludePlan;
@@ -199,9 +200,8 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
     let sorts = sorts(o, &columns);
     let sql = Sql::new(o, &select, public_view.as_ref());
     let has = |a: Action| routes.iter().any(|r| r.action == a);
-    let owner_column = if o.owner_is_self { "id" } else { "_owner" };
     ObjectPlan {
-        owner_column: owner_column.into(),
+        owner_column: owner_column(o).into(),
         owner_expr: if o.owner_is_self {
             "Some(row.id)"
         } else {
@@ -368,11 +368,7 @@ fn sorts(o: &DataObject, columns: &[FieldPlan]) -> Vec<SortPlan> {
 
 /// Unique fields and groups; among active rows only, with soft delete.
 fn uniques(o: &DataObject, columns: &[FieldPlan]) -> Vec<UniquePlan> {
-    let partial = if o.soft_delete {
-        " WHERE is_active"
-    } else {
-        ""
-    };
+    let partial = partial_clause(o);
     let single = columns
         .iter()
         .filter(|c| field_of(o, &c.name).is_some_and(|f| f.unique))
@@ -393,11 +389,7 @@ fn uniques(o: &DataObject, columns: &[FieldPlan]) -> Vec<UniquePlan> {
 
 /// Indexes of the columns lists filter, sort or join on, and of the default order.
 fn indexes(o: &DataObject, columns: &[FieldPlan]) -> Vec<IndexPlan> {
-    let partial = if o.soft_delete {
-        " WHERE is_active"
-    } else {
-        ""
-    };
+    let partial = partial_clause(o);
     let mut indexes: Vec<IndexPlan> = columns
         .iter()
         .filter(|c| {

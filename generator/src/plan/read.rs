@@ -2,7 +2,8 @@
 //! read (decision route-views), the list queries, joined rows and search.
 
 use super::field::{
-    columns_of, field_of, is_public, public_columns, select_list, visible_of, FieldPlan,
+    columns_of, field_of, is_public, owner_column, public_columns, select_list, visible_of,
+    FieldPlan,
 };
 use super::rust_str_slice;
 use crate::model::{DataObject, Model, Route, View};
@@ -106,12 +107,14 @@ pub fn get(m: &Model, r: &Route, o: &DataObject) -> GetPlan {
 pub fn list(m: &Model, route: &str, r: &Route, name: &str, o: &DataObject) -> ListPlan {
     let includes = includes(m, r, o);
     let read = read(m, r, o, &includes, true);
-    let select = select_list(&visible_of(m, name, &columns_of(o)), "t");
-    let (list_sql, count_sql) = list_sql(o, &select, &includes);
-    let search = r.search.then(|| search(m, name, o));
-    let (list_sql, count_sql) = match &search {
-        Some((list, count, _)) => (list.clone(), count.clone()),
-        None => (list_sql, count_sql),
+    // A search reads the index's documents, a list the table's rows.
+    let (list_sql, count_sql, search) = if r.search {
+        let (list, count, plan) = search(m, name, o);
+        (list, count, Some(plan))
+    } else {
+        let select = select_list(&visible_of(m, name, &columns_of(o)), "t");
+        let (list, count) = list_sql(o, &select, &includes);
+        (list, count, None)
     };
     ListPlan {
         rows_mut: (r.search && !read.sight.is_empty())
@@ -121,7 +124,7 @@ pub fn list(m: &Model, route: &str, r: &Route, name: &str, o: &DataObject) -> Li
         list_sql,
         count_sql,
         list_row: format!("{}Row", camel(route)),
-        search: search.map(|(_, _, s)| s),
+        search,
     }
 }
 
@@ -256,7 +259,7 @@ fn search(m: &Model, name: &str, o: &DataObject) -> (String, String, SearchRoute
             "ts_filter(d.search, '{{{}}}')",
             weights.join(",").to_lowercase()
         )),
-        owner_key: if o.owner_is_self { "id" } else { "_owner" }.to_string(),
+        owner_key: owner_column(o).to_string(),
     };
     (select("d.search"), format!("SELECT count(*){from}"), plan)
 }
@@ -302,8 +305,7 @@ fn include(
     };
     let owner_ident = format!("{ident}_owner");
     if !sight.is_empty() {
-        let owner = if t.owner_is_self { "id" } else { "_owner" };
-        json_sql.push_str(&format!(", {alias}.{owner} AS {owner_ident}"));
+        json_sql.push_str(&format!(", {alias}.{} AS {owner_ident}", owner_column(t)));
     }
     let public: Vec<String> = names.iter().filter(|f| is_public(t, f)).cloned().collect();
     IncludePlan {

@@ -1,11 +1,11 @@
 //! Routes: what every route has (name, method, path, rule, topic), and what
 //! its kind adds, in [`RouteKind`]: each kind carries only its own facts.
 
-use super::field::{active_clause, field_of, FieldPlan};
+use super::field::{active_clause, field_of, owner_column, FieldPlan};
 use super::read::{GetPlan, IncludePlan, ListPlan, ReadPlan};
 use super::write::{CreatePlan, DeletePlan, UpdatePlan, UploadPlan};
 use crate::action::{Action, Auth, View};
-use crate::model::{DataObject, FieldType, Model, Route};
+use crate::model::{DataObject, Model, Route};
 use crate::naming::{
     camel, change_const, constant, index_name, plural, route_event_const, route_topic, snake,
 };
@@ -275,13 +275,7 @@ fn download(r: &Route, o: &DataObject) -> DownloadPlan {
             "private, no-cache".to_string()
         }
     });
-    let blob = o
-        .fields
-        .iter()
-        .find(|(_, f)| f.is(FieldType::Blob) && f.type_field.is_some());
-    let Some((blob_name, blob, type_field)) =
-        blob.and_then(|(n, f)| Some((n, f, f.type_field.as_ref()?)))
-    else {
+    let Some((blob_name, blob, type_field)) = o.file_field() else {
         return DownloadPlan {
             download_sql: String::new(),
             key_type: String::new(),
@@ -294,7 +288,7 @@ fn download(r: &Route, o: &DataObject) -> DownloadPlan {
         .as_ref()
         .map(|n| format!("t.{}", snake(n)))
         .unwrap_or_else(|| "NULL::text".to_string());
-    let owner = if o.owner_is_self { "id" } else { "_owner" };
+    let owner = owner_column(o);
     DownloadPlan {
         download_sql: format!(
             "SELECT t.id, t.record_version, t.{} AS content_type, {name} AS file_name, t.{} AS bytes, t.{owner} AS owner FROM {} AS t WHERE t.{key} = $1{}",

@@ -5,7 +5,7 @@ use super::field::{columns_of, field_of, select_list, visible_of, FieldPlan};
 use super::route::fields_named;
 use super::rust_str_slice;
 use crate::action::{Action, Revokes};
-use crate::model::{DataObject, FieldType, Model, Route};
+use crate::model::{DataObject, Model, Route};
 use crate::naming::{camel, snake};
 
 #[derive(Debug, Clone)]
@@ -205,11 +205,7 @@ fn inputs(m: &Model, r: &Route, name: &str, o: &DataObject) -> Vec<FieldPlan> {
 
 /// How a create route that accepts the object's file receives it.
 fn upload(m: &Model, r: &Route, o: &DataObject, inputs: &mut [FieldPlan]) -> Option<UploadPlan> {
-    let (blob_name, blob) = o
-        .fields
-        .iter()
-        .find(|(_, f)| f.is(FieldType::Blob) && f.type_field.is_some())?;
-    let type_field = blob.type_field.as_ref()?;
+    let (blob_name, blob, type_field) = o.file_field()?;
     if !r.fields.contains(blob_name) {
         return None;
     }

@@ -183,11 +183,7 @@ impl DataRoute<'_> {
     /// unguessable key, and a Cache-Control value.
     fn download(&self, d: &mut Diagnostics) {
         let (r, object, path) = (self.r, self.object, self.path);
-        if !object
-            .fields
-            .iter()
-            .any(|(_, f)| f.is(FieldType::Blob) && f.type_field.is_some())
-        {
+        if object.file_field().is_none() {
             d.at(
                 format!("{path}.object"),
                 format!(
