@@ -42,7 +42,8 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 fn generate_into(dir: &Path, model: &str) -> Vec<String> {
     let history = generator::write::read_history(dir).unwrap();
-    let files = generator::generate_str("tests/models/library.yaml", model, &history).unwrap();
+    let files = generator::generate_str("tests/models/library.yaml", model, &history, "../runtime")
+        .unwrap();
     let report = generator::write::write(dir, &files).unwrap();
     report.written
 }
@@ -160,13 +161,19 @@ fn a_required_field_without_default_cannot_be_added_to_existing_rows() {
         )
         .replacen("fields: [title, isbn, pages, shelf, details]", "fields: [title, isbn, pages, shelf, details, edition]", 1);
     let history = generator::write::read_history(&dir).unwrap();
-    let err = generator::generate_str("tests/models/library.yaml", &model, &history).unwrap_err();
+    let err = generator::generate_str("tests/models/library.yaml", &model, &history, "../runtime")
+        .unwrap_err();
     assert!(err.to_string().contains("books.edition"), "{err}");
     assert!(
         err.to_string().contains("give the field a default"),
         "{err}"
     );
-    let fresh = generator::generate_str("tests/models/library.yaml", &model, &History::default());
+    let fresh = generator::generate_str(
+        "tests/models/library.yaml",
+        &model,
+        &History::default(),
+        "../runtime",
+    );
     assert!(fresh.is_ok(), "without history the field is fine");
     std::fs::remove_dir_all(dir).unwrap();
 }

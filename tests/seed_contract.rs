@@ -23,7 +23,7 @@ fn seeds() -> PathBuf {
 }
 
 fn asyncapi() -> Value {
-    serde_json::from_str(airbnb_auth_service::openapi::ASYNCAPI).unwrap()
+    serde_json::from_str(airbnb_auth_service::spec::DOCS.asyncapi).unwrap()
 }
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
@@ -256,7 +256,7 @@ fn session_events_carry_the_session_seed_fields() {
         session_fields,
         "payload.session"
     );
-    let proto = airbnb_auth_service::openapi::SESSION_PROTO;
+    let proto = airbnb_auth_service::spec::DOCS.session_proto;
     for f in session_fields.iter().chain(envelope_fields.iter()) {
         let snake: String = f
             .chars()

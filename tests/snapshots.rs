@@ -39,6 +39,28 @@ fn every_generated_file_matches_its_snapshot() {
 }
 
 #[test]
+fn no_snapshot_outlives_its_file() {
+    let names: Vec<String> = generate("model/auth-service.yaml")
+        .iter()
+        .map(|f| {
+            format!(
+                "snapshots__auth_service__{}.snap",
+                f.path.replace(['/', '.'], "_")
+            )
+        })
+        .collect();
+    for entry in std::fs::read_dir(root().join("tests/snapshots")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with("snapshots__auth_service__") {
+            assert!(
+                names.contains(&name),
+                "{name} has no generated file; delete it"
+            );
+        }
+    }
+}
+
+#[test]
 fn two_runs_give_identical_bytes() {
     for model in ["model/auth-service.yaml", "tests/models/library.yaml"] {
         let a = generate(model);

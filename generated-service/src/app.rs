@@ -4,7 +4,6 @@
 
 use crate::auth::{self, AuthState};
 use crate::config::Config;
-use crate::envelope;
 use crate::events::{self, Publisher};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -14,6 +13,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use svcgen_runtime::envelope;
+use svcgen_runtime::event::Watcher;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -36,12 +37,6 @@ pub struct AppState {
     pub mailer: Option<Arc<crate::verification::Mailer>>,
 }
 
-/// The version every response reports as `appVersion`.
-pub const APP_VERSION: &str = "1.0.0";
-
-/// Request bodies above this size are answered 413.
-pub const BODY_LIMIT_BYTES: usize = 1048576;
-
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Embedded SQL migrations, applied at start.
@@ -53,16 +48,19 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::health::router())
         .merge(auth::router())
         .merge(crate::verification::router())
-        .merge(crate::openapi::router())
+        .merge(svcgen_runtime::docs::router(&crate::spec::DOCS))
         .merge(crate::realtime::router())
         .merge(crate::user::router())
         .merge(crate::user_group::router())
         .merge(crate::user_group_member::router())
         .merge(crate::user_avatars_file::router())
         .fallback(envelope::not_found)
-        .layer(middleware::from_fn(envelope::errors_in_envelope))
-        .layer(Extension(state.auth.live.clone()))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn_with_state(
+            &crate::spec::SERVICE,
+            envelope::errors_in_envelope,
+        ))
+        .layer(Extension(state.auth.live.clone() as Arc<dyn Watcher>))
+        .layer(DefaultBodyLimit::max(crate::spec::SERVICE.body_limit_bytes))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))

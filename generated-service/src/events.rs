@@ -11,10 +11,7 @@
 //! directly; when the producer's bounded queue is full they are dropped and
 //! counted, so reads never wait for the broker.
 
-use crate::auth::{CallerChange, CALLERS_CHANNEL};
 use crate::config::Config;
-use crate::envelope::RequestContext;
-use crate::error::ApiError;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
@@ -22,13 +19,14 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
-use serde::Serialize;
-use serde_json::{Map, Value};
 use sqlx::postgres::{PgListener, PgPool};
 use sqlx::PgConnection;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use svcgen_runtime::envelope::RequestContext;
+use svcgen_runtime::error::ApiError;
+use svcgen_runtime::event::{Event, Notices};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -47,96 +45,6 @@ const LOCK_CLASS: i32 = 0x5356_4547;
 
 /// The NOTIFY channel of new outbox events (the relay and the realtime hub listen).
 pub const CHANNEL: &str = "event_outbox";
-
-/// One event to publish.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub id: Uuid,
-    pub topic: &'static str,
-    pub key: String,
-    pub payload: String,
-    /// Set on events that end a session: replicas forget it (see [`CallerChange::of`]).
-    pub ends_session: bool,
-}
-
-impl Event {
-    pub fn new(
-        topic: &'static str,
-        key: impl ToString,
-        payload: &impl Serialize,
-    ) -> Result<Self, ApiError> {
-        let payload = serde_json::to_string(payload).map_err(ApiError::internal)?;
-        Ok(Self::raw(topic, key, payload))
-    }
-    /// An event whose payload is already JSON text (a route's answer).
-    pub fn raw(topic: &'static str, key: impl ToString, payload: String) -> Self {
-        Self {
-            id: Uuid::new_v4(),
-            topic,
-            key: key.to_string(),
-            payload,
-            ends_session: false,
-        }
-    }
-}
-
-/// The database and index topics of one data object.
-#[derive(Debug)]
-pub struct ObjectTopics {
-    /// The object's name, e.g. `bookLoan`: updated events carry `old_<name>` and `<name>`.
-    pub name: &'static str,
-    pub db_created: &'static str,
-    pub db_updated: &'static str,
-    pub db_deleted: &'static str,
-    pub index_created: &'static str,
-    pub index_updated: &'static str,
-    pub index_deleted: &'static str,
-}
-
-impl ObjectTopics {
-    /// The row at the root, on the database and the index topic.
-    pub fn created(&self, id: Uuid, row: &Value) -> Result<[Event; 2], ApiError> {
-        Ok([
-            Event::new(self.db_created, id, row)?,
-            Event::new(self.index_created, id, row)?,
-        ])
-    }
-    /// `old_<name>`, `<name>` and the changed fields before and after.
-    pub fn updated(&self, id: Uuid, old: &Value, new: &Value) -> Result<[Event; 2], ApiError> {
-        let (before, after) = changes(old, new);
-        let mut payload = Map::new();
-        payload.insert(format!("old_{}", self.name), old.clone());
-        payload.insert(self.name.to_string(), new.clone());
-        payload.insert("oldDataValues".into(), before);
-        payload.insert("newDataValues".into(), after);
-        Ok([
-            Event::new(self.db_updated, id, &payload)?,
-            Event::new(self.index_updated, id, new)?,
-        ])
-    }
-    /// The row as it was deleted (soft deletes show `isActive: false`).
-    pub fn deleted(&self, id: Uuid, row: &Value) -> Result<[Event; 2], ApiError> {
-        Ok([
-            Event::new(self.db_deleted, id, row)?,
-            Event::new(self.index_deleted, id, row)?,
-        ])
-    }
-}
-
-/// The fields whose values differ, before and after.
-pub fn changes(old: &Value, new: &Value) -> (Value, Value) {
-    let (mut before, mut after) = (Map::new(), Map::new());
-    if let (Some(o), Some(n)) = (old.as_object(), new.as_object()) {
-        for (k, v) in n {
-            let was = o.get(k).unwrap_or(&Value::Null);
-            if was != v {
-                before.insert(k.clone(), was.clone());
-                after.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    (Value::Object(before), Value::Object(after))
-}
 
 /// A stable lane for a key (FNV-1a), the same on every replica.
 fn lane(key: &str) -> i32 {
@@ -175,11 +83,14 @@ pub async fn enqueue_after(
     params: usize,
     bind: impl for<'q> FnOnce(PgQuery<'q>) -> PgQuery<'q>,
 ) -> Result<(), ApiError> {
-    let changes: Vec<CallerChange> = events.iter().filter_map(CallerChange::of).collect();
-    if let (Some(live), false) = (&ctx.live, changes.is_empty()) {
-        live.mark(&changes);
-    }
-    let changes: Vec<String> = changes.into_iter().map(CallerChange::to_payload).collect();
+    let notices = ctx
+        .watcher
+        .as_ref()
+        .and_then(|w| w.before_commit(events))
+        .unwrap_or(Notices {
+            channel: CHANNEL,
+            payloads: Vec::new(),
+        });
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let topics: Vec<&str> = events.iter().map(|e| e.topic).collect();
     let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
@@ -204,8 +115,8 @@ pub async fn enqueue_after(
         .bind(&payloads)
         .bind(&ctx.request_id)
         .bind(CHANNEL)
-        .bind(CALLERS_CHANNEL)
-        .bind(&changes)
+        .bind(notices.channel)
+        .bind(&notices.payloads)
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -4,15 +4,14 @@
 //! limit, content types sniffed from the bytes, and downloads with caching
 //! headers.
 
-use crate::app::BODY_LIMIT_BYTES;
-use crate::error::{ApiError, FieldError};
-use crate::extract::{deserialize_error, ApiJson};
 use axum::body::Body;
 use axum::extract::multipart::{Multipart, MultipartError};
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use svcgen_runtime::error::{ApiError, FieldError};
+use svcgen_runtime::extract::{deserialize_error, ApiJson};
 use uuid::Uuid;
 
 /// The body of a route that receives a file.
@@ -80,7 +79,7 @@ impl<S: Send + Sync, T: FileForm> FromRequest<S> for Upload<T> {
             let mut text = Vec::new();
             while let Some(chunk) = part.chunk().await.map_err(multipart_error)? {
                 text_bytes += chunk.len();
-                if text_bytes > BODY_LIMIT_BYTES {
+                if text_bytes > crate::spec::SERVICE.body_limit_bytes {
                     return Err(ApiError::PayloadTooLarge);
                 }
                 text.extend_from_slice(&chunk);

@@ -2,8 +2,9 @@
 
 //! Auth service: Authentication service for the project.
 //!
-//! One module per data object; shared HTTP plumbing in `envelope`, `error`,
-//! `extract` and `validation`.
+//! One module per data object; what every service shares (the envelope,
+//! errors, extractors, validation) comes from `svcgen_runtime`, and `spec`
+//! hands it this model's facts.
 
 pub mod app;
 
@@ -13,27 +14,19 @@ pub mod config;
 
 pub mod elastic;
 
-pub mod envelope;
-
-pub mod error;
-
 pub mod events;
-
-pub mod extract;
 
 pub mod files;
 
 pub mod health;
 
-pub mod openapi;
-
 pub mod realtime;
 
 pub mod search;
 
-pub mod topics;
+pub mod spec;
 
-pub mod validation;
+pub mod topics;
 
 pub mod views;
 

@@ -9,8 +9,6 @@
 
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::extract::ApiQuery;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -23,6 +21,8 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use svcgen_runtime::error::ApiError;
+use svcgen_runtime::extract::ApiQuery;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;

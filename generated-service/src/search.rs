@@ -5,10 +5,10 @@
 //! `extends`) is rebuilt from the tables inside the transaction of every
 //! change, and searched by keyword with ranks (tsvector, GIN index).
 
-use crate::error::{ApiError, FieldError};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeSet;
+use svcgen_runtime::error::{ApiError, FieldError};
 use uuid::Uuid;
 
 /// One index: the SQL that builds its documents from the tables.

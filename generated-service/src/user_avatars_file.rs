@@ -3,17 +3,7 @@
 //! `userAvatarsFile`: An avatar picture uploaded by a user. Its rows, SQL and routes.
 
 use crate::app::AppState;
-use crate::auth::Access;
 use crate::auth::Caller;
-use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
-use crate::error::ApiError;
-use crate::error::FieldError;
-use crate::events::ObjectTopics;
-use crate::extract::ApiPath;
-use crate::extract::ApiQuery;
-use crate::extract::IfMatch;
-use crate::validation;
-use crate::validation::Validator;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -23,6 +13,17 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
+use svcgen_runtime::error::ApiError;
+use svcgen_runtime::error::FieldError;
+use svcgen_runtime::event::ObjectTopics;
+use svcgen_runtime::extract::ApiPath;
+use svcgen_runtime::extract::ApiQuery;
+use svcgen_runtime::extract::IfMatch;
+use svcgen_runtime::route::Access;
+use svcgen_runtime::route::RouteInfo;
+use svcgen_runtime::validation;
+use svcgen_runtime::validation::Validator;
 use uuid::Uuid;
 
 /// The table that stores `userAvatarsFile` rows.
@@ -87,17 +88,17 @@ pub fn event_row(row: &UserAvatarsFile) -> Result<serde_json::Value, ApiError> {
 
 /// The model's rules for this object's text fields.
 pub mod rules {
-    use crate::validation::TextRule;
+    use svcgen_runtime::validation::TextRule;
     pub const FILE_NAME: TextRule = TextRule {
         min_length: None,
         max_length: Some(255),
-        format: crate::validation::TextFormat::Any,
+        format: svcgen_runtime::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const MIME_TYPE: TextRule = TextRule {
         min_length: None,
         max_length: Some(100),
-        format: crate::validation::TextFormat::Any,
+        format: svcgen_runtime::validation::TextFormat::Any,
         allowed: &["image/png", "image/jpeg", "image/webp", "image/gif"],
     };
 }
@@ -252,7 +253,7 @@ async fn create_user_avatars_file(
         2097152,
     )?;
     let file_size: i64 = i64::try_from(file_data.len()).unwrap_or(i64::MAX);
-    let access_key: String = crate::validation::random_key();
+    let access_key: String = svcgen_runtime::validation::random_key();
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
     let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;

@@ -3,19 +3,7 @@
 //! `userGroup`: A named group of users. Its rows, SQL and routes.
 
 use crate::app::AppState;
-use crate::auth::Access;
 use crate::auth::Caller;
-use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
-use crate::error::ApiError;
-use crate::error::FieldError;
-use crate::events::ObjectTopics;
-use crate::extract::ApiJson;
-use crate::extract::ApiPath;
-use crate::extract::ApiQuery;
-use crate::extract::IfMatch;
-use crate::validation;
-use crate::validation::Patch;
-use crate::validation::Validator;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -24,6 +12,19 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
+use svcgen_runtime::error::ApiError;
+use svcgen_runtime::error::FieldError;
+use svcgen_runtime::event::ObjectTopics;
+use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::extract::ApiPath;
+use svcgen_runtime::extract::ApiQuery;
+use svcgen_runtime::extract::IfMatch;
+use svcgen_runtime::route::Access;
+use svcgen_runtime::route::RouteInfo;
+use svcgen_runtime::validation;
+use svcgen_runtime::validation::Patch;
+use svcgen_runtime::validation::Validator;
 use uuid::Uuid;
 
 /// The table that stores `userGroup` rows.
@@ -76,17 +77,19 @@ pub fn event_row(row: &UserGroup) -> Result<serde_json::Value, ApiError> {
 
 /// The model's rules for this object's text fields.
 pub mod rules {
-    use crate::validation::TextRule;
+    use svcgen_runtime::validation::TextRule;
     pub const GROUP_NAME: TextRule = TextRule {
         min_length: None,
         max_length: Some(100),
-        format: crate::validation::TextFormat::Any,
+        format: svcgen_runtime::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const AVATAR: TextRule = TextRule {
         min_length: None,
         max_length: Some(2048),
-        format: crate::validation::TextFormat::Url,
+        format: svcgen_runtime::validation::TextFormat::Url {
+            local_paths: crate::spec::DOWNLOAD_PATHS,
+        },
         allowed: &[],
     };
 }
@@ -500,7 +503,7 @@ async fn extend_user_group_index(
         .await?
         .ok_or(ApiError::NotFound)?;
     let reply = ctx.reply(&EXTEND_USER_GROUP_INDEX, StatusCode::OK, &document)?;
-    let event = crate::events::Event::new(
+    let event = svcgen_runtime::event::Event::new(
         crate::topics::INDEX_USER_GROUP_EXTENDED,
         id,
         &serde_json::json!({ "id" : id, "extends" : added }),

@@ -3,18 +3,7 @@
 //! `userGroupMember`: A user's membership in a group. Its rows, SQL and routes.
 
 use crate::app::AppState;
-use crate::auth::Access;
 use crate::auth::Caller;
-use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
-use crate::error::ApiError;
-use crate::error::FieldError;
-use crate::events::ObjectTopics;
-use crate::extract::ApiJson;
-use crate::extract::ApiPath;
-use crate::extract::ApiQuery;
-use crate::extract::IfMatch;
-use crate::validation;
-use crate::validation::Validator;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -23,6 +12,18 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
+use svcgen_runtime::error::ApiError;
+use svcgen_runtime::error::FieldError;
+use svcgen_runtime::event::ObjectTopics;
+use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::extract::ApiPath;
+use svcgen_runtime::extract::ApiQuery;
+use svcgen_runtime::extract::IfMatch;
+use svcgen_runtime::route::Access;
+use svcgen_runtime::route::RouteInfo;
+use svcgen_runtime::validation;
+use svcgen_runtime::validation::Validator;
 use uuid::Uuid;
 
 /// The table that stores `userGroupMember` rows.

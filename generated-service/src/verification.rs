@@ -11,14 +11,10 @@
 //! unknown account cannot be told from a known one.
 
 use crate::app::AppState;
-use crate::auth::{self, Access, ClientAddr, PendingSignIn};
+use crate::auth::{self, ClientAddr, PendingSignIn};
 use crate::config::{Config, SmtpTls};
-use crate::envelope::{Reply, RequestContext, RouteInfo};
-use crate::error::ApiError;
-use crate::events::{self, Event};
-use crate::extract::ApiJson;
+use crate::events;
 use crate::user::{self as account, User};
-use crate::validation::Validator;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -32,6 +28,13 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgConnection, Postgres, Transaction};
+use svcgen_runtime::envelope::{Reply, RequestContext};
+use svcgen_runtime::error::ApiError;
+use svcgen_runtime::event::Event;
+use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::route::Access;
+use svcgen_runtime::route::RouteInfo;
+use svcgen_runtime::validation::Validator;
 
 type Tx = Transaction<'static, Postgres>;
 
@@ -223,7 +226,7 @@ async fn recipient(app: &AppState, name: &str) -> Result<Option<Recipient>, ApiE
 /// Reads and normalizes the account name of a flow's body.
 fn account_name(v: &mut Validator, raw: Option<String>) -> Option<String> {
     let name = v.required("email", raw.filter(|n| !n.trim().is_empty()));
-    name.map(crate::validation::normalize_email)
+    name.map(svcgen_runtime::validation::normalize_email)
 }
 
 /// A uniformly random code of `CODE_DIGITS` digits.

@@ -17,6 +17,7 @@ pub mod naming;
 pub mod openapi;
 pub mod plan;
 pub mod render;
+pub mod runtime;
 pub mod spans;
 pub mod validate;
 pub mod write;
@@ -41,14 +42,17 @@ pub fn plan_str(file: &str, source: &str) -> Result<plan::Plan, ModelErrors> {
 }
 
 /// The whole pipeline on a model's text; `file` names it in errors and
-/// headers, `history` holds the migrations already generated.
+/// headers, `history` holds the migrations already generated, `runtime` is
+/// the path from the generated crate to svcgen-runtime.
 pub fn generate_str(
     file: &str,
     source: &str,
     history: &migrate::History,
+    runtime: &str,
 ) -> Result<Vec<GeneratedFile>> {
     let loaded = check_model(file, source)?;
-    let plan = plan::plan(file, &loaded.model);
+    let mut plan = plan::plan(file, &loaded.model);
+    plan.runtime.path = runtime.to_string();
     let mut rendered = render::render(&plan).context("rendering templates")?;
     let note = format::note(file);
     let doc = openapi::document(&plan, &note);
@@ -117,5 +121,6 @@ pub fn generate(path: &Path, display: &str, out: &Path) -> Result<Vec<GeneratedF
     let source =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let history = write::read_history(out)?;
-    generate_str(display, &source, &history)
+    let runtime = runtime::path_from(out).context("locating svcgen-runtime")?;
+    generate_str(display, &source, &history, &runtime)
 }

@@ -34,22 +34,18 @@ templates! {
     LibRs => "lib.rs.j2",
     ConfigRs => "config.rs.j2",
     AppRs => "app.rs.j2",
-    ErrorRs => "error.rs.j2",
-    EnvelopeRs => "envelope.rs.j2",
     EventsRs => "events.rs.j2",
-    ExtractRs => "extract.rs.j2",
     FilesRs => "files.rs.j2",
     SearchRs => "search.rs.j2",
     ElasticRs => "elastic.rs.j2",
     RealtimeRs => "realtime.rs.j2",
-    ValidationRs => "validation.rs.j2",
     ViewsRs => "views.rs.j2",
     HealthRs => "health.rs.j2",
-    OpenapiRs => "openapi.rs.j2",
     SessionProto => "session.proto.j2",
     EventGuide => "event-guide.md.j2",
     DocsHtml => "docs.html.j2",
     TopicsRs => "topics.rs.j2",
+    SpecRs => "spec.rs.j2",
 }
 
 #[derive(Template)]
@@ -106,12 +102,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     add("src/lib.rs", "lib.rs.j2", LibRs { plan }.render()?);
     add("src/config.rs", "config.rs.j2", ConfigRs { plan }.render()?);
     add("src/app.rs", "app.rs.j2", AppRs { plan }.render()?);
-    add("src/error.rs", "error.rs.j2", ErrorRs { plan }.render()?);
-    add(
-        "src/envelope.rs",
-        "envelope.rs.j2",
-        EnvelopeRs { plan }.render()?,
-    );
     add(
         "src/auth.rs",
         "auth.rs.j2",
@@ -129,11 +119,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
             .render()?,
         );
     }
-    add(
-        "src/extract.rs",
-        "extract.rs.j2",
-        ExtractRs { plan }.render()?,
-    );
     add("src/files.rs", "files.rs.j2", FilesRs { plan }.render()?);
     add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
     add(
@@ -145,11 +130,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "src/realtime.rs",
         "realtime.rs.j2",
         RealtimeRs { plan }.render()?,
-    );
-    add(
-        "src/validation.rs",
-        "validation.rs.j2",
-        ValidationRs { plan }.render()?,
     );
     add("src/views.rs", "views.rs.j2", ViewsRs { plan }.render()?);
     add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
@@ -168,12 +148,8 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "session.proto.j2",
         SessionProto { plan }.render()?,
     );
-    add(
-        "src/openapi.rs",
-        "openapi.rs.j2",
-        OpenapiRs { plan }.render()?,
-    );
     add("src/topics.rs", "topics.rs.j2", TopicsRs { plan }.render()?);
+    add("src/spec.rs", "spec.rs.j2", SpecRs { plan }.render()?);
     for o in &plan.objects {
         add(
             &format!("src/{}.rs", o.module),

@@ -217,7 +217,7 @@ fn computed_rust(c: &Computed, rust: &str) -> String {
             "{rust}::try_from({}.len()).unwrap_or({rust}::MAX)",
             snake(size_of)
         ),
-        Computed::Keyword(_) => "crate::validation::random_key()".to_string(),
+        Computed::Keyword(_) => "svcgen_runtime::validation::random_key()".to_string(),
     }
 }
 
@@ -232,11 +232,11 @@ fn text_rule(f: &Field) -> String {
         .join(", ");
     let format = match f.format.as_deref() {
         Some("email") => "Email",
-        Some("url") => "Url",
+        Some("url") => "Url { local_paths: crate::spec::DOWNLOAD_PATHS }",
         _ => "Any",
     };
     format!(
-        "TextRule {{ min_length: {}, max_length: {}, format: crate::validation::TextFormat::{format}, allowed: &[{allowed}] }}",
+        "TextRule {{ min_length: {}, max_length: {}, format: svcgen_runtime::validation::TextFormat::{format}, allowed: &[{allowed}] }}",
         opt(f.min_length),
         opt(f.max_length),
     )

@@ -50,6 +50,17 @@ pub struct Plan {
     pub search_topics: Vec<(String, String)>,
     pub realtime: RealtimePlan,
     pub views: ViewsPlan,
+    /// How the generated crate depends on svcgen-runtime.
+    pub runtime: RuntimeDep,
+}
+
+/// The generated crate's dependency on svcgen-runtime: a path, and the exact
+/// version of the runtime this generator was built with.
+#[derive(Debug)]
+pub struct RuntimeDep {
+    /// Relative to the generated crate.
+    pub path: String,
+    pub version: &'static str,
 }
 
 /// The views of reading routes (what each caller sees), for the permissions listing.
@@ -121,6 +132,10 @@ pub fn plan(source: &str, m: &Model) -> Plan {
     Plan {
         source: source.to_string(),
         service: service(m),
+        runtime: RuntimeDep {
+            path: crate::runtime::WORKSPACE_PATH.to_string(),
+            version: crate::runtime::VERSION,
+        },
         topics: topics::topics(m, &objects, &search, &routes, &identity),
         constraints: topics::constraints(&objects),
         search_topics: search_topics(&objects, &search),

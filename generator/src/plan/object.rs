@@ -469,13 +469,13 @@ fn endpoints(routes: &[RoutePlan]) -> Vec<EndpointPlan> {
 fn imports(routes: &[RoutePlan], visible: &[FieldPlan], includes: &[IncludePlan]) -> Imports {
     let mut uses = Imports::default();
     for path in [
-        "crate::events::ObjectTopics",
+        "svcgen_runtime::event::ObjectTopics",
         "crate::app::AppState",
-        "crate::error::ApiError",
+        "svcgen_runtime::error::ApiError",
         "axum::Router",
         "serde::Serialize",
         "uuid::Uuid",
-        "crate::auth::Access",
+        "svcgen_runtime::route::Access",
     ] {
         uses.path(path);
     }
@@ -486,7 +486,8 @@ fn imports(routes: &[RoutePlan], visible: &[FieldPlan], includes: &[IncludePlan]
         uses.path("axum::extract::State")
             .path("axum::http::StatusCode")
             .path("axum::routing")
-            .items("crate::envelope", &["Reply", "RequestContext", "RouteInfo"]);
+            .items("svcgen_runtime::envelope", &["Reply", "RequestContext"])
+            .path("svcgen_runtime::route::RouteInfo");
     }
     if !includes.is_empty() {
         uses.path("serde::Deserialize");
@@ -506,44 +507,47 @@ fn route_imports(uses: &mut Imports, r: &RoutePlan) {
         uses.path("crate::auth::ClientAddr");
     }
     if r.action.addresses_row() || r.action == Action::Download {
-        uses.path("crate::extract::ApiPath");
+        uses.path("svcgen_runtime::extract::ApiPath");
     }
     match &r.kind {
         RouteKind::List(_) => {
-            uses.items("crate::envelope", &["Filter", "ListMeta", "Paging"])
-                .path("crate::error::FieldError")
-                .path("crate::extract::ApiQuery")
-                .items("sqlx", &["Postgres", "QueryBuilder"])
-                .path("serde::Deserialize")
-                .path("crate::validation");
+            uses.items(
+                "svcgen_runtime::envelope",
+                &["Filter", "ListMeta", "Paging"],
+            )
+            .path("svcgen_runtime::error::FieldError")
+            .path("svcgen_runtime::extract::ApiQuery")
+            .items("sqlx", &["Postgres", "QueryBuilder"])
+            .path("serde::Deserialize")
+            .path("svcgen_runtime::validation");
         }
         RouteKind::Create(c) => {
             uses.path("serde::Deserialize")
-                .path("crate::validation")
-                .path("crate::validation::Validator");
+                .path("svcgen_runtime::validation")
+                .path("svcgen_runtime::validation::Validator");
             if c.upload.is_none() {
-                uses.path("crate::extract::ApiJson");
+                uses.path("svcgen_runtime::extract::ApiJson");
             }
         }
         RouteKind::Update(_) => {
             uses.items("sqlx", &["Postgres", "QueryBuilder"])
                 .path("serde::Deserialize")
-                .path("crate::validation")
-                .path("crate::validation::Validator")
-                .path("crate::extract::ApiJson")
-                .path("crate::validation::Patch")
-                .path("crate::extract::IfMatch");
+                .path("svcgen_runtime::validation")
+                .path("svcgen_runtime::validation::Validator")
+                .path("svcgen_runtime::extract::ApiJson")
+                .path("svcgen_runtime::validation::Patch")
+                .path("svcgen_runtime::extract::IfMatch");
         }
         RouteKind::Delete(_) => {
-            uses.path("crate::extract::IfMatch");
+            uses.path("svcgen_runtime::extract::IfMatch");
         }
         RouteKind::Download(_) => {
             uses.path("axum::http::HeaderMap");
         }
         RouteKind::Extend(_) => {
             // Its body is any JSON object, refused with a field error otherwise.
-            uses.path("crate::extract::ApiJson")
-                .path("crate::error::FieldError");
+            uses.path("svcgen_runtime::extract::ApiJson")
+                .path("svcgen_runtime::error::FieldError");
         }
         RouteKind::Get(_) | RouteKind::Service => {}
     }

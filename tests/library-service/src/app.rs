@@ -4,7 +4,6 @@
 
 use crate::auth::{self, AuthState};
 use crate::config::Config;
-use crate::envelope;
 use crate::events::{self, Publisher};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -14,6 +13,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use svcgen_runtime::envelope;
+use svcgen_runtime::event::Watcher;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -34,12 +35,6 @@ pub struct AppState {
     pub realtime: Arc<crate::realtime::Hub>,
 }
 
-/// The version every response reports as `appVersion`.
-pub const APP_VERSION: &str = "0.3.1";
-
-/// Request bodies above this size are answered 413.
-pub const BODY_LIMIT_BYTES: usize = 65536;
-
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Embedded SQL migrations, applied at start.
@@ -50,15 +45,18 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::health::router())
         .merge(auth::router())
-        .merge(crate::openapi::router())
+        .merge(svcgen_runtime::docs::router(&crate::spec::DOCS))
         .merge(crate::realtime::router())
         .merge(crate::librarian::router())
         .merge(crate::book::router())
         .merge(crate::loan::router())
         .fallback(envelope::not_found)
-        .layer(middleware::from_fn(envelope::errors_in_envelope))
-        .layer(Extension(state.auth.live.clone()))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn_with_state(
+            &crate::spec::SERVICE,
+            envelope::errors_in_envelope,
+        ))
+        .layer(Extension(state.auth.live.clone() as Arc<dyn Watcher>))
+        .layer(DefaultBodyLimit::max(crate::spec::SERVICE.body_limit_bytes))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))

@@ -13,11 +13,7 @@
 
 use crate::app::AppState;
 use crate::config::Config;
-use crate::envelope::{Reply, RequestContext, RouteInfo};
-use crate::error::{ApiError, FieldError};
-use crate::events::{self, Event};
-use crate::extract::ApiJson;
-use crate::validation::Validator;
+use crate::events;
 use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -41,6 +37,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use svcgen_runtime::envelope::{Reply, RequestContext};
+use svcgen_runtime::error::{ApiError, FieldError};
+use svcgen_runtime::event::{Event, Notices, Watcher};
+use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::route::Access;
+use svcgen_runtime::route::RouteInfo;
+use svcgen_runtime::validation::Validator;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -80,19 +83,6 @@ type SignInLookup = (
 const CALLER_SQL: &str = "SELECT t.role, s.expires_at FROM sessions AS s JOIN librarians AS t ON t.id = s.user_id WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now() AND t.is_active";
 
 const SESSION_COLUMNS: &str = "id, user_id, device_name, created_at, expires_at";
-
-/// Who may call a route.
-#[derive(Debug)]
-pub enum Access {
-    Public,
-    /// Any signed-in caller.
-    Login,
-    /// Callers with one of `roles`; when `owner`, also the owner of the row.
-    Rule {
-        roles: &'static [&'static str],
-        owner: bool,
-    },
-}
 
 /// Keys, the bound on concurrent secret hashes, and limits.
 pub struct AuthState {
@@ -672,6 +662,22 @@ impl CallerChange {
         match self {
             Self::Session(id) | Self::Account(id) => id,
         }
+    }
+}
+
+/// Before an event that ends a session or changes an account commits, this
+/// replica forgets it at once and the others hear of it by NOTIFY.
+impl Watcher for LiveSessions {
+    fn before_commit(&self, events: &[Event]) -> Option<Notices> {
+        let changes: Vec<CallerChange> = events.iter().filter_map(CallerChange::of).collect();
+        if changes.is_empty() {
+            return None;
+        }
+        self.mark(&changes);
+        Some(Notices {
+            channel: CALLERS_CHANNEL,
+            payloads: changes.into_iter().map(CallerChange::to_payload).collect(),
+        })
     }
 }
 
@@ -1483,7 +1489,7 @@ pub async fn sweep_once(db: &PgPool) -> Result<usize, ApiError> {
         )
         .fetch_all(&mut *tx)
         .await?;
-    let ctx = RequestContext::system();
+    let ctx = RequestContext::system(&crate::spec::SERVICE);
     let events = rows
         .iter()
         .map(|s| s.event("sessionDeleted", &ctx, &Tokens::default()))
@@ -1645,7 +1651,7 @@ async fn sign_in(
     let (Some(account_name), Some(secret)) = (account_name, secret) else {
         return Err(v.into_error());
     };
-    let account_name = crate::validation::normalize_email(account_name);
+    let account_name = svcgen_runtime::validation::normalize_email(account_name);
     let limits = &app.auth.limits;
     let account_bucket = format!("signin:account:{}", fingerprint(account_name.as_bytes()));
     let (
@@ -1874,7 +1880,7 @@ pub async fn bootstrap_admin(app: &AppState) -> anyhow::Result<()> {
     ) else {
         return Ok(());
     };
-    let name = crate::validation::normalize_email(name.clone());
+    let name = svcgen_runtime::validation::normalize_email(name.clone());
     let hash = app
         .auth
         .hash_secret(secret.clone())

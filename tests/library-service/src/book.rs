@@ -3,19 +3,7 @@
 //! `book`: A book on the shelves. Its rows, SQL and routes.
 
 use crate::app::AppState;
-use crate::auth::Access;
 use crate::auth::Caller;
-use crate::envelope::{Filter, ListMeta, Paging, Reply, RequestContext, RouteInfo};
-use crate::error::ApiError;
-use crate::error::FieldError;
-use crate::events::ObjectTopics;
-use crate::extract::ApiJson;
-use crate::extract::ApiPath;
-use crate::extract::ApiQuery;
-use crate::extract::IfMatch;
-use crate::validation;
-use crate::validation::Patch;
-use crate::validation::Validator;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -24,6 +12,19 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
+use svcgen_runtime::error::ApiError;
+use svcgen_runtime::error::FieldError;
+use svcgen_runtime::event::ObjectTopics;
+use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::extract::ApiPath;
+use svcgen_runtime::extract::ApiQuery;
+use svcgen_runtime::extract::IfMatch;
+use svcgen_runtime::route::Access;
+use svcgen_runtime::route::RouteInfo;
+use svcgen_runtime::validation;
+use svcgen_runtime::validation::Patch;
+use svcgen_runtime::validation::Validator;
 use uuid::Uuid;
 
 /// The table that stores `book` rows.
@@ -78,23 +79,23 @@ pub fn event_row(row: &Book) -> Result<serde_json::Value, ApiError> {
 
 /// The model's rules for this object's text fields.
 pub mod rules {
-    use crate::validation::TextRule;
+    use svcgen_runtime::validation::TextRule;
     pub const TITLE: TextRule = TextRule {
         min_length: None,
         max_length: Some(300),
-        format: crate::validation::TextFormat::Any,
+        format: svcgen_runtime::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const ISBN: TextRule = TextRule {
         min_length: None,
         max_length: Some(17),
-        format: crate::validation::TextFormat::Any,
+        format: svcgen_runtime::validation::TextFormat::Any,
         allowed: &[],
     };
     pub const SHELF: TextRule = TextRule {
         min_length: None,
         max_length: None,
-        format: crate::validation::TextFormat::Any,
+        format: svcgen_runtime::validation::TextFormat::Any,
         allowed: &["fiction", "science", "history"],
     };
 }

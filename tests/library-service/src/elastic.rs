@@ -6,13 +6,13 @@
 //! mirror catches up after an outage), and search routes query `_search`.
 //! PostgreSQL stays the source of the documents.
 
-use crate::envelope::Filter;
-use crate::error::ApiError;
 use crate::search::SearchIndex;
 use serde_json::{json, Map, Value};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
+use svcgen_runtime::envelope::Filter;
+use svcgen_runtime::error::ApiError;
 use tokio::sync::watch;
 use uuid::Uuid;
 

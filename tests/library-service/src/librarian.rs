@@ -3,14 +3,7 @@
 //! `librarian`: A person who works the desk and signs in. Its rows, SQL and routes.
 
 use crate::app::AppState;
-use crate::auth::Access;
 use crate::auth::ClientAddr;
-use crate::envelope::{Reply, RequestContext, RouteInfo};
-use crate::error::ApiError;
-use crate::events::ObjectTopics;
-use crate::extract::ApiJson;
-use crate::validation;
-use crate::validation::Validator;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -18,6 +11,14 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
+use svcgen_runtime::envelope::{Reply, RequestContext};
+use svcgen_runtime::error::ApiError;
+use svcgen_runtime::event::ObjectTopics;
+use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::route::Access;
+use svcgen_runtime::route::RouteInfo;
+use svcgen_runtime::validation;
+use svcgen_runtime::validation::Validator;
 use uuid::Uuid;
 
 /// The table that stores `librarian` rows.
@@ -66,17 +67,17 @@ pub fn event_row(row: &Librarian) -> Result<serde_json::Value, ApiError> {
 
 /// The model's rules for this object's text fields.
 pub mod rules {
-    use crate::validation::TextRule;
+    use svcgen_runtime::validation::TextRule;
     pub const EMAIL: TextRule = TextRule {
         min_length: None,
         max_length: Some(200),
-        format: crate::validation::TextFormat::Email,
+        format: svcgen_runtime::validation::TextFormat::Email,
         allowed: &[],
     };
     pub const SECRET: TextRule = TextRule {
         min_length: Some(8),
         max_length: Some(128),
-        format: crate::validation::TextFormat::Any,
+        format: svcgen_runtime::validation::TextFormat::Any,
         allowed: &[],
     };
 }

@@ -6,10 +6,10 @@
 //! cannot learn a hidden value by asking about it.
 
 use crate::auth::Caller;
-use crate::envelope::Filter;
-use crate::error::{ApiError, FieldError};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use svcgen_runtime::envelope::Filter;
+use svcgen_runtime::error::{ApiError, FieldError};
 use uuid::Uuid;
 
 /// The view of each reading route whose view is not `full`.

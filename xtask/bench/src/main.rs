@@ -110,6 +110,7 @@ fn time_generation(source: &str, runs: usize) -> Result<f64> {
             "bench.yaml",
             source,
             &generator::migrate::History::default(),
+            generator::runtime::WORKSPACE_PATH,
         )?;
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
     }

@@ -33,7 +33,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
 pub enum TextFormat {
     Any,
     Email,
-    Url,
+    /// An absolute http(s) URL, or one of the service's own download paths
+    /// (placeholders in braces): an uploaded file's public path lands there.
+    Url {
+        local_paths: &'static [&'static str],
+    },
 }
 
 /// The rules of a text field.
@@ -43,10 +47,6 @@ pub struct TextRule {
     pub format: TextFormat,
     pub allowed: &'static [&'static str],
 }
-
-/// The service's own download paths, placeholders in braces: the relative
-/// values a URL field accepts (an uploaded file's public path lands there).
-pub const DOWNLOAD_PATHS: &[&str] = &[{% for p in plan.service.download_paths %}"{{ p }}", {% endfor %}];
 
 /// Collects field errors; `finish` turns them into one 400 answer.
 #[derive(Debug, Default)]
@@ -58,7 +58,6 @@ impl Validator {
     pub fn error(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(FieldError::new(field, message));
     }
-
     /// A field a create route must receive.
     pub fn required<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
         if value.is_none() {
@@ -66,7 +65,6 @@ impl Validator {
         }
         value
     }
-
     /// A PATCH of a field that cannot be empty: null is refused.
     /// `None` means "leave unchanged".
     pub fn patch_required<T>(&mut self, field: &str, value: Patch<T>) -> Option<T> {
@@ -79,7 +77,6 @@ impl Validator {
             Patch::Value(v) => Some(v),
         }
     }
-
     /// A PATCH of a nullable field: `Some(None)` sets it to null.
     pub fn patch_nullable<T>(&mut self, value: Patch<T>) -> Option<Option<T>> {
         match value {
@@ -88,7 +85,6 @@ impl Validator {
             Patch::Value(v) => Some(Some(v)),
         }
     }
-
     pub fn text(&mut self, field: &str, value: Option<&str>, rule: &TextRule) {
         let Some(value) = value else { return };
         let len = value.chars().count();
@@ -103,22 +99,27 @@ impl Validator {
             }
         }
         match rule.format {
-            TextFormat::Email if !is_email(value) => self.error(field, "must be an email address"),
-            TextFormat::Url if !is_url(value) => self.error(field, "must be an absolute http(s) URL without credentials, in RFC 3986 characters only (no ', others percent-encoded, non-ASCII hosts in punycode), or one of this service's download paths"),
+            TextFormat::Email if !is_email(value) => {
+                self.error(field, "must be an email address")
+            }
+            TextFormat::Url { local_paths } if !is_url(value, local_paths) => {
+                self.error(
+                    field,
+                    "must be an absolute http(s) URL without credentials, in RFC 3986 characters only (no ', others percent-encoded, non-ASCII hosts in punycode), or one of this service's download paths",
+                )
+            }
             _ => {}
         }
         if !rule.allowed.is_empty() && !rule.allowed.contains(&value) {
             self.error(field, format!("must be one of {}", rule.allowed.join(", ")));
         }
     }
-
     /// An Object field must hold a JSON object.
     pub fn object(&mut self, field: &str, value: Option<&serde_json::Value>) {
         if value.is_some_and(|v| !v.is_object()) {
             self.error(field, "must be a JSON object");
         }
     }
-
     /// The expected recordVersion, from the body or If-Match; they must agree.
     pub fn version(&mut self, body: Option<i32>, header: Option<i32>) -> Option<i32> {
         match (body, header) {
@@ -129,11 +130,9 @@ impl Validator {
             (b, h) => b.or(h),
         }
     }
-
     pub fn into_error(self) -> ApiError {
         ApiError::Validation(self.errors)
     }
-
     pub fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() {
             Ok(())
@@ -149,44 +148,67 @@ impl Validator {
 /// markup (`<>()[]\,;:"`, whitespace, control characters) are refused.
 /// Deliverability is proven by verification, not here.
 pub fn is_email(value: &str) -> bool {
-    let Some((local, domain)) = value.split_once('@') else { return false };
-    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
-    let local_ok = local.len() <= 64 && local.split('.').all(|w| !w.is_empty() && w.chars().all(atext));
-    let label = |l: &str| {
-        !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    let Some((local, domain)) = value.split_once('@') else {
+        return false;
     };
-    // A top-level label of letters (or an IDN's xn--), so never a bare IP address.
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    let local_ok = local.len() <= 64
+        && local
+            .split('.')
+            .all(|w| !w.is_empty() && w.chars().all(atext));
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
     let tld = domain.rsplit('.').next().unwrap_or_default();
-    let tld_ok = tld.len() >= 2 && (tld.chars().all(|c| c.is_ascii_alphabetic()) || tld.starts_with("xn--"));
-    local_ok && domain.len() <= 253 && domain.contains('.') && domain.split('.').all(label) && tld_ok
+    let tld_ok =
+        tld.len() >= 2 && (tld.chars().all(|c| c.is_ascii_alphabetic()) || tld.starts_with("xn--"));
+    local_ok
+        && domain.len() <= 253
+        && domain.contains('.')
+        && domain.split('.').all(label)
+        && tld_ok
 }
 
 /// An absolute `http`/`https` URL with a host and no credentials, or one of
-/// [`DOWNLOAD_PATHS`] with its placeholders filled. Only [`uri_chars`] are
+/// `local_paths` with its placeholders filled. Only [`uri_chars`] are
 /// taken, so markup, whitespace, control, invisible and other non-ASCII
 /// characters (browsers drop or reinterpret some of them, hiding a scheme or
 /// a host) are refused; non-ASCII hosts must come in punycode. Other schemes
 /// (`javascript:`, `data:`), scheme-relative `//host` and other paths are
 /// refused too.
-pub fn is_url(value: &str) -> bool {
+pub fn is_url(value: &str, local_paths: &[&str]) -> bool {
     if !uri_chars(value) {
         return false;
     }
     if value.starts_with('/') {
-        return DOWNLOAD_PATHS.iter().any(|p| fills_path(p, value));
+        return local_paths.iter().any(|p| fills_path(p, value));
     }
-    let prefix = |p: &str| value.get(..p.len()).is_some_and(|v| v.eq_ignore_ascii_case(p));
+    let prefix = |p: &str| {
+        value
+            .get(..p.len())
+            .is_some_and(|v| v.eq_ignore_ascii_case(p))
+    };
     if !prefix("http://") && !prefix("https://") {
         return false;
     }
-    // No userinfo in the authority, as written: `https://trusted@evil.example`
-    // misleads readers, and the parser drops an empty one (`http://@evil.example`).
-    let after_slashes = value.split_once("//").map(|(_, rest)| rest).unwrap_or_default();
-    let authority = after_slashes.split(['/', '?', '#']).next().unwrap_or_default();
+    let after_slashes = value
+        .split_once("//")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let authority = after_slashes
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
     if authority.contains('@') {
         return false;
     }
-    url::Url::parse(value).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()))
+    url::Url::parse(value).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    })
 }
 
 /// Only characters RFC 3986 allows in a URI: ASCII letters and digits,
@@ -197,7 +219,12 @@ fn uri_chars(value: &str) -> bool {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         i += match b {
-            b'%' if bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => 3,
+            b'%' if bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+            {
+                3
+            }
             b if b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&()*+,;=".contains(&b) => 1,
             _ => return false,
         };
@@ -208,7 +235,12 @@ fn uri_chars(value: &str) -> bool {
 /// `value` is `template` with each `{placeholder}` segment filled by a key
 /// (letters, digits, `-`, `_`); no query, fragment or extra segment.
 fn fills_path(template: &str, value: &str) -> bool {
-    let key = |s: &str| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let key = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
     let (mut t, mut v) = (template.split('/'), value.split('/'));
     loop {
         match (t.next(), v.next()) {
@@ -241,11 +273,20 @@ pub fn like_pattern(keyword: &str) -> String {
 
 /// An unguessable 256-bit key, hex-encoded.
 pub fn random_key() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// Checks a list's paging parameters against the model's limits.
-pub fn page(page_number: Option<u32>, page_row_count: Option<u32>, default_rows: u32, max_rows: u32) -> Result<(u32, u32), ApiError> {
+pub fn page(
+    page_number: Option<u32>,
+    page_row_count: Option<u32>,
+    default_rows: u32,
+    max_rows: u32,
+) -> Result<(u32, u32), ApiError> {
     let mut v = Validator::default();
     let number = page_number.unwrap_or(1);
     let rows = page_row_count.unwrap_or(default_rows);
@@ -263,7 +304,6 @@ pub fn page(page_number: Option<u32>, page_row_count: Option<u32>, default_rows:
 pub mod blob {
     use base64::Engine;
     use serde::{Deserialize, Deserializer};
-
     pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
@@ -278,14 +318,18 @@ pub mod blob {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     #[test]
     fn plain_addresses_are_emails() {
-        for ok in ["ann@example.com", "ann.o'neil+tag@mail.example.co.uk", "a_b-c@x-y.io", "x@xn--p1ai.xn--p1ai", "!#$%&*+/=?^`{|}~@a.bc"] {
+        for ok in [
+            "ann@example.com",
+            "ann.o'neil+tag@mail.example.co.uk",
+            "a_b-c@x-y.io",
+            "x@xn--p1ai.xn--p1ai",
+            "!#$%&*+/=?^`{|}~@a.bc",
+        ] {
             assert!(is_email(ok), "{ok}");
         }
     }
-
     #[test]
     fn markup_and_odd_addresses_are_not_emails() {
         for bad in [
@@ -322,10 +366,17 @@ mod tests {
         assert!(!is_email(&format!("{}@a.bc", "a".repeat(65))));
         assert!(!is_email(&format!("a@{}.bc", "a".repeat(64))));
     }
-
     #[test]
     fn normalized_emails_are_trimmed_and_lower_cased() {
-        assert_eq!(normalize_email(" Ann@Example.COM ".to_string()), "ann@example.com");
+        assert_eq!(
+            normalize_email(" Ann@Example.COM ".to_string()),
+            "ann@example.com"
+        );
+    }
+    const DOWNLOAD_PATHS: &[&str] = &["/v1/avatars/{id}/file", "/v1/avatars/key/{accessKey}"];
+
+    fn is_url(value: &str) -> bool {
+        super::is_url(value, DOWNLOAD_PATHS)
     }
 
     #[test]
@@ -380,12 +431,22 @@ mod tests {
             assert!(!is_url(bad), "{bad}");
         }
         for path in DOWNLOAD_PATHS {
-            let filled: String = path.split('/').map(|s| if s.starts_with('{') { "abc-123_X" } else { s }).collect::<Vec<_>>().join("/");
+            let filled: String = path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "abc-123_X" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
             assert!(is_url(&filled), "{filled}");
             assert!(!is_url(&format!("{filled}/more")), "{filled}/more");
             assert!(!is_url(&format!("{filled}?x=1")), "{filled}?x=1");
-            assert!(!is_url(&filled.replace("abc-123_X", "..")), "{filled} with ..");
-            assert!(!is_url(&filled.replace("abc-123_X", "a\"><b")), "{filled} with markup");
+            assert!(
+                !is_url(&filled.replace("abc-123_X", "..")),
+                "{filled} with .."
+            );
+            assert!(
+                !is_url(&filled.replace("abc-123_X", "a\"><b")),
+                "{filled} with markup"
+            );
         }
     }
 }

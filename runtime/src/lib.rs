@@ -1,0 +1,27 @@
+//! What every svcgen-generated service shares and no model changes: the seed's
+//! REST envelope, the error type that is the HTTP answer, extractors,
+//! validation primitives, events, and the contracts' routes. A generated
+//! crate holds only what its model decides and passes those facts in as data
+//! (a [`route::ServiceInfo`], [`route::RouteInfo`]s, [`docs::Docs`]).
+//!
+//! Modules layer without cycles; each imports only those listed before it:
+//!
+//! 1. [`route`]: facts about the service and its routes (no imports).
+//! 2. [`error`]: the error type and its HTTP answer.
+//! 3. [`validation`], [`extract`]: checking and reading requests.
+//! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
+//! 5. [`envelope`]: the request context and the envelope of every answer.
+//! 6. [`docs`]: the contracts' routes.
+
+pub mod route;
+
+pub mod error;
+
+pub mod extract;
+pub mod validation;
+
+pub mod event;
+
+pub mod envelope;
+
+pub mod docs;
