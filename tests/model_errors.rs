@@ -667,6 +667,31 @@ fn verification_settings_are_checked() {
 }
 
 #[test]
+fn verification_needs_an_email_login() {
+    let text = mutate_all(&[
+        (
+            "        unique: true\n        format: email\n        maxLength: 200\n",
+            "        unique: true\n        maxLength: 200\n",
+        ),
+        (
+            "      role:\n        type: String\n        required: true\n        allowedValues: [librarian, member]\n",
+            "      confirmed:\n        type: Boolean\n        default: false\n      role:\n        type: String\n        required: true\n        allowedValues: [librarian, member]\n",
+        ),
+        (
+            "  superAdminRole: librarian\n",
+            "  superAdminRole: librarian\n  verification:\n    verifiedField: confirmed\n    secondFactor: \"off\"\n    codeDigits: 6\n    codeTtlSeconds: 600\n    maxAttempts: 5\n    requestsPerAccount: 5\n    requestsPerAddress: 30\n    deliveryTopic: library.codes\n",
+        ),
+        (
+            "  keys:\n    action: publicKeys\n",
+            "  startCheck:\n    action: verifyStart\n    method: POST\n    path: /check/start\n    auth: public\n  completeCheck:\n    action: verifyComplete\n    method: POST\n    path: /check/complete\n    auth: public\n  startReset:\n    action: resetStart\n    method: POST\n    path: /reset/start\n    auth: public\n  completeReset:\n    action: resetComplete\n    method: POST\n    path: /reset/complete\n    auth: public\n  keys:\n    action: publicKeys\n",
+        ),
+    ]);
+    let msg = rejected(&text, &["email"]);
+    assert!(msg.contains("needs format: email"), "{msg}");
+    insta::assert_snapshot!("verification_needs_an_email_login", msg);
+}
+
+#[test]
 fn role_ranks_are_checked() {
     let text = mutate_all(&[
         (

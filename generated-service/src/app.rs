@@ -2,17 +2,18 @@
 
 //! Application wiring: state, router, middleware, start-up and shutdown.
 
-use crate::auth::{self, AuthState};
+use crate::auth;
 use crate::config::Config;
 use crate::events::{self, Publisher};
 use anyhow::Context;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::HeaderName;
 use axum::{middleware, Extension, Router};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use svcgen_runtime::auth::AuthState;
 use svcgen_runtime::envelope;
 use svcgen_runtime::event::Watcher;
 use tokio::net::TcpListener;
@@ -20,8 +21,8 @@ use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// Shared by every handler.
-#[derive(Clone)]
+/// Shared by every handler; extractors take the parts they need (`FromRef`).
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
@@ -94,7 +95,7 @@ impl Application {
             .with_context(|| format!("binding {}", config.http_addr))?;
         let events = Publisher::new(&config).context("creating the Kafka producer")?;
         let auth = Arc::new(
-            AuthState::load(&db, &config)
+            auth::load(&db, &config)
                 .await
                 .context("loading the signing key")?,
         );
@@ -119,7 +120,13 @@ impl Application {
             realtime,
             mailer,
         };
-        auth::bootstrap_admin(&state)
+        let (account, secret) = (
+            state.config.superadmin_login.as_deref(),
+            state.config.superadmin_password.as_deref(),
+        );
+        state
+            .auth
+            .bootstrap_admin(&state.db, account, secret)
             .await
             .context("creating the bootstrap super-admin")?;
         crate::search::build_empty(&state.db)
@@ -153,7 +160,7 @@ impl Application {
             stop_rx.clone(),
         ));
         let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx.clone()));
-        let callers = tokio::spawn(auth::watch_callers(
+        let callers = tokio::spawn(svcgen_runtime::auth::live::watch_callers(
             self.state.db.clone(),
             self.state.auth.live.clone(),
             stop_rx.clone(),

@@ -3,8 +3,6 @@
 //! `user`: A person who can log in. Its rows, SQL and routes.
 
 use crate::app::AppState;
-use crate::auth::Caller;
-use crate::auth::ClientAddr;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -13,6 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use svcgen_runtime::auth::Caller;
+use svcgen_runtime::auth::ClientAddr;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::error::FieldError;
@@ -175,6 +175,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/users/{id}/brief", routing::get(get_brief_user))
         .route("/v1/register", routing::post(register_user))
         .route("/v1/users/{id}/extends", routing::post(extend_user_index))
+        .route("/v1/currentuser", routing::get(get_current_user))
 }
 
 /// Loads an active row.
@@ -353,7 +354,7 @@ async fn update_user(
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
     let mut tx = app.db.begin().await?;
-    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER.access)?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -476,7 +477,7 @@ async fn update_profile(
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
     let mut tx = app.db.begin().await?;
-    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -568,7 +569,8 @@ async fn create_user(
     let email = v.required("email", email);
     let password = input.password;
     v.text("password", password.as_deref(), &rules::PASSWORD);
-    crate::auth::check_password_policy(&mut v, "password", password.as_deref());
+    app.auth
+        .check_password_policy(&mut v, "password", password.as_deref());
     let password = v.required("password", password);
     let fullname = input.fullname;
     v.text("fullname", fullname.as_deref(), &rules::FULLNAME);
@@ -596,7 +598,7 @@ async fn create_user(
     let password = app.auth.hash_secret(password).await?;
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
-    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&CREATE_USER.access)?;
     caller.may_grant(&role_id)?;
     let row: User = sqlx::query_as(
@@ -648,12 +650,12 @@ async fn delete_user(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&DELETE_USER.access)?;
     let mut tx = app.db.begin().await?;
-    let caller = crate::auth::lock_ranks(&mut tx, &caller, true).await?;
+    let caller = app.auth.lock_ranks(&mut tx, &caller, true).await?;
     caller.may_try(&DELETE_USER.access)?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
     caller.may_manage(old.id, &old.role_id)?;
-    crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
+    app.auth.keep_top_role(&mut tx, id, &old.role_id).await?;
     let row: User = sqlx::query_as(DELETE_SQL)
         .bind(id)
         .fetch_one(&mut *tx)
@@ -694,13 +696,13 @@ async fn archive_profile(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&ARCHIVE_PROFILE.access)?;
     let mut tx = app.db.begin().await?;
-    let caller = crate::auth::lock_ranks(&mut tx, &caller, true).await?;
+    let caller = app.auth.lock_ranks(&mut tx, &caller, true).await?;
     caller.may_try(&ARCHIVE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
     caller.allow(&ARCHIVE_PROFILE.access, owner_of(&old))?;
     check_version(expected, &old)?;
     caller.may_manage(old.id, &old.role_id)?;
-    crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
+    app.auth.keep_top_role(&mut tx, id, &old.role_id).await?;
     let row: User = sqlx::query_as(DELETE_SQL)
         .bind(id)
         .fetch_one(&mut *tx)
@@ -833,7 +835,7 @@ async fn list_users(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let ui_permissions = crate::auth::ui_permissions(Some(&caller), "user");
+    let ui_permissions = app.auth.ui_permissions(Some(&caller), "user");
     let reply = ctx.reply_list(
         &LIST_USERS,
         &rows,
@@ -989,7 +991,7 @@ async fn search_users(
             page_count: (total_row_count + i64::from(page_row_count) - 1)
                 / i64::from(page_row_count),
         };
-        let ui_permissions = crate::auth::ui_permissions(Some(&caller), "user");
+        let ui_permissions = app.auth.ui_permissions(Some(&caller), "user");
         let reply = ctx.reply_list(
             &SEARCH_USERS,
             &rows,
@@ -1037,7 +1039,7 @@ async fn search_users(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let ui_permissions = crate::auth::ui_permissions(Some(&caller), "user");
+    let ui_permissions = app.auth.ui_permissions(Some(&caller), "user");
     let reply = ctx.reply_list(
         &SEARCH_USERS,
         &rows,
@@ -1096,7 +1098,7 @@ async fn update_user_role(
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
     let mut tx = app.db.begin().await?;
-    let caller = crate::auth::lock_ranks(&mut tx, &caller, true).await?;
+    let caller = app.auth.lock_ranks(&mut tx, &caller, true).await?;
     caller.may_try(&UPDATE_USER_ROLE.access)?;
     if let Some(role) = role_id.as_deref() {
         caller.may_grant(role)?;
@@ -1105,7 +1107,7 @@ async fn update_user_role(
     check_version(expected, &old)?;
     caller.may_manage(old.id, &old.role_id)?;
     if role_id.as_deref().is_some_and(|role| role != old.role_id) {
-        crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
+        app.auth.keep_top_role(&mut tx, id, &old.role_id).await?;
     }
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -1182,7 +1184,8 @@ async fn update_user_password(
     }
     let password = v.patch_required("password", input.password);
     v.text("password", password.as_deref(), &rules::PASSWORD);
-    crate::auth::check_password_policy(&mut v, "password", password.as_deref());
+    app.auth
+        .check_password_policy(&mut v, "password", password.as_deref());
     let expected = v.version(input.record_version, if_match);
     let current_secret = v.required(
         "currentPassword",
@@ -1190,21 +1193,22 @@ async fn update_user_password(
     );
     v.finish()?;
     if let Some(current) = current_secret {
-        crate::auth::confirm_secret(
-            &app,
-            id,
-            "SELECT t.password FROM users AS t WHERE t.id = $1",
-            current,
-            "currentPassword",
-        )
-        .await?;
+        app.auth
+            .confirm_secret(
+                &app.db,
+                id,
+                "SELECT t.password FROM users AS t WHERE t.id = $1",
+                current,
+                "currentPassword",
+            )
+            .await?;
     }
     let password = match password {
         Some(secret) => Some(app.auth.hash_secret(secret).await?),
         None => None,
     };
     let mut tx = app.db.begin().await?;
-    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER_PASSWORD.access)?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -1290,7 +1294,8 @@ async fn update_user_password_by_admin(
     }
     let password = v.patch_required("password", input.password);
     v.text("password", password.as_deref(), &rules::PASSWORD);
-    crate::auth::check_password_policy(&mut v, "password", password.as_deref());
+    app.auth
+        .check_password_policy(&mut v, "password", password.as_deref());
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
     let password = match password {
@@ -1298,7 +1303,7 @@ async fn update_user_password_by_admin(
         None => None,
     };
     let mut tx = app.db.begin().await?;
-    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER_PASSWORD_BY_ADMIN.access)?;
     let old = lock(&mut tx, id).await?;
     check_version(expected, &old)?;
@@ -1400,14 +1405,17 @@ async fn register_user(
     addr: ClientAddr,
     ApiJson(input): ApiJson<RegisterUserInput>,
 ) -> Result<Reply, ApiError> {
-    crate::auth::throttle_public_write(&app, &addr, "registerUser").await?;
+    app.auth
+        .throttle_public_write(&app.db, addr.0, "registerUser")
+        .await?;
     let mut v = Validator::default();
     let email = input.email.map(validation::normalize_email);
     v.text("email", email.as_deref(), &rules::EMAIL);
     let email = v.required("email", email);
     let password = input.password;
     v.text("password", password.as_deref(), &rules::PASSWORD);
-    crate::auth::check_password_policy(&mut v, "password", password.as_deref());
+    app.auth
+        .check_password_policy(&mut v, "password", password.as_deref());
     let password = v.required("password", password);
     let fullname = input.fullname;
     v.text("fullname", fullname.as_deref(), &rules::FULLNAME);
@@ -1502,6 +1510,27 @@ async fn extend_user_index(
     crate::events::enqueue(&mut tx, &ctx, &[event]).await?;
     tx.commit().await?;
     Ok(reply)
+}
+
+/// `getCurrentUser`: the route's facts for its answers.
+pub static GET_CURRENT_USER: RouteInfo = RouteInfo {
+    name: "getCurrentUser",
+    data_name: "user",
+    method: "GET",
+    action: "currentUser",
+    topic: None,
+    access: Access::Login,
+};
+
+/// `getCurrentUser`: GET /v1/currentuser. The caller's own account.
+async fn get_current_user(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    let row = fetch(&app.db, caller.user_id).await?;
+    ctx.reply(&GET_CURRENT_USER, StatusCode::OK, &row)
 }
 
 /// The ORDER BY of a list's `sort` parameter (`field` or `-field`).

@@ -3,7 +3,6 @@
 //! `userAvatarsFile`: An avatar picture uploaded by a user. Its rows, SQL and routes.
 
 use crate::app::AppState;
-use crate::auth::Caller;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -13,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use svcgen_runtime::auth::Caller;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::error::FieldError;
@@ -256,9 +256,11 @@ async fn create_user_avatars_file(
     let access_key: String = svcgen_runtime::validation::random_key();
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
-    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&CREATE_USER_AVATARS_FILE.access)?;
-    crate::auth::guard_account(&mut tx, &caller, Some(user_id)).await?;
+    app.auth
+        .guard_account(&mut tx, &caller, Some(user_id))
+        .await?;
     let row: UserAvatarsFile = sqlx::query_as(
             "INSERT INTO user_avatars_files AS t (id, file_name, mime_type, file_data, metadata, user_id, owner_id, file_size, access_key, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '/file') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -434,7 +436,7 @@ async fn list_user_avatars_files(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let ui_permissions = crate::auth::ui_permissions(Some(&caller), "userAvatarsFile");
+    let ui_permissions = app.auth.ui_permissions(Some(&caller), "userAvatarsFile");
     let reply = ctx.reply_list(
         &LIST_USER_AVATARS_FILES,
         &rows,
@@ -474,12 +476,14 @@ async fn delete_user_avatars_file(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&DELETE_USER_AVATARS_FILE.access)?;
     let mut tx = app.db.begin().await?;
-    let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
+    let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&DELETE_USER_AVATARS_FILE.access)?;
     let old = lock(&mut tx, id).await?;
     caller.allow(&DELETE_USER_AVATARS_FILE.access, owner_of(&old))?;
     check_version(expected, &old)?;
-    crate::auth::guard_account(&mut tx, &caller, Some(old.user_id)).await?;
+    app.auth
+        .guard_account(&mut tx, &caller, Some(old.user_id))
+        .await?;
     let row: UserAvatarsFile = sqlx::query_as(DELETE_SQL)
         .bind(id)
         .fetch_one(&mut *tx)

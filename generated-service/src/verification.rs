@@ -11,7 +11,7 @@
 //! unknown account cannot be told from a known one.
 
 use crate::app::AppState;
-use crate::auth::{self, ClientAddr, PendingSignIn};
+use crate::auth;
 use crate::config::{Config, SmtpTls};
 use crate::events;
 use crate::user::{self as account, User};
@@ -28,6 +28,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgConnection, Postgres, Transaction};
+use svcgen_runtime::auth::sessions::PendingSignIn;
+use svcgen_runtime::auth::throttle;
+use svcgen_runtime::auth::ClientAddr;
 use svcgen_runtime::envelope::{Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::event::Event;
@@ -49,12 +52,6 @@ const MAX_ATTEMPTS: i32 = 5;
 const REQUESTS_PER_ACCOUNT: u32 = 5;
 
 const REQUESTS_PER_ADDRESS: u32 = 30;
-
-/// Whether a sign-in needs a confirmed address.
-pub const REQUIRE_VERIFIED: bool = false;
-
-/// Whether every sign-in needs the second factor.
-pub const SECOND_FACTOR_REQUIRED: bool = false;
 
 /// `id, email, emailVerified, locale` of an active account by its email.
 const RECIPIENT_SQL: &str = "SELECT t.id, t.email AS address, t.email_verified AS verified, t.preferred_language AS locale FROM users AS t WHERE t.email = $1 AND t.is_active";
@@ -388,7 +385,7 @@ async fn start(
     let Some(name) = name else {
         return Err(v.into_error());
     };
-    auth::hit(
+    throttle::hit(
         &app.db,
         &format!("code:address:{}", addr.0),
         REQUESTS_PER_ADDRESS,
@@ -426,7 +423,7 @@ async fn send_code(
         return Ok(());
     }
     let bucket = format!("code:{}:{}", purpose.as_str(), to.id);
-    if auth::hit(
+    if throttle::hit(
         &app.db,
         &bucket,
         REQUESTS_PER_ACCOUNT,
@@ -523,7 +520,7 @@ async fn start_password_reset(
 
 /// Code checks are limited per client address, like code requests.
 async fn limit_code_checks(app: &AppState, addr: &ClientAddr) -> Result<(), ApiError> {
-    auth::hit(
+    throttle::hit(
         &app.db,
         &format!("code-check:address:{}", addr.0),
         REQUESTS_PER_ADDRESS,
@@ -597,7 +594,8 @@ async fn complete_password_reset(
     let mut v = Validator::default();
     let secret = v.required("password", input.secret);
     v.text("password", secret.as_deref(), &account::rules::PASSWORD);
-    auth::check_password_policy(&mut v, "password", secret.as_deref());
+    app.auth
+        .check_password_policy(&mut v, "password", secret.as_deref());
     let found = completion(&app, &addr, &mut v, input.account, input.code).await?;
     let (Some((to, code)), Some(secret)) = (found, secret) else {
         return Err(v.into_error());
@@ -710,7 +708,7 @@ async fn complete_second_factor(
         .fetch_optional(&mut *tx)
         .await?;
     let (mut tx, stored) = spend_code(&app, tx, stored, Purpose::SecondFactor, &code).await?;
-    let role: Option<String> = sqlx::query_scalar(auth::ROLE_SQL)
+    let role: Option<String> = sqlx::query_scalar(app.auth.identity().sql.role)
         .bind(stored.user_id)
         .fetch_optional(&mut *tx)
         .await?;

@@ -12,6 +12,9 @@
 //! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
 //! 5. [`envelope`]: the request context and the envelope of every answer.
 //! 6. [`docs`]: the contracts' routes.
+//! 7. [`auth`] (feature `identity`): keys, hashing, the live-session cache,
+//!    throttling, tokens, the caller extractors and sessions; its own modules
+//!    layer the same way.
 
 pub mod route;
 
@@ -25,3 +28,6 @@ pub mod event;
 pub mod envelope;
 
 pub mod docs;
+
+#[cfg(feature = "identity")]
+pub mod auth;

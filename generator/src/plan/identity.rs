@@ -6,7 +6,7 @@ use super::route::RoutePlan;
 use super::{rust_str_slice, sql_text};
 use crate::action::Action;
 use crate::model::{Cookies, DataObject, Identity, Model, Verification};
-use crate::naming::{camel, snake};
+use crate::naming::{camel, change_const, snake};
 
 /// Who logs in and how: everything the auth module needs from the model.
 #[derive(Debug)]
@@ -39,8 +39,17 @@ pub struct IdentityPlan {
     pub login_per_account: u32,
     pub login_per_address: u32,
     pub public_writes_per_address: u32,
-    /// Passwords the policy refuses when the model asks for it.
-    pub common_passwords: Vec<&'static str>,
+    /// The runtime's list of common passwords is refused.
+    pub reject_common_passwords: bool,
+    /// The account object's update and delete topic constants: its sessions
+    /// are forgotten when they carry the account.
+    pub account_updated_const: String,
+    pub account_deleted_const: String,
+    /// The setting that names the bootstrap account's login, e.g. `SUPERADMIN_EMAIL`.
+    pub bootstrap_login_env: String,
+    /// `SUPERADMIN_EMAIL`, also read when the login is an email address under
+    /// another name.
+    pub bootstrap_login_alias: Option<String>,
     pub sign_in: RoutePlan,
     pub refresh: RoutePlan,
     pub sign_out: RoutePlan,
@@ -140,6 +149,9 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
     let user = m.object(&a.user_object).expect("validated user object");
     let sql = AccountSql::new(a, user);
     let route = |action| route_of(routes, action);
+    let login_email =
+        field_of(user, &a.login_field).is_some_and(|f| f.format.as_deref() == Some("email"));
+    let bootstrap_login_env = bootstrap_login_env(&a.login_field);
     let mut current_user = route(Action::CurrentUser);
     current_user.data_name = a.user_object.clone();
     IdentityPlan {
@@ -148,8 +160,7 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         user_module: snake(&a.user_object),
         user_table: user.table.clone(),
         login_field: a.login_field.clone(),
-        login_email: field_of(user, &a.login_field)
-            .is_some_and(|f| f.format.as_deref() == Some("email")),
+        login_email,
         login_sql: sql.login,
         caller_sql: sql.caller,
         issuer: a.issuer.clone(),
@@ -167,11 +178,12 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         login_per_account: a.throttle.login_per_account,
         login_per_address: a.throttle.login_per_address,
         public_writes_per_address: a.throttle.public_writes_per_address,
-        common_passwords: if a.reject_common_passwords {
-            COMMON_PASSWORDS.to_vec()
-        } else {
-            Vec::new()
-        },
+        reject_common_passwords: a.reject_common_passwords,
+        account_updated_const: change_const("DBEVENT", &a.user_object, "updated"),
+        account_deleted_const: change_const("DBEVENT", &a.user_object, "deleted"),
+        bootstrap_login_alias: (login_email && bootstrap_login_env != EMAIL_LOGIN_ENV)
+            .then(|| EMAIL_LOGIN_ENV.to_string()),
+        bootstrap_login_env,
         sign_in: route(Action::Login),
         refresh: route(Action::Refresh),
         sign_out: route(Action::Logout),
@@ -285,6 +297,16 @@ fn rank_summary(m: &Model) -> String {
                 .join(", ")
         ),
     }
+}
+
+/// The bootstrap login's setting before it followed the login field; still
+/// read for email logins.
+const EMAIL_LOGIN_ENV: &str = "SUPERADMIN_EMAIL";
+
+/// `SUPERADMIN_<LOGIN FIELD>`: the setting that names the bootstrap account's
+/// login, e.g. `SUPERADMIN_EMAIL` or `SUPERADMIN_USER_NAME`.
+pub fn bootstrap_login_env(login_field: &str) -> String {
+    format!("SUPERADMIN_{}", snake(login_field).to_uppercase())
 }
 
 /// Inserts the bootstrap super-admin unless its login is taken.
@@ -403,107 +425,3 @@ fn flows(m: &Model, v: &Verification, user: &DataObject, routes: &[RoutePlan]) -
         second_factor: routes.iter().find(|r| r.action == Action::SecondFactor).cloned(),
     }
 }
-
-/// The 100 most common passwords (NCSC's list of breached passwords, SecLists).
-const COMMON_PASSWORDS: &[&str] = &[
-    "123456",
-    "123456789",
-    "qwerty",
-    "password",
-    "12345678",
-    "111111",
-    "123123",
-    "1234567890",
-    "1234567",
-    "qwerty123",
-    "000000",
-    "1q2w3e",
-    "aa12345678",
-    "abc123",
-    "password1",
-    "1234",
-    "qwertyuiop",
-    "123321",
-    "password123",
-    "1q2w3e4r5t",
-    "iloveyou",
-    "654321",
-    "666666",
-    "987654321",
-    "123",
-    "123456a",
-    "qwe123",
-    "1q2w3e4r",
-    "7777777",
-    "1qaz2wsx",
-    "123qwe",
-    "zxcvbnm",
-    "121212",
-    "asdasd",
-    "a123456",
-    "555555",
-    "dragon",
-    "112233",
-    "123123123",
-    "monkey",
-    "11111111",
-    "qazwsx",
-    "159753",
-    "asdfghjkl",
-    "222222",
-    "1234qwer",
-    "qwerty1",
-    "123654",
-    "123abc",
-    "asdfgh",
-    "777777",
-    "aaaaaa",
-    "myspace1",
-    "88888888",
-    "fuckyou",
-    "123456789a",
-    "999999",
-    "888888",
-    "football",
-    "princess",
-    "789456123",
-    "147258369",
-    "1111111",
-    "sunshine",
-    "michael",
-    "computer",
-    "qwer1234",
-    "daniel",
-    "789456",
-    "11111",
-    "abcd1234",
-    "q1w2e3r4",
-    "shadow",
-    "159357",
-    "123456q",
-    "1111",
-    "samsung",
-    "killer",
-    "asd123",
-    "superman",
-    "master",
-    "12345",
-    "azerty",
-    "zxcvbn",
-    "qazwsxedc",
-    "131313",
-    "ashley",
-    "target123",
-    "987654",
-    "baseball",
-    "qwertyui",
-    "welcome",
-    "passw0rd",
-    "charlie",
-    "letmein",
-    "trustno1",
-    "hello123",
-    "whatever",
-    "jordan23",
-    "1qaz2wsx3edc",
-];

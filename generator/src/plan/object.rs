@@ -50,6 +50,8 @@ pub struct ObjectPlan {
     pub routes: Vec<RoutePlan>,
     pub includes: Vec<IncludePlan>,
     pub endpoints: Vec<EndpointPlan>,
+    /// The caller's own account, served by the identity object's module.
+    pub current_user: Option<RoutePlan>,
     /// Text fields with rules, for the module's rule constants.
     pub text_rules: Vec<FieldPlan>,
     pub sql_get: String,
@@ -186,11 +188,19 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
     let visible = visible_of(m, name, &columns);
     let select = select_list(&visible, "t");
     let struct_name = camel(name);
+    let current_user = routes
+        .iter()
+        .find(|r| r.action == Action::CurrentUser && name == m.auth.user_object)
+        .map(|r| RoutePlan {
+            data_name: name.to_string(),
+            ..r.clone()
+        });
     let routes: Vec<RoutePlan> = routes
         .iter()
         .filter(|r| r.object.as_deref() == Some(name))
         .cloned()
         .collect();
+    let served: Vec<RoutePlan> = routes.iter().chain(&current_user).cloned().collect();
     let public_fields: Vec<String> = public_columns(o).into_iter().map(|f| f.name).collect();
     let public_view = routes
         .iter()
@@ -218,7 +228,7 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
         has_list: has(Action::List),
         has_delete: has(Action::Delete),
         has_locking: has(Action::Update) || has(Action::Delete),
-        uses: imports(&routes, &visible, &includes).lines(),
+        uses: imports(&served, &visible, &includes).lines(),
         search_followed: false,
         has_search: routes.iter().any(|r| r.searches()),
         pointer: pointer_of(m, name, o),
@@ -252,7 +262,8 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
         foreign_keys: foreign_keys(m, o, &columns),
         db_topics: ChangeTopics::new(|c| change_topic(&m.topics.db_event, m, name, c)),
         index_topics: ChangeTopics::new(|c| change_topic(&m.topics.index_event, m, name, c)),
-        endpoints: endpoints(&routes),
+        endpoints: endpoints(&served),
+        current_user,
         columns,
         routes,
         includes,
@@ -501,10 +512,10 @@ fn imports(routes: &[RoutePlan], visible: &[FieldPlan], includes: &[IncludePlan]
 /// What one route's handler uses.
 fn route_imports(uses: &mut Imports, r: &RoutePlan) {
     if !r.auth.is_public() {
-        uses.path("crate::auth::Caller");
+        uses.path("svcgen_runtime::auth::Caller");
     }
     if r.throttled {
-        uses.path("crate::auth::ClientAddr");
+        uses.path("svcgen_runtime::auth::ClientAddr");
     }
     if r.action.addresses_row() || r.action == Action::Download {
         uses.path("svcgen_runtime::extract::ApiPath");

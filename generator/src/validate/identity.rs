@@ -328,6 +328,14 @@ fn cookies(c: &Cookies, d: &mut Diagnostics) {
 /// flows.
 fn verification(m: &Model, v: &Verification, user: &DataObject, d: &mut Diagnostics) {
     let user_object = &m.auth.user_object;
+    let login = &m.auth.login_field;
+    // Codes are sent to the login: it must be an email address.
+    if user_field(user, login).is_some_and(|f| f.format.as_deref() != Some("email")) {
+        d.at(
+            "auth.loginField",
+            format!("auth.verification sends one-time codes by email: the login field \"{login}\" needs format: email"),
+        );
+    }
     optional_boolean(user, user_object, "verifiedField", &v.verified_field, d);
     if !SECOND_FACTOR_MODES.contains(&v.second_factor.as_str()) {
         d.at(

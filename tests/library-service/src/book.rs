@@ -3,7 +3,6 @@
 //! `book`: A book on the shelves. Its rows, SQL and routes.
 
 use crate::app::AppState;
-use crate::auth::Caller;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -12,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use svcgen_runtime::auth::Caller;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::error::FieldError;
@@ -351,7 +351,7 @@ async fn list_books(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let ui_permissions = crate::auth::ui_permissions(None, "book");
+    let ui_permissions = app.auth.ui_permissions(None, "book");
     let reply = ctx.reply_list(
         &LIST_BOOKS,
         &rows,
@@ -491,7 +491,7 @@ async fn find_books(
             page_count: (total_row_count + i64::from(page_row_count) - 1)
                 / i64::from(page_row_count),
         };
-        let ui_permissions = crate::auth::ui_permissions(None, "book");
+        let ui_permissions = app.auth.ui_permissions(None, "book");
         let reply = ctx.reply_list(
             &FIND_BOOKS,
             &rows,
@@ -531,7 +531,7 @@ async fn find_books(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let ui_permissions = crate::auth::ui_permissions(None, "book");
+    let ui_permissions = app.auth.ui_permissions(None, "book");
     let reply = ctx.reply_list(
         &FIND_BOOKS,
         &rows,

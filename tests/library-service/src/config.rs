@@ -86,7 +86,8 @@ impl Config {
         let database_url = get("DATABASE_URL")
             .filter(|v| !v.is_empty())
             .ok_or(ConfigError::Missing("DATABASE_URL"))?;
-        if get("SUPERADMIN_EMAIL").is_some() != get("SUPERADMIN_PASSWORD").is_some() {
+        let superadmin_login = get("SUPERADMIN_EMAIL");
+        if superadmin_login.is_some() != get("SUPERADMIN_PASSWORD").is_some() {
             return Err(ConfigError::Invalid {
                 name: "SUPERADMIN_PASSWORD",
                 reason: "set both SUPERADMIN_EMAIL and SUPERADMIN_PASSWORD, or neither".into(),
@@ -123,7 +124,7 @@ impl Config {
             public_writes_per_address: parse(&get, "PUBLIC_WRITES_PER_ADDRESS", "10")?,
             trust_forwarded_for: parse(&get, "TRUST_FORWARDED_FOR", "false")?,
             elasticsearch_url: get("ELASTICSEARCH_URL").filter(|v| !v.trim().is_empty()),
-            superadmin_login: get("SUPERADMIN_EMAIL").filter(|v| !v.trim().is_empty()),
+            superadmin_login: superadmin_login.filter(|v| !v.trim().is_empty()),
             superadmin_password: get("SUPERADMIN_PASSWORD").filter(|v| !v.is_empty()),
         })
     }

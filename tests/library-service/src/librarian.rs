@@ -3,7 +3,6 @@
 //! `librarian`: A person who works the desk and signs in. Its rows, SQL and routes.
 
 use crate::app::AppState;
-use crate::auth::ClientAddr;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -11,6 +10,8 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
+use svcgen_runtime::auth::Caller;
+use svcgen_runtime::auth::ClientAddr;
 use svcgen_runtime::envelope::{Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::event::ObjectTopics;
@@ -83,7 +84,9 @@ pub mod rules {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/librarians", routing::post(sign_up))
+    Router::new()
+        .route("/api/librarians", routing::post(sign_up))
+        .route("/api/me", routing::get(who_am_i))
 }
 
 /// Loads an active row.
@@ -122,7 +125,9 @@ async fn sign_up(
     addr: ClientAddr,
     ApiJson(input): ApiJson<SignUpInput>,
 ) -> Result<Reply, ApiError> {
-    crate::auth::throttle_public_write(&app, &addr, "signUp").await?;
+    app.auth
+        .throttle_public_write(&app.db, addr.0, "signUp")
+        .await?;
     let mut v = Validator::default();
     let email = input.email.map(validation::normalize_email);
     v.text("email", email.as_deref(), &rules::EMAIL);
@@ -152,4 +157,25 @@ async fn sign_up(
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
+}
+
+/// `whoAmI`: the route's facts for its answers.
+pub static WHO_AM_I: RouteInfo = RouteInfo {
+    name: "whoAmI",
+    data_name: "librarian",
+    method: "GET",
+    action: "currentUser",
+    topic: None,
+    access: Access::Login,
+};
+
+/// `whoAmI`: GET /api/me. The caller's own account.
+async fn who_am_i(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+) -> Result<Reply, ApiError> {
+    let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+    let row = fetch(&app.db, caller.user_id).await?;
+    ctx.reply(&WHO_AM_I, StatusCode::OK, &row)
 }

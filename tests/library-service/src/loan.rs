@@ -3,7 +3,6 @@
 //! `loan`: A book lent to a reader. Its rows, SQL and routes.
 
 use crate::app::AppState;
-use crate::auth::Caller;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -12,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use svcgen_runtime::auth::Caller;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::error::FieldError;
@@ -400,7 +400,7 @@ async fn list_loans(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let ui_permissions = crate::auth::ui_permissions(Some(&caller), "loan");
+    let ui_permissions = app.auth.ui_permissions(Some(&caller), "loan");
     let reply = ctx.reply_list(
         &LIST_LOANS,
         &rows,
@@ -518,7 +518,7 @@ async fn list_due_loans(
         total_row_count,
         page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
     };
-    let ui_permissions = crate::auth::ui_permissions(None, "loan");
+    let ui_permissions = app.auth.ui_permissions(None, "loan");
     let meta = ListMeta {
         paging,
         filters,

@@ -1,0 +1,552 @@
+//! Who calls: the signed-in [`Caller`] of a route and the [`ClientAddr`],
+//! extracted from any state that hands out the [`AuthState`] and the pool
+//! (axum's `FromRef`), and the rank checks of writes.
+
+use super::rules::{reach, Policy};
+use super::state::AuthState;
+use crate::error::ApiError;
+use crate::route::Access;
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The signed-in caller of a route, from its access token.
+#[derive(Clone)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub role: String,
+    /// The model's roles, which the checks below read.
+    policy: &'static Policy,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("user_id", &self.user_id)
+            .field("session_id", &self.session_id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<AuthState>: FromRef<S>,
+    PgPool: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Arc::<AuthState>::from_ref(state);
+        let identity = auth.identity;
+        let (token, from_cookie) = identity
+            .transport
+            .presented(&parts.headers)
+            .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+        let token = auth
+            .verified
+            .facts(&auth.key, identity.tokens, token.trim())?;
+        if let Some(cookies) = identity.transport.cookies.as_ref() {
+            if from_cookie && !parts.method.is_safe() {
+                cookies.check_csrf(&auth.key, &parts.headers, token.session_id)?;
+            }
+        }
+        let role = match auth.live.get(token.session_id, token.user_id) {
+            Ok(role) => role,
+            Err(generation) => {
+                let db = PgPool::from_ref(state);
+                let live: Option<(String, DateTime<Utc>)> = sqlx::query_as(identity.sql.caller)
+                    .bind(token.session_id)
+                    .bind(token.user_id)
+                    .fetch_optional(&db)
+                    .await?;
+                let (role, expires_at) =
+                    live.ok_or_else(|| ApiError::Unauthorized("the session has ended".into()))?;
+                auth.live.keep(
+                    generation,
+                    token.session_id,
+                    token.user_id,
+                    &role,
+                    expires_at,
+                );
+                role
+            }
+        };
+        Ok(Caller::new(
+            token.user_id,
+            token.session_id,
+            role,
+            &identity.policy,
+        ))
+    }
+}
+
+impl Caller {
+    pub fn new(user_id: Uuid, session_id: Uuid, role: String, policy: &'static Policy) -> Self {
+        Self {
+            user_id,
+            session_id,
+            role,
+            policy,
+        }
+    }
+
+    pub fn has_role(&self, roles: &[&str]) -> bool {
+        roles.contains(&self.role.as_str())
+    }
+
+    /// Admins see every row and field and act for others.
+    pub fn is_admin(&self) -> bool {
+        self.policy.is_admin(&self.role)
+    }
+
+    /// What the caller may do on a route: `all` rows, only its `own`, or `none`.
+    pub fn reach(&self, access: &Access) -> &'static str {
+        reach(Some(&self.role), access)
+    }
+
+    /// Every route of the model with what the caller may do there and what
+    /// it sees of the rows (`sight`, by route name, where it may do anything).
+    pub fn permissions(&self, sight: impl Fn(&str) -> &'static str) -> Value {
+        let routes: Vec<Value> = self
+            .policy
+            .rules
+            .iter()
+            .map(|rule| {
+                let access = self.reach(&rule.access);
+                // A route the caller cannot use shows it nothing.
+                let view = if access == "none" {
+                    "none"
+                } else {
+                    sight(rule.name)
+                };
+                json!({
+                    "name": rule.name,
+                    "method": rule.method,
+                    "path": rule.path,
+                    "object": rule.object,
+                    "access": access,
+                    "view": view,
+                })
+            })
+            .collect();
+        json!({ "role": self.role, "routes": routes })
+    }
+
+    /// Checks a route's rule; `owner` is the owner of the row the route addresses.
+    pub fn allow(&self, access: &Access, owner: Option<Uuid>) -> Result<(), ApiError> {
+        match access {
+            Access::Public | Access::Login => Ok(()),
+            Access::Rule {
+                roles,
+                owner: owners,
+            } => {
+                if self.has_role(roles) || (*owners && owner == Some(self.user_id)) {
+                    Ok(())
+                } else {
+                    Err(ApiError::Forbidden)
+                }
+            }
+        }
+    }
+
+    /// Whether the rule can let this caller in at all, before any row is read.
+    pub fn may_try(&self, access: &Access) -> Result<(), ApiError> {
+        match access {
+            Access::Rule {
+                roles,
+                owner: false,
+            } if !self.has_role(roles) => Err(ApiError::Forbidden),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether only ownership of the row can let this caller in.
+    pub fn must_own(&self, access: &Access) -> bool {
+        matches!(access, Access::Rule { roles, owner: true } if !self.has_role(roles))
+    }
+
+    /// For a list: `Some(caller)` when the caller may see only their own rows.
+    pub fn list_scope(&self, access: &Access) -> Result<Option<Uuid>, ApiError> {
+        self.may_try(access)?;
+        Ok(match access {
+            Access::Rule { roles, owner: true } if !self.has_role(roles) => Some(self.user_id),
+            _ => None,
+        })
+    }
+
+    /// Refuses to grant `role` when it ranks above the caller's own role.
+    pub fn may_grant(&self, role: &str) -> Result<(), ApiError> {
+        self.policy.may_grant(&self.role, role)
+    }
+
+    /// Refuses writes to `account` (whose role is `role`) when it outranks the
+    /// caller, or ranks the same and the caller's role is not a peer writer.
+    /// The caller's own account always passes.
+    pub fn may_manage(&self, account: Uuid, role: &str) -> Result<(), ApiError> {
+        if account == self.user_id {
+            return Ok(());
+        }
+        self.policy.may_write(&self.role, role)
+    }
+}
+
+/// The transaction-scoped advisory lock of rank checks: writes that check ranks
+/// hold it shared, writes that change a role or end an account hold it alone.
+const RANKS_LOCK: i64 = 0x7376_6367_7261_6e6b;
+
+impl AuthState {
+    /// The names of an object's routes the caller (or an anonymous client)
+    /// may use: a list answer's uiPermissions.
+    pub fn ui_permissions(&self, caller: Option<&Caller>, object: &str) -> Vec<&'static str> {
+        self.identity
+            .policy
+            .ui_permissions(caller.map(|c| c.role.as_str()), object)
+    }
+
+    /// Refuses a write that rewrites `account` (a file that becomes its
+    /// picture, say) unless the caller may manage that account. The account
+    /// stays locked until the transaction ends, so its role cannot change
+    /// underneath.
+    pub async fn guard_account(
+        &self,
+        tx: &mut PgConnection,
+        caller: &Caller,
+        account: Option<Uuid>,
+    ) -> Result<(), ApiError> {
+        let Some(account) = account.filter(|a| *a != caller.user_id) else {
+            return Ok(());
+        };
+        let role: Option<String> = sqlx::query_scalar(self.identity.sql.role_locked)
+            .bind(account)
+            .fetch_optional(&mut *tx)
+            .await?;
+        // An unknown account fails later, on its reference.
+        match role {
+            Some(role) => caller.may_manage(account, &role),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the ranks lock (alone when `exclusive`) as the transaction's
+    /// first step and answers the caller with its role as of now. The role
+    /// the request started with may have been removed since (the caller
+    /// demoted or deleted while the request waited); every rank check of the
+    /// write uses this one, so a removed role never authorizes a write that
+    /// commits after its removal.
+    pub async fn lock_ranks(
+        &self,
+        tx: &mut PgConnection,
+        caller: &Caller,
+        exclusive: bool,
+    ) -> Result<Caller, ApiError> {
+        let lock = if exclusive {
+            "SELECT pg_advisory_xact_lock($1)"
+        } else {
+            "SELECT pg_advisory_xact_lock_shared($1)"
+        };
+        sqlx::query(lock).bind(RANKS_LOCK).execute(&mut *tx).await?;
+        let role: Option<String> = sqlx::query_scalar(self.identity.sql.role)
+            .bind(caller.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let role = role.ok_or_else(|| ApiError::Unauthorized("the session has ended".into()))?;
+        Ok(Caller {
+            role,
+            ..caller.clone()
+        })
+    }
+
+    /// Refuses to demote, delete or archive `account` (whose role is `role`)
+    /// when it is the last active account of the top role. Call it in the
+    /// write's transaction after [`Self::lock_ranks`] with `exclusive`, so
+    /// that two such changes cannot each leave the other as the last.
+    pub async fn keep_top_role(
+        &self,
+        tx: &mut PgConnection,
+        account: Uuid,
+        role: &str,
+    ) -> Result<(), ApiError> {
+        let policy = &self.identity.policy;
+        if role != policy.top_role {
+            return Ok(());
+        }
+        let others: bool = sqlx::query_scalar(self.identity.sql.other_top)
+            .bind(policy.top_role)
+            .bind(account)
+            .fetch_one(&mut *tx)
+            .await?;
+        policy.keeps_top_role(role, others)
+    }
+}
+
+/// The client's address: the socket peer, or the first `X-Forwarded-For` hop
+/// when `TRUST_FORWARDED_FOR` is set (behind a proxy).
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub IpAddr);
+
+impl<S> FromRequestParts<S> for ClientAddr
+where
+    Arc<AuthState>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let trust_forwarded_for = Arc::<AuthState>::from_ref(state).limits.trust_forwarded_for;
+        Ok(ClientAddr(client_addr(parts, trust_forwarded_for)))
+    }
+}
+
+/// The socket peer, or the first `X-Forwarded-For` hop when trusted.
+fn client_addr(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for {
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    peer.unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::rules::tests::POLICY;
+    use crate::auth::state::tests::test_state;
+    use crate::auth::tokens::{csrf_token, sign};
+    use axum::http::Request;
+
+    fn caller(role: &str) -> Caller {
+        Caller::new(Uuid::new_v4(), Uuid::new_v4(), role.to_string(), &POLICY)
+    }
+
+    const OWNERS: Access = Access::Rule {
+        roles: &["admin"],
+        owner: true,
+    };
+    const ADMINS: Access = Access::Rule {
+        roles: &["admin"],
+        owner: false,
+    };
+
+    #[test]
+    fn nobody_manages_accounts_above_their_rank_but_their_own() {
+        for (mine, my_rank) in POLICY.ranks {
+            let me = caller(mine);
+            for (theirs, their_rank) in POLICY.ranks {
+                assert_eq!(
+                    me.may_grant(theirs).is_ok(),
+                    their_rank <= my_rank,
+                    "{mine} grants {theirs}"
+                );
+                let peer = their_rank == my_rank && POLICY.peer_writers.contains(mine);
+                assert_eq!(
+                    me.may_manage(Uuid::new_v4(), theirs).is_ok(),
+                    their_rank < my_rank || peer,
+                    "{mine} writes {theirs}"
+                );
+                assert!(
+                    me.may_manage(me.user_id, theirs).is_ok(),
+                    "{mine} writes their own account"
+                );
+            }
+        }
+        assert!(caller("no such role").may_grant(POLICY.top_role).is_err());
+    }
+
+    #[test]
+    fn rules_let_roles_and_owners_in() {
+        let (admin, user) = (caller("admin"), caller("user"));
+        assert!(admin.is_admin() && !user.is_admin());
+        assert!(admin.allow(&OWNERS, None).is_ok());
+        assert!(user.allow(&OWNERS, Some(user.user_id)).is_ok());
+        assert!(user.allow(&OWNERS, Some(Uuid::new_v4())).is_err());
+        assert!(user.allow(&OWNERS, None).is_err());
+        assert!(user.allow(&ADMINS, Some(user.user_id)).is_err());
+        assert!(user.allow(&Access::Login, None).is_ok());
+        assert!(user.may_try(&ADMINS).is_err());
+        assert!(user.may_try(&OWNERS).is_ok());
+        assert!(user.must_own(&OWNERS) && !admin.must_own(&OWNERS));
+        assert_eq!(
+            user.list_scope(&OWNERS).expect("owners may list"),
+            Some(user.user_id)
+        );
+        assert_eq!(admin.list_scope(&OWNERS).expect("admins may list"), None);
+        assert!(user.list_scope(&ADMINS).is_err());
+        assert_eq!(user.reach(&OWNERS), "own");
+    }
+
+    #[test]
+    fn permissions_list_every_route_with_reach_and_sight() {
+        let user = caller("user");
+        let listed = user.permissions(|route| if route == "getUser" { "own" } else { "full" });
+        assert_eq!(listed["role"], "user");
+        let routes = listed["routes"].as_array().expect("routes");
+        assert_eq!(routes.len(), POLICY.rules.len());
+        assert_eq!(routes[0]["name"], "getUser");
+        assert_eq!(
+            (routes[0]["access"].as_str(), routes[0]["view"].as_str()),
+            (Some("own"), Some("own"))
+        );
+        assert_eq!(
+            (routes[1]["access"].as_str(), routes[1]["view"].as_str()),
+            (Some("none"), Some("none"))
+        );
+        assert_eq!(
+            (routes[2]["access"].as_str(), routes[2]["view"].as_str()),
+            (Some("all"), Some("full"))
+        );
+        assert_eq!(routes[1]["path"], "/users");
+    }
+
+    fn parts(request: Request<()>) -> Parts {
+        request.into_parts().0
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_proxy_is_trusted() {
+        let mut request = Request::builder()
+            .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
+            .body(())
+            .expect("a request");
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 4000))));
+        let p = parts(request);
+        assert_eq!(client_addr(&p, false), IpAddr::from([192, 0, 2, 1]));
+        assert_eq!(client_addr(&p, true), IpAddr::from([203, 0, 113, 7]));
+        let bare = parts(Request::new(()));
+        assert_eq!(client_addr(&bare, true), IpAddr::from([0, 0, 0, 0]));
+    }
+
+    /// A state with the pool `FromRef` needs; the pool never connects.
+    #[derive(Clone)]
+    struct TestState {
+        auth: Arc<AuthState>,
+        db: PgPool,
+    }
+
+    impl FromRef<TestState> for Arc<AuthState> {
+        fn from_ref(s: &TestState) -> Self {
+            s.auth.clone()
+        }
+    }
+
+    impl FromRef<TestState> for PgPool {
+        fn from_ref(s: &TestState) -> Self {
+            s.db.clone()
+        }
+    }
+
+    fn test_app() -> TestState {
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("a lazy pool");
+        TestState {
+            auth: Arc::new(test_state()),
+            db,
+        }
+    }
+
+    async fn extract(app: &TestState, request: Request<()>) -> Result<Caller, ApiError> {
+        Caller::from_request_parts(&mut parts(request), app).await
+    }
+
+    /// An access token of a session this replica knows to be live.
+    fn live_token(app: &TestState, user: Uuid, session: Uuid, role: &str) -> String {
+        let (token, _) = sign(
+            &app.auth.key,
+            app.auth.identity.tokens,
+            user,
+            session,
+            role,
+            60,
+        )
+        .expect("signed");
+        app.auth.live.set_listening(true);
+        let generation = app.auth.live.get(session, user).unwrap_err();
+        let expires = Utc::now() + chrono::Duration::hours(1);
+        app.auth.live.keep(generation, session, user, role, expires);
+        token
+    }
+
+    #[tokio::test]
+    async fn a_live_session_in_memory_needs_no_database() {
+        let app = test_app();
+        let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let token = live_token(&app, user, session, "admin");
+        let request = Request::builder()
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .expect("a request");
+        let caller = extract(&app, request).await.expect("a caller");
+        assert_eq!((caller.user_id, caller.session_id), (user, session));
+        assert!(caller.is_admin());
+    }
+
+    #[tokio::test]
+    async fn requests_without_a_valid_token_are_refused() {
+        let app = test_app();
+        let none = extract(&app, Request::new(())).await.unwrap_err();
+        assert!(matches!(none, ApiError::Unauthorized(m) if m == "a bearer token is required"));
+        let request = Request::builder()
+            .header("authorization", "Bearer not-a-jwt")
+            .body(())
+            .expect("a request");
+        assert!(matches!(
+            extract(&app, request).await,
+            Err(ApiError::Unauthorized(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn cookie_callers_need_the_csrf_token_to_change_things() {
+        let app = test_app();
+        let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let token = live_token(&app, user, session, "user");
+        let cookie = format!("svc-access={token}");
+        let post = |csrf: Option<String>| {
+            let mut b = Request::builder()
+                .method("POST")
+                .header("cookie", cookie.clone());
+            if let Some(csrf) = csrf {
+                b = b
+                    .header("x-csrf-token", csrf.clone())
+                    .header("cookie", format!("svc-csrf={csrf}"));
+            }
+            b.body(()).expect("a request")
+        };
+        let refused = extract(&app, post(None)).await.unwrap_err();
+        assert!(matches!(
+            refused,
+            ApiError::Denied {
+                code: "CSRF_TOKEN_INVALID",
+                ..
+            }
+        ));
+        let csrf = csrf_token(&app.auth.key, session);
+        assert!(extract(&app, post(Some(csrf))).await.is_ok());
+        let get = Request::builder()
+            .header("cookie", cookie.clone())
+            .body(())
+            .expect("a request");
+        assert!(extract(&app, get).await.is_ok(), "reads need no CSRF token");
+    }
+}

@@ -1,0 +1,249 @@
+//! Secret hashing with argon2id, off the async runtime and bounded: a flood
+//! of sign-ins must not stall other routes.
+
+use crate::error::ApiError;
+use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use tokio::sync::Semaphore;
+
+/// Runs argon2id off the async runtime, a bounded number at a time, in
+/// working memory (19 MiB a hash) reused from one hash to the next: faulting
+/// in fresh pages for every hash cost about a third of a sign-in's CPU. The
+/// memory is kept only while other hashes wait; when the last one is done it
+/// goes back to the system.
+#[derive(Debug)]
+pub struct Hashing {
+    permits: Semaphore,
+    /// Working memory of finished hashes, for the next ones.
+    spare: Mutex<Vec<Vec<Block>>>,
+    /// Hashes asked for and not finished, waiting or running.
+    wanted: AtomicUsize,
+}
+
+/// One hash asked for; the last one dropped frees the spare memory.
+struct Wanted<'a>(&'a Hashing);
+
+impl Drop for Wanted<'_> {
+    fn drop(&mut self) {
+        if self.0.wanted.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0
+                .spare
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+    }
+}
+
+impl Hashing {
+    /// At most `permits` hashes at once (at least one).
+    pub fn new(permits: usize) -> Self {
+        Self {
+            permits: Semaphore::new(permits.max(1)),
+            spare: Mutex::default(),
+            wanted: AtomicUsize::new(0),
+        }
+    }
+
+    /// Hashes `secret` with argon2id and a fresh salt into a PHC string.
+    pub async fn hash(&self, secret: String) -> Result<String, ApiError> {
+        self.run(move |memory| hash_in(memory, secret.as_bytes()))
+            .await?
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing failed: {e}")))
+    }
+
+    /// Whether `secret` matches the PHC string `hash`.
+    pub async fn verify(&self, hash: String, secret: String) -> Result<bool, ApiError> {
+        self.run(move |memory| verify_in(memory, &hash, secret.as_bytes()))
+            .await
+    }
+
+    /// Runs `work` on a blocking thread at background priority, with working memory.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.wanted.fetch_add(1, Ordering::AcqRel);
+        let _wanted = Wanted(self);
+        let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
+        let memory = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let (memory, out) = tokio::task::spawn_blocking(move || {
+            background_priority();
+            let mut memory = memory.unwrap_or_default();
+            let out = work(&mut memory);
+            (memory, out)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(memory);
+        Ok(out)
+    }
+
+    /// Spare working memories kept for the next hashes.
+    #[cfg(test)]
+    fn spare_count(&self) -> usize {
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Hashing yields the CPU to request handling. The blocking threads that hash
+/// run at a lower scheduling priority (nice 10; Linux sets it per thread).
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        LOWERED.with(|lowered| {
+            if !lowered.get() {
+                // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+                let tid = unsafe { libc::gettid() };
+                // SAFETY: as above; a failure leaves the priority as it was, which is harmless.
+                let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) };
+                lowered.set(true);
+            }
+        });
+    }
+}
+
+/// OWASP's argon2id parameters: 19 MiB, 2 passes, 1 lane.
+fn owasp_params() -> Params {
+    Params::new(19 * 1024, 2, 1, None).unwrap_or_default()
+}
+
+/// Grows `memory` to what `params` needs (only the first hash in it pays for this).
+fn blocks_for<'m>(memory: &'m mut Vec<Block>, params: &Params) -> &'m mut [Block] {
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    memory
+}
+
+/// Hashes `secret` with a fresh salt into a PHC string, in `memory`.
+pub fn hash_in(memory: &mut Vec<Block>, secret: &[u8]) -> argon2::password_hash::Result<String> {
+    let params = owasp_params();
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let raw_salt = salt.as_salt().decode_b64(&mut salt_bytes)?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(secret, raw_salt, &mut out, blocks_for(memory, &params))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out)?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `secret` matches the PHC string `hash` (with the parameters it
+/// names), computed in `memory` and compared in constant time.
+fn verify_in(memory: &mut Vec<Block>, hash: &str, secret: &[u8]) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let Ok(version) = parsed
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = &mut out[..expected.len()];
+    Argon2::new(algorithm, version, params.clone())
+        .hash_password_into_with_memory(secret, raw_salt, out, blocks_for(memory, &params))
+        .is_ok()
+        && Output::new(out).is_ok_and(|computed| computed == expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::PasswordVerifier;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_secret_only() {
+        let hashing = Hashing::new(2);
+        let hash = hashing.hash("correct horse".into()).await.expect("hashed");
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(hashing
+            .verify(hash.clone(), "correct horse".into())
+            .await
+            .expect("verified"));
+        assert!(!hashing
+            .verify(hash, "wrong horse".into())
+            .await
+            .expect("verified"));
+    }
+
+    #[test]
+    fn hashes_are_standard_phc_strings() {
+        let hash = hash_in(&mut Vec::new(), b"secret").expect("hashed");
+        let parsed = PasswordHash::new(&hash).expect("a PHC string");
+        assert!(Argon2::default()
+            .verify_password(b"secret", &parsed)
+            .is_ok());
+        // Salts are fresh: the same secret hashes differently.
+        assert_ne!(hash, hash_in(&mut Vec::new(), b"secret").expect("hashed"));
+    }
+
+    #[test]
+    fn malformed_hashes_never_match() {
+        let mut memory = Vec::new();
+        for hash in ["", "plain", "$argon2id$v=19$m=19456,t=2,p=1$", "$pbkdf2$x"] {
+            assert!(!verify_in(&mut memory, hash, b"secret"), "{hash:?}");
+        }
+    }
+
+    #[test]
+    fn hashes_with_other_parameters_still_verify() {
+        let params = Params::new(8 * 1024, 1, 1, None).expect("parameters");
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = argon2::PasswordHasher::hash_password(&argon, b"secret", &salt)
+            .expect("hashed")
+            .to_string();
+        assert!(verify_in(&mut Vec::new(), &hash, b"secret"));
+    }
+
+    #[tokio::test]
+    async fn working_memory_is_freed_when_no_hash_waits() {
+        let hashing = Arc::new(Hashing::new(1));
+        let hashes: Vec<_> = (0..3)
+            .map(|i| {
+                let hashing = hashing.clone();
+                tokio::spawn(async move { hashing.hash(format!("secret {i}")).await })
+            })
+            .collect();
+        for hash in hashes {
+            hash.await.expect("joined").expect("hashed");
+        }
+        assert_eq!(hashing.wanted.load(Ordering::Acquire), 0);
+        assert_eq!(hashing.spare_count(), 0);
+    }
+}

@@ -1,0 +1,443 @@
+//! The model's identity as data, the settings read from the environment, and
+//! the state every auth check shares: keys, hashing, caches and limits.
+
+use super::hashing::{hash_in, Hashing};
+use super::keys::{fingerprint, SigningKey};
+use super::live::{AccountTopics, LiveSessions};
+use super::passwords;
+use super::rules::Policy;
+use super::throttle;
+use super::tokens::{Audience, TokenTransport, VerifiedTokens};
+use crate::error::{ApiError, FieldError};
+use crate::validation::{normalize_email, Validator};
+use axum::response::Response;
+use sqlx::PgPool;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Who signs in and how, as the model says: the generated crate declares one
+/// and the runtime reads every model fact of the auth core from it.
+#[derive(Debug)]
+pub struct Identity {
+    /// The `iss` and `aud` of access tokens.
+    pub tokens: Audience,
+    /// The `namespace` of session events, and their topic.
+    pub session_namespace: &'static str,
+    pub session_topic: &'static str,
+    /// The account object's change topics: its sessions are forgotten on them.
+    pub account_topics: AccountTopics,
+    /// The JSON names of the login and secret fields, as bodies and messages name them.
+    pub login_field: &'static str,
+    pub password_field: &'static str,
+    /// Logins are email addresses, compared normalized.
+    pub login_email: bool,
+    pub sql: AccountSql,
+    /// Device facts a sign-in may bring, stored with its session.
+    pub device: &'static [DeviceField],
+    pub transport: TokenTransport,
+    pub policy: Policy,
+    /// The most common passwords are refused.
+    pub reject_common_passwords: bool,
+    /// One-time-code flows, when the model has them.
+    pub flows: Option<Flows>,
+}
+
+/// The statements that read and write the account object.
+#[derive(Debug)]
+pub struct AccountSql {
+    /// `SELECT id, secret hash, role, verified, second factor` of an active
+    /// account by its login (`$1`).
+    pub sign_in: &'static str,
+    /// The role of a live session's (`$1`) active account (`$2`), and when the session expires.
+    pub caller: &'static str,
+    /// The role of active account `$1`.
+    pub role: &'static str,
+    /// The same, locked for the transaction.
+    pub role_locked: &'static str,
+    /// Whether an active account other than `$2` has role `$1`.
+    pub other_top: &'static str,
+    /// Inserts the bootstrap account (`$1` id, `$2` login, `$3` secret hash)
+    /// unless its login is taken.
+    pub bootstrap: &'static str,
+}
+
+/// A device fact of sessions: its JSON name and its column in `sessions`.
+#[derive(Debug)]
+pub struct DeviceField {
+    pub name: &'static str,
+    pub column: &'static str,
+}
+
+/// What one-time-code flows ask of a sign-in.
+#[derive(Debug)]
+pub struct Flows {
+    /// A sign-in needs a confirmed account.
+    pub require_verified: bool,
+    /// Every sign-in needs the second factor.
+    pub second_factor_required: bool,
+}
+
+impl Identity {
+    /// Normalizes a login as stored: email addresses in their canonical form.
+    pub fn normalize_login(&self, login: String) -> String {
+        if self.login_email {
+            normalize_email(login)
+        } else {
+            login
+        }
+    }
+
+    /// The credentials of a sign-in body: both required, the login normalized.
+    pub fn credentials(
+        &self,
+        login: Option<String>,
+        secret: Option<String>,
+    ) -> Result<(String, String), ApiError> {
+        let mut v = Validator::default();
+        let login = v.required(self.login_field, login.filter(|l| !l.trim().is_empty()));
+        let secret = v.required(self.password_field, secret);
+        match (login, secret) {
+            (Some(login), Some(secret)) => Ok((self.normalize_login(login), secret)),
+            _ => Err(v.into_error()),
+        }
+    }
+
+    /// The model's secret policy beyond length: the most common passwords are refused.
+    pub fn check_password_policy(&self, v: &mut Validator, field: &str, value: Option<&str>) {
+        if self.reject_common_passwords {
+            passwords::check_common(v, field, value);
+        }
+    }
+}
+
+/// The auth settings of the service's configuration.
+#[derive(Clone)]
+pub struct AuthSettings {
+    /// The Ed25519 signing key, PKCS#8 PEM; without it a development key is
+    /// generated at first start and kept in the database.
+    pub jwt_private_key: Option<String>,
+    /// The `kid` of that key (default: its fingerprint).
+    pub jwt_key_id: Option<String>,
+    /// Secret hashes computed at once.
+    pub hash_concurrency: usize,
+    /// How long a live session may be answered from memory; 0 asks the database every time.
+    pub live_session_cache_secs: u32,
+    pub limits: Limits,
+}
+
+/// Token lifetimes and throttling.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    pub refresh_grace_secs: i64,
+    pub window_secs: u32,
+    pub login_per_account: u32,
+    pub login_per_address: u32,
+    pub public_writes_per_address: u32,
+    /// Take the client address from `X-Forwarded-For` (behind a proxy).
+    pub trust_forwarded_for: bool,
+}
+
+/// Keys, the bound on concurrent secret hashes, caches and limits.
+pub struct AuthState {
+    pub(super) identity: &'static Identity,
+    pub(super) key: SigningKey,
+    pub(super) hashing: Hashing,
+    /// Verified against when an account does not exist, so that an unknown
+    /// account name costs the same time as a wrong secret.
+    pub(super) dummy_hash: String,
+    pub(super) limits: Limits,
+    pub(super) verified: VerifiedTokens,
+    /// The sign-in's one round trip: throttling and the account's lookup.
+    pub(super) sign_in_sql: String,
+    /// What opening a session writes, and its placeholder count.
+    pub(super) open_session_sql: (String, usize),
+    /// Sessions known to be live, shared with every request's context.
+    pub live: Arc<LiveSessions>,
+}
+
+impl std::fmt::Debug for AuthState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthState")
+            .field("key", &self.key)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthState {
+    /// Loads the signing key (see [`SigningKey::load`]) and prepares the rest.
+    pub async fn load(
+        db: &PgPool,
+        identity: &'static Identity,
+        settings: AuthSettings,
+    ) -> anyhow::Result<Self> {
+        let key = SigningKey::load(
+            db,
+            settings.jwt_private_key.as_deref(),
+            settings.jwt_key_id.as_deref(),
+        )
+        .await?;
+        let dummy_hash = tokio::task::spawn_blocking(|| {
+            hash_in(&mut Vec::new(), b"an account that does not exist")
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+        let cache = Duration::from_secs(u64::from(settings.live_session_cache_secs));
+        Ok(Self {
+            identity,
+            key,
+            hashing: Hashing::new(settings.hash_concurrency),
+            dummy_hash,
+            limits: settings.limits,
+            verified: VerifiedTokens::default(),
+            sign_in_sql: throttle::sign_in_lookup_sql(identity.sql.sign_in),
+            open_session_sql: identity.open_session_sql(),
+            live: Arc::new(LiveSessions::new(cache, identity.account_topics)),
+        })
+    }
+
+    pub fn identity(&self) -> &'static Identity {
+        self.identity
+    }
+
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// A keyed digest of `data` (see [`SigningKey::keyed_digest`]).
+    pub fn keyed_digest(&self, data: &[u8]) -> String {
+        self.key.keyed_digest(data)
+    }
+
+    /// Whether `digest` is the keyed digest of `data`, compared in constant time.
+    pub fn digest_matches(&self, data: &[u8], digest: &str) -> bool {
+        self.key.digest_matches(data, digest)
+    }
+
+    /// The throttling window, in seconds.
+    pub fn window_secs(&self) -> u32 {
+        self.limits.window_secs
+    }
+
+    /// The JWKS route's answer.
+    pub fn jwks(&self) -> Response {
+        self.key.jwks()
+    }
+
+    /// Hashes a secret with argon2id off the async runtime, a bounded number at a time.
+    pub async fn hash_secret(&self, secret: String) -> Result<String, ApiError> {
+        self.hashing.hash(secret).await
+    }
+
+    /// Whether `secret` matches the stored `hash`.
+    pub async fn verify_secret(&self, hash: String, secret: String) -> Result<bool, ApiError> {
+        self.hashing.verify(hash, secret).await
+    }
+
+    /// The model's secret policy beyond length (see [`Identity::check_password_policy`]).
+    pub fn check_password_policy(&self, v: &mut Validator, field: &str, value: Option<&str>) {
+        self.identity.check_password_policy(v, field, value);
+    }
+
+    /// Limits public writes (registration) per client address.
+    pub async fn throttle_public_write(
+        &self,
+        db: &PgPool,
+        addr: IpAddr,
+        route: &str,
+    ) -> Result<(), ApiError> {
+        let l = &self.limits;
+        throttle::hit(
+            db,
+            &format!("write:{route}:{addr}"),
+            l.public_writes_per_address,
+            l.window_secs,
+        )
+        .await
+    }
+
+    /// Checks the current value of an account's secret (read by `sql`), sent
+    /// again to change it. Wrong values are counted per account like sign-ins.
+    pub async fn confirm_secret(
+        &self,
+        db: &PgPool,
+        account: Uuid,
+        sql: &str,
+        secret: String,
+        field: &'static str,
+    ) -> Result<(), ApiError> {
+        let l = &self.limits;
+        let bucket = format!("confirm:{account}");
+        throttle::check(db, &bucket, l.login_per_account, l.window_secs).await?;
+        let hash: Option<String> = sqlx::query_scalar(sql)
+            .bind(account)
+            .fetch_optional(db)
+            .await?;
+        let hash = hash.ok_or(ApiError::NotFound)?;
+        if self.verify_secret(hash, secret).await? {
+            return Ok(());
+        }
+        throttle::hit(db, &bucket, u32::MAX, l.window_secs).await?;
+        Err(ApiError::Validation(vec![FieldError::new(
+            field,
+            "does not match the current value",
+        )]))
+    }
+
+    /// Creates the first account of the top role from the bootstrap settings
+    /// (`login`, `secret`) when no account has that login yet.
+    pub async fn bootstrap_admin(
+        &self,
+        db: &PgPool,
+        login: Option<&str>,
+        secret: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let (Some(login), Some(secret)) = (login, secret) else {
+            return Ok(());
+        };
+        let login = self.identity.normalize_login(login.to_owned());
+        let hash = self
+            .hash_secret(secret.to_owned())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let created = sqlx::query(self.identity.sql.bootstrap)
+            .bind(Uuid::new_v4())
+            .bind(&login)
+            .bind(hash)
+            .execute(db)
+            .await?;
+        if created.rows_affected() > 0 {
+            tracing::info!(account = %fingerprint(login.as_bytes()), "created the bootstrap super-admin");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::auth::rules::tests::POLICY;
+    use crate::auth::tokens::tests::COOKIES;
+
+    /// An identity like a small model's; whether logins are email addresses
+    /// and how tokens travel vary.
+    pub(crate) const fn identity(login_email: bool, transport: TokenTransport) -> Identity {
+        Identity {
+            tokens: Audience {
+                issuer: "svc",
+                audience: "aud",
+            },
+            session_namespace: "svc",
+            session_topic: "svc.sessions",
+            account_topics: AccountTopics {
+                updated: "user-updated",
+                deleted: "user-deleted",
+            },
+            login_field: "email",
+            password_field: "password",
+            login_email,
+            sql: AccountSql {
+                sign_in: "SELECT 1",
+                caller: "SELECT 1",
+                role: "SELECT 1",
+                role_locked: "SELECT 1",
+                other_top: "SELECT 1",
+                bootstrap: "SELECT 1",
+            },
+            device: &[
+                DeviceField {
+                    name: "deviceName",
+                    column: "device_name",
+                },
+                DeviceField {
+                    name: "city",
+                    column: "city",
+                },
+            ],
+            transport,
+            policy: POLICY,
+            reject_common_passwords: true,
+            flows: None,
+        }
+    }
+
+    /// Email logins, with cookies and a token header.
+    pub(crate) static IDENTITY: Identity = identity(
+        true,
+        TokenTransport {
+            header: Some("x-access-token"),
+            cookies: Some(COOKIES),
+        },
+    );
+
+    const BEARER_ONLY: TokenTransport = TokenTransport {
+        header: None,
+        cookies: None,
+    };
+
+    /// The state of [`IDENTITY`] with a fresh key, as `load` makes it without a database.
+    pub(crate) fn test_state() -> AuthState {
+        AuthState {
+            identity: &IDENTITY,
+            key: crate::auth::keys::tests::test_key(),
+            hashing: Hashing::new(1),
+            dummy_hash: String::new(),
+            limits: Limits {
+                access_ttl_secs: 600,
+                refresh_ttl_secs: 3600,
+                refresh_grace_secs: 5,
+                window_secs: 60,
+                login_per_account: 5,
+                login_per_address: 50,
+                public_writes_per_address: 10,
+                trust_forwarded_for: false,
+            },
+            verified: VerifiedTokens::default(),
+            sign_in_sql: String::new(),
+            open_session_sql: IDENTITY.open_session_sql(),
+            live: Arc::new(LiveSessions::new(
+                Duration::from_secs(60),
+                IDENTITY.account_topics,
+            )),
+        }
+    }
+
+    #[test]
+    fn credentials_are_both_required_and_logins_normalized() {
+        let (login, secret) = IDENTITY
+            .credentials(Some(" Ann@Example.COM ".into()), Some("s".into()))
+            .expect("both given");
+        assert_eq!(login, normalize_email(" Ann@Example.COM ".into()));
+        assert_eq!(secret, "s");
+        let Err(ApiError::Validation(errors)) = IDENTITY.credentials(Some("  ".into()), None)
+        else {
+            panic!("a blank login and no secret are refused");
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["email", "password"]);
+    }
+
+    #[test]
+    fn logins_other_than_email_are_kept_as_given() {
+        let plain = identity(false, BEARER_ONLY);
+        assert_eq!(plain.normalize_login(" Ann ".into()), " Ann ");
+    }
+
+    #[test]
+    fn the_password_policy_follows_the_model() {
+        let mut v = Validator::default();
+        IDENTITY.check_password_policy(&mut v, "password", Some("letmein"));
+        assert!(v.finish().is_err());
+        let lenient = Identity {
+            reject_common_passwords: false,
+            ..identity(true, BEARER_ONLY)
+        };
+        let mut v = Validator::default();
+        lenient.check_password_policy(&mut v, "password", Some("letmein"));
+        assert!(v.finish().is_ok());
+    }
+}
