@@ -6,7 +6,8 @@
 //!
 //! Modules layer without cycles; each imports only those listed before it:
 //!
-//! 1. [`route`]: facts about the service and its routes (no imports).
+//! 1. [`route`]: facts about the service and its routes, and [`tables`]: the
+//!    tables the runtime owns (no imports; the generator reads it too).
 //! 2. [`error`]: the error type and its HTTP answer.
 //! 3. [`validation`], [`extract`]: checking and reading requests.
 //! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
@@ -14,6 +15,7 @@
 //! 6. [`docs`]: the contracts' routes.
 
 pub mod route;
+pub mod tables;
 
 pub mod error;
 
