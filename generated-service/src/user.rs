@@ -26,6 +26,7 @@ use svcgen_runtime::route::RouteInfo;
 use svcgen_runtime::validation;
 use svcgen_runtime::validation::Patch;
 use svcgen_runtime::validation::Validator;
+use svcgen_runtime::views;
 use uuid::Uuid;
 
 /// The table that stores `user` rows.
@@ -938,7 +939,7 @@ async fn search_users(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&SEARCH_USERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
-    let sight = crate::views::owner_sight(&caller);
+    let sight = views::Sight::owner_view(caller.user_id, caller.is_admin());
     let order_by = match q.sort.as_deref() {
         None => "rank DESC, t.id ASC",
         given => sort_order(given)?,
@@ -961,7 +962,7 @@ async fn search_users(
         value: serde_json::json!(keyword),
     }];
     filters.extend(search_users_filters(&q, scope, &mut sql)?);
-    crate::views::check_query(sight, PUBLIC_FIELDS, &filters[1..], q.sort.as_deref())?;
+    views::check_query(sight, PUBLIC_FIELDS, &filters[1..], q.sort.as_deref())?;
     if let Some(es) = &app.elastic {
         let es_query = crate::elastic::Query {
             index: "airbnb_user",
@@ -975,7 +976,7 @@ async fn search_users(
         };
         let (mut rows, total_row_count) = es.search(&es_query).await?;
         for row in &mut rows {
-            crate::views::narrow_document(
+            views::narrow_document(
                 row,
                 sight,
                 "id",
@@ -1024,7 +1025,7 @@ async fn search_users(
         None => 0,
     };
     for row in &mut rows {
-        crate::views::narrow_document(
+        views::narrow_document(
             &mut row.document.0,
             sight,
             "id",

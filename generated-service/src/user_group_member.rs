@@ -24,6 +24,7 @@ use svcgen_runtime::route::Access;
 use svcgen_runtime::route::RouteInfo;
 use svcgen_runtime::validation;
 use svcgen_runtime::validation::Validator;
+use svcgen_runtime::views;
 use uuid::Uuid;
 
 /// The table that stores `userGroupMember` rows.
@@ -363,10 +364,10 @@ async fn list_user_group_members(
         }
         None => 0,
     };
-    let user_sight = crate::views::owner_sight(&caller);
+    let user_sight = views::Sight::owner_view(caller.user_id, caller.is_admin());
     for row in &mut rows {
         if let Some(joined) = &mut row.user {
-            crate::views::narrow_unless_owned(
+            views::narrow_unless_owned(
                 &mut joined.0,
                 user_sight,
                 row.user_owner,

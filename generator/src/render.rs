@@ -39,7 +39,6 @@ templates! {
     SearchRs => "search.rs.j2",
     ElasticRs => "elastic.rs.j2",
     RealtimeRs => "realtime.rs.j2",
-    ViewsRs => "views.rs.j2",
     HealthRs => "health.rs.j2",
     SessionProto => "session.proto.j2",
     EventGuide => "event-guide.md.j2",
@@ -131,7 +130,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "realtime.rs.j2",
         RealtimeRs { plan }.render()?,
     );
-    add("src/views.rs", "views.rs.j2", ViewsRs { plan }.render()?);
     add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
     add(
         "docs/event-guide.md",

@@ -11,7 +11,8 @@
 //! 3. [`validation`], [`extract`]: checking and reading requests.
 //! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
 //! 5. [`envelope`]: the request context and the envelope of every answer.
-//! 6. [`docs`]: the contracts' routes.
+//! 6. [`views`]: what reading routes show each caller.
+//! 7. [`docs`]: the contracts' routes.
 
 pub mod route;
 
@@ -23,5 +24,7 @@ pub mod validation;
 pub mod event;
 
 pub mod envelope;
+
+pub mod views;
 
 pub mod docs;

@@ -29,7 +29,7 @@ pub use write::{CreatePlan, DeletePlan, RankPlan, UpdatePlan, UploadPlan};
 
 use crate::action::{Action, View};
 use crate::model::Model;
-use crate::naming::snake;
+use crate::naming::{camel, snake};
 
 #[derive(Debug)]
 pub struct Plan {
@@ -66,7 +66,8 @@ pub struct RuntimeDep {
 /// The views of reading routes (what each caller sees), for the permissions listing.
 #[derive(Debug)]
 pub struct ViewsPlan {
-    /// `(route, view)` of the reading routes whose view is not `full`.
+    /// `(route, View variant)` of the reading routes whose view is not
+    /// `full`, e.g. `("listUsers", "Owner")`.
     pub routes: Vec<(String, String)>,
 }
 
@@ -148,7 +149,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
             routes: routes
                 .iter()
                 .filter(|r| r.view() != View::Full)
-                .map(|r| (r.name.clone(), r.view().to_string()))
+                .map(|r| (r.name.clone(), camel(r.view().name())))
                 .collect(),
         },
         decisions: m

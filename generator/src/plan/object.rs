@@ -506,6 +506,10 @@ fn route_imports(uses: &mut Imports, r: &RoutePlan) {
     if r.throttled {
         uses.path("crate::auth::ClientAddr");
     }
+    // Narrowing what a caller sees of the rows read, or of joined rows.
+    if !r.sight().is_empty() || r.includes().iter().any(|i| !i.sight.is_empty()) {
+        uses.path("svcgen_runtime::views");
+    }
     if r.action.addresses_row() || r.action == Action::Download {
         uses.path("svcgen_runtime::extract::ApiPath");
     }

@@ -28,8 +28,6 @@ pub mod spec;
 
 pub mod topics;
 
-pub mod views;
-
 pub mod librarian;
 
 pub mod book;
