@@ -35,7 +35,6 @@ templates! {
     ConfigRs => "config.rs.j2",
     AppRs => "app.rs.j2",
     EventsRs => "events.rs.j2",
-    FilesRs => "files.rs.j2",
     SearchRs => "search.rs.j2",
     ElasticRs => "elastic.rs.j2",
     RealtimeRs => "realtime.rs.j2",
@@ -118,7 +117,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
             .render()?,
         );
     }
-    add("src/files.rs", "files.rs.j2", FilesRs { plan }.render()?);
     add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
     add(
         "src/elastic.rs",

@@ -8,7 +8,8 @@
 //!
 //! 1. [`route`]: facts about the service and its routes (no imports).
 //! 2. [`error`]: the error type and its HTTP answer.
-//! 3. [`validation`], [`extract`]: checking and reading requests.
+//! 3. [`validation`], [`extract`]: checking and reading requests; `files`
+//!    (feature `files`): uploads and downloads.
 //! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
 //! 5. [`envelope`]: the request context and the envelope of every answer.
 //! 6. [`views`]: what reading routes show each caller.
@@ -19,6 +20,8 @@ pub mod route;
 pub mod error;
 
 pub mod extract;
+#[cfg(feature = "files")]
+pub mod files;
 pub mod validation;
 
 pub mod event;

@@ -61,6 +61,8 @@ pub struct RuntimeDep {
     /// Relative to the generated crate.
     pub path: String,
     pub version: &'static str,
+    /// The runtime's optional parts this model uses (`files`, `search`).
+    pub features: Vec<&'static str>,
 }
 
 /// The views of reading routes (what each caller sees), for the permissions listing.
@@ -136,6 +138,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         runtime: RuntimeDep {
             path: crate::runtime::WORKSPACE_PATH.to_string(),
             version: crate::runtime::VERSION,
+            features: runtime_features(&routes),
         },
         topics: topics::topics(m, &objects, &search, &routes, &identity),
         constraints: topics::constraints(&objects),
@@ -193,6 +196,19 @@ fn service(m: &Model) -> ServicePlan {
             .map(|(_, r)| format!("{}{}", m.service.api_base, r.path))
             .collect(),
     }
+}
+
+/// The optional parts of svcgen-runtime the model uses: `files` for uploads
+/// and downloads.
+fn runtime_features(routes: &[RoutePlan]) -> Vec<&'static str> {
+    let mut features = Vec::new();
+    if routes
+        .iter()
+        .any(|r| r.upload().is_some() || r.action == Action::Download)
+    {
+        features.push("files");
+    }
+    features
 }
 
 /// `(topic constant, object)` of the index events the search mirror follows.

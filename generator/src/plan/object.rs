@@ -529,9 +529,10 @@ fn route_imports(uses: &mut Imports, r: &RoutePlan) {
             uses.path("serde::Deserialize")
                 .path("svcgen_runtime::validation")
                 .path("svcgen_runtime::validation::Validator");
-            if c.upload.is_none() {
-                uses.path("svcgen_runtime::extract::ApiJson");
-            }
+            match c.upload {
+                Some(_) => uses.path("svcgen_runtime::files"),
+                None => uses.path("svcgen_runtime::extract::ApiJson"),
+            };
         }
         RouteKind::Update(_) => {
             uses.items("sqlx", &["Postgres", "QueryBuilder"])
@@ -546,7 +547,8 @@ fn route_imports(uses: &mut Imports, r: &RoutePlan) {
             uses.path("svcgen_runtime::extract::IfMatch");
         }
         RouteKind::Download(_) => {
-            uses.path("axum::http::HeaderMap");
+            uses.path("axum::http::HeaderMap")
+                .path("svcgen_runtime::files");
         }
         RouteKind::Extend(_) => {
             // Its body is any JSON object, refused with a field error otherwise.

@@ -16,8 +16,6 @@ pub mod elastic;
 
 pub mod events;
 
-pub mod files;
-
 pub mod health;
 
 pub mod realtime;
