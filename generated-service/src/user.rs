@@ -5,6 +5,7 @@
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::auth::ClientAddr;
+use crate::search::SEARCH;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use svcgen_runtime::elastic;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::error::FieldError;
@@ -217,7 +219,9 @@ pub async fn point_avatar(
     let Some(row) = row else {
         return Ok(());
     };
-    crate::search::follow(tx, TOPICS.name, &[&event_row(&old)?, &event_row(&row)?]).await?;
+    SEARCH
+        .follow(tx, TOPICS.name, &[&event_row(&old)?, &event_row(&row)?])
+        .await?;
     let events = TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?;
     crate::events::enqueue(tx, ctx, &events).await
 }
@@ -386,12 +390,13 @@ async fn update_user(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER, StatusCode::OK, &row)?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -506,12 +511,13 @@ async fn update_profile(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_PROFILE, StatusCode::OK, &row)?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_PROFILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -616,7 +622,9 @@ async fn create_user(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&CREATE_USER, StatusCode::CREATED, &row)?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -662,7 +670,9 @@ async fn delete_user(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER, StatusCode::OK, &row)?;
     crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -709,7 +719,9 @@ async fn archive_profile(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&ARCHIVE_PROFILE, StatusCode::OK, &row)?;
     crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&ARCHIVE_PROFILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -945,7 +957,7 @@ async fn search_users(
         given => sort_order(given)?,
     };
     let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
-    let query = crate::search::prefix_query(keyword, sight.pick("", "B"))?;
+    let query = SEARCH.prefix_query(keyword, sight.pick("", "B"))?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     let mut sql = QueryBuilder::new(
         sight
@@ -964,7 +976,7 @@ async fn search_users(
     filters.extend(search_users_filters(&q, scope, &mut sql)?);
     views::check_query(sight, PUBLIC_FIELDS, &filters[1..], q.sort.as_deref())?;
     if let Some(es) = &app.elastic {
-        let es_query = crate::elastic::Query {
+        let es_query = elastic::Query {
             index: "airbnb_user",
             keyword,
             fields: sight.pick(&["email^3", "fullname^2"], &["fullname^2"]),
@@ -1120,12 +1132,13 @@ async fn update_user_role(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_ROLE, StatusCode::OK, &row)?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_ROLE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -1230,12 +1243,13 @@ async fn update_user_password(
         "credentials changed",
     )
     .await?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_PASSWORD, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -1324,12 +1338,13 @@ async fn update_user_password_by_admin(
         "credentials changed",
     )
     .await?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_PASSWORD_BY_ADMIN, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -1445,7 +1460,9 @@ async fn register_user(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&REGISTER_USER, StatusCode::CREATED, &row)?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&REGISTER_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;

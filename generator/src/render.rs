@@ -36,7 +36,6 @@ templates! {
     AppRs => "app.rs.j2",
     EventsRs => "events.rs.j2",
     SearchRs => "search.rs.j2",
-    ElasticRs => "elastic.rs.j2",
     RealtimeRs => "realtime.rs.j2",
     HealthRs => "health.rs.j2",
     SessionProto => "session.proto.j2",
@@ -117,12 +116,9 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
             .render()?,
         );
     }
-    add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
-    add(
-        "src/elastic.rs",
-        "elastic.rs.j2",
-        ElasticRs { plan }.render()?,
-    );
+    if plan.search.is_used() {
+        add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
+    }
     add(
         "src/realtime.rs",
         "realtime.rs.j2",

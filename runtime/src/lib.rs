@@ -13,7 +13,8 @@
 //! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
 //! 5. [`envelope`]: the request context and the envelope of every answer.
 //! 6. [`views`]: what reading routes show each caller.
-//! 7. [`docs`]: the contracts' routes.
+//! 7. `search` and its Elasticsearch mirror `elastic` (feature `search`).
+//! 8. [`docs`]: the contracts' routes.
 
 pub mod route;
 
@@ -29,5 +30,10 @@ pub mod event;
 pub mod envelope;
 
 pub mod views;
+
+#[cfg(feature = "search")]
+pub mod elastic;
+#[cfg(feature = "search")]
+pub mod search;
 
 pub mod docs;

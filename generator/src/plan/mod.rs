@@ -122,14 +122,11 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         .map(|(n, r)| route::route(m, n, r))
         .collect();
     let search = search::plan(m);
-    let mut objects: Vec<ObjectPlan> = m
+    let objects: Vec<ObjectPlan> = m
         .data_objects
         .iter()
-        .map(|(n, o)| object::object(m, n, o, &routes))
+        .map(|(n, o)| object::object(m, n, o, &routes, &search))
         .collect();
-    for o in objects.iter_mut() {
-        o.search_followed = search.follows.iter().any(|f| f.object == o.name);
-    }
     let identity = identity::identity(m, &routes);
     let realtime = routes.iter().find(|r| r.action == Action::Subscribe);
     Plan {
@@ -138,7 +135,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         runtime: RuntimeDep {
             path: crate::runtime::WORKSPACE_PATH.to_string(),
             version: crate::runtime::VERSION,
-            features: runtime_features(&routes),
+            features: runtime_features(&routes, &search),
         },
         topics: topics::topics(m, &objects, &search, &routes, &identity),
         constraints: topics::constraints(&objects),
@@ -199,14 +196,17 @@ fn service(m: &Model) -> ServicePlan {
 }
 
 /// The optional parts of svcgen-runtime the model uses: `files` for uploads
-/// and downloads.
-fn runtime_features(routes: &[RoutePlan]) -> Vec<&'static str> {
+/// and downloads, `search` for search indexes (and their mirror).
+fn runtime_features(routes: &[RoutePlan], search: &search::SearchPlan) -> Vec<&'static str> {
     let mut features = Vec::new();
     if routes
         .iter()
         .any(|r| r.upload().is_some() || r.action == Action::Download)
     {
         features.push("files");
+    }
+    if search.is_used() {
+        features.push("search");
     }
     features
 }

@@ -12,8 +12,6 @@ pub mod auth;
 
 pub mod config;
 
-pub mod elastic;
-
 pub mod events;
 
 pub mod health;
