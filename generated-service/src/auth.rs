@@ -2384,7 +2384,13 @@ async fn get_permissions(ctx: RequestContext, caller: Caller) -> Result<Reply, A
             let view = if access == "none" {
                 "none"
             } else {
-                crate::views::sight_on(rule.name, &caller).name()
+                svcgen_runtime::views::sight_on(
+                    crate::spec::ROUTE_VIEWS,
+                    rule.name,
+                    caller.user_id,
+                    caller.is_admin(),
+                )
+                .name()
             };
             json!(
                 { "name" : rule.name, "method" : rule.method, "path" : rule.path,
