@@ -675,7 +675,8 @@ async fn reindex_rebuilds_an_index_from_the_tables() {
     .unwrap();
 
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    airbnb_auth_service::search::reindex(&pool, &["airbnb_user".to_string()])
+    airbnb_auth_service::search::SEARCH
+        .reindex(&pool, &["airbnb_user".to_string()])
         .await
         .expect("reindex");
     let users = db.count("users").await;
@@ -692,7 +693,9 @@ async fn reindex_rebuilds_an_index_from_the_tables() {
     assert_eq!(doc["fullname"], "Ann Lee");
     assert_eq!(doc["extends"], json!({ "n_count": 1 }), "extends survive");
     assert!(document(&db, "airbnb_user", &bob).await.is_some());
-    let unknown = airbnb_auth_service::search::reindex(&pool, &["nope".to_string()]).await;
+    let unknown = airbnb_auth_service::search::SEARCH
+        .reindex(&pool, &["nope".to_string()])
+        .await;
     assert!(unknown
         .unwrap_err()
         .to_string()

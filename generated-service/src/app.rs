@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use svcgen_runtime::auth::AuthState;
+use svcgen_runtime::elastic::{self, Elastic};
 use svcgen_runtime::envelope;
 use svcgen_runtime::event::Watcher;
 use tokio::net::TcpListener;
@@ -31,7 +32,7 @@ pub struct AppState {
     /// Signing keys, secret hashing and throttling limits.
     pub auth: Arc<AuthState>,
     /// The Elasticsearch mirror of the search indexes, when configured.
-    pub elastic: Option<Arc<crate::elastic::Elastic>>,
+    pub elastic: Option<Arc<Elastic>>,
     /// Fans new outbox events out to realtime streams.
     pub realtime: Arc<crate::realtime::Hub>,
     /// Sends one-time codes by SMTP when `SMTP_HOST` is set.
@@ -101,7 +102,7 @@ impl Application {
         );
         let elastic = match &config.elasticsearch_url {
             Some(url) => Some(Arc::new(
-                crate::elastic::Elastic::new(url).context("creating the Elasticsearch client")?,
+                Elastic::new(url).context("creating the Elasticsearch client")?,
             )),
             None => None,
         };
@@ -129,7 +130,8 @@ impl Application {
             .bootstrap_admin(&state.db, account, secret)
             .await
             .context("creating the bootstrap super-admin")?;
-        crate::search::build_empty(&state.db)
+        crate::search::SEARCH
+            .build_empty(&state.db)
             .await
             .context("building the search indexes")?;
         Ok(Self {
@@ -172,9 +174,10 @@ impl Application {
                 .run(self.state.db.clone(), stop_rx.clone()),
         );
         let mirror = match &self.state.elastic {
-            Some(es) => tokio::spawn(crate::elastic::run_sync(
+            Some(es) => tokio::spawn(elastic::run_sync(
                 self.state.db.clone(),
                 es.clone(),
+                &crate::search::SEARCH,
                 stop_rx.clone(),
             )),
             None => tokio::spawn(async {}),

@@ -19,8 +19,8 @@ use svcgen_runtime::auth::live::AccountTopics;
 use svcgen_runtime::auth::rules::{Policy, RouteRule};
 use svcgen_runtime::auth::sessions::{self, PendingSignIn, Refreshed};
 use svcgen_runtime::auth::tokens::{Audience, Cookies, TokenTransport};
-/// The signed-in caller; modules that still import it from here (views,
-/// realtime) may name `svcgen_runtime::auth::Caller` directly.
+/// The signed-in caller; modules that still import it from here (realtime)
+/// may name `svcgen_runtime::auth::Caller` directly.
 pub use svcgen_runtime::auth::Caller;
 use svcgen_runtime::auth::{
     AccountSql, AuthSettings, AuthState, ClientAddr, DeviceField, Flows, Identity, Limits,
@@ -724,7 +724,11 @@ async fn logout(
 /// `public`, or `none` where it may do nothing).
 async fn get_permissions(ctx: RequestContext, caller: Caller) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
-    let permissions = caller.permissions(|route| crate::views::sight_on(route, &caller).name());
+    let admin = caller.is_admin();
+    let permissions = caller.permissions(|route| {
+        svcgen_runtime::views::sight_on(crate::spec::ROUTE_VIEWS, route, caller.user_id, admin)
+            .name()
+    });
     ctx.reply(&GET_PERMISSIONS, StatusCode::OK, &permissions)
 }
 

@@ -12,11 +12,7 @@ pub mod auth;
 
 pub mod config;
 
-pub mod elastic;
-
 pub mod events;
-
-pub mod files;
 
 pub mod health;
 
@@ -27,8 +23,6 @@ pub mod search;
 pub mod spec;
 
 pub mod topics;
-
-pub mod views;
 
 pub mod verification;
 

@@ -4,6 +4,7 @@
 
 use svcgen_runtime::docs::Docs;
 use svcgen_runtime::route::ServiceInfo;
+use svcgen_runtime::views::View;
 
 pub static SERVICE: ServiceInfo = ServiceInfo {
     app_version: "1.0.0",
@@ -24,6 +25,15 @@ pub static SERVICE: ServiceInfo = ServiceInfo {
 pub const DOWNLOAD_PATHS: &[&str] = &[
     "/v1/useravatarsfiles/{id}/file",
     "/v1/useravatarsfiles/key/{accessKey}",
+];
+
+/// The view of each reading route whose view is not `full`, for the
+/// permissions listing.
+pub static ROUTE_VIEWS: &[(&str, View)] = &[
+    ("getUser", View::Owner),
+    ("listUsers", View::Owner),
+    ("searchUsers", View::Owner),
+    ("getBriefUser", View::Public),
 ];
 
 /// The contracts, generated beside this crate's code so the two cannot drift.

@@ -3,6 +3,7 @@
 //! `user`: A person who can log in. Its rows, SQL and routes.
 
 use crate::app::AppState;
+use crate::search::SEARCH;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -13,6 +14,7 @@ use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
 use svcgen_runtime::auth::Caller;
 use svcgen_runtime::auth::ClientAddr;
+use svcgen_runtime::elastic;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::error::FieldError;
@@ -26,6 +28,7 @@ use svcgen_runtime::route::RouteInfo;
 use svcgen_runtime::validation;
 use svcgen_runtime::validation::Patch;
 use svcgen_runtime::validation::Validator;
+use svcgen_runtime::views;
 use uuid::Uuid;
 
 /// The table that stores `user` rows.
@@ -217,7 +220,9 @@ pub async fn point_avatar(
     let Some(row) = row else {
         return Ok(());
     };
-    crate::search::follow(tx, TOPICS.name, &[&event_row(&old)?, &event_row(&row)?]).await?;
+    SEARCH
+        .follow(tx, TOPICS.name, &[&event_row(&old)?, &event_row(&row)?])
+        .await?;
     let events = TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?;
     crate::events::enqueue(tx, ctx, &events).await
 }
@@ -386,12 +391,13 @@ async fn update_user(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER, StatusCode::OK, &row)?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -506,12 +512,13 @@ async fn update_profile(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_PROFILE, StatusCode::OK, &row)?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_PROFILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -617,7 +624,9 @@ async fn create_user(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&CREATE_USER, StatusCode::CREATED, &row)?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -663,7 +672,9 @@ async fn delete_user(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER, StatusCode::OK, &row)?;
     crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -710,7 +721,9 @@ async fn archive_profile(
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&ARCHIVE_PROFILE, StatusCode::OK, &row)?;
     crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&ARCHIVE_PROFILE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -940,13 +953,13 @@ async fn search_users(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&SEARCH_USERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
-    let sight = crate::views::owner_sight(&caller);
+    let sight = views::Sight::owner_view(caller.user_id, caller.is_admin());
     let order_by = match q.sort.as_deref() {
         None => "rank DESC, t.id ASC",
         given => sort_order(given)?,
     };
     let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
-    let query = crate::search::prefix_query(keyword, sight.pick("", "B"))?;
+    let query = SEARCH.prefix_query(keyword, sight.pick("", "B"))?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     let mut sql = QueryBuilder::new(
         sight
@@ -963,9 +976,9 @@ async fn search_users(
         value: serde_json::json!(keyword),
     }];
     filters.extend(search_users_filters(&q, scope, &mut sql)?);
-    crate::views::check_query(sight, PUBLIC_FIELDS, &filters[1..], q.sort.as_deref())?;
+    views::check_query(sight, PUBLIC_FIELDS, &filters[1..], q.sort.as_deref())?;
     if let Some(es) = &app.elastic {
-        let es_query = crate::elastic::Query {
+        let es_query = elastic::Query {
             index: "airbnb_user",
             keyword,
             fields: sight.pick(&["email^3", "fullname^2"], &["fullname^2"]),
@@ -977,7 +990,7 @@ async fn search_users(
         };
         let (mut rows, total_row_count) = es.search(&es_query).await?;
         for row in &mut rows {
-            crate::views::narrow_document(
+            views::narrow_document(
                 row,
                 sight,
                 "id",
@@ -1026,7 +1039,7 @@ async fn search_users(
         None => 0,
     };
     for row in &mut rows {
-        crate::views::narrow_document(
+        views::narrow_document(
             &mut row.document.0,
             sight,
             "id",
@@ -1121,12 +1134,13 @@ async fn update_user_role(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_ROLE, StatusCode::OK, &row)?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_ROLE, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -1233,12 +1247,13 @@ async fn update_user_password(
         "credentials changed",
     )
     .await?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_PASSWORD, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -1328,12 +1343,13 @@ async fn update_user_password_by_admin(
         "credentials changed",
     )
     .await?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_PASSWORD_BY_ADMIN, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -1452,7 +1468,9 @@ async fn register_user(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&REGISTER_USER, StatusCode::CREATED, &row)?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&REGISTER_USER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;

@@ -20,6 +20,7 @@ use svcgen_runtime::event::ObjectTopics;
 use svcgen_runtime::extract::ApiPath;
 use svcgen_runtime::extract::ApiQuery;
 use svcgen_runtime::extract::IfMatch;
+use svcgen_runtime::files;
 use svcgen_runtime::route::Access;
 use svcgen_runtime::route::RouteInfo;
 use svcgen_runtime::validation;
@@ -192,10 +193,11 @@ pub struct CreateUserAvatarsFileInput {
     pub owner_id: Option<Uuid>,
 }
 
-impl crate::files::FileForm for CreateUserAvatarsFileInput {
+impl files::FileForm for CreateUserAvatarsFileInput {
     const FILE_FIELD: &'static str = "fileData";
     const JSON_FIELDS: &'static [&'static str] = &["metadata"];
     const MAX_BYTES: usize = 2097152;
+    const TEXT_BYTES: usize = 1048576;
     fn attach(&mut self, bytes: Vec<u8>, file_name: Option<String>) {
         self.file_data = Some(bytes);
         if self.file_name.is_none() {
@@ -214,7 +216,7 @@ async fn create_user_avatars_file(
     State(app): State<AppState>,
     ctx: RequestContext,
     caller: Caller,
-    crate::files::Upload(input): crate::files::Upload<CreateUserAvatarsFileInput>,
+    files::Upload(input): files::Upload<CreateUserAvatarsFileInput>,
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&CREATE_USER_AVATARS_FILE.access)?;
@@ -246,7 +248,7 @@ async fn create_user_avatars_file(
         return Err(v.into_error());
     };
     v.finish()?;
-    let mime_type = crate::files::content_type(
+    let mime_type = files::content_type(
         &file_data,
         mime_type.as_deref(),
         &["image/png", "image/jpeg", "image/webp", "image/gif"],
@@ -522,7 +524,7 @@ async fn download_user_avatars_file(
     headers: HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
     caller.may_try(&DOWNLOAD_USER_AVATARS_FILE.access)?;
-    let file: crate::files::StoredFile = sqlx::query_as(
+    let file: files::StoredFile = sqlx::query_as(
             "SELECT t.id, t.record_version, t.mime_type AS content_type, t.file_name AS file_name, t.file_data AS bytes, t._owner AS owner FROM user_avatars_files AS t WHERE t.id = $1",
         )
         .bind(key)
@@ -549,7 +551,7 @@ async fn download_user_avatars_file_by_key(
     ApiPath(key): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
-    let file: crate::files::StoredFile = sqlx::query_as(
+    let file: files::StoredFile = sqlx::query_as(
             "SELECT t.id, t.record_version, t.mime_type AS content_type, t.file_name AS file_name, t.file_data AS bytes, t._owner AS owner FROM user_avatars_files AS t WHERE t.access_key = $1",
         )
         .bind(key)

@@ -3,6 +3,7 @@
 //! `userGroup`: A named group of users. Its rows, SQL and routes.
 
 use crate::app::AppState;
+use crate::search::SEARCH;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -194,7 +195,9 @@ async fn create_user_group(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&CREATE_USER_GROUP, StatusCode::CREATED, &row)?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_GROUP, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -274,12 +277,13 @@ async fn update_user_group(
         .push(SELECT);
     let row: UserGroup = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_GROUP, StatusCode::OK, &row)?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_GROUP, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -320,7 +324,9 @@ async fn delete_user_group(
         .await
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER_GROUP, StatusCode::OK, &row)?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_GROUP, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;

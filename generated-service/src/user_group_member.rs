@@ -3,6 +3,7 @@
 //! `userGroupMember`: A user's membership in a group. Its rows, SQL and routes.
 
 use crate::app::AppState;
+use crate::search::SEARCH;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -24,6 +25,7 @@ use svcgen_runtime::route::Access;
 use svcgen_runtime::route::RouteInfo;
 use svcgen_runtime::validation;
 use svcgen_runtime::validation::Validator;
+use svcgen_runtime::views;
 use uuid::Uuid;
 
 /// The table that stores `userGroupMember` rows.
@@ -200,7 +202,9 @@ async fn create_user_group_member(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&CREATE_USER_GROUP_MEMBER, StatusCode::CREATED, &row)?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_GROUP_MEMBER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -241,7 +245,9 @@ async fn delete_user_group_member(
         .await
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER_GROUP_MEMBER, StatusCode::OK, &row)?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_GROUP_MEMBER, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -363,10 +369,10 @@ async fn list_user_group_members(
         }
         None => 0,
     };
-    let user_sight = crate::views::owner_sight(&caller);
+    let user_sight = views::Sight::owner_view(caller.user_id, caller.is_admin());
     for row in &mut rows {
         if let Some(joined) = &mut row.user {
-            crate::views::narrow_unless_owned(
+            views::narrow_unless_owned(
                 &mut joined.0,
                 user_sight,
                 row.user_owner,

@@ -121,6 +121,8 @@ pub fn generate(path: &Path, display: &str, out: &Path) -> Result<Vec<GeneratedF
     let source =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let history = write::read_history(out)?;
-    let runtime = runtime::path_from(out).context("locating svcgen-runtime")?;
-    generate_str(display, &source, &history, &runtime)
+    let runtime = runtime::Link::for_crate(out).context("locating svcgen-runtime")?;
+    let mut files = generate_str(display, &source, &history, runtime.path())?;
+    files.extend(runtime.files());
+    Ok(files)
 }

@@ -121,249 +121,94 @@ pub fn schema(plan: &Plan) -> Schema {
         })
         .collect::<Vec<_>>();
     let mut tables = tables;
-    tables.push(outbox());
-    tables.push(search_documents());
+    tables.push(table(&runtime_tables::OUTBOX, ""));
+    tables.push(table(&runtime_tables::SEARCH_DOCUMENTS, ""));
     tables.extend(auth_tables(plan));
     Schema { tables }
 }
 
+/// The runtime's tables, declared once in the runtime (a file without
+/// imports, so the generator can include it).
+#[path = "../../runtime/src/tables.rs"]
+#[allow(dead_code)]
+mod runtime_tables;
+
+use runtime_tables::{TableDef, ACCOUNTS};
+
 /// Tables the generated service owns beside the model's.
-pub const SERVICE_TABLES: &[&str] = &[
-    "event_outbox",
-    "search_documents",
-    "sessions",
-    "refresh_tokens",
-    "throttle_buckets",
-    "signing_keys",
-    "verification_codes",
-];
-
-fn col(name: &str, ty: &str, not_null: bool, default: Option<&str>) -> Column {
-    Column {
-        name: name.into(),
-        ty: ty.into(),
-        not_null,
-        default: default.map(String::from),
-        primary_key: false,
-    }
+pub fn service_tables() -> impl Iterator<Item = &'static str> {
+    runtime_tables::ALL.iter().map(|t| t.name)
 }
 
-fn key(name: &str, ty: &str) -> Column {
-    Column {
-        name: name.into(),
-        ty: ty.into(),
-        not_null: false,
-        default: None,
-        primary_key: true,
-    }
-}
-
-fn index(name: &str, columns: &str, partial: &str) -> Index {
-    Index {
-        name: name.into(),
-        unique: false,
-        columns: columns.into(),
-        partial: partial.into(),
-        using: String::new(),
-    }
-}
-
-/// Search documents of every index: the aggregated document as jsonb, what
-/// other services added under `extends`, and the keywords as a tsvector
-/// under a GIN index.
-fn search_documents() -> Table {
-    let gin = |name: &str, columns: &str| Index {
-        using: " USING gin".into(),
-        ..index(name, columns, "")
-    };
+/// A runtime table as the schema holds it; `accounts` is the model's
+/// account table.
+fn table(def: &TableDef, accounts: &str) -> Table {
     Table {
-        name: "search_documents".into(),
-        columns: vec![
-            col("index_name", "text", true, None),
-            col("id", "uuid", true, None),
-            col("doc", "jsonb", true, None),
-            col("extends", "jsonb", true, Some("'{}'::jsonb")),
-            col("search", "tsvector", true, None),
-            col("updated_at", "timestamptz", true, Some("now()")),
-        ],
-        indexes: vec![
-            Index {
-                unique: true,
-                ..index("search_documents_key", "index_name, id", "")
-            },
-            gin("search_documents_search_idx", "search"),
-            gin("search_documents_doc_idx", "doc jsonb_path_ops"),
-        ],
-        foreign_keys: Vec::new(),
+        name: def.name.into(),
+        columns: def
+            .columns
+            .iter()
+            .map(|c| Column {
+                name: c.name.into(),
+                ty: c.ty.into(),
+                not_null: c.not_null,
+                default: c.default.map(String::from),
+                primary_key: c.primary_key,
+            })
+            .collect(),
+        indexes: def
+            .indexes
+            .iter()
+            .map(|i| Index {
+                name: i.name.into(),
+                unique: i.unique,
+                columns: i.columns.into(),
+                partial: i.partial.into(),
+                using: i.using.into(),
+            })
+            .collect(),
+        foreign_keys: def
+            .foreign_keys
+            .iter()
+            .map(|f| ForeignKey {
+                name: f.name.into(),
+                column: f.column.into(),
+                target: if f.target == ACCOUNTS {
+                    accounts.into()
+                } else {
+                    f.target.into()
+                },
+            })
+            .collect(),
     }
 }
 
-/// Sessions, rotating refresh tokens, throttling counters and signing keys:
-/// state every replica shares.
+/// Sessions (with the model's device fields), rotating refresh tokens,
+/// throttling counters and signing keys: state every replica shares; and
+/// one-time codes when the model has verification flows.
 fn auth_tables(plan: &Plan) -> Vec<Table> {
     let id = &plan.identity;
-    let mut session_columns = vec![key("id", "uuid"), col("user_id", "uuid", true, None)];
-    session_columns.extend(
-        id.device_fields
-            .iter()
-            .map(|f| col(&f.ident, "text", false, None)),
-    );
-    session_columns.extend([
-        col("client_address", "text", false, None),
-        col("created_at", "timestamptz", true, Some("now()")),
-        col("refreshed_at", "timestamptz", false, None),
-        col("expires_at", "timestamptz", true, None),
-        col("revoked_at", "timestamptz", false, None),
-        col("revoked_reason", "text", false, None),
-    ]);
+    let accounts = id.user_table.as_str();
+    let mut sessions = table(&runtime_tables::SESSIONS, accounts);
+    let device = id.device_fields.iter().map(|f| Column {
+        name: f.ident.clone(),
+        ty: "text".into(),
+        not_null: false,
+        default: None,
+        primary_key: false,
+    });
+    let at = runtime_tables::SESSION_DEVICE_COLUMNS_AT;
+    sessions.columns.splice(at..at, device);
     let mut tables = vec![
-        Table {
-            name: "sessions".into(),
-            columns: session_columns,
-            indexes: vec![
-                index(
-                    "sessions_user_id_idx",
-                    "user_id",
-                    " WHERE revoked_at IS NULL",
-                ),
-                index(
-                    "sessions_expires_at_idx",
-                    "expires_at",
-                    " WHERE revoked_at IS NULL",
-                ),
-            ],
-            foreign_keys: vec![ForeignKey {
-                name: "sessions_user_id_fkey".into(),
-                column: "user_id".into(),
-                target: id.user_table.clone(),
-            }],
-        },
-        Table {
-            name: "refresh_tokens".into(),
-            columns: vec![
-                key("token_hash", "text"),
-                col("session_id", "uuid", true, None),
-                col("created_at", "timestamptz", true, Some("now()")),
-                col("expires_at", "timestamptz", true, None),
-                col("spent_at", "timestamptz", false, None),
-            ],
-            indexes: vec![index("refresh_tokens_session_id_idx", "session_id", "")],
-            foreign_keys: vec![ForeignKey {
-                name: "refresh_tokens_session_id_fkey".into(),
-                column: "session_id".into(),
-                target: "sessions".into(),
-            }],
-        },
-        Table {
-            name: "throttle_buckets".into(),
-            columns: vec![
-                key("bucket", "text"),
-                col("window_start", "timestamptz", true, None),
-                col("hits", "integer", true, None),
-            ],
-            indexes: Vec::new(),
-            foreign_keys: Vec::new(),
-        },
-        Table {
-            name: "signing_keys".into(),
-            columns: vec![
-                key("kid", "text"),
-                col("private_pkcs8", "bytea", true, None),
-                col("public_key", "bytea", true, None),
-                col("created_at", "timestamptz", true, Some("now()")),
-            ],
-            indexes: Vec::new(),
-            foreign_keys: Vec::new(),
-        },
+        sessions,
+        table(&runtime_tables::REFRESH_TOKENS, accounts),
+        table(&runtime_tables::THROTTLE_BUCKETS, accounts),
+        table(&runtime_tables::SIGNING_KEYS, accounts),
     ];
     if id.flows.is_some() {
-        tables.push(verification_codes(&id.user_table));
+        tables.push(table(&runtime_tables::VERIFICATION_CODES, accounts));
     }
     tables
-}
-
-/// One-time codes, stored only as keyed digests. A second-factor code also
-/// keeps the sign-in it completes (device facts, address, cookie wish).
-fn verification_codes(user_table: &str) -> Table {
-    Table {
-        name: "verification_codes".into(),
-        columns: vec![
-            key("id", "uuid"),
-            col("user_id", "uuid", true, None),
-            col("purpose", "text", true, None),
-            col("code_digest", "text", true, None),
-            col("attempts", "integer", true, Some("0")),
-            col("pending_sign_in", "jsonb", false, None),
-            col("created_at", "timestamptz", true, Some("now()")),
-            col("expires_at", "timestamptz", true, None),
-            col("used_at", "timestamptz", false, None),
-        ],
-        indexes: vec![
-            index(
-                "verification_codes_user_id_idx",
-                "user_id, purpose",
-                " WHERE used_at IS NULL",
-            ),
-            index("verification_codes_expires_at_idx", "expires_at", ""),
-        ],
-        foreign_keys: vec![ForeignKey {
-            name: "verification_codes_user_id_fkey".into(),
-            column: "user_id".into(),
-            target: user_table.into(),
-        }],
-    }
-}
-
-/// The transactional outbox: events written with the change, drained by the relay.
-fn outbox() -> Table {
-    let col = |name: &str, ty: &str, not_null: bool, default: Option<&str>| Column {
-        name: name.into(),
-        ty: ty.into(),
-        not_null,
-        default: default.map(String::from),
-        primary_key: name == "id",
-    };
-    Table {
-        name: "event_outbox".into(),
-        columns: vec![
-            col("id", "bigserial", false, None),
-            col("event_id", "uuid", true, None),
-            col("topic", "text", true, None),
-            col("event_key", "text", true, None),
-            col("lane", "integer", true, None),
-            col("payload", "text", true, None),
-            col("request_id", "text", false, None),
-            col("created_at", "timestamptz", true, Some("now()")),
-            col("delivered_at", "timestamptz", false, None),
-            // When the search mirror (Elasticsearch) took the event's documents.
-            col("search_synced_at", "timestamptz", false, None),
-        ],
-        indexes: vec![
-            // The relay reads pending events in id order, a batch at a time, with
-            // every lane it holds; by (lane, id) it walked the delivered rows.
-            Index {
-                name: "event_outbox_pending_idx".into(),
-                unique: false,
-                columns: "id".into(),
-                partial: " WHERE delivered_at IS NULL".into(),
-                using: String::new(),
-            },
-            // What the search mirror has still to send (when Elasticsearch is used).
-            index(
-                "event_outbox_search_pending_idx",
-                "id",
-                " WHERE search_synced_at IS NULL",
-            ),
-            Index {
-                name: "event_outbox_delivered_idx".into(),
-                unique: false,
-                columns: "delivered_at".into(),
-                partial: " WHERE delivered_at IS NOT NULL".into(),
-                using: String::new(),
-            },
-        ],
-        foreign_keys: Vec::new(),
-    }
 }
 
 fn column_decl(c: &Column) -> String {

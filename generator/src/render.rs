@@ -35,11 +35,8 @@ templates! {
     ConfigRs => "config.rs.j2",
     AppRs => "app.rs.j2",
     EventsRs => "events.rs.j2",
-    FilesRs => "files.rs.j2",
     SearchRs => "search.rs.j2",
-    ElasticRs => "elastic.rs.j2",
     RealtimeRs => "realtime.rs.j2",
-    ViewsRs => "views.rs.j2",
     HealthRs => "health.rs.j2",
     SessionProto => "session.proto.j2",
     EventGuide => "event-guide.md.j2",
@@ -119,19 +116,14 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
             .render()?,
         );
     }
-    add("src/files.rs", "files.rs.j2", FilesRs { plan }.render()?);
-    add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
-    add(
-        "src/elastic.rs",
-        "elastic.rs.j2",
-        ElasticRs { plan }.render()?,
-    );
+    if plan.search.is_used() {
+        add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
+    }
     add(
         "src/realtime.rs",
         "realtime.rs.j2",
         RealtimeRs { plan }.render()?,
     );
-    add("src/views.rs", "views.rs.j2", ViewsRs { plan }.render()?);
     add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
     add(
         "docs/event-guide.md",

@@ -151,6 +151,26 @@ pub struct Paging {
     pub page_count: i64,
 }
 
+impl Paging {
+    /// The paging of page `page_number` of `page_row_count` rows, out of
+    /// `total_row_count` (`page_row_count` is at least 1: see
+    /// [`crate::validation::page`]).
+    pub fn new(page_number: u32, page_row_count: u32, total_row_count: i64) -> Self {
+        let rows = i64::from(page_row_count.max(1));
+        Self {
+            page_number,
+            page_row_count,
+            total_row_count,
+            page_count: (total_row_count + rows - 1) / rows,
+        }
+    }
+
+    /// The rows before this page, for `OFFSET`.
+    pub fn offset(page_number: u32, page_row_count: u32) -> i64 {
+        i64::from(page_number.saturating_sub(1)) * i64::from(page_row_count)
+    }
+}
+
 /// A filter a list answer applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct Filter {
@@ -409,6 +429,15 @@ mod tests {
         assert_eq!(body["message"], "isbn is already taken");
         assert_eq!(body["details"][0]["field"], "isbn");
         assert_eq!(body["appVersion"], "2.1.0");
+    }
+
+    #[test]
+    fn paging_counts_whole_and_partial_pages() {
+        assert_eq!(Paging::new(1, 20, 0).page_count, 0);
+        assert_eq!(Paging::new(1, 20, 20).page_count, 1);
+        assert_eq!(Paging::new(2, 20, 21).page_count, 2);
+        assert_eq!(Paging::offset(3, 20), 40);
+        assert_eq!(Paging::offset(1, 20), 0);
     }
 
     #[tokio::test]

@@ -142,3 +142,93 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request as HttpRequest;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Input {
+        #[allow(dead_code)]
+        name: String,
+    }
+
+    async fn json(content_type: &str, body: &'static str) -> Result<Input, ApiError> {
+        let req = HttpRequest::builder()
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .expect("a request");
+        ApiJson::<Input>::from_request(req, &()).await.map(|j| j.0)
+    }
+
+    #[tokio::test]
+    async fn a_body_must_be_declared_json() {
+        assert!(json("application/json; charset=utf-8", r#"{"name":"a"}"#)
+            .await
+            .is_ok());
+        match json("text/plain", r#"{"name":"a"}"#).await {
+            Err(ApiError::BadRequest(m)) => assert!(m.contains("application/json")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_field_of_the_wrong_type_or_unknown_is_named() {
+        match json("application/json", r#"{"name": 5}"#).await {
+            Err(ApiError::Validation(errors)) => {
+                assert_eq!(errors[0].field, "name");
+                assert!(
+                    !errors[0].message.contains(" at line "),
+                    "{}",
+                    errors[0].message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match json("application/json", r#"{"name": "a", "role": "admin"}"#).await {
+            Err(ApiError::Validation(errors)) => assert!(errors[0].message.contains("role")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            json("application/json", r#"{"name": "#).await,
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn nul_characters_are_refused_but_escaped_backslashes_are_not() {
+        assert!(matches!(
+            json("application/json", r#"{"name": "a\u0000b"}"#).await,
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(json("application/json", r#"{"name": "a\\u0000b"}"#)
+            .await
+            .is_ok());
+    }
+
+    async fn if_match(value: &str) -> Result<Option<i32>, ApiError> {
+        let (mut parts, ()) = HttpRequest::builder()
+            .header(header::IF_MATCH, value)
+            .body(())
+            .expect("a request")
+            .into_parts();
+        IfMatch::from_request_parts(&mut parts, &())
+            .await
+            .map(|m| m.0)
+    }
+
+    #[tokio::test]
+    async fn if_match_takes_a_quoted_or_weak_record_version() {
+        assert_eq!(if_match("\"3\"").await.unwrap(), Some(3));
+        assert_eq!(if_match("W/\"4\"").await.unwrap(), Some(4));
+        assert_eq!(if_match("5").await.unwrap(), Some(5));
+        assert!(matches!(
+            if_match("abc").await,
+            Err(ApiError::Validation(_))
+        ));
+    }
+}

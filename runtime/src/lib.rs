@@ -6,28 +6,42 @@
 //!
 //! Modules layer without cycles; each imports only those listed before it:
 //!
-//! 1. [`route`]: facts about the service and its routes (no imports).
+//! 1. [`route`]: facts about the service and its routes, and [`tables`]: the
+//!    tables the runtime owns (no imports; the generator reads it too).
 //! 2. [`error`]: the error type and its HTTP answer.
-//! 3. [`validation`], [`extract`]: checking and reading requests.
+//! 3. [`validation`], [`extract`]: checking and reading requests; `files`
+//!    (feature `files`): uploads and downloads.
 //! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
 //! 5. [`envelope`]: the request context and the envelope of every answer.
-//! 6. [`docs`]: the contracts' routes.
-//! 7. [`auth`] (feature `identity`): keys, hashing, the live-session cache,
+//! 6. [`views`]: what reading routes show each caller.
+//! 7. `search` and its Elasticsearch mirror `elastic` (feature `search`).
+//! 8. `auth` (feature `identity`): keys, hashing, the live-session cache,
 //!    throttling, tokens, the caller extractors and sessions; its own modules
 //!    layer the same way.
+//! 9. [`docs`]: the contracts' routes.
 
 pub mod route;
+pub mod tables;
 
 pub mod error;
 
 pub mod extract;
+#[cfg(feature = "files")]
+pub mod files;
 pub mod validation;
 
 pub mod event;
 
 pub mod envelope;
 
-pub mod docs;
+pub mod views;
+
+#[cfg(feature = "search")]
+pub mod elastic;
+#[cfg(feature = "search")]
+pub mod search;
 
 #[cfg(feature = "identity")]
 pub mod auth;
+
+pub mod docs;

@@ -300,6 +300,39 @@ pub fn page(
     Ok((number, rows))
 }
 
+/// A stale recordVersion is a conflict; no expectation passes.
+pub fn check_version(expected: Option<i32>, current: i32) -> Result<(), ApiError> {
+    match expected {
+        Some(v) if v != current => Err(ApiError::StaleVersion { current }),
+        _ => Ok(()),
+    }
+}
+
+/// The ORDER BY of a list's `sort` parameter (`field` or `-field`), from the
+/// object's table of sort keys and their ORDER BY clauses; `default` when
+/// the client names none.
+pub fn sort_order(
+    sort: Option<&str>,
+    default: &str,
+    table: &'static [(&'static str, &'static str)],
+) -> Result<&'static str, ApiError> {
+    let key = sort.unwrap_or(default);
+    table
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, order_by)| *order_by)
+        .ok_or_else(|| {
+            let keys: Vec<&str> = table.iter().map(|(k, _)| *k).collect();
+            ApiError::Validation(vec![FieldError::new(
+                "sort",
+                format!(
+                    "unknown sort \"{key}\"; expected one of {}",
+                    keys.join(", ")
+                ),
+            )])
+        })
+}
+
 /// Base64 (standard alphabet) for Blob fields in JSON bodies.
 pub mod blob {
     use base64::Engine;
@@ -318,6 +351,54 @@ pub mod blob {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn a_stale_version_is_a_conflict_naming_the_current_one() {
+        assert!(check_version(None, 3).is_ok());
+        assert!(check_version(Some(3), 3).is_ok());
+        match check_version(Some(2), 3) {
+            Err(ApiError::StaleVersion { current: 3 }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sorts_come_from_the_table_or_are_refused_by_name() {
+        const SORTS: &[(&str, &str)] = &[("name", "t.name ASC"), ("-name", "t.name DESC")];
+        assert_eq!(sort_order(None, "-name", SORTS).unwrap(), "t.name DESC");
+        assert_eq!(
+            sort_order(Some("name"), "-name", SORTS).unwrap(),
+            "t.name ASC"
+        );
+        match sort_order(Some("age; DROP TABLE x"), "-name", SORTS) {
+            Err(ApiError::Validation(errors)) => {
+                assert_eq!(errors[0].field, "sort");
+                assert_eq!(
+                    errors[0].message,
+                    "unknown sort \"age; DROP TABLE x\"; expected one of name, -name"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn paging_parameters_are_bounded() {
+        assert_eq!(page(None, None, 25, 100).unwrap(), (1, 25));
+        assert_eq!(page(Some(3), Some(100), 25, 100).unwrap(), (3, 100));
+        match page(Some(0), Some(101), 25, 100) {
+            Err(ApiError::Validation(errors)) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                assert_eq!(fields, ["pageNumber", "pageRowCount"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+
     #[test]
     fn plain_addresses_are_emails() {
         for ok in [

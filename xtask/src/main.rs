@@ -2,7 +2,9 @@
 //!
 //! - `gen`: generate `generated-service/` from `model/auth-service.yaml`.
 //! - `check`: fail, naming the files, when `generated-service/` is stale.
-//! - `test`: everything CI runs: fmt, clippy, check, and all tests.
+//! - `test`: everything CI runs: fmt, clippy, check, `elsewhere`, and all tests.
+//! - `elsewhere`: generate each model outside this repository, as a user would,
+//!   and `cargo check` the crate there (with its copy of the runtime).
 //! - `dev`: PostgreSQL, a local Kafka broker, a database, and the service running.
 //! - `bench [generator|relay|service|login]`: our figures beside baselines measured in the
 //!   same run (release builds); all groups unless some are named.
@@ -29,11 +31,12 @@ fn main() -> Result<()> {
         "gen" => gen(),
         "check" => check(),
         "test" => test(),
+        "elsewhere" => elsewhere(),
         "dev" => dev(),
         "contract-diff" => contract_diff(&invoked_in),
         "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <gen|check|test|dev|bench [generator|relay|service|login]|contract-diff OLD NEW>");
+            eprintln!("usage: cargo xtask <gen|check|test|elsewhere|dev|bench [generator|relay|service|login]|contract-diff OLD NEW>");
             bail!("unknown task {task:?}")
         }
     }
@@ -77,6 +80,44 @@ fn check() -> Result<()> {
     Ok(())
 }
 
+/// Generates every model into a fresh folder outside the repository with the
+/// `svcgen` command, as a user would, and checks that the crate builds there
+/// on its own: with its copy of the runtime, this workspace's Cargo.lock
+/// (so no dependency moves) and target directory (so little is rebuilt).
+fn elsewhere() -> Result<()> {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
+    run(
+        "cargo",
+        &["build", "--package", "generator", "--bin", "svcgen"],
+    )?;
+    let svcgen = target.join("debug/svcgen");
+    for &(model, _) in TARGETS {
+        let dir = std::env::temp_dir().join(format!("svcgen-elsewhere-{}", std::process::id()));
+        let crate_dir = dir.join("service");
+        let result = (|| {
+            std::fs::create_dir_all(&dir)?;
+            let out = crate_dir.to_string_lossy();
+            run(&svcgen.to_string_lossy(), &[model, "--out", &out])?;
+            std::fs::copy(root().join("Cargo.lock"), crate_dir.join("Cargo.lock"))?;
+            let manifest = crate_dir.join("Cargo.toml");
+            run(
+                "cargo",
+                &[
+                    "check",
+                    "--all-targets",
+                    "--manifest-path",
+                    &manifest.to_string_lossy(),
+                ],
+            )
+        })();
+        std::fs::remove_dir_all(&dir).ok();
+        result.with_context(|| format!("{model} generated outside the repository"))?;
+    }
+    Ok(())
+}
+
 fn run(program: &str, args: &[&str]) -> Result<()> {
     println!("$ {program} {}", args.join(" "));
     let status = Command::new(program)
@@ -103,6 +144,7 @@ fn test() -> Result<()> {
             "warnings",
         ],
     )?;
+    elsewhere()?;
     // The fault tests run the service as a process, to signal and restart it.
     run(
         "cargo",

@@ -29,7 +29,7 @@ pub use write::{CreatePlan, DeletePlan, RankPlan, UpdatePlan, UploadPlan};
 
 use crate::action::{Action, View};
 use crate::model::Model;
-use crate::naming::snake;
+use crate::naming::{camel, snake};
 
 #[derive(Debug)]
 pub struct Plan {
@@ -61,12 +61,15 @@ pub struct RuntimeDep {
     /// Relative to the generated crate.
     pub path: String,
     pub version: &'static str,
+    /// The runtime's optional parts this model uses (`files`, `search`).
+    pub features: Vec<&'static str>,
 }
 
 /// The views of reading routes (what each caller sees), for the permissions listing.
 #[derive(Debug)]
 pub struct ViewsPlan {
-    /// `(route, view)` of the reading routes whose view is not `full`.
+    /// `(route, View variant)` of the reading routes whose view is not
+    /// `full`, e.g. `("listUsers", "Owner")`.
     pub routes: Vec<(String, String)>,
 }
 
@@ -119,14 +122,11 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         .map(|(n, r)| route::route(m, n, r))
         .collect();
     let search = search::plan(m);
-    let mut objects: Vec<ObjectPlan> = m
+    let objects: Vec<ObjectPlan> = m
         .data_objects
         .iter()
-        .map(|(n, o)| object::object(m, n, o, &routes))
+        .map(|(n, o)| object::object(m, n, o, &routes, &search))
         .collect();
-    for o in objects.iter_mut() {
-        o.search_followed = search.follows.iter().any(|f| f.object == o.name);
-    }
     let identity = identity::identity(m, &routes);
     let realtime = routes.iter().find(|r| r.action == Action::Subscribe);
     Plan {
@@ -135,6 +135,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         runtime: RuntimeDep {
             path: crate::runtime::WORKSPACE_PATH.to_string(),
             version: crate::runtime::VERSION,
+            features: runtime_features(&routes, &search),
         },
         topics: topics::topics(m, &objects, &search, &routes, &identity),
         constraints: topics::constraints(&objects),
@@ -148,7 +149,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
             routes: routes
                 .iter()
                 .filter(|r| r.view() != View::Full)
-                .map(|r| (r.name.clone(), r.view().to_string()))
+                .map(|r| (r.name.clone(), camel(r.view().name())))
                 .collect(),
         },
         decisions: m
@@ -192,6 +193,24 @@ fn service(m: &Model) -> ServicePlan {
             .map(|(_, r)| format!("{}{}", m.service.api_base, r.path))
             .collect(),
     }
+}
+
+/// The optional parts of svcgen-runtime the model uses: `files` for uploads
+/// and downloads, `identity` for the auth core (every model signs its
+/// accounts in), `search` for search indexes (and their mirror).
+fn runtime_features(routes: &[RoutePlan], search: &search::SearchPlan) -> Vec<&'static str> {
+    let mut features = Vec::new();
+    if routes
+        .iter()
+        .any(|r| r.upload().is_some() || r.action == Action::Download)
+    {
+        features.push("files");
+    }
+    features.push("identity");
+    if search.is_used() {
+        features.push("search");
+    }
+    features
 }
 
 /// `(topic constant, object)` of the index events the search mirror follows.

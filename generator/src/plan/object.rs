@@ -9,6 +9,7 @@ use super::imports::Imports;
 use super::read::IncludePlan;
 use super::route::{RouteKind, RoutePlan};
 use super::rust_str_slice;
+use super::search::SearchPlan;
 use crate::action::Action;
 use crate::model::{DataObject, Model};
 use crate::naming::{camel, change_const, change_topic, plural, snake};
@@ -183,7 +184,13 @@ pub struct ForeignKeyPlan {
     pub target_table: String,
 }
 
-pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> ObjectPlan {
+pub fn object(
+    m: &Model,
+    name: &str,
+    o: &DataObject,
+    routes: &[RoutePlan],
+    search: &SearchPlan,
+) -> ObjectPlan {
     let columns = columns_of(o);
     let visible = visible_of(m, name, &columns);
     let select = select_list(&visible, "t");
@@ -210,6 +217,7 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
     let sorts = sorts(o, &columns);
     let sql = Sql::new(o, &select, public_view.as_ref());
     let has = |a: Action| routes.iter().any(|r| r.action == a);
+    let search_followed = search.follows.iter().any(|f| f.object == name);
     ObjectPlan {
         owner_column: owner_column(o).into(),
         owner_expr: if o.owner_is_self {
@@ -228,8 +236,8 @@ pub fn object(m: &Model, name: &str, o: &DataObject, routes: &[RoutePlan]) -> Ob
         has_list: has(Action::List),
         has_delete: has(Action::Delete),
         has_locking: has(Action::Update) || has(Action::Delete),
-        uses: imports(&served, &visible, &includes).lines(),
-        search_followed: false,
+        uses: imports(&served, &visible, &includes, search_followed).lines(),
+        search_followed,
         has_search: routes.iter().any(|r| r.searches()),
         pointer: pointer_of(m, name, o),
         pointer_setters: pointer_setters(m, name, o, &select),
@@ -477,7 +485,12 @@ fn endpoints(routes: &[RoutePlan]) -> Vec<EndpointPlan> {
 }
 
 /// What the module's code uses, from what its routes do.
-fn imports(routes: &[RoutePlan], visible: &[FieldPlan], includes: &[IncludePlan]) -> Imports {
+fn imports(
+    routes: &[RoutePlan],
+    visible: &[FieldPlan],
+    includes: &[IncludePlan],
+    search_followed: bool,
+) -> Imports {
     let mut uses = Imports::default();
     for path in [
         "svcgen_runtime::event::ObjectTopics",
@@ -503,6 +516,10 @@ fn imports(routes: &[RoutePlan], visible: &[FieldPlan], includes: &[IncludePlan]
     if !includes.is_empty() {
         uses.path("serde::Deserialize");
     }
+    // Writes refresh the search documents their changes touch.
+    if search_followed {
+        uses.path("crate::search::SEARCH");
+    }
     for r in routes {
         route_imports(&mut uses, r);
     }
@@ -517,11 +534,19 @@ fn route_imports(uses: &mut Imports, r: &RoutePlan) {
     if r.throttled {
         uses.path("svcgen_runtime::auth::ClientAddr");
     }
+    // Narrowing what a caller sees of the rows read, or of joined rows.
+    if !r.sight().is_empty() || r.includes().iter().any(|i| !i.sight.is_empty()) {
+        uses.path("svcgen_runtime::views");
+    }
     if r.action.addresses_row() || r.action == Action::Download {
         uses.path("svcgen_runtime::extract::ApiPath");
     }
     match &r.kind {
-        RouteKind::List(_) => {
+        RouteKind::List(l) => {
+            if l.search.is_some() {
+                uses.path("crate::search::SEARCH")
+                    .path("svcgen_runtime::elastic");
+            }
             uses.items(
                 "svcgen_runtime::envelope",
                 &["Filter", "ListMeta", "Paging"],
@@ -536,9 +561,10 @@ fn route_imports(uses: &mut Imports, r: &RoutePlan) {
             uses.path("serde::Deserialize")
                 .path("svcgen_runtime::validation")
                 .path("svcgen_runtime::validation::Validator");
-            if c.upload.is_none() {
-                uses.path("svcgen_runtime::extract::ApiJson");
-            }
+            match c.upload {
+                Some(_) => uses.path("svcgen_runtime::files"),
+                None => uses.path("svcgen_runtime::extract::ApiJson"),
+            };
         }
         RouteKind::Update(_) => {
             uses.items("sqlx", &["Postgres", "QueryBuilder"])
@@ -553,7 +579,8 @@ fn route_imports(uses: &mut Imports, r: &RoutePlan) {
             uses.path("svcgen_runtime::extract::IfMatch");
         }
         RouteKind::Download(_) => {
-            uses.path("axum::http::HeaderMap");
+            uses.path("axum::http::HeaderMap")
+                .path("svcgen_runtime::files");
         }
         RouteKind::Extend(_) => {
             // Its body is any JSON object, refused with a field error otherwise.

@@ -90,8 +90,8 @@ pub struct IncludePlan {
 /// The caller's sight under `view` (which narrows), as a Rust expression.
 fn sight_expr(view: View) -> String {
     match view {
-        View::Public => "crate::views::Sight::Public".into(),
-        _ => "crate::views::owner_sight(&caller)".into(),
+        View::Public => "views::Sight::Public".into(),
+        _ => "views::Sight::owner_view(caller.user_id, caller.is_admin())".into(),
     }
 }
 

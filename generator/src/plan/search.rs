@@ -15,6 +15,14 @@ pub struct SearchPlan {
     pub follows: Vec<FollowPlan>,
 }
 
+impl SearchPlan {
+    /// The model has search indexes: the generated crate holds them, and uses
+    /// the runtime's `search` feature.
+    pub fn is_used(&self) -> bool {
+        !self.indexes.is_empty()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SearchIndexPlan {
     /// `airbnb_user`.

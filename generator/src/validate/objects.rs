@@ -86,7 +86,7 @@ fn table(o: &DataObject, path: &str, d: &mut Diagnostics) {
             format!("{path}.table"),
             format!("\"{}\" is not a snake_case table name", o.table),
         );
-    } else if crate::migrate::SERVICE_TABLES.contains(&o.table.as_str()) {
+    } else if crate::migrate::service_tables().any(|t| t == o.table) {
         d.at(
             format!("{path}.table"),
             format!(

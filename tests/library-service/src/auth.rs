@@ -19,8 +19,8 @@ use svcgen_runtime::auth::live::AccountTopics;
 use svcgen_runtime::auth::rules::{Policy, RouteRule};
 use svcgen_runtime::auth::sessions::{self, PendingSignIn, Refreshed};
 use svcgen_runtime::auth::tokens::{Audience, TokenTransport};
-/// The signed-in caller; modules that still import it from here (views,
-/// realtime) may name `svcgen_runtime::auth::Caller` directly.
+/// The signed-in caller; modules that still import it from here (realtime)
+/// may name `svcgen_runtime::auth::Caller` directly.
 pub use svcgen_runtime::auth::Caller;
 use svcgen_runtime::auth::{
     AccountSql, AuthSettings, AuthState, ClientAddr, DeviceField, Identity, Limits,

@@ -3,6 +3,7 @@
 //! `book`: A book on the shelves. Its rows, SQL and routes.
 
 use crate::app::AppState;
+use crate::search::SEARCH;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
 use svcgen_runtime::auth::Caller;
+use svcgen_runtime::elastic;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::error::FieldError;
@@ -209,7 +211,9 @@ async fn add_book(
         .fetch_one(&mut *tx)
         .await?;
     let reply = ctx.reply(&ADD_BOOK, StatusCode::CREATED, &row)?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&ADD_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -459,7 +463,7 @@ async fn find_books(
         given => sort_order(given)?,
     };
     let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
-    let query = crate::search::prefix_query(keyword, "")?;
+    let query = SEARCH.prefix_query(keyword, "")?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     let mut sql = QueryBuilder::new(
         "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM books AS t JOIN search_documents AS d ON d.index_name = 'lib_book' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
@@ -473,7 +477,7 @@ async fn find_books(
     }];
     filters.extend(find_books_filters(&q, scope, &mut sql)?);
     if let Some(es) = &app.elastic {
-        let es_query = crate::elastic::Query {
+        let es_query = elastic::Query {
             index: "lib_book",
             keyword,
             fields: &["title^3"],
@@ -604,12 +608,13 @@ async fn reshelve_book(
         .push(SELECT);
     let row: Book = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&RESHELVE_BOOK, StatusCode::OK, &row)?;
-    crate::search::follow(
-        &mut tx,
-        TOPICS.name,
-        &[&event_row(&old)?, &event_row(&row)?],
-    )
-    .await?;
+    SEARCH
+        .follow(
+            &mut tx,
+            TOPICS.name,
+            &[&event_row(&old)?, &event_row(&row)?],
+        )
+        .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&RESHELVE_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;
@@ -650,7 +655,9 @@ async fn archive_book(
         .await
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&ARCHIVE_BOOK, StatusCode::OK, &row)?;
-    crate::search::follow(&mut tx, TOPICS.name, &[&event_row(&row)?]).await?;
+    SEARCH
+        .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
+        .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&ARCHIVE_BOOK, id));
     crate::events::enqueue(&mut tx, &ctx, &events).await?;

@@ -25,6 +25,7 @@ use svcgen_runtime::route::RouteInfo;
 use svcgen_runtime::validation;
 use svcgen_runtime::validation::Patch;
 use svcgen_runtime::validation::Validator;
+use svcgen_runtime::views;
 use uuid::Uuid;
 
 /// The table that stores `loan` rows.
@@ -489,13 +490,13 @@ async fn list_due_loans(
 ) -> Result<Reply, ApiError> {
     let scope = None;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
-    let sight = crate::views::Sight::Public;
+    let sight = views::Sight::Public;
     let order_by = sort_order(q.sort.as_deref())?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM loans AS t WHERE TRUE",
     );
     let filters = list_due_loans_filters(&q, scope, &mut sql)?;
-    crate::views::check_query(sight, PUBLIC_FIELDS, &filters, q.sort.as_deref())?;
+    views::check_query(sight, PUBLIC_FIELDS, &filters, q.sort.as_deref())?;
     let offset = i64::from(page_number - 1) * i64::from(page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
@@ -530,7 +531,7 @@ async fn list_due_loans(
         let shown = rows
             .iter()
             .map(|row| {
-                crate::views::shown(
+                views::shown(
                     row,
                     sight,
                     owner_of(&row.row),
@@ -565,14 +566,14 @@ async fn get_loan(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&GET_LOAN.access)?;
     let row = fetch(&app.db, id).await?;
-    let sight = crate::views::owner_sight(&caller);
+    let sight = views::Sight::owner_view(caller.user_id, caller.is_admin());
     let reply = if sight.sees_all_of(owner_of(&row)) {
         ctx.reply(&GET_LOAN, StatusCode::OK, &row)?
     } else {
         ctx.reply(
             &GET_LOAN,
             StatusCode::OK,
-            &crate::views::shown(&row, sight, owner_of(&row), PUBLIC_FIELDS)?,
+            &views::shown(&row, sight, owner_of(&row), PUBLIC_FIELDS)?,
         )?
     };
     app.events.publish(&ctx, reply.event(&GET_LOAN, id));

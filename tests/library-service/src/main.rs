@@ -28,11 +28,13 @@ async fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "reindex") {
         let rebuilt = async {
             let db = library_service::app::connect(&config).await?;
-            let rebuilt = library_service::search::reindex(&db, &args[1..]).await?;
+            let rebuilt = library_service::search::SEARCH
+                .reindex(&db, &args[1..])
+                .await?;
             if let Some(url) = &config.elasticsearch_url {
-                let es = library_service::elastic::Elastic::new(url)?;
+                let es = svcgen_runtime::elastic::Elastic::new(url)?;
                 for index in rebuilt {
-                    library_service::elastic::push_all(&db, &es, index).await?;
+                    svcgen_runtime::elastic::push_all(&db, &es, index).await?;
                 }
             }
             anyhow::Ok(())

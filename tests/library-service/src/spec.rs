@@ -4,6 +4,7 @@
 
 use svcgen_runtime::docs::Docs;
 use svcgen_runtime::route::ServiceInfo;
+use svcgen_runtime::views::View;
 
 pub static SERVICE: ServiceInfo = ServiceInfo {
     app_version: "0.3.1",
@@ -18,6 +19,11 @@ pub static SERVICE: ServiceInfo = ServiceInfo {
 /// The service's own download paths, placeholders in braces: the relative
 /// values a URL field accepts (an uploaded file's public path lands there).
 pub const DOWNLOAD_PATHS: &[&str] = &[];
+
+/// The view of each reading route whose view is not `full`, for the
+/// permissions listing.
+pub static ROUTE_VIEWS: &[(&str, View)] =
+    &[("listDueLoans", View::Public), ("getLoan", View::Owner)];
 
 /// The contracts, generated beside this crate's code so the two cannot drift.
 pub static DOCS: Docs = Docs {

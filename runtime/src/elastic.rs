@@ -4,9 +4,9 @@
 //! mirror catches up after an outage), and search routes query `_search`.
 //! PostgreSQL stays the source of the documents.
 
-use svcgen_runtime::envelope::Filter;
-use svcgen_runtime::error::ApiError;
-use crate::search::SearchIndex;
+use crate::envelope::Filter;
+use crate::error::ApiError;
+use crate::search::{Search, SearchIndex};
 use serde_json::{json, Map, Value};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -40,8 +40,13 @@ pub struct Query<'a> {
 
 impl Elastic {
     pub fn new(url: &str) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        Ok(Self { client, url: url.trim_end_matches('/').to_string() })
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            client,
+            url: url.trim_end_matches('/').to_string(),
+        })
     }
 
     /// Sends a `_bulk` body; fails unless every action succeeded (a delete of
@@ -59,15 +64,8 @@ impl Elastic {
         if !status.is_success() {
             anyhow::bail!("_bulk answered {status}: {answer}");
         }
-        if answer["errors"] == true {
-            let failed = answer["items"].as_array().into_iter().flatten().filter_map(|item| item.as_object()?.values().next()).any(|action| {
-                let code = action["status"].as_u64().unwrap_or(500);
-                let done = (200..300).contains(&code) || (code == 404 && action["result"] == "not_found");
-                !done
-            });
-            if failed {
-                anyhow::bail!("_bulk reported failed items: {answer}");
-            }
+        if bulk_failed(&answer) {
+            anyhow::bail!("_bulk reported failed items: {answer}");
         }
         Ok(())
     }
@@ -87,7 +85,9 @@ impl Elastic {
             return Ok((Vec::new(), 0));
         }
         if !status.is_success() {
-            return Err(ApiError::internal(anyhow::anyhow!("_search answered {status}: {answer}")));
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "_search answered {status}: {answer}"
+            )));
         }
         let total = answer["hits"]["total"]["value"].as_i64().unwrap_or(0);
         let hits = answer["hits"]["hits"]
@@ -104,6 +104,25 @@ impl Elastic {
     }
 }
 
+/// Whether a `_bulk` answer reports an action that did not succeed; a delete
+/// of a document that is not there counts as done.
+fn bulk_failed(answer: &Value) -> bool {
+    if answer["errors"] != true {
+        return false;
+    }
+    answer["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.as_object()?.values().next())
+        .any(|action| {
+            let code = action["status"].as_u64().unwrap_or(500);
+            let done =
+                (200..300).contains(&code) || (code == 404 && action["result"] == "not_found");
+            !done
+        })
+}
+
 /// The `_search` body: every word of the keyword must begin a word of one of
 /// the fields (`multi_match` of type `bool_prefix`, operator `and`), the
 /// route's filters as exact `term`s (text on its `.keyword` sub-field), ranked
@@ -113,7 +132,11 @@ pub fn search_body(q: &Query<'_>) -> Value {
         .filters
         .iter()
         .map(|f| {
-            let field = if f.value.is_string() { format!("{}.keyword", f.field) } else { f.field.to_string() };
+            let field = if f.value.is_string() {
+                format!("{}.keyword", f.field)
+            } else {
+                f.field.to_string()
+            };
             json!({ "term": { field: f.value } })
         })
         .collect();
@@ -157,7 +180,11 @@ pub fn bulk_body(actions: &[(&str, Uuid, Option<Value>)]) -> String {
 }
 
 /// The current documents (with their extends) of `ids` in `index`.
-async fn documents(db: &PgPool, index: &SearchIndex, ids: &[Uuid]) -> Result<Vec<(Uuid, Value)>, sqlx::Error> {
+async fn documents(
+    db: &PgPool,
+    index: &SearchIndex,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, Value)>, sqlx::Error> {
     let rows: Vec<(Uuid, sqlx::types::Json<Value>)> = sqlx::query_as(
         "SELECT id, doc || jsonb_build_object('extends', extends) FROM search_documents WHERE index_name = $1 AND id = ANY($2)",
     )
@@ -176,21 +203,35 @@ async fn send(db: &PgPool, es: &Elastic, index: &SearchIndex, ids: &[Uuid]) -> a
     let found = documents(db, index, ids).await?;
     let actions: Vec<(&str, Uuid, Option<Value>)> = ids
         .iter()
-        .map(|id| (index.name, *id, found.iter().find(|(f, _)| f == id).map(|(_, d)| d.clone())))
+        .map(|id| {
+            (
+                index.name,
+                *id,
+                found.iter().find(|(f, _)| f == id).map(|(_, d)| d.clone()),
+            )
+        })
         .collect();
     es.bulk(bulk_body(&actions)).await
 }
 
-/// Mirrors the index events not yet mirrored, oldest first; returns how many
+/// Mirrors the index events of `search` not yet mirrored, oldest first; returns how many
 /// were handled. One replica at a time (an advisory lock); events are marked
 /// only after Elasticsearch accepted their documents.
-pub async fn sync_once(db: &PgPool, es: &Elastic, batch: i64) -> anyhow::Result<usize> {
+pub async fn sync_once(
+    db: &PgPool,
+    es: &Elastic,
+    search: &Search,
+    batch: i64,
+) -> anyhow::Result<usize> {
     let mut tx = db.begin().await?;
-    let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('search_mirror'))").fetch_one(&mut *tx).await?;
+    let mine: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('search_mirror'))")
+            .fetch_one(&mut *tx)
+            .await?;
     if !mine {
         return Ok(0);
     }
-    let topics: Vec<&str> = crate::search::OBJECT_TOPICS.iter().map(|(t, _)| *t).collect();
+    let topics: Vec<&str> = search.topics.iter().map(|(t, _)| *t).collect();
     let events: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT id, topic, payload FROM event_outbox WHERE search_synced_at IS NULL AND topic = ANY($1) ORDER BY id LIMIT $2",
     )
@@ -203,9 +244,11 @@ pub async fn sync_once(db: &PgPool, es: &Elastic, batch: i64) -> anyhow::Result<
     }
     let mut wanted: Vec<(&'static SearchIndex, Vec<Uuid>)> = Vec::new();
     for (_, topic, payload) in &events {
-        let Some(object) = crate::search::object_of_topic(topic) else { continue };
+        let Some(object) = search.object_of_topic(topic) else {
+            continue;
+        };
         let row: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
-        for (index, ids) in crate::search::touched(&mut tx, object, &[&row]).await? {
+        for (index, ids) in search.touched(&mut tx, object, &[&row]).await? {
             match wanted.iter_mut().find(|(i, _)| std::ptr::eq(*i, index)) {
                 Some((_, all)) => all.extend(ids),
                 None => wanted.push((index, ids)),
@@ -218,24 +261,36 @@ pub async fn sync_once(db: &PgPool, es: &Elastic, batch: i64) -> anyhow::Result<
         send(db, es, index, ids).await?;
     }
     let ids: Vec<i64> = events.iter().map(|(id, _, _)| *id).collect();
-    sqlx::query("UPDATE event_outbox SET search_synced_at = now() WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
+    sqlx::query("UPDATE event_outbox SET search_synced_at = now() WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(events.len())
 }
 
-/// Keeps the mirror in step until `stop`, backing off while Elasticsearch
+/// Keeps the mirror of `search` in step until `stop`, backing off while Elasticsearch
 /// is unreachable.
-pub async fn run_sync(db: PgPool, es: Arc<Elastic>, mut stop: watch::Receiver<bool>) {
+pub async fn run_sync(
+    db: PgPool,
+    es: Arc<Elastic>,
+    search: &'static Search,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(100);
     while !*stop.borrow() {
-        let wait = match sync_once(&db, &es, 500).await {
+        let wait = match sync_once(&db, &es, search, 500).await {
             Ok(0) => Duration::from_millis(200),
             Ok(_) => {
                 backoff = Duration::from_millis(100);
                 continue;
             }
             Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "search mirror failed; backing off");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "search mirror failed; backing off"
+                );
                 let wait = backoff;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 wait
@@ -251,9 +306,142 @@ pub async fn run_sync(db: PgPool, es: Arc<Elastic>, mut stop: watch::Receiver<bo
 /// Sends every document of `index` (after a rebuild, or an outage longer
 /// than the outbox keeps its events).
 pub async fn push_all(db: &PgPool, es: &Elastic, index: &SearchIndex) -> anyhow::Result<()> {
-    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM search_documents WHERE index_name = $1 ORDER BY id").bind(index.name).fetch_all(db).await?;
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM search_documents WHERE index_name = $1 ORDER BY id")
+            .bind(index.name)
+            .fetch_all(db)
+            .await?;
     for chunk in ids.chunks(500) {
         send(db, es, index, chunk).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query<'a>(
+        filters: &'a [Filter],
+        owner: Option<(&'a str, Uuid)>,
+        sort: Option<Value>,
+    ) -> Query<'a> {
+        Query {
+            index: "airbnb_user",
+            keyword: "ann lee",
+            fields: &["email^3", "fullname^2"],
+            filters,
+            owner,
+            sort,
+            from: 25,
+            size: 25,
+        }
+    }
+
+    #[test]
+    fn a_search_matches_every_word_as_a_prefix_ranked_with_the_id_breaking_ties() {
+        assert_eq!(
+            search_body(&query(&[], None, None)),
+            json!({
+                "from": 25,
+                "size": 25,
+                "track_total_hits": true,
+                "query": { "bool": {
+                    "must": [{ "multi_match": { "query": "ann lee", "type": "bool_prefix", "operator": "and", "fields": ["email^3", "fullname^2"] } }],
+                    "filter": [],
+                } },
+                "sort": [{ "_score": "desc" }, { "id.keyword": "asc" }],
+            })
+        );
+    }
+
+    #[test]
+    fn filters_are_exact_terms_text_on_its_keyword_field_and_the_owner_last() {
+        let me = Uuid::new_v4();
+        let filters = [
+            Filter {
+                field: "roleId",
+                op: "eq",
+                value: json!("admin"),
+            },
+            Filter {
+                field: "emailVerified",
+                op: "eq",
+                value: json!(true),
+            },
+            Filter {
+                field: "rank",
+                op: "eq",
+                value: json!(3),
+            },
+        ];
+        let body = search_body(&query(
+            &filters,
+            Some(("_owner", me)),
+            Some(json!({ "createdAt": "desc" })),
+        ));
+        assert_eq!(
+            body["query"]["bool"]["filter"],
+            json!([
+                { "term": { "roleId.keyword": "admin" } },
+                { "term": { "emailVerified": true } },
+                { "term": { "rank": 3 } },
+                { "term": { "_owner.keyword": me.to_string() } },
+            ])
+        );
+        assert_eq!(
+            body["sort"],
+            json!([{ "createdAt": "desc" }, { "id.keyword": "asc" }]),
+            "the client's order, then the id"
+        );
+    }
+
+    #[test]
+    fn a_bulk_body_indexes_documents_that_exist_and_deletes_the_others() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let body = bulk_body(&[
+            (
+                "airbnb_user",
+                a,
+                Some(json!({ "id": a, "fullname": "Ann" })),
+            ),
+            ("airbnb_user", b, None),
+        ]);
+        let lines: Vec<Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                json!({ "index": { "_index": "airbnb_user", "_id": a } }),
+                json!({ "id": a, "fullname": "Ann" }),
+                json!({ "delete": { "_index": "airbnb_user", "_id": b } }),
+            ]
+        );
+        assert!(body.ends_with('\n'), "NDJSON ends with a newline");
+        assert_eq!(bulk_body(&[]), "");
+    }
+
+    #[test]
+    fn a_bulk_answer_fails_only_for_items_not_done() {
+        assert!(!bulk_failed(&json!({ "errors": false, "items": [] })));
+        let missing_delete = json!({ "errors": true, "items": [
+            { "index": { "status": 201, "result": "created" } },
+            { "delete": { "status": 404, "result": "not_found" } },
+        ] });
+        assert!(
+            !bulk_failed(&missing_delete),
+            "deleting what is not there is done"
+        );
+        let refused = json!({ "errors": true, "items": [
+            { "index": { "status": 201, "result": "created" } },
+            { "index": { "status": 429, "error": { "type": "es_rejected_execution_exception" } } },
+        ] });
+        assert!(bulk_failed(&refused));
+        assert!(
+            bulk_failed(&json!({ "errors": true, "items": [{ "index": {} }] })),
+            "no status is no success"
+        );
+    }
 }
