@@ -36,7 +36,7 @@ pub struct AppState {
     /// Fans new outbox events out to realtime streams.
     pub realtime: Arc<crate::realtime::Hub>,
     /// Sends one-time codes by SMTP when `SMTP_HOST` is set.
-    pub mailer: Option<Arc<crate::verification::Mailer>>,
+    pub mailer: Option<Arc<svcgen_runtime::verification::Mailer>>,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -109,7 +109,7 @@ impl Application {
         let realtime = crate::realtime::Hub::start(&db)
             .await
             .context("starting the realtime hub")?;
-        let mailer = crate::verification::Mailer::from_config(&config)
+        let mailer = crate::verification::mailer(&config)
             .context("configuring SMTP")?
             .map(Arc::new);
         let state = AppState {

@@ -18,7 +18,8 @@
 //! 8. `auth` (feature `identity`): keys, hashing, the live-session cache,
 //!    throttling, tokens, the caller extractors and sessions; its own modules
 //!    layer the same way.
-//! 9. [`docs`]: the contracts' routes.
+//! 9. `verification` (feature `verification`): one-time codes and their mailer.
+//! 10. [`docs`]: the contracts' routes.
 
 pub mod route;
 pub mod tables;
@@ -43,5 +44,7 @@ pub mod search;
 
 #[cfg(feature = "identity")]
 pub mod auth;
+#[cfg(feature = "verification")]
+pub mod verification;
 
 pub mod docs;

@@ -27,7 +27,7 @@ pub use search::{FollowPlan, FollowStep, SearchIndexPlan, SearchPlan};
 pub use topics::{ConstraintPlan, TopicKind, TopicPlan};
 pub use write::{CreatePlan, DeletePlan, RankPlan, UpdatePlan, UploadPlan};
 
-use crate::action::{Action, View};
+use crate::action::{Action, Family, View};
 use crate::model::Model;
 use crate::naming::{camel, snake};
 
@@ -197,7 +197,8 @@ fn service(m: &Model) -> ServicePlan {
 
 /// The optional parts of svcgen-runtime the model uses: `files` for uploads
 /// and downloads, `identity` for the auth core (every model signs its
-/// accounts in), `search` for search indexes (and their mirror).
+/// accounts in), `search` for search indexes (and their mirror),
+/// `verification` for one-time codes.
 fn runtime_features(routes: &[RoutePlan], search: &search::SearchPlan) -> Vec<&'static str> {
     let mut features = Vec::new();
     if routes
@@ -209,6 +210,9 @@ fn runtime_features(routes: &[RoutePlan], search: &search::SearchPlan) -> Vec<&'
     features.push("identity");
     if search.is_used() {
         features.push("search");
+    }
+    if routes.iter().any(|r| r.action.family() == Family::Flow) {
+        features.push("verification");
     }
     features
 }

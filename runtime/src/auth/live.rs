@@ -9,7 +9,7 @@
 //! ([`watch_callers`]). A marked id is read from the database until its
 //! notification arrives. Nothing is remembered while the listener is down.
 
-use super::make_room;
+use super::bounded::make_room;
 use crate::event::{Event, Notices, Watcher};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;

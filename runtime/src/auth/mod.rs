@@ -16,7 +16,8 @@
 //!
 //! Modules layer without cycles; each imports only those listed before it:
 //!
-//! 1. [`rules`]: roles, ranks and route rules as data.
+//! 1. [`rules`]: roles, ranks and route rules as data; `bounded`: size
+//!    bounds of the in-memory caches.
 //! 2. [`passwords`]: the common-password policy.
 //! 3. [`keys`]: the signing key, its JWKS and keyed digests.
 //! 4. [`hashing`]: argon2id, bounded and off the async runtime.
@@ -27,6 +28,7 @@
 //! 9. [`caller`]: the [`Caller`] and [`ClientAddr`] extractors, rank checks.
 //! 10. [`sessions`]: signing in, opening, refreshing and ending sessions.
 
+mod bounded;
 pub mod rules;
 
 pub mod passwords;
@@ -49,34 +51,3 @@ pub mod sessions;
 
 pub use caller::{Caller, ClientAddr};
 pub use state::{AccountSql, AuthSettings, AuthState, DeviceField, Flows, Identity, Limits};
-
-use std::collections::HashMap;
-
-/// Keeps `map` under `max` entries: drops those no longer `current`, or all.
-fn make_room<K, V>(map: &mut HashMap<K, V>, max: usize, current: impl Fn(&V) -> bool) {
-    if map.len() >= max {
-        map.retain(|_, v| current(v));
-        if map.len() >= max {
-            map.clear();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_is_made_by_dropping_stale_entries_first() {
-        let mut map: HashMap<u32, bool> = (0..4).map(|i| (i, i % 2 == 0)).collect();
-        make_room(&mut map, 5, |current| *current);
-        assert_eq!(map.len(), 4, "under the bound: nothing goes");
-        make_room(&mut map, 4, |current| *current);
-        assert_eq!(map.len(), 2, "the stale half goes");
-        make_room(&mut map, 2, |_| true);
-        assert!(
-            map.is_empty(),
-            "all current and still full: everything goes"
-        );
-    }
-}

@@ -6,8 +6,8 @@
 //! with the JWKS. Refresh tokens are opaque, 256 random bits, stored only as
 //! SHA-256 hashes.
 
+use super::bounded::make_room;
 use super::keys::SigningKey;
-use super::make_room;
 use crate::error::ApiError;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::AppendHeaders;
