@@ -14,8 +14,6 @@ pub mod config;
 
 pub mod elastic;
 
-pub mod events;
-
 pub mod files;
 
 pub mod health;

@@ -34,7 +34,6 @@ templates! {
     LibRs => "lib.rs.j2",
     ConfigRs => "config.rs.j2",
     AppRs => "app.rs.j2",
-    EventsRs => "events.rs.j2",
     FilesRs => "files.rs.j2",
     SearchRs => "search.rs.j2",
     ElasticRs => "elastic.rs.j2",
@@ -107,7 +106,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "auth.rs.j2",
         AuthRs { id: &plan.identity }.render()?,
     );
-    add("src/events.rs", "events.rs.j2", EventsRs { plan }.render()?);
     if let Some(f) = &plan.identity.flows {
         add(
             "src/verification.rs",

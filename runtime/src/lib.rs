@@ -1,8 +1,9 @@
 //! What every svcgen-generated service shares and no model changes: the seed's
 //! REST envelope, the error type that is the HTTP answer, extractors,
-//! validation primitives, events, and the contracts' routes. A generated
-//! crate holds only what its model decides and passes those facts in as data
-//! (a [`route::ServiceInfo`], [`route::RouteInfo`]s, [`docs::Docs`]).
+//! validation primitives, events and their way to Kafka, and the contracts'
+//! routes. A generated crate holds only what its model decides and passes
+//! those facts in as data (a [`route::ServiceInfo`], [`route::RouteInfo`]s,
+//! a [`kafka::KafkaSpec`], [`docs::Docs`]).
 //!
 //! Modules layer without cycles; each imports only those listed before it:
 //!
@@ -11,7 +12,10 @@
 //! 3. [`validation`], [`extract`]: checking and reading requests.
 //! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
 //! 5. [`envelope`]: the request context and the envelope of every answer.
-//! 6. [`docs`]: the contracts' routes.
+//! 6. [`outbox`]: events written with the change, and the relay's side of the table.
+//! 7. [`kafka`]: records, topics, the producer of reading-route events and the relay's sink.
+//! 8. [`relay`]: the task that carries the outbox to Kafka.
+//! 9. [`docs`]: the contracts' routes.
 
 pub mod route;
 
@@ -24,4 +28,13 @@ pub mod event;
 
 pub mod envelope;
 
+pub mod outbox;
+
+pub mod kafka;
+
+pub mod relay;
+
 pub mod docs;
+
+#[cfg(test)]
+mod testing;

@@ -4,7 +4,6 @@
 
 use crate::auth::{self, AuthState};
 use crate::config::Config;
-use crate::events::{self, Publisher};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
@@ -15,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use svcgen_runtime::envelope;
 use svcgen_runtime::event::Watcher;
+use svcgen_runtime::kafka::Publisher;
+use svcgen_runtime::relay;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -88,7 +89,8 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
-        let events = Publisher::new(&config).context("creating the Kafka producer")?;
+        let events = Publisher::new(&crate::spec::KAFKA, &config.kafka)
+            .context("creating the Kafka producer")?;
         let auth = Arc::new(
             AuthState::load(&db, &config)
                 .await
@@ -139,9 +141,12 @@ impl Application {
             shutdown.await;
             realtime.close();
         };
-        let relay = tokio::spawn(events::run_relay(
+        let config = &self.state.config;
+        let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
-            self.state.config.clone(),
+            &crate::spec::KAFKA,
+            config.kafka.clone(),
+            config.outbox.clone(),
             stop_rx.clone(),
         ));
         let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx.clone()));

@@ -75,7 +75,11 @@ impl Hub {
         while !*stop.borrow() {
             if listener.is_none() {
                 listener = match PgListener::connect_with(&db).await {
-                    Ok(mut l) => l.listen(crate::events::CHANNEL).await.ok().map(|()| l),
+                    Ok(mut l) => l
+                        .listen(svcgen_runtime::outbox::CHANNEL)
+                        .await
+                        .ok()
+                        .map(|()| l),
                     Err(_) => None,
                 };
             }
