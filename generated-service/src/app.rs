@@ -5,7 +5,7 @@
 use crate::auth::{self, AuthState};
 use crate::config::Config;
 use anyhow::Context;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::HeaderName;
 use axum::{middleware, Extension, Router};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// Shared by every handler.
-#[derive(Clone)]
+/// Shared by every handler; runtime routes take the parts they need.
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
@@ -46,7 +46,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The full HTTP interface; shared by `main` and the tests.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(crate::health::router())
+        .merge(svcgen_runtime::health::router())
         .merge(auth::router())
         .merge(crate::verification::router())
         .merge(svcgen_runtime::docs::router(&crate::spec::DOCS))

@@ -16,8 +16,6 @@ pub mod elastic;
 
 pub mod files;
 
-pub mod health;
-
 pub mod realtime;
 
 pub mod search;

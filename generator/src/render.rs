@@ -39,7 +39,6 @@ templates! {
     ElasticRs => "elastic.rs.j2",
     RealtimeRs => "realtime.rs.j2",
     ViewsRs => "views.rs.j2",
-    HealthRs => "health.rs.j2",
     SessionProto => "session.proto.j2",
     EventGuide => "event-guide.md.j2",
     DocsHtml => "docs.html.j2",
@@ -130,7 +129,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         RealtimeRs { plan }.render()?,
     );
     add("src/views.rs", "views.rs.j2", ViewsRs { plan }.render()?);
-    add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
     add(
         "docs/event-guide.md",
         "event-guide.md.j2",

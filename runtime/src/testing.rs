@@ -76,6 +76,10 @@ impl TestDb {
         db
     }
 
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub async fn pool(&self) -> PgPool {
         PgPoolOptions::new()
             .max_connections(4)
