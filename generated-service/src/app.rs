@@ -15,6 +15,7 @@ use std::time::Duration;
 use svcgen_runtime::envelope;
 use svcgen_runtime::event::Watcher;
 use svcgen_runtime::kafka::Publisher;
+use svcgen_runtime::realtime::{self, Hub, Viewer};
 use svcgen_runtime::relay;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,7 +34,7 @@ pub struct AppState {
     /// The Elasticsearch mirror of the search indexes, when configured.
     pub elastic: Option<Arc<crate::elastic::Elastic>>,
     /// Fans new outbox events out to realtime streams.
-    pub realtime: Arc<crate::realtime::Hub>,
+    pub realtime: Arc<Hub>,
     /// Sends one-time codes by SMTP when `SMTP_HOST` is set.
     pub mailer: Option<Arc<crate::verification::Mailer>>,
 }
@@ -50,7 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(crate::verification::router())
         .merge(svcgen_runtime::docs::router(&crate::spec::DOCS))
-        .merge(crate::realtime::router())
+        .merge(realtime::router::<AppState, auth::Caller>("/v1/events"))
         .merge(crate::user::router())
         .merge(crate::user_group::router())
         .merge(crate::user_group_member::router())
@@ -66,6 +67,17 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+}
+
+/// What subscribeEvents shows a caller: their own rows and actions, or
+/// everything to admins.
+impl Viewer for auth::Caller {
+    fn user_id(&self) -> uuid::Uuid {
+        self.user_id
+    }
+    fn sees_all(&self) -> bool {
+        self.is_admin()
+    }
 }
 
 /// Connects to PostgreSQL and applies pending migrations.
@@ -106,9 +118,7 @@ impl Application {
             )),
             None => None,
         };
-        let realtime = crate::realtime::Hub::start(&db)
-            .await
-            .context("starting the realtime hub")?;
+        let realtime = Hub::start(&db).await.context("starting the realtime hub")?;
         let mailer = crate::verification::Mailer::from_config(&config)
             .context("configuring SMTP")?
             .map(Arc::new);

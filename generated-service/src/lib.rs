@@ -3,8 +3,9 @@
 //! Auth service: Authentication service for the project.
 //!
 //! One module per data object; what every service shares (the envelope,
-//! errors, extractors, validation) comes from `svcgen_runtime`, and `spec`
-//! hands it this model's facts.
+//! errors, extractors, validation, the outbox and its relay to Kafka, health
+//! probes, the realtime stream) comes from `svcgen_runtime`, and `spec` hands
+//! it this model's facts.
 
 pub mod app;
 
@@ -15,8 +16,6 @@ pub mod config;
 pub mod elastic;
 
 pub mod files;
-
-pub mod realtime;
 
 pub mod search;
 

@@ -37,7 +37,6 @@ templates! {
     FilesRs => "files.rs.j2",
     SearchRs => "search.rs.j2",
     ElasticRs => "elastic.rs.j2",
-    RealtimeRs => "realtime.rs.j2",
     ViewsRs => "views.rs.j2",
     SessionProto => "session.proto.j2",
     EventGuide => "event-guide.md.j2",
@@ -122,11 +121,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "src/elastic.rs",
         "elastic.rs.j2",
         ElasticRs { plan }.render()?,
-    );
-    add(
-        "src/realtime.rs",
-        "realtime.rs.j2",
-        RealtimeRs { plan }.render()?,
     );
     add("src/views.rs", "views.rs.j2", ViewsRs { plan }.render()?);
     add(

@@ -1,7 +1,7 @@
 //! What every svcgen-generated service shares and no model changes: the seed's
 //! REST envelope, the error type that is the HTTP answer, extractors,
-//! validation primitives, events and their way to Kafka, health probes and
-//! the contracts' routes. A generated crate holds only what its model decides and passes
+//! validation primitives, events and their way to Kafka, the realtime
+//! stream, health probes and the contracts' routes. A generated crate holds only what its model decides and passes
 //! those facts in as data (a [`route::ServiceInfo`], [`route::RouteInfo`]s,
 //! a [`kafka::KafkaSpec`], [`docs::Docs`]).
 //!
@@ -14,7 +14,8 @@
 //! 5. [`envelope`]: the request context and the envelope of every answer.
 //! 6. [`outbox`]: events written with the change, and the relay's side of the table.
 //! 7. [`kafka`]: records, topics, the producer of reading-route events and the relay's sink.
-//! 8. [`relay`]: the task that carries the outbox to Kafka.
+//! 8. [`relay`]: the task that carries the outbox to Kafka; `realtime` (feature
+//!    `realtime`): the Server-Sent Events stream of the outbox.
 //! 9. [`health`], [`docs`]: the probes and the contracts' routes.
 
 pub mod route;
@@ -32,6 +33,8 @@ pub mod outbox;
 
 pub mod kafka;
 
+#[cfg(feature = "realtime")]
+pub mod realtime;
 pub mod relay;
 
 pub mod docs;

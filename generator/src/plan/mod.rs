@@ -61,6 +61,18 @@ pub struct RuntimeDep {
     /// Relative to the generated crate.
     pub path: String,
     pub version: &'static str,
+    /// The runtime's optional parts the model uses (its cargo features).
+    pub features: Vec<&'static str>,
+}
+
+/// The svcgen-runtime features a model needs: the runtime compiles its
+/// optional parts only for the services that use them.
+fn runtime_features(realtime: &RealtimePlan) -> Vec<&'static str> {
+    let mut features = Vec::new();
+    if realtime.served {
+        features.push("realtime");
+    }
+    features
 }
 
 /// The views of reading routes (what each caller sees), for the permissions listing.
@@ -129,21 +141,23 @@ pub fn plan(source: &str, m: &Model) -> Plan {
     }
     let identity = identity::identity(m, &routes);
     let realtime = routes.iter().find(|r| r.action == Action::Subscribe);
+    let realtime = RealtimePlan {
+        served: realtime.is_some(),
+        name: realtime.map(|r| r.name.clone()).unwrap_or_default(),
+        path: realtime.map(|r| r.path.clone()).unwrap_or_default(),
+    };
     Plan {
         source: source.to_string(),
         service: service(m),
         runtime: RuntimeDep {
             path: crate::runtime::WORKSPACE_PATH.to_string(),
             version: crate::runtime::VERSION,
+            features: runtime_features(&realtime),
         },
         topics: topics::topics(m, &objects, &search, &routes, &identity),
         constraints: topics::constraints(&objects),
         search_topics: search_topics(&objects, &search),
-        realtime: RealtimePlan {
-            served: realtime.is_some(),
-            name: realtime.map(|r| r.name.clone()).unwrap_or_default(),
-            path: realtime.map(|r| r.path.clone()).unwrap_or_default(),
-        },
+        realtime,
         views: ViewsPlan {
             routes: routes
                 .iter()

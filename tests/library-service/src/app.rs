@@ -32,8 +32,6 @@ pub struct AppState {
     pub auth: Arc<AuthState>,
     /// The Elasticsearch mirror of the search indexes, when configured.
     pub elastic: Option<Arc<crate::elastic::Elastic>>,
-    /// Fans new outbox events out to realtime streams.
-    pub realtime: Arc<crate::realtime::Hub>,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -47,7 +45,6 @@ pub fn router(state: AppState) -> Router {
         .merge(svcgen_runtime::health::router())
         .merge(auth::router())
         .merge(svcgen_runtime::docs::router(&crate::spec::DOCS))
-        .merge(crate::realtime::router())
         .merge(crate::librarian::router())
         .merge(crate::book::router())
         .merge(crate::loan::router())
@@ -102,16 +99,12 @@ impl Application {
             )),
             None => None,
         };
-        let realtime = crate::realtime::Hub::start(&db)
-            .await
-            .context("starting the realtime hub")?;
         let state = AppState {
             db,
             config: Arc::new(config),
             events,
             auth,
             elastic,
-            realtime,
         };
         auth::bootstrap_admin(&state)
             .await
@@ -136,11 +129,6 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = % self.listener.local_addr() ?, "listening");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let realtime = self.state.realtime.clone();
-        let shutdown = async move {
-            shutdown.await;
-            realtime.close();
-        };
         let config = &self.state.config;
         let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
@@ -155,12 +143,6 @@ impl Application {
             self.state.auth.live.clone(),
             stop_rx.clone(),
         ));
-        let hub = tokio::spawn(
-            self.state
-                .realtime
-                .clone()
-                .run(self.state.db.clone(), stop_rx.clone()),
-        );
         let mirror = match &self.state.elastic {
             Some(es) => tokio::spawn(crate::elastic::run_sync(
                 self.state.db.clone(),
@@ -178,7 +160,7 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);
-        for task in [relay, sweeper, callers, mirror, hub] {
+        for task in [relay, sweeper, callers, mirror] {
             if let Err(e) = task.await {
                 tracing::error!(error = % e, "a background task failed");
             }
