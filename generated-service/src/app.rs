@@ -4,9 +4,8 @@
 
 use crate::auth::{self, AuthState};
 use crate::config::Config;
-use crate::events::{self, Publisher};
 use anyhow::Context;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::HeaderName;
 use axum::{middleware, Extension, Router};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -16,13 +15,16 @@ use std::time::Duration;
 use svcgen_runtime::elastic::{self, Elastic};
 use svcgen_runtime::envelope;
 use svcgen_runtime::event::Watcher;
+use svcgen_runtime::kafka::Publisher;
+use svcgen_runtime::realtime::{self, Hub, Viewer};
+use svcgen_runtime::relay;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// Shared by every handler.
-#[derive(Clone)]
+/// Shared by every handler; runtime routes take the parts they need.
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
@@ -33,7 +35,7 @@ pub struct AppState {
     /// The Elasticsearch mirror of the search indexes, when configured.
     pub elastic: Option<Arc<Elastic>>,
     /// Fans new outbox events out to realtime streams.
-    pub realtime: Arc<crate::realtime::Hub>,
+    pub realtime: Arc<Hub>,
     /// Sends one-time codes by SMTP when `SMTP_HOST` is set.
     pub mailer: Option<Arc<crate::verification::Mailer>>,
 }
@@ -46,11 +48,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The full HTTP interface; shared by `main` and the tests.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(crate::health::router())
+        .merge(svcgen_runtime::health::router())
         .merge(auth::router())
         .merge(crate::verification::router())
         .merge(svcgen_runtime::docs::router(&crate::spec::DOCS))
-        .merge(crate::realtime::router())
+        .merge(realtime::router::<AppState, auth::Caller>("/v1/events"))
         .merge(crate::user::router())
         .merge(crate::user_group::router())
         .merge(crate::user_group_member::router())
@@ -66,6 +68,17 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+}
+
+/// What subscribeEvents shows a caller: their own rows and actions, or
+/// everything to admins.
+impl Viewer for auth::Caller {
+    fn user_id(&self) -> uuid::Uuid {
+        self.user_id
+    }
+    fn sees_all(&self) -> bool {
+        self.is_admin()
+    }
 }
 
 /// Connects to PostgreSQL and applies pending migrations.
@@ -93,7 +106,8 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
-        let events = Publisher::new(&config).context("creating the Kafka producer")?;
+        let events = Publisher::new(&crate::spec::KAFKA, &config.kafka)
+            .context("creating the Kafka producer")?;
         let auth = Arc::new(
             AuthState::load(&db, &config)
                 .await
@@ -105,9 +119,7 @@ impl Application {
             )),
             None => None,
         };
-        let realtime = crate::realtime::Hub::start(&db)
-            .await
-            .context("starting the realtime hub")?;
+        let realtime = Hub::start(&db).await.context("starting the realtime hub")?;
         let mailer = crate::verification::Mailer::from_config(&config)
             .context("configuring SMTP")?
             .map(Arc::new);
@@ -149,9 +161,12 @@ impl Application {
             shutdown.await;
             realtime.close();
         };
-        let relay = tokio::spawn(events::run_relay(
+        let config = &self.state.config;
+        let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
-            self.state.config.clone(),
+            &crate::spec::KAFKA,
+            config.kafka.clone(),
+            config.outbox.clone(),
             stop_rx.clone(),
         ));
         let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx.clone()));

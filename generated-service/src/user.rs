@@ -223,7 +223,7 @@ pub async fn point_avatar(
         .follow(tx, TOPICS.name, &[&event_row(&old)?, &event_row(&row)?])
         .await?;
     let events = TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?;
-    crate::events::enqueue(tx, ctx, &events).await
+    svcgen_runtime::outbox::enqueue(tx, ctx, &events).await
 }
 
 /// Who owns a row, for rules that let owners in.
@@ -399,7 +399,7 @@ async fn update_user(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -520,7 +520,7 @@ async fn update_profile(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_PROFILE, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -627,7 +627,7 @@ async fn create_user(
         .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -675,7 +675,7 @@ async fn delete_user(
         .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -724,7 +724,7 @@ async fn archive_profile(
         .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&ARCHIVE_PROFILE, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1141,7 +1141,7 @@ async fn update_user_role(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_ROLE, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1252,7 +1252,7 @@ async fn update_user_password(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_PASSWORD, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1347,7 +1347,7 @@ async fn update_user_password_by_admin(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_PASSWORD_BY_ADMIN, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1465,7 +1465,7 @@ async fn register_user(
         .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&REGISTER_USER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1517,7 +1517,7 @@ async fn extend_user_index(
         id,
         &serde_json::json!({ "id" : id, "extends" : added }),
     )?;
-    crate::events::enqueue(&mut tx, &ctx, &[event]).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &[event]).await?;
     tx.commit().await?;
     Ok(reply)
 }

@@ -283,7 +283,7 @@ async fn create_user_avatars_file(
     let reply = ctx.reply(&CREATE_USER_AVATARS_FILE, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_AVATARS_FILE, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -494,7 +494,7 @@ async fn delete_user_avatars_file(
     let reply = ctx.reply(&DELETE_USER_AVATARS_FILE, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_AVATARS_FILE, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }

@@ -200,7 +200,7 @@ async fn create_user_group(
         .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_GROUP, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -286,7 +286,7 @@ async fn update_user_group(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_GROUP, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -329,7 +329,7 @@ async fn delete_user_group(
         .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_GROUP, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -514,7 +514,7 @@ async fn extend_user_group_index(
         id,
         &serde_json::json!({ "id" : id, "extends" : added }),
     )?;
-    crate::events::enqueue(&mut tx, &ctx, &[event]).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &[event]).await?;
     tx.commit().await?;
     Ok(reply)
 }

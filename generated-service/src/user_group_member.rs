@@ -207,7 +207,7 @@ async fn create_user_group_member(
         .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_GROUP_MEMBER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -250,7 +250,7 @@ async fn delete_user_group_member(
         .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_GROUP_MEMBER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }

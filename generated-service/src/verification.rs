@@ -13,7 +13,6 @@
 use crate::app::AppState;
 use crate::auth::{self, ClientAddr, PendingSignIn};
 use crate::config::{Config, SmtpTls};
-use crate::events;
 use crate::user::{self as account, User};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -32,6 +31,7 @@ use svcgen_runtime::envelope::{Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::event::Event;
 use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::outbox;
 use svcgen_runtime::route::Access;
 use svcgen_runtime::route::RouteInfo;
 use svcgen_runtime::validation::Validator;
@@ -581,7 +581,7 @@ async fn complete_email_verification(
         &account::event_row(&row)?,
     )?);
     events.extend(reply.event(&COMPLETE_EMAIL_VERIFICATION, to.id));
-    events::enqueue(&mut tx, &ctx, &events).await?;
+    outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -625,7 +625,7 @@ async fn complete_password_reset(
         &account::event_row(&row)?,
     )?);
     events.extend(reply.event(&COMPLETE_PASSWORD_RESET, to.id));
-    events::enqueue(&mut tx, &ctx, &events).await?;
+    outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }

@@ -1,8 +1,9 @@
 //! What every svcgen-generated service shares and no model changes: the seed's
 //! REST envelope, the error type that is the HTTP answer, extractors,
-//! validation primitives, events, and the contracts' routes. A generated
-//! crate holds only what its model decides and passes those facts in as data
-//! (a [`route::ServiceInfo`], [`route::RouteInfo`]s, [`docs::Docs`]).
+//! validation primitives, events and their way to Kafka, the realtime
+//! stream, health probes and the contracts' routes. A generated crate holds only what its model decides and passes
+//! those facts in as data (a [`route::ServiceInfo`], [`route::RouteInfo`]s,
+//! a [`kafka::KafkaSpec`], [`docs::Docs`]).
 //!
 //! Modules layer without cycles; each imports only those listed before it:
 //!
@@ -13,9 +14,14 @@
 //!    (feature `files`): uploads and downloads.
 //! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
 //! 5. [`envelope`]: the request context and the envelope of every answer.
-//! 6. [`views`]: what reading routes show each caller.
-//! 7. `search` and its Elasticsearch mirror `elastic` (feature `search`).
-//! 8. [`docs`]: the contracts' routes.
+//! 6. [`views`]: what reading routes show each caller; [`outbox`]: events
+//!    written with the change, and the relay's side of the table.
+//! 7. [`kafka`]: records, topics, the producer of reading-route events and the
+//!    relay's sink; `search` and its Elasticsearch mirror `elastic` (feature
+//!    `search`).
+//! 8. [`relay`]: the task that carries the outbox to Kafka; `realtime` (feature
+//!    `realtime`): the Server-Sent Events stream of the outbox.
+//! 9. [`health`], [`docs`]: the probes and the contracts' routes.
 
 pub mod route;
 pub mod tables;
@@ -31,11 +37,22 @@ pub mod event;
 
 pub mod envelope;
 
+pub mod outbox;
 pub mod views;
+
+pub mod kafka;
 
 #[cfg(feature = "search")]
 pub mod elastic;
 #[cfg(feature = "search")]
 pub mod search;
 
+#[cfg(feature = "realtime")]
+pub mod realtime;
+pub mod relay;
+
 pub mod docs;
+pub mod health;
+
+#[cfg(test)]
+mod testing;

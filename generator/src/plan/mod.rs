@@ -61,7 +61,7 @@ pub struct RuntimeDep {
     /// Relative to the generated crate.
     pub path: String,
     pub version: &'static str,
-    /// The runtime's optional parts this model uses (`files`, `search`).
+    /// The runtime's optional parts this model uses (`files`, `search`, `realtime`).
     pub features: Vec<&'static str>,
 }
 
@@ -129,22 +129,23 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         .collect();
     let identity = identity::identity(m, &routes);
     let realtime = routes.iter().find(|r| r.action == Action::Subscribe);
+    let realtime = RealtimePlan {
+        served: realtime.is_some(),
+        name: realtime.map(|r| r.name.clone()).unwrap_or_default(),
+        path: realtime.map(|r| r.path.clone()).unwrap_or_default(),
+    };
     Plan {
         source: source.to_string(),
         service: service(m),
         runtime: RuntimeDep {
             path: crate::runtime::WORKSPACE_PATH.to_string(),
             version: crate::runtime::VERSION,
-            features: runtime_features(&routes, &search),
+            features: runtime_features(&routes, &search, &realtime),
         },
         topics: topics::topics(m, &objects, &search, &routes, &identity),
         constraints: topics::constraints(&objects),
         search_topics: search_topics(&objects, &search),
-        realtime: RealtimePlan {
-            served: realtime.is_some(),
-            name: realtime.map(|r| r.name.clone()).unwrap_or_default(),
-            path: realtime.map(|r| r.path.clone()).unwrap_or_default(),
-        },
+        realtime,
         views: ViewsPlan {
             routes: routes
                 .iter()
@@ -197,7 +198,11 @@ fn service(m: &Model) -> ServicePlan {
 
 /// The optional parts of svcgen-runtime the model uses: `files` for uploads
 /// and downloads, `search` for search indexes (and their mirror).
-fn runtime_features(routes: &[RoutePlan], search: &search::SearchPlan) -> Vec<&'static str> {
+fn runtime_features(
+    routes: &[RoutePlan],
+    search: &search::SearchPlan,
+    realtime: &RealtimePlan,
+) -> Vec<&'static str> {
     let mut features = Vec::new();
     if routes
         .iter()
@@ -207,6 +212,9 @@ fn runtime_features(routes: &[RoutePlan], search: &search::SearchPlan) -> Vec<&'
     }
     if search.is_used() {
         features.push("search");
+    }
+    if realtime.served {
+        features.push("realtime");
     }
     features
 }

@@ -13,7 +13,6 @@
 
 use crate::app::AppState;
 use crate::config::Config;
-use crate::events;
 use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -41,6 +40,7 @@ use svcgen_runtime::envelope::{Reply, RequestContext};
 use svcgen_runtime::error::{ApiError, FieldError};
 use svcgen_runtime::event::{Event, Notices, Watcher};
 use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::outbox;
 use svcgen_runtime::route::Access;
 use svcgen_runtime::route::RouteInfo;
 use svcgen_runtime::validation::Validator;
@@ -424,7 +424,7 @@ impl AuthState {
         .execute(&mut *tx)
         .await?;
         let reply = ctx.reply(route, StatusCode::OK, &session.view(&tokens))?;
-        events::enqueue(tx, ctx, &[session.event(event, ctx, &tokens)?]).await?;
+        outbox::enqueue(tx, ctx, &[session.event(event, ctx, &tokens)?]).await?;
         Ok((reply, tokens))
     }
     /// What `token` says, once its signature and claims are verified (or
@@ -593,7 +593,7 @@ pub const CALLERS_CHANNEL: &str = "auth_callers";
 /// Sessions recently found live, with their account's role, so that most
 /// requests skip that query (decision live-session-cache). Whatever ends a
 /// session or changes an account publishes an event through the outbox;
-/// [`events::enqueue`] then marks the session or account here before the
+/// [`outbox::enqueue`] then marks the session or account here before the
 /// transaction commits and sends NOTIFY [`CALLERS_CHANNEL`] in it, on which
 /// every replica forgets it. A marked id is read from the database until its
 /// notification arrives. Nothing is remembered while the listener is down.
@@ -1460,7 +1460,7 @@ pub async fn revoke_sessions(
         .map(|s| s.event("sessionDeleted", ctx, &Tokens::default()))
         .collect::<Result<Vec<_>, _>>()?;
     if !events.is_empty() {
-        events::enqueue(tx, ctx, &events).await?;
+        outbox::enqueue(tx, ctx, &events).await?;
     }
     Ok(())
 }
@@ -1495,7 +1495,7 @@ pub async fn sweep_once(db: &PgPool) -> Result<usize, ApiError> {
         .map(|s| s.event("sessionDeleted", &ctx, &Tokens::default()))
         .collect::<Result<Vec<_>, _>>()?;
     if !events.is_empty() {
-        events::enqueue(&mut tx, &ctx, &events).await?;
+        outbox::enqueue(&mut tx, &ctx, &events).await?;
     }
     tx.commit().await?;
     Ok(rows.len())
@@ -1577,7 +1577,7 @@ pub struct PendingSignIn {
 }
 
 /// What opening a session writes with its event: the session and its refresh
-/// token's hash, as WITH items for [`events::enqueue_after`].
+/// token's hash, as WITH items for [`outbox::enqueue_after`].
 const OPEN_SESSION_SQL: &str = "session AS (
          INSERT INTO sessions (id, user_id, device_name, client_address, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -1617,7 +1617,7 @@ pub async fn open_session(
     let refresh_hash = token_hash(tokens.refresh.as_deref().unwrap_or_default());
     let stored = session.clone();
     let address = pending.client_address;
-    events::enqueue_after(
+    outbox::enqueue_after(
         conn,
         &ctx,
         &[event],
@@ -1781,7 +1781,7 @@ async fn renew(
             .bind(session_id)
             .fetch_one(&mut *tx)
             .await?;
-            events::enqueue(
+            outbox::enqueue(
                 &mut tx,
                 &ctx,
                 &[session.event("sessionDeleted", &ctx, &Tokens::default())?],
@@ -1840,7 +1840,7 @@ async fn sign_out(
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the session has ended".into()))?;
     let reply = ctx.reply(&SIGN_OUT, StatusCode::OK, &session.view(&Tokens::default()))?;
-    events::enqueue(
+    outbox::enqueue(
         &mut tx,
         &ctx,
         &[session.event("sessionDeleted", &ctx, &Tokens::default())?],

@@ -216,7 +216,7 @@ async fn add_book(
         .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&ADD_BOOK, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -617,7 +617,7 @@ async fn reshelve_book(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&RESHELVE_BOOK, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -660,7 +660,7 @@ async fn archive_book(
         .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&ARCHIVE_BOOK, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }

@@ -221,7 +221,7 @@ async fn lend_book(
     let reply = ctx.reply(&LEND_BOOK, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&LEND_BOOK, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -288,7 +288,7 @@ async fn extend_loan(
     let reply = ctx.reply(&EXTEND_LOAN, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&EXTEND_LOAN, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -615,7 +615,7 @@ async fn return_book(
     let reply = ctx.reply(&RETURN_BOOK, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&RETURN_BOOK, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
