@@ -240,16 +240,6 @@ pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<User, ApiErro
         .ok_or(ApiError::NotFound)
 }
 
-/// A stale recordVersion is a conflict; no expectation passes.
-fn check_version(expected: Option<i32>, row: &User) -> Result<(), ApiError> {
-    match expected {
-        Some(v) if v != row.record_version => Err(ApiError::StaleVersion {
-            current: row.record_version,
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// `getUser`: the route's facts for its answers and events.
 pub static GET_USER: RouteInfo = RouteInfo {
     name: "getUser",
@@ -361,7 +351,7 @@ async fn update_user(
     let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER.access)?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -485,7 +475,7 @@ async fn update_profile(
     let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -660,7 +650,7 @@ async fn delete_user(
     let caller = crate::auth::lock_ranks(&mut tx, &caller, true).await?;
     caller.may_try(&DELETE_USER.access)?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
     let row: User = sqlx::query_as(DELETE_SQL)
@@ -709,7 +699,7 @@ async fn archive_profile(
     caller.may_try(&ARCHIVE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
     caller.allow(&ARCHIVE_PROFILE.access, owner_of(&old))?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
     let row: User = sqlx::query_as(DELETE_SQL)
@@ -819,12 +809,12 @@ async fn list_users(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&LIST_USERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
-    let order_by = sort_order(q.sort.as_deref())?;
+    let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM users AS t WHERE t.is_active",
     );
     let filters = list_users_filters(&q, scope, &mut sql)?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -840,12 +830,7 @@ async fn list_users(
         }
         None => 0,
     };
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = crate::auth::ui_permissions(Some(&caller), "user");
     let reply = ctx.reply_list(
         &LIST_USERS,
@@ -954,11 +939,11 @@ async fn search_users(
     let sight = views::Sight::owner_view(caller.user_id, caller.is_admin());
     let order_by = match q.sort.as_deref() {
         None => "rank DESC, t.id ASC",
-        given => sort_order(given)?,
+        given => validation::sort_order(given, "-createdAt", SORTS)?,
     };
     let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
     let query = SEARCH.prefix_query(keyword, sight.pick("", "B"))?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     let mut sql = QueryBuilder::new(
         sight
             .pick(
@@ -995,13 +980,7 @@ async fn search_users(
                 &["id", "fullname", "avatar", "isActive", "_score"],
             );
         }
-        let paging = Paging {
-            page_number,
-            page_row_count,
-            total_row_count,
-            page_count: (total_row_count + i64::from(page_row_count) - 1)
-                / i64::from(page_row_count),
-        };
+        let paging = Paging::new(page_number, page_row_count, total_row_count);
         let ui_permissions = crate::auth::ui_permissions(Some(&caller), "user");
         let reply = ctx.reply_list(
             &SEARCH_USERS,
@@ -1044,12 +1023,7 @@ async fn search_users(
             &["id", "fullname", "avatar", "isActive", "_score"],
         );
     }
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = crate::auth::ui_permissions(Some(&caller), "user");
     let reply = ctx.reply_list(
         &SEARCH_USERS,
@@ -1115,7 +1089,7 @@ async fn update_user_role(
         caller.may_grant(role)?;
     }
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     if role_id.as_deref().is_some_and(|role| role != old.role_id) {
         crate::auth::keep_top_role(&mut tx, id, &old.role_id).await?;
@@ -1221,7 +1195,7 @@ async fn update_user_password(
     let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER_PASSWORD.access)?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -1316,7 +1290,7 @@ async fn update_user_password_by_admin(
     let caller = crate::auth::lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER_PASSWORD_BY_ADMIN.access)?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -1522,31 +1496,19 @@ async fn extend_user_index(
     Ok(reply)
 }
 
-/// The ORDER BY of a list's `sort` parameter (`field` or `-field`).
-fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
-    match sort.unwrap_or("-createdAt") {
-        "email" => Ok("t.email ASC, t.id ASC"),
-        "-email" => Ok("t.email DESC, t.id DESC"),
-        "fullname" => Ok("t.fullname ASC, t.id ASC"),
-        "-fullname" => Ok("t.fullname DESC, t.id DESC"),
-        "createdAt" => Ok("t.created_at ASC, t.id ASC"),
-        "-createdAt" => Ok("t.created_at DESC, t.id DESC"),
-        "updatedAt" => Ok("t.updated_at ASC, t.id ASC"),
-        "-updatedAt" => Ok("t.updated_at DESC, t.id DESC"),
-        other => {
-            Err(
-                ApiError::Validation(
-                    vec![
-                        FieldError::new("sort",
-                        format!("unknown sort \"{other}\"; expected one of email, -email, fullname, -fullname, createdAt, -createdAt, updatedAt, -updatedAt"),)
-                    ],
-                ),
-            )
-        }
-    }
-}
+/// A list's `sort` keys (`field` or `-field`) and their ORDER BY.
+const SORTS: &[(&str, &str)] = &[
+    ("email", "t.email ASC, t.id ASC"),
+    ("-email", "t.email DESC, t.id DESC"),
+    ("fullname", "t.fullname ASC, t.id ASC"),
+    ("-fullname", "t.fullname DESC, t.id DESC"),
+    ("createdAt", "t.created_at ASC, t.id ASC"),
+    ("-createdAt", "t.created_at DESC, t.id DESC"),
+    ("updatedAt", "t.updated_at ASC, t.id ASC"),
+    ("-updatedAt", "t.updated_at DESC, t.id DESC"),
+];
 
-/// A list's `sort` as an Elasticsearch sort (the key was checked by [`sort_order`]).
+/// A list's `sort` as an Elasticsearch sort (the key was checked against [`SORTS`]).
 fn es_sort_order(sort: &str) -> Option<serde_json::Value> {
     match sort {
         "email" => Some(serde_json::json!({ "email.keyword" : "asc" })),

@@ -27,20 +27,6 @@ pub fn context(watcher: Option<Arc<dyn Watcher>>) -> RequestContext {
     }
 }
 
-/// The outbox as the migrations create it (generator/src/migrate.rs).
-const OUTBOX: &str = "
-CREATE TABLE event_outbox (
-    id bigserial PRIMARY KEY,
-    event_id uuid NOT NULL,
-    topic text NOT NULL,
-    event_key text NOT NULL,
-    lane integer NOT NULL,
-    payload text NOT NULL,
-    request_id text,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    delivered_at timestamptz
-)";
-
 fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
@@ -70,7 +56,7 @@ impl TestDb {
         };
         db.pool()
             .await
-            .execute(OUTBOX)
+            .execute(crate::tables::OUTBOX.create_sql().as_str())
             .await
             .expect("create the outbox");
         db
