@@ -7,6 +7,7 @@
 //! outbox and the relay, at least once: consumers drop duplicates by the
 //! `ce_id` header.
 
+use crate::config::{ConfigError, Env};
 use crate::envelope::RequestContext;
 use crate::event::Event;
 use crate::outbox::{Pending, Sink};
@@ -57,6 +58,25 @@ pub struct KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// `KAFKA_*`; created topics get the model's `partitions` and
+    /// `replication_factor` unless the environment says otherwise.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        partitions: i32,
+        replication_factor: i32,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            brokers: env.text("KAFKA_BROKERS"),
+            linger_ms: env.parse("KAFKA_LINGER_MS", "5")?,
+            message_timeout_ms: env.parse("KAFKA_MESSAGE_TIMEOUT_MS", "10000")?,
+            queue_max_messages: env.parse("KAFKA_QUEUE_MAX_MESSAGES", "10000")?,
+            queue_max_kbytes: env.parse("KAFKA_QUEUE_MAX_KBYTES", "8192")?,
+            partitions: env.parse("KAFKA_PARTITIONS", &partitions.to_string())?,
+            replication_factor: env
+                .parse("KAFKA_REPLICATION_FACTOR", &replication_factor.to_string())?,
+        })
+    }
+
     fn client_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", brokers)

@@ -7,8 +7,9 @@
 //!
 //! Modules layer without cycles; each imports only those listed before it:
 //!
-//! 1. [`route`]: facts about the service and its routes, and [`tables`]: the
-//!    tables the runtime owns (no imports; the generator reads it too).
+//! 1. [`config`]: settings from the environment; [`route`]: facts about the
+//!    service and its routes; [`tables`]: the tables the runtime owns (no
+//!    imports; the generator reads it too).
 //! 2. [`error`]: the error type and its HTTP answer.
 //! 3. [`validation`], [`extract`]: checking and reading requests; `files`
 //!    (feature `files`): uploads and downloads.
@@ -22,7 +23,9 @@
 //! 8. [`relay`]: the task that carries the outbox to Kafka; `realtime` (feature
 //!    `realtime`): the Server-Sent Events stream of the outbox.
 //! 9. [`health`], [`docs`]: the probes and the contracts' routes.
+//! 10. [`server`]: start, the layers around every route, and shutdown.
 
+pub mod config;
 pub mod route;
 pub mod tables;
 
@@ -53,6 +56,7 @@ pub mod relay;
 
 pub mod docs;
 pub mod health;
+pub mod server;
 
 #[cfg(test)]
 mod testing;

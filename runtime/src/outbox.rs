@@ -8,6 +8,7 @@
 //! woken by NOTIFY [`CHANNEL`] at commit. Delivery is at least once: consumers
 //! drop duplicates by the event id.
 
+use crate::config::{ConfigError, Env};
 use crate::envelope::RequestContext;
 use crate::error::ApiError;
 use crate::event::{Event, Notices};
@@ -30,6 +31,15 @@ pub struct OutboxSettings {
     pub batch_size: i64,
     /// `OUTBOX_RETENTION_SECS` (default 86400): how long delivered events are kept.
     pub retention_secs: u64,
+}
+
+impl OutboxSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            batch_size: env.parse("OUTBOX_BATCH_SIZE", "500")?,
+            retention_secs: env.parse("OUTBOX_RETENTION_SECS", "86400")?,
+        })
+    }
 }
 
 /// A stable lane for a key (FNV-1a), the same on every replica and release:
