@@ -4,7 +4,6 @@
 
 use crate::auth;
 use crate::config::Config;
-use crate::events::{self, Publisher};
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::HeaderName;
@@ -17,12 +16,16 @@ use svcgen_runtime::auth::AuthState;
 use svcgen_runtime::elastic::{self, Elastic};
 use svcgen_runtime::envelope;
 use svcgen_runtime::event::Watcher;
+use svcgen_runtime::kafka::Publisher;
+use svcgen_runtime::realtime::{self, Hub};
+use svcgen_runtime::relay;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// Shared by every handler; extractors take the parts they need (`FromRef`).
+/// Shared by every handler; runtime routes and extractors take the parts
+/// they need (`FromRef`).
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: PgPool,
@@ -34,7 +37,7 @@ pub struct AppState {
     /// The Elasticsearch mirror of the search indexes, when configured.
     pub elastic: Option<Arc<Elastic>>,
     /// Fans new outbox events out to realtime streams.
-    pub realtime: Arc<crate::realtime::Hub>,
+    pub realtime: Arc<Hub>,
     /// Sends one-time codes by SMTP when `SMTP_HOST` is set.
     pub mailer: Option<Arc<svcgen_runtime::verification::Mailer>>,
 }
@@ -47,11 +50,13 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The full HTTP interface; shared by `main` and the tests.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(crate::health::router())
+        .merge(svcgen_runtime::health::router())
         .merge(auth::router())
         .merge(crate::verification::router())
         .merge(svcgen_runtime::docs::router(&crate::spec::DOCS))
-        .merge(crate::realtime::router())
+        .merge(realtime::router::<AppState, svcgen_runtime::auth::Caller>(
+            "/v1/events",
+        ))
         .merge(crate::user::router())
         .merge(crate::user_group::router())
         .merge(crate::user_group_member::router())
@@ -94,7 +99,8 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
-        let events = Publisher::new(&config).context("creating the Kafka producer")?;
+        let events = Publisher::new(&crate::spec::KAFKA, &config.kafka)
+            .context("creating the Kafka producer")?;
         let auth = Arc::new(
             auth::load(&db, &config)
                 .await
@@ -106,9 +112,7 @@ impl Application {
             )),
             None => None,
         };
-        let realtime = crate::realtime::Hub::start(&db)
-            .await
-            .context("starting the realtime hub")?;
+        let realtime = Hub::start(&db).await.context("starting the realtime hub")?;
         let mailer = crate::verification::mailer(&config)
             .context("configuring SMTP")?
             .map(Arc::new);
@@ -156,9 +160,12 @@ impl Application {
             shutdown.await;
             realtime.close();
         };
-        let relay = tokio::spawn(events::run_relay(
+        let config = &self.state.config;
+        let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
-            self.state.config.clone(),
+            &crate::spec::KAFKA,
+            config.kafka.clone(),
+            config.outbox.clone(),
             stop_rx.clone(),
         ));
         let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx.clone()));

@@ -3,11 +3,10 @@
 //! Signing in and sessions: the model's identity as data for the runtime's
 //! auth core (`svcgen_runtime::auth`: keys, hashing, the live-session cache,
 //! throttling, token checks and sessions), and the routes whose bodies the
-//! model shapes. Session events go through this crate's outbox.
+//! model shapes. Session events go through the outbox.
 
 use crate::app::AppState;
 use crate::config::Config;
-use crate::events;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -28,6 +27,7 @@ use svcgen_runtime::auth::{
 use svcgen_runtime::envelope::{Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::outbox;
 use svcgen_runtime::route::{Access, RouteInfo};
 use uuid::Uuid;
 
@@ -506,7 +506,7 @@ pub async fn revoke_sessions(
         .revoke_sessions(tx, ctx, user_id, except, reason)
         .await?;
     if !events.is_empty() {
-        events::enqueue(tx, ctx, &events).await?;
+        outbox::enqueue(tx, ctx, &events).await?;
     }
     Ok(())
 }
@@ -522,7 +522,7 @@ pub async fn sweep_once(db: &PgPool) -> Result<usize, ApiError> {
     let ctx = RequestContext::system(&crate::spec::SERVICE);
     let events = IDENTITY.expire_sessions(&mut tx, &ctx).await?;
     if !events.is_empty() {
-        events::enqueue(&mut tx, &ctx, &events).await?;
+        outbox::enqueue(&mut tx, &ctx, &events).await?;
     }
     tx.commit().await?;
     Ok(events.len())
@@ -543,7 +543,7 @@ pub async fn open_session(
     let opening = app.auth.open_session(ctx, user_id, role, pending, route)?;
     let (sql, params) = app.auth.open_session_sql();
     let write = opening.write();
-    events::enqueue_after(
+    outbox::enqueue_after(
         conn,
         &opening.ctx,
         std::slice::from_ref(&opening.event),
@@ -692,12 +692,12 @@ async fn refresh_token(
         .await?
     {
         Refreshed::Reused { ctx, events } => {
-            events::enqueue(&mut tx, &ctx, &events).await?;
+            outbox::enqueue(&mut tx, &ctx, &events).await?;
             tx.commit().await?;
             Err(sessions::refresh_refused())
         }
         Refreshed::Renewed(renewal) => {
-            events::enqueue(&mut tx, &renewal.ctx, &renewal.events).await?;
+            outbox::enqueue(&mut tx, &renewal.ctx, &renewal.events).await?;
             tx.commit().await?;
             Ok(app.auth.renewed(renewal))
         }
@@ -713,7 +713,7 @@ async fn logout(
 ) -> Result<Response, ApiError> {
     let mut tx = app.db.begin().await?;
     let out = app.auth.sign_out(&mut tx, &ctx, &caller, &LOGOUT).await?;
-    events::enqueue(&mut tx, &out.ctx, &out.events).await?;
+    outbox::enqueue(&mut tx, &out.ctx, &out.events).await?;
     tx.commit().await?;
     Ok(app.auth.signed_out(out.reply))
 }

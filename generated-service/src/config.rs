@@ -4,14 +4,14 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use svcgen_runtime::kafka::KafkaSettings;
+use svcgen_runtime::outbox::OutboxSettings;
 
 /// The service's settings; `Debug` never prints the database credentials.
 #[derive(Clone)]
 pub struct Config {
     /// `DATABASE_URL` (required).
     pub database_url: String,
-    /// `KAFKA_BROKERS`, a comma-separated list; events wait in the database without it.
-    pub kafka_brokers: Option<String>,
     /// `HTTP_ADDR` (default `127.0.0.1:3000`).
     pub http_addr: SocketAddr,
     /// `DATABASE_MAX_CONNECTIONS` (default 10).
@@ -19,23 +19,12 @@ pub struct Config {
     /// `DATABASE_ACQUIRE_TIMEOUT_MS` (default 5000): how long a request waits
     /// for a database connection before it is answered 503.
     pub database_acquire_timeout_ms: u64,
-    /// `KAFKA_LINGER_MS` (default 5): how long the producer waits to batch.
-    pub kafka_linger_ms: u64,
-    /// `KAFKA_MESSAGE_TIMEOUT_MS` (default 10000): after this an unacknowledged
-    /// event counts as failed and the relay backs off and retries.
-    pub kafka_message_timeout_ms: u64,
-    /// `KAFKA_QUEUE_MAX_MESSAGES` (default 10000) and `KAFKA_QUEUE_MAX_KBYTES`
-    /// (default 8192): bounds of the read-event queue, in messages and memory.
-    pub kafka_queue_max_messages: u64,
-    pub kafka_queue_max_kbytes: u64,
-    /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of created topics
-    /// (defaults from the model: 3 and 1).
-    pub kafka_partitions: i32,
-    pub kafka_replication_factor: i32,
-    /// `OUTBOX_BATCH_SIZE` (default 500): events the relay sends per round.
-    pub outbox_batch_size: i64,
-    /// `OUTBOX_RETENTION_SECS` (default 86400): how long delivered events are kept.
-    pub outbox_retention_secs: u64,
+    /// `KAFKA_BROKERS` and the producer's settings; topics are created with
+    /// the model's 3 partitions and replication factor 1 unless
+    /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` say otherwise.
+    pub kafka: KafkaSettings,
+    /// `OUTBOX_BATCH_SIZE` and `OUTBOX_RETENTION_SECS`: the relay's rounds.
+    pub outbox: OutboxSettings,
     /// `JWT_PRIVATE_KEY`: the Ed25519 signing key, PKCS#8 PEM. Without it a
     /// development key is generated at first start and kept in the database.
     pub jwt_private_key: Option<String>,
@@ -142,18 +131,22 @@ impl Config {
         let http_addr = parse(&get, "HTTP_ADDR", "127.0.0.1:3000")?;
         Ok(Self {
             database_url,
-            kafka_brokers: get("KAFKA_BROKERS").filter(|v| !v.trim().is_empty()),
             http_addr,
             database_max_connections: parse(&get, "DATABASE_MAX_CONNECTIONS", "10")?,
             database_acquire_timeout_ms: parse(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", "5000")?,
-            kafka_linger_ms: parse(&get, "KAFKA_LINGER_MS", "5")?,
-            kafka_message_timeout_ms: parse(&get, "KAFKA_MESSAGE_TIMEOUT_MS", "10000")?,
-            kafka_queue_max_messages: parse(&get, "KAFKA_QUEUE_MAX_MESSAGES", "10000")?,
-            kafka_queue_max_kbytes: parse(&get, "KAFKA_QUEUE_MAX_KBYTES", "8192")?,
-            kafka_partitions: parse(&get, "KAFKA_PARTITIONS", "3")?,
-            kafka_replication_factor: parse(&get, "KAFKA_REPLICATION_FACTOR", "1")?,
-            outbox_batch_size: parse(&get, "OUTBOX_BATCH_SIZE", "500")?,
-            outbox_retention_secs: parse(&get, "OUTBOX_RETENTION_SECS", "86400")?,
+            kafka: KafkaSettings {
+                brokers: get("KAFKA_BROKERS").filter(|v| !v.trim().is_empty()),
+                linger_ms: parse(&get, "KAFKA_LINGER_MS", "5")?,
+                message_timeout_ms: parse(&get, "KAFKA_MESSAGE_TIMEOUT_MS", "10000")?,
+                queue_max_messages: parse(&get, "KAFKA_QUEUE_MAX_MESSAGES", "10000")?,
+                queue_max_kbytes: parse(&get, "KAFKA_QUEUE_MAX_KBYTES", "8192")?,
+                partitions: parse(&get, "KAFKA_PARTITIONS", "3")?,
+                replication_factor: parse(&get, "KAFKA_REPLICATION_FACTOR", "1")?,
+            },
+            outbox: OutboxSettings {
+                batch_size: parse(&get, "OUTBOX_BATCH_SIZE", "500")?,
+                retention_secs: parse(&get, "OUTBOX_RETENTION_SECS", "86400")?,
+            },
             jwt_private_key: get("JWT_PRIVATE_KEY").filter(|v| !v.trim().is_empty()),
             jwt_key_id: get("JWT_KEY_ID").filter(|v| !v.trim().is_empty()),
             hash_concurrency: match get("HASH_CONCURRENCY") {
@@ -200,21 +193,14 @@ impl fmt::Debug for Config {
         };
         f.debug_struct("Config")
             .field("database_url", &url)
-            .field("kafka_brokers", &self.kafka_brokers)
             .field("http_addr", &self.http_addr)
             .field("database_max_connections", &self.database_max_connections)
             .field(
                 "database_acquire_timeout_ms",
                 &self.database_acquire_timeout_ms,
             )
-            .field("kafka_linger_ms", &self.kafka_linger_ms)
-            .field("kafka_message_timeout_ms", &self.kafka_message_timeout_ms)
-            .field("kafka_queue_max_messages", &self.kafka_queue_max_messages)
-            .field("kafka_queue_max_kbytes", &self.kafka_queue_max_kbytes)
-            .field("kafka_partitions", &self.kafka_partitions)
-            .field("kafka_replication_factor", &self.kafka_replication_factor)
-            .field("outbox_batch_size", &self.outbox_batch_size)
-            .field("outbox_retention_secs", &self.outbox_retention_secs)
+            .field("kafka", &self.kafka)
+            .field("outbox", &self.outbox)
             .field(
                 "jwt_private_key",
                 &self.jwt_private_key.as_ref().map(|_| "***"),

@@ -3,6 +3,7 @@
 //! What the model says about the service as a whole, as data for the runtime.
 
 use svcgen_runtime::docs::Docs;
+use svcgen_runtime::kafka::KafkaSpec;
 use svcgen_runtime::route::ServiceInfo;
 use svcgen_runtime::views::View;
 
@@ -18,6 +19,13 @@ pub static SERVICE: ServiceInfo = ServiceInfo {
         ("user_avatars_files_owner_id_fkey", "ownerId"),
         ("user_avatars_files_user_id_fkey", "userId"),
     ],
+};
+
+/// Who the service is on the broker, and the topics it creates at start.
+pub static KAFKA: KafkaSpec = KafkaSpec {
+    source: "/airbnb-auth-service",
+    client_id: "airbnb-auth-service",
+    topics: crate::topics::ALL,
 };
 
 /// The service's own download paths, placeholders in braces: the relative

@@ -224,7 +224,7 @@ pub async fn point_avatar(
         .follow(tx, TOPICS.name, &[&event_row(&old)?, &event_row(&row)?])
         .await?;
     let events = TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?;
-    crate::events::enqueue(tx, ctx, &events).await
+    svcgen_runtime::outbox::enqueue(tx, ctx, &events).await
 }
 
 /// Who owns a row, for rules that let owners in.
@@ -239,16 +239,6 @@ pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<User, ApiErro
         .fetch_optional(tx)
         .await?
         .ok_or(ApiError::NotFound)
-}
-
-/// A stale recordVersion is a conflict; no expectation passes.
-fn check_version(expected: Option<i32>, row: &User) -> Result<(), ApiError> {
-    match expected {
-        Some(v) if v != row.record_version => Err(ApiError::StaleVersion {
-            current: row.record_version,
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// `getUser`: the route's facts for its answers and events.
@@ -362,7 +352,7 @@ async fn update_user(
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER.access)?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -400,7 +390,7 @@ async fn update_user(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -486,7 +476,7 @@ async fn update_profile(
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -521,7 +511,7 @@ async fn update_profile(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_PROFILE, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -629,7 +619,7 @@ async fn create_user(
         .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -662,7 +652,7 @@ async fn delete_user(
     let caller = app.auth.lock_ranks(&mut tx, &caller, true).await?;
     caller.may_try(&DELETE_USER.access)?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     app.auth.keep_top_role(&mut tx, id, &old.role_id).await?;
     let row: User = sqlx::query_as(DELETE_SQL)
@@ -677,7 +667,7 @@ async fn delete_user(
         .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -711,7 +701,7 @@ async fn archive_profile(
     caller.may_try(&ARCHIVE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
     caller.allow(&ARCHIVE_PROFILE.access, owner_of(&old))?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     app.auth.keep_top_role(&mut tx, id, &old.role_id).await?;
     let row: User = sqlx::query_as(DELETE_SQL)
@@ -726,7 +716,7 @@ async fn archive_profile(
         .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&ARCHIVE_PROFILE, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -821,12 +811,12 @@ async fn list_users(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&LIST_USERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
-    let order_by = sort_order(q.sort.as_deref())?;
+    let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM users AS t WHERE t.is_active",
     );
     let filters = list_users_filters(&q, scope, &mut sql)?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -842,12 +832,7 @@ async fn list_users(
         }
         None => 0,
     };
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = app.auth.ui_permissions(Some(&caller), "user");
     let reply = ctx.reply_list(
         &LIST_USERS,
@@ -956,11 +941,11 @@ async fn search_users(
     let sight = views::Sight::owner_view(caller.user_id, caller.is_admin());
     let order_by = match q.sort.as_deref() {
         None => "rank DESC, t.id ASC",
-        given => sort_order(given)?,
+        given => validation::sort_order(given, "-createdAt", SORTS)?,
     };
     let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
     let query = SEARCH.prefix_query(keyword, sight.pick("", "B"))?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     let mut sql = QueryBuilder::new(
         sight
             .pick(
@@ -997,13 +982,7 @@ async fn search_users(
                 &["id", "fullname", "avatar", "isActive", "_score"],
             );
         }
-        let paging = Paging {
-            page_number,
-            page_row_count,
-            total_row_count,
-            page_count: (total_row_count + i64::from(page_row_count) - 1)
-                / i64::from(page_row_count),
-        };
+        let paging = Paging::new(page_number, page_row_count, total_row_count);
         let ui_permissions = app.auth.ui_permissions(Some(&caller), "user");
         let reply = ctx.reply_list(
             &SEARCH_USERS,
@@ -1046,12 +1025,7 @@ async fn search_users(
             &["id", "fullname", "avatar", "isActive", "_score"],
         );
     }
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = app.auth.ui_permissions(Some(&caller), "user");
     let reply = ctx.reply_list(
         &SEARCH_USERS,
@@ -1117,7 +1091,7 @@ async fn update_user_role(
         caller.may_grant(role)?;
     }
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     if role_id.as_deref().is_some_and(|role| role != old.role_id) {
         app.auth.keep_top_role(&mut tx, id, &old.role_id).await?;
@@ -1143,7 +1117,7 @@ async fn update_user_role(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_ROLE, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1225,7 +1199,7 @@ async fn update_user_password(
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER_PASSWORD.access)?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -1256,7 +1230,7 @@ async fn update_user_password(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_PASSWORD, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1321,7 +1295,7 @@ async fn update_user_password_by_admin(
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER_PASSWORD_BY_ADMIN.access)?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -1352,7 +1326,7 @@ async fn update_user_password_by_admin(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_PASSWORD_BY_ADMIN, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1473,7 +1447,7 @@ async fn register_user(
         .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&REGISTER_USER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1525,7 +1499,7 @@ async fn extend_user_index(
         id,
         &serde_json::json!({ "id" : id, "extends" : added }),
     )?;
-    crate::events::enqueue(&mut tx, &ctx, &[event]).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &[event]).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -1551,31 +1525,19 @@ async fn get_current_user(
     ctx.reply(&GET_CURRENT_USER, StatusCode::OK, &row)
 }
 
-/// The ORDER BY of a list's `sort` parameter (`field` or `-field`).
-fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
-    match sort.unwrap_or("-createdAt") {
-        "email" => Ok("t.email ASC, t.id ASC"),
-        "-email" => Ok("t.email DESC, t.id DESC"),
-        "fullname" => Ok("t.fullname ASC, t.id ASC"),
-        "-fullname" => Ok("t.fullname DESC, t.id DESC"),
-        "createdAt" => Ok("t.created_at ASC, t.id ASC"),
-        "-createdAt" => Ok("t.created_at DESC, t.id DESC"),
-        "updatedAt" => Ok("t.updated_at ASC, t.id ASC"),
-        "-updatedAt" => Ok("t.updated_at DESC, t.id DESC"),
-        other => {
-            Err(
-                ApiError::Validation(
-                    vec![
-                        FieldError::new("sort",
-                        format!("unknown sort \"{other}\"; expected one of email, -email, fullname, -fullname, createdAt, -createdAt, updatedAt, -updatedAt"),)
-                    ],
-                ),
-            )
-        }
-    }
-}
+/// A list's `sort` keys (`field` or `-field`) and their ORDER BY.
+const SORTS: &[(&str, &str)] = &[
+    ("email", "t.email ASC, t.id ASC"),
+    ("-email", "t.email DESC, t.id DESC"),
+    ("fullname", "t.fullname ASC, t.id ASC"),
+    ("-fullname", "t.fullname DESC, t.id DESC"),
+    ("createdAt", "t.created_at ASC, t.id ASC"),
+    ("-createdAt", "t.created_at DESC, t.id DESC"),
+    ("updatedAt", "t.updated_at ASC, t.id ASC"),
+    ("-updatedAt", "t.updated_at DESC, t.id DESC"),
+];
 
-/// A list's `sort` as an Elasticsearch sort (the key was checked by [`sort_order`]).
+/// A list's `sort` as an Elasticsearch sort (the key was checked against [`SORTS`]).
 fn es_sort_order(sort: &str) -> Option<serde_json::Value> {
     match sort {
         "email" => Some(serde_json::json!({ "email.keyword" : "asc" })),

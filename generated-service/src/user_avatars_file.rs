@@ -15,7 +15,6 @@ use sqlx::{Postgres, QueryBuilder};
 use svcgen_runtime::auth::Caller;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
-use svcgen_runtime::error::FieldError;
 use svcgen_runtime::event::ObjectTopics;
 use svcgen_runtime::extract::ApiPath;
 use svcgen_runtime::extract::ApiQuery;
@@ -151,16 +150,6 @@ pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserAvatarsFi
         .ok_or(ApiError::NotFound)
 }
 
-/// A stale recordVersion is a conflict; no expectation passes.
-fn check_version(expected: Option<i32>, row: &UserAvatarsFile) -> Result<(), ApiError> {
-    match expected {
-        Some(v) if v != row.record_version => Err(ApiError::StaleVersion {
-            current: row.record_version,
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// `createUserAvatarsFile`: the route's facts for its answers and events.
 pub static CREATE_USER_AVATARS_FILE: RouteInfo = RouteInfo {
     name: "createUserAvatarsFile",
@@ -285,7 +274,7 @@ async fn create_user_avatars_file(
     let reply = ctx.reply(&CREATE_USER_AVATARS_FILE, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_AVATARS_FILE, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -410,12 +399,12 @@ async fn list_user_avatars_files(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&LIST_USER_AVATARS_FILES.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
-    let order_by = sort_order(q.sort.as_deref())?;
+    let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.file_name, t.mime_type, t.file_size, t.access_key, t.owner_id, json_build_object('omitted', true, 'href', '/v1/useravatarsfiles/' || t.id || '/file') AS file_data, t.metadata, t.user_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM user_avatars_files AS t WHERE TRUE",
     );
     let filters = list_user_avatars_files_filters(&q, scope, &mut sql)?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -432,12 +421,7 @@ async fn list_user_avatars_files(
         }
         None => 0,
     };
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = app.auth.ui_permissions(Some(&caller), "userAvatarsFile");
     let reply = ctx.reply_list(
         &LIST_USER_AVATARS_FILES,
@@ -482,7 +466,7 @@ async fn delete_user_avatars_file(
     caller.may_try(&DELETE_USER_AVATARS_FILE.access)?;
     let old = lock(&mut tx, id).await?;
     caller.allow(&DELETE_USER_AVATARS_FILE.access, owner_of(&old))?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     app.auth
         .guard_account(&mut tx, &caller, Some(old.user_id))
         .await?;
@@ -498,7 +482,7 @@ async fn delete_user_avatars_file(
     let reply = ctx.reply(&DELETE_USER_AVATARS_FILE, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_AVATARS_FILE, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -561,22 +545,10 @@ async fn download_user_avatars_file_by_key(
     Ok(file.into_response(&headers, "public, max-age=86400"))
 }
 
-/// The ORDER BY of a list's `sort` parameter (`field` or `-field`).
-fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
-    match sort.unwrap_or("-createdAt") {
-        "createdAt" => Ok("t.created_at ASC, t.id ASC"),
-        "-createdAt" => Ok("t.created_at DESC, t.id DESC"),
-        "updatedAt" => Ok("t.updated_at ASC, t.id ASC"),
-        "-updatedAt" => Ok("t.updated_at DESC, t.id DESC"),
-        other => {
-            Err(
-                ApiError::Validation(
-                    vec![
-                        FieldError::new("sort",
-                        format!("unknown sort \"{other}\"; expected one of createdAt, -createdAt, updatedAt, -updatedAt"),)
-                    ],
-                ),
-            )
-        }
-    }
-}
+/// A list's `sort` keys (`field` or `-field`) and their ORDER BY.
+const SORTS: &[(&str, &str)] = &[
+    ("createdAt", "t.created_at ASC, t.id ASC"),
+    ("-createdAt", "t.created_at DESC, t.id DESC"),
+    ("updatedAt", "t.updated_at ASC, t.id ASC"),
+    ("-updatedAt", "t.updated_at DESC, t.id DESC"),
+];

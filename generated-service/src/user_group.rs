@@ -131,16 +131,6 @@ pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserGroup, Ap
         .ok_or(ApiError::NotFound)
 }
 
-/// A stale recordVersion is a conflict; no expectation passes.
-fn check_version(expected: Option<i32>, row: &UserGroup) -> Result<(), ApiError> {
-    match expected {
-        Some(v) if v != row.record_version => Err(ApiError::StaleVersion {
-            current: row.record_version,
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// `createUserGroup`: the route's facts for its answers and events.
 pub static CREATE_USER_GROUP: RouteInfo = RouteInfo {
     name: "createUserGroup",
@@ -200,7 +190,7 @@ async fn create_user_group(
         .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_GROUP, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -261,7 +251,7 @@ async fn update_user_group(
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE user_groups AS t SET record_version = t.record_version + 1, updated_at = now()",
     );
@@ -286,7 +276,7 @@ async fn update_user_group(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_USER_GROUP, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -317,7 +307,7 @@ async fn delete_user_group(
     caller.may_try(&DELETE_USER_GROUP.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     let row: UserGroup = sqlx::query_as(DELETE_SQL)
         .bind(id)
         .fetch_one(&mut *tx)
@@ -329,7 +319,7 @@ async fn delete_user_group(
         .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_GROUP, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -424,12 +414,12 @@ async fn list_user_groups(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&LIST_USER_GROUPS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
-    let order_by = sort_order(q.sort.as_deref())?;
+    let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.group_name, t.avatar, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM user_groups AS t WHERE t.is_active",
     );
     let filters = list_user_groups_filters(&q, scope, &mut sql)?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -446,12 +436,7 @@ async fn list_user_groups(
         }
         None => 0,
     };
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = app.auth.ui_permissions(Some(&caller), "userGroup");
     let reply = ctx.reply_list(
         &LIST_USER_GROUPS,
@@ -514,29 +499,17 @@ async fn extend_user_group_index(
         id,
         &serde_json::json!({ "id" : id, "extends" : added }),
     )?;
-    crate::events::enqueue(&mut tx, &ctx, &[event]).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &[event]).await?;
     tx.commit().await?;
     Ok(reply)
 }
 
-/// The ORDER BY of a list's `sort` parameter (`field` or `-field`).
-fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
-    match sort.unwrap_or("-createdAt") {
-        "groupName" => Ok("t.group_name ASC, t.id ASC"),
-        "-groupName" => Ok("t.group_name DESC, t.id DESC"),
-        "createdAt" => Ok("t.created_at ASC, t.id ASC"),
-        "-createdAt" => Ok("t.created_at DESC, t.id DESC"),
-        "updatedAt" => Ok("t.updated_at ASC, t.id ASC"),
-        "-updatedAt" => Ok("t.updated_at DESC, t.id DESC"),
-        other => {
-            Err(
-                ApiError::Validation(
-                    vec![
-                        FieldError::new("sort",
-                        format!("unknown sort \"{other}\"; expected one of groupName, -groupName, createdAt, -createdAt, updatedAt, -updatedAt"),)
-                    ],
-                ),
-            )
-        }
-    }
-}
+/// A list's `sort` keys (`field` or `-field`) and their ORDER BY.
+const SORTS: &[(&str, &str)] = &[
+    ("groupName", "t.group_name ASC, t.id ASC"),
+    ("-groupName", "t.group_name DESC, t.id DESC"),
+    ("createdAt", "t.created_at ASC, t.id ASC"),
+    ("-createdAt", "t.created_at DESC, t.id DESC"),
+    ("updatedAt", "t.updated_at ASC, t.id ASC"),
+    ("-updatedAt", "t.updated_at DESC, t.id DESC"),
+];

@@ -15,7 +15,6 @@ use sqlx::{Postgres, QueryBuilder};
 use svcgen_runtime::auth::Caller;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
-use svcgen_runtime::error::FieldError;
 use svcgen_runtime::event::ObjectTopics;
 use svcgen_runtime::extract::ApiJson;
 use svcgen_runtime::extract::ApiPath;
@@ -109,16 +108,6 @@ pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserGroupMemb
         .ok_or(ApiError::NotFound)
 }
 
-/// A stale recordVersion is a conflict; no expectation passes.
-fn check_version(expected: Option<i32>, row: &UserGroupMember) -> Result<(), ApiError> {
-    match expected {
-        Some(v) if v != row.record_version => Err(ApiError::StaleVersion {
-            current: row.record_version,
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// `getUserGroupMember`: the route's facts for its answers and events.
 pub static GET_USER_GROUP_MEMBER: RouteInfo = RouteInfo {
     name: "getUserGroupMember",
@@ -207,7 +196,7 @@ async fn create_user_group_member(
         .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_USER_GROUP_MEMBER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -238,7 +227,7 @@ async fn delete_user_group_member(
     caller.may_try(&DELETE_USER_GROUP_MEMBER.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     let row: UserGroupMember = sqlx::query_as(DELETE_SQL)
         .bind(id)
         .fetch_one(&mut *tx)
@@ -250,7 +239,7 @@ async fn delete_user_group_member(
         .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&DELETE_USER_GROUP_MEMBER, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -347,12 +336,12 @@ async fn list_user_group_members(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&LIST_USER_GROUP_MEMBERS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 25, 100)?;
-    let order_by = sort_order(q.sort.as_deref())?;
+    let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.group_id, t.user_id, t.owner_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, CASE WHEN i_user.id IS NULL THEN NULL ELSE json_build_object('email', i_user.email, 'fullname', i_user.fullname, 'avatar', i_user.avatar) END AS user, i_user.id AS user_owner, count(*) OVER () AS total_row_count FROM user_group_members AS t LEFT JOIN users AS i_user ON i_user.id = t.user_id AND i_user.is_active WHERE t.is_active",
     );
     let filters = list_user_group_members_filters(&q, scope, &mut sql)?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -380,12 +369,7 @@ async fn list_user_group_members(
             );
         }
     }
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = app.auth.ui_permissions(Some(&caller), "userGroupMember");
     let reply = ctx.reply_list(
         &LIST_USER_GROUP_MEMBERS,
@@ -401,22 +385,10 @@ async fn list_user_group_members(
     Ok(reply)
 }
 
-/// The ORDER BY of a list's `sort` parameter (`field` or `-field`).
-fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
-    match sort.unwrap_or("-createdAt") {
-        "createdAt" => Ok("t.created_at ASC, t.id ASC"),
-        "-createdAt" => Ok("t.created_at DESC, t.id DESC"),
-        "updatedAt" => Ok("t.updated_at ASC, t.id ASC"),
-        "-updatedAt" => Ok("t.updated_at DESC, t.id DESC"),
-        other => {
-            Err(
-                ApiError::Validation(
-                    vec![
-                        FieldError::new("sort",
-                        format!("unknown sort \"{other}\"; expected one of createdAt, -createdAt, updatedAt, -updatedAt"),)
-                    ],
-                ),
-            )
-        }
-    }
-}
+/// A list's `sort` keys (`field` or `-field`) and their ORDER BY.
+const SORTS: &[(&str, &str)] = &[
+    ("createdAt", "t.created_at ASC, t.id ASC"),
+    ("-createdAt", "t.created_at DESC, t.id DESC"),
+    ("updatedAt", "t.updated_at ASC, t.id ASC"),
+    ("-updatedAt", "t.updated_at DESC, t.id DESC"),
+];

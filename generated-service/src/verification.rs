@@ -8,7 +8,6 @@
 use crate::app::AppState;
 use crate::auth;
 use crate::config::Config;
-use crate::events;
 use crate::user::{self as account, User};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,6 +22,7 @@ use svcgen_runtime::envelope::{Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::event::Event;
 use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::outbox;
 use svcgen_runtime::route::{Access, RouteInfo};
 use svcgen_runtime::validation::Validator;
 use svcgen_runtime::verification::{rejected, Codes, Delivery, Mailer, Purpose};
@@ -315,7 +315,7 @@ async fn complete_email_verification(
         &account::event_row(&row)?,
     )?);
     events.extend(reply.event(&COMPLETE_EMAIL_VERIFICATION, to.id));
-    events::enqueue(&mut tx, &ctx, &events).await?;
+    outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -371,7 +371,7 @@ async fn complete_password_reset(
         &account::event_row(&row)?,
     )?);
     events.extend(reply.event(&COMPLETE_PASSWORD_RESET, to.id));
-    events::enqueue(&mut tx, &ctx, &events).await?;
+    outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }

@@ -34,10 +34,7 @@ templates! {
     LibRs => "lib.rs.j2",
     ConfigRs => "config.rs.j2",
     AppRs => "app.rs.j2",
-    EventsRs => "events.rs.j2",
     SearchRs => "search.rs.j2",
-    RealtimeRs => "realtime.rs.j2",
-    HealthRs => "health.rs.j2",
     SessionProto => "session.proto.j2",
     EventGuide => "event-guide.md.j2",
     DocsHtml => "docs.html.j2",
@@ -104,7 +101,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "auth.rs.j2",
         AuthRs { id: &plan.identity }.render()?,
     );
-    add("src/events.rs", "events.rs.j2", EventsRs { plan }.render()?);
     if let Some(f) = &plan.identity.flows {
         add(
             "src/verification.rs",
@@ -119,12 +115,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     if plan.search.is_used() {
         add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
     }
-    add(
-        "src/realtime.rs",
-        "realtime.rs.j2",
-        RealtimeRs { plan }.render()?,
-    );
-    add("src/health.rs", "health.rs.j2", HealthRs { plan }.render()?);
     add(
         "docs/event-guide.md",
         "event-guide.md.j2",

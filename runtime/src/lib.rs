@@ -1,26 +1,34 @@
 //! What every svcgen-generated service shares and no model changes: the seed's
 //! REST envelope, the error type that is the HTTP answer, extractors,
-//! validation primitives, events, and the contracts' routes. A generated
-//! crate holds only what its model decides and passes those facts in as data
-//! (a [`route::ServiceInfo`], [`route::RouteInfo`]s, [`docs::Docs`]).
+//! validation primitives, events and their way to Kafka, the realtime
+//! stream, health probes and the contracts' routes. A generated crate holds only what its model decides and passes
+//! those facts in as data (a [`route::ServiceInfo`], [`route::RouteInfo`]s,
+//! a [`kafka::KafkaSpec`], [`docs::Docs`]).
 //!
 //! Modules layer without cycles; each imports only those listed before it:
 //!
-//! 1. [`route`]: facts about the service and its routes, and [`tables`]: the
-//!    tables the runtime owns (no imports; the generator reads it too).
+//! 1. [`config`]: settings from the environment; [`route`]: facts about the
+//!    service and its routes; [`tables`]: the tables the runtime owns (no
+//!    imports; the generator reads it too).
 //! 2. [`error`]: the error type and its HTTP answer.
 //! 3. [`validation`], [`extract`]: checking and reading requests; `files`
 //!    (feature `files`): uploads and downloads.
 //! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
 //! 5. [`envelope`]: the request context and the envelope of every answer.
-//! 6. [`views`]: what reading routes show each caller.
-//! 7. `search` and its Elasticsearch mirror `elastic` (feature `search`).
-//! 8. `auth` (feature `identity`): keys, hashing, the live-session cache,
-//!    throttling, tokens, the caller extractors and sessions; its own modules
-//!    layer the same way.
-//! 9. `verification` (feature `verification`): one-time codes and their mailer.
-//! 10. [`docs`]: the contracts' routes.
+//! 6. [`views`]: what reading routes show each caller; [`outbox`]: events
+//!    written with the change, and the relay's side of the table.
+//! 7. [`kafka`]: records, topics, the producer of reading-route events and the
+//!    relay's sink; `search` and its Elasticsearch mirror `elastic` (feature
+//!    `search`); `auth` (feature `identity`): keys, hashing, the live-session
+//!    cache, throttling, tokens, the caller extractors and sessions (its own
+//!    modules layer the same way).
+//! 8. [`relay`]: the task that carries the outbox to Kafka; `realtime` (feature
+//!    `realtime`): the Server-Sent Events stream of the outbox;
+//!    `verification` (feature `verification`): one-time codes and their mailer.
+//! 9. [`health`], [`docs`]: the probes and the contracts' routes.
+//! 10. [`server`]: start, the layers around every route, and shutdown.
 
+pub mod config;
 pub mod route;
 pub mod tables;
 
@@ -35,7 +43,10 @@ pub mod event;
 
 pub mod envelope;
 
+pub mod outbox;
 pub mod views;
+
+pub mod kafka;
 
 #[cfg(feature = "search")]
 pub mod elastic;
@@ -44,7 +55,16 @@ pub mod search;
 
 #[cfg(feature = "identity")]
 pub mod auth;
+
+#[cfg(feature = "realtime")]
+pub mod realtime;
+pub mod relay;
 #[cfg(feature = "verification")]
 pub mod verification;
 
 pub mod docs;
+pub mod health;
+pub mod server;
+
+#[cfg(test)]
+mod testing;

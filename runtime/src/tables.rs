@@ -41,6 +41,31 @@ pub struct TableDef {
     pub foreign_keys: &'static [ForeignKeyDef],
 }
 
+impl TableDef {
+    /// `CREATE TABLE` with its columns (not its indexes or foreign keys):
+    /// for tests that need the table as the migrations create it.
+    pub fn create_sql(&self) -> String {
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let mut d = format!("{} {}", c.name, c.ty);
+                if c.primary_key {
+                    d.push_str(" PRIMARY KEY");
+                } else if c.not_null {
+                    d.push_str(" NOT NULL");
+                }
+                if let Some(v) = c.default {
+                    d.push_str(" DEFAULT ");
+                    d.push_str(v);
+                }
+                d
+            })
+            .collect();
+        format!("CREATE TABLE {} ({})", self.name, columns.join(", "))
+    }
+}
+
 /// Stands for the model's account table in a foreign key.
 pub const ACCOUNTS: &str = "{accounts}";
 
@@ -276,6 +301,15 @@ pub const ALL: &[&TableDef] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_sql_declares_each_column() {
+        assert_eq!(
+            THROTTLE_BUCKETS.create_sql(),
+            "CREATE TABLE throttle_buckets (bucket text PRIMARY KEY, \
+             window_start timestamptz NOT NULL, hits integer NOT NULL)"
+        );
+    }
 
     #[test]
     fn every_table_has_one_primary_key_or_a_unique_key() {

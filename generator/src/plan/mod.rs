@@ -61,7 +61,7 @@ pub struct RuntimeDep {
     /// Relative to the generated crate.
     pub path: String,
     pub version: &'static str,
-    /// The runtime's optional parts this model uses (`files`, `search`).
+    /// The runtime's optional parts this model uses (`files`, `search`, `realtime`).
     pub features: Vec<&'static str>,
 }
 
@@ -129,22 +129,23 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         .collect();
     let identity = identity::identity(m, &routes);
     let realtime = routes.iter().find(|r| r.action == Action::Subscribe);
+    let realtime = RealtimePlan {
+        served: realtime.is_some(),
+        name: realtime.map(|r| r.name.clone()).unwrap_or_default(),
+        path: realtime.map(|r| r.path.clone()).unwrap_or_default(),
+    };
     Plan {
         source: source.to_string(),
         service: service(m),
         runtime: RuntimeDep {
             path: crate::runtime::WORKSPACE_PATH.to_string(),
             version: crate::runtime::VERSION,
-            features: runtime_features(&routes, &search),
+            features: runtime_features(&routes, &search, &realtime),
         },
         topics: topics::topics(m, &objects, &search, &routes, &identity),
         constraints: topics::constraints(&objects),
         search_topics: search_topics(&objects, &search),
-        realtime: RealtimePlan {
-            served: realtime.is_some(),
-            name: realtime.map(|r| r.name.clone()).unwrap_or_default(),
-            path: realtime.map(|r| r.path.clone()).unwrap_or_default(),
-        },
+        realtime,
         views: ViewsPlan {
             routes: routes
                 .iter()
@@ -197,9 +198,13 @@ fn service(m: &Model) -> ServicePlan {
 
 /// The optional parts of svcgen-runtime the model uses: `files` for uploads
 /// and downloads, `identity` for the auth core (every model signs its
-/// accounts in), `search` for search indexes (and their mirror),
-/// `verification` for one-time codes.
-fn runtime_features(routes: &[RoutePlan], search: &search::SearchPlan) -> Vec<&'static str> {
+/// accounts in), `search` for search indexes (and their mirror), `realtime`
+/// for the event stream, `verification` for one-time codes.
+fn runtime_features(
+    routes: &[RoutePlan],
+    search: &search::SearchPlan,
+    realtime: &RealtimePlan,
+) -> Vec<&'static str> {
     let mut features = Vec::new();
     if routes
         .iter()
@@ -210,6 +215,9 @@ fn runtime_features(routes: &[RoutePlan], search: &search::SearchPlan) -> Vec<&'
     features.push("identity");
     if search.is_used() {
         features.push("search");
+    }
+    if realtime.served {
+        features.push("realtime");
     }
     if routes.iter().any(|r| r.action.family() == Family::Flow) {
         features.push("verification");

@@ -60,8 +60,7 @@ pub struct ObjectPlan {
     pub sql_get_public: String,
     pub sql_delete: String,
     pub uniques: Vec<UniquePlan>,
-    /// The sort keys a list accepts, for error messages.
-    pub sort_keys: String,
+    /// The sort key of a list whose client names none.
     pub default_sort: String,
     pub has_list: bool,
     pub has_delete: bool,
@@ -257,11 +256,6 @@ pub fn object(
         filters: filters(o, &columns),
         visible,
         public_view,
-        sort_keys: sorts
-            .iter()
-            .map(|s| s.key.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
         default_sort: "-createdAt".to_string(),
         sorts,
         search_columns: search_columns(o),
@@ -551,7 +545,6 @@ fn route_imports(uses: &mut Imports, r: &RoutePlan) {
                 "svcgen_runtime::envelope",
                 &["Filter", "ListMeta", "Paging"],
             )
-            .path("svcgen_runtime::error::FieldError")
             .path("svcgen_runtime::extract::ApiQuery")
             .items("sqlx", &["Postgres", "QueryBuilder"])
             .path("serde::Deserialize")
@@ -576,7 +569,8 @@ fn route_imports(uses: &mut Imports, r: &RoutePlan) {
                 .path("svcgen_runtime::extract::IfMatch");
         }
         RouteKind::Delete(_) => {
-            uses.path("svcgen_runtime::extract::IfMatch");
+            uses.path("svcgen_runtime::extract::IfMatch")
+                .path("svcgen_runtime::validation");
         }
         RouteKind::Download(_) => {
             uses.path("axum::http::HeaderMap")

@@ -4,7 +4,6 @@
 
 use crate::auth;
 use crate::config::Config;
-use crate::events::{self, Publisher};
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::HeaderName;
@@ -17,12 +16,15 @@ use svcgen_runtime::auth::AuthState;
 use svcgen_runtime::elastic::{self, Elastic};
 use svcgen_runtime::envelope;
 use svcgen_runtime::event::Watcher;
+use svcgen_runtime::kafka::Publisher;
+use svcgen_runtime::relay;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// Shared by every handler; extractors take the parts they need (`FromRef`).
+/// Shared by every handler; runtime routes and extractors take the parts
+/// they need (`FromRef`).
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: PgPool,
@@ -33,8 +35,6 @@ pub struct AppState {
     pub auth: Arc<AuthState>,
     /// The Elasticsearch mirror of the search indexes, when configured.
     pub elastic: Option<Arc<Elastic>>,
-    /// Fans new outbox events out to realtime streams.
-    pub realtime: Arc<crate::realtime::Hub>,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,10 +45,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The full HTTP interface; shared by `main` and the tests.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(crate::health::router())
+        .merge(svcgen_runtime::health::router())
         .merge(auth::router())
         .merge(svcgen_runtime::docs::router(&crate::spec::DOCS))
-        .merge(crate::realtime::router())
         .merge(crate::librarian::router())
         .merge(crate::book::router())
         .merge(crate::loan::router())
@@ -90,7 +89,8 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
-        let events = Publisher::new(&config).context("creating the Kafka producer")?;
+        let events = Publisher::new(&crate::spec::KAFKA, &config.kafka)
+            .context("creating the Kafka producer")?;
         let auth = Arc::new(
             auth::load(&db, &config)
                 .await
@@ -102,16 +102,12 @@ impl Application {
             )),
             None => None,
         };
-        let realtime = crate::realtime::Hub::start(&db)
-            .await
-            .context("starting the realtime hub")?;
         let state = AppState {
             db,
             config: Arc::new(config),
             events,
             auth,
             elastic,
-            realtime,
         };
         let (account, secret) = (
             state.config.superadmin_login.as_deref(),
@@ -143,14 +139,12 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = % self.listener.local_addr() ?, "listening");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let realtime = self.state.realtime.clone();
-        let shutdown = async move {
-            shutdown.await;
-            realtime.close();
-        };
-        let relay = tokio::spawn(events::run_relay(
+        let config = &self.state.config;
+        let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
-            self.state.config.clone(),
+            &crate::spec::KAFKA,
+            config.kafka.clone(),
+            config.outbox.clone(),
             stop_rx.clone(),
         ));
         let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx.clone()));
@@ -159,12 +153,6 @@ impl Application {
             self.state.auth.live.clone(),
             stop_rx.clone(),
         ));
-        let hub = tokio::spawn(
-            self.state
-                .realtime
-                .clone()
-                .run(self.state.db.clone(), stop_rx.clone()),
-        );
         let mirror = match &self.state.elastic {
             Some(es) => tokio::spawn(elastic::run_sync(
                 self.state.db.clone(),
@@ -183,7 +171,7 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);
-        for task in [relay, sweeper, callers, mirror, hub] {
+        for task in [relay, sweeper, callers, mirror] {
             if let Err(e) = task.await {
                 tracing::error!(error = % e, "a background task failed");
             }

@@ -16,7 +16,6 @@ use svcgen_runtime::auth::Caller;
 use svcgen_runtime::elastic;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
-use svcgen_runtime::error::FieldError;
 use svcgen_runtime::event::ObjectTopics;
 use svcgen_runtime::extract::ApiJson;
 use svcgen_runtime::extract::ApiPath;
@@ -131,16 +130,6 @@ pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Book, ApiErro
         .ok_or(ApiError::NotFound)
 }
 
-/// A stale recordVersion is a conflict; no expectation passes.
-fn check_version(expected: Option<i32>, row: &Book) -> Result<(), ApiError> {
-    match expected {
-        Some(v) if v != row.record_version => Err(ApiError::StaleVersion {
-            current: row.record_version,
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// `addBook`: the route's facts for its answers and events.
 pub static ADD_BOOK: RouteInfo = RouteInfo {
     name: "addBook",
@@ -216,7 +205,7 @@ async fn add_book(
         .await?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&ADD_BOOK, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -328,12 +317,12 @@ async fn list_books(
 ) -> Result<Reply, ApiError> {
     let scope = None;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
-    let order_by = sort_order(q.sort.as_deref())?;
+    let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.title, t.isbn, t.pages, t.shelf, t.details, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM books AS t WHERE t.is_active",
     );
     let filters = list_books_filters(&q, scope, &mut sql)?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -349,12 +338,7 @@ async fn list_books(
         }
         None => 0,
     };
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = app.auth.ui_permissions(None, "book");
     let reply = ctx.reply_list(
         &LIST_BOOKS,
@@ -460,11 +444,11 @@ async fn find_books(
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
     let order_by = match q.sort.as_deref() {
         None => "rank DESC, t.id ASC",
-        given => sort_order(given)?,
+        given => validation::sort_order(given, "-createdAt", SORTS)?,
     };
     let keyword = q.q.as_deref().map(str::trim).unwrap_or_default();
     let query = SEARCH.prefix_query(keyword, "")?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     let mut sql = QueryBuilder::new(
         "SELECT d.doc || jsonb_build_object('extends', d.extends) AS document, ts_rank(d.search, q.query) AS rank, count(*) OVER () AS total_row_count FROM books AS t JOIN search_documents AS d ON d.index_name = 'lib_book' AND d.id = t.id CROSS JOIN to_tsquery('simple', ",
     );
@@ -488,13 +472,7 @@ async fn find_books(
             size: i64::from(page_row_count),
         };
         let (rows, total_row_count) = es.search(&es_query).await?;
-        let paging = Paging {
-            page_number,
-            page_row_count,
-            total_row_count,
-            page_count: (total_row_count + i64::from(page_row_count) - 1)
-                / i64::from(page_row_count),
-        };
+        let paging = Paging::new(page_number, page_row_count, total_row_count);
         let ui_permissions = app.auth.ui_permissions(None, "book");
         let reply = ctx.reply_list(
             &FIND_BOOKS,
@@ -529,12 +507,7 @@ async fn find_books(
         }
         None => 0,
     };
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = app.auth.ui_permissions(None, "book");
     let reply = ctx.reply_list(
         &FIND_BOOKS,
@@ -595,7 +568,7 @@ async fn reshelve_book(
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE books AS t SET record_version = t.record_version + 1, updated_at = now()",
     );
@@ -617,7 +590,7 @@ async fn reshelve_book(
         .await?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&RESHELVE_BOOK, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -648,7 +621,7 @@ async fn archive_book(
     caller.may_try(&ARCHIVE_BOOK.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     let row: Book = sqlx::query_as(DELETE_SQL)
         .bind(id)
         .fetch_one(&mut *tx)
@@ -660,34 +633,22 @@ async fn archive_book(
         .await?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&ARCHIVE_BOOK, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
 
-/// The ORDER BY of a list's `sort` parameter (`field` or `-field`).
-fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
-    match sort.unwrap_or("-createdAt") {
-        "title" => Ok("t.title ASC, t.id ASC"),
-        "-title" => Ok("t.title DESC, t.id DESC"),
-        "createdAt" => Ok("t.created_at ASC, t.id ASC"),
-        "-createdAt" => Ok("t.created_at DESC, t.id DESC"),
-        "updatedAt" => Ok("t.updated_at ASC, t.id ASC"),
-        "-updatedAt" => Ok("t.updated_at DESC, t.id DESC"),
-        other => {
-            Err(
-                ApiError::Validation(
-                    vec![
-                        FieldError::new("sort",
-                        format!("unknown sort \"{other}\"; expected one of title, -title, createdAt, -createdAt, updatedAt, -updatedAt"),)
-                    ],
-                ),
-            )
-        }
-    }
-}
+/// A list's `sort` keys (`field` or `-field`) and their ORDER BY.
+const SORTS: &[(&str, &str)] = &[
+    ("title", "t.title ASC, t.id ASC"),
+    ("-title", "t.title DESC, t.id DESC"),
+    ("createdAt", "t.created_at ASC, t.id ASC"),
+    ("-createdAt", "t.created_at DESC, t.id DESC"),
+    ("updatedAt", "t.updated_at ASC, t.id ASC"),
+    ("-updatedAt", "t.updated_at DESC, t.id DESC"),
+];
 
-/// A list's `sort` as an Elasticsearch sort (the key was checked by [`sort_order`]).
+/// A list's `sort` as an Elasticsearch sort (the key was checked against [`SORTS`]).
 fn es_sort_order(sort: &str) -> Option<serde_json::Value> {
     match sort {
         "title" => Some(serde_json::json!({ "title.keyword" : "asc" })),

@@ -3,20 +3,15 @@
 //! Library service: Books and the loans of a small lending library.
 //!
 //! One module per data object; what every service shares (the envelope,
-//! errors, extractors, validation) comes from `svcgen_runtime`, and `spec`
-//! hands it this model's facts.
+//! errors, extractors, validation, the outbox and its relay to Kafka, health
+//! probes, the realtime stream) comes from `svcgen_runtime`, and `spec` hands
+//! it this model's facts.
 
 pub mod app;
 
 pub mod auth;
 
 pub mod config;
-
-pub mod events;
-
-pub mod health;
-
-pub mod realtime;
 
 pub mod search;
 

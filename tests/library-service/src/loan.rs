@@ -14,7 +14,6 @@ use sqlx::{Postgres, QueryBuilder};
 use svcgen_runtime::auth::Caller;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
-use svcgen_runtime::error::FieldError;
 use svcgen_runtime::event::ObjectTopics;
 use svcgen_runtime::extract::ApiJson;
 use svcgen_runtime::extract::ApiPath;
@@ -141,16 +140,6 @@ pub async fn lock(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Loan, ApiErro
         .ok_or(ApiError::NotFound)
 }
 
-/// A stale recordVersion is a conflict; no expectation passes.
-fn check_version(expected: Option<i32>, row: &Loan) -> Result<(), ApiError> {
-    match expected {
-        Some(v) if v != row.record_version => Err(ApiError::StaleVersion {
-            current: row.record_version,
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// `lendBook`: the route's facts for its answers and events.
 pub static LEND_BOOK: RouteInfo = RouteInfo {
     name: "lendBook",
@@ -221,7 +210,7 @@ async fn lend_book(
     let reply = ctx.reply(&LEND_BOOK, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&LEND_BOOK, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -273,7 +262,7 @@ async fn extend_loan(
     v.finish()?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE loans AS t SET record_version = t.record_version + 1, updated_at = now()",
     );
@@ -288,7 +277,7 @@ async fn extend_loan(
     let reply = ctx.reply(&EXTEND_LOAN, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&EXTEND_LOAN, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
@@ -374,12 +363,12 @@ async fn list_loans(
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     let scope = caller.list_scope(&LIST_LOANS.access)?;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
-    let order_by = sort_order(q.sort.as_deref())?;
+    let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, CASE WHEN i_book.id IS NULL THEN NULL ELSE json_build_object('title', i_book.title, 'isbn', i_book.isbn) END AS book, count(*) OVER () AS total_row_count FROM loans AS t LEFT JOIN books AS i_book ON i_book.id = t.book_id AND i_book.is_active WHERE TRUE",
     );
     let filters = list_loans_filters(&q, scope, &mut sql)?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -395,12 +384,7 @@ async fn list_loans(
         }
         None => 0,
     };
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = app.auth.ui_permissions(Some(&caller), "loan");
     let reply = ctx.reply_list(
         &LIST_LOANS,
@@ -491,13 +475,13 @@ async fn list_due_loans(
     let scope = None;
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
     let sight = views::Sight::Public;
-    let order_by = sort_order(q.sort.as_deref())?;
+    let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
         "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM loans AS t WHERE TRUE",
     );
     let filters = list_due_loans_filters(&q, scope, &mut sql)?;
     views::check_query(sight, PUBLIC_FIELDS, &filters, q.sort.as_deref())?;
-    let offset = i64::from(page_number - 1) * i64::from(page_row_count);
+    let offset = Paging::offset(page_number, page_row_count);
     sql.push(" ORDER BY ").push(order_by);
     sql.push(" LIMIT ")
         .push_bind(i64::from(page_row_count))
@@ -513,12 +497,7 @@ async fn list_due_loans(
         }
         None => 0,
     };
-    let paging = Paging {
-        page_number,
-        page_row_count,
-        total_row_count,
-        page_count: (total_row_count + i64::from(page_row_count) - 1) / i64::from(page_row_count),
-    };
+    let paging = Paging::new(page_number, page_row_count, total_row_count);
     let ui_permissions = app.auth.ui_permissions(None, "loan");
     let meta = ListMeta {
         paging,
@@ -606,7 +585,7 @@ async fn return_book(
     caller.may_try(&RETURN_BOOK.access)?;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
-    check_version(expected, &old)?;
+    validation::check_version(expected, old.record_version)?;
     let row: Loan = sqlx::query_as(DELETE_SQL)
         .bind(id)
         .fetch_one(&mut *tx)
@@ -615,29 +594,17 @@ async fn return_book(
     let reply = ctx.reply(&RETURN_BOOK, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
     events.extend(reply.event(&RETURN_BOOK, id));
-    crate::events::enqueue(&mut tx, &ctx, &events).await?;
+    svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)
 }
 
-/// The ORDER BY of a list's `sort` parameter (`field` or `-field`).
-fn sort_order(sort: Option<&str>) -> Result<&'static str, ApiError> {
-    match sort.unwrap_or("-createdAt") {
-        "dueAt" => Ok("t.due_at ASC, t.id ASC"),
-        "-dueAt" => Ok("t.due_at DESC, t.id DESC"),
-        "createdAt" => Ok("t.created_at ASC, t.id ASC"),
-        "-createdAt" => Ok("t.created_at DESC, t.id DESC"),
-        "updatedAt" => Ok("t.updated_at ASC, t.id ASC"),
-        "-updatedAt" => Ok("t.updated_at DESC, t.id DESC"),
-        other => {
-            Err(
-                ApiError::Validation(
-                    vec![
-                        FieldError::new("sort",
-                        format!("unknown sort \"{other}\"; expected one of dueAt, -dueAt, createdAt, -createdAt, updatedAt, -updatedAt"),)
-                    ],
-                ),
-            )
-        }
-    }
-}
+/// A list's `sort` keys (`field` or `-field`) and their ORDER BY.
+const SORTS: &[(&str, &str)] = &[
+    ("dueAt", "t.due_at ASC, t.id ASC"),
+    ("-dueAt", "t.due_at DESC, t.id DESC"),
+    ("createdAt", "t.created_at ASC, t.id ASC"),
+    ("-createdAt", "t.created_at DESC, t.id DESC"),
+    ("updatedAt", "t.updated_at ASC, t.id ASC"),
+    ("-updatedAt", "t.updated_at DESC, t.id DESC"),
+];

@@ -3,6 +3,7 @@
 //! What the model says about the service as a whole, as data for the runtime.
 
 use svcgen_runtime::docs::Docs;
+use svcgen_runtime::kafka::KafkaSpec;
 use svcgen_runtime::route::ServiceInfo;
 use svcgen_runtime::views::View;
 
@@ -14,6 +15,13 @@ pub static SERVICE: ServiceInfo = ServiceInfo {
         ("books_isbn_key", "isbn"),
         ("loans_book_id_fkey", "bookId"),
     ],
+};
+
+/// Who the service is on the broker, and the topics it creates at start.
+pub static KAFKA: KafkaSpec = KafkaSpec {
+    source: "/library-service",
+    client_id: "library-service",
+    topics: crate::topics::ALL,
 };
 
 /// The service's own download paths, placeholders in braces: the relative

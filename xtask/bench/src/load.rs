@@ -3,7 +3,7 @@
 
 use crate::{baseline, free_port, fresh_database, print, tansu, wait_port, Proc, Row};
 use airbnb_auth_service::config::Config;
-use airbnb_auth_service::events::{Outbox, Pending, Sink};
+use airbnb_auth_service::spec::KAFKA;
 use anyhow::{bail, Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use svcgen_runtime::outbox::{Outbox, Pending, Sink};
 
 /// Events per relay measurement: enough that the timing's 10 ms polling is noise.
 const EVENTS: usize = 20_000;
@@ -52,7 +53,8 @@ async fn bare_producer_rate(brokers: &str) -> Result<f64> {
         for i in 0..n {
             // The relay's own record: same payload, key and CloudEvents headers.
             let key = format!("k{}", i % 100);
-            let record = airbnb_auth_service::events::record(
+            let record = svcgen_runtime::kafka::record(
+                KAFKA.source,
                 uuid::Uuid::new_v4(),
                 "bench-bare",
                 &key,
@@ -129,9 +131,11 @@ async fn connected_relay(
     tokio::task::JoinHandle<()>,
 )> {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let relay = tokio::spawn(airbnb_auth_service::events::run_relay(
+    let relay = tokio::spawn(svcgen_runtime::relay::run(
         db.clone(),
-        config.clone(),
+        &KAFKA,
+        config.kafka.clone(),
+        config.outbox.clone(),
         stop_rx,
     ));
     insert_events(db, 10).await?;
@@ -181,7 +185,7 @@ pub async fn relay_figures() -> Result<()> {
     sqlx::query("DELETE FROM event_outbox").execute(&db).await?;
     insert_events(&db, EVENTS).await?;
     let sink = CountingSink::default();
-    let mut outbox = Outbox::new(&db, config.outbox_batch_size).await?;
+    let mut outbox = Outbox::new(&db, config.outbox.batch_size).await?;
     let started = Instant::now();
     let mut sent = 0;
     while sent < EVENTS {

@@ -1,0 +1,420 @@
+//! Events on Kafka: records with CloudEvents headers, the model's topics, the
+//! [`Publisher`] of reading-route events and the [`KafkaSink`] of the relay.
+//!
+//! Reading-route events skip the outbox and are produced directly; when the
+//! producer's bounded queue is full they are dropped and counted, so reads
+//! never wait for the broker. Everything else reaches the broker through the
+//! outbox and the relay, at least once: consumers drop duplicates by the
+//! `ce_id` header.
+
+use crate::config::{ConfigError, Env};
+use crate::envelope::RequestContext;
+use crate::event::Event;
+use crate::outbox::{Pending, Sink};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The version of the payload schemas (`ce_schemaversion`).
+pub const SCHEMA_VERSION: &str = "1";
+
+/// What the model says about the service on the broker.
+#[derive(Debug)]
+pub struct KafkaSpec {
+    /// Where the service says who it is in CloudEvents headers (`/<service>`).
+    pub source: &'static str,
+    /// The client id the broker sees.
+    pub client_id: &'static str,
+    /// Every topic the service publishes, created at start when missing.
+    pub topics: &'static [&'static str],
+}
+
+/// How this deployment reaches the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `KAFKA_BROKERS`, a comma-separated list; events wait in the database without it.
+    pub brokers: Option<String>,
+    /// `KAFKA_LINGER_MS` (default 5): how long the producer waits to batch.
+    pub linger_ms: u64,
+    /// `KAFKA_MESSAGE_TIMEOUT_MS` (default 10000): after this an unacknowledged
+    /// event counts as failed and the relay backs off and retries.
+    pub message_timeout_ms: u64,
+    /// `KAFKA_QUEUE_MAX_MESSAGES` (default 10000) and `KAFKA_QUEUE_MAX_KBYTES`
+    /// (default 8192): bounds of the read-event queue, in messages and memory.
+    pub queue_max_messages: u64,
+    pub queue_max_kbytes: u64,
+    /// `KAFKA_PARTITIONS` and `KAFKA_REPLICATION_FACTOR` of created topics
+    /// (defaults from the model).
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+impl KafkaSettings {
+    /// `KAFKA_*`; created topics get the model's `partitions` and
+    /// `replication_factor` unless the environment says otherwise.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        partitions: i32,
+        replication_factor: i32,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            brokers: env.text("KAFKA_BROKERS"),
+            linger_ms: env.parse("KAFKA_LINGER_MS", "5")?,
+            message_timeout_ms: env.parse("KAFKA_MESSAGE_TIMEOUT_MS", "10000")?,
+            queue_max_messages: env.parse("KAFKA_QUEUE_MAX_MESSAGES", "10000")?,
+            queue_max_kbytes: env.parse("KAFKA_QUEUE_MAX_KBYTES", "8192")?,
+            partitions: env.parse("KAFKA_PARTITIONS", &partitions.to_string())?,
+            replication_factor: env
+                .parse("KAFKA_REPLICATION_FACTOR", &replication_factor.to_string())?,
+        })
+    }
+
+    fn client_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers)
+            .set("client.id", spec.client_id)
+            .set("linger.ms", self.linger_ms.to_string())
+            .set("message.timeout.ms", self.message_timeout_ms.to_string());
+        c
+    }
+}
+
+/// An event as a Kafka record from `source`, with its CloudEvents headers.
+pub fn record<'a>(
+    source: &str,
+    id: Uuid,
+    topic: &'a str,
+    key: &'a str,
+    payload: &'a str,
+    request_id: Option<&str>,
+    time: &str,
+) -> FutureRecord<'a, str, str> {
+    FutureRecord::to(topic)
+        .key(key)
+        .payload(payload)
+        .headers(headers(source, id, topic, key, request_id, time))
+}
+
+/// The CloudEvents (Kafka binding) headers of an event.
+fn headers(
+    source: &str,
+    id: Uuid,
+    topic: &str,
+    key: &str,
+    request_id: Option<&str>,
+    time: &str,
+) -> OwnedHeaders {
+    let id = id.to_string();
+    let mut h = OwnedHeaders::new()
+        .insert(header("ce_specversion", "1.0"))
+        .insert(header("ce_id", &id))
+        .insert(header("ce_source", source))
+        .insert(header("ce_type", topic))
+        .insert(header("ce_subject", key))
+        .insert(header("ce_time", time))
+        .insert(header("ce_schemaversion", SCHEMA_VERSION))
+        .insert(header("content-type", "application/json"));
+    if let Some(r) = request_id {
+        h = h
+            .insert(header("ce_requestid", r))
+            .insert(header("ce_traceid", r));
+    }
+    h
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// Produces reading-route events directly, without waiting for the broker.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: Option<FutureProducer>,
+    source: &'static str,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Publisher {
+    /// A publisher on the configured brokers; without brokers it drops every
+    /// event (and counts nothing: there is no queue to overflow).
+    pub fn new(spec: &'static KafkaSpec, settings: &KafkaSettings) -> anyhow::Result<Self> {
+        let producer = match &settings.brokers {
+            Some(brokers) => Some(
+                settings
+                    .client_config(spec, brokers)
+                    .set(
+                        "queue.buffering.max.messages",
+                        settings.queue_max_messages.to_string(),
+                    )
+                    .set(
+                        "queue.buffering.max.kbytes",
+                        settings.queue_max_kbytes.to_string(),
+                    )
+                    .create()?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            producer,
+            source: spec.source,
+            dropped: Arc::default(),
+        })
+    }
+
+    /// Queues the event; a full queue or no broker drops it (counted).
+    pub fn publish(&self, ctx: &RequestContext, event: Option<Event>) {
+        let (Some(producer), Some(event)) = (&self.producer, event) else {
+            return;
+        };
+        let time = chrono::Utc::now().to_rfc3339();
+        let record = self.record(ctx, &event, &time);
+        if let Err((e, _)) = producer.send_result(record) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(error = %e, dropped = n, "read event dropped: the producer queue is full");
+            }
+        }
+    }
+
+    /// Publishes the event and waits for the broker's acknowledgement (one-time
+    /// code deliveries, which never pass through the outbox).
+    pub async fn send(&self, ctx: &RequestContext, event: Event) -> Result<(), String> {
+        let Some(producer) = &self.producer else {
+            return Err("no broker is configured (KAFKA_BROKERS)".into());
+        };
+        let time = chrono::Utc::now().to_rfc3339();
+        let record = self.record(ctx, &event, &time);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e.to_string())
+    }
+
+    fn record<'a>(
+        &self,
+        ctx: &RequestContext,
+        event: &'a Event,
+        time: &str,
+    ) -> FutureRecord<'a, str, str> {
+        record(
+            self.source,
+            event.id,
+            event.topic,
+            &event.key,
+            &event.payload,
+            Some(&ctx.request_id),
+            time,
+        )
+    }
+
+    /// Read events dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Creates every topic of the model that the broker does not have yet.
+pub async fn ensure_topics(
+    spec: &KafkaSpec,
+    settings: &KafkaSettings,
+    brokers: &str,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        settings.client_config(spec, brokers).create()?;
+    let topics: Vec<NewTopic> = spec
+        .topics
+        .iter()
+        .map(|t| {
+            NewTopic::new(
+                t,
+                settings.partitions,
+                TopicReplication::Fixed(settings.replication_factor),
+            )
+        })
+        .collect();
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&topics, &opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!("creating topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// The broker as a sink: an idempotent producer with acks=all.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    source: &'static str,
+}
+
+impl KafkaSink {
+    /// Creates the model's topics the broker lacks and connects the producer.
+    pub async fn connect(
+        spec: &'static KafkaSpec,
+        settings: &KafkaSettings,
+        brokers: &str,
+    ) -> anyhow::Result<Self> {
+        ensure_topics(spec, settings, brokers).await?;
+        let producer = settings
+            .client_config(spec, brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()?;
+        Ok(Self {
+            producer,
+            source: spec.source,
+        })
+    }
+}
+
+impl Sink for KafkaSink {
+    async fn publish(&self, batch: &[Pending]) -> (usize, Option<anyhow::Error>) {
+        // Enqueue in id order, then wait for every acknowledgement.
+        let mut failure: Option<anyhow::Error> = None;
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for row in batch {
+            let time = row.created_at.to_rfc3339();
+            let record = record(
+                self.source,
+                row.event_id,
+                &row.topic,
+                &row.event_key,
+                &row.payload,
+                row.request_id.as_deref(),
+                &time,
+            );
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => {
+                    failure = Some(anyhow::Error::new(e).context("enqueueing to Kafka"));
+                    break;
+                }
+            }
+        }
+        let mut acknowledged = 0;
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) if failure.is_none() => acknowledged += 1,
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    failure.get_or_insert(anyhow::Error::new(e).context("publishing to Kafka"));
+                }
+                Err(_) => {
+                    failure.get_or_insert(
+                        anyhow::Error::new(KafkaError::Canceled).context("publishing to Kafka"),
+                    );
+                }
+            }
+        }
+        (acknowledged, failure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::Headers;
+
+    fn pairs(h: &OwnedHeaders) -> Vec<(String, String)> {
+        h.iter()
+            .map(|h| {
+                let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                (h.key.to_string(), value.into_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_event_carries_the_cloudevents_headers_in_order() {
+        let id = Uuid::nil();
+        let h = headers(
+            "/library-service",
+            id,
+            "library-service-book-created",
+            "book-1",
+            Some("req-7"),
+            "2026-01-01T00:00:00+00:00",
+        );
+        let expected = [
+            ("ce_specversion", "1.0"),
+            ("ce_id", "00000000-0000-0000-0000-000000000000"),
+            ("ce_source", "/library-service"),
+            ("ce_type", "library-service-book-created"),
+            ("ce_subject", "book-1"),
+            ("ce_time", "2026-01-01T00:00:00+00:00"),
+            ("ce_schemaversion", "1"),
+            ("content-type", "application/json"),
+            ("ce_requestid", "req-7"),
+            ("ce_traceid", "req-7"),
+        ];
+        assert_eq!(
+            pairs(&h),
+            expected.map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
+
+    #[test]
+    fn without_a_request_there_is_no_request_or_trace_id() {
+        let h = headers("/s", Uuid::nil(), "t", "k", None, "now");
+        let keys: Vec<String> = pairs(&h).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys.len(), 8);
+        assert!(!keys
+            .iter()
+            .any(|k| k == "ce_requestid" || k == "ce_traceid"));
+    }
+
+    static SPEC: KafkaSpec = KafkaSpec {
+        source: "/library-service",
+        client_id: "library-service",
+        topics: &["a", "b"],
+    };
+
+    fn settings(brokers: Option<&str>) -> KafkaSettings {
+        KafkaSettings {
+            brokers: brokers.map(String::from),
+            linger_ms: 5,
+            message_timeout_ms: 10_000,
+            queue_max_messages: 10_000,
+            queue_max_kbytes: 8192,
+            partitions: 3,
+            replication_factor: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn without_brokers_events_are_dropped_and_sends_refused() {
+        let publisher = Publisher::new(&SPEC, &settings(None)).expect("publisher");
+        let ctx = crate::testing::context(None);
+        publisher.publish(&ctx, Some(Event::raw("a", "k", "{}".into())));
+        assert_eq!(publisher.dropped(), 0);
+        let refused = publisher
+            .send(&ctx, Event::raw("a", "k", "{}".into()))
+            .await
+            .expect_err("no broker");
+        assert_eq!(refused, "no broker is configured (KAFKA_BROKERS)");
+    }
+
+    #[test]
+    fn the_client_names_the_service_and_the_settings() {
+        let c = settings(Some("127.0.0.1:9092")).client_config(&SPEC, "127.0.0.1:9092");
+        assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+        assert_eq!(c.get("client.id"), Some("library-service"));
+        assert_eq!(c.get("linger.ms"), Some("5"));
+        assert_eq!(c.get("message.timeout.ms"), Some("10000"));
+    }
+}

@@ -1,0 +1,96 @@
+//! For the runtime's own tests: a service and a request to stand in for a
+//! generated crate's, and throwaway databases on the local PostgreSQL
+//! (`TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+use crate::envelope::RequestContext;
+use crate::event::Watcher;
+use crate::route::ServiceInfo;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection};
+use std::sync::Arc;
+
+static SERVICE: ServiceInfo = ServiceInfo {
+    app_version: "1.0.0",
+    body_limit_bytes: 1024,
+    constraints: &[],
+};
+
+/// A request (id `req-1`) whose events `watcher` hears of.
+pub fn context(watcher: Option<Arc<dyn Watcher>>) -> RequestContext {
+    RequestContext {
+        request_id: "req-1".into(),
+        started: std::time::Instant::now(),
+        service: &SERVICE,
+        user_id: None,
+        session_id: None,
+        watcher,
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database that exists for one test and is dropped after it.
+pub struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    /// A fresh database holding an empty outbox.
+    pub async fn with_outbox() -> Self {
+        let name = format!("svcgen_runtime_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .expect("connect to the local PostgreSQL (is it running?)");
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create database");
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let db = Self {
+            url: format!("{base}/{name}"),
+            name,
+        };
+        db.pool()
+            .await
+            .execute(crate::tables::OUTBOX.create_sql().as_str())
+            .await
+            .expect("create the outbox");
+        db
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Best effort, on a runtime of its own: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&admin_url()).await.ok()?;
+                conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
