@@ -3,7 +3,7 @@
 //! Signing in and sessions: the model's identity as data for the runtime's
 //! auth core (`svcgen_runtime::auth`: keys, hashing, the live-session cache,
 //! throttling, token checks and sessions), and the routes whose bodies the
-//! model shapes. Session events go through the outbox.
+//! model shapes.
 
 use crate::app::AppState;
 use crate::config::Config;
@@ -13,23 +13,18 @@ use axum::response::Response;
 use axum::routing;
 use axum::Router;
 use serde::Deserialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use svcgen_runtime::auth::live::AccountTopics;
 use svcgen_runtime::auth::rules::{Policy, RouteRule};
-use svcgen_runtime::auth::sessions::{self, PendingSignIn, Refreshed};
+use svcgen_runtime::auth::sessions::PendingSignIn;
 use svcgen_runtime::auth::tokens::{Audience, Cookies, TokenTransport};
-/// The signed-in caller; modules that still import it from here (realtime)
-/// may name `svcgen_runtime::auth::Caller` directly.
-pub use svcgen_runtime::auth::Caller;
 use svcgen_runtime::auth::{
-    AccountSql, AuthSettings, AuthState, ClientAddr, DeviceField, Flows, Identity, Limits,
+    AccountSql, AuthSettings, AuthState, Caller, ClientAddr, DeviceField, Flows, Identity, Limits,
 };
 use svcgen_runtime::envelope::{Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::extract::ApiJson;
-use svcgen_runtime::outbox;
 use svcgen_runtime::route::{Access, RouteInfo};
-use uuid::Uuid;
 
 /// Who signs in and how, as the model says. Role ranks: `superAdmin` 3, `admin` 2, `user` 1; `superAdmin` may write accounts of their own rank
 /// (decision role-ranks).
@@ -493,66 +488,16 @@ pub async fn load(db: &PgPool, config: &Config) -> anyhow::Result<AuthState> {
     AuthState::load(db, &IDENTITY, settings).await
 }
 
-/// Revokes an account's live sessions (all but `except`) and publishes a
-/// sessionDeleted event for each, in the caller's transaction.
-pub async fn revoke_sessions(
-    tx: &mut PgConnection,
-    ctx: &RequestContext,
-    user_id: Uuid,
-    except: Option<Uuid>,
-    reason: &str,
-) -> Result<(), ApiError> {
-    let events = IDENTITY
-        .revoke_sessions(tx, ctx, user_id, except, reason)
-        .await?;
-    if !events.is_empty() {
-        outbox::enqueue(tx, ctx, &events).await?;
-    }
-    Ok(())
-}
-
 /// Ends expired sessions, with their sessionDeleted events, every 30 seconds, and drops old one-time codes.
 pub async fn sweep_expired(db: PgPool, stop: tokio::sync::watch::Receiver<bool>) {
-    sessions::sweep_until(stop, || sweep_once(&db)).await;
+    IDENTITY
+        .sweep_expired(db, &crate::spec::SERVICE, stop)
+        .await;
 }
 
-/// One sweep, in one transaction; answers how many sessions ended.
+/// One sweep; answers how many sessions ended.
 pub async fn sweep_once(db: &PgPool) -> Result<usize, ApiError> {
-    let mut tx = db.begin().await?;
-    let ctx = RequestContext::system(&crate::spec::SERVICE);
-    let events = IDENTITY.expire_sessions(&mut tx, &ctx).await?;
-    if !events.is_empty() {
-        outbox::enqueue(&mut tx, &ctx, &events).await?;
-    }
-    tx.commit().await?;
-    Ok(events.len())
-}
-
-/// Opens a session for an account whose credentials were checked: stores it
-/// with its refresh token and queues sessionCreated, in one statement on
-/// `conn` (a caller's transaction commits it), and answers the token pair.
-pub async fn open_session(
-    app: &AppState,
-    conn: &mut PgConnection,
-    ctx: &RequestContext,
-    user_id: Uuid,
-    role: &str,
-    pending: PendingSignIn,
-    route: &'static RouteInfo,
-) -> Result<Response, ApiError> {
-    let opening = app.auth.open_session(ctx, user_id, role, pending, route)?;
-    let (sql, params) = app.auth.open_session_sql();
-    let write = opening.write();
-    outbox::enqueue_after(
-        conn,
-        &opening.ctx,
-        std::slice::from_ref(&opening.event),
-        sql,
-        params,
-        move |q| write.bind(q),
-    )
-    .await?;
-    Ok(app.auth.opened(opening))
+    IDENTITY.sweep_once(db, &crate::spec::SERVICE).await
 }
 
 pub static LOGIN: RouteInfo = RouteInfo {
@@ -655,16 +600,16 @@ async fn login(
             .await;
     }
     let mut conn = app.db.acquire().await?;
-    open_session(
-        &app,
-        &mut conn,
-        &ctx,
-        signed_in.user_id,
-        &signed_in.role,
-        pending,
-        &LOGIN,
-    )
-    .await
+    app.auth
+        .open_session(
+            &mut conn,
+            &ctx,
+            signed_in.user_id,
+            &signed_in.role,
+            pending,
+            &LOGIN,
+        )
+        .await
 }
 
 /// The body of `refreshToken`.
@@ -684,24 +629,9 @@ async fn refresh_token(
     headers: HeaderMap,
     ApiJson(input): ApiJson<RefreshInput>,
 ) -> Result<Response, ApiError> {
-    let presented = app.auth.presented_refresh(input.refresh_token, &headers)?;
-    let mut tx = app.db.begin().await?;
-    match app
-        .auth
-        .refresh(&mut tx, &ctx, &presented, &headers, &REFRESH_TOKEN)
-        .await?
-    {
-        Refreshed::Reused { ctx, events } => {
-            outbox::enqueue(&mut tx, &ctx, &events).await?;
-            tx.commit().await?;
-            Err(sessions::refresh_refused())
-        }
-        Refreshed::Renewed(renewal) => {
-            outbox::enqueue(&mut tx, &renewal.ctx, &renewal.events).await?;
-            tx.commit().await?;
-            Ok(app.auth.renewed(renewal))
-        }
-    }
+    app.auth
+        .refresh(&app.db, &ctx, input.refresh_token, &headers, &REFRESH_TOKEN)
+        .await
 }
 
 /// `logout`: POST /v1/logout. Ends the caller's session;
@@ -711,11 +641,7 @@ async fn logout(
     ctx: RequestContext,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    let mut tx = app.db.begin().await?;
-    let out = app.auth.sign_out(&mut tx, &ctx, &caller, &LOGOUT).await?;
-    outbox::enqueue(&mut tx, &out.ctx, &out.events).await?;
-    tx.commit().await?;
-    Ok(app.auth.signed_out(out.reply))
+    app.auth.sign_out(&app.db, &ctx, &caller, &LOGOUT).await
 }
 
 /// `getPermissions`: GET /v1/permissions. Every route with what the caller

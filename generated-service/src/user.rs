@@ -661,7 +661,9 @@ async fn delete_user(
         .await
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&DELETE_USER, StatusCode::OK, &row)?;
-    crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
+    app.auth
+        .revoke_sessions(&mut tx, &ctx, id, None, "account deleted")
+        .await?;
     SEARCH
         .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
         .await?;
@@ -710,7 +712,9 @@ async fn archive_profile(
         .await
         .map_err(ApiError::on_delete)?;
     let reply = ctx.reply(&ARCHIVE_PROFILE, StatusCode::OK, &row)?;
-    crate::auth::revoke_sessions(&mut tx, &ctx, id, None, "account deleted").await?;
+    app.auth
+        .revoke_sessions(&mut tx, &ctx, id, None, "account deleted")
+        .await?;
     SEARCH
         .follow(&mut tx, TOPICS.name, &[&event_row(&row)?])
         .await?;
@@ -1213,14 +1217,15 @@ async fn update_user_password(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_PASSWORD, StatusCode::OK, &row)?;
-    crate::auth::revoke_sessions(
-        &mut tx,
-        &ctx,
-        id,
-        Some(caller.session_id),
-        "credentials changed",
-    )
-    .await?;
+    app.auth
+        .revoke_sessions(
+            &mut tx,
+            &ctx,
+            id,
+            Some(caller.session_id),
+            "credentials changed",
+        )
+        .await?;
     SEARCH
         .follow(
             &mut tx,
@@ -1309,14 +1314,15 @@ async fn update_user_password_by_admin(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_PASSWORD_BY_ADMIN, StatusCode::OK, &row)?;
-    crate::auth::revoke_sessions(
-        &mut tx,
-        &ctx,
-        id,
-        Some(caller.session_id),
-        "credentials changed",
-    )
-    .await?;
+    app.auth
+        .revoke_sessions(
+            &mut tx,
+            &ctx,
+            id,
+            Some(caller.session_id),
+            "credentials changed",
+        )
+        .await?;
     SEARCH
         .follow(
             &mut tx,

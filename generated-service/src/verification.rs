@@ -6,7 +6,6 @@
 //! the model's settings, the account's statements and the routes.
 
 use crate::app::AppState;
-use crate::auth;
 use crate::config::Config;
 use crate::user::{self as account, User};
 use axum::extract::State;
@@ -363,7 +362,9 @@ async fn complete_password_reset(
         .bind(hash)
         .fetch_one(&mut *tx)
         .await?;
-    auth::revoke_sessions(&mut tx, &ctx, to.id, None, "credentials reset").await?;
+    app.auth
+        .revoke_sessions(&mut tx, &ctx, to.id, None, "credentials reset")
+        .await?;
     let reply = ctx.reply(&COMPLETE_PASSWORD_RESET, StatusCode::OK, &row)?;
     let mut events = Vec::from(account::TOPICS.updated(
         to.id,
@@ -445,16 +446,17 @@ async fn complete_second_factor(
         return Err(rejected());
     };
     let pending = stored.pending_sign_in()?;
-    let answer = auth::open_session(
-        &app,
-        &mut tx,
-        &ctx,
-        stored.user_id,
-        &role,
-        pending,
-        &COMPLETE_SECOND_FACTOR,
-    )
-    .await?;
+    let answer = app
+        .auth
+        .open_session(
+            &mut tx,
+            &ctx,
+            stored.user_id,
+            &role,
+            pending,
+            &COMPLETE_SECOND_FACTOR,
+        )
+        .await?;
     tx.commit().await?;
     Ok(answer)
 }

@@ -3,8 +3,8 @@
 //! session), signing out, revocation and expiry, and the session event of
 //! each.
 //!
-//! Writes happen in the caller's transaction; the events that go with them
-//! are returned for the caller to put in the outbox in the same transaction.
+//! Every write puts its session events in the outbox in the same
+//! transaction (or statement).
 
 use super::caller::Caller;
 use super::keys::fingerprint;
@@ -14,21 +14,18 @@ use super::tokens::{self, cookie, random_token, token_hash};
 use crate::envelope::{Reply, RequestContext};
 use crate::error::{ApiError, FieldError};
 use crate::event::Event;
-use crate::route::RouteInfo;
+use crate::outbox::{self, PgQuery};
+use crate::route::{RouteInfo, ServiceInfo};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration as Span, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::{PgConnection, PgPool, Postgres, Row};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::IpAddr;
 use uuid::Uuid;
-
-/// A statement under construction (the outbox appends a session's write to its own).
-pub type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
 /// A session as answers and events show it.
 #[derive(Debug, Clone)]
@@ -243,8 +240,8 @@ impl Identity {
             .collect()
     }
 
-    /// Revokes an account's live sessions (all but `except`) in the caller's
-    /// transaction; answers their sessionDeleted events to enqueue with it.
+    /// Revokes an account's live sessions (all but `except`) and publishes a
+    /// sessionDeleted event for each, in the caller's transaction.
     pub async fn revoke_sessions(
         &self,
         tx: &mut PgConnection,
@@ -252,7 +249,7 @@ impl Identity {
         user_id: Uuid,
         except: Option<Uuid>,
         reason: &str,
-    ) -> Result<Vec<Event>, ApiError> {
+    ) -> Result<(), ApiError> {
         let sql = format!(
             "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
          WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2) RETURNING {}",
@@ -260,24 +257,30 @@ impl Identity {
         );
         let query = sqlx::query(&sql).bind(user_id).bind(except).bind(reason);
         let revoked = self.sessions(tx, query).await?;
-        self.deleted(&revoked, ctx)
+        let events = self.deleted(&revoked, ctx)?;
+        if !events.is_empty() {
+            outbox::enqueue(tx, ctx, &events).await?;
+        }
+        Ok(())
     }
 
-    /// Ends up to 500 expired sessions (and, with one-time codes, drops codes
-    /// spent or expired a day ago, kept until then for support); answers
-    /// their sessionDeleted events to enqueue in the same transaction.
-    pub async fn expire_sessions(
+    /// Ends up to 500 expired sessions with their sessionDeleted events (and,
+    /// with one-time codes, drops codes spent or expired a day ago, kept until
+    /// then for support), in one transaction; answers how many ended.
+    pub async fn sweep_once(
         &self,
-        tx: &mut PgConnection,
-        ctx: &RequestContext,
-    ) -> Result<Vec<Event>, ApiError> {
+        db: &PgPool,
+        service: &'static ServiceInfo,
+    ) -> Result<usize, ApiError> {
+        let mut tx = db.begin().await?;
+        let ctx = RequestContext::system(service);
         let sql = format!(
             "UPDATE sessions SET revoked_at = now(), revoked_reason = 'expired'
          WHERE id IN (SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at <= now() LIMIT 500 FOR UPDATE SKIP LOCKED)
          RETURNING {}",
             self.session_columns()
         );
-        let expired = self.sessions(tx, sqlx::query(&sql)).await?;
+        let expired = self.sessions(&mut tx, sqlx::query(&sql)).await?;
         if self.flows.is_some() {
             sqlx::query(
                 "DELETE FROM verification_codes WHERE expires_at < now() - interval '1 day'",
@@ -285,34 +288,41 @@ impl Identity {
             .execute(&mut *tx)
             .await?;
         }
-        self.deleted(&expired, ctx)
-    }
-}
-
-/// Runs `sweep` every 30 seconds until `stop`, logging its failures.
-pub async fn sweep_until<F, Fut>(mut stop: tokio::sync::watch::Receiver<bool>, mut sweep: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<usize, ApiError>>,
-{
-    while !*stop.borrow() {
-        if let Err(e) = sweep().await {
-            tracing::warn!(error = %e, "sweeping expired sessions failed");
+        let events = self.deleted(&expired, &ctx)?;
+        if !events.is_empty() {
+            outbox::enqueue(&mut tx, &ctx, &events).await?;
         }
-        tokio::select! {
-            () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {},
-            _ = stop.changed() => {},
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    /// Sweeps (see [`Self::sweep_once`]) every 30 seconds until `stop`,
+    /// logging failures.
+    pub async fn sweep_expired(
+        &self,
+        db: PgPool,
+        service: &'static ServiceInfo,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        while !*stop.borrow() {
+            if let Err(e) = self.sweep_once(&db, service).await {
+                tracing::warn!(error = %e, "sweeping expired sessions failed");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {},
+                _ = stop.changed() => {},
+            }
         }
     }
 }
 
 /// A session about to open: its answer, its event and its write.
 #[derive(Debug)]
-pub struct Opening {
+struct Opening {
     /// The request, as made in the new session.
-    pub ctx: RequestContext,
-    /// sessionCreated, to enqueue with [`Self::write`].
-    pub event: Event,
+    ctx: RequestContext,
+    /// sessionCreated, written with [`Self::write`].
+    event: Event,
     session: Session,
     tokens: Tokens,
     reply: Reply,
@@ -323,14 +333,14 @@ pub struct Opening {
 /// The values of a session's write, bound in the order of
 /// [`Identity::open_session_sql`]'s placeholders.
 #[derive(Debug)]
-pub struct SessionWrite {
+struct SessionWrite {
     session: Session,
     address: String,
     refresh_hash: String,
 }
 
 impl SessionWrite {
-    pub fn bind<'q>(self, q: PgQuery<'q>) -> PgQuery<'q> {
+    fn bind<'q>(self, q: PgQuery<'q>) -> PgQuery<'q> {
         let Self {
             session,
             address,
@@ -347,7 +357,7 @@ impl SessionWrite {
 
 impl Opening {
     /// The session's write, to bind after the outbox's own placeholders.
-    pub fn write(&self) -> SessionWrite {
+    fn write(&self) -> SessionWrite {
         SessionWrite {
             session: self.session.clone(),
             address: self.address.clone(),
@@ -370,48 +380,39 @@ type PresentedToken = (
 /// A refresh token from the body, or from the refresh cookie (then the answer
 /// renews the cookies).
 #[derive(Debug)]
-pub struct PresentedRefresh {
+struct PresentedRefresh {
     token: String,
     from_cookie: bool,
 }
 
 /// What a refresh did in its transaction.
 #[derive(Debug)]
-pub enum Refreshed {
+enum Refreshed {
     /// A spent token came back after the grace window: its session is
-    /// revoked. Enqueue `events`, commit, and answer [`refresh_refused`].
+    /// revoked, and `events` say so.
     Reused {
         ctx: RequestContext,
         events: Vec<Event>,
     },
-    /// A new token pair: enqueue its events, commit, and answer [`AuthState::renewed`].
+    /// A new token pair.
     Renewed(Renewal),
 }
 
 /// A session's new token pair.
 #[derive(Debug)]
-pub struct Renewal {
+struct Renewal {
     /// The request, as made in the session.
-    pub ctx: RequestContext,
+    ctx: RequestContext,
     /// sessionUpdated.
-    pub events: Vec<Event>,
+    events: Vec<Event>,
     session: Session,
     tokens: Tokens,
     reply: Reply,
     from_cookie: bool,
 }
 
-/// A session ended by its own caller.
-#[derive(Debug)]
-pub struct SignedOut {
-    pub ctx: RequestContext,
-    /// sessionDeleted.
-    pub events: Vec<Event>,
-    pub reply: Reply,
-}
-
 /// The answer to a refresh token that is unknown, spent, expired or revoked.
-pub fn refresh_refused() -> ApiError {
+fn refresh_refused() -> ApiError {
     ApiError::Unauthorized("the refresh token is not valid".into())
 }
 
@@ -505,11 +506,34 @@ impl AuthState {
         })
     }
 
-    /// Prepares a session for an account whose credentials were checked: its
-    /// token pair, answer and sessionCreated event. The caller writes it with
-    /// its event in one statement ([`Self::open_session_sql`], [`Opening::write`])
-    /// and answers [`Self::opened`].
-    pub fn open_session(
+    /// Opens a session for an account whose credentials were checked: stores
+    /// it with its refresh token and queues sessionCreated, in one statement
+    /// on `conn` (a caller's transaction commits it), and answers the token
+    /// pair (with the session cookies when the sign-in asked for them).
+    pub async fn open_session(
+        &self,
+        conn: &mut PgConnection,
+        ctx: &RequestContext,
+        user_id: Uuid,
+        role: &str,
+        pending: PendingSignIn,
+        route: &'static RouteInfo,
+    ) -> Result<Response, ApiError> {
+        let opening = self.prepare_session(ctx, user_id, role, pending, route)?;
+        let (sql, params) = &self.open_session_sql;
+        let write = opening.write();
+        let event = std::slice::from_ref(&opening.event);
+        outbox::enqueue_after(conn, &opening.ctx, event, sql, *params, move |q| {
+            write.bind(q)
+        })
+        .await?;
+        Ok(self.opened(opening))
+    }
+
+    /// A session's token pair, answer and sessionCreated event, before its
+    /// one write. The times are taken here (to the microsecond, as stored) so
+    /// that the answer and the event exist before the write.
+    fn prepare_session(
         &self,
         ctx: &RequestContext,
         user_id: Uuid,
@@ -517,8 +541,6 @@ impl AuthState {
         mut pending: PendingSignIn,
         route: &'static RouteInfo,
     ) -> Result<Opening, ApiError> {
-        // The times are taken here (to the microsecond, as stored) so that the
-        // answer and the event exist before the one write.
         let created_at = Utc::now().trunc_subsecs(6);
         let session = Session {
             id: Uuid::new_v4(),
@@ -553,14 +575,8 @@ impl AuthState {
         })
     }
 
-    /// [`Identity::open_session_sql`], prepared once.
-    pub fn open_session_sql(&self) -> (&str, usize) {
-        let (sql, params) = &self.open_session_sql;
-        (sql, *params)
-    }
-
     /// The answer of an opened session, with its cookies when asked for.
-    pub fn opened(&self, opening: Opening) -> Response {
+    fn opened(&self, opening: Opening) -> Response {
         self.answer(
             &opening.session,
             &opening.tokens,
@@ -586,9 +602,37 @@ impl AuthState {
         (set, reply).into_response()
     }
 
+    /// Spends the refresh token (the body's, else with cookies the refresh
+    /// cookie's) and answers a new pair; a refresh by cookie renews the
+    /// cookies. A spent token used again within the grace window gets its own
+    /// pair (two tabs); later, the reuse revokes the session.
+    pub async fn refresh(
+        &self,
+        db: &PgPool,
+        ctx: &RequestContext,
+        body: Option<String>,
+        headers: &HeaderMap,
+        route: &'static RouteInfo,
+    ) -> Result<Response, ApiError> {
+        let presented = self.presented_refresh(body, headers)?;
+        let mut tx = db.begin().await?;
+        match self.renew(&mut tx, ctx, &presented, headers, route).await? {
+            Refreshed::Reused { ctx, events } => {
+                outbox::enqueue(&mut tx, &ctx, &events).await?;
+                tx.commit().await?;
+                Err(refresh_refused())
+            }
+            Refreshed::Renewed(renewal) => {
+                outbox::enqueue(&mut tx, &renewal.ctx, &renewal.events).await?;
+                tx.commit().await?;
+                Ok(self.renewed(renewal))
+            }
+        }
+    }
+
     /// The refresh token of a refresh request: the body's, else (with
     /// cookies) the refresh cookie's.
-    pub fn presented_refresh(
+    fn presented_refresh(
         &self,
         body: Option<String>,
         headers: &HeaderMap,
@@ -617,10 +661,8 @@ impl AuthState {
         }
     }
 
-    /// Spends the refresh token and renews the session with a new pair, in
-    /// `tx`. A spent token used again within the grace window gets its own
-    /// pair (two tabs); later, the reuse revokes the session.
-    pub async fn refresh(
+    /// Spends the refresh token and renews the session, in `tx`.
+    async fn renew(
         &self,
         tx: &mut PgConnection,
         ctx: &RequestContext,
@@ -715,7 +757,7 @@ impl AuthState {
     }
 
     /// The answer of a renewed session; a refresh by cookie renews the cookies.
-    pub fn renewed(&self, renewal: Renewal) -> Response {
+    fn renewed(&self, renewal: Renewal) -> Response {
         self.answer(
             &renewal.session,
             &renewal.tokens,
@@ -724,22 +766,23 @@ impl AuthState {
         )
     }
 
-    /// Ends the caller's session in `tx`; its access token stops working at once.
+    /// Ends the caller's session; its access token stops working at once.
     pub async fn sign_out(
         &self,
-        tx: &mut PgConnection,
+        db: &PgPool,
         ctx: &RequestContext,
         caller: &Caller,
         route: &'static RouteInfo,
-    ) -> Result<SignedOut, ApiError> {
+    ) -> Result<Response, ApiError> {
         let identity = self.identity;
+        let mut tx = db.begin().await?;
         let ctx = ctx.signed_in(caller.user_id, caller.session_id);
         let sql = format!(
             "UPDATE sessions SET revoked_at = now(), revoked_reason = 'signed out' WHERE id = $1 AND revoked_at IS NULL RETURNING {}",
             identity.session_columns()
         );
         let session = identity
-            .sessions(tx, sqlx::query(&sql).bind(caller.session_id))
+            .sessions(&mut tx, sqlx::query(&sql).bind(caller.session_id))
             .await?
             .pop()
             .ok_or_else(|| ApiError::Unauthorized("the session has ended".into()))?;
@@ -749,12 +792,28 @@ impl AuthState {
             StatusCode::OK,
             &identity.session_view(&session, &none),
         )?;
-        let events = vec![identity.session_event(&session, "sessionDeleted", &ctx, &none)?];
-        Ok(SignedOut { ctx, events, reply })
+        let event = identity.session_event(&session, "sessionDeleted", &ctx, &none)?;
+        outbox::enqueue(&mut tx, &ctx, &[event]).await?;
+        tx.commit().await?;
+        Ok(self.signed_out(reply))
+    }
+
+    /// Revokes an account's live sessions (see [`Identity::revoke_sessions`]).
+    pub async fn revoke_sessions(
+        &self,
+        tx: &mut PgConnection,
+        ctx: &RequestContext,
+        user_id: Uuid,
+        except: Option<Uuid>,
+        reason: &str,
+    ) -> Result<(), ApiError> {
+        self.identity
+            .revoke_sessions(tx, ctx, user_id, except, reason)
+            .await
     }
 
     /// The answer of a sign-out, expiring the session cookies when the model has them.
-    pub fn signed_out(&self, reply: Reply) -> Response {
+    fn signed_out(&self, reply: Reply) -> Response {
         match self.identity.transport.cookies.as_ref() {
             Some(cookies) => (cookies.cleared(), reply).into_response(),
             None => reply.into_response(),
@@ -807,7 +866,7 @@ mod tests {
     fn open(state: &AuthState, user: Uuid, role: &str, pending: PendingSignIn) -> Opening {
         let ctx = RequestContext::system(&SERVICE);
         state
-            .open_session(&ctx, user, role, pending, &SIGN_IN)
+            .prepare_session(&ctx, user, role, pending, &SIGN_IN)
             .expect("opened")
     }
 
