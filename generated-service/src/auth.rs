@@ -5,8 +5,8 @@
 //! throttling, token checks and sessions), and the routes whose bodies the
 //! model shapes.
 
-use crate::app::AppState;
 use crate::config::Config;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;

@@ -2,10 +2,18 @@
 
 //! Auth service: Authentication service for the project.
 //!
-//! One module per data object; what every service shares (the envelope,
-//! errors, extractors, validation, the outbox and its relay to Kafka, health
-//! probes, the realtime stream) comes from `svcgen_runtime`, and `spec` hands
-//! it this model's facts.
+//! What every service shares (the envelope, errors, extractors, validation,
+//! the outbox and its relay, the auth core, health, docs) is `svcgen_runtime`;
+//! this crate holds what the model decides. Its modules layer without cycles,
+//! bottom first; each names only modules listed before it:
+//!
+//! - `config`, `topics`, `spec`: settings with the model's defaults, topic
+//!   names, and the model's facts handed to the runtime as data.
+//! - `state`: what every handler shares.
+//! - `search`: the model's search indexes, as data for the runtime's engine.
+//! - One module per data object: its rows, SQL, handlers and router.
+//! - `verification` and `auth`: the identity routes, over the account object.
+//! - `app`: every router assembled, start-up, serving and shutdown; `main` on top.
 
 pub mod app;
 
@@ -16,6 +24,8 @@ pub mod config;
 pub mod search;
 
 pub mod spec;
+
+pub mod state;
 
 pub mod topics;
 

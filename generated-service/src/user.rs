@@ -2,8 +2,8 @@
 
 //! `user`: A person who can log in. Its rows, SQL and routes.
 
-use crate::app::AppState;
 use crate::search::SEARCH;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;

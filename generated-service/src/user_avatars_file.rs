@@ -2,7 +2,7 @@
 
 //! `userAvatarsFile`: An avatar picture uploaded by a user. Its rows, SQL and routes.
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;

@@ -2,8 +2,8 @@
 
 //! `userGroup`: A named group of users. Its rows, SQL and routes.
 
-use crate::app::AppState;
 use crate::search::SEARCH;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;

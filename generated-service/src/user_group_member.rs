@@ -2,8 +2,8 @@
 
 //! `userGroupMember`: A user's membership in a group. Its rows, SQL and routes.
 
-use crate::app::AppState;
 use crate::search::SEARCH;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;

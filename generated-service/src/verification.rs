@@ -5,8 +5,8 @@
 //! checks, limits and mailer) are `svcgen_runtime::verification`; here are
 //! the model's settings, the account's statements and the routes.
 
-use crate::app::AppState;
 use crate::config::Config;
+use crate::state::AppState;
 use crate::user::{self as account, User};
 use axum::extract::State;
 use axum::http::StatusCode;

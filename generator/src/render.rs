@@ -40,6 +40,7 @@ templates! {
     DocsHtml => "docs.html.j2",
     TopicsRs => "topics.rs.j2",
     SpecRs => "spec.rs.j2",
+    StateRs => "state.rs.j2",
 }
 
 #[derive(Template)]
@@ -132,6 +133,7 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     );
     add("src/topics.rs", "topics.rs.j2", TopicsRs { plan }.render()?);
     add("src/spec.rs", "spec.rs.j2", SpecRs { plan }.render()?);
+    add("src/state.rs", "state.rs.j2", StateRs { plan }.render()?);
     for o in &plan.objects {
         add(
             &format!("src/{}.rs", o.module),

@@ -488,7 +488,7 @@ fn imports(
     let mut uses = Imports::default();
     for path in [
         "svcgen_runtime::event::ObjectTopics",
-        "crate::app::AppState",
+        "crate::state::AppState",
         "svcgen_runtime::error::ApiError",
         "axum::Router",
         "serde::Serialize",

@@ -2,7 +2,7 @@
 
 //! `librarian`: A person who works the desk and signs in. Its rows, SQL and routes.
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;

@@ -2,7 +2,7 @@
 
 //! `loan`: A book lent to a reader. Its rows, SQL and routes.
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing;

@@ -4,19 +4,10 @@
 
 use std::process::ExitCode;
 
-/// Keeps large allocations (hashing a secret takes 19 MiB) out of glibc's
-/// heap, so memory freed after a burst of logins goes back to the system.
-fn return_large_allocations_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    return_large_allocations_to_the_system();
-    library_service::app::init_tracing();
+    svcgen_runtime::server::return_large_allocations_to_the_system();
+    svcgen_runtime::server::init_tracing();
     let config = match library_service::config::Config::from_env() {
         Ok(config) => config,
         Err(e) => {
