@@ -35,13 +35,29 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         }
         let text = std::fs::read_to_string(file).expect("a source file");
         let mut names = BTreeSet::new();
-        for (i, _) in text.match_indices("crate::") {
-            let path: String = text[i + "crate::".len()..]
+        // `super::x` in `a::b` names `a::x`; in a test module, `super::*` is
+        // the file's own module.
+        let parent = from.rsplit_once("::").map_or("", |(p, _)| p);
+        let base = if parent.is_empty() {
+            String::new()
+        } else {
+            format!("{parent}::")
+        };
+        let paths = text
+            .match_indices("crate::")
+            .map(|(i, m)| (i + m.len(), String::new()))
+            .chain(
+                text.match_indices("super::")
+                    .map(|(i, m)| (i + m.len(), base.clone())),
+            );
+        for (start, prefix) in paths {
+            let rest: String = text[start..]
                 .chars()
                 .take_while(|c| {
                     c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == ':'
                 })
                 .collect();
+            let path = format!("{prefix}{rest}");
             // The longest module the path starts with.
             let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
             let named = (1..=segments.len())
