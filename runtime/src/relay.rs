@@ -11,6 +11,24 @@ use tokio::sync::watch;
 /// How often delivered events older than the retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// The first wait after a failure, and the longest.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The wait after `backoff` failed again: doubled, up to [`MAX_BACKOFF`].
+fn next_backoff(backoff: Duration) -> Duration {
+    (backoff * 2).min(MAX_BACKOFF)
+}
+
+/// Between half of `backoff` and all of it, by `random`: the replicas that
+/// lost the broker or the database together do not all come back in the
+/// same instant and pile onto it again.
+fn jittered(backoff: Duration, random: u64) -> Duration {
+    let half = backoff / 2;
+    let spread = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+    half + Duration::from_nanos(random % spread.saturating_add(1))
+}
+
 /// Publishes the outbox until `stop` turns true.
 pub async fn run(
     db: PgPool,
@@ -23,7 +41,7 @@ pub async fn run(
         tracing::warn!("KAFKA_BROKERS is not set: events wait in the outbox");
         return;
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     let mut relay: Option<Relay> = None;
     let mut pruned = Instant::now();
     while !*stop.borrow() {
@@ -39,19 +57,20 @@ pub async fn run(
         // After a drain, wait for the next commit's NOTIFY (or a second, for
         // lanes another replica let go of).
         match step.await {
-            Ok(_) => backoff = Duration::from_millis(100),
+            Ok(_) => backoff = FIRST_BACKOFF,
             Err(e) => {
+                let wait = jittered(backoff, uuid::Uuid::new_v4().as_u64_pair().0);
                 tracing::warn!(
                     error = format!("{e:#}"),
-                    retry_in_ms = backoff.as_millis() as u64,
+                    retry_in_ms = wait.as_millis() as u64,
                     "relay failed; backing off"
                 );
                 relay = None;
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {},
+                    () = tokio::time::sleep(wait) => {},
                     _ = stop.changed() => {},
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = next_backoff(backoff);
                 continue;
             }
         }
@@ -100,5 +119,38 @@ impl Relay {
             listener,
             outbox,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let mut b = FIRST_BACKOFF;
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            seen.push(b.as_millis());
+            b = next_backoff(b);
+        }
+        assert_eq!(seen, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+    }
+
+    #[test]
+    fn jitter_keeps_the_wait_between_half_and_all_of_the_backoff() {
+        let b = Duration::from_millis(800);
+        assert_eq!(jittered(b, 0), Duration::from_millis(400));
+        let spread = u64::try_from((b / 2).as_nanos()).unwrap();
+        assert_eq!(jittered(b, spread), b);
+        for random in [1, 7, 1 << 40, u64::MAX] {
+            let w = jittered(b, random);
+            assert!(w >= b / 2 && w <= b, "{w:?}");
+        }
+        assert_ne!(
+            jittered(b, 1),
+            jittered(b, 1 << 30),
+            "different draws, different waits"
+        );
     }
 }
