@@ -50,4 +50,6 @@ pub mod caller;
 pub mod sessions;
 
 pub use caller::{Caller, ClientAddr};
-pub use state::{AccountSql, AuthSettings, AuthState, DeviceField, Flows, Identity, Limits};
+pub use state::{
+    AccountSql, AuthDefaults, AuthSettings, AuthState, DeviceField, Flows, Identity, Limits,
+};

@@ -8,6 +8,7 @@ use super::passwords;
 use super::rules::Policy;
 use super::throttle;
 use super::tokens::{Audience, TokenTransport, VerifiedTokens};
+use crate::config::{redacted, ConfigError, Env};
 use crate::error::{ApiError, FieldError};
 use crate::validation::{normalize_email, Validator};
 use axum::response::Response;
@@ -125,6 +126,82 @@ pub struct AuthSettings {
     /// How long a live session may be answered from memory; 0 asks the database every time.
     pub live_session_cache_secs: u32,
     pub limits: Limits,
+}
+
+/// What the model sets as the defaults of [`AuthSettings`].
+#[derive(Debug, Clone, Copy)]
+pub struct AuthDefaults {
+    pub access_ttl_secs: u32,
+    pub refresh_ttl_secs: u32,
+    pub refresh_grace_secs: u32,
+    pub live_session_cache_secs: u32,
+    pub throttle_window_secs: u32,
+    pub login_per_account: u32,
+    pub login_per_address: u32,
+    pub public_writes_per_address: u32,
+}
+
+impl AuthSettings {
+    /// `JWT_PRIVATE_KEY`, `JWT_KEY_ID`, `HASH_CONCURRENCY` (default: the CPU
+    /// count), `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS`,
+    /// `REFRESH_GRACE_SECS`, `LIVE_SESSION_CACHE_SECS`, `THROTTLE_WINDOW_SECS`,
+    /// `LOGIN_PER_ACCOUNT`, `LOGIN_PER_ADDRESS`, `PUBLIC_WRITES_PER_ADDRESS`
+    /// (defaults from the model) and `TRUST_FORWARDED_FOR` (default false).
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        defaults: &AuthDefaults,
+    ) -> Result<Self, ConfigError> {
+        let secs = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            env.parse(name, &default.to_string())
+        };
+        Ok(Self {
+            jwt_private_key: env.text("JWT_PRIVATE_KEY"),
+            jwt_key_id: env.text("JWT_KEY_ID"),
+            hash_concurrency: match env.get("HASH_CONCURRENCY") {
+                Some(_) => env.parse("HASH_CONCURRENCY", "1")?,
+                None => std::thread::available_parallelism().map_or(2, usize::from),
+            },
+            live_session_cache_secs: secs(
+                "LIVE_SESSION_CACHE_SECS",
+                defaults.live_session_cache_secs,
+            )?,
+            limits: Limits {
+                access_ttl_secs: i64::from(secs(
+                    "ACCESS_TOKEN_TTL_SECS",
+                    defaults.access_ttl_secs,
+                )?),
+                refresh_ttl_secs: i64::from(secs(
+                    "REFRESH_TOKEN_TTL_SECS",
+                    defaults.refresh_ttl_secs,
+                )?),
+                refresh_grace_secs: i64::from(secs(
+                    "REFRESH_GRACE_SECS",
+                    defaults.refresh_grace_secs,
+                )?),
+                window_secs: secs("THROTTLE_WINDOW_SECS", defaults.throttle_window_secs)?,
+                login_per_account: secs("LOGIN_PER_ACCOUNT", defaults.login_per_account)?,
+                login_per_address: secs("LOGIN_PER_ADDRESS", defaults.login_per_address)?,
+                public_writes_per_address: secs(
+                    "PUBLIC_WRITES_PER_ADDRESS",
+                    defaults.public_writes_per_address,
+                )?,
+                trust_forwarded_for: env.parse("TRUST_FORWARDED_FOR", "false")?,
+            },
+        })
+    }
+}
+
+/// Never prints the signing key.
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("jwt_private_key", &redacted(&self.jwt_private_key))
+            .field("jwt_key_id", &self.jwt_key_id)
+            .field("hash_concurrency", &self.hash_concurrency)
+            .field("live_session_cache_secs", &self.live_session_cache_secs)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 /// Token lifetimes and throttling.
@@ -322,6 +399,41 @@ pub(crate) mod tests {
     use super::*;
     use crate::auth::rules::tests::POLICY;
     use crate::auth::tokens::tests::COOKIES;
+
+    const DEFAULTS: AuthDefaults = AuthDefaults {
+        access_ttl_secs: 900,
+        refresh_ttl_secs: 86_400,
+        refresh_grace_secs: 10,
+        live_session_cache_secs: 60,
+        throttle_window_secs: 300,
+        login_per_account: 10,
+        login_per_address: 100,
+        public_writes_per_address: 20,
+    };
+
+    #[test]
+    fn auth_settings_take_the_models_defaults_unless_the_environment_says_otherwise() {
+        let env = Env::new(|name| match name {
+            "ACCESS_TOKEN_TTL_SECS" => Some("60".to_string()),
+            "JWT_PRIVATE_KEY" => Some("-----BEGIN PRIVATE KEY-----".to_string()),
+            "HASH_CONCURRENCY" => Some("3".to_string()),
+            _ => None,
+        });
+        let s = AuthSettings::from_env(&env, &DEFAULTS).unwrap();
+        assert_eq!(s.limits.access_ttl_secs, 60);
+        assert_eq!(s.limits.refresh_ttl_secs, 86_400);
+        assert_eq!((s.limits.login_per_account, s.hash_concurrency), (10, 3));
+        assert!(!s.limits.trust_forwarded_for);
+        assert!(
+            !format!("{s:?}").contains("BEGIN"),
+            "the key is never printed"
+        );
+        let bad = Env::new(|name| (name == "REFRESH_GRACE_SECS").then(|| "-1".to_string()));
+        let err = AuthSettings::from_env(&bad, &DEFAULTS)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("REFRESH_GRACE_SECS is invalid"), "{err}");
+    }
 
     /// An identity like a small model's; whether logins are email addresses
     /// and how tokens travel vary.

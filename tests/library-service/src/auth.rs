@@ -18,9 +18,7 @@ use svcgen_runtime::auth::live::AccountTopics;
 use svcgen_runtime::auth::rules::{Policy, RouteRule};
 use svcgen_runtime::auth::sessions::PendingSignIn;
 use svcgen_runtime::auth::tokens::{Audience, TokenTransport};
-use svcgen_runtime::auth::{
-    AccountSql, AuthSettings, AuthState, Caller, ClientAddr, DeviceField, Identity, Limits,
-};
+use svcgen_runtime::auth::{AccountSql, AuthState, Caller, ClientAddr, DeviceField, Identity};
 use svcgen_runtime::envelope::RequestContext;
 use svcgen_runtime::error::ApiError;
 use svcgen_runtime::extract::ApiJson;
@@ -221,23 +219,7 @@ pub static IDENTITY: Identity = Identity {
 
 /// The auth core of this model, with the configured keys, lifetimes and limits.
 pub async fn load(db: &PgPool, config: &Config) -> anyhow::Result<AuthState> {
-    let settings = AuthSettings {
-        jwt_private_key: config.jwt_private_key.clone(),
-        jwt_key_id: config.jwt_key_id.clone(),
-        hash_concurrency: config.hash_concurrency,
-        live_session_cache_secs: config.live_session_cache_secs,
-        limits: Limits {
-            access_ttl_secs: i64::from(config.access_token_ttl_secs),
-            refresh_ttl_secs: i64::from(config.refresh_token_ttl_secs),
-            refresh_grace_secs: i64::from(config.refresh_grace_secs),
-            window_secs: config.throttle_window_secs,
-            login_per_account: config.login_per_account,
-            login_per_address: config.login_per_address,
-            public_writes_per_address: config.public_writes_per_address,
-            trust_forwarded_for: config.trust_forwarded_for,
-        },
-    };
-    AuthState::load(db, &IDENTITY, settings).await
+    AuthState::load(db, &IDENTITY, config.auth.clone()).await
 }
 
 /// Ends expired sessions, with their sessionDeleted events, every 30 seconds.

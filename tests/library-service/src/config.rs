@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use svcgen_runtime::auth::{AuthDefaults, AuthSettings};
 pub use svcgen_runtime::config::ConfigError;
 use svcgen_runtime::config::{redacted, DatabaseSettings, Env};
 use svcgen_runtime::kafka::KafkaSettings;
@@ -22,30 +23,11 @@ pub struct Config {
     pub kafka: KafkaSettings,
     /// `OUTBOX_BATCH_SIZE` and `OUTBOX_RETENTION_SECS`: the relay's rounds.
     pub outbox: OutboxSettings,
-    /// `JWT_PRIVATE_KEY`: the Ed25519 signing key, PKCS#8 PEM. Without it a
-    /// development key is generated at first start and kept in the database.
-    pub jwt_private_key: Option<String>,
-    /// `JWT_KEY_ID`: the `kid` of that key (default: its fingerprint).
-    pub jwt_key_id: Option<String>,
-    /// `HASH_CONCURRENCY`: secret hashes computed at once (default: the CPU count).
-    pub hash_concurrency: usize,
-    /// `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS` and `REFRESH_GRACE_SECS`
-    /// (defaults from the model: 600, 86400 and 5).
-    pub access_token_ttl_secs: u32,
-    pub refresh_token_ttl_secs: u32,
-    pub refresh_grace_secs: u32,
-    /// `LIVE_SESSION_CACHE_SECS` (default from the model: 60):
-    /// how long a live session may be answered from memory; 0 asks the database every time.
-    pub live_session_cache_secs: u32,
-    /// `THROTTLE_WINDOW_SECS`, `LOGIN_PER_ACCOUNT`, `LOGIN_PER_ADDRESS`,
-    /// `PUBLIC_WRITES_PER_ADDRESS`: throttling (defaults from the model).
-    pub throttle_window_secs: u32,
-    pub login_per_account: u32,
-    pub login_per_address: u32,
-    pub public_writes_per_address: u32,
-    /// `TRUST_FORWARDED_FOR` (default false): take the client address from
-    /// `X-Forwarded-For`, for a service behind a proxy.
-    pub trust_forwarded_for: bool,
+    /// Signing key, hashing, token lifetimes, the live-session cache and
+    /// throttling: the model's defaults are 600 s access, 86400 s refresh
+    /// (5 s grace), a 60 s cache, and 5 sign-ins per
+    /// account, 50 per address and 10 public writes per address in 60 s.
+    pub auth: AuthSettings,
     /// `ELASTICSEARCH_URL`: an Elasticsearch or OpenSearch endpoint. When set,
     /// the search indexes are mirrored there (fed from the outbox) and search
     /// routes query it; without it, search runs in PostgreSQL.
@@ -77,21 +59,19 @@ impl Config {
             database: DatabaseSettings::from_env(env)?,
             kafka: KafkaSettings::from_env(env, 1, 1)?,
             outbox: OutboxSettings::from_env(env)?,
-            jwt_private_key: env.text("JWT_PRIVATE_KEY"),
-            jwt_key_id: env.text("JWT_KEY_ID"),
-            hash_concurrency: match get("HASH_CONCURRENCY") {
-                Some(_) => env.parse("HASH_CONCURRENCY", "1")?,
-                None => std::thread::available_parallelism().map_or(2, usize::from),
-            },
-            access_token_ttl_secs: env.parse("ACCESS_TOKEN_TTL_SECS", "600")?,
-            refresh_token_ttl_secs: env.parse("REFRESH_TOKEN_TTL_SECS", "86400")?,
-            refresh_grace_secs: env.parse("REFRESH_GRACE_SECS", "5")?,
-            live_session_cache_secs: env.parse("LIVE_SESSION_CACHE_SECS", "60")?,
-            throttle_window_secs: env.parse("THROTTLE_WINDOW_SECS", "60")?,
-            login_per_account: env.parse("LOGIN_PER_ACCOUNT", "5")?,
-            login_per_address: env.parse("LOGIN_PER_ADDRESS", "50")?,
-            public_writes_per_address: env.parse("PUBLIC_WRITES_PER_ADDRESS", "10")?,
-            trust_forwarded_for: env.parse("TRUST_FORWARDED_FOR", "false")?,
+            auth: AuthSettings::from_env(
+                env,
+                &AuthDefaults {
+                    access_ttl_secs: 600,
+                    refresh_ttl_secs: 86400,
+                    refresh_grace_secs: 5,
+                    live_session_cache_secs: 60,
+                    throttle_window_secs: 60,
+                    login_per_account: 5,
+                    login_per_address: 50,
+                    public_writes_per_address: 10,
+                },
+            )?,
             elasticsearch_url: env.text("ELASTICSEARCH_URL"),
             superadmin_login: superadmin_login.filter(|v| !v.trim().is_empty()),
             superadmin_password: env.secret("SUPERADMIN_PASSWORD"),
@@ -106,18 +86,7 @@ impl fmt::Debug for Config {
             .field("database", &self.database)
             .field("kafka", &self.kafka)
             .field("outbox", &self.outbox)
-            .field("jwt_private_key", &redacted(&self.jwt_private_key))
-            .field("jwt_key_id", &self.jwt_key_id)
-            .field("hash_concurrency", &self.hash_concurrency)
-            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
-            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
-            .field("refresh_grace_secs", &self.refresh_grace_secs)
-            .field("live_session_cache_secs", &self.live_session_cache_secs)
-            .field("throttle_window_secs", &self.throttle_window_secs)
-            .field("login_per_account", &self.login_per_account)
-            .field("login_per_address", &self.login_per_address)
-            .field("public_writes_per_address", &self.public_writes_per_address)
-            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("auth", &self.auth)
             .field("elasticsearch_url", &self.elasticsearch_url)
             .field("superadmin_login", &self.superadmin_login)
             .field("superadmin_password", &redacted(&self.superadmin_password))
