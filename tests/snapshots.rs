@@ -62,8 +62,8 @@ fn no_snapshot_outlives_its_file() {
 
 /// What both models render alike belongs in svcgen-runtime, not in a
 /// template: every Rust file a template renders for both models differs
-/// beyond its header. build.rs is the exception cargo imposes: sqlx's
-/// `migrate!` needs its one line to rebuild when a migration is added.
+/// beyond its header. build.rs is no template but the generator's one fixed
+/// file (sqlx's `migrate!` needs it to rebuild when a migration is added).
 #[test]
 fn templates_render_only_what_the_model_decides() {
     let auth = generate("model/auth-service.yaml");
