@@ -111,7 +111,7 @@ mod tests {
     #[tokio::test]
     async fn ready_when_the_database_answers() {
         let db = crate::testing::TestDb::with_outbox().await;
-        let (status, body) = answer(app(db.url()), "/readyz").await;
+        let (status, body) = answer(app(&db.url), "/readyz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, json!({ "status": "OK", "database": "up" }));
     }

@@ -66,5 +66,5 @@ pub mod docs;
 pub mod health;
 pub mod server;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -1,4 +1,5 @@
-//! For the runtime's own tests: a service and a request to stand in for a
+//! For tests (the runtime's own, and with feature `testing` the end-to-end
+//! tests of generated services): a service and a request to stand in for a
 //! generated crate's, and throwaway databases on the local PostgreSQL
 //! (`TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
 
@@ -34,14 +35,14 @@ fn admin_url() -> String {
 
 /// A database that exists for one test and is dropped after it.
 pub struct TestDb {
-    name: String,
-    url: String,
+    pub name: String,
+    pub url: String,
 }
 
 impl TestDb {
-    /// A fresh database holding an empty outbox.
-    pub async fn with_outbox() -> Self {
-        let name = format!("svcgen_runtime_test_{}", uuid::Uuid::new_v4().simple());
+    /// A fresh, empty database.
+    pub async fn create() -> Self {
+        let name = format!("svcgen_test_{}", uuid::Uuid::new_v4().simple());
         let admin = admin_url();
         let mut conn = PgConnection::connect(&admin)
             .await
@@ -50,10 +51,15 @@ impl TestDb {
             .await
             .expect("create database");
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let db = Self {
+        Self {
             url: format!("{base}/{name}"),
             name,
-        };
+        }
+    }
+
+    /// A fresh database holding an empty outbox.
+    pub async fn with_outbox() -> Self {
+        let db = Self::create().await;
         db.pool()
             .await
             .execute(crate::tables::OUTBOX.create_sql().as_str())
@@ -62,16 +68,28 @@ impl TestDb {
         db
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     pub async fn pool(&self) -> PgPool {
         PgPoolOptions::new()
             .max_connections(4)
             .connect(&self.url)
             .await
             .expect("connect to the test database")
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// The rows of `table`.
+    pub async fn count(&self, table: &str) -> i64 {
+        let mut conn = self.connect().await;
+        let (n,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        n
     }
 }
 

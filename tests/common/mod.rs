@@ -3,76 +3,10 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use sqlx::{Connection, Executor, PgConnection};
 use std::future::Future;
 
-/// The server that throwaway databases are created on.
-pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// A database that exists for one test and is dropped after it.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn create() -> Self {
-        let name = format!("svcgen_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = admin_url();
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .expect("connect to the local PostgreSQL (is it running?)");
-        conn.execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("create database");
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(b, _)| b)
-            .to_string();
-        Self {
-            url: format!("{base}/{name}"),
-            name,
-        }
-    }
-
-    pub async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url)
-            .await
-            .expect("connect to test database")
-    }
-
-    pub async fn count(&self, table: &str) -> i64 {
-        let mut conn = self.connect().await;
-        let (n,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(&mut conn)
-            .await
-            .expect("count");
-        n
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Best effort, on a runtime of its own: Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = PgConnection::connect(&admin_url()).await.ok()?;
-                conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-    }
-}
+/// Throwaway databases on the local PostgreSQL, one per test.
+pub use svcgen_runtime::testing::TestDb;
 
 /// The bootstrap super-admin every test service starts with.
 pub const ADMIN_EMAIL: &str = "root@example.com";
