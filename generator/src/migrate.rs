@@ -212,16 +212,13 @@ fn auth_tables(plan: &Plan) -> Vec<Table> {
 }
 
 fn column_decl(c: &Column) -> String {
-    let mut d = format!("{} {}", c.name, c.ty);
-    if c.primary_key {
-        d.push_str(" PRIMARY KEY");
-    } else if c.not_null {
-        d.push_str(" NOT NULL");
-    }
-    if let Some(v) = &c.default {
-        d.push_str(&format!(" DEFAULT {v}"));
-    }
-    d
+    runtime_tables::column_sql(
+        &c.name,
+        &c.ty,
+        c.primary_key,
+        c.not_null,
+        c.default.as_deref(),
+    )
 }
 
 fn create_index(table: &str, i: &Index) -> Statement {

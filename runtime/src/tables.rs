@@ -48,22 +48,32 @@ impl TableDef {
         let columns: Vec<String> = self
             .columns
             .iter()
-            .map(|c| {
-                let mut d = format!("{} {}", c.name, c.ty);
-                if c.primary_key {
-                    d.push_str(" PRIMARY KEY");
-                } else if c.not_null {
-                    d.push_str(" NOT NULL");
-                }
-                if let Some(v) = c.default {
-                    d.push_str(" DEFAULT ");
-                    d.push_str(v);
-                }
-                d
-            })
+            .map(|c| column_sql(c.name, c.ty, c.primary_key, c.not_null, c.default))
             .collect();
         format!("CREATE TABLE {} ({})", self.name, columns.join(", "))
     }
+}
+
+/// A column as `CREATE TABLE` and `ADD COLUMN` declare it; the migration
+/// generator writes its columns with it too.
+pub fn column_sql(
+    name: &str,
+    ty: &str,
+    primary_key: bool,
+    not_null: bool,
+    default: Option<&str>,
+) -> String {
+    let mut d = format!("{name} {ty}");
+    if primary_key {
+        d.push_str(" PRIMARY KEY");
+    } else if not_null {
+        d.push_str(" NOT NULL");
+    }
+    if let Some(v) = default {
+        d.push_str(" DEFAULT ");
+        d.push_str(v);
+    }
+    d
 }
 
 /// Stands for the model's account table in a foreign key.
