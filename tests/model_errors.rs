@@ -325,8 +325,8 @@ fn route_names_unknown_object() {
 
 #[test]
 fn route_fields_name_unknown_field() {
-    let text = mutate("fields: [dueAt]", "fields: [dueAt, returnedAt]");
-    let msg = rejected(&text, &["returnedAt"]);
+    let text = mutate("fields: [dueAt]", "fields: [dueAt, pickedUpAt]");
+    let msg = rejected(&text, &["pickedUpAt"]);
     insta::assert_snapshot!("route_fields_name_unknown_field", msg);
 }
 
@@ -417,8 +417,8 @@ fn include_via_non_reference_field() {
 fn views_misused() {
     let text = mutate_all(&[
         (
-            "    view: public\n    auth: public",
-            "    view: everyone\n    auth: public",
+            "    view: public\n    hooks: [query]\n    auth: public",
+            "    view: everyone\n    hooks: [query]\n    auth: public",
         ),
         (
             "    event: book-added\n",
@@ -450,6 +450,10 @@ fn narrowing_views_need_public_fields() {
         (
             "        sortable: true\n        public: true\n",
             "        sortable: true\n",
+        ),
+        (
+            "        type: Date\n        public: true\n",
+            "        type: Date\n",
         ),
         ("    table: books\n", "    table: books\n    view: owner\n"),
     ]);
@@ -745,4 +749,101 @@ fn formats_and_search_bounds_are_checked() {
     ]);
     let msg = rejected(&text, &["0", "1000", "uri", "url"]);
     insta::assert_snapshot!("formats_and_search_bounds_are_checked", msg);
+}
+
+#[test]
+fn hooks_are_checked_against_their_route() {
+    let text = mutate_all(&[
+        // A delete has no input to hook; `afterCommit` is no hook point.
+        (
+            "    hooks: [before, committed]",
+            "    hooks: [before, afterCommit, before]",
+        ),
+        (
+            "    event: book-archived\n",
+            "    event: book-archived\n    hooks: [input]\n",
+        ),
+        // A search list is answered by the Elasticsearch mirror, hook-free.
+        (
+            "    event: books-found\n",
+            "    event: books-found\n    hooks: [query]\n",
+        ),
+        // A session route has no hook points.
+        (
+            "    path: /sign-in\n",
+            "    path: /sign-in\n    hooks: [before]\n",
+        ),
+    ]);
+    let msg = rejected(
+        &text,
+        &["[before]", "[query]", "input", "afterCommit", "before"],
+    );
+    assert!(
+        msg.contains("unknown hook \"afterCommit\" for a create route; expected one of \"input\", \"before\", \"after\", \"committed\""),
+        "{msg}"
+    );
+    assert!(msg.contains("hook \"before\" is listed twice"), "{msg}");
+    assert!(msg.contains("a search list takes no hooks"), "{msg}");
+    insta::assert_snapshot!("hooks_are_checked_against_their_route", msg);
+}
+
+#[test]
+fn custom_routes_are_checked() {
+    let text = mutate_all(&[
+        (
+            "    publishes: [loan-returned]",
+            "    publishes: [loan_returned, book-returned, book-lent]",
+        ),
+        ("    answer: object", "    answer: list"),
+        (
+            "    path: /loans/{id}/return",
+            "    path: /loans/{loanId}/return",
+        ),
+        // Only a custom route says what it publishes or answers.
+        (
+            "    event: loan-extended\n",
+            "    event: loan-extended\n    answer: object\n",
+        ),
+    ]);
+    let msg = rejected(
+        &text,
+        &[
+            "object",
+            "/loans/{loanId}",
+            "loan_returned",
+            "book-returned",
+            "book-lent",
+            "list",
+        ],
+    );
+    assert!(msg.contains("answer applies to custom routes"), "{msg}");
+    assert!(
+        msg.contains("names one row by {id}, or takes no parameters"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("is already published by route \"lendBook\""),
+        "{msg}"
+    );
+    insta::assert_snapshot!("custom_routes_are_checked", msg);
+}
+
+#[test]
+fn no_role_may_be_the_system_callers() {
+    let text = mutate_all(&[
+        (
+            "  values: [librarian, member]",
+            "  values: [librarian, member, system]",
+        ),
+        (
+            "  ranks: { librarian: 2, member: 1 }",
+            "  ranks: { librarian: 2, member: 1, system: 1 }",
+        ),
+    ]);
+    let msg = rejected(&text, &["system"]);
+    assert!(
+        msg.contains("\"system\" is the system caller's role"),
+        "{msg}"
+    );
+    insta::assert_snapshot!("no_role_may_be_the_system_callers", msg);
 }

@@ -38,6 +38,35 @@ fn every_generated_file_matches_its_snapshot() {
     }
 }
 
+/// The hooks of the library model: the trait its loan module declares, the
+/// generated `hooks` module, and the stub svcgen writes once for the user.
+#[test]
+fn hook_stubs_and_the_modules_they_implement_match_their_snapshots() {
+    let files = generate("tests/models/library.yaml");
+    for path in ["src/hooks.rs", "src/hooks/loan.rs", "src/loan.rs"] {
+        let f = files.iter().find(|f| f.path == path).expect(path);
+        let name = format!("library__{}", path.replace(['/', '.'], "_"));
+        insta::assert_snapshot!(name, &f.contents);
+    }
+}
+
+/// Hand-written files (created once) are the only ones without the generated
+/// marker, so no later run removes or overwrites them.
+#[test]
+fn hand_written_files_are_the_only_unmarked_ones() {
+    let files = generate("tests/models/library.yaml");
+    let once: Vec<&str> = files
+        .iter()
+        .filter(|f| f.once)
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(once, ["src/hooks/loan.rs"]);
+    for f in &files {
+        let marked = f.contents.lines().take(2).any(|l| l.contains("@generated"));
+        assert_eq!(marked, !f.once, "{}", f.path);
+    }
+}
+
 #[test]
 fn no_snapshot_outlives_its_file() {
     let names: Vec<String> = generate("model/auth-service.yaml")

@@ -181,8 +181,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/currentuser", routing::get(get_current_user))
 }
 
-/// Loads an active row.
-pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<User, ApiError> {
+/// Loads an active row, from the pool or on a connection.
+pub async fn fetch<'c>(db: impl sqlx::PgExecutor<'c>, id: Uuid) -> Result<User, ApiError> {
     sqlx::query_as(GET_SQL)
         .bind(id)
         .fetch_optional(db)

@@ -127,8 +127,11 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Loads an active row.
-pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<UserAvatarsFile, ApiError> {
+/// Loads an active row, from the pool or on a connection.
+pub async fn fetch<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    id: Uuid,
+) -> Result<UserAvatarsFile, ApiError> {
     sqlx::query_as(GET_SQL)
         .bind(id)
         .fetch_optional(db)

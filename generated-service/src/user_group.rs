@@ -113,8 +113,8 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Loads an active row.
-pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<UserGroup, ApiError> {
+/// Loads an active row, from the pool or on a connection.
+pub async fn fetch<'c>(db: impl sqlx::PgExecutor<'c>, id: Uuid) -> Result<UserGroup, ApiError> {
     sqlx::query_as(GET_SQL)
         .bind(id)
         .fetch_optional(db)

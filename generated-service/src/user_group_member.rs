@@ -90,8 +90,11 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Loads an active row.
-pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<UserGroupMember, ApiError> {
+/// Loads an active row, from the pool or on a connection.
+pub async fn fetch<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    id: Uuid,
+) -> Result<UserGroupMember, ApiError> {
     sqlx::query_as(GET_SQL)
         .bind(id)
         .fetch_optional(db)

@@ -27,6 +27,8 @@ pub enum Action {
     SecondFactor,
     Permissions,
     Subscribe,
+    /// Method, path, rule, input and answer from the model; the body hand-written.
+    Custom,
 }
 
 /// The families of actions, which decide what else a route may say.
@@ -46,7 +48,7 @@ pub enum Family {
 
 impl Action {
     /// Every action, in the order error messages list them.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::Get,
         Action::List,
         Action::Create,
@@ -66,6 +68,7 @@ impl Action {
         Action::SecondFactor,
         Action::Permissions,
         Action::Subscribe,
+        Action::Custom,
     ];
 
     /// Its name in the model (and in the REST envelope).
@@ -90,13 +93,14 @@ impl Action {
             Action::SecondFactor => "secondFactor",
             Action::Permissions => "permissions",
             Action::Subscribe => "subscribe",
+            Action::Custom => "custom",
         }
     }
 
     pub fn family(self) -> Family {
         use Action::*;
         match self {
-            Get | List | Create | Update | Delete | Download | Extend => Family::Data,
+            Get | List | Create | Update | Delete | Download | Extend | Custom => Family::Data,
             Login | Refresh | Logout | CurrentUser | PublicKeys => Family::Session,
             VerifyStart | VerifyComplete | ResetStart | ResetComplete | SecondFactor => {
                 Family::Flow
@@ -123,6 +127,7 @@ impl Action {
             Get | List | Download | Subscribe | CurrentUser | PublicKeys | Permissions => &["GET"],
             Update => &["PATCH", "PUT"],
             Delete => &["DELETE"],
+            Custom => &["GET", "POST", "PUT", "PATCH", "DELETE"],
             _ => &["POST"],
         }
     }
@@ -135,17 +140,23 @@ impl Action {
         )
     }
 
-    /// An `owner: true` rule can let a row's owner in.
+    /// An `owner: true` rule can let a row's owner in (a custom route's only
+    /// when its path names a row).
     pub fn owner_applies(self) -> bool {
         matches!(
             self,
-            Action::Get | Action::Update | Action::Delete | Action::List | Action::Download
+            Action::Get
+                | Action::Update
+                | Action::Delete
+                | Action::List
+                | Action::Download
+                | Action::Custom
         )
     }
 
     /// It accepts body fields (`fields` lists them).
     pub fn writes_fields(self) -> bool {
-        matches!(self, Action::Create | Action::Update)
+        matches!(self, Action::Create | Action::Update | Action::Custom)
     }
 
     /// It changes rows: publishes database events, checks ranks, is
@@ -172,6 +183,67 @@ impl Action {
             201
         } else {
             200
+        }
+    }
+}
+
+/// Where hand-written code runs in a generated route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPoint {
+    /// A write's input, parsed and validated: may refuse it or change it.
+    Input,
+    /// Inside the write's transaction, before its statement.
+    Before,
+    /// Inside the write's transaction, after its statement.
+    After,
+    /// Once the write committed; cannot fail the request.
+    Committed,
+    /// A list's query: narrows it in SQL, so counts and pages stay right.
+    Query,
+    /// A list's rows, before they are answered.
+    Rows,
+    /// A get's row, read on a connection (no transaction).
+    Row,
+}
+
+impl HookPoint {
+    pub const ALL: [HookPoint; 7] = [
+        HookPoint::Input,
+        HookPoint::Before,
+        HookPoint::After,
+        HookPoint::Committed,
+        HookPoint::Query,
+        HookPoint::Rows,
+        HookPoint::Row,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HookPoint::Input => "input",
+            HookPoint::Before => "before",
+            HookPoint::After => "after",
+            HookPoint::Committed => "committed",
+            HookPoint::Query => "query",
+            HookPoint::Rows => "rows",
+            HookPoint::Row => "row",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<HookPoint> {
+        HookPoint::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The points a route of `action` offers (a custom route's body is always
+    /// hand-written; `committed` may follow it).
+    pub fn of(action: Action) -> &'static [HookPoint] {
+        use HookPoint::*;
+        match action {
+            Action::Create | Action::Update => &[Input, Before, After, Committed],
+            Action::Delete => &[Before, After, Committed],
+            Action::List => &[Query, Rows],
+            Action::Get => &[Row],
+            Action::Custom => &[Committed],
+            _ => &[],
         }
     }
 }
@@ -211,6 +283,9 @@ pub struct AuthRule {
     pub roles: Vec<String>,
     #[serde(default)]
     pub owner: bool,
+    /// The system caller (work that no user started) may use the route too.
+    #[serde(default)]
+    pub system: bool,
 }
 
 /// The keywords `auth` accepts besides a rule.
@@ -242,7 +317,7 @@ impl<'de> serde::Deserialize<'de> for Auth {
             Auth::Keyword(k) if k == "public" => Ok(self::Auth::Public),
             Auth::Keyword(k) if k == "login" => Ok(self::Auth::Login),
             Auth::Keyword(k) => Err(serde::de::Error::custom(format!(
-                "unknown auth rule \"{k}\"; {}, or a rule {{ roles: [...], owner: true }}",
+                "unknown auth rule \"{k}\"; {}, or a rule {{ roles: [...], owner: true, system: true }}",
                 crate::diag::one_of(AUTH_KEYWORDS)
             ))),
             Auth::Rule(rule) => Ok(self::Auth::Rule(rule)),
@@ -318,7 +393,19 @@ mod tests {
     fn unknown_action_lists_the_known_ones() {
         let err = Action::try_from("archive".to_string()).unwrap_err();
         assert!(err.starts_with("unknown action \"archive\"; expected one of \"get\", \"list\""));
-        assert!(err.ends_with("\"permissions\", \"subscribe\""));
+        assert!(err.ends_with("\"subscribe\", \"custom\""));
+    }
+
+    #[test]
+    fn hook_points_parse_by_name_and_fit_their_actions() {
+        for p in HookPoint::ALL {
+            assert_eq!(HookPoint::parse(p.name()), Some(p));
+        }
+        assert_eq!(HookPoint::parse("afterCommit"), None);
+        assert!(HookPoint::of(Action::Create).contains(&HookPoint::Input));
+        assert!(!HookPoint::of(Action::Delete).contains(&HookPoint::Input));
+        assert_eq!(HookPoint::of(Action::Get), [HookPoint::Row]);
+        assert!(HookPoint::of(Action::Login).is_empty());
     }
 
     #[test]

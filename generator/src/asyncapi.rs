@@ -158,7 +158,9 @@ pub fn document(plan: &Plan, marker: &str, openapi: &Value) -> Value {
             TopicKind::RouteEvent => "The object's id; the request id for list routes",
             TopicKind::SessionEvent => "The session id",
             TopicKind::DeliveryRequest => "The account's id",
-            TopicKind::DbEvent | TopicKind::IndexEvent => "The object's id",
+            TopicKind::DbEvent | TopicKind::IndexEvent | TopicKind::CustomEvent => {
+                "The object's id"
+            }
         };
         messages.insert(
             t.name.clone(),

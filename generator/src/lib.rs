@@ -60,12 +60,14 @@ pub fn generate_str(
         path: "openapi.json".into(),
         template: "openapi.rs",
         text: serde_json::to_string_pretty(&doc)? + "\n",
+        once: false,
     });
     let events_doc = asyncapi::document(&plan, &note, &doc);
     rendered.push(render::Rendered {
         path: "asyncapi.json".into(),
         template: "asyncapi.rs",
         text: serde_json::to_string_pretty(&events_doc)? + "\n",
+        once: false,
     });
     let schema = migrate::schema(&plan);
     let mut kept = Vec::new();
@@ -83,6 +85,7 @@ pub fn generate_str(
                     .map(|(path, contents)| GeneratedFile {
                         path: path.clone(),
                         contents: contents.clone(),
+                        once: false,
                     }),
             );
             let statements = migrate::diff(lock, &schema)?;
@@ -108,6 +111,7 @@ pub fn generate_str(
         path: migrate::LOCK.into(),
         template: "migrate.rs",
         text: serde_json::to_string_pretty(&lock)? + "\n",
+        once: false,
     });
     let mut files = format::format_all(rendered, file)?;
     files.extend(kept);

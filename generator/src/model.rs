@@ -430,6 +430,17 @@ pub struct Route {
     /// without an admin role (another value is 403); admins may set them.
     #[serde(default)]
     pub caller_fields: Vec<String>,
+    /// Where hand-written code runs in this route (`input`, `before`, `after`,
+    /// `committed` for writes; `query`, `rows` for lists; `row` for gets).
+    #[serde(default)]
+    pub hooks: Vec<String>,
+    /// A custom route: the events its hand-written body publishes, each on a
+    /// topic of its own (named like route events) carrying a row of the object.
+    #[serde(default)]
+    pub publishes: Vec<String>,
+    /// A custom route: what it answers; `object` (a row of its object) when absent.
+    #[serde(default)]
+    pub answer: Option<String>,
     pub auth: Auth,
 }
 

@@ -157,7 +157,7 @@ fn input_schema(r: &RoutePlan) -> Value {
             (f.name.clone(), s)
         })
         .collect();
-    let required: Vec<&str> = if r.action == Action::Create {
+    let required: Vec<&str> = if matches!(r.action, Action::Create | Action::Custom) {
         r.inputs()
             .iter()
             .filter(|f| f.required && f.default_rust.is_none())
@@ -342,7 +342,20 @@ fn operation(
     if r.action.changes_rows() {
         responses.insert("409".into(), error("A unique value is taken, the recordVersion is stale, or the row is still referenced"));
     }
-    if r.action.writes_fields() {
+    if r.action == Action::Custom || r.hooks.any() {
+        responses
+            .entry("409")
+            .or_insert_with(|| error("The route's business rules refused the request"));
+    }
+    if r.action == Action::Custom {
+        responses.insert(
+            "501".into(),
+            error("The route's hand-written body is still the generated stub"),
+        );
+    }
+    let takes_body =
+        r.action.writes_fields() && !(r.action == Action::Custom && r.inputs().is_empty());
+    if takes_body {
         responses.insert(
             "413".into(),
             error("The body is larger than the service accepts"),
@@ -383,7 +396,7 @@ fn operation(
         "responses": responses,
         "security": if r.auth.is_public() { json!([]) } else { json!([{ "bearerAuth": [] }]) },
     });
-    if r.action.writes_fields() {
+    if takes_body {
         let input = format!("{}Input", r.type_prefix);
         schemas.insert(input.clone(), input_schema(r));
         op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(&input) } } });
@@ -515,6 +528,11 @@ fn description(r: &RoutePlan) -> String {
         text.push_str(&format!(
             " Publishes its route event on `{topic}`, carrying what the caller received."
         ));
+    }
+    if let RouteKind::Custom(c) = &r.kind {
+        for p in &c.publishes {
+            text.push_str(&format!(" Its body may also publish `{}`.", p.topic));
+        }
     }
     text
 }

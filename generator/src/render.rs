@@ -10,6 +10,9 @@ pub struct Rendered {
     pub path: String,
     pub template: &'static str,
     pub text: String,
+    /// Hand-written once the stub exists: created when absent, never
+    /// overwritten, and carrying no generated marker.
+    pub once: bool,
 }
 
 macro_rules! templates {
@@ -38,6 +41,7 @@ templates! {
     TopicsRs => "topics.rs.j2",
     SpecRs => "spec.rs.j2",
     StateRs => "state.rs.j2",
+    HooksRs => "hooks.rs.j2",
 }
 
 #[derive(Template)]
@@ -68,6 +72,7 @@ pub fn migration(
         path,
         template: "migration.sql.j2",
         text: MigrationSql { m }.render()?,
+        once: false,
     })
 }
 
@@ -94,6 +99,7 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
             path: path.to_string(),
             template,
             text,
+            once: false,
         });
     };
     add("Cargo.toml", "Cargo.toml.j2", CargoToml { plan }.render()?);
@@ -147,5 +153,25 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
             ObjectRs { plan, o }.render()?,
         );
     }
+    if plan.objects.iter().any(|o| o.hooks.is_some()) {
+        add("src/hooks.rs", "hooks.rs.j2", HooksRs { plan }.render()?);
+    }
+    for o in &plan.objects {
+        if let Some(h) = &o.hooks {
+            out.push(Rendered {
+                path: format!("src/hooks/{}.rs", o.module),
+                template: "hooks_stub.rs.j2",
+                text: HooksStub { o, h }.render()?,
+                once: true,
+            });
+        }
+    }
     Ok(out)
+}
+
+#[derive(Template)]
+#[template(path = "hooks_stub.rs.j2", escape = "none")]
+struct HooksStub<'a> {
+    o: &'a ObjectPlan,
+    h: &'a crate::plan::ObjectHooks,
 }

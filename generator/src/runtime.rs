@@ -76,6 +76,7 @@ impl Link {
                 GeneratedFile {
                     path: format!("{COPY_DIR}/{path}"),
                     contents: format!("{comment} {note}\n\n{text}"),
+                    once: false,
                 }
             })
             .collect()

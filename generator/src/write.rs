@@ -61,10 +61,16 @@ impl Staleness {
     }
 }
 
+/// Writes `files` into `dir`: generated files where their bytes changed,
+/// hand-written ones (`once`) only where no file is yet.
 pub fn write(dir: &Path, files: &[GeneratedFile]) -> Result<Report> {
     let mut report = Report::default();
     for f in files {
         let path = dir.join(&f.path);
+        if f.once && path.exists() {
+            report.unchanged += 1;
+            continue;
+        }
         if fs::read(&path).ok().as_deref() == Some(f.contents.as_bytes()) {
             report.unchanged += 1;
             continue;
@@ -82,10 +88,13 @@ pub fn write(dir: &Path, files: &[GeneratedFile]) -> Result<Report> {
     Ok(report)
 }
 
+/// What differs between `dir` and `files`; a hand-written file only when missing.
 pub fn check(dir: &Path, files: &[GeneratedFile]) -> Result<Staleness> {
     let mut s = Staleness::default();
     for f in files {
         match fs::read(dir.join(&f.path)) {
+            // A hand-written file is the user's once it exists.
+            Ok(_) if f.once => {}
             Ok(bytes) if bytes == f.contents.as_bytes() => {}
             Ok(_) => s.differing.push(f.path.clone()),
             Err(_) => s.missing.push(f.path.clone()),
@@ -155,4 +164,56 @@ pub fn read_history(dir: &Path) -> Result<crate::migrate::History> {
     }
     history.migrations.sort();
     Ok(history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, contents: &str, once: bool) -> GeneratedFile {
+        GeneratedFile {
+            path: path.into(),
+            contents: contents.into(),
+            once,
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("svcgen-write-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[test]
+    fn a_hand_written_file_is_created_once_and_never_overwritten() {
+        let dir = scratch("once");
+        let stub = file("src/hooks/loan.rs", "pub struct Hooks;\n", true);
+        let generated = file("src/loan.rs", &format!("// {MARKER} from m.yaml\n"), false);
+        let files = [stub, generated];
+        assert_eq!(write(&dir, &files).expect("written").written.len(), 2);
+        let mine = "pub struct Hooks; // with my business logic\n";
+        fs::write(dir.join("src/hooks/loan.rs"), mine).expect("edited");
+        fs::write(dir.join("src/loan.rs"), "edited by hand").expect("edited");
+        let report = write(&dir, &files).expect("written again");
+        assert_eq!(report.written, ["src/loan.rs"]);
+        let kept = fs::read_to_string(dir.join("src/hooks/loan.rs")).expect("kept");
+        assert_eq!(kept, mine);
+        fs::remove_dir_all(&dir).expect("cleaned up");
+    }
+
+    #[test]
+    fn check_reports_a_hand_written_file_only_when_it_is_missing() {
+        let dir = scratch("check");
+        let files = [file("src/hooks/loan.rs", "pub struct Hooks;\n", true)];
+        let missing = check(&dir, &files).expect("checked");
+        assert_eq!(missing.missing, ["src/hooks/loan.rs"]);
+        fs::create_dir_all(dir.join("src/hooks")).expect("dir");
+        fs::write(dir.join("src/hooks/loan.rs"), "pub struct Hooks; // mine\n").expect("written");
+        let present = check(&dir, &files).expect("checked");
+        assert!(present.is_clean(), "{:?}", present.lines("out"));
+        // Hand-written files carry no marker, so no model change removes one.
+        assert!(orphans(&dir, &[]).expect("listed").is_empty());
+        fs::remove_dir_all(&dir).expect("cleaned up");
+    }
 }

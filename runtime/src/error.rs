@@ -78,6 +78,9 @@ pub enum ApiError {
     /// 409 or 422: the database refused a write by a named constraint.
     #[error("{}", .0.message(None))]
     Violated(Violation),
+    /// 501: a custom route whose hand-written body is still the generated stub.
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
     /// 500: logged, never detailed to the client.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -189,6 +192,7 @@ impl ApiError {
                 ViolationKind::Unique => StatusCode::CONFLICT,
                 ViolationKind::ForeignKey => StatusCode::UNPROCESSABLE_ENTITY,
             },
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -213,6 +217,7 @@ impl ApiError {
                 ViolationKind::Unique => "CONFLICT",
                 ViolationKind::ForeignKey => "UNPROCESSABLE",
             },
+            Self::NotImplemented(_) => "NOT_IMPLEMENTED",
             Self::Internal(_) => "INTERNAL_ERROR",
             Self::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
         }
@@ -380,6 +385,14 @@ mod tests {
         assert_eq!(info.code, "UNPROCESSABLE");
         assert_eq!(info.message, "a referenced row does not exist");
         assert!(info.details.is_empty());
+    }
+
+    #[test]
+    fn an_unfinished_custom_route_says_so() {
+        let (status, info) = info_of(ApiError::NotImplemented("returnBook"));
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(info.code, "NOT_IMPLEMENTED");
+        assert_eq!(info.message, "returnBook is not implemented yet");
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! 4. [`event`]: events as data, and the [`event::Watcher`] of a request's events.
 //! 5. [`envelope`]: the request context and the envelope of every answer.
 //! 6. [`views`]: what reading routes show each caller; [`outbox`]: events
-//!    written with the change, and the relay's side of the table.
+//!    written with the change, and the relay's side of the table; [`hooks`]:
+//!    what hand-written business logic gets from a generated route.
 //! 7. [`kafka`]: records, topics, the producer of reading-route events and the
 //!    relay's sink; `search` and its Elasticsearch mirror `elastic` (feature
 //!    `search`); `auth` (feature `identity`): keys, hashing, the live-session
@@ -43,6 +44,7 @@ pub mod event;
 
 pub mod envelope;
 
+pub mod hooks;
 pub mod outbox;
 pub mod views;
 

@@ -23,13 +23,20 @@ impl ServiceInfo {
     }
 }
 
+/// The role of the system caller: work that no user started (a consumer of
+/// another service's events running a route). A rule lets it in by naming this
+/// role (`system: true` in the model, where no role may have this name), and no
+/// token can carry it: the caller extractor refuses one that does.
+pub const SYSTEM_ROLE: &str = "system";
+
 /// Who may call a route.
 #[derive(Debug)]
 pub enum Access {
     Public,
     /// Any signed-in caller.
     Login,
-    /// Callers with one of `roles`; when `owner`, also the owner of the row.
+    /// Callers with one of `roles` (the system caller where they include
+    /// [`SYSTEM_ROLE`]); when `owner`, also the owner of the row.
     Rule {
         roles: &'static [&'static str],
         owner: bool,

@@ -6,6 +6,7 @@
 //! the identity, topics; names come from [`crate::naming`].
 
 mod field;
+mod hooks;
 mod identity;
 mod imports;
 mod object;
@@ -16,16 +17,19 @@ mod topics;
 mod write;
 
 pub use field::FieldPlan;
+pub use hooks::{HookMethod, Param, RouteHooks};
 pub use identity::{CookiePlan, DeviceFieldPlan, FlowsPlan, IdentityPlan, RuleRow};
 pub use object::{
-    ChangeTopics, EndpointPlan, ForeignKeyPlan, IndexPlan, ObjectPlan, PointerPlan, SetterPlan,
-    SortPlan, UniquePlan, ViewPlan,
+    ChangeTopics, EndpointPlan, ForeignKeyPlan, IndexPlan, ObjectHooks, ObjectPlan, PointerPlan,
+    SetterPlan, SortPlan, UniquePlan, ViewPlan,
 };
 pub use read::{GetPlan, IncludePlan, ListPlan, ReadPlan, SearchRoutePlan};
-pub use route::{AuthPlan, DownloadPlan, ExtendPlan, RouteKind, RoutePlan};
+pub use route::{
+    AuthPlan, CustomPlan, DownloadPlan, ExtendPlan, PublishPlan, RouteKind, RoutePlan,
+};
 pub use search::{FollowPlan, FollowStep, SearchIndexPlan, SearchPlan};
 pub use topics::{ConstraintPlan, TopicKind, TopicPlan};
-pub use write::{CreatePlan, DeletePlan, RankPlan, UpdatePlan, UploadPlan};
+pub use write::{CreatePlan, DeletePlan, RankPlan, UpdatePlan, UploadPlan, ValueField};
 
 use crate::action::{Action, Family, View};
 use crate::model::Model;
@@ -52,6 +56,13 @@ pub struct Plan {
     pub views: ViewsPlan,
     /// How the generated crate depends on svcgen-runtime.
     pub runtime: RuntimeDep,
+}
+
+impl Plan {
+    /// Some route calls hand-written code: the crate has a `hooks` module.
+    pub fn has_hooks(&self) -> bool {
+        self.objects.iter().any(|o| o.hooks.is_some())
+    }
 }
 
 /// The generated crate's dependency on svcgen-runtime: a path, and the exact

@@ -5,9 +5,10 @@ use super::field::{
     active_clause, columns_of, field_of, owner_column, partial_clause, public_columns, select_list,
     visible_of, FieldPlan,
 };
+use super::hooks::{stub_uses, HookMethod};
 use super::imports::Imports;
 use super::read::IncludePlan;
-use super::route::{RouteKind, RoutePlan};
+use super::route::{PublishPlan, RouteKind, RoutePlan};
 use super::rust_str_slice;
 use super::search::SearchPlan;
 use crate::action::Action;
@@ -87,6 +88,23 @@ pub struct ObjectPlan {
     pub pointer: Option<PointerPlan>,
     /// Fields of this object that files of other objects set (`pointedBy`).
     pub pointer_setters: Vec<SetterPlan>,
+    /// Its routes' hand-written code, when some route has hooks or is custom.
+    pub hooks: Option<ObjectHooks>,
+    /// Events that custom routes' bodies publish.
+    pub publishes: Vec<PublishPlan>,
+}
+
+/// The hooks of an object's routes: the trait its module declares and the
+/// hand-written file (`src/hooks/<module>.rs`) implements.
+#[derive(Debug, Clone)]
+pub struct ObjectHooks {
+    /// `LoanHooks`.
+    pub trait_name: String,
+    pub methods: Vec<HookMethod>,
+    /// The hand-written file's `use` lines, for its stubs.
+    pub stub_uses: Vec<String>,
+    /// `(route, its hook points)` for the docs, e.g. `("lendBook", "before, committed")`.
+    pub points: Vec<(String, String)>,
 }
 
 /// How a new or deleted file updates the row it references.
@@ -217,6 +235,7 @@ pub fn object(
     let sql = Sql::new(o, &select, public_view.as_ref());
     let has = |a: Action| routes.iter().any(|r| r.action == a);
     let search_followed = search.follows.iter().any(|f| f.object == name);
+    let hooks = object_hooks(&snake(name), &struct_name, &routes);
     ObjectPlan {
         owner_column: owner_column(o).into(),
         owner_expr: if o.owner_is_self {
@@ -234,7 +253,12 @@ pub fn object(
         blobs: columns.iter().filter(|c| c.blob).cloned().collect(),
         has_list: has(Action::List),
         has_delete: has(Action::Delete),
-        has_locking: has(Action::Update) || has(Action::Delete),
+        // Custom routes on a row get `lock` for their hand-written bodies.
+        has_locking: has(Action::Update)
+            || has(Action::Delete)
+            || routes
+                .iter()
+                .any(|r| matches!(&r.kind, RouteKind::Custom(c) if c.has_id)),
         uses: imports(&served, &visible, &includes, search_followed).lines(),
         search_followed,
         has_search: routes.iter().any(|r| r.searches()),
@@ -265,6 +289,15 @@ pub fn object(
         db_topics: ChangeTopics::new(|c| change_topic(&m.topics.db_event, m, name, c)),
         index_topics: ChangeTopics::new(|c| change_topic(&m.topics.index_event, m, name, c)),
         endpoints: endpoints(&served),
+        hooks,
+        publishes: routes
+            .iter()
+            .filter_map(|r| match &r.kind {
+                RouteKind::Custom(c) => Some(c.publishes.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect(),
         current_user,
         columns,
         routes,
@@ -455,17 +488,53 @@ fn includes(routes: &[RoutePlan]) -> Vec<IncludePlan> {
     includes
 }
 
+/// The hooks trait of an object whose routes call hand-written code.
+fn object_hooks(module: &str, struct_name: &str, routes: &[RoutePlan]) -> Option<ObjectHooks> {
+    let hooked: Vec<&RoutePlan> = routes.iter().filter(|r| r.hooks.any()).collect();
+    if hooked.is_empty() {
+        return None;
+    }
+    let trait_name = format!("{struct_name}Hooks");
+    let methods: Vec<HookMethod> = hooked
+        .iter()
+        .flat_map(|r| r.hooks.methods.clone())
+        .collect();
+    Some(ObjectHooks {
+        stub_uses: stub_uses(module, &trait_name, &methods),
+        points: hooked
+            .iter()
+            .map(|r| {
+                let prefix = format!("{}_", r.handler);
+                let points: Vec<&str> = r
+                    .hooks
+                    .methods
+                    .iter()
+                    .map(|m| m.name.strip_prefix(&prefix).unwrap_or("body"))
+                    .collect();
+                (r.name.clone(), points.join(", "))
+            })
+            .collect(),
+        trait_name,
+        methods,
+    })
+}
+
 /// Each path once, with the handlers of its methods chained.
 fn endpoints(routes: &[RoutePlan]) -> Vec<EndpointPlan> {
     let mut endpoints: Vec<EndpointPlan> = Vec::new();
     for r in routes {
+        let handler = if r.hooks.any() {
+            format!("{}::<H>", r.handler)
+        } else {
+            r.handler.clone()
+        };
         let call = match r.upload() {
             // The upload's own limit replaces the service's body limit.
             Some(u) => format!(
-                "{}(axum::handler::Handler::layer({}, axum::extract::DefaultBodyLimit::max({})))",
-                r.method_fn, r.handler, u.request_limit
+                "{}(axum::handler::Handler::layer({handler}, axum::extract::DefaultBodyLimit::max({})))",
+                r.method_fn, u.request_limit
             ),
-            None => format!("{}({})", r.method_fn, r.handler),
+            None => format!("{}({handler})", r.method_fn),
         };
         match endpoints.iter_mut().find(|e| e.path == r.path) {
             Some(e) => e.chain = format!("{}.{call}", e.chain),
@@ -581,7 +650,35 @@ fn route_imports(uses: &mut Imports, r: &RoutePlan) {
             uses.path("svcgen_runtime::extract::ApiJson")
                 .path("svcgen_runtime::error::FieldError");
         }
+        RouteKind::Custom(c) => {
+            if c.has_id {
+                uses.path("svcgen_runtime::extract::ApiPath");
+            }
+            if !c.inputs.is_empty() {
+                uses.path("serde::Deserialize")
+                    .path("svcgen_runtime::validation")
+                    .path("svcgen_runtime::validation::Validator")
+                    .path("svcgen_runtime::extract::ApiJson");
+            }
+            if !c.publishes.is_empty() {
+                uses.path("svcgen_runtime::event::Event");
+            }
+        }
         RouteKind::Get(_) | RouteKind::Service => {}
+    }
+    // Hooks: the trait's futures, and what its methods are handed.
+    if r.hooks.any() {
+        uses.path("std::future::Future");
+    }
+    let h = &r.hooks;
+    if h.before.is_some() || h.after.is_some() || h.body.is_some() {
+        uses.path("svcgen_runtime::hooks::Tx");
+    }
+    if h.row.is_some() {
+        uses.path("sqlx::PgConnection");
+    }
+    if h.query.is_some() {
+        uses.items("sqlx", &["Postgres", "QueryBuilder"]);
     }
 }
 

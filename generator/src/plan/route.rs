@@ -2,9 +2,10 @@
 //! its kind adds, in [`RouteKind`]: each kind carries only its own facts.
 
 use super::field::{active_clause, field_of, owner_column, FieldPlan};
+use super::hooks::{route_hooks, RouteHooks, Types};
 use super::read::{GetPlan, IncludePlan, ListPlan, ReadPlan};
-use super::write::{CreatePlan, DeletePlan, UpdatePlan, UploadPlan};
-use crate::action::{Action, Auth, View};
+use super::write::{required_idents, validated, CreatePlan, DeletePlan, UpdatePlan, UploadPlan, ValueField};
+use crate::action::{Action, Auth, HookPoint, View};
 use crate::model::{DataObject, Model, Route};
 use crate::naming::{
     camel, change_const, constant, index_name, plural, route_event_const, route_topic, snake,
@@ -38,6 +39,8 @@ pub struct RoutePlan {
     /// Public writes (registration) are throttled per client address.
     pub throttled: bool,
     pub kind: RouteKind,
+    /// Where the route calls hand-written code.
+    pub hooks: RouteHooks,
 }
 
 /// What a route does, with the facts only that kind of route has.
@@ -50,6 +53,7 @@ pub enum RouteKind {
     Delete(DeletePlan),
     Download(DownloadPlan),
     Extend(ExtendPlan),
+    Custom(CustomPlan),
     /// Sessions, one-time codes, permissions and the event stream: the auth,
     /// verification and realtime modules serve them from the identity plan.
     Service,
@@ -62,6 +66,31 @@ pub struct DownloadPlan {
     pub download_sql: String,
     pub key_type: String,
     pub cache_control: String,
+}
+
+/// A custom route: declared in the model, its body hand-written.
+#[derive(Debug, Clone)]
+pub struct CustomPlan {
+    /// Its path names a row by `{id}`.
+    pub has_id: bool,
+    /// Body fields it accepts (validated as a create validates them).
+    pub inputs: Vec<FieldPlan>,
+    pub required_inputs: Vec<String>,
+    /// The validated input its body receives (`ReturnBookValues`).
+    pub values: Vec<ValueField>,
+    pub values_list: String,
+    /// The events its body publishes.
+    pub publishes: Vec<PublishPlan>,
+}
+
+/// An event a custom route's body publishes, on a topic of its own.
+#[derive(Debug, Clone)]
+pub struct PublishPlan {
+    pub event: String,
+    pub topic: String,
+    pub topic_const: String,
+    /// The module function that makes the event from a row: `loan_returned`.
+    pub maker: String,
 }
 
 /// An extend route: merges data under a document's `extends`.
@@ -88,6 +117,9 @@ impl AuthPlan {
                 let mut who: Vec<String> = rule.roles.clone();
                 if rule.owner {
                     who.push("the owner".into());
+                }
+                if rule.system {
+                    who.push("the system caller".into());
                 }
                 who.join(", ")
             }
@@ -116,6 +148,8 @@ impl AuthPlan {
                 "Access::Rule {{ roles: &[{}], owner: {} }}",
                 rule.roles
                     .iter()
+                    .map(String::as_str)
+                    .chain(rule.system.then_some("system"))
                     .map(|r| format!("{r:?}"))
                     .collect::<Vec<_>>()
                     .join(", "),
@@ -169,11 +203,12 @@ impl RoutePlan {
         self.list().map_or(&[], |l| &l.includes)
     }
 
-    /// Body fields a create or update route accepts.
+    /// Body fields a create, update or custom route accepts.
     pub fn inputs(&self) -> &[FieldPlan] {
         match &self.kind {
             RouteKind::Create(c) => &c.inputs,
             RouteKind::Update(u) => &u.inputs,
+            RouteKind::Custom(c) => &c.inputs,
             _ => &[],
         }
     }
@@ -206,7 +241,7 @@ pub fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
     let object = r.object.as_deref().and_then(|n| Some((n, m.object(n)?)));
     let auth = AuthPlan::new(&r.auth);
     let topic = r.event.as_ref().map(|e| route_topic(m, e));
-    RoutePlan {
+    let mut plan = RoutePlan {
         kind: kind(m, name, r, object),
         events_doc: events_doc(topic.as_deref(), r.action),
         throttled: r.auth.is_public() && r.action.changes_rows(),
@@ -226,7 +261,22 @@ pub fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         topic,
         topic_const: r.event.as_deref().map(route_event_const),
         success_status: r.action.success_status(),
+        hooks: RouteHooks::default(),
+    };
+    if let Some((object, _)) = object {
+        let row = camel(object);
+        let trait_name = format!("{row}Hooks");
+        let points: Vec<HookPoint> = r.hooks.iter().filter_map(|h| HookPoint::parse(h)).collect();
+        plan.hooks = route_hooks(
+            &plan,
+            &points,
+            &Types {
+                trait_name: &trait_name,
+                row: &row,
+            },
+        );
     }
+    plan
 }
 
 fn kind(m: &Model, route: &str, r: &Route, object: Option<(&str, &DataObject)>) -> RouteKind {
@@ -241,6 +291,7 @@ fn kind(m: &Model, route: &str, r: &Route, object: Option<(&str, &DataObject)>) 
         Action::Delete => RouteKind::Delete(super::write::delete(m, r, name, o)),
         Action::Download => RouteKind::Download(download(r, o)),
         Action::Extend => RouteKind::Extend(extend(m, name)),
+        Action::Custom => RouteKind::Custom(custom(m, r, o)),
         _ => RouteKind::Service,
     }
 }
@@ -299,6 +350,27 @@ fn download(r: &Route, o: &DataObject) -> DownloadPlan {
         ),
         key_type: if key == "id" { "Uuid" } else { "String" }.to_string(),
         cache_control,
+    }
+}
+
+fn custom(m: &Model, r: &Route, o: &DataObject) -> CustomPlan {
+    let inputs = fields_named(o, &r.fields);
+    CustomPlan {
+        has_id: r.path.contains("{id}"),
+        required_inputs: required_idents(&inputs),
+        values: validated(&inputs, None),
+        values_list: ValueField::list(&validated(&inputs, None)),
+        inputs,
+        publishes: r
+            .publishes
+            .iter()
+            .map(|event| PublishPlan {
+                topic: route_topic(m, event),
+                topic_const: route_event_const(event),
+                maker: snake(event),
+                event: event.clone(),
+            })
+            .collect(),
     }
 }
 

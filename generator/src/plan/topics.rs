@@ -3,7 +3,7 @@
 
 use super::identity::IdentityPlan;
 use super::object::ObjectPlan;
-use super::route::RoutePlan;
+use super::route::{RouteKind, RoutePlan};
 use super::search::SearchPlan;
 use crate::model::Model;
 use crate::naming::change_topic;
@@ -34,6 +34,8 @@ pub enum TopicKind {
     SessionEvent,
     /// A one-time code for a mailer to deliver.
     DeliveryRequest,
+    /// A custom route's hand-written body published it; the payload is a row.
+    CustomEvent,
 }
 
 impl TopicKind {
@@ -45,6 +47,7 @@ impl TopicKind {
             TopicKind::RouteEvent => "routeEvent",
             TopicKind::SessionEvent => "sessionEvent",
             TopicKind::DeliveryRequest => "deliveryRequest",
+            TopicKind::CustomEvent => "customEvent",
         }
     }
 }
@@ -95,6 +98,21 @@ pub fn topics(
             description: format!("Route {} succeeded.", r.name),
         })
     }));
+    for r in routes {
+        if let (RouteKind::Custom(c), Some(object)) = (&r.kind, &r.object) {
+            topics.extend(c.publishes.iter().map(|p| TopicPlan {
+                const_name: p.topic_const.clone(),
+                name: p.topic.clone(),
+                kind: TopicKind::CustomEvent,
+                change: "",
+                owner: object.clone(),
+                description: format!(
+                    "Route {} published `{}`; the payload is the {object} row.",
+                    r.name, p.event
+                ),
+            }));
+        }
+    }
     topics.push(TopicPlan {
         const_name: identity.session_topic_const.clone(),
         name: m.auth.session_topic.clone(),

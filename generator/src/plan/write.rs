@@ -24,6 +24,59 @@ pub struct CreatePlan {
     /// Reference fields that are the caller for non-admins.
     pub caller_fields: Vec<String>,
     pub ranks: RankPlan,
+    /// The validated input as hooks see it (`LendBookValues`), and its
+    /// fields as a pattern or literal (`book_id, due_at`).
+    pub values: Vec<ValueField>,
+    pub values_list: String,
+}
+
+/// A field of the struct that carries a route's validated input to its hooks.
+#[derive(Debug, Clone)]
+pub struct ValueField {
+    pub name: String,
+    pub ident: String,
+    pub ty: String,
+}
+
+impl ValueField {
+    /// The struct's fields, as a pattern or a literal: `book_id, due_at`.
+    pub fn list(fields: &[ValueField]) -> String {
+        let idents: Vec<&str> = fields.iter().map(|f| f.ident.as_str()).collect();
+        idents.join(", ")
+    }
+}
+
+/// The inputs a create (or custom route) must receive: required, no default.
+pub(super) fn required_idents(inputs: &[FieldPlan]) -> Vec<String> {
+    inputs
+        .iter()
+        .filter(|f| f.required && f.default_rust.is_none())
+        .map(|f| f.ident.clone())
+        .collect()
+}
+
+/// What a create's (or custom route's) input holds once validated: required
+/// and defaulted fields their type, the others optional; the upload's type
+/// field the type sniffed from the bytes.
+pub(super) fn validated(inputs: &[FieldPlan], upload: Option<&UploadPlan>) -> Vec<ValueField> {
+    inputs
+        .iter()
+        .map(|f| {
+            let sniffed = upload.is_some_and(|u| u.type_ident == f.ident);
+            let certain = (f.required && f.default_rust.is_none()) || f.default_call.is_some();
+            ValueField {
+                name: f.name.clone(),
+                ident: f.ident.clone(),
+                ty: if sniffed {
+                    "String".to_string()
+                } else if certain {
+                    f.rust_type.clone()
+                } else {
+                    format!("Option<{}>", f.rust_type)
+                },
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +90,9 @@ pub struct UpdatePlan {
     pub secret_sql: String,
     pub revokes: Revokes,
     pub ranks: RankPlan,
+    /// The validated changes as hooks see them (`None`: unchanged).
+    pub changes: Vec<ValueField>,
+    pub changes_list: String,
 }
 
 #[derive(Debug, Clone)]
@@ -133,11 +189,9 @@ pub fn create(m: &Model, r: &Route, name: &str, o: &DataObject) -> CreatePlan {
             cols.join(", ")
         ),
         insert_binds,
-        required_inputs: inputs
-            .iter()
-            .filter(|f| f.required && f.default_rust.is_none())
-            .map(|f| f.ident.clone())
-            .collect(),
+        required_inputs: required_idents(&inputs),
+        values: validated(&inputs, upload.as_ref()),
+        values_list: ValueField::list(&validated(&inputs, upload.as_ref())),
         inputs,
         computed,
         upload,
@@ -162,7 +216,21 @@ pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
         (String::new(), String::new())
     };
     let is_user = name == m.auth.user_object;
+    let changes: Vec<ValueField> = inputs
+        .iter()
+        .map(|f| ValueField {
+            name: f.name.clone(),
+            ident: f.ident.clone(),
+            ty: if f.nullable {
+                format!("Option<Option<{}>>", f.rust_type)
+            } else {
+                format!("Option<{}>", f.rust_type)
+            },
+        })
+        .collect();
     UpdatePlan {
+        changes_list: ValueField::list(&changes),
+        changes,
         nothing_to_change: inputs
             .iter()
             .map(|f| format!("input.{}.is_absent()", f.ident))

@@ -4,7 +4,7 @@
 
 use super::names::is_kebab;
 use super::{an, field_names, object_names, Objects};
-use crate::action::Action;
+use crate::action::{Action, HookPoint, View};
 use crate::diag::{one_of, Diagnostics};
 use crate::model::{DataObject, FieldType, Include, Model, Route};
 use std::collections::BTreeSet;
@@ -57,6 +57,8 @@ pub(super) fn data_route(m: &Model, objects: &Objects, r: &Route, path: &str, d:
     route.search(d);
     route.view(d);
     route.includes(objects, d);
+    route.hooks(d);
+    route.custom(d);
 }
 
 /// The route event: every data action but a download and an extend
@@ -127,7 +129,7 @@ impl DataRoute<'_> {
             d.at(
                 format!("{path}.fields"),
                 format!(
-                    "fields lists what a create or update route accepts; {} route accepts no body",
+                    "fields lists what a create, update or custom route accepts; {} route accepts no body",
                     an(action.name())
                 ),
             );
@@ -161,6 +163,99 @@ impl DataRoute<'_> {
                 d.at(
                     format!("{path}.fields[{i}]"),
                     format!("\"{f}\" is listed twice"),
+                );
+            }
+        }
+    }
+
+    /// `hooks`: points this kind of route offers, each named once; a search
+    /// list (answered by Elasticsearch when mirrored) and a get of the public
+    /// view (its own row type) take none.
+    fn hooks(&self, d: &mut Diagnostics) {
+        let (r, path) = (self.r, self.path);
+        let offered = HookPoint::of(r.action);
+        let names: Vec<&str> = offered.iter().map(|p| p.name()).collect();
+        let mut seen = BTreeSet::new();
+        for (i, h) in r.hooks.iter().enumerate() {
+            let at = format!("{path}.hooks[{i}]");
+            match HookPoint::parse(h) {
+                _ if offered.is_empty() => d.at(
+                    at,
+                    format!("{} route has no hook points", an(r.action.name())),
+                ),
+                Some(p) if offered.contains(&p) => {
+                    if !seen.insert(p.name()) {
+                        d.at(at, format!("hook \"{h}\" is listed twice"));
+                    }
+                }
+                _ => d.at(
+                    at,
+                    format!(
+                        "unknown hook \"{h}\" for {} route; {}",
+                        an(r.action.name()),
+                        one_of(&names)
+                    ),
+                ),
+            }
+        }
+        if !r.hooks.is_empty() && r.search {
+            d.at(
+                format!("{path}.hooks"),
+                "a search list takes no hooks: the Elasticsearch mirror answers it without them",
+            );
+        }
+        if !r.hooks.is_empty() && r.action == Action::Get && self.m.view_of(r) == View::Public {
+            d.at(
+                format!("{path}.hooks"),
+                "a get of the public view takes no hooks; hook a get with the full or owner view",
+            );
+        }
+    }
+
+    /// `publishes` and `answer`: a custom route's events (kebab-case, each
+    /// once) and what it answers (`object`).
+    fn custom(&self, d: &mut Diagnostics) {
+        let (r, path) = (self.r, self.path);
+        if r.action != Action::Custom {
+            if !r.publishes.is_empty() {
+                d.at(
+                    format!("{path}.publishes"),
+                    "publishes lists a custom route's own events; other routes publish what their action does",
+                );
+            }
+            if r.answer.is_some() {
+                d.at(
+                    format!("{path}.answer"),
+                    "answer applies to custom routes; other routes answer what their action does",
+                );
+            }
+            return;
+        }
+        let mut seen = BTreeSet::new();
+        for (i, e) in r.publishes.iter().enumerate() {
+            let at = format!("{path}.publishes[{i}]");
+            if !is_kebab(e) {
+                d.at(
+                    at,
+                    format!("event \"{e}\" must be kebab-case, e.g. \"loan-returned\""),
+                );
+            } else if Some(e) == r.event.as_ref() {
+                d.at(
+                    at,
+                    format!("\"{e}\" is the route's own event; publishes lists the others its body publishes"),
+                );
+            } else if !seen.insert(e) {
+                d.at(at, format!("event \"{e}\" is listed twice"));
+            }
+        }
+        if let Some(answer) = &r.answer {
+            if answer != "object" {
+                d.at(
+                    format!("{path}.answer"),
+                    format!(
+                        "unknown answer \"{answer}\"; expected \"object\" (a row of {})",
+                        self.name
+                    ),
                 );
             }
         }

@@ -68,9 +68,13 @@ impl<'a> Taken<'a> {
                 ),
             );
         }
-        if let Some(event) = &r.event {
+        let events = r.event.iter().map(|e| (e, "event".to_string()));
+        let custom = (r.publishes.iter().enumerate()).map(|(i, e)| (e, format!("publishes[{i}]")));
+        for (event, key) in events.chain(custom) {
             if let Some(other) = self.events.insert(event, name) {
-                d.at(format!("{path}.event"), format!("event \"{event}\" is already published by route \"{other}\"; each route needs its own topic"));
+                if other != name {
+                    d.at(format!("{path}.{key}"), format!("event \"{event}\" is already published by route \"{other}\"; each route needs its own topic"));
+                }
             }
         }
         if r.action.singleton() {
@@ -91,11 +95,13 @@ impl<'a> Taken<'a> {
 fn event_topics(m: &Model, d: &mut Diagnostics) {
     let derived = crate::naming::object_topics(m);
     for (name, r) in &m.routes {
-        if let Some(event) = &r.event {
+        let events = r.event.iter().map(|e| (e, "event".to_string()));
+        let custom = (r.publishes.iter().enumerate()).map(|(i, e)| (e, format!("publishes[{i}]")));
+        for (event, key) in events.chain(custom) {
             let topic = crate::naming::route_topic(m, event);
             if derived.contains(&topic) {
                 d.at(
-                    format!("routes.{name}.event"),
+                    format!("routes.{name}.{key}"),
                     format!("topic \"{topic}\" is also a database or index event topic"),
                 );
             }
@@ -128,7 +134,7 @@ fn route(m: &Model, objects: &Objects, r: &Route, path: &str, d: &mut Diagnostic
     path_shape(r, path, d);
     path_parameters(r, path, d);
     if let Auth::Rule(rule) = &r.auth {
-        if rule.roles.is_empty() && !rule.owner {
+        if rule.roles.is_empty() && !rule.owner && !rule.system {
             d.at(
                 format!("{path}.auth"),
                 "this rule lets nobody in; name roles, set owner: true, or use `login`",
@@ -236,6 +242,20 @@ fn path_parameters(r: &Route, path: &str, d: &mut Diagnostics) {
                 format!("a download route addresses one file: its path must have exactly one parameter, {{{key}}}"),
             );
         }
+    } else if action == Action::Custom {
+        if !params.is_empty() && params != ["id"] {
+            d.at(
+                format!("{path}.path"),
+                "a custom route's path names one row by {id}, or takes no parameters",
+            );
+        }
+        let owner = r.auth.rule().is_some_and(|rule| rule.owner);
+        if owner && params.is_empty() {
+            d.at(
+                format!("{path}.auth.owner"),
+                "owner applies to a custom route only when its path names a row by {id}",
+            );
+        }
     } else if needs_id && params != ["id"] {
         d.at(
             format!("{path}.path"),
@@ -279,6 +299,9 @@ fn not_on_object(r: &Route, path: &str, d: &mut Diagnostics) {
         ("by", r.by.is_some()),
         ("cacheControl", r.cache_control.is_some()),
         ("callerFields", !r.caller_fields.is_empty()),
+        ("hooks", !r.hooks.is_empty()),
+        ("publishes", !r.publishes.is_empty()),
+        ("answer", r.answer.is_some()),
     ] {
         if set {
             d.at(

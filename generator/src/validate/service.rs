@@ -123,6 +123,11 @@ pub(super) fn roles(m: &Model, d: &mut Diagnostics) {
                 format!("roles.values[{i}]"),
                 format!("role \"{v}\" must be lowerCamelCase"),
             );
+        } else if v == "system" {
+            d.at(
+                format!("roles.values[{i}]"),
+                "\"system\" is the system caller's role, which no account may hold; a rule lets it in with `system: true`",
+            );
         }
     }
     known_roles(r, "roles.admin", &r.admin, d);

@@ -5,7 +5,7 @@
 use super::rules::{reach, Policy};
 use super::state::AuthState;
 use crate::error::ApiError;
-use crate::route::Access;
+use crate::route::{Access, SYSTEM_ROLE};
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
@@ -79,6 +79,10 @@ where
                 role
             }
         };
+        if role == SYSTEM_ROLE {
+            // Only the service itself acts as the system caller.
+            return Err(ApiError::Forbidden);
+        }
         Ok(Caller::new(
             token.user_id,
             token.session_id,
@@ -96,6 +100,16 @@ impl Caller {
             role,
             policy,
         }
+    }
+
+    /// The system caller: for work that no user started. It passes only the
+    /// rules that name it, owns no row, and is no admin.
+    pub fn system(policy: &'static Policy) -> Self {
+        Self::new(Uuid::nil(), Uuid::nil(), SYSTEM_ROLE.to_string(), policy)
+    }
+
+    pub fn is_system(&self) -> bool {
+        self.role == SYSTEM_ROLE
     }
 
     pub fn has_role(&self, roles: &[&str]) -> bool {
@@ -394,6 +408,25 @@ mod tests {
     }
 
     #[test]
+    fn the_system_caller_passes_only_rules_that_name_it() {
+        const WITH_SYSTEM: Access = Access::Rule {
+            roles: &["admin", SYSTEM_ROLE],
+            owner: false,
+        };
+        let system = Caller::system(&POLICY);
+        assert!(system.is_system() && !system.is_admin());
+        assert!(!caller("admin").is_system());
+        assert!(system.may_try(&WITH_SYSTEM).is_ok());
+        assert!(system.allow(&WITH_SYSTEM, None).is_ok());
+        assert_eq!(system.list_scope(&WITH_SYSTEM).expect("named"), None);
+        assert!(system.may_try(&ADMINS).is_err());
+        // An owners' rule does not make the system caller the owner of anything.
+        assert!(system.must_own(&OWNERS));
+        assert!(system.allow(&OWNERS, Some(Uuid::new_v4())).is_err());
+        assert!(system.may_grant(POLICY.top_role).is_err());
+    }
+
+    #[test]
     fn permissions_list_every_route_with_reach_and_sight() {
         let user = caller("user");
         let listed = user.permissions(|route| if route == "getUser" { "own" } else { "full" });
@@ -499,6 +532,20 @@ mod tests {
         let caller = extract(&app, request).await.expect("a caller");
         assert_eq!((caller.user_id, caller.session_id), (user, session));
         assert!(caller.is_admin());
+    }
+
+    #[tokio::test]
+    async fn no_token_makes_its_bearer_the_system_caller() {
+        let app = test_app();
+        let token = live_token(&app, Uuid::new_v4(), Uuid::new_v4(), SYSTEM_ROLE);
+        let request = Request::builder()
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .expect("a request");
+        assert!(matches!(
+            extract(&app, request).await,
+            Err(ApiError::Forbidden)
+        ));
     }
 
     #[tokio::test]

@@ -203,11 +203,11 @@ pub static IDENTITY: Identity = Identity {
             },
             RouteRule {
                 name: "returnBook",
-                method: "DELETE",
-                path: "/api/loans/{id}",
+                method: "POST",
+                path: "/api/loans/{id}/return",
                 object: "loan",
                 access: Access::Rule {
-                    roles: &["librarian"],
+                    roles: &["librarian", "system"],
                     owner: false,
                 },
             },

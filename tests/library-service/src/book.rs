@@ -112,8 +112,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/books/{id}/shelf", routing::patch(reshelve_book))
 }
 
-/// Loads an active row.
-pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<Book, ApiError> {
+/// Loads an active row, from the pool or on a connection.
+pub async fn fetch<'c>(db: impl sqlx::PgExecutor<'c>, id: Uuid) -> Result<Book, ApiError> {
     sqlx::query_as(GET_SQL)
         .bind(id)
         .fetch_optional(db)

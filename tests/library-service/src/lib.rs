@@ -13,6 +13,8 @@
 //! - `search`: the model's search indexes, as data for the runtime's engine.
 //! - One module per data object: its rows, SQL, handlers and router.
 //! - `auth`: the identity routes, over the account object.
+//! - `hooks`: hand-written business logic, a file per object whose routes call
+//!   it; svcgen creates each once and never overwrites it.
 //! - `app`: every router assembled, start-up, serving and shutdown; `main` on top.
 
 pub mod app;
@@ -20,6 +22,8 @@ pub mod app;
 pub mod auth;
 
 pub mod config;
+
+pub mod hooks;
 
 pub mod search;
 

@@ -89,8 +89,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/me", routing::get(who_am_i))
 }
 
-/// Loads an active row.
-pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<Librarian, ApiError> {
+/// Loads an active row, from the pool or on a connection.
+pub async fn fetch<'c>(db: impl sqlx::PgExecutor<'c>, id: Uuid) -> Result<Librarian, ApiError> {
     sqlx::query_as(GET_SQL)
         .bind(id)
         .fetch_optional(db)

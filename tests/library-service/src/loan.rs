@@ -11,14 +11,17 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use sqlx::{Postgres, QueryBuilder};
+use std::future::Future;
 use svcgen_runtime::auth::Caller;
 use svcgen_runtime::envelope::{Filter, ListMeta, Paging, Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
+use svcgen_runtime::event::Event;
 use svcgen_runtime::event::ObjectTopics;
 use svcgen_runtime::extract::ApiJson;
 use svcgen_runtime::extract::ApiPath;
 use svcgen_runtime::extract::ApiQuery;
 use svcgen_runtime::extract::IfMatch;
+use svcgen_runtime::hooks::Tx;
 use svcgen_runtime::route::Access;
 use svcgen_runtime::route::RouteInfo;
 use svcgen_runtime::validation;
@@ -31,13 +34,11 @@ use uuid::Uuid;
 pub const TABLE: &str = "loans";
 
 /// The columns every read returns: secret and blob columns are never loaded.
-pub const SELECT: &str = "t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
+pub const SELECT: &str = "t.id, t.book_id, t.reader_email, t.due_at, t.returned_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
 
-const GET_SQL: &str = "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM loans AS t WHERE t.id = $1";
+const GET_SQL: &str = "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.returned_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM loans AS t WHERE t.id = $1";
 
-const LOCK_SQL: &str = "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM loans AS t WHERE t.id = $1 FOR UPDATE";
-
-const DELETE_SQL: &str = "DELETE FROM loans AS t WHERE t.id = $1 RETURNING t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
+const LOCK_SQL: &str = "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.returned_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM loans AS t WHERE t.id = $1 FOR UPDATE";
 
 /// A `loan` as clients and events see it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -49,6 +50,8 @@ pub struct Loan {
     pub reader_email: String,
     #[serde(rename = "dueAt")]
     pub due_at: DateTime<Utc>,
+    #[serde(rename = "returnedAt")]
+    pub returned_at: Option<DateTime<Utc>>,
     #[serde(rename = "isActive")]
     pub is_active: bool,
     #[serde(rename = "recordVersion")]
@@ -63,7 +66,7 @@ pub struct Loan {
 }
 
 /// The fields every caller may see; the others only where the route's view shows them.
-pub const PUBLIC_FIELDS: &[&str] = &["id", "bookId", "dueAt", "isActive"];
+pub const PUBLIC_FIELDS: &[&str] = &["id", "bookId", "dueAt", "returnedAt", "isActive"];
 
 /// The `book` joined into each listed `loan`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +91,12 @@ pub fn event_row(row: &Loan) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(row).map_err(ApiError::internal)
 }
 
+/// `loan-returned`, which a custom route's body publishes (on `library.route.loan-returned`):
+/// the row as it is now, keyed by its id.
+pub fn loan_returned(row: &Loan) -> Result<Event, ApiError> {
+    Event::new(crate::topics::ROUTE_LOAN_RETURNED, row.id, &event_row(row)?)
+}
+
 /// The model's rules for this object's text fields.
 pub mod rules {
     use svcgen_runtime::validation::TextRule;
@@ -105,20 +114,46 @@ pub mod rules {
     };
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/loans", routing::post(lend_book).get(list_loans))
-        .route(
-            "/api/loans/{id}",
-            routing::patch(extend_loan)
-                .get(get_loan)
-                .delete(return_book),
-        )
-        .route("/api/loans/due", routing::get(list_due_loans))
+/// Hand-written business logic of `loan`'s routes: svcgen created
+/// `src/hooks/loan.rs` to implement it once, and never overwrites it.
+/// A route calls only the hooks the model names for it.
+pub trait LoanHooks: Send + Sync + 'static {
+    /// `lendBook`, inside the write's transaction, before its statement: may read and write other tables and publish events on `tx`.
+    fn lend_book_before(
+        tx: &mut Tx<'_>,
+        caller: &Caller,
+        input: &LendBookValues,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// `lendBook`, once the write committed, exactly once per committed write and never after a rollback; it cannot fail the request.
+    fn lend_book_committed(
+        app: &AppState,
+        ctx: &RequestContext,
+        row: &Loan,
+    ) -> impl Future<Output = ()> + Send;
+    /// `listDueLoans`, narrows the list in SQL: push ` AND ...` conditions (with `push_bind` for values) onto its WHERE clause; the count and the pages follow.
+    fn list_due_loans_query(
+        ctx: &RequestContext,
+        query: &ListDueLoansQuery,
+        sql: &mut QueryBuilder<'static, Postgres>,
+    ) -> Result<(), ApiError>;
+    /// `returnBook`: POST /api/loans/{id}/return, the route's body, inside its transaction. Events published on `tx` go out with the route's event if it commits.
+    fn return_book(
+        tx: &mut Tx<'_>,
+        caller: &Caller,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Loan, ApiError>> + Send;
 }
 
-/// Loads an active row.
-pub async fn fetch(db: &sqlx::PgPool, id: Uuid) -> Result<Loan, ApiError> {
+pub fn router<H: LoanHooks>() -> Router<AppState> {
+    Router::new()
+        .route("/api/loans", routing::post(lend_book::<H>).get(list_loans))
+        .route("/api/loans/{id}", routing::patch(extend_loan).get(get_loan))
+        .route("/api/loans/due", routing::get(list_due_loans::<H>))
+        .route("/api/loans/{id}/return", routing::post(return_book::<H>))
+}
+
+/// Loads an active row, from the pool or on a connection.
+pub async fn fetch<'c>(db: impl sqlx::PgExecutor<'c>, id: Uuid) -> Result<Loan, ApiError> {
     sqlx::query_as(GET_SQL)
         .bind(id)
         .fetch_optional(db)
@@ -167,8 +202,16 @@ pub struct LendBookInput {
     pub due_at: Option<DateTime<Utc>>,
 }
 
+/// `lendBook`'s input once validated, as its hooks see it.
+pub struct LendBookValues {
+    pub book_id: Uuid,
+    pub reader_email: String,
+    pub pickup_code: String,
+    pub due_at: DateTime<Utc>,
+}
+
 /// `lendBook`: POST /api/loans. Allowed: librarian.
-async fn lend_book(
+async fn lend_book<H: LoanHooks>(
     State(app): State<AppState>,
     ctx: RequestContext,
     caller: Caller,
@@ -196,8 +239,21 @@ async fn lend_book(
     let pickup_code = app.auth.hash_secret(pickup_code).await?;
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
+    let values = LendBookValues {
+        book_id,
+        reader_email,
+        pickup_code,
+        due_at,
+    };
+    H::lend_book_before(&mut Tx::new(&mut tx, &ctx), &caller, &values).await?;
+    let LendBookValues {
+        book_id,
+        reader_email,
+        pickup_code,
+        due_at,
+    } = values;
     let row: Loan = sqlx::query_as(
-            "INSERT INTO loans AS t (id, book_id, reader_email, pickup_code, due_at, _owner) VALUES ($1, $2, $3, $4, $5, $6) RETURNING t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
+            "INSERT INTO loans AS t (id, book_id, reader_email, pickup_code, due_at, _owner) VALUES ($1, $2, $3, $4, $5, $6) RETURNING t.id, t.book_id, t.reader_email, t.due_at, t.returned_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
         .bind(id)
         .bind(book_id)
@@ -212,6 +268,7 @@ async fn lend_book(
     events.extend(reply.event(&LEND_BOOK, id));
     svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
+    H::lend_book_committed(&app, &ctx, &row).await;
     Ok(reply)
 }
 
@@ -365,7 +422,7 @@ async fn list_loans(
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 10, 50)?;
     let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, CASE WHEN i_book.id IS NULL THEN NULL ELSE json_build_object('title', i_book.title, 'isbn', i_book.isbn) END AS book, count(*) OVER () AS total_row_count FROM loans AS t LEFT JOIN books AS i_book ON i_book.id = t.book_id AND i_book.is_active WHERE TRUE",
+        "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.returned_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, CASE WHEN i_book.id IS NULL THEN NULL ELSE json_build_object('title', i_book.title, 'isbn', i_book.isbn) END AS book, count(*) OVER () AS total_row_count FROM loans AS t LEFT JOIN books AS i_book ON i_book.id = t.book_id AND i_book.is_active WHERE TRUE",
     );
     let filters = list_loans_filters(&q, scope, &mut sql)?;
     let offset = Paging::offset(page_number, page_row_count);
@@ -467,7 +524,7 @@ fn list_due_loans_filters(
 }
 
 /// `listDueLoans`: GET /api/loans/due. Allowed: public.
-async fn list_due_loans(
+async fn list_due_loans<H: LoanHooks>(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiQuery(q): ApiQuery<ListDueLoansQuery>,
@@ -477,9 +534,10 @@ async fn list_due_loans(
     let sight = views::Sight::Public;
     let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM loans AS t WHERE TRUE",
+        "SELECT t.id, t.book_id, t.reader_email, t.due_at, t.returned_at, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM loans AS t WHERE TRUE",
     );
     let filters = list_due_loans_filters(&q, scope, &mut sql)?;
+    H::list_due_loans_query(&ctx, &q, &mut sql)?;
     views::check_query(sight, PUBLIC_FIELDS, &filters, q.sort.as_deref())?;
     let offset = Paging::offset(page_number, page_row_count);
     sql.push(" ORDER BY ").push(order_by);
@@ -493,6 +551,7 @@ async fn list_due_loans(
         None if page_number > 1 => {
             let mut count = QueryBuilder::new("SELECT count(*) FROM loans AS t WHERE TRUE");
             list_due_loans_filters(&q, scope, &mut count)?;
+            H::list_due_loans_query(&ctx, &q, &mut count)?;
             count.build_query_scalar().fetch_one(&app.db).await?
         }
         None => 0,
@@ -514,7 +573,7 @@ async fn list_due_loans(
                     row,
                     sight,
                     owner_of(&row.row),
-                    &["id", "bookId", "dueAt", "isActive"],
+                    &["id", "bookId", "dueAt", "returnedAt", "isActive"],
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -563,37 +622,30 @@ async fn get_loan(
 pub static RETURN_BOOK: RouteInfo = RouteInfo {
     name: "returnBook",
     data_name: "loan",
-    method: "DELETE",
-    action: "delete",
+    method: "POST",
+    action: "custom",
     topic: Some(crate::topics::ROUTE_BOOK_RETURNED),
     access: Access::Rule {
-        roles: &["librarian"],
+        roles: &["librarian", "system"],
         owner: false,
     },
 };
 
-/// `returnBook`: DELETE /api/loans/{id}. Allowed: librarian.
-/// Hard delete: the row is removed.
-async fn return_book(
+/// `returnBook`: POST /api/loans/{id}/return. Allowed: librarian, the system caller.
+/// Its body is hand-written (`LoanHooks::return_book`); its answer,
+/// route event and transaction are generated.
+async fn return_book<H: LoanHooks>(
     State(app): State<AppState>,
     ctx: RequestContext,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-    IfMatch(expected): IfMatch,
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&RETURN_BOOK.access)?;
     let mut tx = app.db.begin().await?;
-    let old = lock(&mut tx, id).await?;
-    validation::check_version(expected, old.record_version)?;
-    let row: Loan = sqlx::query_as(DELETE_SQL)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(ApiError::on_delete)?;
+    let row = H::return_book(&mut Tx::new(&mut tx, &ctx), &caller, id).await?;
     let reply = ctx.reply(&RETURN_BOOK, StatusCode::OK, &row)?;
-    let mut events = Vec::from(TOPICS.deleted(id, &event_row(&row)?)?);
-    events.extend(reply.event(&RETURN_BOOK, id));
+    let events = Vec::from_iter(reply.event(&RETURN_BOOK, row.id));
     svcgen_runtime::outbox::enqueue(&mut tx, &ctx, &events).await?;
     tx.commit().await?;
     Ok(reply)

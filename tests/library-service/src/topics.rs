@@ -98,6 +98,9 @@ pub const ROUTE_LOAN_FETCHED: &str = "library.route.loan-fetched";
 /// routeEvent of `returnBook`: Route returnBook succeeded.
 pub const ROUTE_BOOK_RETURNED: &str = "library.route.book-returned";
 
+/// customEvent of `loan`: Route returnBook published `loan-returned`; the payload is the loan row.
+pub const ROUTE_LOAN_RETURNED: &str = "library.route.loan-returned";
+
 /// sessionEvent of `sessions`: A session was created (login), updated (refresh) or deleted (logout, revocation, expiry).
 pub const SESSION: &str = "library.sessions";
 
@@ -135,5 +138,6 @@ pub const ALL: &[&str] = &[
     ROUTE_DUE_LOANS_LISTED,
     ROUTE_LOAN_FETCHED,
     ROUTE_BOOK_RETURNED,
+    ROUTE_LOAN_RETURNED,
     SESSION,
 ];
