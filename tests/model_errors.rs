@@ -760,8 +760,8 @@ fn hooks_are_checked_against_their_route() {
             "    hooks: [before, afterCommit, before]",
         ),
         (
-            "    event: book-archived\n",
-            "    event: book-archived\n    hooks: [input]\n",
+            "    hooks: [before]\n    auth: { roles: [librarian] }",
+            "    hooks: [input]\n    auth: { roles: [librarian] }",
         ),
         // A search list is answered by the Elasticsearch mirror, hook-free.
         (

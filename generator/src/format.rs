@@ -151,12 +151,15 @@ fn unparse_spaced(file: syn::File) -> String {
 /// in a `lib.rs`, `main.rs` or `mod.rs`, for `x.rs` beside it).
 fn children<'a>(path: &str, text: &str, files: &[&'a str]) -> Vec<&'a str> {
     let p = Path::new(path);
-    if !matches!(
-        p.file_name().and_then(|n| n.to_str()),
-        Some("lib.rs" | "main.rs" | "mod.rs")
-    ) {
-        return Vec::new();
-    }
+    // `lib.rs`, `main.rs` and `mod.rs` declare siblings; `hooks.rs` declares
+    // modules in `hooks/`.
+    let home = match p.file_name().and_then(|n| n.to_str()) {
+        Some("lib.rs" | "main.rs" | "mod.rs") => p.parent().map(Path::to_path_buf),
+        _ => p
+            .parent()
+            .zip(p.file_stem())
+            .map(|(dir, stem)| dir.join(stem)),
+    };
     let declared: Vec<&str> = text
         .lines()
         .filter_map(|l| {
@@ -171,7 +174,7 @@ fn children<'a>(path: &str, text: &str, files: &[&'a str]) -> Vec<&'a str> {
         .copied()
         .filter(|other| {
             let o = Path::new(other);
-            o.parent() == p.parent()
+            o.parent() == home.as_deref()
                 && o.file_stem()
                     .and_then(|s| s.to_str())
                     .is_some_and(|stem| declared.contains(&stem))
@@ -275,15 +278,13 @@ fn format_group(
 /// when it declares modules) and returns where.
 fn lay_out(path: &str, text: &str, paths: &[&str], dir: &Path) -> Result<PathBuf> {
     let kids = children(path, text, paths);
-    let at = dir
-        .join(if kids.is_empty() { "crate" } else { "parents" })
-        .join(path);
-    if let Some(parent) = at.parent() {
-        std::fs::create_dir_all(parent)?;
-        for kid in &kids {
-            let name = Path::new(kid).file_name().unwrap_or_default();
-            std::fs::write(parent.join(name), "")?;
+    let root = dir.join(if kids.is_empty() { "crate" } else { "parents" });
+    let at = root.join(path);
+    for file in kids.iter().map(|kid| root.join(kid)).chain([at.clone()]) {
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
         }
+        std::fs::write(&file, "")?;
     }
     std::fs::write(&at, text)?;
     Ok(at)
@@ -323,6 +324,28 @@ fn rustfmt<'a>(files: impl Iterator<Item = &'a PathBuf>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn child_modules_are_found_beside_lib_rs_and_under_a_parent_file() {
+        let files = [
+            "src/lib.rs",
+            "src/app.rs",
+            "src/hooks.rs",
+            "src/hooks/loan.rs",
+            "src/hooks/book.rs",
+        ];
+        let lib = "pub mod app;\npub mod hooks;\n";
+        assert_eq!(
+            children("src/lib.rs", lib, &files),
+            ["src/app.rs", "src/hooks.rs"]
+        );
+        let hooks = "pub mod book;\npub mod loan;\n";
+        assert_eq!(
+            children("src/hooks.rs", hooks, &files),
+            ["src/hooks/loan.rs", "src/hooks/book.rs"]
+        );
+        assert!(children("src/app.rs", "fn main() {}", &files).is_empty());
+    }
 
     #[test]
     fn a_template_that_yields_invalid_rust_is_an_error_naming_it_and_the_line() {

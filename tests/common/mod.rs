@@ -155,20 +155,31 @@ pub async fn auth_service() -> (Running, TestDb) {
     (running, db)
 }
 
+/// A test service's settings: `database_url`, a free port, a pool of
+/// `connections`, the bootstrap admin, then `settings` over them.
+fn service_env(
+    database_url: &str,
+    connections: &str,
+    settings: &[(&str, &str)],
+) -> std::collections::HashMap<String, String> {
+    let defaults = [
+        ("DATABASE_URL", database_url),
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("DATABASE_MAX_CONNECTIONS", connections),
+        ("SUPERADMIN_EMAIL", ADMIN_EMAIL),
+        ("SUPERADMIN_PASSWORD", ADMIN_PASSWORD),
+    ];
+    defaults
+        .iter()
+        .chain(settings)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The auth service on a free port against `database_url`, with extra settings.
 pub async fn start_auth_service(database_url: &str, settings: &[(&str, &str)]) -> Running {
     use airbnb_auth_service::{app::Application, config::Config};
-    let mut env: std::collections::HashMap<String, String> = [
-        ("DATABASE_URL", database_url),
-        ("HTTP_ADDR", "127.0.0.1:0"),
-        ("DATABASE_MAX_CONNECTIONS", "4"),
-        ("SUPERADMIN_EMAIL", ADMIN_EMAIL),
-        ("SUPERADMIN_PASSWORD", ADMIN_PASSWORD),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let env = service_env(database_url, "4", settings);
     Running::start(|stop| async move {
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
         let app = Application::build(config).await.expect("service starts");
@@ -179,6 +190,43 @@ pub async fn start_auth_service(database_url: &str, settings: &[(&str, &str)]) -
         addr
     })
     .await
+}
+
+/// The library service (`tests/models/library.yaml`, with its hand-written
+/// hooks) on a free port against `database_url`, with extra settings; its
+/// bootstrap librarian is `ADMIN_EMAIL`.
+pub async fn start_library_service(database_url: &str, settings: &[(&str, &str)]) -> Running {
+    use library_service::{app::Application, config::Config};
+    let env = service_env(database_url, "12", settings);
+    Running::start(|stop| async move {
+        let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
+        let app = Application::build(config)
+            .await
+            .expect("library service starts");
+        let addr = app.local_addr().expect("bound address");
+        tokio::spawn(app.serve(async move {
+            let _ = stop.await;
+        }));
+        addr
+    })
+    .await
+}
+
+/// Signs in to the library service and returns it called as that librarian or member.
+pub async fn library_as(server: &Api, email: &str, secret: &str) -> Api {
+    let (status, body) = server
+        .anonymous()
+        .post(
+            "/api/sign-in",
+            serde_json::json!({ "email": email, "secret": secret }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "sign-in of {email} failed: {body}");
+    server.with_token(
+        body["session"]["accessToken"]
+            .as_str()
+            .expect("access token"),
+    )
 }
 
 /// A broker, a database, and the auth service publishing to the broker.

@@ -4,7 +4,9 @@
 use super::field::{active_clause, field_of, owner_column, FieldPlan};
 use super::hooks::{route_hooks, RouteHooks, Types};
 use super::read::{GetPlan, IncludePlan, ListPlan, ReadPlan};
-use super::write::{required_idents, validated, CreatePlan, DeletePlan, UpdatePlan, UploadPlan, ValueField};
+use super::write::{
+    required_idents, validated, CreatePlan, DeletePlan, UpdatePlan, UploadPlan, ValueField,
+};
 use crate::action::{Action, Auth, HookPoint, View};
 use crate::model::{DataObject, Model, Route};
 use crate::naming::{

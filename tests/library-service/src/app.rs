@@ -28,7 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(svcgen_runtime::docs::router(&crate::spec::DOCS))
         .merge(crate::librarian::router())
-        .merge(crate::book::router())
+        .merge(crate::book::router::<crate::hooks::book::Hooks>())
         .merge(crate::loan::router::<crate::hooks::loan::Hooks>());
     let watcher = state.auth.live.clone() as Arc<dyn Watcher>;
     server::serve_layers(routes, &crate::spec::SERVICE, Some(watcher)).with_state(state)

@@ -7,4 +7,6 @@
 //! implement is its object's hooks trait (e.g. `crate::loan::LoanHooks`), so
 //! after a model change the compiler names every hook that no longer fits.
 
+pub mod book;
+
 pub mod loan;

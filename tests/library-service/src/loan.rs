@@ -10,6 +10,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
+use sqlx::PgConnection;
 use sqlx::{Postgres, QueryBuilder};
 use std::future::Future;
 use svcgen_runtime::auth::Caller;
@@ -130,12 +131,33 @@ pub trait LoanHooks: Send + Sync + 'static {
         ctx: &RequestContext,
         row: &Loan,
     ) -> impl Future<Output = ()> + Send;
+    /// `extendLoan`, after its input is validated, before any transaction: may refuse it or change it (secrets are not hashed yet).
+    fn extend_loan_input(
+        app: &AppState,
+        ctx: &RequestContext,
+        caller: &Caller,
+        input: &mut ExtendLoanChanges,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// `extendLoan`, inside the write's transaction, before its statement: may read and write other tables and publish events on `tx`.
+    fn extend_loan_before(
+        tx: &mut Tx<'_>,
+        caller: &Caller,
+        old: &Loan,
+        input: &ExtendLoanChanges,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// `listDueLoans`, narrows the list in SQL: push ` AND ...` conditions (with `push_bind` for values) onto its WHERE clause; the count and the pages follow.
     fn list_due_loans_query(
         ctx: &RequestContext,
         query: &ListDueLoansQuery,
         sql: &mut QueryBuilder<'static, Postgres>,
     ) -> Result<(), ApiError>;
+    /// `getLoan`, the row read, on the connection that read it (no transaction): may refuse it or change what is answered.
+    fn get_loan_row(
+        conn: &mut PgConnection,
+        ctx: &RequestContext,
+        caller: &Caller,
+        row: &mut Loan,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// `returnBook`: POST /api/loans/{id}/return, the route's body, inside its transaction. Events published on `tx` go out with the route's event if it commits.
     fn return_book(
         tx: &mut Tx<'_>,
@@ -147,7 +169,10 @@ pub trait LoanHooks: Send + Sync + 'static {
 pub fn router<H: LoanHooks>() -> Router<AppState> {
     Router::new()
         .route("/api/loans", routing::post(lend_book::<H>).get(list_loans))
-        .route("/api/loans/{id}", routing::patch(extend_loan).get(get_loan))
+        .route(
+            "/api/loans/{id}",
+            routing::patch(extend_loan::<H>).get(get_loan::<H>),
+        )
         .route("/api/loans/due", routing::get(list_due_loans::<H>))
         .route("/api/loans/{id}/return", routing::post(return_book::<H>))
 }
@@ -296,8 +321,13 @@ pub struct ExtendLoanInput {
     pub record_version: Option<i32>,
 }
 
+/// `extendLoan`'s changes once validated, as its hooks see them: `None` leaves a field as it is.
+pub struct ExtendLoanChanges {
+    pub due_at: Option<DateTime<Utc>>,
+}
+
 /// `extendLoan`: PATCH /api/loans/{id}. Allowed: librarian, the owner.
-async fn extend_loan(
+async fn extend_loan<H: LoanHooks>(
     State(app): State<AppState>,
     ctx: RequestContext,
     caller: Caller,
@@ -317,9 +347,15 @@ async fn extend_loan(
     let due_at = v.patch_required("dueAt", input.due_at);
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
+    let mut values = ExtendLoanChanges { due_at };
+    H::extend_loan_input(&app, &ctx, &caller, &mut values).await?;
+    let ExtendLoanChanges { due_at } = values;
     let mut tx = app.db.begin().await?;
     let old = lock(&mut tx, id).await?;
     validation::check_version(expected, old.record_version)?;
+    let values = ExtendLoanChanges { due_at };
+    H::extend_loan_before(&mut Tx::new(&mut tx, &ctx), &caller, &old, &values).await?;
+    let ExtendLoanChanges { due_at } = values;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE loans AS t SET record_version = t.record_version + 1, updated_at = now()",
     );
@@ -595,7 +631,7 @@ pub static GET_LOAN: RouteInfo = RouteInfo {
 };
 
 /// `getLoan`: GET /api/loans/{id}. Allowed: any signed-in user.
-async fn get_loan(
+async fn get_loan<H: LoanHooks>(
     State(app): State<AppState>,
     ctx: RequestContext,
     caller: Caller,
@@ -603,7 +639,10 @@ async fn get_loan(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&GET_LOAN.access)?;
-    let row = fetch(&app.db, id).await?;
+    let mut conn = app.db.acquire().await?;
+    let mut row = fetch(&mut *conn, id).await?;
+    H::get_loan_row(&mut conn, &ctx, &caller, &mut row).await?;
+    drop(conn);
     let sight = views::Sight::owner_view(caller.user_id, caller.is_admin());
     let reply = if sight.sees_all_of(owner_of(&row)) {
         ctx.reply(&GET_LOAN, StatusCode::OK, &row)?

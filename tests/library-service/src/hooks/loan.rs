@@ -9,9 +9,10 @@
 //! a book has at most one open loan, a loan is open until it is returned, and
 //! the reader hears of each loan once it is made.
 
-use crate::loan::{self, LendBookValues, ListDueLoansQuery, Loan, LoanHooks};
+use crate::loan::{self, ExtendLoanChanges, LendBookValues, ListDueLoansQuery, Loan, LoanHooks};
 use crate::state::AppState;
-use sqlx::{Postgres, QueryBuilder};
+use chrono::Utc;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use std::sync::Mutex;
 use svcgen_runtime::auth::Caller;
 use svcgen_runtime::envelope::RequestContext;
@@ -75,6 +76,48 @@ impl LoanHooks for Hooks {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(row.book_id);
+    }
+
+    /// A new due date lies ahead.
+    async fn extend_loan_input(
+        _app: &AppState,
+        _ctx: &RequestContext,
+        _caller: &Caller,
+        input: &mut ExtendLoanChanges,
+    ) -> Result<(), ApiError> {
+        match input.due_at {
+            Some(due) if due <= Utc::now() => Err(hooks::invalid("dueAt", "must lie ahead")),
+            _ => Ok(()),
+        }
+    }
+
+    /// A returned loan is a record: it is not extended.
+    async fn extend_loan_before(
+        _tx: &mut Tx<'_>,
+        _caller: &Caller,
+        old: &Loan,
+        _input: &ExtendLoanChanges,
+    ) -> Result<(), ApiError> {
+        if old.returned_at.is_some() {
+            return Err(hooks::conflict(
+                "returnedAt",
+                "this loan was returned; it cannot be extended",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Returned loans are the librarians' records: others do not see them.
+    async fn get_loan_row(
+        _conn: &mut PgConnection,
+        _ctx: &RequestContext,
+        caller: &Caller,
+        row: &mut Loan,
+    ) -> Result<(), ApiError> {
+        if row.returned_at.is_some() && !caller.has_role(&["librarian"]) {
+            return Err(ApiError::NotFound);
+        }
+        Ok(())
     }
 
     /// Only books that are out: loans not yet returned.
