@@ -151,8 +151,8 @@ fn renaming_a_hooked_route_is_a_compile_error_naming_the_hook() {
 }
 
 /// Every hook point of every kind of route, on public routes and ruled ones,
-/// and custom routes with and without input: the generated calls and the
-/// stubs svcgen writes for them compile, clippy-clean.
+/// and custom routes with and without input (one answering through the owner
+/// view): the generated calls and the stubs svcgen writes compile, clippy-clean.
 #[test]
 fn every_hook_point_and_its_stub_compile_clippy_clean() {
     let scratch = Scratch::new("every");
@@ -186,7 +186,7 @@ fn every_hook_point_and_its_stub_compile_clippy_clean() {
         ),
         (
             "\nsearchIndexes:",
-            "  renewLoans:\n    object: loan\n    action: custom\n    method: POST\n    path: /loans/renewals\n    event: loans-renewed\n    fields: [readerEmail, dueAt]\n    auth: public\n\nsearchIndexes:",
+            "  renewLoans:\n    object: loan\n    action: custom\n    method: POST\n    path: /loans/renewals\n    event: loans-renewed\n    fields: [readerEmail, dueAt]\n    view: owner\n    auth: login\n\nsearchIndexes:",
         ),
     ] {
         model = replaced(&model, find, replace);

@@ -432,7 +432,7 @@ fn views_misused() {
     ]);
     let msg = rejected(&text, &["mine", "full", "owner", "everyone"]);
     assert!(
-        msg.contains("view applies to get and list routes, not create"),
+        msg.contains("view applies to get, list and custom routes, not create"),
         "{msg}"
     );
     assert!(msg.contains("cannot tell the owner"), "{msg}");

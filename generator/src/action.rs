@@ -170,6 +170,12 @@ impl Action {
         matches!(self, Action::Get | Action::List)
     }
 
+    /// A view decides which fields of the rows it answers each caller sees:
+    /// reading routes, and custom routes (whose body may answer any row).
+    pub fn has_view(self) -> bool {
+        self.reads_rows() || self == Action::Custom
+    }
+
     /// A data action that publishes a route event of its own: all but a
     /// download (bytes, which no event carries) and an extend (the index's
     /// `-extended` event instead).

@@ -487,7 +487,7 @@ impl Model {
     /// callers with an admin role and to the row's owner, the public fields to
     /// others.
     pub fn view_of(&self, r: &Route) -> View {
-        let Some(object) = r.object.as_deref().filter(|_| r.action.reads_rows()) else {
+        let Some(object) = r.object.as_deref().filter(|_| r.action.has_view()) else {
             return View::Full;
         };
         let view = match r.view.as_deref() {

@@ -513,7 +513,7 @@ fn shown(o: &ObjectPlan, r: &RoutePlan) -> String {
 /// Who may call the route, what it shows, and what it publishes.
 fn description(r: &RoutePlan) -> String {
     let mut text = format!("Allowed: {}.", r.auth.summary);
-    if r.action.reads_rows() {
+    if r.action.has_view() {
         text.push_str(&format!(" Shows: {}", r.view_doc()));
         if r.action == Action::List && !r.sight().is_empty() {
             // Filters and sorts must not tell hidden values apart.

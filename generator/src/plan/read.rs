@@ -130,7 +130,7 @@ pub fn list(m: &Model, route: &str, r: &Route, name: &str, o: &DataObject) -> Li
 
 /// The route's view, its sight (when `narrows_in_code`), the keys a
 /// narrowed row keeps, and the view in words.
-fn read(
+pub(super) fn read(
     m: &Model,
     r: &Route,
     o: &DataObject,

@@ -83,6 +83,8 @@ pub struct CustomPlan {
     pub values_list: String,
     /// The events its body publishes.
     pub publishes: Vec<PublishPlan>,
+    /// What the answer shows each caller (the body may answer any row).
+    pub read: ReadPlan,
 }
 
 /// An event a custom route's body publishes, on a topic of its own.
@@ -167,6 +169,7 @@ impl RoutePlan {
         match &self.kind {
             RouteKind::Get(g) => Some(&g.read),
             RouteKind::List(l) => Some(&l.read),
+            RouteKind::Custom(c) => Some(&c.read),
             _ => None,
         }
     }
@@ -358,6 +361,7 @@ fn download(r: &Route, o: &DataObject) -> DownloadPlan {
 fn custom(m: &Model, r: &Route, o: &DataObject) -> CustomPlan {
     let inputs = fields_named(o, &r.fields);
     CustomPlan {
+        read: super::read::read(m, r, o, &[], true),
         has_id: r.path.contains("{id}"),
         required_inputs: required_idents(&inputs),
         values: validated(&inputs, None),

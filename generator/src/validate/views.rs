@@ -92,10 +92,10 @@ fn named_view(r: &Route, view: &str, path: &str, d: &mut Diagnostics) -> bool {
         );
         return false;
     };
-    if !action.reads_rows() {
+    if !action.has_view() {
         d.at(
             format!("{path}.view"),
-            format!("view applies to get and list routes, not {action}"),
+            format!("view applies to get, list and custom routes, not {action}"),
         );
         return false;
     }
