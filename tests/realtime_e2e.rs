@@ -229,3 +229,187 @@ async fn the_stream_delivers_in_order_sees_only_its_own_and_resumes() {
     assert_eq!(bad.0, StatusCode::BAD_REQUEST);
     assert_eq!(bad.1["status"], "ERR");
 }
+
+/// Whether the stream ends (after its `ended` event, if any) within `wait`.
+async fn ends(stream: &mut Stream, wait: Duration) -> Option<Sse> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut last = None;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            panic!("the stream is still open; last event {last:?}");
+        }
+        let before = tokio::time::Instant::now();
+        match stream.next(left).await {
+            Some(e) => last = Some(e),
+            // `next` gives None at the end of the stream, or when the wait ran out.
+            None if before.elapsed() < left => return last,
+            None => panic!("the stream is still open; last event {last:?}"),
+        }
+    }
+}
+
+const GROUP_CREATED: &str = "airbnb3-auth-service-dbevent-usergroup-created";
+
+/// An open stream checks its caller again whenever the caller's session or
+/// account changes, on whichever replica the change happens.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_stream_ends_with_its_session_and_narrows_with_its_role() {
+    let db = TestDb::create().await;
+    let one = start_auth_service(&db.url, &[]).await;
+    let two = start_auth_service(&db.url, &[]).await;
+    let root = one.admin().await;
+    let wait = Duration::from_secs(10);
+
+    // An admin streams on replica two and sees everyone's rows.
+    let admin = create_user(&root, "a@x.io", "A").await;
+    let aid = admin["id"].as_str().unwrap().to_string();
+    expect(
+        StatusCode::OK,
+        &root
+            .patch(
+                &format!("/v1/users/{aid}/role"),
+                json!({ "roleId": "admin" }),
+            )
+            .await,
+    );
+    let admin_on_two = two.as_user("a@x.io", "correct horse").await;
+    let mut watching = Stream::open(&admin_on_two, "", None).await;
+    expect(
+        StatusCode::CREATED,
+        &root
+            .post("/v1/usergroups", json!({ "groupName": "g1" }))
+            .await,
+    );
+    let seen = watching.collect(1, |t| t == GROUP_CREATED, wait).await;
+    assert!(seen.iter().any(|e| e.event == GROUP_CREATED), "{seen:?}");
+
+    // Demoted on replica one: from then on only their own rows.
+    expect(
+        StatusCode::OK,
+        &root
+            .patch(
+                &format!("/v1/users/{aid}/role"),
+                json!({ "roleId": "user" }),
+            )
+            .await,
+    );
+    expect(
+        StatusCode::CREATED,
+        &root
+            .post("/v1/usergroups", json!({ "groupName": "g2" }))
+            .await,
+    );
+    expect(
+        StatusCode::OK,
+        &root
+            .patch(
+                &format!("/v1/users/{aid}"),
+                json!({ "fullname": "still me" }),
+            )
+            .await,
+    );
+    // Their own row's updates still come: the role, then the name.
+    let after = watching.collect(2, |t| t == USER_UPDATED, wait).await;
+    assert!(
+        after.iter().all(|e| e.event != GROUP_CREATED),
+        "a demoted admin sees others' rows: {after:?}"
+    );
+    assert_eq!(
+        fullnames(&after).last().map(String::as_str),
+        Some("still me")
+    );
+
+    // Sign-out on replica one ends the stream on replica two.
+    let user = create_user(&root, "u@x.io", "U").await;
+    let uid = user["id"].as_str().unwrap().to_string();
+    let user_one = one.as_user("u@x.io", "correct horse").await;
+    let user_on_two = Api {
+        base: two.base.clone(),
+        ..user_one.clone()
+    };
+    let mut stream = Stream::open(&user_on_two, "", None).await;
+    expect(
+        StatusCode::OK,
+        &user_one.post("/v1/logout", json!({})).await,
+    );
+    let last = ends(&mut stream, wait).await.expect("an ended event");
+    assert_eq!(last.event, "ended");
+    assert_eq!(last.data["reason"], "the session has ended");
+
+    // A password change ends the streams of the account's other sessions.
+    let other_session = two.as_user("u@x.io", "correct horse").await;
+    let changing = one.as_user("u@x.io", "correct horse").await;
+    let mut stream = Stream::open(&other_session, "", None).await;
+    expect(
+        StatusCode::OK,
+        &changing
+            .patch(
+                &format!("/v1/users/{uid}/password"),
+                json!({ "password": "a newer secret", "currentPassword": "correct horse" }),
+            )
+            .await,
+    );
+    assert_eq!(ends(&mut stream, wait).await.expect("ended").event, "ended");
+
+    // Deleting the account ends the streams of every session it had.
+    let mut stream = Stream::open(&changing, "", None).await;
+    expect(
+        StatusCode::OK,
+        &root.delete(&format!("/v1/users/{uid}")).await,
+    );
+    assert_eq!(ends(&mut stream, wait).await.expect("ended").event, "ended");
+    // And the demoted admin's stream stayed open all along.
+    expect(
+        StatusCode::OK,
+        &root
+            .patch(&format!("/v1/users/{aid}"), json!({ "fullname": "open" }))
+            .await,
+    );
+    let still = watching.collect(1, |t| t == USER_UPDATED, wait).await;
+    assert_eq!(fullnames(&still).last().map(String::as_str), Some("open"));
+}
+
+/// A stream lasts no longer than its access token, and one session holds
+/// only a few streams at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_ends_with_its_token_and_streams_are_bounded() {
+    let db = TestDb::create().await;
+    let server = start_auth_service(&db.url, &[("ACCESS_TOKEN_TTL_SECS", "3")]).await;
+    let admin = server.admin().await;
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        streams.push(Stream::open(&admin, "", None).await);
+    }
+    let open = || async {
+        admin
+            .client
+            .get(format!("{}/v1/events", admin.base))
+            .bearer_auth(admin.token.as_deref().unwrap())
+            .send()
+            .await
+            .expect("open")
+    };
+    let fifth = open().await;
+    assert_eq!(fifth.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(fifth.headers().contains_key("retry-after"));
+    // A closed stream gives its place back.
+    drop(streams.pop());
+    let mut reopened = None;
+    let since = std::time::Instant::now();
+    while reopened.is_none() && since.elapsed() < Duration::from_secs(20) {
+        let res = open().await;
+        if res.status() == StatusCode::OK {
+            reopened = Some(res);
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    eprintln!("place given back after {:?}", since.elapsed());
+    assert!(reopened.is_some(), "a place freed by a closed stream");
+    let last = ends(&mut streams[0], Duration::from_secs(10))
+        .await
+        .expect("an ended event");
+    assert_eq!(last.event, "ended");
+    assert_eq!(last.data["reason"], "the access token has expired");
+}

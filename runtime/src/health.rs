@@ -75,6 +75,7 @@ mod tests {
             queue_max_kbytes: 8192,
             partitions: 1,
             replication_factor: 1,
+            security: Default::default(),
         };
         let state = AppState {
             db: PgPoolOptions::new()

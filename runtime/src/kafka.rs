@@ -55,6 +55,64 @@ pub struct KafkaSettings {
     /// (defaults from the model).
     pub partitions: i32,
     pub replication_factor: i32,
+    /// How every client authenticates to the broker and checks it.
+    pub security: KafkaSecurity,
+}
+
+/// The broker's security settings, given to every client the service creates
+/// (producer, admin, relay sink; consumers too when a model has them).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KafkaSecurity {
+    /// `KAFKA_SECURITY_PROTOCOL`: `plaintext` (librdkafka's default), `ssl`,
+    /// `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: Option<String>,
+    /// `KAFKA_SASL_MECHANISM`: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, ...
+    pub sasl_mechanism: Option<String>,
+    /// `KAFKA_SASL_USERNAME` and `KAFKA_SASL_PASSWORD`.
+    pub sasl_username: Option<String>,
+    pub sasl_password: Option<String>,
+    /// `KAFKA_SSL_CA_LOCATION`: the CA file that signs the brokers' certificates.
+    pub ssl_ca_location: Option<String>,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for KafkaSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSecurity")
+            .field("protocol", &self.protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field("sasl_password", &self.sasl_password.as_ref().map(|_| "***"))
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .finish()
+    }
+}
+
+impl KafkaSecurity {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Self {
+        Self {
+            protocol: env.text("KAFKA_SECURITY_PROTOCOL"),
+            sasl_mechanism: env.text("KAFKA_SASL_MECHANISM"),
+            sasl_username: env.text("KAFKA_SASL_USERNAME"),
+            sasl_password: env.secret("KAFKA_SASL_PASSWORD"),
+            ssl_ca_location: env.text("KAFKA_SSL_CA_LOCATION"),
+        }
+    }
+
+    /// Sets what is configured on `c`; what is not keeps librdkafka's default.
+    fn apply(&self, c: &mut ClientConfig) {
+        for (key, value) in [
+            ("security.protocol", &self.protocol),
+            ("sasl.mechanism", &self.sasl_mechanism),
+            ("sasl.username", &self.sasl_username),
+            ("sasl.password", &self.sasl_password),
+            ("ssl.ca.location", &self.ssl_ca_location),
+        ] {
+            if let Some(value) = value {
+                c.set(key, value);
+            }
+        }
+    }
 }
 
 impl KafkaSettings {
@@ -74,15 +132,59 @@ impl KafkaSettings {
             partitions: env.parse("KAFKA_PARTITIONS", &partitions.to_string())?,
             replication_factor: env
                 .parse("KAFKA_REPLICATION_FACTOR", &replication_factor.to_string())?,
+            security: KafkaSecurity::from_env(env),
         })
     }
 
+    /// What every client shares: the brokers, the service's name, the
+    /// security settings. Every client of the service starts from it.
     fn client_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", brokers)
-            .set("client.id", spec.client_id)
-            .set("linger.ms", self.linger_ms.to_string())
+            .set("client.id", spec.client_id);
+        self.security.apply(&mut c);
+        c
+    }
+
+    /// The producer of reading-route events and one-time code deliveries
+    /// ([`Publisher`]): bounded, dropping when full.
+    fn publisher_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
+        let mut c = self.producer_config(spec, brokers);
+        c.set(
+            "queue.buffering.max.messages",
+            self.queue_max_messages.to_string(),
+        )
+        .set(
+            "queue.buffering.max.kbytes",
+            self.queue_max_kbytes.to_string(),
+        );
+        c
+    }
+
+    /// The relay's producer ([`KafkaSink`]): idempotent, every replica acknowledges.
+    fn sink_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
+        let mut c = self.producer_config(spec, brokers);
+        c.set("enable.idempotence", "true").set("acks", "all");
+        c
+    }
+
+    fn producer_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
+        let mut c = self.client_config(spec, brokers);
+        c.set("linger.ms", self.linger_ms.to_string())
             .set("message.timeout.ms", self.message_timeout_ms.to_string());
+        c
+    }
+
+    /// The admin client that creates the model's topics.
+    fn admin_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
+        self.client_config(spec, brokers)
+    }
+
+    /// A consumer in `group` (no model consumes yet; a consumer starts here
+    /// so that it carries the security settings too).
+    pub fn consumer_config(&self, spec: &KafkaSpec, brokers: &str, group: &str) -> ClientConfig {
+        let mut c = self.client_config(spec, brokers);
+        c.set("group.id", group);
         c
     }
 }
@@ -150,19 +252,7 @@ impl Publisher {
     /// event (and counts nothing: there is no queue to overflow).
     pub fn new(spec: &'static KafkaSpec, settings: &KafkaSettings) -> anyhow::Result<Self> {
         let producer = match &settings.brokers {
-            Some(brokers) => Some(
-                settings
-                    .client_config(spec, brokers)
-                    .set(
-                        "queue.buffering.max.messages",
-                        settings.queue_max_messages.to_string(),
-                    )
-                    .set(
-                        "queue.buffering.max.kbytes",
-                        settings.queue_max_kbytes.to_string(),
-                    )
-                    .create()?,
-            ),
+            Some(brokers) => Some(settings.publisher_config(spec, brokers).create()?),
             None => None,
         };
         Ok(Self {
@@ -231,8 +321,7 @@ pub async fn ensure_topics(
     settings: &KafkaSettings,
     brokers: &str,
 ) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        settings.client_config(spec, brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = settings.admin_config(spec, brokers).create()?;
     let topics: Vec<NewTopic> = spec
         .topics
         .iter()
@@ -270,11 +359,7 @@ impl KafkaSink {
         brokers: &str,
     ) -> anyhow::Result<Self> {
         ensure_topics(spec, settings, brokers).await?;
-        let producer = settings
-            .client_config(spec, brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()?;
+        let producer = settings.sink_config(spec, brokers).create()?;
         Ok(Self {
             producer,
             source: spec.source,
@@ -393,6 +478,7 @@ mod tests {
             queue_max_kbytes: 8192,
             partitions: 3,
             replication_factor: 1,
+            security: KafkaSecurity::default(),
         }
     }
 
@@ -410,11 +496,70 @@ mod tests {
     }
 
     #[test]
-    fn the_client_names_the_service_and_the_settings() {
-        let c = settings(Some("127.0.0.1:9092")).client_config(&SPEC, "127.0.0.1:9092");
-        assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:9092"));
-        assert_eq!(c.get("client.id"), Some("library-service"));
-        assert_eq!(c.get("linger.ms"), Some("5"));
-        assert_eq!(c.get("message.timeout.ms"), Some("10000"));
+    fn the_producers_name_the_service_and_the_settings() {
+        let s = settings(Some("127.0.0.1:9092"));
+        for c in [
+            s.publisher_config(&SPEC, "127.0.0.1:9092"),
+            s.sink_config(&SPEC, "127.0.0.1:9092"),
+        ] {
+            assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+            assert_eq!(c.get("client.id"), Some("library-service"));
+            assert_eq!(c.get("linger.ms"), Some("5"));
+            assert_eq!(c.get("message.timeout.ms"), Some("10000"));
+        }
+        let sink = s.sink_config(&SPEC, "b:9092");
+        assert_eq!(sink.get("acks"), Some("all"));
+        assert_eq!(sink.get("enable.idempotence"), Some("true"));
+        let publisher = s.publisher_config(&SPEC, "b:9092");
+        assert_eq!(publisher.get("queue.buffering.max.messages"), Some("10000"));
+    }
+
+    const SECURE: [(&str, &str); 5] = [
+        ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+        ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        ("KAFKA_SASL_USERNAME", "auth-service"),
+        ("KAFKA_SASL_PASSWORD", "s3cret"),
+        ("KAFKA_SSL_CA_LOCATION", "/etc/kafka/ca.pem"),
+    ];
+
+    #[test]
+    fn every_client_carries_the_security_settings_from_the_environment() {
+        let env = Env::new(|name: &str| {
+            SECURE
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        });
+        let s = KafkaSettings::from_env(&env, 3, 1).expect("settings");
+        let b = "broker:9093";
+        // The producer of read events and deliveries, the relay's sink, the
+        // admin that creates topics, and a consumer.
+        let clients = [
+            ("publisher", s.publisher_config(&SPEC, b)),
+            ("sink", s.sink_config(&SPEC, b)),
+            ("admin", s.admin_config(&SPEC, b)),
+            ("consumer", s.consumer_config(&SPEC, b, "g")),
+        ];
+        for (client, c) in &clients {
+            for (key, value) in [
+                ("security.protocol", "sasl_ssl"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.username", "auth-service"),
+                ("sasl.password", "s3cret"),
+                ("ssl.ca.location", "/etc/kafka/ca.pem"),
+            ] {
+                assert_eq!(c.get(key), Some(value), "{client}: {key}");
+            }
+        }
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn unset_security_settings_leave_the_defaults() {
+        let s = KafkaSettings::from_env(&Env::new(|_: &str| None), 3, 1).expect("settings");
+        assert_eq!(s.security, KafkaSecurity::default());
+        let c = s.publisher_config(&SPEC, "b:9092");
+        assert_eq!(c.get("security.protocol"), None);
+        assert_eq!(c.get("sasl.password"), None);
     }
 }

@@ -8,7 +8,8 @@ use crate::event::Watcher;
 use crate::route::ServiceInfo;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderName;
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::response::Response;
 use axum::{middleware, Extension, Router};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -32,8 +33,9 @@ pub async fn connect(settings: &DatabaseSettings, migrator: &Migrator) -> anyhow
 
 /// Wraps a service's routes in what every answer needs: unknown paths and
 /// every error in the envelope, the request id (taken from `x-request-id` or
-/// made, and echoed), the body limit, request tracing, and the `watcher` of
-/// the requests' events (the live-session cache), if the service has one.
+/// made, and echoed), the body limit, request tracing, the headers that keep
+/// answers out of caches and browsers' sniffing ([`private_answers`]), and the
+/// `watcher` of the requests' events (the live-session cache), if the service has one.
 pub fn serve_layers<S: Clone + Send + Sync + 'static>(
     routes: Router<S>,
     service: &'static ServiceInfo,
@@ -51,9 +53,26 @@ pub fn serve_layers<S: Clone + Send + Sync + 'static>(
     };
     routes
         .layer(DefaultBodyLimit::max(service.body_limit_bytes))
+        .layer(middleware::map_response(private_answers))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// Answers carry tokens and personal data (sign-in, profiles, lists, the event
+/// stream): no cache may keep them (`Cache-Control: no-store`) unless the route
+/// chose its own policy (a download's `cacheControl`), and no browser may read
+/// an answer as another type than it says (`X-Content-Type-Options: nosniff`).
+async fn private_answers(mut res: Response) -> Response {
+    let headers = res.headers_mut();
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -170,5 +189,32 @@ mod tests {
         let (status, _, body) = call(req).await;
         assert_eq!(status.as_u16(), 404);
         assert!(body.contains("ROUTE_NOT_FOUND"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn answers_are_kept_out_of_caches_unless_the_route_chose_and_never_sniffed() {
+        let req = Request::post("/echo")
+            .body(Body::from("hi"))
+            .expect("request");
+        let headers = call(req).await.1;
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        // Errors in the envelope too.
+        let req = Request::get("/nowhere")
+            .body(Body::empty())
+            .expect("request");
+        let headers = call(req).await.1;
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        // A route's own policy stays.
+        let cached = Router::new().route(
+            "/file",
+            axum::routing::get(|| async { ([(header::CACHE_CONTROL, "public, max-age=60")], "f") }),
+        );
+        let res = serve_layers(cached, &SERVICE, None)
+            .oneshot(Request::get("/file").body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "public, max-age=60");
     }
 }

@@ -21,6 +21,9 @@ pub struct Caller {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub role: String,
+    /// When the access token expires (unix seconds), if it came from one:
+    /// what lasts beyond a request (the event stream) ends then.
+    pub token_expires: Option<i64>,
     /// The model's roles, which the checks below read.
     policy: &'static Policy,
 }
@@ -83,12 +86,10 @@ where
             // Only the service itself acts as the system caller.
             return Err(ApiError::Forbidden);
         }
-        Ok(Caller::new(
-            token.user_id,
-            token.session_id,
-            role,
-            &identity.policy,
-        ))
+        Ok(Caller {
+            token_expires: Some(token.expires),
+            ..Caller::new(token.user_id, token.session_id, role, &identity.policy)
+        })
     }
 }
 
@@ -98,8 +99,41 @@ impl Caller {
             user_id,
             session_id,
             role,
+            token_expires: None,
             policy,
         }
+    }
+
+    /// Whether a notice on the callers channel ([`super::live::CallerChange`])
+    /// names this caller's session or account.
+    pub fn concerned_by(&self, notice: &str) -> bool {
+        use super::live::CallerChange;
+        match CallerChange::parse(notice) {
+            Some(CallerChange::Session(id)) => id == self.session_id,
+            Some(CallerChange::Account(id)) => id == self.user_id,
+            None => false,
+        }
+    }
+
+    /// The caller as the database has it now, past the live-session cache
+    /// (which may not have heard of the change yet): `None` once its session
+    /// ended or its account went; its role may have changed.
+    pub async fn as_of_now(
+        &self,
+        auth: &AuthState,
+        db: &PgPool,
+    ) -> Result<Option<Caller>, ApiError> {
+        let live: Option<(String, DateTime<Utc>)> = sqlx::query_as(auth.identity.sql.caller)
+            .bind(self.session_id)
+            .bind(self.user_id)
+            .fetch_optional(db)
+            .await?;
+        Ok(live
+            .filter(|(role, _)| role != SYSTEM_ROLE)
+            .map(|(role, _)| Caller {
+                role,
+                ..self.clone()
+            }))
     }
 
     /// The system caller: for work that no user started. It passes only the
@@ -346,6 +380,24 @@ mod tests {
     use crate::auth::state::tests::test_state;
     use crate::auth::tokens::{csrf_token, sign};
     use axum::http::Request;
+
+    #[test]
+    fn a_caller_is_concerned_by_notices_of_its_session_or_account_only() {
+        use crate::auth::live::CallerChange;
+        let c = caller("user");
+        let mine = [
+            CallerChange::Session(c.session_id),
+            CallerChange::Account(c.user_id),
+        ];
+        for change in mine {
+            assert!(c.concerned_by(&change.to_payload()), "{change:?}");
+        }
+        let other = Uuid::new_v4();
+        for change in [CallerChange::Session(other), CallerChange::Account(other)] {
+            assert!(!c.concerned_by(&change.to_payload()), "{change:?}");
+        }
+        assert!(!c.concerned_by("garbage"));
+    }
 
     fn caller(role: &str) -> Caller {
         Caller::new(Uuid::new_v4(), Uuid::new_v4(), role.to_string(), &POLICY)
