@@ -606,7 +606,9 @@ async fn every_route_enforces_its_rule_for_every_kind_of_caller() {
                     .replace("{id}", id.as_str().unwrap())
                     .replace("{accessKey}", file["accessKey"].as_str().unwrap());
                 let method: Method = method.to_uppercase().parse().unwrap();
-                let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
+                let body = (matches!(method, Method::POST | Method::PATCH)
+                    || op.get("requestBody").is_some())
+                .then(|| json!({}));
                 let (caller, role, owns) = match who {
                     "anonymous" => (api.anonymous(), "", false),
                     "user" => (other.clone(), "user", false),

@@ -288,7 +288,14 @@ async fn drive_every_route(svc: &Api) -> BTreeMap<&'static str, Value> {
         "archiveProfile",
         expect(
             StatusCode::OK,
-            &reg_user.delete(&format!("/v1/users/{rid}/profile")).await,
+            &reg_user
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("/v1/users/{rid}/profile"),
+                    Some(json!({ "currentPassword": "long secret" })),
+                    &[],
+                )
+                .await,
         ),
     );
     a.insert(

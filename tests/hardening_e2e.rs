@@ -53,3 +53,100 @@ async fn answers_with_tokens_or_personal_data_are_neither_stored_nor_sniffed() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!((cache.as_str(), sniff.as_str()), ("no-store", "nosniff"));
 }
+
+/// The field names of an error answer.
+fn fields_of(answer: &(StatusCode, serde_json::Value)) -> Vec<String> {
+    assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{}", answer.1);
+    tests::error_fields(&answer.1)
+}
+
+#[tokio::test]
+async fn weakening_an_account_asks_for_the_current_password() {
+    let (server, _db) = auth_service().await;
+    let admin = server.admin().await;
+    let (user, uid) = tests::register(&server, "me@x.io", "Me").await;
+    let profile = format!("/v1/users/{uid}/profile");
+    let password = "a decent secret";
+
+    // On: only for a confirmed address.
+    let on = json!({ "emailTwoFactor": true });
+    assert_eq!(
+        fields_of(&user.patch(&profile, on.clone()).await),
+        ["emailTwoFactor"]
+    );
+    tests::expect(
+        StatusCode::OK,
+        &admin
+            .patch(
+                &format!("/v1/users/{uid}"),
+                json!({ "emailVerified": true }),
+            )
+            .await,
+    );
+    tests::expect(StatusCode::OK, &user.patch(&profile, on.clone()).await);
+
+    // Off: with the owner's password, not with the token alone.
+    let off = |current: Option<&str>| {
+        let mut body = json!({ "emailTwoFactor": false, "fullname": "Me" });
+        if let Some(c) = current {
+            body["currentPassword"] = json!(c);
+        }
+        body
+    };
+    assert_eq!(
+        fields_of(&user.patch(&profile, off(None)).await),
+        ["currentPassword"]
+    );
+    assert_eq!(
+        fields_of(&user.patch(&profile, off(Some("not it"))).await),
+        ["currentPassword"]
+    );
+    let row = tests::expect(
+        StatusCode::OK,
+        &user.patch(&profile, off(Some(password))).await,
+    );
+    assert_eq!(row["user"]["emailTwoFactor"], false);
+    // Already off: other changes need no password.
+    tests::expect(StatusCode::OK, &user.patch(&profile, off(None)).await);
+
+    // An admin switching another account's second factor off proves their own password.
+    tests::expect(StatusCode::OK, &user.patch(&profile, on).await);
+    let by_admin = format!("/v1/users/{uid}");
+    assert_eq!(
+        fields_of(&admin.patch(&by_admin, off(None)).await),
+        ["currentPassword"]
+    );
+    assert_eq!(
+        fields_of(&admin.patch(&by_admin, off(Some(password))).await),
+        ["currentPassword"],
+        "the account's password is not the admin's"
+    );
+    tests::expect(
+        StatusCode::OK,
+        &admin.patch(&by_admin, off(Some(ADMIN_PASSWORD))).await,
+    );
+
+    // Archiving one's own account: the password, in the DELETE's body.
+    let archive = |body: Option<serde_json::Value>| {
+        let user = user.clone();
+        let profile = profile.clone();
+        async move {
+            user.call(reqwest::Method::DELETE, &profile, body, &[])
+                .await
+        }
+    };
+    assert_eq!(archive(None).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        fields_of(&archive(Some(json!({}))).await),
+        ["currentPassword"]
+    );
+    assert_eq!(
+        fields_of(&archive(Some(json!({ "currentPassword": "not it" }))).await),
+        ["currentPassword"]
+    );
+    let archived = tests::expect(
+        StatusCode::OK,
+        &archive(Some(json!({ "currentPassword": password }))).await,
+    );
+    assert_eq!(archived["user"]["isActive"], false);
+}

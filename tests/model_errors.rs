@@ -622,7 +622,7 @@ fn confirm_current_outside_a_secret_update() {
         "    event: book-fetched\n    confirmCurrent: true",
     );
     let msg = rejected(&text, &["true"]);
-    assert!(msg.contains("can ask for its current value"), "{msg}");
+    assert!(msg.contains("can ask for the caller's current"), "{msg}");
     insta::assert_snapshot!("confirm_current_outside_a_secret_update", msg);
 }
 

@@ -156,7 +156,8 @@ fn body(m: &Model, w: &Writes, caller_role: &str, target_id: &str, grant: &str) 
                 (_, Some("url")) => json!("https://example.com/picture.png"),
                 ("String", _) if !f.allowed_values.is_empty() => json!(f.allowed_values[0]),
                 ("String" | "Text", _) => json!("Some text"),
-                ("Boolean", _) => json!(true),
+                // Off: switching a second factor on needs a confirmed address.
+                ("Boolean", _) => json!(false),
                 ("Integer", _) => json!(1),
                 ("ID", _) if f.references.as_deref() == Some(m.auth.user_object.as_str()) => {
                     json!(target_id)
@@ -321,7 +322,8 @@ async fn every_account_write_respects_role_ranks() {
                     path = path.replace("{id}", &target_id);
                 }
                 let method = Method::from_bytes(w.route.method.as_bytes()).expect("method");
-                let payload = (w.route.action != Action::Delete)
+                // A delete takes a body only to prove the caller's password.
+                let payload = (w.route.action != Action::Delete || w.route.confirm_current)
                     .then(|| body(&m, w, caller_role, &target_id, &target_role));
                 let before = state(&db, &m).await;
                 let (status, answer) = caller.call(method, &path, payload, &[]).await;
@@ -423,7 +425,11 @@ async fn the_last_top_role_account_is_kept() {
             Some(json!({ "roleId": lower })),
         ),
         (Method::DELETE, format!("/v1/users/{root_id}"), None),
-        (Method::DELETE, format!("/v1/users/{root_id}/profile"), None),
+        (
+            Method::DELETE,
+            format!("/v1/users/{root_id}/profile"),
+            Some(json!({ "currentPassword": tests::ADMIN_PASSWORD })),
+        ),
     ] {
         let answer = root.call(method, &path, body, &[]).await;
         let refused = expect(StatusCode::FORBIDDEN, &answer);

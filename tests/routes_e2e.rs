@@ -255,7 +255,14 @@ async fn archive_profile_and_register() {
     let reg_user = svc.as_user("reg@x.io", "long enough").await;
     let archived = expect(
         StatusCode::OK,
-        &reg_user.delete(&format!("/v1/users/{id}/profile")).await,
+        &reg_user
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/v1/users/{id}/profile"),
+                Some(json!({ "currentPassword": "long enough" })),
+                &[],
+            )
+            .await,
     );
     assert_envelope(&archived, "user", "DELETE", "delete", "200");
     assert_eq!(archived["user"]["isActive"], false);

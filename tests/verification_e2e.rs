@@ -402,6 +402,15 @@ async fn second_factor_blocks_a_password_only_login() {
     let user = register(&server, "twofa@example.com").await;
     let me = server.as_user("twofa@example.com", PASSWORD).await;
     let id = user["id"].as_str().unwrap();
+    // The second factor needs a confirmed address.
+    expect(
+        StatusCode::OK,
+        &server
+            .admin()
+            .await
+            .patch(&format!("/v1/users/{id}"), json!({ "emailVerified": true }))
+            .await,
+    );
     expect(
         StatusCode::OK,
         &me.patch(

@@ -302,6 +302,9 @@ pub struct UpdateUserInput {
     pub bio: Patch<String>,
     #[serde(default, rename = "recordVersion")]
     pub record_version: Option<i32>,
+    /// The secret's current value, which the change must prove.
+    #[serde(default, rename = "currentPassword")]
+    pub current_secret: Option<String>,
 }
 
 /// `updateUser`: PATCH /v1/users/{id}. Allowed: superAdmin, admin.
@@ -347,12 +350,40 @@ async fn update_user(
     let bio = v.patch_nullable(input.bio);
     v.text("bio", bio.as_ref().and_then(|x| x.as_deref()), &rules::BIO);
     let expected = v.version(input.record_version, if_match);
+    let current_secret =
+        if email_two_factor == Some(false) && fetch(&app.db, id).await?.email_two_factor {
+            v.required(
+                "currentPassword",
+                input.current_secret.filter(|c| !c.is_empty()),
+            )
+        } else {
+            None
+        };
     v.finish()?;
+    if let Some(current) = current_secret {
+        app.auth
+            .confirm_secret(
+                &app.db,
+                caller.user_id,
+                "SELECT t.password FROM users AS t WHERE t.id = $1",
+                current,
+                "currentPassword",
+            )
+            .await?;
+    }
     let mut tx = app.db.begin().await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER.access)?;
     let old = lock(&mut tx, id).await?;
     validation::check_version(expected, old.record_version)?;
+    if email_two_factor == Some(true) && !(email_verified.unwrap_or(old.email_verified)) {
+        return Err(ApiError::Validation(vec![
+            svcgen_runtime::error::FieldError::new(
+                "emailTwoFactor",
+                "can be switched on once the email address is confirmed",
+            ),
+        ]));
+    }
     caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -425,6 +456,9 @@ pub struct UpdateProfileInput {
     pub bio: Patch<String>,
     #[serde(default, rename = "recordVersion")]
     pub record_version: Option<i32>,
+    /// The secret's current value, which the change must prove.
+    #[serde(default, rename = "currentPassword")]
+    pub current_secret: Option<String>,
 }
 
 /// `updateProfile`: PATCH /v1/users/{id}/profile. Allowed: the owner.
@@ -471,12 +505,40 @@ async fn update_profile(
     let bio = v.patch_nullable(input.bio);
     v.text("bio", bio.as_ref().and_then(|x| x.as_deref()), &rules::BIO);
     let expected = v.version(input.record_version, if_match);
+    let current_secret =
+        if email_two_factor == Some(false) && fetch(&app.db, id).await?.email_two_factor {
+            v.required(
+                "currentPassword",
+                input.current_secret.filter(|c| !c.is_empty()),
+            )
+        } else {
+            None
+        };
     v.finish()?;
+    if let Some(current) = current_secret {
+        app.auth
+            .confirm_secret(
+                &app.db,
+                caller.user_id,
+                "SELECT t.password FROM users AS t WHERE t.id = $1",
+                current,
+                "currentPassword",
+            )
+            .await?;
+    }
     let mut tx = app.db.begin().await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
     validation::check_version(expected, old.record_version)?;
+    if email_two_factor == Some(true) && !(old.email_verified) {
+        return Err(ApiError::Validation(vec![
+            svcgen_runtime::error::FieldError::new(
+                "emailTwoFactor",
+                "can be switched on once the email address is confirmed",
+            ),
+        ]));
+    }
     caller.may_manage(old.id, &old.role_id)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
         "UPDATE users AS t SET record_version = t.record_version + 1, updated_at = now()",
@@ -687,6 +749,14 @@ pub static ARCHIVE_PROFILE: RouteInfo = RouteInfo {
     },
 };
 
+/// The body of `archiveProfile`: the caller's secret, which the delete must prove.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveProfileInput {
+    #[serde(default, rename = "currentPassword")]
+    pub current_secret: Option<String>,
+}
+
 /// `archiveProfile`: DELETE /v1/users/{id}/profile. Allowed: the owner.
 /// Soft delete: the row stays, inactive and hidden from reads.
 async fn archive_profile(
@@ -695,9 +765,33 @@ async fn archive_profile(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     IfMatch(expected): IfMatch,
+    ApiJson(input): ApiJson<ArchiveProfileInput>,
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&ARCHIVE_PROFILE.access)?;
+    if caller.must_own(&ARCHIVE_PROFILE.access) {
+        caller.allow(
+            &ARCHIVE_PROFILE.access,
+            owner_of(&fetch(&app.db, id).await?),
+        )?;
+    }
+    let mut v = Validator::default();
+    let current_secret = v.required(
+        "currentPassword",
+        input.current_secret.filter(|c| !c.is_empty()),
+    );
+    v.finish()?;
+    if let Some(current) = current_secret {
+        app.auth
+            .confirm_secret(
+                &app.db,
+                caller.user_id,
+                "SELECT t.password FROM users AS t WHERE t.id = $1",
+                current,
+                "currentPassword",
+            )
+            .await?;
+    }
     let mut tx = app.db.begin().await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, true).await?;
     caller.may_try(&ARCHIVE_PROFILE.access)?;
@@ -1188,7 +1282,7 @@ async fn update_user_password(
         app.auth
             .confirm_secret(
                 &app.db,
-                id,
+                caller.user_id,
                 "SELECT t.password FROM users AS t WHERE t.id = $1",
                 current,
                 "currentPassword",
@@ -1278,7 +1372,7 @@ async fn update_user_password_by_admin(
     if id == caller.user_id {
         return Err(ApiError::Denied {
             code: "OWN_SECRET",
-            message: "change your own password through updateUserPassword, which asks for the current one"
+            message: "change your own password through updateUser, which asks for the current one"
                 .into(),
         });
     }

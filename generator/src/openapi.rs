@@ -157,7 +157,10 @@ fn input_schema(r: &RoutePlan) -> Value {
             (f.name.clone(), s)
         })
         .collect();
-    let required: Vec<&str> = if matches!(r.action, Action::Create | Action::Custom) {
+    let required: Vec<&str> = if matches!(
+        r.action,
+        Action::Create | Action::Custom | Action::Delete
+    ) {
         r.inputs()
             .iter()
             .filter(|f| f.required && f.default_rust.is_none())
@@ -169,8 +172,13 @@ fn input_schema(r: &RoutePlan) -> Value {
     };
     let mut required = required;
     if !r.confirm_field().is_empty() {
-        props.insert(r.confirm_field().to_string(), json!({ "type": "string", "writeOnly": true, "description": "The current value, which the change must prove" }));
-        required.push(r.confirm_field());
+        let when = if r.confirm_always() {
+            required.push(r.confirm_field());
+            "which the change must prove"
+        } else {
+            "which switching the second factor off must prove"
+        };
+        props.insert(r.confirm_field().to_string(), json!({ "type": "string", "writeOnly": true, "description": format!("The caller's current value, {when}") }));
     }
     let mut s = json!({ "type": "object", "properties": props, "additionalProperties": false });
     if !required.is_empty() {
@@ -353,8 +361,10 @@ fn operation(
             error("The route's hand-written body is still the generated stub"),
         );
     }
-    let takes_body =
-        r.action.writes_fields() && !(r.action == Action::Custom && r.inputs().is_empty());
+    // A delete takes a body only to prove the caller's secret.
+    let takes_body = (r.action.writes_fields()
+        && !(r.action == Action::Custom && r.inputs().is_empty()))
+        || !r.confirm_field().is_empty();
     if takes_body {
         responses.insert(
             "413".into(),

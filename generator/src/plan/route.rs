@@ -234,9 +234,19 @@ impl RoutePlan {
     }
 
     /// The body field carrying the secret's current value ("" when not asked).
+    /// Whether every call must carry [`Self::confirm_field`] (not only those
+    /// that switch the second factor off).
+    pub fn confirm_always(&self) -> bool {
+        match &self.kind {
+            RouteKind::Update(u) => u.confirm_when == "true",
+            _ => true,
+        }
+    }
+
     pub fn confirm_field(&self) -> &str {
         match &self.kind {
             RouteKind::Update(u) => &u.confirm_field,
+            RouteKind::Delete(d) => &d.confirm_field,
             _ => "",
         }
     }

@@ -88,6 +88,16 @@ pub struct UpdatePlan {
     pub confirm_field: String,
     /// `SELECT` of the stored hash of account $1, when `confirm_field` is set.
     pub secret_sql: String,
+    /// When the change must prove the secret: a Rust test of the validated
+    /// changes (always for the secret itself; for the second factor, when it
+    /// is switched off), evaluated before the transaction.
+    pub confirm_when: String,
+    /// A Rust test, in the transaction with `old` locked, that the change would
+    /// switch the second factor on for an unconfirmed address (decision
+    /// reauthentication).
+    pub second_factor_unverified: Option<String>,
+    /// The second factor's body field, named by that refusal.
+    pub second_factor_name: String,
     pub revokes: Revokes,
     pub ranks: RankPlan,
     /// The validated changes as hooks see them (`None`: unchanged).
@@ -97,6 +107,10 @@ pub struct UpdatePlan {
 
 #[derive(Debug, Clone)]
 pub struct DeletePlan {
+    /// The body field carrying the caller's secret, which the delete must
+    /// prove ("" when not asked), and the `SELECT` of its stored hash.
+    pub confirm_field: String,
+    pub secret_sql: String,
     pub revokes: Revokes,
     pub ranks: RankPlan,
 }
@@ -200,10 +214,10 @@ pub fn create(m: &Model, r: &Route, name: &str, o: &DataObject) -> CreatePlan {
     }
 }
 
-pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
-    let inputs = inputs(m, r, name, o);
+/// The body field and `SELECT` of the caller's secret, when the route asks for it.
+fn confirmation(m: &Model, r: &Route, o: &DataObject) -> (String, String) {
     let secret = &m.auth.password_field;
-    let (confirm_field, secret_sql) = if r.confirm_current {
+    if r.confirm_current {
         (
             format!("current{}", camel(secret)),
             format!(
@@ -214,8 +228,50 @@ pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
         )
     } else {
         (String::new(), String::new())
-    };
+    }
+}
+
+pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
+    let inputs = inputs(m, r, name, o);
+    let secret = &m.auth.password_field;
+    let (confirm_field, secret_sql) = confirmation(m, r, o);
     let is_user = name == m.auth.user_object;
+    let verification = m.auth.verification.as_ref().filter(|_| is_user);
+    let second_factor = verification
+        .and_then(|v| v.second_factor_field.as_ref())
+        .and_then(|f| inputs.iter().find(|i| &i.name == f));
+    // Switching the second factor off asks for the secret when it is on now.
+    let confirm_when = match second_factor {
+        Some(f) if !r.fields.contains(secret) => {
+            let i = &f.ident;
+            if f.nullable {
+                format!("{i}.is_some_and(|on| on != Some(true)) && fetch(&app.db, id).await?.{i} == Some(true)")
+            } else {
+                format!("{i} == Some(false) && fetch(&app.db, id).await?.{i}")
+            }
+        }
+        _ => "true".to_string(),
+    };
+    // Switching it on needs a confirmed address, as it is or as this change sets it.
+    let second_factor_unverified = second_factor.zip(verification).map(|(f, v)| {
+        let on = if f.nullable {
+            format!("{} == Some(Some(true))", f.ident)
+        } else {
+            format!("{} == Some(true)", f.ident)
+        };
+        let verified = snake(&v.verified_field);
+        let stored_nullable = fields_named(o, std::slice::from_ref(&v.verified_field))
+            .first()
+            .is_some_and(|f| f.nullable);
+        let changed = inputs.iter().any(|i| i.name == v.verified_field);
+        let confirmed = match (changed, stored_nullable) {
+            (true, true) => format!("{verified}.unwrap_or(old.{verified}) == Some(true)"),
+            (true, false) => format!("{verified}.unwrap_or(old.{verified})"),
+            (false, true) => format!("old.{verified} == Some(true)"),
+            (false, false) => format!("old.{verified}"),
+        };
+        format!("{on} && !({confirmed})")
+    });
     let changes: Vec<ValueField> = inputs
         .iter()
         .map(|f| ValueField {
@@ -228,6 +284,7 @@ pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
             },
         })
         .collect();
+    let second_factor_name = second_factor.map(|f| f.name.clone()).unwrap_or_default();
     UpdatePlan {
         changes_list: ValueField::list(&changes),
         changes,
@@ -239,6 +296,9 @@ pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
         inputs,
         confirm_field,
         secret_sql,
+        confirm_when,
+        second_factor_unverified,
+        second_factor_name,
         revokes: if is_user && r.fields.contains(secret) {
             Revokes::Others
         } else {
@@ -249,7 +309,10 @@ pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
 }
 
 pub fn delete(m: &Model, r: &Route, name: &str, o: &DataObject) -> DeletePlan {
+    let (confirm_field, secret_sql) = confirmation(m, r, o);
     DeletePlan {
+        confirm_field,
+        secret_sql,
         revokes: if name == m.auth.user_object {
             Revokes::All
         } else {

@@ -162,15 +162,29 @@ fn route(m: &Model, objects: &Objects, r: &Route, path: &str, d: &mut Diagnostic
 /// What a route may write to the user object: only an update may ask for the
 /// current password, and only a route with a rule may set roles.
 fn account_writes(m: &Model, r: &Route, path: &str, d: &mut Diagnostics) {
-    if r.confirm_current
-        && (r.action != Action::Update
-            || r.object.as_deref() != Some(m.auth.user_object.as_str())
-            || !r.fields.contains(&m.auth.password_field))
-    {
+    let second_factor = m
+        .auth
+        .verification
+        .as_ref()
+        .and_then(|v| v.second_factor_field.as_ref());
+    let of_account = r.object.as_deref() == Some(m.auth.user_object.as_str());
+    let sensitive = match r.action {
+        Action::Update => {
+            r.fields.contains(&m.auth.password_field)
+                || second_factor.is_some_and(|f| r.fields.contains(f))
+        }
+        Action::Delete => true,
+        _ => false,
+    };
+    if r.confirm_current && (!of_account || !sensitive || r.auth.is_public()) {
+        let changes = match second_factor {
+            Some(f) => format!("{} or {f}", m.auth.password_field),
+            None => m.auth.password_field.clone(),
+        };
         d.at(
             format!("{path}.confirmCurrent"),
             format!(
-                "only an update route of {} that changes {} can ask for its current value",
+                "only a signed-in route of {} that changes {changes}, or deletes the account, can ask for the caller's current {}",
                 m.auth.user_object, m.auth.password_field
             ),
         );
