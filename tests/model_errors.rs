@@ -627,6 +627,18 @@ fn confirm_current_outside_a_secret_update() {
 }
 
 #[test]
+fn confirm_current_on_a_delete_of_another_object() {
+    // Only deleting the account itself asks for the caller's secret.
+    let text = mutate(
+        "    event: book-archived\n",
+        "    event: book-archived\n    confirmCurrent: true\n",
+    );
+    let msg = rejected(&text, &["true"]);
+    assert!(msg.contains("routes.archiveBook.confirmCurrent"), "{msg}");
+    insta::assert_snapshot!("confirm_current_on_a_delete_of_another_object", msg);
+}
+
+#[test]
 fn token_header_and_cookie_settings_are_checked() {
     let text = mutate(
         "  superAdminRole: librarian\n",
