@@ -5,7 +5,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tests::{auth_service, ADMIN_EMAIL, ADMIN_PASSWORD};
+use tests::{auth_service, Api, ADMIN_EMAIL, ADMIN_PASSWORD};
 
 /// Sends a request and returns the status and the two headers that matter here.
 async fn headers_of(req: reqwest::RequestBuilder) -> (StatusCode, String, String) {
@@ -60,20 +60,18 @@ fn fields_of(answer: &(StatusCode, serde_json::Value)) -> Vec<String> {
     tests::error_fields(&answer.1)
 }
 
-#[tokio::test]
-async fn weakening_an_account_asks_for_the_current_password() {
-    let (server, _db) = auth_service().await;
+const PASSWORD: &str = "a decent secret";
+
+/// A fresh service, its admin, and a registered account: as that account, and its id.
+async fn with_account() -> (tests::Running, tests::TestDb, Api, Api, String) {
+    let (server, db) = auth_service().await;
     let admin = server.admin().await;
     let (user, uid) = tests::register(&server, "me@x.io", "Me").await;
-    let profile = format!("/v1/users/{uid}/profile");
-    let password = "a decent secret";
+    (server, db, admin, user, uid)
+}
 
-    // On: only for a confirmed address.
-    let on = json!({ "emailTwoFactor": true });
-    assert_eq!(
-        fields_of(&user.patch(&profile, on.clone()).await),
-        ["emailTwoFactor"]
-    );
+/// Confirms the account's address and switches its second factor on.
+async fn second_factor_on(admin: &Api, user: &Api, uid: &str) {
     tests::expect(
         StatusCode::OK,
         &admin
@@ -83,16 +81,50 @@ async fn weakening_an_account_asks_for_the_current_password() {
             )
             .await,
     );
-    tests::expect(StatusCode::OK, &user.patch(&profile, on.clone()).await);
+    tests::expect(
+        StatusCode::OK,
+        &user
+            .patch(
+                &format!("/v1/users/{uid}/profile"),
+                json!({ "emailTwoFactor": true }),
+            )
+            .await,
+    );
+}
 
-    // Off: with the owner's password, not with the token alone.
-    let off = |current: Option<&str>| {
-        let mut body = json!({ "emailTwoFactor": false, "fullname": "Me" });
-        if let Some(c) = current {
-            body["currentPassword"] = json!(c);
-        }
-        body
-    };
+/// A change that switches the second factor off, with `current` as the password.
+fn off(current: Option<&str>) -> serde_json::Value {
+    let mut body = json!({ "emailTwoFactor": false, "fullname": "Me" });
+    if let Some(c) = current {
+        body["currentPassword"] = json!(c);
+    }
+    body
+}
+
+#[tokio::test]
+async fn switching_the_second_factor_on_needs_a_confirmed_address() {
+    let (_server, _db, admin, user, uid) = with_account().await;
+    let profile = format!("/v1/users/{uid}/profile");
+    let on = json!({ "emailTwoFactor": true });
+    assert_eq!(
+        fields_of(&user.patch(&profile, on.clone()).await),
+        ["emailTwoFactor"]
+    );
+    // An admin too, unless the same change confirms the address.
+    let by_admin = format!("/v1/users/{uid}");
+    assert_eq!(
+        fields_of(&admin.patch(&by_admin, on).await),
+        ["emailTwoFactor"]
+    );
+    let both = json!({ "emailTwoFactor": true, "emailVerified": true });
+    tests::expect(StatusCode::OK, &admin.patch(&by_admin, both).await);
+}
+
+#[tokio::test]
+async fn switching_the_second_factor_off_asks_for_the_current_password() {
+    let (_server, _db, admin, user, uid) = with_account().await;
+    second_factor_on(&admin, &user, &uid).await;
+    let profile = format!("/v1/users/{uid}/profile");
     assert_eq!(
         fields_of(&user.patch(&profile, off(None)).await),
         ["currentPassword"]
@@ -103,21 +135,21 @@ async fn weakening_an_account_asks_for_the_current_password() {
     );
     let row = tests::expect(
         StatusCode::OK,
-        &user.patch(&profile, off(Some(password))).await,
+        &user.patch(&profile, off(Some(PASSWORD))).await,
     );
     assert_eq!(row["user"]["emailTwoFactor"], false);
     // Already off: other changes need no password.
     tests::expect(StatusCode::OK, &user.patch(&profile, off(None)).await);
 
     // An admin switching another account's second factor off proves their own password.
-    tests::expect(StatusCode::OK, &user.patch(&profile, on).await);
+    second_factor_on(&admin, &user, &uid).await;
     let by_admin = format!("/v1/users/{uid}");
     assert_eq!(
         fields_of(&admin.patch(&by_admin, off(None)).await),
         ["currentPassword"]
     );
     assert_eq!(
-        fields_of(&admin.patch(&by_admin, off(Some(password))).await),
+        fields_of(&admin.patch(&by_admin, off(Some(PASSWORD))).await),
         ["currentPassword"],
         "the account's password is not the admin's"
     );
@@ -125,8 +157,12 @@ async fn weakening_an_account_asks_for_the_current_password() {
         StatusCode::OK,
         &admin.patch(&by_admin, off(Some(ADMIN_PASSWORD))).await,
     );
+}
 
-    // Archiving one's own account: the password, in the DELETE's body.
+#[tokio::test]
+async fn archiving_ones_own_account_asks_for_the_current_password() {
+    let (_server, _db, _admin, user, uid) = with_account().await;
+    let profile = format!("/v1/users/{uid}/profile");
     let archive = |body: Option<serde_json::Value>| {
         let user = user.clone();
         let profile = profile.clone();
@@ -144,9 +180,11 @@ async fn weakening_an_account_asks_for_the_current_password() {
         fields_of(&archive(Some(json!({ "currentPassword": "not it" }))).await),
         ["currentPassword"]
     );
+    // Refused without writing anything: the account still signs in.
+    tests::expect(StatusCode::OK, &user.get(&format!("/v1/users/{uid}")).await);
     let archived = tests::expect(
         StatusCode::OK,
-        &archive(Some(json!({ "currentPassword": password }))).await,
+        &archive(Some(json!({ "currentPassword": PASSWORD }))).await,
     );
     assert_eq!(archived["user"]["isActive"], false);
 }

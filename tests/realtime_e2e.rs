@@ -251,14 +251,20 @@ async fn ends(stream: &mut Stream, wait: Duration) -> Option<Sse> {
 
 const GROUP_CREATED: &str = "airbnb3-auth-service-dbevent-usergroup-created";
 
-/// An open stream checks its caller again whenever the caller's session or
-/// account changes, on whichever replica the change happens.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_open_stream_ends_with_its_session_and_narrows_with_its_role() {
+/// Two replicas on one database, and the super-admin on the first.
+async fn two_replicas() -> (TestDb, tests::Running, tests::Running, Api) {
     let db = TestDb::create().await;
     let one = start_auth_service(&db.url, &[]).await;
     let two = start_auth_service(&db.url, &[]).await;
     let root = one.admin().await;
+    (db, one, two, root)
+}
+
+/// An open stream checks its caller again when the caller's account changes,
+/// on whichever replica the change happens: a demoted admin's stream narrows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_demoted_admins_open_stream_narrows_on_every_replica() {
+    let (_db, _one, two, root) = two_replicas().await;
     let wait = Duration::from_secs(10);
 
     // An admin streams on replica two and sees everyone's rows.
@@ -319,10 +325,24 @@ async fn an_open_stream_ends_with_its_session_and_narrows_with_its_role() {
         fullnames(&after).last().map(String::as_str),
         Some("still me")
     );
+}
 
-    // Sign-out on replica one ends the stream on replica two.
+/// Sign-out, a password change and deletion end the open streams of the
+/// sessions they end, on whichever replica they happen.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_stream_ends_with_its_session_on_every_replica() {
+    let (_db, one, two, root) = two_replicas().await;
+    let wait = Duration::from_secs(10);
     let user = create_user(&root, "u@x.io", "U").await;
     let uid = user["id"].as_str().unwrap().to_string();
+    // A bystander's stream stays open throughout.
+    let bid = create_user(&root, "b@x.io", "B").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut bystander = Stream::open(&two.as_user("b@x.io", "correct horse").await, "", None).await;
+
+    // Sign-out on replica one ends the stream on replica two.
     let user_one = one.as_user("u@x.io", "correct horse").await;
     let user_on_two = Api {
         base: two.base.clone(),
@@ -359,14 +379,15 @@ async fn an_open_stream_ends_with_its_session_and_narrows_with_its_role() {
         &root.delete(&format!("/v1/users/{uid}")).await,
     );
     assert_eq!(ends(&mut stream, wait).await.expect("ended").event, "ended");
-    // And the demoted admin's stream stayed open all along.
+
+    // The bystander's stream stayed open all along.
     expect(
         StatusCode::OK,
         &root
-            .patch(&format!("/v1/users/{aid}"), json!({ "fullname": "open" }))
+            .patch(&format!("/v1/users/{bid}"), json!({ "fullname": "open" }))
             .await,
     );
-    let still = watching.collect(1, |t| t == USER_UPDATED, wait).await;
+    let still = bystander.collect(1, |t| t == USER_UPDATED, wait).await;
     assert_eq!(fullnames(&still).last().map(String::as_str), Some("open"));
 }
 
