@@ -440,9 +440,7 @@ async fn complete_second_factor(
         .limit_address(&app.auth, &app.db, "code-check", addr.0)
         .await?;
     let mut tx = app.db.begin().await?;
-    let stored = CODES
-        .challenge(&app.auth, &app.db, &mut tx, challenge_id)
-        .await?;
+    let stored = CODES.challenge(&app.auth, &mut tx, challenge_id).await?;
     let (mut tx, stored) = CODES
         .spend(&app.auth, tx, stored, Purpose::SecondFactor, &code)
         .await?;

@@ -228,10 +228,10 @@ impl Codes {
     /// Counts a check of a `purpose` code against the budget of `account`
     /// (a name's fingerprint, or an account's id): past it the answer is 429
     /// with Retry-After, whichever code is tried and whether the account exists.
-    async fn limit_checks(
+    async fn limit_checks<'e>(
         &self,
         auth: &AuthState,
-        db: &PgPool,
+        db: impl sqlx::PgExecutor<'e>,
         purpose: Purpose,
         account: &str,
     ) -> Result<(), ApiError> {
@@ -397,11 +397,11 @@ impl Codes {
     }
 
     /// The unused second-factor challenge `id`, locked, counted against its
-    /// account's budget of second-factor checks.
+    /// account's budget of second-factor checks. The count is written in `tx`
+    /// (one connection per check), so it stays when a wrong code commits it.
     pub async fn challenge(
         &self,
         auth: &AuthState,
-        db: &PgPool,
         tx: &mut PgConnection,
         id: Uuid,
     ) -> Result<Option<StoredCode>, ApiError> {
@@ -416,7 +416,7 @@ impl Codes {
         let stored = row.as_ref().map(StoredCode::read).transpose()?;
         if let Some(stored) = &stored {
             let account = stored.user_id.to_string();
-            self.limit_checks(auth, db, Purpose::SecondFactor, &account)
+            self.limit_checks(auth, &mut *tx, Purpose::SecondFactor, &account)
                 .await?;
         }
         Ok(stored)

@@ -2,7 +2,7 @@
 //! that every replica counts the same hits.
 
 use crate::error::ApiError;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Counts a hit on bucket `$1` in a window of `$2` seconds: answers the hits
@@ -47,8 +47,14 @@ fn retry_after(remaining: f64) -> u64 {
     remaining.ceil().max(1.0) as u64
 }
 
-/// Counts a hit on `bucket`; past `limit` in the window the answer is 429.
-pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
+/// Counts a hit on `bucket`, on the pool or in a transaction; past `limit`
+/// in the window the answer is 429.
+pub async fn hit<'e>(
+    db: impl PgExecutor<'e>,
+    bucket: &str,
+    limit: u32,
+    window_secs: u32,
+) -> Result<(), ApiError> {
     let (hits, remaining): (i32, f64) = sqlx::query_as(HIT_SQL)
         .bind(bucket)
         .bind(f64::from(window_secs))
