@@ -16,7 +16,13 @@ const COMMON_PASSWORDS: &str = include_str!("common-passwords.txt");
 /// The list, read once.
 fn common_passwords() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| COMMON_PASSWORDS.lines().collect())
+    // A copied runtime's list starts with a `#` note (see svcgen's runtime copy).
+    SET.get_or_init(|| {
+        COMMON_PASSWORDS
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
 }
 
 /// Whether `secret` is one of the common passwords, whatever its case.
