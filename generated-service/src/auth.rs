@@ -87,9 +87,9 @@ pub static IDENTITY: Identity = Identity {
     transport: TokenTransport {
         header: Some("airbnb-auth-service-access-token"),
         cookies: Some(Cookies {
-            access: "airbnb-auth-service-access-token",
-            refresh: "airbnb-auth-service-refresh-token",
-            csrf: "airbnb-auth-service-csrf",
+            access: "__Host-airbnb-auth-service-access-token",
+            refresh: "__Secure-airbnb-auth-service-refresh-token",
+            csrf: "__Host-airbnb-auth-service-csrf",
             csrf_header: "x-csrf-token",
             same_site: "Strict",
             refresh_path: "/v1/refresh",
@@ -567,7 +567,6 @@ async fn login(
     ApiJson(input): ApiJson<LoginInput>,
 ) -> Result<Response, ApiError> {
     let (account, secret) = IDENTITY.credentials(input.account, input.secret)?;
-    let signed_in = app.auth.sign_in(&app.db, &account, secret, addr.0).await?;
     let device = [
         ("device_id", input.device_id),
         ("device_type", input.device_type),
@@ -578,6 +577,8 @@ async fn login(
         ("state", input.state),
         ("country", input.country),
     ];
+    IDENTITY.check_device(&device)?;
+    let signed_in = app.auth.sign_in(&app.db, &account, secret, addr.0).await?;
     let pending = PendingSignIn::new(addr.0, input.set_cookie.unwrap_or(false), device);
     if signed_in.second_factor {
         return crate::verification::challenge(&app, &ctx, signed_in.user_id, pending, &LOGIN)
@@ -606,7 +607,7 @@ pub struct RefreshInput {
 
 /// `refreshToken`: POST /v1/refresh. Spends the refresh token
 /// and answers a new pair. A spent token used again within the grace window
-/// gets its own pair (two tabs); later, the reuse revokes the session.
+/// gets the pair it was spent for (two tabs); later, the reuse revokes the session.
 async fn refresh_token(
     State(app): State<AppState>,
     ctx: RequestContext,

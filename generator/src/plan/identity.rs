@@ -198,9 +198,13 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         role_sql: sql.role,
         other_top_sql: sql.other_top,
         token_header: a.token_header.clone(),
-        cookies: a.cookies.as_ref().map(|c| CookiePlan {
-            refresh_path: route(Action::Refresh).path,
-            ..CookiePlan::from(c)
+        cookies: a.cookies.as_ref().map(|c| {
+            let refresh_path = route(Action::Refresh).path;
+            CookiePlan {
+                refresh: prefixed(&c.refresh, &refresh_path),
+                refresh_path,
+                ..CookiePlan::from(c)
+            }
         }),
         flows: a.verification.as_ref().map(|v| flows(m, v, user, routes)),
         permissions: routes
@@ -223,13 +227,24 @@ impl From<&RoutePlan> for RuleRow {
     }
 }
 
+/// A cookie's name as set (decision cookies): `__Host-` for cookies on path
+/// `/` (the browser then refuses them from a subdomain or without Secure),
+/// `__Secure-` for the refresh cookie, whose narrower path `__Host-` forbids.
+fn prefixed(name: &str, path: &str) -> String {
+    if name.starts_with("__Host-") || name.starts_with("__Secure-") {
+        return name.to_string();
+    }
+    let prefix = if path == "/" { "__Host-" } else { "__Secure-" };
+    format!("{prefix}{name}")
+}
+
 impl From<&Cookies> for CookiePlan {
     /// The cookies' names and policy; `refresh_path` is the refresh route's.
     fn from(c: &Cookies) -> Self {
         CookiePlan {
-            access: c.access.clone(),
+            access: prefixed(&c.access, "/"),
             refresh: c.refresh.clone(),
-            csrf: c.csrf.clone(),
+            csrf: prefixed(&c.csrf, "/"),
             csrf_header: c.csrf_header.clone(),
             same_site: c.same_site.clone(),
             refresh_path: String::new(),
@@ -423,5 +438,21 @@ fn flows(m: &Model, v: &Verification, user: &DataObject, routes: &[RoutePlan]) -
         reset_start: route(Action::ResetStart),
         reset_complete: route(Action::ResetComplete),
         second_factor: routes.iter().find(|r| r.action == Action::SecondFactor).cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefixed;
+
+    #[test]
+    fn cookie_names_take_the_strongest_prefix_their_path_allows() {
+        assert_eq!(prefixed("svc-access", "/"), "__Host-svc-access");
+        assert_eq!(
+            prefixed("svc-refresh", "/v1/refresh"),
+            "__Secure-svc-refresh"
+        );
+        assert_eq!(prefixed("__Host-named", "/"), "__Host-named");
+        assert_eq!(prefixed("__Secure-named", "/"), "__Secure-named");
     }
 }

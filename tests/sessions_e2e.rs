@@ -1,0 +1,195 @@
+//! Sessions of the generated auth service over HTTP, against PostgreSQL:
+//! refresh reuse inside the grace window, bounded device facts, bounded
+//! session lifetimes, the sessions a user sees and ends, and what the
+//! sweeper prunes.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tests::{expect, register, start_auth_service, Running, TestDb};
+
+const SECRET: &str = "a decent secret";
+
+async fn service(settings: &[(&str, &str)]) -> (Running, TestDb, PgPool) {
+    let db = TestDb::create().await;
+    let server = start_auth_service(&db.url, settings).await;
+    let pool = PgPool::connect(&db.url).await.unwrap();
+    (server, db, pool)
+}
+
+/// The names of the session events queued for `session`, in order.
+async fn session_events(pool: &PgPool, session: &Value) -> Vec<String> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT payload FROM event_outbox WHERE topic = 'session' AND event_key = $1 ORDER BY id",
+    )
+    .bind(session["sessionId"].as_str().unwrap())
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|(p,)| {
+            serde_json::from_str::<Value>(p).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+async fn refresh(server: &Running, token: &Value) -> (StatusCode, Value) {
+    server
+        .post("/v1/refresh", json!({ "refreshToken": token }))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_reused_in_the_grace_window_gets_the_pair_it_was_spent_for() {
+    let (server, _db, pool) = service(&[("REFRESH_GRACE_SECS", "30")]).await;
+    register(&server, "grace@x.io", "Grace").await;
+    let session = server.login("grace@x.io", SECRET).await;
+    let first = expect(
+        StatusCode::OK,
+        &refresh(&server, &session["refreshToken"]).await,
+    );
+    let again = expect(
+        StatusCode::OK,
+        &refresh(&server, &session["refreshToken"]).await,
+    );
+    let (first, again) = (&first["session"], &again["session"]);
+    assert_eq!(again["refreshToken"], first["refreshToken"], "no new pair");
+    assert_eq!(again["accessToken"], first["accessToken"]);
+    let (tokens,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM refresh_tokens WHERE session_id = $1::uuid")
+            .bind(session["sessionId"].as_str().unwrap())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(tokens, 2, "the spent token and its one successor");
+    assert_eq!(
+        session_events(&pool, &session).await,
+        ["sessionCreated", "sessionUpdated"],
+        "no second sessionUpdated"
+    );
+    // The database holds no usable successor: only its sealed form.
+    let (sealed,): (Vec<u8>,) = sqlx::query_as(
+        "SELECT successor FROM refresh_tokens WHERE session_id = $1::uuid AND spent_at IS NOT NULL",
+    )
+    .bind(session["sessionId"].as_str().unwrap())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let successor = first["refreshToken"].as_str().unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains(successor));
+    // The successor still works, and spending it is a refresh like any other.
+    let next = expect(
+        StatusCode::OK,
+        &refresh(&server, &first["refreshToken"]).await,
+    );
+    assert_ne!(next["session"]["refreshToken"], first["refreshToken"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_facts_past_their_bound_are_refused_and_nothing_is_stored() {
+    let (server, _db, pool) = service(&[]).await;
+    register(&server, "device@x.io", "Device").await;
+    let huge = "x".repeat(512 * 1024);
+    for (field, value) in [("deviceName", "x".repeat(257)), ("city", huge)] {
+        let mut body = json!({ "email": "device@x.io", "password": SECRET });
+        body[field] = json!(value);
+        let (status, refused) = server.post("/v1/login", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {refused}");
+        assert_eq!(tests::error_fields(&refused), [field]);
+    }
+    let (stored,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM sessions WHERE length(device_name) > 256 OR length(city) > 256",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0);
+    let fits = json!({ "email": "device@x.io", "password": SECRET, "deviceName": "x".repeat(256) });
+    let ok = expect(StatusCode::OK, &server.post("/v1/login", fits).await);
+    assert_eq!(
+        ok["session"]["deviceName"].as_str().map(str::len),
+        Some(256)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_prunes_throttle_buckets_refresh_tokens_and_ended_sessions() {
+    let (server, db, pool) = service(&[]).await;
+    register(&server, "sweep@x.io", "Sweep").await;
+    let ended = server.login("sweep@x.io", SECRET).await;
+    let live = server.login("sweep@x.io", SECRET).await;
+    let spent = expect(
+        StatusCode::OK,
+        &refresh(&server, &live["refreshToken"]).await,
+    );
+    let as_ended = server.with_token(ended["accessToken"].as_str().unwrap());
+    expect(
+        StatusCode::OK,
+        &as_ended.post("/v1/logout", json!({})).await,
+    );
+    // The ended session ended two days ago; a bucket's window began as long ago.
+    sqlx::query("UPDATE sessions SET revoked_at = now() - interval '2 days' WHERE id = $1::uuid")
+        .bind(ended["sessionId"].as_str().unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO throttle_buckets (bucket, window_start, hits) VALUES ('old', now() - interval '2 days', 3)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The spent token expired.
+    sqlx::query("UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE spent_at IS NOT NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    airbnb_auth_service::auth::sweep_once(&pool).await.unwrap();
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+            n
+        }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM throttle_buckets WHERE bucket = 'old'").await,
+        0
+    );
+    assert!(
+        count("SELECT count(*) FROM throttle_buckets").await > 0,
+        "live windows stay"
+    );
+    let sessions_of = |session: &Value| {
+        let (pool, id) = (
+            pool.clone(),
+            session["sessionId"].as_str().unwrap().to_string(),
+        );
+        async move {
+            let (n, tokens): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM sessions WHERE id = $1::uuid), (SELECT count(*) FROM refresh_tokens WHERE session_id = $1::uuid)",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (n, tokens)
+        }
+    };
+    assert_eq!(
+        sessions_of(&ended).await,
+        (0, 0),
+        "the ended session is gone"
+    );
+    assert_eq!(
+        sessions_of(&live).await,
+        (1, 1),
+        "the live session keeps its unspent token"
+    );
+    expect(
+        StatusCode::OK,
+        &refresh(&server, &spent["session"]["refreshToken"]).await,
+    );
+    drop(db);
+}
