@@ -640,6 +640,17 @@ fn token_header_and_cookie_settings_are_checked() {
 }
 
 #[test]
+fn session_limits_are_checked() {
+    // A lifetime shorter than the access token, an idle limit past the lifetime.
+    let text = mutate(
+        "  refreshGraceSeconds: 5\n",
+        "  refreshGraceSeconds: 5\n  sessionLifetimeSeconds: 300\n  sessionIdleSeconds: 7200\n",
+    );
+    let msg = rejected(&text, &["300", "7200"]);
+    insta::assert_snapshot!("session_limits_are_checked", msg);
+}
+
+#[test]
 fn verification_settings_are_checked() {
     let text = mutate(
         "  superAdminRole: librarian\n",

@@ -193,3 +193,45 @@ async fn the_sweeper_prunes_throttle_buckets_refresh_tokens_and_ended_sessions()
     );
     drop(db);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_at_their_idle_limit_and_their_lifetime_with_a_session_deleted_event() {
+    let (server, _db, pool) =
+        service(&[("SESSION_LIFETIME_SECS", "4"), ("SESSION_IDLE_SECS", "2")]).await;
+    register(&server, "life@x.io", "Life").await;
+    let idle = server.login("life@x.io", SECRET).await;
+    let busy = server.login("life@x.io", SECRET).await;
+    // `busy` refreshes every second: the idle limit never passes.
+    let mut latest = busy.clone();
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+        let renewed = expect(
+            StatusCode::OK,
+            &refresh(&server, &latest["refreshToken"]).await,
+        );
+        latest = renewed["session"].clone();
+    }
+    // `idle` was not refreshed for over two seconds.
+    let (status, _) = refresh(&server, &idle["refreshToken"]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "idle past its limit");
+    let as_busy = server.with_token(latest["accessToken"].as_str().unwrap());
+    expect(StatusCode::OK, &as_busy.get("/v1/currentuser").await);
+    // Four seconds after its sign-in `busy` ends too, however fresh its tokens.
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let (status, _) = refresh(&server, &latest["refreshToken"]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "past its lifetime");
+    expect(
+        StatusCode::UNAUTHORIZED,
+        &as_busy.get("/v1/currentuser").await,
+    );
+    airbnb_auth_service::auth::sweep_once(&pool).await.unwrap();
+    for session in [&idle, &busy] {
+        let events = session_events(&pool, session).await;
+        assert_eq!(events.first().map(String::as_str), Some("sessionCreated"));
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("sessionDeleted"),
+            "{events:?}"
+        );
+    }
+}

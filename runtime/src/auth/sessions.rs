@@ -607,7 +607,12 @@ impl AuthState {
                 .map(|f| pending.device.remove(f.column).flatten())
                 .collect(),
             created_at,
-            expires_at: created_at + Span::seconds(self.limits.refresh_ttl_secs),
+            expires_at: created_at
+                + Span::seconds(
+                    self.limits
+                        .renewal_secs()
+                        .min(self.limits.session_lifetime_secs),
+                ),
         };
         let ctx = ctx.signed_in(user_id, session.id);
         let tokens = self.new_tokens(&session, role)?;
@@ -804,12 +809,19 @@ impl AuthState {
         let Some((role, _)) = live else {
             return Err(refresh_refused());
         };
+        // The idle limit moves with each refresh; the absolute lifetime from
+        // the sign-in does not. The caller check and the live-session cache
+        // read expires_at, so no request writes, and the sweeper ends the
+        // session with its sessionDeleted event.
         let sql = format!(
-            "UPDATE sessions SET refreshed_at = now(), expires_at = now() + make_interval(secs => $2) WHERE id = $1 RETURNING {columns}"
+            "UPDATE sessions SET refreshed_at = now(),
+             expires_at = LEAST(now() + make_interval(secs => $2), created_at + make_interval(secs => $3))
+             WHERE id = $1 RETURNING {columns}"
         );
         let query = sqlx::query(&sql)
             .bind(session_id)
-            .bind(self.limits.refresh_ttl_secs as f64);
+            .bind(self.limits.renewal_secs() as f64)
+            .bind(self.limits.session_lifetime_secs as f64);
         let session = identity
             .sessions(tx, query)
             .await?
@@ -1043,6 +1055,18 @@ mod tests {
         assert_eq!(data["refreshToken"].as_str().map(str::len), Some(43));
         let response = state.opened(opening);
         assert!(response.headers().get(header::SET_COOKIE).is_none());
+    }
+
+    #[test]
+    fn a_session_opens_for_the_shortest_of_its_limits() {
+        let mut state = test_state();
+        let opening = open(&state, Uuid::new_v4(), "user", pending(false));
+        let lives = opening.session.expires_at - opening.session.created_at;
+        assert_eq!(lives.num_seconds(), state.limits.session_idle_secs);
+        state.limits.session_lifetime_secs = 60;
+        let opening = open(&state, Uuid::new_v4(), "user", pending(false));
+        let lives = opening.session.expires_at - opening.session.created_at;
+        assert_eq!(lives.num_seconds(), 60);
     }
 
     #[test]
