@@ -235,3 +235,125 @@ async fn sessions_end_at_their_idle_limit_and_their_lifetime_with_a_session_dele
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_list_their_sessions_without_tokens_and_end_one_or_all_others() {
+    let (server, _db, pool) = service(&[]).await;
+    let (first, _) = register(&server, "mine@x.io", "Mine").await;
+    register(&server, "other@x.io", "Other").await;
+    let phone =
+        json!({ "email": "mine@x.io", "password": SECRET, "deviceName": "phone", "city": "Izmir" });
+    let phone = expect(StatusCode::OK, &server.post("/v1/login", phone).await)["session"].clone();
+    let laptop = server.login("mine@x.io", SECRET).await;
+    let me = server.with_token(laptop["accessToken"].as_str().unwrap());
+
+    let listed = expect(StatusCode::OK, &me.get("/v1/sessions").await);
+    let sessions = listed["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 3, "{listed}");
+    let text = listed.to_string();
+    for token in [
+        &phone["accessToken"],
+        &phone["refreshToken"],
+        &laptop["refreshToken"],
+    ] {
+        assert!(
+            !text.contains(token.as_str().unwrap()),
+            "no token is listed"
+        );
+    }
+    assert!(!text.contains("sha256:"), "nor a fingerprint");
+    let shown = sessions
+        .iter()
+        .find(|s| s["sessionId"] == phone["sessionId"])
+        .unwrap();
+    assert_eq!(
+        (shown["deviceName"].as_str(), shown["city"].as_str()),
+        (Some("phone"), Some("Izmir"))
+    );
+    assert_eq!(shown["createdAt"], phone["createdAt"]);
+    assert!(shown.get("refreshedAt").is_some() && shown.get("accessToken").is_none());
+    let current: Vec<&Value> = sessions
+        .iter()
+        .filter(|s| s["current"] == true)
+        .map(|s| &s["sessionId"])
+        .collect();
+    assert_eq!(current, [&laptop["sessionId"]]);
+    // Refreshing shows in refreshedAt.
+    let refreshed = expect(
+        StatusCode::OK,
+        &refresh(&server, &phone["refreshToken"]).await,
+    );
+    let listed = expect(StatusCode::OK, &me.get("/v1/sessions").await);
+    let shown = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sessionId"] == phone["sessionId"])
+        .unwrap()
+        .clone();
+    assert!(shown["refreshedAt"].is_string(), "{shown}");
+
+    // Another user cannot end them, nor see them.
+    let other = server.as_user("other@x.io", SECRET).await;
+    let phone_path = format!("/v1/sessions/{}", phone["sessionId"].as_str().unwrap());
+    expect(StatusCode::NOT_FOUND, &other.delete(&phone_path).await);
+    let theirs = expect(StatusCode::OK, &other.get("/v1/sessions").await);
+    assert_eq!(
+        theirs["sessions"].as_array().unwrap().len(),
+        2,
+        "their own two"
+    );
+    expect(
+        StatusCode::BAD_REQUEST,
+        &me.delete("/v1/sessions/not-a-uuid").await,
+    );
+
+    // Ending one: its tokens stop working at once; ending it again is a 404.
+    let ended = expect(StatusCode::OK, &me.delete(&phone_path).await);
+    assert_eq!(ended["session"]["sessionId"], phone["sessionId"]);
+    let as_phone = server.with_token(refreshed["session"]["accessToken"].as_str().unwrap());
+    expect(
+        StatusCode::UNAUTHORIZED,
+        &as_phone.get("/v1/currentuser").await,
+    );
+    expect(StatusCode::NOT_FOUND, &me.delete(&phone_path).await);
+
+    // Ending all others: the first session ends, the current one lives on.
+    let all = expect(StatusCode::OK, &me.delete("/v1/sessions").await);
+    assert_eq!(all["session"]["ended"], 1, "{all}");
+    expect(
+        StatusCode::UNAUTHORIZED,
+        &first.get("/v1/currentuser").await,
+    );
+    expect(StatusCode::OK, &me.get("/v1/currentuser").await);
+    let left = expect(StatusCode::OK, &me.get("/v1/sessions").await);
+    assert_eq!(left["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        session_events(&pool, &phone).await,
+        ["sessionCreated", "sessionUpdated", "sessionDeleted"]
+    );
+    let (first_events,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM event_outbox o JOIN sessions s ON s.id::text = o.event_key
+         WHERE o.topic = 'session' AND o.payload::jsonb->>'name' = 'sessionDeleted' AND s.revoked_reason = 'ended by the user'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        first_events, 2,
+        "each ended session published sessionDeleted"
+    );
+
+    // The routes are in /permissions like every other.
+    let permissions = expect(StatusCode::OK, &me.get("/v1/permissions").await);
+    let names: Vec<&str> = permissions["permissions"]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["access"] == "all")
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    for route in ["listSessions", "endSession", "endOtherSessions"] {
+        assert!(names.contains(&route), "{route} in {names:?}");
+    }
+}

@@ -23,8 +23,9 @@ use svcgen_runtime::auth::{
 };
 use svcgen_runtime::envelope::{Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
-use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::extract::{ApiJson, ApiPath};
 use svcgen_runtime::route::{Access, RouteInfo};
+use uuid::Uuid;
 
 /// Who signs in and how, as the model says. Role ranks: `superAdmin` 3, `admin` 2, `user` 1; `superAdmin` may write accounts of their own rank
 /// (decision role-ranks).
@@ -403,6 +404,27 @@ pub static IDENTITY: Identity = Identity {
                 access: Access::Login,
             },
             RouteRule {
+                name: "listSessions",
+                method: "GET",
+                path: "/v1/sessions",
+                object: "",
+                access: Access::Login,
+            },
+            RouteRule {
+                name: "endSession",
+                method: "DELETE",
+                path: "/v1/sessions/{id}",
+                object: "",
+                access: Access::Login,
+            },
+            RouteRule {
+                name: "endOtherSessions",
+                method: "DELETE",
+                path: "/v1/sessions",
+                object: "",
+                access: Access::Login,
+            },
+            RouteRule {
                 name: "getCurrentUser",
                 method: "GET",
                 path: "/v1/currentuser",
@@ -520,6 +542,33 @@ pub static GET_PERMISSIONS: RouteInfo = RouteInfo {
     access: Access::Login,
 };
 
+pub static LIST_SESSIONS: RouteInfo = RouteInfo {
+    name: "listSessions",
+    data_name: "sessions",
+    method: "GET",
+    action: "listSessions",
+    topic: None,
+    access: Access::Login,
+};
+
+pub static END_SESSION: RouteInfo = RouteInfo {
+    name: "endSession",
+    data_name: "session",
+    method: "DELETE",
+    action: "endSession",
+    topic: None,
+    access: Access::Login,
+};
+
+pub static END_OTHER_SESSIONS: RouteInfo = RouteInfo {
+    name: "endOtherSessions",
+    data_name: "session",
+    method: "DELETE",
+    action: "endOtherSessions",
+    topic: None,
+    access: Access::Login,
+};
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/login", routing::post(login))
@@ -527,6 +576,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/logout", routing::post(logout))
         .route("/v1/.well-known/jwks.json", routing::get(get_public_keys))
         .route("/v1/permissions", routing::get(get_permissions))
+        .route("/v1/sessions", routing::get(list_sessions))
+        .route("/v1/sessions/{id}", routing::delete(end_session))
+        .route("/v1/sessions", routing::delete(end_other_sessions))
 }
 
 /// The body of `login`: the account, its secret and optional device facts.
@@ -641,6 +693,43 @@ async fn get_permissions(ctx: RequestContext, caller: Caller) -> Result<Reply, A
             .name()
     });
     ctx.reply(&GET_PERMISSIONS, StatusCode::OK, &permissions)
+}
+
+/// `listSessions`: GET /v1/sessions. The caller's live sessions:
+/// device facts, createdAt, refreshedAt; never tokens.
+async fn list_sessions(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+) -> Result<Reply, ApiError> {
+    app.auth
+        .list_sessions(&app.db, &ctx, &caller, &LIST_SESSIONS)
+        .await
+}
+
+/// `endSession`: DELETE /v1/sessions/{id}. Ends one of the caller's sessions
+/// (404 for any other), publishing sessionDeleted.
+async fn end_session(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Reply, ApiError> {
+    app.auth
+        .end_session(&app.db, &ctx, &caller, id, &END_SESSION)
+        .await
+}
+
+/// `endOtherSessions`: DELETE /v1/sessions. Ends every session of the caller but
+/// this one, each publishing sessionDeleted.
+async fn end_other_sessions(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+) -> Result<Reply, ApiError> {
+    app.auth
+        .end_other_sessions(&app.db, &ctx, &caller, &END_OTHER_SESSIONS)
+        .await
 }
 
 /// `getPublicKeys`: GET /v1/.well-known/jwks.json. The JWKS other

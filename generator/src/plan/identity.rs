@@ -76,6 +76,10 @@ pub struct IdentityPlan {
     pub cookies: Option<CookiePlan>,
     pub flows: Option<FlowsPlan>,
     pub permissions: Option<RoutePlan>,
+    /// The routes on a user's own sessions, when the model serves them.
+    pub list_sessions: Option<RoutePlan>,
+    pub end_session: Option<RoutePlan>,
+    pub end_other_sessions: Option<RoutePlan>,
     /// Every route with its rule, for the permissions listing.
     pub rules: Vec<RuleRow>,
 }
@@ -211,11 +215,25 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
             }
         }),
         flows: a.verification.as_ref().map(|v| flows(m, v, user, routes)),
-        permissions: routes
-            .iter()
-            .find(|r| r.action == Action::Permissions)
-            .cloned(),
+        permissions: optional_route(routes, Action::Permissions),
+        list_sessions: optional_route(routes, Action::ListSessions),
+        end_session: optional_route(routes, Action::EndSession),
+        end_other_sessions: optional_route(routes, Action::EndOtherSessions),
         rules: routes.iter().map(RuleRow::from).collect(),
+    }
+}
+
+impl IdentityPlan {
+    /// The routes on a user's own sessions the model serves.
+    pub fn own_session_routes(&self) -> Vec<&RoutePlan> {
+        [
+            &self.list_sessions,
+            &self.end_session,
+            &self.end_other_sessions,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -287,6 +305,11 @@ fn route_of(routes: &[RoutePlan], action: Action) -> RoutePlan {
         .find(|r| r.action == action)
         .cloned()
         .expect("validated auth route")
+}
+
+/// The route serving `action`, when the model has one.
+fn optional_route(routes: &[RoutePlan], action: Action) -> Option<RoutePlan> {
+    routes.iter().find(|r| r.action == action).cloned()
 }
 
 fn rank(m: &Model, role: &str) -> u32 {
@@ -441,7 +464,7 @@ fn flows(m: &Model, v: &Verification, user: &DataObject, routes: &[RoutePlan]) -
         verify_complete: route(Action::VerifyComplete),
         reset_start: route(Action::ResetStart),
         reset_complete: route(Action::ResetComplete),
-        second_factor: routes.iter().find(|r| r.action == Action::SecondFactor).cloned(),
+        second_factor: optional_route(routes, Action::SecondFactor),
     }
 }
 

@@ -220,6 +220,23 @@ impl Identity {
         Value::Object(view)
     }
 
+    /// A session as its owner's list shows it: no token, ever.
+    fn listed_session(
+        &self,
+        session: &Session,
+        refreshed_at: Option<DateTime<Utc>>,
+        current: Uuid,
+    ) -> Value {
+        let mut view = Map::new();
+        view.insert("sessionId".into(), json!(session.id));
+        self.device_into(&mut view, session);
+        view.insert("createdAt".into(), json!(session.created_at));
+        view.insert("refreshedAt".into(), json!(refreshed_at));
+        view.insert("expiredAt".into(), json!(session.expires_at));
+        view.insert("current".into(), json!(session.id == current));
+        Value::Object(view)
+    }
+
     fn device_into(&self, view: &mut Map<String, Value>, session: &Session) {
         for (field, value) in self.device.iter().zip(&session.device) {
             view.insert(field.name.into(), json!(value));
@@ -369,6 +386,13 @@ pub const PRUNE_SQL: [&str; 3] = [
      AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id) LIMIT 500)",
     "DELETE FROM throttle_buckets WHERE bucket IN (SELECT bucket FROM throttle_buckets WHERE window_start < now() - interval '1 day' LIMIT 5000)",
 ];
+
+/// Which of the caller's sessions a user ends.
+#[derive(Debug, Clone, Copy)]
+enum OwnSessions {
+    One(Uuid),
+    AllButCurrent,
+}
 
 /// A session about to open: its answer, its event and its write.
 #[derive(Debug)]
@@ -924,6 +948,112 @@ impl AuthState {
         Ok(self.signed_out(reply))
     }
 
+    /// The caller's live sessions, newest first: device facts, createdAt,
+    /// refreshedAt and expiredAt, and which one is the caller's; never tokens.
+    pub async fn list_sessions(
+        &self,
+        db: &PgPool,
+        ctx: &RequestContext,
+        caller: &Caller,
+        route: &'static RouteInfo,
+    ) -> Result<Reply, ApiError> {
+        let identity = self.identity;
+        let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+        let sql = format!(
+            "SELECT {}, refreshed_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+             ORDER BY created_at DESC, id",
+            identity.session_columns()
+        );
+        let rows = sqlx::query(&sql).bind(caller.user_id).fetch_all(db).await?;
+        let listed = rows
+            .iter()
+            .map(|row| {
+                let session = identity.session(row)?;
+                let refreshed_at: Option<DateTime<Utc>> = row.try_get("refreshed_at")?;
+                Ok(identity.listed_session(&session, refreshed_at, caller.session_id))
+            })
+            .collect::<Result<Vec<Value>, sqlx::Error>>()?;
+        ctx.reply(route, StatusCode::OK, &listed)
+    }
+
+    /// Ends one of the caller's live sessions (404 for any other), with its
+    /// sessionDeleted event; answers the ended session without tokens.
+    pub async fn end_session(
+        &self,
+        db: &PgPool,
+        ctx: &RequestContext,
+        caller: &Caller,
+        session_id: Uuid,
+        route: &'static RouteInfo,
+    ) -> Result<Reply, ApiError> {
+        let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+        let mut tx = db.begin().await?;
+        let ended = self
+            .end_own_sessions(&mut tx, &ctx, caller, OwnSessions::One(session_id))
+            .await?;
+        let session = ended.first().ok_or(ApiError::NotFound)?;
+        let reply = ctx.reply(
+            route,
+            StatusCode::OK,
+            &self
+                .identity
+                .listed_session(session, None, caller.session_id),
+        )?;
+        tx.commit().await?;
+        Ok(reply)
+    }
+
+    /// Ends every live session of the caller but the current one, each with
+    /// its sessionDeleted event; answers how many ended.
+    pub async fn end_other_sessions(
+        &self,
+        db: &PgPool,
+        ctx: &RequestContext,
+        caller: &Caller,
+        route: &'static RouteInfo,
+    ) -> Result<Reply, ApiError> {
+        let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+        let mut tx = db.begin().await?;
+        let ended = self
+            .end_own_sessions(&mut tx, &ctx, caller, OwnSessions::AllButCurrent)
+            .await?;
+        let reply = ctx.reply(route, StatusCode::OK, &json!({ "ended": ended.len() }))?;
+        tx.commit().await?;
+        Ok(reply)
+    }
+
+    /// Revokes the caller's sessions `which` and queues their sessionDeleted
+    /// events, in `tx`.
+    async fn end_own_sessions(
+        &self,
+        tx: &mut PgConnection,
+        ctx: &RequestContext,
+        caller: &Caller,
+        which: OwnSessions,
+    ) -> Result<Vec<Session>, ApiError> {
+        let identity = self.identity;
+        let (one, except) = match which {
+            OwnSessions::One(id) => (Some(id), None),
+            OwnSessions::AllButCurrent => (None, Some(caller.session_id)),
+        };
+        let sql = format!(
+            "UPDATE sessions SET revoked_at = now(), revoked_reason = 'ended by the user'
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+             AND ($2::uuid IS NULL OR id = $2) AND ($3::uuid IS NULL OR id <> $3) RETURNING {}",
+            identity.session_columns()
+        );
+        let query = sqlx::query(&sql)
+            .bind(caller.user_id)
+            .bind(one)
+            .bind(except);
+        let ended = identity.sessions(tx, query).await?;
+        let events = identity.deleted(&ended, ctx)?;
+        if !events.is_empty() {
+            outbox::enqueue(tx, ctx, &events).await?;
+        }
+        Ok(ended)
+    }
+
     /// Revokes an account's live sessions (see [`Identity::revoke_sessions`]).
     pub async fn revoke_sessions(
         &self,
@@ -1132,6 +1262,35 @@ mod tests {
             .session_event(&s, "sessionDeleted", &ctx, &Tokens::default())
             .expect("an event");
         assert!(deleted.ends_session);
+    }
+
+    #[test]
+    fn listed_sessions_show_device_facts_and_times_but_no_token() {
+        let s = session();
+        let listed = IDENTITY.listed_session(&s, None, s.id);
+        let keys: Vec<&str> = listed
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "city",
+                "createdAt",
+                "current",
+                "deviceName",
+                "expiredAt",
+                "refreshedAt",
+                "sessionId"
+            ]
+        );
+        assert_eq!(listed["current"], true);
+        assert_eq!(
+            IDENTITY.listed_session(&s, None, Uuid::nil())["current"],
+            false
+        );
     }
 
     #[test]
