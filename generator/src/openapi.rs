@@ -913,6 +913,7 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
             responses.insert("503".into(), unavailable());
         }
         if r.action == Action::EndSession {
+            responses.insert("400".into(), error("The id is not a UUID"));
             responses.insert("404".into(), error("No such live session of the caller"));
         }
         let parameters = if r.path.contains("{id}") {
