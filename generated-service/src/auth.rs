@@ -16,7 +16,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use svcgen_runtime::auth::live::AccountTopics;
 use svcgen_runtime::auth::rules::{Policy, RouteRule};
-use svcgen_runtime::auth::sessions::PendingSignIn;
+use svcgen_runtime::auth::sessions::{OwnSessions, PendingSignIn};
 use svcgen_runtime::auth::tokens::{Audience, Cookies, TokenTransport};
 use svcgen_runtime::auth::{
     AccountSql, AuthState, Caller, ClientAddr, DeviceField, Flows, Identity,
@@ -716,7 +716,7 @@ async fn end_session(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Reply, ApiError> {
     app.auth
-        .end_session(&app.db, &ctx, &caller, id, &END_SESSION)
+        .end_sessions(&app.db, &ctx, &caller, OwnSessions::One(id), &END_SESSION)
         .await
 }
 
@@ -728,7 +728,13 @@ async fn end_other_sessions(
     caller: Caller,
 ) -> Result<Reply, ApiError> {
     app.auth
-        .end_other_sessions(&app.db, &ctx, &caller, &END_OTHER_SESSIONS)
+        .end_sessions(
+            &app.db,
+            &ctx,
+            &caller,
+            OwnSessions::AllButCurrent,
+            &END_OTHER_SESSIONS,
+        )
         .await
 }
 

@@ -389,7 +389,7 @@ pub const PRUNE_SQL: [&str; 3] = [
 
 /// Which of the caller's sessions a user ends.
 #[derive(Debug, Clone, Copy)]
-enum OwnSessions {
+pub enum OwnSessions {
     One(Uuid),
     AllButCurrent,
 }
@@ -976,66 +976,25 @@ impl AuthState {
         ctx.reply(route, StatusCode::OK, &listed)
     }
 
-    /// Ends one of the caller's live sessions (404 for any other), with its
-    /// sessionDeleted event; answers the ended session without tokens.
-    pub async fn end_session(
+    /// Ends the caller's sessions `which`, each with its sessionDeleted
+    /// event. Ending one answers it without tokens (404 for a session that
+    /// is not the caller's or not live); ending all others answers how many
+    /// ended.
+    pub async fn end_sessions(
         &self,
         db: &PgPool,
-        ctx: &RequestContext,
-        caller: &Caller,
-        session_id: Uuid,
-        route: &'static RouteInfo,
-    ) -> Result<Reply, ApiError> {
-        let ctx = ctx.signed_in(caller.user_id, caller.session_id);
-        let mut tx = db.begin().await?;
-        let ended = self
-            .end_own_sessions(&mut tx, &ctx, caller, OwnSessions::One(session_id))
-            .await?;
-        let session = ended.first().ok_or(ApiError::NotFound)?;
-        let reply = ctx.reply(
-            route,
-            StatusCode::OK,
-            &self
-                .identity
-                .listed_session(session, None, caller.session_id),
-        )?;
-        tx.commit().await?;
-        Ok(reply)
-    }
-
-    /// Ends every live session of the caller but the current one, each with
-    /// its sessionDeleted event; answers how many ended.
-    pub async fn end_other_sessions(
-        &self,
-        db: &PgPool,
-        ctx: &RequestContext,
-        caller: &Caller,
-        route: &'static RouteInfo,
-    ) -> Result<Reply, ApiError> {
-        let ctx = ctx.signed_in(caller.user_id, caller.session_id);
-        let mut tx = db.begin().await?;
-        let ended = self
-            .end_own_sessions(&mut tx, &ctx, caller, OwnSessions::AllButCurrent)
-            .await?;
-        let reply = ctx.reply(route, StatusCode::OK, &json!({ "ended": ended.len() }))?;
-        tx.commit().await?;
-        Ok(reply)
-    }
-
-    /// Revokes the caller's sessions `which` and queues their sessionDeleted
-    /// events, in `tx`.
-    async fn end_own_sessions(
-        &self,
-        tx: &mut PgConnection,
         ctx: &RequestContext,
         caller: &Caller,
         which: OwnSessions,
-    ) -> Result<Vec<Session>, ApiError> {
+        route: &'static RouteInfo,
+    ) -> Result<Reply, ApiError> {
         let identity = self.identity;
+        let ctx = ctx.signed_in(caller.user_id, caller.session_id);
         let (one, except) = match which {
             OwnSessions::One(id) => (Some(id), None),
             OwnSessions::AllButCurrent => (None, Some(caller.session_id)),
         };
+        let mut tx = db.begin().await?;
         let sql = format!(
             "UPDATE sessions SET revoked_at = now(), revoked_reason = 'ended by the user'
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
@@ -1046,12 +1005,21 @@ impl AuthState {
             .bind(caller.user_id)
             .bind(one)
             .bind(except);
-        let ended = identity.sessions(tx, query).await?;
-        let events = identity.deleted(&ended, ctx)?;
+        let ended = identity.sessions(&mut tx, query).await?;
+        let answer = match which {
+            OwnSessions::One(_) => {
+                let session = ended.first().ok_or(ApiError::NotFound)?;
+                identity.listed_session(session, None, caller.session_id)
+            }
+            OwnSessions::AllButCurrent => json!({ "ended": ended.len() }),
+        };
+        let reply = ctx.reply(route, StatusCode::OK, &answer)?;
+        let events = identity.deleted(&ended, &ctx)?;
         if !events.is_empty() {
-            outbox::enqueue(tx, ctx, &events).await?;
+            outbox::enqueue(&mut tx, &ctx, &events).await?;
         }
-        Ok(ended)
+        tx.commit().await?;
+        Ok(reply)
     }
 
     /// Revokes an account's live sessions (see [`Identity::revoke_sessions`]).
