@@ -210,13 +210,12 @@ pub fn route_hooks(r: &RoutePlan, points: &[HookPoint], t: &Types) -> RouteHooks
                     true,
                 )
             }
-            (HookPoint::Query, RouteKind::List(l)) => {
+            (HookPoint::Query, RouteKind::List(_)) => {
                 params.extend(who_params.clone());
                 params.push(param("query", &format!("&{p}Query")));
                 params.push(param("sql", "&mut QueryBuilder<'static, Postgres>"));
                 h.query = Some(format!("H::{method}({who_args}, &q, &mut sql)?;"));
                 h.query_count = Some(format!("H::{method}({who_args}, &q, &mut count)?;"));
-                let _ = l;
                 (
                     "narrows the list in SQL: push ` AND ...` conditions (with `push_bind` for values) onto its WHERE clause; the count and the pages follow",
                     "push conditions, e.g. `sql.push(\" AND t.column = \").push_bind(value);`",
