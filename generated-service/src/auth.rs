@@ -494,7 +494,8 @@ pub async fn load(db: &PgPool, config: &Config) -> anyhow::Result<AuthState> {
     AuthState::load(db, &IDENTITY, config.auth.clone()).await
 }
 
-/// Ends expired sessions, with their sessionDeleted events, every 30 seconds, and drops old one-time codes.
+/// Ends expired sessions, with their sessionDeleted events, every 30 seconds, and
+/// prunes spent or expired refresh tokens, ended sessions and old throttle buckets and one-time codes.
 pub async fn sweep_expired(db: PgPool, stop: tokio::sync::watch::Receiver<bool>) {
     IDENTITY
         .sweep_expired(db, &crate::spec::SERVICE, stop)

@@ -148,8 +148,9 @@ pub struct Identity {
     pub audience: String,
     pub access_token_ttl_seconds: u32,
     pub refresh_token_ttl_seconds: u32,
-    /// A spent refresh token used again within this window gets its own pair
-    /// (two tabs refreshing at once); later, the reuse revokes the session.
+    /// A spent refresh token used again within this window gets the pair it
+    /// was spent for (two tabs refreshing at once); later, the reuse revokes
+    /// the session.
     pub refresh_grace_seconds: u32,
     /// A session ends this long after its sign-in, however often it is
     /// refreshed; by default the refresh token's lifetime.

@@ -222,7 +222,8 @@ pub async fn load(db: &PgPool, config: &Config) -> anyhow::Result<AuthState> {
     AuthState::load(db, &IDENTITY, config.auth.clone()).await
 }
 
-/// Ends expired sessions, with their sessionDeleted events, every 30 seconds.
+/// Ends expired sessions, with their sessionDeleted events, every 30 seconds, and
+/// prunes spent or expired refresh tokens, ended sessions and old throttle buckets.
 pub async fn sweep_expired(db: PgPool, stop: tokio::sync::watch::Receiver<bool>) {
     IDENTITY
         .sweep_expired(db, &crate::spec::SERVICE, stop)
