@@ -1,6 +1,7 @@
 //! askama compiles the templates into the generator; rebuild when one changes.
-//! The runtime's sources are embedded too, so that a crate generated outside
-//! this repository gets a copy of the runtime it was generated for.
+//! The runtime's sources (and the data files they include) are embedded too,
+//! so that a crate generated outside this repository gets a copy of the
+//! runtime it was generated for.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.expect("a directory entry").path();
         if path.is_dir() {
             sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
+        } else if path.extension().is_some_and(|e| e == "rs" || e == "txt") {
             out.push(path);
         }
     }

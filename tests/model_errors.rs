@@ -667,7 +667,7 @@ fn session_limits_are_checked() {
 fn verification_settings_are_checked() {
     let text = mutate(
         "  superAdminRole: librarian\n",
-        "  superAdminRole: librarian\n  verification:\n    verifiedField: email\n    secondFactor: sometimes\n    codeDigits: 3\n    codeTtlSeconds: 600\n    maxAttempts: 5\n    requestsPerAccount: 5\n    requestsPerAddress: 30\n    deliveryTopic: library.sessions\n",
+        "  superAdminRole: librarian\n  verification:\n    verifiedField: email\n    secondFactor: sometimes\n    codeDigits: 3\n    codeTtlSeconds: 600\n    maxAttempts: 5\n    requestsPerAccount: 5\n    requestsPerAddress: 30\n    checksPerAccount: 0\n    deliveryTopic: library.sessions\n",
     );
     let msg = rejected(
         &text,
@@ -675,6 +675,7 @@ fn verification_settings_are_checked() {
             "email",
             "sometimes",
             "3",
+            "0",
             "library.sessions",
             "routes",
             "routes",
@@ -707,7 +708,7 @@ fn verification_needs_an_email_login() {
         ),
         (
             "  superAdminRole: librarian\n",
-            "  superAdminRole: librarian\n  verification:\n    verifiedField: confirmed\n    secondFactor: \"off\"\n    codeDigits: 6\n    codeTtlSeconds: 600\n    maxAttempts: 5\n    requestsPerAccount: 5\n    requestsPerAddress: 30\n    deliveryTopic: library.codes\n",
+            "  superAdminRole: librarian\n  verification:\n    verifiedField: confirmed\n    secondFactor: \"off\"\n    codeDigits: 6\n    codeTtlSeconds: 600\n    maxAttempts: 5\n    requestsPerAccount: 5\n    requestsPerAddress: 30\n    checksPerAccount: 10\n    deliveryTopic: library.codes\n",
         ),
         (
             "  keys:\n    action: publicKeys\n",
@@ -717,6 +718,29 @@ fn verification_needs_an_email_login() {
     let msg = rejected(&text, &["email"]);
     assert!(msg.contains("needs format: email"), "{msg}");
     insta::assert_snapshot!("verification_needs_an_email_login", msg);
+}
+
+#[test]
+fn upload_quota_is_checked() {
+    let text = mutate(
+        "    publicWritesPerAddress: 10\n",
+        "    publicWritesPerAddress: 10\n    uploadsPerUser: 0\n",
+    );
+    let msg = rejected(&text, &["0"]);
+    assert!(msg.contains("auth.throttle.uploadsPerUser"), "{msg}");
+    // A model whose create route takes a file must bound uploads per user.
+    let auth = include_str!("../model/auth-service.yaml");
+    let quota = "    uploadsPerUser: 10\n";
+    assert_eq!(auth.matches(quota).count(), 1);
+    let Err(err) = check_model("model/auth-service.yaml", &auth.replacen(quota, "", 1)) else {
+        panic!("uploads without a quota pass");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("auth.throttle.uploadsPerUser: is required"),
+        "{err}"
+    );
+    insta::assert_snapshot!("upload_quota_is_checked", format!("{msg}\n{err}"));
 }
 
 #[test]

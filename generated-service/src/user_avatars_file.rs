@@ -212,6 +212,9 @@ async fn create_user_avatars_file(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&CREATE_USER_AVATARS_FILE.access)?;
+    app.auth
+        .throttle_uploads(&app.db, caller.user_id, "createUserAvatarsFile", 10)
+        .await?;
     let mut input = input;
     if !caller.is_admin() {
         if input.user_id.is_some_and(|given| given != caller.user_id) {
@@ -512,7 +515,7 @@ async fn download_user_avatars_file(
 ) -> Result<axum::response::Response, ApiError> {
     caller.may_try(&DOWNLOAD_USER_AVATARS_FILE.access)?;
     let file: files::StoredFile = sqlx::query_as(
-            "SELECT t.id, t.record_version, t.mime_type AS content_type, t.file_name AS file_name, t.file_data AS bytes, t._owner AS owner FROM user_avatars_files AS t WHERE t.id = $1",
+            "SELECT t.id, t.record_version, t.mime_type AS content_type, t.file_name AS file_name, t.file_data AS bytes, t._owner AS owner FROM user_avatars_files AS t WHERE t.id = $1 AND EXISTS (SELECT 1 FROM users AS a WHERE a.id = t.user_id AND a.is_active)",
         )
         .bind(key)
         .fetch_optional(&app.db)
@@ -539,7 +542,7 @@ async fn download_user_avatars_file_by_key(
     headers: HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
     let file: files::StoredFile = sqlx::query_as(
-            "SELECT t.id, t.record_version, t.mime_type AS content_type, t.file_name AS file_name, t.file_data AS bytes, t._owner AS owner FROM user_avatars_files AS t WHERE t.access_key = $1",
+            "SELECT t.id, t.record_version, t.mime_type AS content_type, t.file_name AS file_name, t.file_data AS bytes, t._owner AS owner FROM user_avatars_files AS t WHERE t.access_key = $1 AND EXISTS (SELECT 1 FROM users AS a WHERE a.id = t.user_id AND a.is_active)",
         )
         .bind(key)
         .fetch_optional(&app.db)

@@ -34,6 +34,7 @@ pub static CODES: Codes = Codes {
     max_attempts: 5,
     requests_per_account: 5,
     requests_per_address: 30,
+    checks_per_account: 10,
     verify_kind: "emailVerification",
     reset_kind: "passwordReset",
     secret_name: "password",
@@ -285,6 +286,7 @@ async fn complete_email_verification(
             &app.auth,
             &app.db,
             addr.0,
+            Purpose::Verify,
             &mut v,
             input.account,
             input.code,
@@ -337,6 +339,7 @@ async fn complete_password_reset(
             &app.auth,
             &app.db,
             addr.0,
+            Purpose::Reset,
             &mut v,
             input.account,
             input.code,
@@ -346,10 +349,10 @@ async fn complete_password_reset(
         return Err(v.into_error());
     };
     v.finish()?;
+    let hash = app.auth.hash_secret(secret).await?;
     let Some(to) = to else {
         return Err(rejected());
     };
-    let hash = app.auth.hash_secret(secret).await?;
     let mut tx = app.db.begin().await?;
     let stored = CODES.live(&mut tx, to.id, Purpose::Reset).await?;
     let (mut tx, _) = CODES
@@ -389,6 +392,9 @@ pub async fn challenge(
     let Some((address, locale)) = CODES.address_of(&app.db, account_id).await? else {
         return Err(ApiError::Unauthorized("the account is not active".into()));
     };
+    CODES
+        .limit_challenges(&app.auth, &app.db, account_id)
+        .await?;
     let mut tx = app.db.begin().await?;
     let issued = CODES
         .store(
@@ -434,7 +440,7 @@ async fn complete_second_factor(
         .limit_address(&app.auth, &app.db, "code-check", addr.0)
         .await?;
     let mut tx = app.db.begin().await?;
-    let stored = CODES.challenge(&mut tx, challenge_id).await?;
+    let stored = CODES.challenge(&app.auth, &mut tx, challenge_id).await?;
     let (mut tx, stored) = CODES
         .spend(&app.auth, tx, stored, Purpose::SecondFactor, &code)
         .await?;

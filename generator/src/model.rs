@@ -235,6 +235,8 @@ pub struct Verification {
     pub max_attempts: u32,
     pub requests_per_account: u32,
     pub requests_per_address: u32,
+    /// Code checks per account name and kind per window, across all its codes.
+    pub checks_per_account: u32,
     /// The topic a mailer consumes delivery requests from.
     pub delivery_topic: String,
 }
@@ -247,6 +249,9 @@ pub struct Throttle {
     pub login_per_address: u32,
     /// Calls of public writing routes (registration) per client address.
     pub public_writes_per_address: u32,
+    /// Uploads per signed-in user per window; required when a route uploads files.
+    #[serde(default)]
+    pub uploads_per_user: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

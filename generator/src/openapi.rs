@@ -609,7 +609,8 @@ fn add_auth_responses(r: &RoutePlan, responses: &mut Map<String, Value>) {
             error("The caller's role or ownership does not allow the route"),
         );
     }
-    if r.throttled || r.action == Action::Login {
+    // Uploads count against the user's quota (auth.throttle.uploadsPerUser).
+    if r.throttled || r.action == Action::Login || r.upload().is_some() {
         responses.insert("429".into(), error("Too many attempts; see Retry-After"));
     }
 }

@@ -8,6 +8,7 @@
 //! Starting a flow answers before any work that depends on the account, so
 //! an unknown account cannot be told from a known one.
 
+use crate::auth::keys::fingerprint;
 use crate::auth::sessions::PendingSignIn;
 use crate::auth::{throttle, AuthState};
 use crate::error::ApiError;
@@ -35,8 +36,13 @@ pub struct Codes {
     pub max_attempts: i32,
     /// Codes sent to one account, and code requests or checks from one
     /// client address, per throttling window.
+    /// (Second-factor challenges count as codes sent.)
     pub requests_per_account: u32,
     pub requests_per_address: u32,
+    /// Code checks per account name (or, for a second factor, per account)
+    /// and kind per throttling window, across all its codes: new codes do
+    /// not buy new guesses.
+    pub checks_per_account: u32,
     /// The `kind` of the delivery requests that confirm an address and reset a secret.
     pub verify_kind: &'static str,
     pub reset_kind: &'static str,
@@ -215,18 +221,52 @@ impl Codes {
         what: &str,
         addr: IpAddr,
     ) -> Result<(), ApiError> {
-        let bucket = format!("{what}:address:{addr}");
+        let bucket = format!("{what}:address:{}", throttle::address_key(addr));
         throttle::hit(db, &bucket, self.requests_per_address, auth.window_secs()).await
+    }
+
+    /// Counts a check of a `purpose` code against the budget of `account`
+    /// (a name's fingerprint, or an account's id): past it the answer is 429
+    /// with Retry-After, whichever code is tried and whether the account exists.
+    async fn limit_checks<'e>(
+        &self,
+        auth: &AuthState,
+        db: impl sqlx::PgExecutor<'e>,
+        purpose: Purpose,
+        account: &str,
+    ) -> Result<(), ApiError> {
+        let bucket = self.checks_bucket(purpose, account);
+        throttle::hit(db, &bucket, self.checks_per_account, auth.window_secs()).await
+    }
+
+    fn checks_bucket(&self, purpose: Purpose, account: &str) -> String {
+        format!("code-check:{}:{account}", self.kind(purpose))
+    }
+
+    /// Counts a second-factor challenge for `account`, like a code sent: past
+    /// [`Self::requests_per_account`] the answer is 429 with Retry-After (only
+    /// a caller who knows the secret gets here, so it tells nothing new).
+    pub async fn limit_challenges(
+        &self,
+        auth: &AuthState,
+        db: &PgPool,
+        account: Uuid,
+    ) -> Result<(), ApiError> {
+        let bucket = format!("code:{}:{account}", self.kind(Purpose::SecondFactor));
+        throttle::hit(db, &bucket, self.requests_per_account, auth.window_secs()).await
     }
 
     /// Checks the body and limits of a completion: the account name and the
     /// code (both required; errors go to `v`), counted as a code check from
-    /// `addr`; answers the account, if any, and the code.
+    /// `addr` and against the name's budget of `purpose` checks; answers the
+    /// account, if any, and the code.
+    #[allow(clippy::too_many_arguments)]
     pub async fn completion(
         &self,
         auth: &AuthState,
         db: &PgPool,
         addr: IpAddr,
+        purpose: Purpose,
         v: &mut Validator,
         raw_account: Option<String>,
         raw_code: Option<String>,
@@ -237,6 +277,9 @@ impl Codes {
             return Ok(None);
         };
         self.limit_address(auth, db, "code-check", addr).await?;
+        // By name, before the lookup: names without an account run out alike.
+        self.limit_checks(auth, db, purpose, &fingerprint(name.as_bytes()))
+            .await?;
         Ok(Some((self.recipient(db, &name).await?, code)))
     }
 
@@ -353,9 +396,12 @@ impl Codes {
         Ok(row.as_ref().map(StoredCode::read).transpose()?)
     }
 
-    /// The unused second-factor challenge `id`, locked.
+    /// The unused second-factor challenge `id`, locked, counted against its
+    /// account's budget of second-factor checks. The count is written in `tx`
+    /// (one connection per check), so it stays when a wrong code commits it.
     pub async fn challenge(
         &self,
+        auth: &AuthState,
         tx: &mut PgConnection,
         id: Uuid,
     ) -> Result<Option<StoredCode>, ApiError> {
@@ -367,7 +413,13 @@ impl Codes {
             .bind(self.kind(Purpose::SecondFactor))
             .fetch_optional(&mut *tx)
             .await?;
-        Ok(row.as_ref().map(StoredCode::read).transpose()?)
+        let stored = row.as_ref().map(StoredCode::read).transpose()?;
+        if let Some(stored) = &stored {
+            let account = stored.user_id.to_string();
+            self.limit_checks(auth, &mut *tx, Purpose::SecondFactor, &account)
+                .await?;
+        }
+        Ok(stored)
     }
 
     /// Checks `code` against the stored one (locked in `tx`) and spends it. A
@@ -513,6 +565,7 @@ mod tests {
         max_attempts: 5,
         requests_per_account: 5,
         requests_per_address: 30,
+        checks_per_account: 10,
         verify_kind: "emailVerification",
         reset_kind: "passwordReset",
         secret_name: "password",
@@ -536,6 +589,16 @@ mod tests {
         assert_eq!(CODES.kind(Purpose::Verify), "emailVerification");
         assert_eq!(CODES.kind(Purpose::Reset), "passwordReset");
         assert_eq!(CODES.kind(Purpose::SecondFactor), "secondFactor");
+    }
+
+    #[test]
+    fn check_budgets_span_every_code_of_a_kind_and_no_other_kind() {
+        let name = fingerprint(b"ann@example.com");
+        let reset = CODES.checks_bucket(Purpose::Reset, &name);
+        assert_eq!(reset, format!("code-check:passwordReset:{name}"));
+        // No code id in the bucket: a new code does not open a new budget.
+        assert_ne!(reset, CODES.checks_bucket(Purpose::Verify, &name));
+        assert!(!reset.contains("ann@"), "the name is kept as a fingerprint");
     }
 
     #[test]

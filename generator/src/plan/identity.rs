@@ -41,6 +41,8 @@ pub struct IdentityPlan {
     pub login_per_account: u32,
     pub login_per_address: u32,
     pub public_writes_per_address: u32,
+    /// Uploads per signed-in user per window (validated present when a route uploads).
+    pub uploads_per_user: u32,
     /// The runtime's list of common passwords is refused.
     pub reject_common_passwords: bool,
     /// The account object's update and delete topic constants: its sessions
@@ -106,6 +108,7 @@ pub struct FlowsPlan {
     pub max_attempts: u32,
     pub requests_per_account: u32,
     pub requests_per_address: u32,
+    pub checks_per_account: u32,
     pub delivery_topic: String,
     pub delivery_topic_const: String,
     /// `SELECT id, login, locale` of an active account by its login.
@@ -186,6 +189,7 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         login_per_account: a.throttle.login_per_account,
         login_per_address: a.throttle.login_per_address,
         public_writes_per_address: a.throttle.public_writes_per_address,
+        uploads_per_user: a.throttle.uploads_per_user.unwrap_or(u32::MAX),
         reject_common_passwords: a.reject_common_passwords,
         account_updated_const: change_const("DBEVENT", &a.user_object, "updated"),
         account_deleted_const: change_const("DBEVENT", &a.user_object, "deleted"),
@@ -442,6 +446,7 @@ fn flows(m: &Model, v: &Verification, user: &DataObject, routes: &[RoutePlan]) -
         max_attempts: v.max_attempts,
         requests_per_account: v.requests_per_account,
         requests_per_address: v.requests_per_address,
+        checks_per_account: v.checks_per_account,
         delivery_topic: v.delivery_topic.clone(),
         delivery_topic_const: "DELIVERY".into(),
         recipient_sql: format!(

@@ -294,7 +294,7 @@ fn kind(m: &Model, route: &str, r: &Route, object: Option<(&str, &DataObject)>) 
         Action::Create => RouteKind::Create(super::write::create(m, r, name, o)),
         Action::Update => RouteKind::Update(super::write::update(m, r, name, o)),
         Action::Delete => RouteKind::Delete(super::write::delete(m, r, name, o)),
-        Action::Download => RouteKind::Download(download(r, o)),
+        Action::Download => RouteKind::Download(download(m, r, o)),
         Action::Extend => RouteKind::Extend(extend(m, name)),
         Action::Custom => RouteKind::Custom(custom(m, r, o)),
         _ => RouteKind::Service,
@@ -324,7 +324,7 @@ fn events_doc(topic: Option<&str>, action: Action) -> String {
     }
 }
 
-fn download(r: &Route, o: &DataObject) -> DownloadPlan {
+fn download(m: &Model, r: &Route, o: &DataObject) -> DownloadPlan {
     let cache_control = r.cache_control.clone().unwrap_or_else(|| {
         if r.auth.is_public() {
             "public, max-age=3600".to_string()
@@ -348,15 +348,35 @@ fn download(r: &Route, o: &DataObject) -> DownloadPlan {
     let owner = owner_column(o);
     DownloadPlan {
         download_sql: format!(
-            "SELECT t.id, t.record_version, t.{} AS content_type, {name} AS file_name, t.{} AS bytes, t.{owner} AS owner FROM {} AS t WHERE t.{key} = $1{}",
+            "SELECT t.id, t.record_version, t.{} AS content_type, {name} AS file_name, t.{} AS bytes, t.{owner} AS owner FROM {} AS t WHERE t.{key} = $1{}{}",
             snake(type_field),
             snake(blob_name),
             o.table,
-            active_clause(o)
+            active_clause(o),
+            accounts_active(m, o)
         ),
         key_type: if key == "id" { "Uuid" } else { "String" }.to_string(),
         cache_control,
     }
+}
+
+/// The file's accounts (its required references to the user object) are
+/// active: an archived account's files are no longer served, by key either.
+fn accounts_active(m: &Model, o: &DataObject) -> String {
+    let Some(user) = m.object(&m.auth.user_object).filter(|u| u.soft_delete) else {
+        return String::new();
+    };
+    o.fields
+        .iter()
+        .filter(|(_, f)| f.required && f.references.as_deref() == Some(m.auth.user_object.as_str()))
+        .map(|(name, _)| {
+            format!(
+                " AND EXISTS (SELECT 1 FROM {} AS a WHERE a.id = t.{} AND a.is_active)",
+                user.table,
+                snake(name)
+            )
+        })
+        .collect()
 }
 
 fn custom(m: &Model, r: &Route, o: &DataObject) -> CustomPlan {

@@ -37,6 +37,7 @@ pub(super) fn identity(m: &Model, objects: &Objects, d: &mut Diagnostics) {
     };
     user_fields(m, user, d);
     token_limits(a, d);
+    upload_limit(m, d);
     service_topic(m, "auth.sessionTopic", &a.session_topic, d);
     device_fields(a, d);
     super_admin_role(m, d);
@@ -176,6 +177,27 @@ fn token_limits(a: &Identity, d: &mut Diagnostics) {
         if v == 0 {
             d.at(format!("auth.throttle.{key}"), "must be at least 1");
         }
+    }
+}
+
+/// `throttle.uploadsPerUser`: at least 1, and required once a create route
+/// takes a file, so that no model forgets to bound what one user stores.
+fn upload_limit(m: &Model, d: &mut Diagnostics) {
+    let uploads = m.routes.iter().any(|(_, r)| {
+        r.action == Action::Create
+            && r.object
+                .as_deref()
+                .and_then(|o| m.object(o))
+                .and_then(|o| o.file_field())
+                .is_some_and(|(blob, _, _)| r.fields.contains(blob))
+    });
+    match m.auth.throttle.uploads_per_user {
+        Some(0) => d.at("auth.throttle.uploadsPerUser", "must be at least 1"),
+        None if uploads => d.at(
+            "auth.throttle.uploadsPerUser",
+            "is required: a create route takes a file (uploads per user per window)",
+        ),
+        _ => {}
     }
 }
 
@@ -384,6 +406,7 @@ fn verification(m: &Model, v: &Verification, user: &DataObject, d: &mut Diagnost
         ("maxAttempts", v.max_attempts),
         ("requestsPerAccount", v.requests_per_account),
         ("requestsPerAddress", v.requests_per_address),
+        ("checksPerAccount", v.checks_per_account),
     ] {
         if n == 0 {
             d.at(format!("auth.verification.{key}"), "must be at least 1");

@@ -9,6 +9,7 @@ use crate::route::{Access, SYSTEM_ROLE};
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 use std::net::{IpAddr, SocketAddr};
@@ -301,8 +302,9 @@ impl AuthState {
     }
 }
 
-/// The client's address: the socket peer, or the first `X-Forwarded-For` hop
-/// when `TRUST_FORWARDED_FOR` is set (behind a proxy).
+/// The client's address: the socket peer, or, when the peer is a trusted
+/// proxy (`TRUSTED_PROXIES`), the rightmost `X-Forwarded-For` hop outside the
+/// trusted networks: hops left of it are whatever the client chose to send.
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub IpAddr);
 
@@ -314,29 +316,40 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let trust_forwarded_for = Arc::<AuthState>::from_ref(state).limits.trust_forwarded_for;
-        Ok(ClientAddr(client_addr(parts, trust_forwarded_for)))
+        let auth = Arc::<AuthState>::from_ref(state);
+        Ok(ClientAddr(client_addr(parts, &auth.limits.trusted_proxies)))
     }
 }
 
-/// The socket peer, or the first `X-Forwarded-For` hop when trusted.
-fn client_addr(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for {
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if let Some(ip) = forwarded {
-            return ip;
-        }
-    }
-    let peer = parts
+/// The socket peer, or the rightmost hop that no trusted proxy added.
+fn client_addr(parts: &Parts, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    peer.unwrap_or(IpAddr::from([0, 0, 0, 0]))
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip().to_canonical());
+    if !is_trusted(&client) {
+        return client;
+    }
+    // Several header lines read as one list, in order.
+    let hops: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for hop in hops.iter().rev() {
+        // A hop that is no address ends the chain: what is left of it cannot be trusted.
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip.to_canonical();
+        if !is_trusted(&client) {
+            break;
+        }
+    }
+    client
 }
 
 #[cfg(test)]
@@ -453,20 +466,57 @@ mod tests {
         request.into_parts().0
     }
 
-    #[test]
-    fn the_client_is_the_peer_unless_a_proxy_is_trusted() {
-        let mut request = Request::builder()
-            .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
-            .body(())
-            .expect("a request");
+    fn forwarded(peer: [u8; 4], hops: &[&str]) -> Parts {
+        let mut request = Request::builder();
+        for h in hops {
+            request = request.header("x-forwarded-for", *h);
+        }
+        let mut request = request.body(()).expect("a request");
         request
             .extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 4000))));
-        let p = parts(request);
-        assert_eq!(client_addr(&p, false), IpAddr::from([192, 0, 2, 1]));
-        assert_eq!(client_addr(&p, true), IpAddr::from([203, 0, 113, 7]));
+            .insert(ConnectInfo(SocketAddr::from((peer, 4000))));
+        parts(request)
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().expect("a network")).collect()
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_it_is_a_trusted_proxy() {
+        let p = forwarded([192, 0, 2, 1], &["203.0.113.7, 10.0.0.1"]);
+        assert_eq!(client_addr(&p, &[]), IpAddr::from([192, 0, 2, 1]));
+        assert_eq!(
+            client_addr(&p, &nets(&["10.0.0.0/8"])),
+            IpAddr::from([192, 0, 2, 1]),
+            "an untrusted peer's header is ignored"
+        );
         let bare = parts(Request::new(()));
-        assert_eq!(client_addr(&bare, true), IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(
+            client_addr(&bare, &nets(&["0.0.0.0/0"])),
+            IpAddr::from([0, 0, 0, 0])
+        );
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_client_is_the_rightmost_untrusted_hop() {
+        let trusted = nets(&["10.0.0.0/8", "192.0.2.1/32"]);
+        // The client may prepend anything; only the hop the proxy added counts.
+        let p = forwarded([192, 0, 2, 1], &["1.1.1.1, 198.51.100.9, 10.0.0.3"]);
+        assert_eq!(client_addr(&p, &trusted), IpAddr::from([198, 51, 100, 9]));
+        let lines = forwarded([192, 0, 2, 1], &["1.1.1.1", "198.51.100.9"]);
+        assert_eq!(
+            client_addr(&lines, &trusted),
+            IpAddr::from([198, 51, 100, 9])
+        );
+        // Every hop trusted: the leftmost one is the client.
+        let inside = forwarded([192, 0, 2, 1], &["10.0.0.7, 10.0.0.3"]);
+        assert_eq!(client_addr(&inside, &trusted), IpAddr::from([10, 0, 0, 7]));
+        // A hop that is no address stops the walk at the last trusted one.
+        let junk = forwarded([192, 0, 2, 1], &["1.1.1.1, junk, 10.0.0.3"]);
+        assert_eq!(client_addr(&junk, &trusted), IpAddr::from([10, 0, 0, 3]));
+        let v6 = forwarded([192, 0, 2, 1], &["::ffff:198.51.100.9"]);
+        assert_eq!(client_addr(&v6, &trusted), IpAddr::from([198, 51, 100, 9]));
     }
 
     /// A state with the pool `FromRef` needs; the pool never connects.

@@ -122,14 +122,14 @@ pub struct SignedIn {
 }
 
 /// What [`AuthState::sign_in`]'s one round trip answers: the address's hits
-/// and seconds left, the account's (when its window is open), and the
+/// and seconds left, the account's with this attempt reserved, and the
 /// account's id, secret hash, role, whether it is verified and whether it
 /// has a second factor.
 type SignInLookup = (
     i32,
     f64,
-    Option<i32>,
-    Option<f64>,
+    i32,
+    f64,
     Option<Uuid>,
     Option<String>,
     Option<String>,
@@ -521,7 +521,7 @@ impl AuthState {
             second_factor,
         ): SignInLookup = sqlx::query_as(&self.sign_in_sql)
             .bind(login)
-            .bind(format!("signin:address:{addr}"))
+            .bind(format!("signin:address:{}", throttle::address_key(addr)))
             .bind(&account_bucket)
             .bind(f64::from(limits.window_secs))
             .fetch_one(db)
@@ -531,9 +531,12 @@ impl AuthState {
             address_left,
             i64::from(limits.login_per_address) + 1,
         )?;
-        if let (Some(hits), Some(left)) = (account_hits, account_left) {
-            throttled(hits, left, i64::from(limits.login_per_account))?;
-        }
+        // The attempt is already counted (reserved); success gives it back.
+        throttled(
+            account_hits,
+            account_left,
+            i64::from(limits.login_per_account) + 1,
+        )?;
         let account = match (user_id, hash, role, verified, second_factor) {
             (Some(user_id), Some(hash), Some(role), Some(verified), Some(second_factor)) => {
                 Some((user_id, hash, role, verified, second_factor))
@@ -548,12 +551,12 @@ impl AuthState {
         tracing::info!(account = %fingerprint(login.as_bytes()), address = %addr, success = account.is_some(), "sign-in attempt");
         let identity = self.identity;
         let Some((user_id, _, role, verified, second_factor)) = account else {
-            throttle::hit(db, &account_bucket, u32::MAX, limits.window_secs).await?;
             return Err(ApiError::Unauthorized(format!(
                 "the {} or the {} is wrong",
                 identity.login_field, identity.password_field
             )));
         };
+        throttle::refund(db, &account_bucket).await?;
         let flows = identity.flows.as_ref();
         if flows.is_some_and(|f| f.require_verified) && !verified {
             return Err(ApiError::Denied {

@@ -12,6 +12,7 @@ use crate::config::{redacted, ConfigError, Env};
 use crate::error::{ApiError, FieldError};
 use crate::validation::{normalize_email, Validator};
 use axum::response::Response;
+use ipnet::IpNet;
 use sqlx::PgPool;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -149,7 +150,7 @@ impl AuthSettings {
     /// `REFRESH_GRACE_SECS`, `SESSION_LIFETIME_SECS`, `SESSION_IDLE_SECS`,
     /// `LIVE_SESSION_CACHE_SECS`, `THROTTLE_WINDOW_SECS`,
     /// `LOGIN_PER_ACCOUNT`, `LOGIN_PER_ADDRESS`, `PUBLIC_WRITES_PER_ADDRESS`
-    /// (defaults from the model) and `TRUST_FORWARDED_FOR` (default false).
+    /// (defaults from the model) and `TRUSTED_PROXIES` (default none).
     pub fn from_env<F: Fn(&str) -> Option<String>>(
         env: &Env<F>,
         defaults: &AuthDefaults,
@@ -196,7 +197,7 @@ impl AuthSettings {
                     "PUBLIC_WRITES_PER_ADDRESS",
                     defaults.public_writes_per_address,
                 )?,
-                trust_forwarded_for: env.parse("TRUST_FORWARDED_FOR", "false")?,
+                trusted_proxies: trusted_proxies(env)?,
             },
         })
     }
@@ -229,8 +230,34 @@ pub struct Limits {
     pub login_per_account: u32,
     pub login_per_address: u32,
     pub public_writes_per_address: u32,
-    /// Take the client address from `X-Forwarded-For` (behind a proxy).
-    pub trust_forwarded_for: bool,
+    /// The proxies in front of the service: the client is the rightmost
+    /// `X-Forwarded-For` hop outside these networks.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// `TRUSTED_PROXIES`: networks in CIDR (a bare address is one host), comma
+/// separated. `TRUST_FORWARDED_FOR` trusted whatever hop came first, so it is
+/// refused rather than ignored: a deployment that set it must name its proxies.
+fn trusted_proxies<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<IpNet>, ConfigError> {
+    if env.text("TRUST_FORWARDED_FOR").is_some() {
+        return Err(ConfigError::Invalid {
+            name: "TRUST_FORWARDED_FOR",
+            reason: "replaced by TRUSTED_PROXIES, the proxies' networks in CIDR".into(),
+        });
+    }
+    let raw = env.text("TRUSTED_PROXIES").unwrap_or_default();
+    raw.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<IpNet>()
+                .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|e| ConfigError::Invalid {
+                    name: "TRUSTED_PROXIES",
+                    reason: format!("{n:?}: {e}"),
+                })
+        })
+        .collect()
 }
 
 impl Limits {
@@ -354,11 +381,23 @@ impl AuthState {
         let l = &self.limits;
         throttle::hit(
             db,
-            &format!("write:{route}:{addr}"),
+            &format!("write:{route}:{}", throttle::address_key(addr)),
             l.public_writes_per_address,
             l.window_secs,
         )
         .await
+    }
+
+    /// Limits a user's uploads to `per_window` in each throttling window.
+    pub async fn throttle_uploads(
+        &self,
+        db: &PgPool,
+        user: Uuid,
+        route: &str,
+        per_window: u32,
+    ) -> Result<(), ApiError> {
+        let bucket = format!("upload:{route}:{user}");
+        throttle::hit(db, &bucket, per_window, self.limits.window_secs).await
     }
 
     /// Checks the current value of an account's secret (read by `sql`), sent
@@ -373,20 +412,31 @@ impl AuthState {
     ) -> Result<(), ApiError> {
         let l = &self.limits;
         let bucket = format!("confirm:{account}");
-        throttle::check(db, &bucket, l.login_per_account, l.window_secs).await?;
+        throttle::reserve(db, &bucket, l.login_per_account, l.window_secs).await?;
         let hash: Option<String> = sqlx::query_scalar(sql)
             .bind(account)
             .fetch_optional(db)
             .await?;
         let hash = hash.ok_or(ApiError::NotFound)?;
         if self.verify_secret(hash, secret).await? {
-            return Ok(());
+            return throttle::refund(db, &bucket).await;
         }
-        throttle::hit(db, &bucket, u32::MAX, l.window_secs).await?;
         Err(ApiError::Validation(vec![FieldError::new(
             field,
             "does not match the current value",
         )]))
+    }
+
+    /// The bootstrap secret meets the policy every other secret meets.
+    fn bootstrap_secret_allowed(&self, secret: &str) -> anyhow::Result<()> {
+        let mut v = Validator::default();
+        self.check_password_policy(&mut v, "SUPERADMIN_PASSWORD", Some(secret));
+        match v.finish() {
+            Ok(()) => Ok(()),
+            Err(_) => anyhow::bail!(
+                "SUPERADMIN_PASSWORD is one of the most common passwords; choose another"
+            ),
+        }
     }
 
     /// Creates the first account of the top role from the bootstrap settings
@@ -400,6 +450,7 @@ impl AuthState {
         let (Some(login), Some(secret)) = (login, secret) else {
             return Ok(());
         };
+        self.bootstrap_secret_allowed(secret)?;
         let login = self.identity.normalize_login(login.to_owned());
         let hash = self
             .hash_secret(secret.to_owned())
@@ -453,7 +504,7 @@ pub(crate) mod tests {
             (86_400, 3_600)
         );
         assert_eq!((s.limits.login_per_account, s.hash_concurrency), (10, 3));
-        assert!(!s.limits.trust_forwarded_for);
+        assert!(s.limits.trusted_proxies.is_empty());
         assert!(
             !format!("{s:?}").contains("BEGIN"),
             "the key is never printed"
@@ -538,7 +589,7 @@ pub(crate) mod tests {
                 login_per_account: 5,
                 login_per_address: 50,
                 public_writes_per_address: 10,
-                trust_forwarded_for: false,
+                trusted_proxies: Vec::new(),
             },
             verified: VerifiedTokens::default(),
             sign_in_sql: String::new(),
@@ -548,6 +599,47 @@ pub(crate) mod tests {
                 IDENTITY.account_topics,
             )),
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_and_the_old_switch_is_refused() {
+        let env = Env::new(|name| {
+            (name == "TRUSTED_PROXIES").then(|| "10.0.0.0/8, 192.0.2.1 ,fd00::/8".to_string())
+        });
+        let s = AuthSettings::from_env(&env, &DEFAULTS).unwrap();
+        let nets: Vec<String> = s
+            .limits
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "fd00::/8"]);
+        for (name, value) in [
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUST_FORWARDED_FOR", "true"),
+        ] {
+            let bad = Env::new(|n| (n == name).then(|| value.to_string()));
+            let err = AuthSettings::from_env(&bad, &DEFAULTS)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("{name} is invalid")), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_bootstrap_secret_meets_the_password_policy() {
+        let state = test_state();
+        assert!(state
+            .bootstrap_secret_allowed("root admin password")
+            .is_ok());
+        let err = state
+            .bootstrap_secret_allowed("Qwerty12345")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("SUPERADMIN_PASSWORD is one of the most common"),
+            "{err}"
+        );
     }
 
     #[test]

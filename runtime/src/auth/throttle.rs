@@ -2,7 +2,8 @@
 //! that every replica counts the same hits.
 
 use crate::error::ApiError;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Counts a hit on bucket `$1` in a window of `$2` seconds: answers the hits
 /// and the seconds left in the window.
@@ -12,17 +13,18 @@ pub const HIT_SQL: &str = "INSERT INTO throttle_buckets AS b (bucket, window_sta
          window_start = CASE WHEN b.window_start <= now() - make_interval(secs => $2) THEN now() ELSE b.window_start END
      RETURNING hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $2) - now())::float8";
 
-/// Bucket `$1`'s hits and seconds left, when its window of `$2` seconds is open.
-pub const CHECK_SQL: &str =
-    "SELECT hits, EXTRACT(EPOCH FROM window_start + make_interval(secs => $2) - now())::float8
-     FROM throttle_buckets WHERE bucket = $1 AND window_start > now() - make_interval(secs => $2)";
+/// Gives back a hit reserved on bucket `$1` (an attempt that succeeded).
+pub const REFUND_SQL: &str =
+    "UPDATE throttle_buckets SET hits = hits - 1 WHERE bucket = $1 AND hits > 0";
 
 /// The sign-in's first round trip: counts a hit on the address's bucket
-/// (`$2`), reads the account's bucket (`$3`), both in windows of `$4`
-/// seconds, and looks the account (`$1`) up with `account_sql`.
+/// (`$2`) and reserves one on the account's (`$3`), both in windows of `$4`
+/// seconds, and looks the account (`$1`) up with `account_sql`. The
+/// account's hit is taken before the secret is hashed, in the same atomic
+/// upsert as its count, so parallel guesses cannot all pass the limit.
 pub fn sign_in_lookup_sql(account_sql: &str) -> String {
     let address = HIT_SQL.replace("$2", "$4").replace("$1", "$2");
-    let account = CHECK_SQL.replace("$2", "$4").replace("$1", "$3");
+    let account = HIT_SQL.replace("$2", "$4").replace("$1", "$3");
     format!(
         "WITH address AS ({address}), account_bucket AS ({account})
      SELECT address.*, account_bucket.*, account.* FROM address
@@ -45,8 +47,14 @@ fn retry_after(remaining: f64) -> u64 {
     remaining.ceil().max(1.0) as u64
 }
 
-/// Counts a hit on `bucket`; past `limit` in the window the answer is 429.
-pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Result<(), ApiError> {
+/// Counts a hit on `bucket`, on the pool or in a transaction; past `limit`
+/// in the window the answer is 429.
+pub async fn hit<'e>(
+    db: impl PgExecutor<'e>,
+    bucket: &str,
+    limit: u32,
+    window_secs: u32,
+) -> Result<(), ApiError> {
     let (hits, remaining): (i32, f64) = sqlx::query_as(HIT_SQL)
         .bind(bucket)
         .bind(f64::from(window_secs))
@@ -55,21 +63,34 @@ pub async fn hit(db: &PgPool, bucket: &str, limit: u32, window_secs: u32) -> Res
     throttled(hits, remaining, i64::from(limit) + 1)
 }
 
-/// 429 when `bucket` already reached `limit` in its window (without counting).
-pub async fn check(
+/// Reserves an attempt on `bucket` before the work it limits: past `limit`
+/// in the window the answer is 429. [`refund`] gives it back on success, so
+/// that only failed attempts count, without a window between read and count.
+pub async fn reserve(
     db: &PgPool,
     bucket: &str,
     limit: u32,
     window_secs: u32,
 ) -> Result<(), ApiError> {
-    let row: Option<(i32, f64)> = sqlx::query_as(CHECK_SQL)
-        .bind(bucket)
-        .bind(f64::from(window_secs))
-        .fetch_optional(db)
-        .await?;
-    row.map_or(Ok(()), |(hits, remaining)| {
-        throttled(hits, remaining, i64::from(limit))
-    })
+    hit(db, bucket, limit, window_secs).await
+}
+
+/// Gives back an attempt [`reserve`]d on `bucket`.
+pub async fn refund(db: &PgPool, bucket: &str) -> Result<(), ApiError> {
+    sqlx::query(REFUND_SQL).bind(bucket).execute(db).await?;
+    Ok(())
+}
+
+/// The part of a client address its buckets count: an IPv4 address, or the
+/// /64 of an IPv6 one (a single host is usually given a whole /64).
+pub fn address_key(addr: IpAddr) -> String {
+    match addr.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let net = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", Ipv6Addr::from(net))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +126,19 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), "2001:db8:1:2::/64");
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(other));
+        assert_eq!(address_key(IpAddr::from([198, 51, 100, 7])), "198.51.100.7");
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "198.51.100.7");
+    }
+
+    #[test]
     fn retry_after_rounds_up_to_at_least_a_second() {
         assert_eq!(retry_after(0.2), 1);
         assert_eq!(retry_after(1.0), 1);
@@ -120,7 +154,7 @@ mod tests {
         let sql = sign_in_lookup_sql("SELECT t.id FROM users AS t WHERE t.email = $1");
         assert!(sql.starts_with("WITH address AS (INSERT INTO throttle_buckets AS b (bucket, window_start, hits) VALUES ($2, now(), 1)"));
         assert!(sql.contains("make_interval(secs => $4)"));
-        assert!(sql.contains("WHERE bucket = $3 AND"));
+        assert!(sql.contains("account_bucket AS (INSERT INTO throttle_buckets AS b (bucket, window_start, hits) VALUES ($3, now(), 1)"));
         let (buckets, _) = sql
             .split_once("LEFT JOIN LATERAL")
             .expect("the account's join");
