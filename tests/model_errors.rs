@@ -652,6 +652,30 @@ fn token_header_and_cookie_settings_are_checked() {
 }
 
 #[test]
+fn own_session_routes_need_a_signed_in_caller_and_end_one_by_id() {
+    let text = mutate(
+        "  keys:\n    action: publicKeys\n",
+        "  mySessions:\n    action: listSessions\n    method: GET\n    path: /sessions\n    auth: public\n  endMine:\n    action: endSession\n    method: DELETE\n    path: /sessions/mine\n    auth: login\n  keys:\n    action: publicKeys\n",
+    );
+    let msg = rejected(&text, &["public", "/sessions/mine"]);
+    insta::assert_snapshot!(
+        "own_session_routes_need_a_signed_in_caller_and_end_one_by_id",
+        msg
+    );
+}
+
+#[test]
+fn session_limits_are_checked() {
+    // A lifetime shorter than the access token, an idle limit past the lifetime.
+    let text = mutate(
+        "  refreshGraceSeconds: 5\n",
+        "  refreshGraceSeconds: 5\n  sessionLifetimeSeconds: 300\n  sessionIdleSeconds: 7200\n",
+    );
+    let msg = rejected(&text, &["300", "7200"]);
+    insta::assert_snapshot!("session_limits_are_checked", msg);
+}
+
+#[test]
 fn verification_settings_are_checked() {
     let text = mutate(
         "  superAdminRole: librarian\n",

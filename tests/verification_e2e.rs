@@ -512,6 +512,21 @@ fn cookie_value<'a>(cookies: &'a [(String, String)], name: &str) -> &'a str {
     v.split(';').next().unwrap()
 }
 
+/// The session cookies' names (decision cookies): `__Host-` where the path is
+/// `/`, `__Secure-` for the refresh cookie, whose path is the refresh route's.
+const ACCESS_COOKIE: &str = "__Host-airbnb-auth-service-access-token";
+const REFRESH_COOKIE: &str = "__Secure-airbnb-auth-service-refresh-token";
+const CSRF_COOKIE: &str = "__Host-airbnb-auth-service-csrf";
+
+/// In cookie mode the body carries no token: a script that reads the CSRF
+/// cookie cannot read them there.
+fn assert_tokens_only_in_cookies(answer: &Value) {
+    let session = &answer["session"];
+    assert!(session["sessionId"].is_string(), "{answer}");
+    assert_eq!(session["accessToken"], Value::Null, "{answer}");
+    assert_eq!(session["refreshToken"], Value::Null, "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_sessions_need_the_csrf_token_to_change_state() {
     let db = TestDb::create().await;
@@ -529,30 +544,23 @@ async fn cookie_sessions_need_the_csrf_token_to_change_state() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let cookies = set_cookies(&res);
-    let (_, access_attrs) = cookies
-        .iter()
-        .find(|(n, _)| n == "airbnb-auth-service-access-token")
-        .unwrap();
+    let signed_in: Value = res.json().await.unwrap();
+    assert_tokens_only_in_cookies(&signed_in);
+    let (_, access_attrs) = cookies.iter().find(|(n, _)| n == ACCESS_COOKIE).unwrap();
     for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(access_attrs.contains(attr), "{attr} in {access_attrs}");
     }
-    let (_, refresh_attrs) = cookies
-        .iter()
-        .find(|(n, _)| n == "airbnb-auth-service-refresh-token")
-        .unwrap();
+    let (_, refresh_attrs) = cookies.iter().find(|(n, _)| n == REFRESH_COOKIE).unwrap();
     assert!(refresh_attrs.contains("Path=/v1/refresh") && refresh_attrs.contains("HttpOnly"));
-    let (_, csrf_attrs) = cookies
-        .iter()
-        .find(|(n, _)| n == "airbnb-auth-service-csrf")
-        .unwrap();
+    let (_, csrf_attrs) = cookies.iter().find(|(n, _)| n == CSRF_COOKIE).unwrap();
     assert!(
         !csrf_attrs.contains("HttpOnly"),
         "the page reads the CSRF cookie"
     );
-    let access = cookie_value(&cookies, "airbnb-auth-service-access-token").to_string();
-    let refresh = cookie_value(&cookies, "airbnb-auth-service-refresh-token").to_string();
-    let csrf = cookie_value(&cookies, "airbnb-auth-service-csrf").to_string();
-    let jar = format!("airbnb-auth-service-access-token={access}; airbnb-auth-service-csrf={csrf}");
+    let access = cookie_value(&cookies, ACCESS_COOKIE).to_string();
+    let refresh = cookie_value(&cookies, REFRESH_COOKIE).to_string();
+    let csrf = cookie_value(&cookies, CSRF_COOKIE).to_string();
+    let jar = format!("{ACCESS_COOKIE}={access}; {CSRF_COOKIE}={csrf}");
 
     // Reading with the cookie alone works.
     let api = Api {
@@ -610,8 +618,7 @@ async fn cookie_sessions_need_the_csrf_token_to_change_state() {
     assert_eq!(status, StatusCode::OK);
 
     // Refresh from the cookie needs the CSRF header and renews the cookies.
-    let refresh_jar =
-        format!("airbnb-auth-service-refresh-token={refresh}; airbnb-auth-service-csrf={csrf}");
+    let refresh_jar = format!("{REFRESH_COOKIE}={refresh}; {CSRF_COOKIE}={csrf}");
     let res = client
         .post(url("/v1/refresh"))
         .header("cookie", &refresh_jar)
@@ -630,12 +637,13 @@ async fn cookie_sessions_need_the_csrf_token_to_change_state() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let renewed = set_cookies(&res);
-    let new_access = cookie_value(&renewed, "airbnb-auth-service-access-token").to_string();
+    let refreshed: Value = res.json().await.unwrap();
+    assert_tokens_only_in_cookies(&refreshed);
+    let new_access = cookie_value(&renewed, ACCESS_COOKIE).to_string();
     assert_ne!(new_access, access);
 
     // Logout (state-changing: CSRF too) clears the cookies; the old cookie is dead.
-    let new_jar =
-        format!("airbnb-auth-service-access-token={new_access}; airbnb-auth-service-csrf={csrf}");
+    let new_jar = format!("{ACCESS_COOKIE}={new_access}; {CSRF_COOKIE}={csrf}");
     let res = client
         .post(url("/v1/logout"))
         .header("cookie", &new_jar)

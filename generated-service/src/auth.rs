@@ -16,15 +16,16 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use svcgen_runtime::auth::live::AccountTopics;
 use svcgen_runtime::auth::rules::{Policy, RouteRule};
-use svcgen_runtime::auth::sessions::PendingSignIn;
+use svcgen_runtime::auth::sessions::{OwnSessions, PendingSignIn};
 use svcgen_runtime::auth::tokens::{Audience, Cookies, TokenTransport};
 use svcgen_runtime::auth::{
     AccountSql, AuthState, Caller, ClientAddr, DeviceField, Flows, Identity,
 };
 use svcgen_runtime::envelope::{Reply, RequestContext};
 use svcgen_runtime::error::ApiError;
-use svcgen_runtime::extract::ApiJson;
+use svcgen_runtime::extract::{ApiJson, ApiPath};
 use svcgen_runtime::route::{Access, RouteInfo};
+use uuid::Uuid;
 
 /// Who signs in and how, as the model says. Role ranks: `superAdmin` 3, `admin` 2, `user` 1; `superAdmin` may write accounts of their own rank
 /// (decision role-ranks).
@@ -87,9 +88,9 @@ pub static IDENTITY: Identity = Identity {
     transport: TokenTransport {
         header: Some("airbnb-auth-service-access-token"),
         cookies: Some(Cookies {
-            access: "airbnb-auth-service-access-token",
-            refresh: "airbnb-auth-service-refresh-token",
-            csrf: "airbnb-auth-service-csrf",
+            access: "__Host-airbnb-auth-service-access-token",
+            refresh: "__Secure-airbnb-auth-service-refresh-token",
+            csrf: "__Host-airbnb-auth-service-csrf",
             csrf_header: "x-csrf-token",
             same_site: "Strict",
             refresh_path: "/v1/refresh",
@@ -403,6 +404,27 @@ pub static IDENTITY: Identity = Identity {
                 access: Access::Login,
             },
             RouteRule {
+                name: "listSessions",
+                method: "GET",
+                path: "/v1/sessions",
+                object: "",
+                access: Access::Login,
+            },
+            RouteRule {
+                name: "endSession",
+                method: "DELETE",
+                path: "/v1/sessions/{id}",
+                object: "",
+                access: Access::Login,
+            },
+            RouteRule {
+                name: "endOtherSessions",
+                method: "DELETE",
+                path: "/v1/sessions",
+                object: "",
+                access: Access::Login,
+            },
+            RouteRule {
                 name: "getCurrentUser",
                 method: "GET",
                 path: "/v1/currentuser",
@@ -472,7 +494,8 @@ pub async fn load(db: &PgPool, config: &Config) -> anyhow::Result<AuthState> {
     AuthState::load(db, &IDENTITY, config.auth.clone()).await
 }
 
-/// Ends expired sessions, with their sessionDeleted events, every 30 seconds, and drops old one-time codes.
+/// Ends expired sessions, with their sessionDeleted events, every 30 seconds, and
+/// prunes spent or expired refresh tokens, ended sessions and old throttle buckets and one-time codes.
 pub async fn sweep_expired(db: PgPool, stop: tokio::sync::watch::Receiver<bool>) {
     IDENTITY
         .sweep_expired(db, &crate::spec::SERVICE, stop)
@@ -520,6 +543,33 @@ pub static GET_PERMISSIONS: RouteInfo = RouteInfo {
     access: Access::Login,
 };
 
+pub static LIST_SESSIONS: RouteInfo = RouteInfo {
+    name: "listSessions",
+    data_name: "sessions",
+    method: "GET",
+    action: "listSessions",
+    topic: None,
+    access: Access::Login,
+};
+
+pub static END_SESSION: RouteInfo = RouteInfo {
+    name: "endSession",
+    data_name: "session",
+    method: "DELETE",
+    action: "endSession",
+    topic: None,
+    access: Access::Login,
+};
+
+pub static END_OTHER_SESSIONS: RouteInfo = RouteInfo {
+    name: "endOtherSessions",
+    data_name: "session",
+    method: "DELETE",
+    action: "endOtherSessions",
+    topic: None,
+    access: Access::Login,
+};
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/login", routing::post(login))
@@ -527,6 +577,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/logout", routing::post(logout))
         .route("/v1/.well-known/jwks.json", routing::get(get_public_keys))
         .route("/v1/permissions", routing::get(get_permissions))
+        .route("/v1/sessions", routing::get(list_sessions))
+        .route("/v1/sessions/{id}", routing::delete(end_session))
+        .route("/v1/sessions", routing::delete(end_other_sessions))
 }
 
 /// The body of `login`: the account, its secret and optional device facts.
@@ -567,7 +620,6 @@ async fn login(
     ApiJson(input): ApiJson<LoginInput>,
 ) -> Result<Response, ApiError> {
     let (account, secret) = IDENTITY.credentials(input.account, input.secret)?;
-    let signed_in = app.auth.sign_in(&app.db, &account, secret, addr.0).await?;
     let device = [
         ("device_id", input.device_id),
         ("device_type", input.device_type),
@@ -578,6 +630,8 @@ async fn login(
         ("state", input.state),
         ("country", input.country),
     ];
+    IDENTITY.check_device(&device)?;
+    let signed_in = app.auth.sign_in(&app.db, &account, secret, addr.0).await?;
     let pending = PendingSignIn::new(addr.0, input.set_cookie.unwrap_or(false), device);
     if signed_in.second_factor {
         return crate::verification::challenge(&app, &ctx, signed_in.user_id, pending, &LOGIN)
@@ -606,7 +660,7 @@ pub struct RefreshInput {
 
 /// `refreshToken`: POST /v1/refresh. Spends the refresh token
 /// and answers a new pair. A spent token used again within the grace window
-/// gets its own pair (two tabs); later, the reuse revokes the session.
+/// gets the pair it was spent for (two tabs); later, the reuse revokes the session.
 async fn refresh_token(
     State(app): State<AppState>,
     ctx: RequestContext,
@@ -640,6 +694,49 @@ async fn get_permissions(ctx: RequestContext, caller: Caller) -> Result<Reply, A
             .name()
     });
     ctx.reply(&GET_PERMISSIONS, StatusCode::OK, &permissions)
+}
+
+/// `listSessions`: GET /v1/sessions. The caller's live sessions:
+/// device facts, createdAt, refreshedAt; never tokens.
+async fn list_sessions(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+) -> Result<Reply, ApiError> {
+    app.auth
+        .list_sessions(&app.db, &ctx, &caller, &LIST_SESSIONS)
+        .await
+}
+
+/// `endSession`: DELETE /v1/sessions/{id}. Ends one of the caller's sessions
+/// (404 for any other), publishing sessionDeleted.
+async fn end_session(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Reply, ApiError> {
+    app.auth
+        .end_sessions(&app.db, &ctx, &caller, OwnSessions::One(id), &END_SESSION)
+        .await
+}
+
+/// `endOtherSessions`: DELETE /v1/sessions. Ends every session of the caller but
+/// this one, each publishing sessionDeleted.
+async fn end_other_sessions(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    caller: Caller,
+) -> Result<Reply, ApiError> {
+    app.auth
+        .end_sessions(
+            &app.db,
+            &ctx,
+            &caller,
+            OwnSessions::AllButCurrent,
+            &END_OTHER_SESSIONS,
+        )
+        .await
 }
 
 /// `getPublicKeys`: GET /v1/.well-known/jwks.json. The JWKS other

@@ -25,7 +25,7 @@ pub struct Config {
     pub outbox: OutboxSettings,
     /// Signing key, hashing, token lifetimes, the live-session cache and
     /// throttling: the model's defaults are 900 s access, 2592000 s refresh
-    /// (10 s grace), a 60 s cache, and 10 sign-ins per
+    /// (10 s grace), sessions of at most 2592000 s (604800 s idle), a 60 s cache, and 10 sign-ins per
     /// account, 100 per address and 20 public writes per address in 300 s.
     pub auth: AuthSettings,
     /// `ELASTICSEARCH_URL`: an Elasticsearch or OpenSearch endpoint. When set,
@@ -111,6 +111,8 @@ impl Config {
                     access_ttl_secs: 900,
                     refresh_ttl_secs: 2592000,
                     refresh_grace_secs: 10,
+                    session_lifetime_secs: 2592000,
+                    session_idle_secs: 604800,
                     live_session_cache_secs: 60,
                     throttle_window_secs: 300,
                     login_per_account: 10,

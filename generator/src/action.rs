@@ -27,6 +27,12 @@ pub enum Action {
     SecondFactor,
     Permissions,
     Subscribe,
+    /// The caller's own live sessions, without tokens.
+    ListSessions,
+    /// Ends one of the caller's sessions, by `{id}`.
+    EndSession,
+    /// Ends every session of the caller but the current one.
+    EndOtherSessions,
     /// Method, path, rule, input and answer from the model; the body hand-written.
     Custom,
 }
@@ -44,11 +50,13 @@ pub enum Family {
     Permissions,
     /// The service's own realtime stream.
     Stream,
+    /// A signed-in user's own sessions, seen and ended; optional.
+    OwnSessions,
 }
 
 impl Action {
     /// Every action, in the order error messages list them.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 23] = [
         Action::Get,
         Action::List,
         Action::Create,
@@ -68,6 +76,9 @@ impl Action {
         Action::SecondFactor,
         Action::Permissions,
         Action::Subscribe,
+        Action::ListSessions,
+        Action::EndSession,
+        Action::EndOtherSessions,
         Action::Custom,
     ];
 
@@ -93,6 +104,9 @@ impl Action {
             Action::SecondFactor => "secondFactor",
             Action::Permissions => "permissions",
             Action::Subscribe => "subscribe",
+            Action::ListSessions => "listSessions",
+            Action::EndSession => "endSession",
+            Action::EndOtherSessions => "endOtherSessions",
             Action::Custom => "custom",
         }
     }
@@ -107,6 +121,7 @@ impl Action {
             }
             Permissions => Family::Permissions,
             Subscribe => Family::Stream,
+            ListSessions | EndSession | EndOtherSessions => Family::OwnSessions,
         }
     }
 
@@ -124,9 +139,11 @@ impl Action {
     pub fn methods(self) -> &'static [&'static str] {
         use Action::*;
         match self {
-            Get | List | Download | Subscribe | CurrentUser | PublicKeys | Permissions => &["GET"],
+            Get | List | Download | Subscribe | CurrentUser | PublicKeys | Permissions
+            | ListSessions => &["GET"],
             Update => &["PATCH", "PUT"],
-            Delete => &["DELETE"],
+            Delete | EndSession => &["DELETE"],
+            EndOtherSessions => &["DELETE", "POST"],
             Custom => &["GET", "POST", "PUT", "PATCH", "DELETE"],
             _ => &["POST"],
         }
@@ -399,7 +416,7 @@ mod tests {
     fn unknown_action_lists_the_known_ones() {
         let err = Action::try_from("archive".to_string()).unwrap_err();
         assert!(err.starts_with("unknown action \"archive\"; expected one of \"get\", \"list\""));
-        assert!(err.ends_with("\"subscribe\", \"custom\""));
+        assert!(err.ends_with("\"endOtherSessions\", \"custom\""));
     }
 
     #[test]

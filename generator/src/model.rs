@@ -148,9 +148,18 @@ pub struct Identity {
     pub audience: String,
     pub access_token_ttl_seconds: u32,
     pub refresh_token_ttl_seconds: u32,
-    /// A spent refresh token used again within this window gets its own pair
-    /// (two tabs refreshing at once); later, the reuse revokes the session.
+    /// A spent refresh token used again within this window gets the pair it
+    /// was spent for (two tabs refreshing at once); later, the reuse revokes
+    /// the session.
     pub refresh_grace_seconds: u32,
+    /// A session ends this long after its sign-in, however often it is
+    /// refreshed; by default the refresh token's lifetime.
+    #[serde(default)]
+    pub session_lifetime_seconds: Option<u32>,
+    /// A session ends when it was not refreshed for this long; by default
+    /// the refresh token's lifetime.
+    #[serde(default)]
+    pub session_idle_seconds: Option<u32>,
     /// How long a replica may answer from memory that a session is live
     /// (0: ask the database on every request). Ended sessions and changed
     /// accounts are dropped from every replica's memory at once by NOTIFY;
@@ -180,6 +189,20 @@ pub struct Identity {
     /// One-time codes by email: verification, password reset, second factor.
     #[serde(default)]
     pub verification: Option<Verification>,
+}
+
+impl Identity {
+    /// `sessionLifetimeSeconds`, or the refresh token's lifetime.
+    pub fn session_lifetime(&self) -> u32 {
+        self.session_lifetime_seconds
+            .unwrap_or(self.refresh_token_ttl_seconds)
+    }
+
+    /// `sessionIdleSeconds`, or the refresh token's lifetime.
+    pub fn session_idle(&self) -> u32 {
+        self.session_idle_seconds
+            .unwrap_or(self.refresh_token_ttl_seconds)
+    }
 }
 
 #[derive(Debug, Deserialize)]

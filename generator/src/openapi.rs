@@ -642,6 +642,54 @@ pub(crate) fn session_schema(plan: &Plan) -> Value {
     json!({ "type": "object", "properties": props, "required": ["sessionId", "userId", "createdAt", "expiredAt"] })
 }
 
+/// An auth operation: its route, summary, request body and success answer.
+type AuthEntry<'a> = (&'a RoutePlan, &'static str, Option<Value>, Value);
+
+/// The routes on a user's own sessions the model serves, and their answers.
+fn own_sessions<'a>(
+    plan: &'a Plan,
+    schemas: &mut Map<String, Value>,
+    entries: &mut Vec<AuthEntry<'a>>,
+) {
+    let id = &plan.identity;
+    let ok = |schema: String| json!({ "description": "Success, in the response envelope", "content": { "application/json": { "schema": schema_ref(&schema) } } });
+    let mut props = json!({
+        "sessionId": { "type": "string", "format": "uuid" },
+        "createdAt": { "type": "string", "format": "date-time" },
+        "refreshedAt": { "type": ["string", "null"], "format": "date-time" },
+        "expiredAt": { "type": "string", "format": "date-time" },
+        "current": { "type": "boolean", "description": "The session of this request" },
+    });
+    for f in &id.device_fields {
+        props[&f.name] = json!({ "type": ["string", "null"] });
+    }
+    schemas.insert(
+        "OwnSession".into(),
+        json!({ "type": "object", "description": "A session as its owner sees it: never a token", "properties": props,
+            "required": ["sessionId", "createdAt", "refreshedAt", "expiredAt", "current"] }),
+    );
+    if let Some(r) = &id.list_sessions {
+        let name = format!("{}Response", r.type_prefix);
+        let list = json!({ "type": "array", "items": schema_ref("OwnSession") });
+        schemas.insert(name.clone(), envelope(&r.data_name, list, false));
+        entries.push((r, "the caller's live sessions", None, ok(name)));
+    }
+    if let Some(r) = &id.end_session {
+        let name = format!("{}Response", r.type_prefix);
+        schemas.insert(
+            name.clone(),
+            envelope(&r.data_name, schema_ref("OwnSession"), false),
+        );
+        entries.push((r, "end one of the caller's sessions", None, ok(name)));
+    }
+    if let Some(r) = &id.end_other_sessions {
+        let name = format!("{}Response", r.type_prefix);
+        let ended = json!({ "type": "object", "properties": { "ended": { "type": "integer" } }, "required": ["ended"] });
+        schemas.insert(name.clone(), envelope(&r.data_name, ended, false));
+        entries.push((r, "end every other session of the caller", None, ok(name)));
+    }
+}
+
 fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
     let id = &plan.identity;
     schemas.insert("Session".into(), session_schema(plan));
@@ -656,7 +704,11 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
         json!({ "type": "string", "writeOnly": true }),
     );
     for f in &id.device_fields {
-        login_props.insert(f.name.clone(), json!({ "type": "string" }));
+        // The runtime's bound (MAX_DEVICE_FACT_CHARS): longer is a 400.
+        login_props.insert(
+            f.name.clone(),
+            json!({ "type": "string", "maxLength": 256 }),
+        );
     }
     schemas.insert(
         "LoginInput".into(),
@@ -738,6 +790,7 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
             ok(&format!("{}Response", r.type_prefix)),
         ));
     }
+    own_sessions(plan, schemas, &mut entries);
     if let Some(f) = &id.flows {
         let text = json!({ "type": "string" });
         let input = |fields: &[(&str, &Value)]| {
@@ -870,12 +923,21 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
             // Sessions and accounts live in the database; the keys are in memory.
             responses.insert("503".into(), unavailable());
         }
+        if r.action == Action::EndSession {
+            responses.insert("400".into(), error("The id is not a UUID"));
+            responses.insert("404".into(), error("No such live session of the caller"));
+        }
+        let parameters = if r.path.contains("{id}") {
+            json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }])
+        } else {
+            json!([])
+        };
         let mut op = json!({
             "x-access": access(r),
             "operationId": r.name,
             "summary": summary,
             "tags": ["auth"],
-            "parameters": [],
+            "parameters": parameters,
             "responses": responses,
             "security": if r.auth.is_public() { json!([]) } else { json!([{ "bearerAuth": [] }]) },
         });

@@ -233,6 +233,9 @@ pub const REFRESH_TOKENS: TableDef = TableDef {
         col_default("created_at", "timestamptz", "now()"),
         col("expires_at", "timestamptz", true),
         col("spent_at", "timestamptz", false),
+        // The pair a spent token was exchanged for, sealed under a key derived
+        // from the spent token: a reuse inside the grace window answers it.
+        col("successor", "bytea", false),
     ],
     indexes: &[index("refresh_tokens_session_id_idx", "session_id", "")],
     foreign_keys: &[ForeignKeyDef {

@@ -28,6 +28,8 @@ pub struct IdentityPlan {
     pub access_ttl: u32,
     pub refresh_ttl: u32,
     pub refresh_grace: u32,
+    pub session_lifetime: u32,
+    pub session_idle: u32,
     pub live_session_cache: u32,
     pub session_topic_const: String,
     pub session_topic: String,
@@ -76,6 +78,10 @@ pub struct IdentityPlan {
     pub cookies: Option<CookiePlan>,
     pub flows: Option<FlowsPlan>,
     pub permissions: Option<RoutePlan>,
+    /// The routes on a user's own sessions, when the model serves them.
+    pub list_sessions: Option<RoutePlan>,
+    pub end_session: Option<RoutePlan>,
+    pub end_other_sessions: Option<RoutePlan>,
     /// Every route with its rule, for the permissions listing.
     pub rules: Vec<RuleRow>,
 }
@@ -171,6 +177,8 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         access_ttl: a.access_token_ttl_seconds,
         refresh_ttl: a.refresh_token_ttl_seconds,
         refresh_grace: a.refresh_grace_seconds,
+        session_lifetime: a.session_lifetime(),
+        session_idle: a.session_idle(),
         live_session_cache: a.live_session_cache_seconds,
         session_topic_const: "SESSION".into(),
         session_namespace: a.session_namespace.clone(),
@@ -202,16 +210,34 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
         role_sql: sql.role,
         other_top_sql: sql.other_top,
         token_header: a.token_header.clone(),
-        cookies: a.cookies.as_ref().map(|c| CookiePlan {
-            refresh_path: route(Action::Refresh).path,
-            ..CookiePlan::from(c)
+        cookies: a.cookies.as_ref().map(|c| {
+            let refresh_path = route(Action::Refresh).path;
+            CookiePlan {
+                refresh: prefixed(&c.refresh, &refresh_path),
+                refresh_path,
+                ..CookiePlan::from(c)
+            }
         }),
         flows: a.verification.as_ref().map(|v| flows(m, v, user, routes)),
-        permissions: routes
-            .iter()
-            .find(|r| r.action == Action::Permissions)
-            .cloned(),
+        permissions: optional_route(routes, Action::Permissions),
+        list_sessions: optional_route(routes, Action::ListSessions),
+        end_session: optional_route(routes, Action::EndSession),
+        end_other_sessions: optional_route(routes, Action::EndOtherSessions),
         rules: routes.iter().map(RuleRow::from).collect(),
+    }
+}
+
+impl IdentityPlan {
+    /// The routes on a user's own sessions the model serves.
+    pub fn own_session_routes(&self) -> Vec<&RoutePlan> {
+        [
+            &self.list_sessions,
+            &self.end_session,
+            &self.end_other_sessions,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -227,13 +253,24 @@ impl From<&RoutePlan> for RuleRow {
     }
 }
 
+/// A cookie's name as set (decision cookies): `__Host-` for cookies on path
+/// `/` (the browser then refuses them from a subdomain or without Secure),
+/// `__Secure-` for the refresh cookie, whose narrower path `__Host-` forbids.
+fn prefixed(name: &str, path: &str) -> String {
+    if name.starts_with("__Host-") || name.starts_with("__Secure-") {
+        return name.to_string();
+    }
+    let prefix = if path == "/" { "__Host-" } else { "__Secure-" };
+    format!("{prefix}{name}")
+}
+
 impl From<&Cookies> for CookiePlan {
     /// The cookies' names and policy; `refresh_path` is the refresh route's.
     fn from(c: &Cookies) -> Self {
         CookiePlan {
-            access: c.access.clone(),
+            access: prefixed(&c.access, "/"),
             refresh: c.refresh.clone(),
-            csrf: c.csrf.clone(),
+            csrf: prefixed(&c.csrf, "/"),
             csrf_header: c.csrf_header.clone(),
             same_site: c.same_site.clone(),
             refresh_path: String::new(),
@@ -272,6 +309,11 @@ fn route_of(routes: &[RoutePlan], action: Action) -> RoutePlan {
         .find(|r| r.action == action)
         .cloned()
         .expect("validated auth route")
+}
+
+/// The route serving `action`, when the model has one.
+fn optional_route(routes: &[RoutePlan], action: Action) -> Option<RoutePlan> {
+    routes.iter().find(|r| r.action == action).cloned()
 }
 
 fn rank(m: &Model, role: &str) -> u32 {
@@ -427,6 +469,22 @@ fn flows(m: &Model, v: &Verification, user: &DataObject, routes: &[RoutePlan]) -
         verify_complete: route(Action::VerifyComplete),
         reset_start: route(Action::ResetStart),
         reset_complete: route(Action::ResetComplete),
-        second_factor: routes.iter().find(|r| r.action == Action::SecondFactor).cloned(),
+        second_factor: optional_route(routes, Action::SecondFactor),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefixed;
+
+    #[test]
+    fn cookie_names_take_the_strongest_prefix_their_path_allows() {
+        assert_eq!(prefixed("svc-access", "/"), "__Host-svc-access");
+        assert_eq!(
+            prefixed("svc-refresh", "/v1/refresh"),
+            "__Secure-svc-refresh"
+        );
+        assert_eq!(prefixed("__Host-named", "/"), "__Host-named");
+        assert_eq!(prefixed("__Secure-named", "/"), "__Secure-named");
     }
 }

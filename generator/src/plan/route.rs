@@ -319,6 +319,7 @@ fn data_name(m: &Model, r: &Route, object: Option<&str>) -> String {
         (None, Action::VerifyStart | Action::ResetStart) => "verification".to_string(),
         (None, Action::VerifyComplete | Action::ResetComplete) => m.auth.user_object.clone(),
         (None, Action::Permissions) => "permissions".to_string(),
+        (None, Action::ListSessions) => "sessions".to_string(),
         (None, _) => "session".to_string(),
     }
 }

@@ -152,6 +152,19 @@ fn token_limits(a: &Identity, d: &mut Diagnostics) {
             "must be at least 1 and shorter than refreshTokenTtlSeconds",
         );
     }
+    // A session outlives its access token, and its idle limit fits in its lifetime.
+    if a.session_lifetime() <= a.access_token_ttl_seconds {
+        d.at(
+            "auth.sessionLifetimeSeconds",
+            "must be longer than accessTokenTtlSeconds",
+        );
+    }
+    if a.session_idle() <= a.access_token_ttl_seconds || a.session_idle() > a.session_lifetime() {
+        d.at(
+            "auth.sessionIdleSeconds",
+            "must be longer than accessTokenTtlSeconds and at most sessionLifetimeSeconds",
+        );
+    }
     for (key, v) in [
         ("windowSeconds", a.throttle.window_seconds),
         ("loginPerAccount", a.throttle.login_per_account),

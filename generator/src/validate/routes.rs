@@ -153,9 +153,11 @@ fn route(m: &Model, objects: &Objects, r: &Route, path: &str, d: &mut Diagnostic
     }
     match r.action.family() {
         Family::Data => data_route(m, objects, r, path, d),
-        Family::Session | Family::Flow | Family::Permissions | Family::Stream => {
-            not_on_object(r, path, d)
-        }
+        Family::Session
+        | Family::Flow
+        | Family::Permissions
+        | Family::Stream
+        | Family::OwnSessions => not_on_object(r, path, d),
     }
 }
 
@@ -247,7 +249,8 @@ fn path_shape(r: &Route, path: &str, d: &mut Diagnostics) {
 fn path_parameters(r: &Route, path: &str, d: &mut Diagnostics) {
     let action = r.action;
     let params = placeholders(&r.path);
-    let needs_id = action.addresses_row();
+    // endSession names the session it ends.
+    let needs_id = action.addresses_row() || action == Action::EndSession;
     if action == Action::Download {
         let key = r.by.as_deref().unwrap_or("id");
         if params != [key] {
@@ -288,6 +291,19 @@ fn path_parameters(r: &Route, path: &str, d: &mut Diagnostics) {
 
 /// A route not on a data object (sessions, flows, permissions, the event
 /// stream): it names no object and takes none of the keys of a data route.
+/// A route on the caller's own sessions needs a signed-in caller.
+fn own_sessions(r: &Route, path: &str, d: &mut Diagnostics) {
+    if r.auth.is_public() {
+        d.at(
+            format!("{path}.auth"),
+            format!(
+                "{} route works on the caller's own sessions, so it needs a signed-in caller: use `login`",
+                an(r.action.name())
+            ),
+        );
+    }
+}
+
 fn not_on_object(r: &Route, path: &str, d: &mut Diagnostics) {
     let action = r.action;
     if r.object.is_some() {
@@ -304,6 +320,9 @@ fn not_on_object(r: &Route, path: &str, d: &mut Diagnostics) {
             format!("{path}.auth"),
             "the event stream shows each caller what it may see, so it needs a signed-in caller: use `login`",
         );
+    }
+    if action.family() == Family::OwnSessions {
+        own_sessions(r, path, d);
     }
     for (key, set) in [
         ("fields", !r.fields.is_empty()),

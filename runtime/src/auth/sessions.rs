@@ -76,6 +76,42 @@ impl PendingSignIn {
     }
 }
 
+/// The longest device fact a sign-in may bring, in characters: enough for
+/// any user agent or place name, small enough that a sign-in cannot store a
+/// body-sized value in `sessions` and in every session event.
+pub const MAX_DEVICE_FACT_CHARS: usize = 256;
+
+impl Identity {
+    /// Refuses device facts (by column, as [`PendingSignIn::new`] takes them)
+    /// longer than [`MAX_DEVICE_FACT_CHARS`], naming each by its JSON name.
+    pub fn check_device(&self, device: &[(&str, Option<String>)]) -> Result<(), ApiError> {
+        let errors: Vec<FieldError> = device
+            .iter()
+            .filter(|(_, value)| {
+                value
+                    .as_deref()
+                    .is_some_and(|v| v.chars().count() > MAX_DEVICE_FACT_CHARS)
+            })
+            .map(|(column, _)| {
+                let name = self
+                    .device
+                    .iter()
+                    .find(|f| f.column == *column)
+                    .map_or(*column, |f| f.name);
+                FieldError::new(
+                    name,
+                    format!("is longer than {MAX_DEVICE_FACT_CHARS} characters"),
+                )
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(errors))
+        }
+    }
+}
+
 /// An account whose credentials were checked.
 #[derive(Debug)]
 pub struct SignedIn {
@@ -184,6 +220,23 @@ impl Identity {
         Value::Object(view)
     }
 
+    /// A session as its owner's list shows it: no token, ever.
+    fn listed_session(
+        &self,
+        session: &Session,
+        refreshed_at: Option<DateTime<Utc>>,
+        current: Uuid,
+    ) -> Value {
+        let mut view = Map::new();
+        view.insert("sessionId".into(), json!(session.id));
+        self.device_into(&mut view, session);
+        view.insert("createdAt".into(), json!(session.created_at));
+        view.insert("refreshedAt".into(), json!(refreshed_at));
+        view.insert("expiredAt".into(), json!(session.expires_at));
+        view.insert("current".into(), json!(session.id == current));
+        Value::Object(view)
+    }
+
     fn device_into(&self, view: &mut Map<String, Value>, session: &Session) {
         for (field, value) in self.device.iter().zip(&session.device) {
             view.insert(field.name.into(), json!(value));
@@ -264,9 +317,10 @@ impl Identity {
         Ok(())
     }
 
-    /// Ends up to 500 expired sessions with their sessionDeleted events (and,
-    /// with one-time codes, drops codes spent or expired a day ago, kept until
-    /// then for support), in one transaction; answers how many ended.
+    /// Ends up to 500 expired sessions with their sessionDeleted events,
+    /// prunes what can no longer be used (see [`PRUNE_SQL`]) and, with
+    /// one-time codes, drops codes spent or expired a day ago (kept until then
+    /// for support), in one transaction; answers how many sessions ended.
     pub async fn sweep_once(
         &self,
         db: &PgPool,
@@ -281,6 +335,9 @@ impl Identity {
             self.session_columns()
         );
         let expired = self.sessions(&mut tx, sqlx::query(&sql)).await?;
+        for prune in PRUNE_SQL {
+            sqlx::query(prune).execute(&mut *tx).await?;
+        }
         if self.flows.is_some() {
             sqlx::query(
                 "DELETE FROM verification_codes WHERE expires_at < now() - interval '1 day'",
@@ -314,6 +371,27 @@ impl Identity {
             }
         }
     }
+}
+
+/// What the sweeper deletes, in order, so that the tables stop growing with
+/// every sign-in and every client address: refresh tokens that expired or
+/// whose session ended (either is refused like an unknown token, so reuse
+/// detection loses nothing), sessions that ended a day ago (kept until then
+/// for support) once their tokens are gone, and throttle buckets whose window
+/// began a day ago (no window is that long).
+pub const PRUNE_SQL: [&str; 3] = [
+    "DELETE FROM refresh_tokens WHERE token_hash IN (SELECT r.token_hash FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id
+     WHERE r.expires_at <= now() OR s.revoked_at IS NOT NULL LIMIT 5000)",
+    "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s WHERE s.revoked_at < now() - interval '1 day'
+     AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id) LIMIT 500)",
+    "DELETE FROM throttle_buckets WHERE bucket IN (SELECT bucket FROM throttle_buckets WHERE window_start < now() - interval '1 day' LIMIT 5000)",
+];
+
+/// Which of the caller's sessions a user ends.
+#[derive(Debug, Clone, Copy)]
+pub enum OwnSessions {
+    One(Uuid),
+    AllButCurrent,
 }
 
 /// A session about to open: its answer, its event and its write.
@@ -367,14 +445,15 @@ impl Opening {
 }
 
 /// A refresh token as presented, with its session's state: the session,
-/// when the token was spent, when it expires, the account, and when the
-/// session was revoked.
+/// when the token was spent, when it expires, the account, when the session
+/// was revoked, and the sealed pair it was spent for.
 type PresentedToken = (
     Uuid,
     Option<DateTime<Utc>>,
     DateTime<Utc>,
     Uuid,
     Option<DateTime<Utc>>,
+    Option<Vec<u8>>,
 );
 
 /// A refresh token from the body, or from the refresh cookie (then the answer
@@ -555,14 +634,21 @@ impl AuthState {
                 .map(|f| pending.device.remove(f.column).flatten())
                 .collect(),
             created_at,
-            expires_at: created_at + Span::seconds(self.limits.refresh_ttl_secs),
+            expires_at: created_at
+                + Span::seconds(
+                    self.limits
+                        .renewal_secs()
+                        .min(self.limits.session_lifetime_secs),
+                ),
         };
         let ctx = ctx.signed_in(user_id, session.id);
         let tokens = self.new_tokens(&session, role)?;
         let reply = ctx.reply(
             route,
             StatusCode::OK,
-            &self.identity.session_view(&session, &tokens),
+            &self
+                .identity
+                .session_view(&session, &self.shown(&tokens, pending.set_cookie)),
         )?;
         let event = self
             .identity
@@ -576,6 +662,18 @@ impl AuthState {
             address: pending.client_address,
             set_cookie: pending.set_cookie,
         })
+    }
+
+    /// The tokens an answer's body shows: none when they travel in the
+    /// session cookies (`cookies`, and the model has them), so that a script
+    /// that can read the CSRF cookie cannot read the tokens from the body.
+    fn shown(&self, tokens: &Tokens, cookies: bool) -> Tokens {
+        let in_cookies = cookies && self.identity.transport.cookies.is_some();
+        Tokens {
+            access: tokens.access.clone().filter(|_| !in_cookies),
+            access_expires_at: tokens.access_expires_at,
+            refresh: tokens.refresh.clone().filter(|_| !in_cookies),
+        }
     }
 
     /// The answer of an opened session, with its cookies when asked for.
@@ -607,8 +705,8 @@ impl AuthState {
 
     /// Spends the refresh token (the body's, else with cookies the refresh
     /// cookie's) and answers a new pair; a refresh by cookie renews the
-    /// cookies. A spent token used again within the grace window gets its own
-    /// pair (two tabs); later, the reuse revokes the session.
+    /// cookies. A spent token used again within the grace window gets the
+    /// pair it was spent for (two tabs); later, the reuse revokes the session.
     pub async fn refresh(
         &self,
         db: &PgPool,
@@ -626,7 +724,9 @@ impl AuthState {
                 Err(refresh_refused())
             }
             Refreshed::Renewed(renewal) => {
-                outbox::enqueue(&mut tx, &renewal.ctx, &renewal.events).await?;
+                if !renewal.events.is_empty() {
+                    outbox::enqueue(&mut tx, &renewal.ctx, &renewal.events).await?;
+                }
                 tx.commit().await?;
                 Ok(self.renewed(renewal))
             }
@@ -676,13 +776,13 @@ impl AuthState {
         let identity = self.identity;
         let hashed = token_hash(&presented.token);
         let found: Option<PresentedToken> = sqlx::query_as(
-            "SELECT r.session_id, r.spent_at, r.expires_at, s.user_id, s.revoked_at FROM refresh_tokens r
+            "SELECT r.session_id, r.spent_at, r.expires_at, s.user_id, s.revoked_at, r.successor FROM refresh_tokens r
          JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1 FOR UPDATE OF r, s",
         )
         .bind(&hashed)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((session_id, spent_at, expires_at, user_id, revoked_at)) = found else {
+        let Some((session_id, spent_at, expires_at, user_id, revoked_at, successor)) = found else {
             return Err(refresh_refused());
         };
         if revoked_at.is_some() || expires_at <= Utc::now() {
@@ -709,11 +809,24 @@ impl AuthState {
                 let events = identity.deleted(&revoked, &ctx)?;
                 return Ok(Refreshed::Reused { ctx, events });
             }
-        } else {
-            sqlx::query("UPDATE refresh_tokens SET spent_at = now() WHERE token_hash = $1")
-                .bind(&hashed)
-                .execute(&mut *tx)
-                .await?;
+            // Inside the grace window (two tabs, a retried request) the
+            // answer is the pair this token was already spent for: no new
+            // pair, no second sessionUpdated.
+            let successor = successor
+                .and_then(|sealed| tokens::open_successor(&presented.token, &sealed))
+                .ok_or_else(refresh_refused)?;
+            let sql = format!("SELECT {columns} FROM sessions WHERE id = $1");
+            let session = identity
+                .sessions(tx, sqlx::query(&sql).bind(session_id))
+                .await?
+                .pop()
+                .ok_or_else(refresh_refused)?;
+            let tokens = Tokens {
+                access: Some(successor.access),
+                access_expires_at: Some(successor.access_expires_at),
+                refresh: Some(successor.refresh),
+            };
+            return self.renewal(ctx, session, tokens, Vec::new(), presented, route);
         }
         let live: Option<(String, DateTime<Utc>)> = sqlx::query_as(identity.sql.caller)
             .bind(session_id)
@@ -723,18 +836,40 @@ impl AuthState {
         let Some((role, _)) = live else {
             return Err(refresh_refused());
         };
+        // The idle limit moves with each refresh; the absolute lifetime from
+        // the sign-in does not. The caller check and the live-session cache
+        // read expires_at, so no request writes, and the sweeper ends the
+        // session with its sessionDeleted event.
         let sql = format!(
-            "UPDATE sessions SET refreshed_at = now(), expires_at = now() + make_interval(secs => $2) WHERE id = $1 RETURNING {columns}"
+            "UPDATE sessions SET refreshed_at = now(),
+             expires_at = LEAST(now() + make_interval(secs => $2), created_at + make_interval(secs => $3))
+             WHERE id = $1 RETURNING {columns}"
         );
         let query = sqlx::query(&sql)
             .bind(session_id)
-            .bind(self.limits.refresh_ttl_secs as f64);
+            .bind(self.limits.renewal_secs() as f64)
+            .bind(self.limits.session_lifetime_secs as f64);
         let session = identity
             .sessions(tx, query)
             .await?
             .pop()
             .ok_or(sqlx::Error::RowNotFound)?;
         let tokens = self.new_tokens(&session, &role)?;
+        let sealed = tokens::seal_successor(
+            &presented.token,
+            &tokens::Successor {
+                access: tokens.access.clone().unwrap_or_default(),
+                access_expires_at: tokens.access_expires_at.unwrap_or(session.expires_at),
+                refresh: tokens.refresh.clone().unwrap_or_default(),
+            },
+        )?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET spent_at = now(), successor = $2 WHERE token_hash = $1",
+        )
+        .bind(&hashed)
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
         )
@@ -743,12 +878,27 @@ impl AuthState {
         .bind(session.expires_at)
         .execute(&mut *tx)
         .await?;
+        let events = vec![identity.session_event(&session, "sessionUpdated", &ctx, &tokens)?];
+        self.renewal(ctx, session, tokens, events, presented, route)
+    }
+
+    /// A renewal answering `tokens` for `session`, with `events` to publish.
+    fn renewal(
+        &self,
+        ctx: RequestContext,
+        session: Session,
+        tokens: Tokens,
+        events: Vec<Event>,
+        presented: &PresentedRefresh,
+        route: &'static RouteInfo,
+    ) -> Result<Refreshed, ApiError> {
         let reply = ctx.reply(
             route,
             StatusCode::OK,
-            &identity.session_view(&session, &tokens),
+            &self
+                .identity
+                .session_view(&session, &self.shown(&tokens, presented.from_cookie)),
         )?;
-        let events = vec![identity.session_event(&session, "sessionUpdated", &ctx, &tokens)?];
         Ok(Refreshed::Renewed(Renewal {
             ctx,
             events,
@@ -799,6 +949,80 @@ impl AuthState {
         outbox::enqueue(&mut tx, &ctx, &[event]).await?;
         tx.commit().await?;
         Ok(self.signed_out(reply))
+    }
+
+    /// The caller's live sessions, newest first: device facts, createdAt,
+    /// refreshedAt and expiredAt, and which one is the caller's; never tokens.
+    pub async fn list_sessions(
+        &self,
+        db: &PgPool,
+        ctx: &RequestContext,
+        caller: &Caller,
+        route: &'static RouteInfo,
+    ) -> Result<Reply, ApiError> {
+        let identity = self.identity;
+        let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+        let sql = format!(
+            "SELECT {}, refreshed_at FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+             ORDER BY created_at DESC, id",
+            identity.session_columns()
+        );
+        let rows = sqlx::query(&sql).bind(caller.user_id).fetch_all(db).await?;
+        let listed = rows
+            .iter()
+            .map(|row| {
+                let session = identity.session(row)?;
+                let refreshed_at: Option<DateTime<Utc>> = row.try_get("refreshed_at")?;
+                Ok(identity.listed_session(&session, refreshed_at, caller.session_id))
+            })
+            .collect::<Result<Vec<Value>, sqlx::Error>>()?;
+        ctx.reply(route, StatusCode::OK, &listed)
+    }
+
+    /// Ends the caller's sessions `which`, each with its sessionDeleted
+    /// event. Ending one answers it without tokens (404 for a session that
+    /// is not the caller's or not live); ending all others answers how many
+    /// ended.
+    pub async fn end_sessions(
+        &self,
+        db: &PgPool,
+        ctx: &RequestContext,
+        caller: &Caller,
+        which: OwnSessions,
+        route: &'static RouteInfo,
+    ) -> Result<Reply, ApiError> {
+        let identity = self.identity;
+        let ctx = ctx.signed_in(caller.user_id, caller.session_id);
+        let (one, except) = match which {
+            OwnSessions::One(id) => (Some(id), None),
+            OwnSessions::AllButCurrent => (None, Some(caller.session_id)),
+        };
+        let mut tx = db.begin().await?;
+        let sql = format!(
+            "UPDATE sessions SET revoked_at = now(), revoked_reason = 'ended by the user'
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+             AND ($2::uuid IS NULL OR id = $2) AND ($3::uuid IS NULL OR id <> $3) RETURNING {}",
+            identity.session_columns()
+        );
+        let query = sqlx::query(&sql)
+            .bind(caller.user_id)
+            .bind(one)
+            .bind(except);
+        let ended = identity.sessions(&mut tx, query).await?;
+        let answer = match which {
+            OwnSessions::One(_) => {
+                let session = ended.first().ok_or(ApiError::NotFound)?;
+                identity.listed_session(session, None, caller.session_id)
+            }
+            OwnSessions::AllButCurrent => json!({ "ended": ended.len() }),
+        };
+        let reply = ctx.reply(route, StatusCode::OK, &answer)?;
+        let events = identity.deleted(&ended, &ctx)?;
+        if !events.is_empty() {
+            outbox::enqueue(&mut tx, &ctx, &events).await?;
+        }
+        tx.commit().await?;
+        Ok(reply)
     }
 
     /// Revokes an account's live sessions (see [`Identity::revoke_sessions`]).
@@ -874,6 +1098,22 @@ mod tests {
     }
 
     #[test]
+    fn device_facts_past_the_bound_are_refused_by_name() {
+        let fits = "d".repeat(MAX_DEVICE_FACT_CHARS);
+        assert!(IDENTITY
+            .check_device(&[("device_name", Some(fits.clone())), ("city", None)])
+            .is_ok());
+        let long = format!("{fits}d");
+        let Err(ApiError::Validation(errors)) =
+            IDENTITY.check_device(&[("device_name", Some(long.clone())), ("city", Some(long))])
+        else {
+            panic!("too long facts are refused");
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["deviceName", "city"]);
+    }
+
+    #[test]
     fn sessions_read_their_device_columns() {
         assert_eq!(
             IDENTITY.session_columns(),
@@ -919,10 +1159,30 @@ mod tests {
     }
 
     #[test]
+    fn a_session_opens_for_the_shortest_of_its_limits() {
+        let mut state = test_state();
+        let opening = open(&state, Uuid::new_v4(), "user", pending(false));
+        let lives = opening.session.expires_at - opening.session.created_at;
+        assert_eq!(lives.num_seconds(), state.limits.session_idle_secs);
+        state.limits.session_lifetime_secs = 60;
+        let opening = open(&state, Uuid::new_v4(), "user", pending(false));
+        let lives = opening.session.expires_at - opening.session.created_at;
+        assert_eq!(lives.num_seconds(), 60);
+    }
+
+    #[test]
     fn a_cookie_sign_in_gets_the_session_cookies() {
         let state = test_state();
         let opening = open(&state, Uuid::new_v4(), "user", pending(true));
         let session_id = opening.session.id;
+        // In cookie mode the body shows no token: only the cookies carry them.
+        let reply: Value = serde_json::from_str(opening.reply.json()).expect("JSON");
+        let data = &reply[SIGN_IN.data_name];
+        assert_eq!(
+            (&data["accessToken"], &data["refreshToken"]),
+            (&Value::Null, &Value::Null)
+        );
+        assert!(data["accessTokenExpiresAt"].is_string());
         let response = state.opened(opening);
         let cookies: Vec<&str> = response
             .headers()
@@ -973,6 +1233,35 @@ mod tests {
             .session_event(&s, "sessionDeleted", &ctx, &Tokens::default())
             .expect("an event");
         assert!(deleted.ends_session);
+    }
+
+    #[test]
+    fn listed_sessions_show_device_facts_and_times_but_no_token() {
+        let s = session();
+        let listed = IDENTITY.listed_session(&s, None, s.id);
+        let keys: Vec<&str> = listed
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "city",
+                "createdAt",
+                "current",
+                "deviceName",
+                "expiredAt",
+                "refreshedAt",
+                "sessionId"
+            ]
+        );
+        assert_eq!(listed["current"], true);
+        assert_eq!(
+            IDENTITY.listed_session(&s, None, Uuid::nil())["current"],
+            false
+        );
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub struct AuthDefaults {
     pub access_ttl_secs: u32,
     pub refresh_ttl_secs: u32,
     pub refresh_grace_secs: u32,
+    pub session_lifetime_secs: u32,
+    pub session_idle_secs: u32,
     pub live_session_cache_secs: u32,
     pub throttle_window_secs: u32,
     pub login_per_account: u32,
@@ -145,7 +147,8 @@ pub struct AuthDefaults {
 impl AuthSettings {
     /// `JWT_PRIVATE_KEY`, `JWT_KEY_ID`, `HASH_CONCURRENCY` (default: the CPU
     /// count), `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS`,
-    /// `REFRESH_GRACE_SECS`, `LIVE_SESSION_CACHE_SECS`, `THROTTLE_WINDOW_SECS`,
+    /// `REFRESH_GRACE_SECS`, `SESSION_LIFETIME_SECS`, `SESSION_IDLE_SECS`,
+    /// `LIVE_SESSION_CACHE_SECS`, `THROTTLE_WINDOW_SECS`,
     /// `LOGIN_PER_ACCOUNT`, `LOGIN_PER_ADDRESS`, `PUBLIC_WRITES_PER_ADDRESS`
     /// (defaults from the model) and `TRUSTED_PROXIES` (default none).
     pub fn from_env<F: Fn(&str) -> Option<String>>(
@@ -179,6 +182,14 @@ impl AuthSettings {
                     "REFRESH_GRACE_SECS",
                     defaults.refresh_grace_secs,
                 )?),
+                session_lifetime_secs: i64::from(secs(
+                    "SESSION_LIFETIME_SECS",
+                    defaults.session_lifetime_secs,
+                )?),
+                session_idle_secs: i64::from(secs(
+                    "SESSION_IDLE_SECS",
+                    defaults.session_idle_secs,
+                )?),
                 window_secs: secs("THROTTLE_WINDOW_SECS", defaults.throttle_window_secs)?,
                 login_per_account: secs("LOGIN_PER_ACCOUNT", defaults.login_per_account)?,
                 login_per_address: secs("LOGIN_PER_ADDRESS", defaults.login_per_address)?,
@@ -211,6 +222,10 @@ pub struct Limits {
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
     pub refresh_grace_secs: i64,
+    /// A session ends this long after its sign-in, however often it is refreshed.
+    pub session_lifetime_secs: i64,
+    /// A session ends when it was not refreshed for this long.
+    pub session_idle_secs: i64,
     pub window_secs: u32,
     pub login_per_account: u32,
     pub login_per_address: u32,
@@ -243,6 +258,15 @@ fn trusted_proxies<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<Ip
                 })
         })
         .collect()
+}
+
+impl Limits {
+    /// How long a session (and its newest refresh token) lives past a sign-in
+    /// or a refresh, before the absolute lifetime: the refresh token's
+    /// lifetime, at most the idle limit.
+    pub fn renewal_secs(&self) -> i64 {
+        self.refresh_ttl_secs.min(self.session_idle_secs)
+    }
 }
 
 /// Keys, the bound on concurrent secret hashes, caches and limits.
@@ -455,6 +479,8 @@ pub(crate) mod tests {
         access_ttl_secs: 900,
         refresh_ttl_secs: 86_400,
         refresh_grace_secs: 10,
+        session_lifetime_secs: 86_400,
+        session_idle_secs: 3_600,
         live_session_cache_secs: 60,
         throttle_window_secs: 300,
         login_per_account: 10,
@@ -473,6 +499,10 @@ pub(crate) mod tests {
         let s = AuthSettings::from_env(&env, &DEFAULTS).unwrap();
         assert_eq!(s.limits.access_ttl_secs, 60);
         assert_eq!(s.limits.refresh_ttl_secs, 86_400);
+        assert_eq!(
+            (s.limits.session_lifetime_secs, s.limits.session_idle_secs),
+            (86_400, 3_600)
+        );
         assert_eq!((s.limits.login_per_account, s.hash_concurrency), (10, 3));
         assert!(s.limits.trusted_proxies.is_empty());
         assert!(
@@ -553,6 +583,8 @@ pub(crate) mod tests {
                 access_ttl_secs: 600,
                 refresh_ttl_secs: 3600,
                 refresh_grace_secs: 5,
+                session_lifetime_secs: 7_200,
+                session_idle_secs: 1_800,
                 window_secs: 60,
                 login_per_account: 5,
                 login_per_address: 50,

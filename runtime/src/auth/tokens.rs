@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration as Span, Utc};
 use jsonwebtoken::{Algorithm, Header, Validation};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -287,10 +288,80 @@ pub fn random_token() -> Result<String, ApiError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// The token pair a refresh token was spent for, kept with the spent token
+/// so that a reuse inside the grace window answers the same pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Successor {
+    pub access: String,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh: String,
+}
+
+/// The key a spent token's successor is sealed under: derived from the spent
+/// token itself (256 random bits), which the database never holds, so a copy
+/// of the database opens no successor.
+fn successor_key(spent: &str) -> Result<LessSafeKey, ApiError> {
+    let digest = Sha256::new()
+        .chain_update(b"svcgen refresh successor\0")
+        .chain_update(spent.as_bytes())
+        .finalize();
+    UnboundKey::new(&CHACHA20_POLY1305, &digest)
+        .map(LessSafeKey::new)
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("successor key")))
+}
+
+/// Seals `successor` under the spent token's key: a random nonce, then the
+/// ciphertext and its tag.
+pub fn seal_successor(spent: &str, successor: &Successor) -> Result<Vec<u8>, ApiError> {
+    let key = successor_key(spent)?;
+    let mut nonce = [0u8; NONCE_LEN];
+    ring::rand::SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("no randomness")))?;
+    let mut sealed = serde_json::to_vec(successor).map_err(ApiError::internal)?;
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::empty(),
+        &mut sealed,
+    )
+    .map_err(|_| ApiError::internal(anyhow::anyhow!("sealing the successor")))?;
+    Ok([nonce.as_slice(), &sealed].concat())
+}
+
+/// Opens what [`seal_successor`] sealed for `spent`; `None` when it was
+/// sealed for another token or changed.
+pub fn open_successor(spent: &str, sealed: &[u8]) -> Option<Successor> {
+    let key = successor_key(spent).ok()?;
+    let nonce = Nonce::try_assume_unique_for_key(sealed.get(..NONCE_LEN)?).ok()?;
+    let mut data = sealed.get(NONCE_LEN..)?.to_vec();
+    let plain = key.open_in_place(nonce, Aad::empty(), &mut data).ok()?;
+    serde_json::from_slice(plain).ok()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::auth::keys::tests::test_key;
+
+    #[test]
+    fn a_successor_opens_only_with_the_spent_token() {
+        let successor = Successor {
+            access: "access".into(),
+            access_expires_at: Utc::now(),
+            refresh: random_token().unwrap(),
+        };
+        let spent = random_token().unwrap();
+        let sealed = seal_successor(&spent, &successor).unwrap();
+        assert!(!String::from_utf8_lossy(&sealed).contains(&successor.refresh));
+        assert_eq!(open_successor(&spent, &sealed), Some(successor));
+        assert_eq!(open_successor(&random_token().unwrap(), &sealed), None);
+        let mut changed = sealed.clone();
+        if let Some(last) = changed.last_mut() {
+            *last ^= 1;
+        }
+        assert_eq!(open_successor(&spent, &changed), None);
+        assert_eq!(open_successor(&spent, &sealed[..5]), None);
+    }
 
     const WHO: Audience = Audience {
         issuer: "svc",

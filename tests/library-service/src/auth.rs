@@ -222,7 +222,8 @@ pub async fn load(db: &PgPool, config: &Config) -> anyhow::Result<AuthState> {
     AuthState::load(db, &IDENTITY, config.auth.clone()).await
 }
 
-/// Ends expired sessions, with their sessionDeleted events, every 30 seconds.
+/// Ends expired sessions, with their sessionDeleted events, every 30 seconds, and
+/// prunes spent or expired refresh tokens, ended sessions and old throttle buckets.
 pub async fn sweep_expired(db: PgPool, stop: tokio::sync::watch::Receiver<bool>) {
     IDENTITY
         .sweep_expired(db, &crate::spec::SERVICE, stop)
@@ -290,8 +291,9 @@ async fn sign_in(
     ApiJson(input): ApiJson<LoginInput>,
 ) -> Result<Response, ApiError> {
     let (account, secret) = IDENTITY.credentials(input.account, input.secret)?;
-    let signed_in = app.auth.sign_in(&app.db, &account, secret, addr.0).await?;
     let device = [("device_name", input.device_name)];
+    IDENTITY.check_device(&device)?;
+    let signed_in = app.auth.sign_in(&app.db, &account, secret, addr.0).await?;
     let pending = PendingSignIn::new(addr.0, false, device);
     let mut conn = app.db.acquire().await?;
     app.auth
@@ -316,7 +318,7 @@ pub struct RefreshInput {
 
 /// `renew`: POST /api/renew. Spends the refresh token
 /// and answers a new pair. A spent token used again within the grace window
-/// gets its own pair (two tabs); later, the reuse revokes the session.
+/// gets the pair it was spent for (two tabs); later, the reuse revokes the session.
 async fn renew(
     State(app): State<AppState>,
     ctx: RequestContext,

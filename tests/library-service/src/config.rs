@@ -25,7 +25,7 @@ pub struct Config {
     pub outbox: OutboxSettings,
     /// Signing key, hashing, token lifetimes, the live-session cache and
     /// throttling: the model's defaults are 600 s access, 86400 s refresh
-    /// (5 s grace), a 60 s cache, and 5 sign-ins per
+    /// (5 s grace), sessions of at most 86400 s (86400 s idle), a 60 s cache, and 5 sign-ins per
     /// account, 50 per address and 10 public writes per address in 60 s.
     pub auth: AuthSettings,
     /// `ELASTICSEARCH_URL`: an Elasticsearch or OpenSearch endpoint. When set,
@@ -65,6 +65,8 @@ impl Config {
                     access_ttl_secs: 600,
                     refresh_ttl_secs: 86400,
                     refresh_grace_secs: 5,
+                    session_lifetime_secs: 86400,
+                    session_idle_secs: 86400,
                     live_session_cache_secs: 60,
                     throttle_window_secs: 60,
                     login_per_account: 5,
