@@ -1239,12 +1239,15 @@ mod tests {
     fn listed_sessions_show_device_facts_and_times_but_no_token() {
         let s = session();
         let listed = IDENTITY.listed_session(&s, None, s.id);
-        let keys: Vec<&str> = listed
+        // Sorted: serde_json keeps insertion order only with `preserve_order`,
+        // which the workspace turns on and the runtime alone does not.
+        let mut keys: Vec<&str> = listed
             .as_object()
             .expect("an object")
             .keys()
             .map(String::as_str)
             .collect();
+        keys.sort_unstable();
         assert_eq!(
             keys,
             [
