@@ -9,11 +9,12 @@ use crate::route::ServiceInfo;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::{middleware, Extension, Router};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::sync::Arc;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -43,6 +44,8 @@ pub fn serve_layers<S: Clone + Send + Sync + 'static>(
 ) -> Router<S> {
     let routes = routes
         .fallback(envelope::not_found)
+        // Inside the envelope: a panic's 500 is answered like every error.
+        .layer(CatchPanicLayer::custom(panic_answer))
         .layer(middleware::from_fn_with_state(
             service,
             envelope::errors_in_envelope,
@@ -73,6 +76,17 @@ async fn private_answers(mut res: Response) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     res
+}
+
+/// A handler (or a hand-written hook) that panicked: logged as an internal
+/// error and answered 500, while the connection and the service go on.
+fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".to_string(),
+    };
+    crate::error::ApiError::internal(anyhow::anyhow!("a handler panicked: {what}")).into_response()
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -145,7 +159,16 @@ mod tests {
 
     async fn call(req: Request) -> (axum::http::StatusCode, axum::http::HeaderMap, String) {
         let app = serve_layers(
-            Router::new().route("/echo", post(|b: String| async { b })),
+            Router::new()
+                .route("/echo", post(|b: String| async { b }))
+                .route(
+                    "/panic",
+                    post(|| async {
+                        if true {
+                            panic!("a bug in a hook");
+                        }
+                    }),
+                ),
             &SERVICE,
             None,
         );
@@ -157,6 +180,22 @@ mod tests {
             parts.headers,
             String::from_utf8_lossy(&body).into_owned(),
         )
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_the_envelope() {
+        let req = Request::post("/panic")
+            .header("x-request-id", "boom")
+            .body(Body::empty())
+            .expect("request");
+        let (status, headers, body) = call(req).await;
+        assert_eq!(status.as_u16(), 500);
+        assert!(body.contains("\"errCode\":\"INTERNAL_ERROR\""), "{body}");
+        assert!(
+            !body.contains("a bug in a hook"),
+            "no detail to the client: {body}"
+        );
+        assert_eq!(headers["x-request-id"], "boom");
     }
 
     #[tokio::test]
