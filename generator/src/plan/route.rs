@@ -80,7 +80,6 @@ pub struct CustomPlan {
     pub required_inputs: Vec<String>,
     /// The validated input its body receives (`ReturnBookValues`).
     pub values: Vec<ValueField>,
-    pub values_list: String,
     /// The events its body publishes.
     pub publishes: Vec<PublishPlan>,
     /// What the answer shows each caller (the body may answer any row).
@@ -396,7 +395,6 @@ fn custom(m: &Model, r: &Route, o: &DataObject) -> CustomPlan {
         has_id: r.path.contains("{id}"),
         required_inputs: required_idents(&inputs),
         values: validated(&inputs, None),
-        values_list: ValueField::list(&validated(&inputs, None)),
         inputs,
         publishes: r
             .publishes

@@ -24,10 +24,8 @@ pub struct CreatePlan {
     /// Reference fields that are the caller for non-admins.
     pub caller_fields: Vec<String>,
     pub ranks: RankPlan,
-    /// The validated input as hooks see it (`LendBookValues`), and its
-    /// fields as a pattern or literal (`book_id, due_at`).
+    /// The validated input as hooks see it (`LendBookValues`).
     pub values: Vec<ValueField>,
-    pub values_list: String,
 }
 
 /// A field of the struct that carries a route's validated input to its hooks.
@@ -36,14 +34,6 @@ pub struct ValueField {
     pub name: String,
     pub ident: String,
     pub ty: String,
-}
-
-impl ValueField {
-    /// The struct's fields, as a pattern or a literal: `book_id, due_at`.
-    pub fn list(fields: &[ValueField]) -> String {
-        let idents: Vec<&str> = fields.iter().map(|f| f.ident.as_str()).collect();
-        idents.join(", ")
-    }
 }
 
 /// The inputs a create (or custom route) must receive: required, no default.
@@ -102,7 +92,6 @@ pub struct UpdatePlan {
     pub ranks: RankPlan,
     /// The validated changes as hooks see them (`None`: unchanged).
     pub changes: Vec<ValueField>,
-    pub changes_list: String,
 }
 
 #[derive(Debug, Clone)]
@@ -205,7 +194,6 @@ pub fn create(m: &Model, r: &Route, name: &str, o: &DataObject) -> CreatePlan {
         insert_binds,
         required_inputs: required_idents(&inputs),
         values: validated(&inputs, upload.as_ref()),
-        values_list: ValueField::list(&validated(&inputs, upload.as_ref())),
         inputs,
         computed,
         upload,
@@ -286,7 +274,6 @@ pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
         .collect();
     let second_factor_name = second_factor.map(|f| f.name.clone()).unwrap_or_default();
     UpdatePlan {
-        changes_list: ValueField::list(&changes),
         changes,
         nothing_to_change: inputs
             .iter()
