@@ -33,7 +33,12 @@ fn mutate_all(edits: &[(&str, &str)]) -> String {
 /// Checks `text`, which must be rejected, and returns the full message after
 /// asserting that the i-th error's line:column is where `points_at[i]` starts.
 fn rejected(text: &str, points_at: &[&str]) -> String {
-    let msg = match check_model(FILE, text) {
+    rejected_in(FILE, text, points_at)
+}
+
+/// [`rejected`], for a model reported as `file`.
+fn rejected_in(file: &str, text: &str, points_at: &[&str]) -> String {
+    let msg = match check_model(file, text) {
         Ok(_) => panic!("the model should have been rejected:\n{text}"),
         Err(e) => e.to_string(),
     };
@@ -45,9 +50,9 @@ fn rejected(text: &str, points_at: &[&str]) -> String {
     assert_eq!(n, points_at.len(), "wrong number of errors:\n{msg}");
     for (error, expected) in errors.iter().zip(points_at) {
         let rest = error
-            .strip_prefix(FILE)
+            .strip_prefix(file)
             .and_then(|r| r.strip_prefix(':'))
-            .unwrap_or_else(|| panic!("error does not start with {FILE}: {error}"));
+            .unwrap_or_else(|| panic!("error does not start with {file}: {error}"));
         let mut parts = rest.splitn(3, ':');
         let line: usize = parts.next().unwrap().parse().expect("a line");
         let column: usize = parts.next().unwrap().parse().expect("a column");
@@ -906,4 +911,83 @@ fn no_role_may_be_the_system_callers() {
         "{msg}"
     );
     insta::assert_snapshot!("no_role_may_be_the_system_callers", msg);
+}
+
+/// The trusting listing service's model, for the `trusts` cases.
+const LISTING_FILE: &str = "tests/models/listing.yaml";
+const LISTING: &str = include_str!("models/listing.yaml");
+
+/// The listing model with each `find` (once each) replaced.
+fn listing_with(edits: &[(&str, &str)]) -> String {
+    let mut text = LISTING.to_string();
+    for (find, replace) in edits {
+        assert_eq!(text.matches(find).count(), 1, "{find:?} must occur once");
+        text = text.replacen(find, replace, 1);
+    }
+    text
+}
+
+#[test]
+fn the_trusts_section_is_checked() {
+    let text = listing_with(&[
+        ("  issuer: airbnb-auth-service", "  issuer: \"airbnb auth\""),
+        (
+            "  jwksUrl: http://127.0.0.1:3000/v1/.well-known/jwks.json",
+            "  jwksUrl: auth-service/jwks.json",
+        ),
+        ("  sessionTopic: session", "  sessionTopic: \"session events\""),
+        ("  maxTokenTtlSeconds: 900", "  maxTokenTtlSeconds: 0"),
+        (
+            "  tokenHeader: airbnb-auth-service-access-token",
+            "  tokenHeader: Authorization",
+        ),
+    ]);
+    let msg = rejected_in(
+        LISTING_FILE,
+        &text,
+        &["\"airbnb auth\"", "auth-service/jwks.json", "\"session events\"", "0", "Authorization"],
+    );
+    assert!(msg.contains("is not an http(s) URL with a host"), "{msg}");
+    insta::assert_snapshot!("the_trusts_section_is_checked", msg);
+}
+
+#[test]
+fn a_trusting_service_signs_no_one_in_and_keeps_no_secrets() {
+    let text = listing_with(&[
+        (
+            "  listingPermissions:",
+            "  signIn:\n    action: login\n    method: POST\n    path: /login\n    auth: public\n  listingPermissions:",
+        ),
+        (
+            "    table: listings\n",
+            "    table: listings\n    ownerIsSelf: true\n",
+        ),
+        (
+            "      checkInNotes:\n        type: String\n",
+            "      checkInNotes:\n        type: String\n        secret: true\n        hash: argon2id\n",
+        ),
+        (
+            "    event: listing-created\n    fields: [title, description, city, pricePerNight, maxGuests, checkInNotes]\n    auth: login",
+            "    event: listing-created\n    fields: [title, description, city, pricePerNight, maxGuests, checkInNotes]\n    auth: public",
+        ),
+    ]);
+    let msg = rejected_in(LISTING_FILE, &text, &["public", "login", "true", "argon2id"]);
+    assert!(msg.contains("needs an auth section"), "{msg}");
+    insta::assert_snapshot!("a_trusting_service_signs_no_one_in_and_keeps_no_secrets", msg);
+}
+
+#[test]
+fn a_service_issues_identities_or_trusts_an_issuer() {
+    let both = mutate(
+        "decisions:\n",
+        "trusts:\n  issuer: a\n  audience: b\n  jwksUrl: http://a/jwks\n  sessionTopic: s\n  maxTokenTtlSeconds: 60\ndecisions:\n",
+    );
+    let msg = rejected(&both, &["issuer"]);
+    assert!(msg.contains("not both"), "{msg}");
+    let start = LISTING.find("trusts:\n").expect("trusts");
+    let end = LISTING.find("decisions:\n").expect("decisions");
+    let neither = format!("{}{}", &LISTING[..start], &LISTING[end..]);
+    let msg2 = rejected_in(LISTING_FILE, &neither, &["service"]);
+    assert!(msg2.contains("needs an auth section"), "{msg2}");
+    insta::assert_snapshot!("a_service_issues_identities_or_trusts_an_issuer", format!("{msg}\n{msg2}"));
 }

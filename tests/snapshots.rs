@@ -15,6 +15,7 @@ fn root() -> PathBuf {
 fn out_dir(model: &str) -> PathBuf {
     root().join(match model {
         "model/auth-service.yaml" => "generated-service",
+        "tests/models/listing.yaml" => "tests/listing-service",
         _ => "tests/library-service",
     })
 }
@@ -36,6 +37,27 @@ fn every_generated_file_matches_its_snapshot() {
         let name = format!("auth_service__{}", f.path.replace(['/', '.'], "_"));
         insta::assert_snapshot!(name, &f.contents);
     }
+}
+
+/// A service that trusts the auth service's tokens: what differs from an
+/// issuer (its auth module, state, wiring, config, docs and contracts).
+#[test]
+fn the_trusting_service_matches_its_snapshots() {
+    let files = generate("tests/models/listing.yaml");
+    let mut seen = 0;
+    for f in files
+        .iter()
+        .filter(|f| !f.path.starts_with(generator::runtime::COPY_DIR))
+    {
+        let name = format!("listing__{}", f.path.replace(['/', '.'], "_"));
+        insta::assert_snapshot!(name, &f.contents);
+        seen += 1;
+    }
+    assert!(seen >= 15, "expected the whole crate, got {seen} files");
+    assert!(
+        !files.iter().any(|f| f.path == "proto/session.proto"),
+        "a trusting service publishes no session events"
+    );
 }
 
 /// The hooks of the library model: the trait its loan module declares, the
@@ -74,22 +96,28 @@ fn hand_written_files_are_the_only_unmarked_ones() {
 
 #[test]
 fn no_snapshot_outlives_its_file() {
-    let names: Vec<String> = generate("model/auth-service.yaml")
-        .iter()
-        .map(|f| {
-            format!(
-                "snapshots__auth_service__{}.snap",
-                f.path.replace(['/', '.'], "_")
-            )
-        })
-        .collect();
-    for entry in std::fs::read_dir(root().join("tests/snapshots")).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if name.starts_with("snapshots__auth_service__") {
-            assert!(
-                names.contains(&name),
-                "{name} has no generated file; delete it"
-            );
+    for (model, prefix) in [
+        ("model/auth-service.yaml", "auth_service"),
+        ("tests/models/listing.yaml", "listing"),
+    ] {
+        let names: Vec<String> = generate(model)
+            .iter()
+            .map(|f| {
+                format!(
+                    "snapshots__{prefix}__{}.snap",
+                    f.path.replace(['/', '.'], "_")
+                )
+            })
+            .collect();
+        let prefix = format!("snapshots__{prefix}__");
+        for entry in std::fs::read_dir(root().join("tests/snapshots")).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                assert!(
+                    names.contains(&name),
+                    "{name} has no generated file; delete it"
+                );
+            }
         }
     }
 }
@@ -122,7 +150,11 @@ fn templates_render_only_what_the_model_decides() {
 
 #[test]
 fn two_runs_give_identical_bytes() {
-    for model in ["model/auth-service.yaml", "tests/models/library.yaml"] {
+    for model in [
+        "model/auth-service.yaml",
+        "tests/models/library.yaml",
+        "tests/models/listing.yaml",
+    ] {
         let a = generate(model);
         let b = generate(model);
         assert_eq!(a.len(), b.len());
@@ -142,6 +174,7 @@ fn committed_crates_are_what_the_models_produce() {
     for (model, out) in [
         ("model/auth-service.yaml", "generated-service"),
         ("tests/models/library.yaml", "tests/library-service"),
+        ("tests/models/listing.yaml", "tests/listing-service"),
     ] {
         let stale = generator::write::check(&root().join(out), &generate(model)).expect("check");
         assert_eq!(out_dir(model), root().join(out));

@@ -36,8 +36,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::user_group::router())
         .merge(crate::user_group_member::router())
         .merge(crate::user_avatars_file::router());
-    let watcher = state.auth.live.clone() as Arc<dyn Watcher>;
-    server::serve_layers(routes, &crate::spec::SERVICE, Some(watcher)).with_state(state)
+    let watcher = Some(state.auth.live.clone() as Arc<dyn Watcher>);
+    server::serve_layers(routes, &crate::spec::SERVICE, watcher).with_state(state)
 }
 
 /// Connects to PostgreSQL and applies pending migrations.

@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 use sqlx::postgres::PgPool;
 use std::sync::Arc;
 use svcgen_runtime::auth::AuthState;
+use svcgen_runtime::auth::Gate;
 use svcgen_runtime::elastic::Elastic;
 use svcgen_runtime::kafka::Publisher;
 use svcgen_runtime::realtime::Hub;
@@ -28,4 +29,11 @@ pub struct AppState {
     pub realtime: Arc<Hub>,
     /// Sends one-time codes by SMTP when `SMTP_HOST` is set.
     pub mailer: Option<Arc<svcgen_runtime::verification::Mailer>>,
+}
+
+/// The runtime's `Caller` extractor checks tokens through the gate.
+impl FromRef<AppState> for Gate {
+    fn from_ref(state: &AppState) -> Self {
+        Gate::from(state.auth.clone())
+    }
 }

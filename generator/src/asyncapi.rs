@@ -1,9 +1,10 @@
-//! The AsyncAPI 3.0 document of every topic the service publishes, built from
-//! the plan as data. Payload schemas are shared with the OpenAPI document:
+//! The AsyncAPI 3.0 document of every topic the service publishes (and, for a
+//! service that trusts another's tokens, the session topic it reads), built
+//! from the plan as data. Payload schemas are shared with the OpenAPI document:
 //! a route event's payload is the route's answer.
 
 use crate::openapi::{object_schema, session_schema};
-use crate::plan::{ObjectPlan, Plan, TopicKind, TopicPlan};
+use crate::plan::{IdentityPlan, ObjectPlan, Plan, TopicKind, TopicPlan, TrustPlan};
 use serde_json::{json, Map, Value};
 
 fn schema_ref(name: &str) -> Value {
@@ -41,8 +42,69 @@ fn updated(o: &ObjectPlan) -> Value {
     json!({ "type": "object", "properties": props, "required": required })
 }
 
-fn session_event(plan: &Plan) -> Value {
-    let mut session = session_schema(plan);
+/// A trusting service reads its issuer's session events: what it reads of
+/// them is the contract it holds the issuer to.
+fn receive_sessions(
+    t: &TrustPlan,
+    channels: &mut Map<String, Value>,
+    operations: &mut Map<String, Value>,
+    messages: &mut Map<String, Value>,
+    schemas: &mut Map<String, Value>,
+) {
+    let topic = &t.session_topic;
+    let name = format!("{topic}-received");
+    schemas.insert(
+        "ReceivedSessionEvent".into(),
+        json!({
+            "type": "object",
+            "description": "What this service reads of the issuer's session events; other fields are ignored.",
+            "properties": {
+                "name": { "enum": ["sessionCreated", "sessionUpdated", "sessionDeleted"] },
+                "timestamp": { "type": "string", "format": "date-time" },
+                "sessionId": { "type": "string", "format": "uuid" },
+                "payload": { "type": "object", "properties": { "session": {
+                    "type": "object",
+                    "properties": {
+                        "sessionId": { "type": "string", "format": "uuid" },
+                        "role": { "type": "string", "description": "sessionUpdated: the session's role from now on" },
+                    },
+                    "required": ["sessionId"],
+                } }, "required": ["session"] },
+            },
+            "required": ["name", "timestamp", "payload"],
+        }),
+    );
+    messages.insert(
+        name.clone(),
+        json!({
+            "name": name,
+            "title": format!("session events of {}", t.issuer),
+            "summary": "sessionDeleted revokes the session's tokens on every replica; sessionUpdated with a role changes the session's role.",
+            "contentType": "application/json",
+            "payload": schema_ref("ReceivedSessionEvent"),
+            "bindings": { "kafka": { "key": { "type": "string", "description": "The session id" } } },
+        }),
+    );
+    channels.insert(
+        topic.clone(),
+        json!({
+            "address": topic,
+            "description": format!("The session topic of {}, read whole by every replica (no consumer group).", t.issuer),
+            "messages": { name.clone(): { "$ref": format!("#/components/messages/{name}") } },
+        }),
+    );
+    operations.insert(
+        format!("receive-{topic}"),
+        json!({
+            "action": "receive",
+            "channel": { "$ref": format!("#/channels/{topic}") },
+            "messages": [{ "$ref": format!("#/channels/{topic}/messages/{name}") }],
+        }),
+    );
+}
+
+fn session_event(id: &IdentityPlan) -> Value {
+    let mut session = session_schema(id);
     if let Some(p) = session["properties"].as_object_mut() {
         p.remove("accessTokenExpiresAt");
         p.remove("refreshTokenExpiresAt");
@@ -129,8 +191,10 @@ pub fn document(plan: &Plan, marker: &str, openapi: &Value) -> Value {
         schemas.insert(format!("{}Event", o.struct_name), event_row(o));
         schemas.insert(format!("{}Updated", o.struct_name), updated(o));
     }
-    schemas.insert("SessionEvent".into(), session_event(plan));
-    if plan.identity.flows.is_some() {
+    if let Some(id) = &plan.identity {
+        schemas.insert("SessionEvent".into(), session_event(id));
+    }
+    if let Some(f) = plan.flows() {
         schemas.insert(
             "DeliveryRequest".into(),
             json!({
@@ -138,7 +202,7 @@ pub fn document(plan: &Plan, marker: &str, openapi: &Value) -> Value {
                 "description": "A one-time code for a mailer to send. Never stored in the outbox: it goes straight to the broker.",
                 "properties": {
                     "id": { "type": "string", "format": "uuid" },
-                    "kind": { "type": "string", "enum": plan.identity.flows.as_ref().map(|f| vec![f.verify_kind.clone(), f.reset_kind.clone(), "secondFactor".to_string()]) },
+                    "kind": { "type": "string", "enum": [f.verify_kind, f.reset_kind, "secondFactor"] },
                     "recipient": { "type": "string" },
                     "userId": { "type": "string", "format": "uuid" },
                     "code": { "type": "string" },
@@ -190,6 +254,9 @@ pub fn document(plan: &Plan, marker: &str, openapi: &Value) -> Value {
                 "messages": [{ "$ref": format!("#/channels/{}/messages/{}", t.name, t.name) }],
             }),
         );
+    }
+    if let Some(t) = &plan.trust {
+        receive_sessions(t, &mut channels, &mut operations, &mut messages, &mut schemas);
     }
     schemas.insert("CloudEventHeaders".into(), headers());
     let mut doc = json!({

@@ -5,7 +5,7 @@
 //! byte and never edited. `migrations/schema.lock.json` records the schema they
 //! produce; when the model's schema differs, a new migration is added.
 
-use crate::plan::Plan;
+use crate::plan::{IdentityPlan, Plan};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -123,7 +123,9 @@ pub fn schema(plan: &Plan) -> Schema {
     let mut tables = tables;
     tables.push(table(&runtime_tables::OUTBOX, ""));
     tables.push(table(&runtime_tables::SEARCH_DOCUMENTS, ""));
-    tables.extend(auth_tables(plan));
+    if let Some(id) = &plan.identity {
+        tables.extend(auth_tables(id));
+    }
     Schema { tables }
 }
 
@@ -186,8 +188,7 @@ fn table(def: &TableDef, accounts: &str) -> Table {
 /// Sessions (with the model's device fields), rotating refresh tokens,
 /// throttling counters and signing keys: state every replica shares; and
 /// one-time codes when the model has verification flows.
-fn auth_tables(plan: &Plan) -> Vec<Table> {
-    let id = &plan.identity;
+fn auth_tables(id: &IdentityPlan) -> Vec<Table> {
     let accounts = id.user_table.as_str();
     let mut sessions = table(&runtime_tables::SESSIONS, accounts);
     let device = id.device_fields.iter().map(|f| Column {

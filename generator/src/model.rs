@@ -18,7 +18,12 @@ pub struct Model {
     pub topics: Topics,
     pub roles: Roles,
     /// Who logs in, and how: the identity this service issues tokens for.
-    pub auth: Identity,
+    /// A service has either this or `trusts`.
+    #[serde(default)]
+    pub auth: Option<Identity>,
+    /// The issuer whose tokens this service accepts, when it issues none itself.
+    #[serde(default)]
+    pub trusts: Option<Trust>,
     #[serde(default)]
     pub decisions: Vec<Decision>,
     #[serde(deserialize_with = "ordered")]
@@ -203,6 +208,28 @@ impl Identity {
         self.session_idle_seconds
             .unwrap_or(self.refresh_token_ttl_seconds)
     }
+}
+
+/// A service that trusts another one's tokens: it verifies them offline with
+/// the issuer's JWKS and follows its session topic for revocations and role
+/// changes; it has no accounts, sign-in or sessions of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Trust {
+    /// The `iss` and `aud` its tokens must carry.
+    pub issuer: String,
+    pub audience: String,
+    /// Where the issuer publishes its JWKS (overridable by `JWKS_URL`).
+    pub jwks_url: String,
+    /// The issuer's session topic: `sessionDeleted` revokes a session's
+    /// tokens, `sessionUpdated` carries its account's new role.
+    pub session_topic: String,
+    /// The longest an access token of the issuer lives: how long a revoked
+    /// session is remembered, and how far back the session topic is read.
+    pub max_token_ttl_seconds: u32,
+    /// A header that may carry the access token besides `Authorization`.
+    #[serde(default)]
+    pub token_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -491,6 +518,16 @@ impl DataObject {
 }
 
 impl Model {
+    /// The account object, when this service issues identities.
+    pub fn user_object(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.user_object.as_str())
+    }
+
+    /// Whether `name` is the account object.
+    pub fn is_user_object(&self, name: &str) -> bool {
+        self.user_object() == Some(name)
+    }
+
     pub fn object(&self, name: &str) -> Option<&DataObject> {
         self.data_objects
             .iter()
@@ -504,7 +541,7 @@ impl Model {
     pub fn object_view(&self, name: &str) -> View {
         match self.object(name).and_then(|o| o.view.as_deref()) {
             Some(v) => view_named(v),
-            None if name == self.auth.user_object => View::Owner,
+            None if self.is_user_object(name) => View::Owner,
             None => View::Full,
         }
     }

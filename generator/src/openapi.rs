@@ -2,7 +2,7 @@
 //! plan as data (a JSON document is data, not code, so it is not a template).
 
 use crate::action::{Action, Auth, Family};
-use crate::plan::{DownloadPlan, FieldPlan, ObjectPlan, Plan, RouteKind, RoutePlan};
+use crate::plan::{DownloadPlan, FieldPlan, IdentityPlan, ObjectPlan, Plan, RouteKind, RoutePlan};
 use serde_json::{json, Map, Value};
 
 /// The document, with `marker` as its `x-generated` note.
@@ -33,7 +33,9 @@ pub fn document(plan: &Plan, marker: &str) -> Value {
             operation(plan, o, r, &mut paths, &mut schemas);
         }
     }
-    auth_operations(plan, &mut paths, &mut schemas);
+    if let Some(id) = &plan.identity {
+        auth_operations(plan, id, &mut paths, &mut schemas);
+    }
     if plan.realtime.served {
         realtime_operation(plan, &mut paths);
     }
@@ -625,7 +627,7 @@ fn add_auth_responses(r: &RoutePlan, responses: &mut Map<String, Value>) {
     }
 }
 
-pub(crate) fn session_schema(plan: &Plan) -> Value {
+pub(crate) fn session_schema(id: &IdentityPlan) -> Value {
     let mut props = json!({
         "sessionId": { "type": "string", "format": "uuid" },
         "userId": { "type": "string", "format": "uuid" },
@@ -636,7 +638,7 @@ pub(crate) fn session_schema(plan: &Plan) -> Value {
         "createdAt": { "type": "string", "format": "date-time" },
         "expiredAt": { "type": "string", "format": "date-time" },
     });
-    for f in &plan.identity.device_fields {
+    for f in &id.device_fields {
         props[&f.name] = json!({ "type": ["string", "null"] });
     }
     json!({ "type": "object", "properties": props, "required": ["sessionId", "userId", "createdAt", "expiredAt"] })
@@ -647,11 +649,10 @@ type AuthEntry<'a> = (&'a RoutePlan, &'static str, Option<Value>, Value);
 
 /// The routes on a user's own sessions the model serves, and their answers.
 fn own_sessions<'a>(
-    plan: &'a Plan,
+    id: &'a IdentityPlan,
     schemas: &mut Map<String, Value>,
     entries: &mut Vec<AuthEntry<'a>>,
 ) {
-    let id = &plan.identity;
     let ok = |schema: String| json!({ "description": "Success, in the response envelope", "content": { "application/json": { "schema": schema_ref(&schema) } } });
     let mut props = json!({
         "sessionId": { "type": "string", "format": "uuid" },
@@ -690,9 +691,8 @@ fn own_sessions<'a>(
     }
 }
 
-fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
-    let id = &plan.identity;
-    schemas.insert("Session".into(), session_schema(plan));
+fn auth_operations(plan: &Plan, id: &IdentityPlan, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
+    schemas.insert("Session".into(), session_schema(id));
     schemas.insert(
         "SessionResponse".into(),
         envelope("session", schema_ref("Session"), false),
@@ -790,7 +790,7 @@ fn auth_operations(plan: &Plan, paths: &mut Map<String, Value>, schemas: &mut Ma
             ok(&format!("{}Response", r.type_prefix)),
         ));
     }
-    own_sessions(plan, schemas, &mut entries);
+    own_sessions(id, schemas, &mut entries);
     if let Some(f) = &id.flows {
         let text = json!({ "type": "string" });
         let input = |fields: &[(&str, &Value)]| {

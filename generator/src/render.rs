@@ -35,7 +35,6 @@ templates! {
     ConfigRs => "config.rs.j2",
     AppRs => "app.rs.j2",
     SearchRs => "search.rs.j2",
-    SessionProto => "session.proto.j2",
     EventGuide => "event-guide.md.j2",
     DocsHtml => "docs.html.j2",
     TopicsRs => "topics.rs.j2",
@@ -45,9 +44,22 @@ templates! {
 }
 
 #[derive(Template)]
+#[template(path = "session.proto.j2", escape = "none")]
+struct SessionProto<'a> {
+    plan: &'a Plan,
+    id: &'a crate::plan::IdentityPlan,
+}
+
+#[derive(Template)]
 #[template(path = "auth.rs.j2", escape = "none")]
 struct AuthRs<'a> {
     id: &'a crate::plan::IdentityPlan,
+}
+
+#[derive(Template)]
+#[template(path = "trust.rs.j2", escape = "none")]
+struct TrustRs<'a> {
+    t: &'a crate::plan::TrustPlan,
 }
 
 #[derive(Template)]
@@ -109,21 +121,23 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     add("src/lib.rs", "lib.rs.j2", LibRs { plan }.render()?);
     add("src/config.rs", "config.rs.j2", ConfigRs { plan }.render()?);
     add("src/app.rs", "app.rs.j2", AppRs { plan }.render()?);
-    add(
-        "src/auth.rs",
-        "auth.rs.j2",
-        AuthRs { id: &plan.identity }.render()?,
-    );
-    if let Some(f) = &plan.identity.flows {
+    if let Some(id) = &plan.identity {
+        add("src/auth.rs", "auth.rs.j2", AuthRs { id }.render()?);
+        if let Some(f) = &id.flows {
+            add(
+                "src/verification.rs",
+                "verification.rs.j2",
+                VerificationRs { id, f }.render()?,
+            );
+        }
         add(
-            "src/verification.rs",
-            "verification.rs.j2",
-            VerificationRs {
-                id: &plan.identity,
-                f,
-            }
-            .render()?,
+            "proto/session.proto",
+            "session.proto.j2",
+            SessionProto { plan, id }.render()?,
         );
+    }
+    if let Some(t) = &plan.trust {
+        add("src/auth.rs", "trust.rs.j2", TrustRs { t }.render()?);
     }
     if plan.search.is_used() {
         add("src/search.rs", "search.rs.j2", SearchRs { plan }.render()?);
@@ -137,11 +151,6 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
         "docs/index.html",
         "docs.html.j2",
         DocsHtml { plan }.render()?,
-    );
-    add(
-        "proto/session.proto",
-        "session.proto.j2",
-        SessionProto { plan }.render()?,
     );
     add("src/topics.rs", "topics.rs.j2", TopicsRs { plan }.render()?);
     add("src/spec.rs", "spec.rs.j2", SpecRs { plan }.render()?);

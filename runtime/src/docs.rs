@@ -13,8 +13,9 @@ pub struct Docs {
     pub openapi: &'static str,
     /// `asyncapi.json`: every topic, its messages, headers and keys.
     pub asyncapi: &'static str,
-    /// `proto/session.proto`: the schema of the session events.
-    pub session_proto: &'static str,
+    /// `proto/session.proto`: the schema of the session events, when the
+    /// service issues them (a trusting service only reads its issuer's).
+    pub session_proto: Option<&'static str>,
     /// `docs/event-guide.md`: what each topic carries and when it fires.
     pub event_guide: &'static str,
     /// `docs/index.html`: the interactive API page.
@@ -26,18 +27,21 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const MARKDOWN: &str = "text/markdown; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
-/// Serves `docs` at `/openapi.json`, `/asyncapi.json`, `/session.proto`,
-/// `/docs/event-guide.md` and `/docs`.
+/// Serves `docs` at `/openapi.json`, `/asyncapi.json`, `/session.proto`
+/// (when there is one), `/docs/event-guide.md` and `/docs`.
 pub fn router<S: Clone + Send + Sync + 'static>(docs: &'static Docs) -> Router<S> {
     let file = |content_type: &'static str, text: &'static str| {
         get(move || async move { ([(header::CONTENT_TYPE, content_type)], text) })
     };
-    Router::new()
+    let router = Router::new()
         .route("/openapi.json", file(JSON, docs.openapi))
         .route("/asyncapi.json", file(JSON, docs.asyncapi))
-        .route("/session.proto", file(TEXT, docs.session_proto))
         .route("/docs/event-guide.md", file(MARKDOWN, docs.event_guide))
-        .route("/docs", file(HTML, docs.page))
+        .route("/docs", file(HTML, docs.page));
+    match docs.session_proto {
+        Some(proto) => router.route("/session.proto", file(TEXT, proto)),
+        None => router,
+    }
 }
 
 #[cfg(test)]
@@ -50,7 +54,7 @@ mod tests {
     static DOCS: Docs = Docs {
         openapi: "{\"openapi\":\"3.1.0\"}",
         asyncapi: "{}",
-        session_proto: "syntax = \"proto3\";",
+        session_proto: Some("syntax = \"proto3\";"),
         event_guide: "# Events",
         page: "<html></html>",
     };
@@ -59,7 +63,7 @@ mod tests {
     async fn each_document_is_served_with_its_type() {
         for (path, kind, text) in [
             ("/openapi.json", JSON, DOCS.openapi),
-            ("/session.proto", TEXT, DOCS.session_proto),
+            ("/session.proto", TEXT, "syntax = \"proto3\";"),
             ("/docs/event-guide.md", MARKDOWN, DOCS.event_guide),
             ("/docs", HTML, DOCS.page),
         ] {

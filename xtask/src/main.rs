@@ -6,7 +6,7 @@
 //! - `elsewhere`: generate each model outside this repository, as a user would,
 //!   and `cargo check` the crate there (with its copy of the runtime).
 //! - `dev`: PostgreSQL, a local Kafka broker, a database, and the service running.
-//! - `bench [generator|relay|service|login]`: our figures beside baselines measured in the
+//! - `bench [generator|relay|service|trust|login]`: our figures beside baselines measured in the
 //!   same run (release builds); all groups unless some are named.
 //! - `contract-diff OLD NEW`: what changed in the contract between two models;
 //!   exits non-zero when a change breaks clients or consumers.
@@ -20,6 +20,7 @@ use std::process::Command;
 const TARGETS: &[(&str, &str)] = &[
     ("model/auth-service.yaml", "generated-service"),
     ("tests/models/library.yaml", "tests/library-service"),
+    ("tests/models/listing.yaml", "tests/listing-service"),
 ];
 
 fn main() -> Result<()> {
@@ -36,7 +37,7 @@ fn main() -> Result<()> {
         "contract-diff" => contract_diff(&invoked_in),
         "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <gen|check|test|elsewhere|dev|bench [generator|relay|service|login]|contract-diff OLD NEW>");
+            eprintln!("usage: cargo xtask <gen|check|test|elsewhere|dev|bench [generator|relay|service|trust|login]|contract-diff OLD NEW>");
             bail!("unknown task {task:?}")
         }
     }
@@ -308,6 +309,8 @@ fn bench() -> Result<()> {
             "--package",
             "airbnb-auth-service",
             "--package",
+            "airbnb-listing-service",
+            "--package",
             "svcgen-bench",
         ],
     )?;
@@ -318,6 +321,7 @@ fn bench() -> Result<()> {
     let status = Command::new(release.join("svcgen-bench"))
         .args(std::env::args().skip(2))
         .env("BENCH_SERVICE_BIN", release.join("airbnb-auth-service"))
+        .env("BENCH_LISTING_BIN", release.join("airbnb-listing-service"))
         .status()
         .context("running the bench harness")?;
     if !status.success() {

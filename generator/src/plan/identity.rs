@@ -153,8 +153,7 @@ pub struct DeviceFieldPlan {
     pub proto_number: usize,
 }
 
-pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
-    let a = &m.auth;
+pub fn identity(m: &Model, a: &Identity, routes: &[RoutePlan]) -> IdentityPlan {
     let user = m.object(&a.user_object).expect("validated user object");
     let sql = AccountSql::new(a, user);
     let route = |action| route_of(routes, action);
@@ -218,7 +217,7 @@ pub fn identity(m: &Model, routes: &[RoutePlan]) -> IdentityPlan {
                 ..CookiePlan::from(c)
             }
         }),
-        flows: a.verification.as_ref().map(|v| flows(m, v, user, routes)),
+        flows: a.verification.as_ref().map(|v| flows(m, a, v, user, routes)),
         permissions: optional_route(routes, Action::Permissions),
         list_sessions: optional_route(routes, Action::ListSessions),
         end_session: optional_route(routes, Action::EndSession),
@@ -292,7 +291,7 @@ fn device_fields(a: &Identity) -> Vec<DeviceFieldPlan> {
 }
 
 /// `&[("superAdmin", 3), ...]`: each role's rank.
-fn role_ranks(m: &Model) -> String {
+pub(super) fn role_ranks(m: &Model) -> String {
     let pairs: Vec<String> = m
         .roles
         .values
@@ -312,7 +311,7 @@ fn route_of(routes: &[RoutePlan], action: Action) -> RoutePlan {
 }
 
 /// The route serving `action`, when the model has one.
-fn optional_route(routes: &[RoutePlan], action: Action) -> Option<RoutePlan> {
+pub(super) fn optional_route(routes: &[RoutePlan], action: Action) -> Option<RoutePlan> {
     routes.iter().find(|r| r.action == action).cloned()
 }
 
@@ -321,7 +320,7 @@ fn rank(m: &Model, role: &str) -> u32 {
 }
 
 /// For docs: `superAdmin 3, admin 2, user 1; superAdmin may write peers`.
-fn rank_summary(m: &Model) -> String {
+pub(super) fn rank_summary(m: &Model) -> String {
     let ranks: Vec<String> = m
         .roles
         .values
@@ -421,8 +420,13 @@ impl AccountSql {
 }
 
 /// One-time codes by email: verification, reset and the second factor.
-fn flows(m: &Model, v: &Verification, user: &DataObject, routes: &[RoutePlan]) -> FlowsPlan {
-    let a = &m.auth;
+fn flows(
+    m: &Model,
+    a: &Identity,
+    v: &Verification,
+    user: &DataObject,
+    routes: &[RoutePlan],
+) -> FlowsPlan {
     let active = active_clause(user);
     let select = select_list(&visible_of(m, &a.user_object, &columns_of(user)), "t");
     let update = |set: String| {

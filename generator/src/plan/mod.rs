@@ -14,6 +14,7 @@ mod read;
 mod route;
 mod search;
 mod topics;
+mod trust;
 mod write;
 
 pub use field::FieldPlan;
@@ -29,6 +30,7 @@ pub use route::{
 };
 pub use search::{FollowPlan, FollowStep, SearchIndexPlan, SearchPlan};
 pub use topics::{ConstraintPlan, TopicKind, TopicPlan};
+pub use trust::TrustPlan;
 pub use write::{CreatePlan, DeletePlan, RankPlan, UpdatePlan, UploadPlan, ValueField};
 
 use crate::action::{Action, Family, View};
@@ -47,7 +49,10 @@ pub struct Plan {
     pub roles: RolesPlan,
     /// Unique and foreign-key constraints, for mapping database errors to fields.
     pub constraints: Vec<ConstraintPlan>,
-    pub identity: IdentityPlan,
+    /// The identity this service issues tokens for (`auth:`), or else
+    pub identity: Option<IdentityPlan>,
+    /// the issuer whose tokens it trusts (`trusts:`).
+    pub trust: Option<TrustPlan>,
     /// Search indexes: their SQL, and which changes touch their documents.
     pub search: search::SearchPlan,
     /// `(topic constant, object)` of the index events the search mirror follows.
@@ -59,6 +64,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The one-time-code flows of the identity, when it has them.
+    pub fn flows(&self) -> Option<&FlowsPlan> {
+        self.identity.as_ref()?.flows.as_ref()
+    }
+
+    /// Uploads per signed-in user per window (only a service with an identity uploads).
+    pub fn uploads_per_user(&self) -> u32 {
+        self.identity.as_ref().map_or(u32::MAX, |id| id.uploads_per_user)
+    }
+
     /// Some route calls hand-written code: the crate has a `hooks` module.
     pub fn has_hooks(&self) -> bool {
         self.objects.iter().any(|o| o.hooks.is_some())
@@ -138,7 +153,8 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         .iter()
         .map(|(n, o)| object::object(m, n, o, &routes, &search))
         .collect();
-    let identity = identity::identity(m, &routes);
+    let identity = m.auth.as_ref().map(|a| identity::identity(m, a, &routes));
+    let trust = m.trusts.as_ref().map(|t| trust::trust(m, t, &routes));
     let realtime = routes.iter().find(|r| r.action == Action::Subscribe);
     let realtime = RealtimePlan {
         served: realtime.is_some(),
@@ -151,9 +167,9 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         runtime: RuntimeDep {
             path: crate::runtime::WORKSPACE_PATH.to_string(),
             version: crate::runtime::VERSION,
-            features: runtime_features(&routes, &search, &realtime),
+            features: runtime_features(m, &routes, &search, &realtime),
         },
-        topics: topics::topics(m, &objects, &search, &routes, &identity),
+        topics: topics::topics(m, &objects, &search, &routes, identity.as_ref()),
         constraints: topics::constraints(&objects),
         search_topics: search_topics(&objects, &search),
         realtime,
@@ -178,6 +194,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
             default: m.roles.default.clone(),
         },
         identity,
+        trust,
         search,
         objects,
         routes,
@@ -208,10 +225,11 @@ fn service(m: &Model) -> ServicePlan {
 }
 
 /// The optional parts of svcgen-runtime the model uses: `files` for uploads
-/// and downloads, `identity` for the auth core (every model signs its
-/// accounts in), `search` for search indexes (and their mirror), `realtime`
+/// and downloads, `identity` for the auth core of a service that signs its
+/// accounts in, `trust` for one that trusts another's tokens, `search` for search indexes (and their mirror), `realtime`
 /// for the event stream, `verification` for one-time codes.
 fn runtime_features(
+    m: &Model,
     routes: &[RoutePlan],
     search: &search::SearchPlan,
     realtime: &RealtimePlan,
@@ -223,7 +241,11 @@ fn runtime_features(
     {
         features.push("files");
     }
-    features.push("identity");
+    features.push(if m.auth.is_some() {
+        "identity"
+    } else {
+        "trust"
+    });
     if search.is_used() {
         features.push("search");
     }

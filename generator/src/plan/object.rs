@@ -214,7 +214,7 @@ pub fn object(
     let struct_name = camel(name);
     let current_user = routes
         .iter()
-        .find(|r| r.action == Action::CurrentUser && name == m.auth.user_object)
+        .find(|r| r.action == Action::CurrentUser && m.is_user_object(name))
         .map(|r| RoutePlan {
             data_name: name.to_string(),
             ..r.clone()

@@ -316,7 +316,9 @@ fn data_name(m: &Model, r: &Route, object: Option<&str>) -> String {
         (Some(n), Action::List) => plural(n),
         (Some(n), _) => n.to_string(),
         (None, Action::VerifyStart | Action::ResetStart) => "verification".to_string(),
-        (None, Action::VerifyComplete | Action::ResetComplete) => m.auth.user_object.clone(),
+        (None, Action::VerifyComplete | Action::ResetComplete) => {
+            m.user_object().unwrap_or_default().to_string()
+        }
         (None, Action::Permissions) => "permissions".to_string(),
         (None, Action::ListSessions) => "sessions".to_string(),
         (None, _) => "session".to_string(),
@@ -372,12 +374,16 @@ fn download(m: &Model, r: &Route, o: &DataObject) -> DownloadPlan {
 /// The file's accounts (its required references to the user object) are
 /// active: an archived account's files are no longer served, by key either.
 fn accounts_active(m: &Model, o: &DataObject) -> String {
-    let Some(user) = m.object(&m.auth.user_object).filter(|u| u.soft_delete) else {
+    let Some((account, user)) = m
+        .user_object()
+        .and_then(|n| Some((n, m.object(n)?)))
+        .filter(|(_, u)| u.soft_delete)
+    else {
         return String::new();
     };
     o.fields
         .iter()
-        .filter(|(_, f)| f.required && f.references.as_deref() == Some(m.auth.user_object.as_str()))
+        .filter(|(_, f)| f.required && f.references.as_deref() == Some(account))
         .map(|(name, _)| {
             format!(
                 " AND EXISTS (SELECT 1 FROM {} AS a WHERE a.id = t.{} AND a.is_active)",

@@ -74,7 +74,7 @@ pub fn topics(
     objects: &[ObjectPlan],
     search: &SearchPlan,
     routes: &[RoutePlan],
-    identity: &IdentityPlan,
+    identity: Option<&IdentityPlan>,
 ) -> Vec<TopicPlan> {
     let mut topics: Vec<TopicPlan> = objects.iter().flat_map(change_topics).collect();
     topics.extend(search.indexes.iter().map(|i| TopicPlan {
@@ -113,9 +113,13 @@ pub fn topics(
             }));
         }
     }
+    // A trusting service reads its issuer's session topic; it publishes none.
+    let Some(identity) = identity else {
+        return topics;
+    };
     topics.push(TopicPlan {
         const_name: identity.session_topic_const.clone(),
-        name: m.auth.session_topic.clone(),
+        name: identity.session_topic.clone(),
         kind: TopicKind::SessionEvent,
         change: "",
         owner: "sessions".into(),

@@ -5,7 +5,7 @@ use super::field::{columns_of, field_of, select_list, visible_of, FieldPlan};
 use super::route::fields_named;
 use super::rust_str_slice;
 use crate::action::{Action, Revokes};
-use crate::model::{DataObject, Model, Route};
+use crate::model::{DataObject, Identity, Model, Route};
 use crate::naming::{camel, snake};
 
 #[derive(Debug, Clone)]
@@ -204,7 +204,9 @@ pub fn create(m: &Model, r: &Route, name: &str, o: &DataObject) -> CreatePlan {
 
 /// The body field and `SELECT` of the caller's secret, when the route asks for it.
 fn confirmation(m: &Model, r: &Route, o: &DataObject) -> (String, String) {
-    let secret = &m.auth.password_field;
+    let Some(secret) = m.auth.as_ref().map(|a| &a.password_field) else {
+        return (String::new(), String::new());
+    };
     if r.confirm_current {
         (
             format!("current{}", camel(secret)),
@@ -221,16 +223,19 @@ fn confirmation(m: &Model, r: &Route, o: &DataObject) -> (String, String) {
 
 pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
     let inputs = inputs(m, r, name, o);
-    let secret = &m.auth.password_field;
+    let auth = m.auth.as_ref();
+    let secret = auth.map_or("", |a| a.password_field.as_str());
     let (confirm_field, secret_sql) = confirmation(m, r, o);
-    let is_user = name == m.auth.user_object;
-    let verification = m.auth.verification.as_ref().filter(|_| is_user);
+    let is_user = m.is_user_object(name);
+    let verification = auth
+        .and_then(|a| a.verification.as_ref())
+        .filter(|_| is_user);
     let second_factor = verification
         .and_then(|v| v.second_factor_field.as_ref())
         .and_then(|f| inputs.iter().find(|i| &i.name == f));
     // Switching the second factor off asks for the secret when it is on now.
     let confirm_when = match second_factor {
-        Some(f) if !r.fields.contains(secret) => {
+        Some(f) if !r.fields.iter().any(|x| x == secret) => {
             let i = &f.ident;
             if f.nullable {
                 format!("{i}.is_some_and(|on| on != Some(true)) && fetch(&app.db, id).await?.{i} == Some(true)")
@@ -286,7 +291,7 @@ pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
         confirm_when,
         second_factor_unverified,
         second_factor_name,
-        revokes: if is_user && r.fields.contains(secret) {
+        revokes: if is_user && r.fields.iter().any(|x| x == secret) {
             Revokes::Others
         } else {
             Revokes::None
@@ -300,7 +305,7 @@ pub fn delete(m: &Model, r: &Route, name: &str, o: &DataObject) -> DeletePlan {
     DeletePlan {
         confirm_field,
         secret_sql,
-        revokes: if name == m.auth.user_object {
+        revokes: if m.is_user_object(name) {
             Revokes::All
         } else {
             Revokes::None
@@ -313,10 +318,10 @@ pub fn delete(m: &Model, r: &Route, name: &str, o: &DataObject) -> DeletePlan {
 /// follows the common-password policy.
 fn inputs(m: &Model, r: &Route, name: &str, o: &DataObject) -> Vec<FieldPlan> {
     let mut inputs = fields_named(o, &r.fields);
-    let a = &m.auth;
-    for f in inputs.iter_mut() {
-        f.password_policy =
-            name == a.user_object && a.reject_common_passwords && f.name == a.password_field;
+    if let Some(a) = m.auth.as_ref().filter(|a| a.user_object == name) {
+        for f in inputs.iter_mut() {
+            f.password_policy = a.reject_common_passwords && f.name == a.password_field;
+        }
     }
     inputs
 }
@@ -360,8 +365,8 @@ fn ranks(m: &Model, r: &Route, name: &str, o: &DataObject) -> RankPlan {
     if r.auth.is_public() {
         return RankPlan::default();
     }
-    if name == m.auth.user_object {
-        return account_ranks(m, r, o);
+    if let Some(a) = m.auth.as_ref().filter(|a| a.user_object == name) {
+        return account_ranks(m, a, r, o);
     }
     RankPlan {
         pointed_account: pointed_account(m, r, o),
@@ -370,8 +375,7 @@ fn ranks(m: &Model, r: &Route, name: &str, o: &DataObject) -> RankPlan {
 }
 
 /// The checks of a write of the identity object.
-fn account_ranks(m: &Model, r: &Route, o: &DataObject) -> RankPlan {
-    let a = &m.auth;
+fn account_ranks(m: &Model, a: &Identity, r: &Route, o: &DataObject) -> RankPlan {
     let action = r.action;
     let sets_role = r.fields.contains(&a.role_field);
     let sets_secret = action == Action::Update && r.fields.contains(&a.password_field);
@@ -410,7 +414,7 @@ fn account_ranks(m: &Model, r: &Route, o: &DataObject) -> RankPlan {
 fn pointed_account(m: &Model, r: &Route, o: &DataObject) -> Option<String> {
     let p = o.pointed_by.as_ref()?;
     let via = field_of(o, &p.via)?;
-    if via.references.as_deref() != Some(m.auth.user_object.as_str()) {
+    if via.references.as_deref() != m.user_object() {
         return None;
     }
     let ident = snake(&p.via);

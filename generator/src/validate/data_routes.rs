@@ -327,10 +327,17 @@ impl DataRoute<'_> {
 
     /// `callerFields` of create routes: reference fields of the object.
     fn caller_fields(&self, d: &mut Diagnostics) {
-        let (r, path, user_object) = (self.r, self.path, &self.m.auth.user_object);
+        let (r, path) = (self.r, self.path);
         if r.caller_fields.is_empty() {
             return;
         }
+        let Some(user_object) = self.m.user_object() else {
+            d.at(
+                format!("{path}.callerFields"),
+                "callerFields name references to the account object, which only a service with an auth section has; rows record their creator in _owner",
+            );
+            return;
+        };
         if r.action != Action::Create {
             d.at(
                 format!("{path}.callerFields"),
@@ -341,7 +348,7 @@ impl DataRoute<'_> {
         for (i, f) in r.caller_fields.iter().enumerate() {
             let refs_caller =
                 self.object.fields.iter().any(|(n, fd)| {
-                    n == f && fd.references.as_deref() == Some(user_object.as_str())
+                    n == f && fd.references.as_deref() == Some(user_object)
                 });
             if !refs_caller {
                 d.at(

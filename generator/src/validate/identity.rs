@@ -22,8 +22,23 @@ pub const SESSION_FIELDS: &[&str] = &[
     "expiredAt",
 ];
 
+/// A service either issues identities (`auth:`) or trusts an issuer (`trusts:`).
 pub(super) fn identity(m: &Model, objects: &Objects, d: &mut Diagnostics) {
-    let a = &m.auth;
+    match (&m.auth, &m.trusts) {
+        (Some(a), None) => issuer(m, a, objects, d),
+        (None, Some(t)) => super::trust::trust(m, t, objects, d),
+        (Some(_), Some(_)) => d.at(
+            "trusts",
+            "a service either issues identities (auth) or trusts an issuer (trusts), not both",
+        ),
+        (None, None) => d.at_key(
+            "service",
+            "the model needs an auth section (this service signs accounts in) or a trusts section (it accepts another service's tokens)",
+        ),
+    }
+}
+
+fn issuer(m: &Model, a: &Identity, objects: &Objects, d: &mut Diagnostics) {
     let Some(user) = objects.get(a.user_object.as_str()) else {
         d.at(
             "auth.userObject",
@@ -35,12 +50,12 @@ pub(super) fn identity(m: &Model, objects: &Objects, d: &mut Diagnostics) {
         );
         return;
     };
-    user_fields(m, user, d);
+    user_fields(m, a, user, d);
     token_limits(a, d);
-    upload_limit(m, d);
+    upload_limit(m, a, d);
     service_topic(m, "auth.sessionTopic", &a.session_topic, d);
     device_fields(a, d);
-    super_admin_role(m, d);
+    super_admin_role(m, a, d);
     bootstrap(a, user, d);
     for action in Action::ALL
         .into_iter()
@@ -49,21 +64,13 @@ pub(super) fn identity(m: &Model, objects: &Objects, d: &mut Diagnostics) {
         served(m, action, "the auth section", d);
     }
     if let Some(t) = &a.token_header {
-        let valid = !t.is_empty()
-            && t.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid || t == "authorization" || t == "cookie" {
-            d.at(
-                "auth.tokenHeader",
-                format!("\"{t}\" is not a usable header name; expected lower-case letters, digits and '-', e.g. \"my-service-access-token\""),
-            );
-        }
+        token_header("auth.tokenHeader", t, d);
     }
     if let Some(c) = &a.cookies {
         cookies(c, d);
     }
     match &a.verification {
-        Some(v) => verification(m, v, user, d),
+        Some(v) => verification(m, a, v, user, d),
         None => {
             for (name, r) in &m.routes {
                 if r.action.family() == Family::Flow {
@@ -74,6 +81,19 @@ pub(super) fn identity(m: &Model, objects: &Objects, d: &mut Diagnostics) {
                 }
             }
         }
+    }
+}
+
+/// A header that may carry the access token besides `Authorization`.
+pub(super) fn token_header(path: &str, t: &str, d: &mut Diagnostics) {
+    let valid = !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid || t == "authorization" || t == "cookie" {
+        d.at(
+            path,
+            format!("\"{t}\" is not a usable header name; expected lower-case letters, digits and '-', e.g. \"my-service-access-token\""),
+        );
     }
 }
 
@@ -105,8 +125,7 @@ fn named_field<'a>(
 }
 
 /// The login, password and role fields, each of the shape sign-in needs.
-fn user_fields(m: &Model, user: &DataObject, d: &mut Diagnostics) {
-    let a = &m.auth;
+fn user_fields(m: &Model, a: &Identity, user: &DataObject, d: &mut Diagnostics) {
     let login = named_field(a, user, "loginField", &a.login_field, d);
     if login.is_some_and(|f| !f.is(FieldType::String) || !f.unique || !f.required) {
         d.at(
@@ -182,7 +201,7 @@ fn token_limits(a: &Identity, d: &mut Diagnostics) {
 
 /// `throttle.uploadsPerUser`: at least 1, and required once a create route
 /// takes a file, so that no model forgets to bound what one user stores.
-fn upload_limit(m: &Model, d: &mut Diagnostics) {
+fn upload_limit(m: &Model, a: &Identity, d: &mut Diagnostics) {
     let uploads = m.routes.iter().any(|(_, r)| {
         r.action == Action::Create
             && r.object
@@ -191,7 +210,7 @@ fn upload_limit(m: &Model, d: &mut Diagnostics) {
                 .and_then(|o| o.file_field())
                 .is_some_and(|(blob, _, _)| r.fields.contains(blob))
     });
-    match m.auth.throttle.uploads_per_user {
+    match a.throttle.uploads_per_user {
         Some(0) => d.at("auth.throttle.uploadsPerUser", "must be at least 1"),
         None if uploads => d.at(
             "auth.throttle.uploadsPerUser",
@@ -227,8 +246,7 @@ fn device_fields(a: &Identity, d: &mut Diagnostics) {
     }
 }
 
-fn super_admin_role(m: &Model, d: &mut Diagnostics) {
-    let a = &m.auth;
+fn super_admin_role(m: &Model, a: &Identity, d: &mut Diagnostics) {
     if !m.roles.values.contains(&a.super_admin_role) {
         d.at(
             "auth.superAdminRole",
@@ -297,7 +315,7 @@ fn served(m: &Model, action: Action, needs: &str, d: &mut Diagnostics) {
 }
 
 /// A topic the service publishes beside the model's derived ones.
-fn service_topic(m: &Model, path: &str, topic: &str, d: &mut Diagnostics) {
+pub(super) fn service_topic(m: &Model, path: &str, topic: &str, d: &mut Diagnostics) {
     if topic.is_empty()
         || !topic
             .chars()
@@ -361,9 +379,15 @@ fn cookies(c: &Cookies, d: &mut Diagnostics) {
 /// `auth.verification`: one-time codes by email, the user fields they
 /// switch, their limits, the topic that delivers them and the routes of the
 /// flows.
-fn verification(m: &Model, v: &Verification, user: &DataObject, d: &mut Diagnostics) {
-    let user_object = &m.auth.user_object;
-    let login = &m.auth.login_field;
+fn verification(
+    m: &Model,
+    a: &Identity,
+    v: &Verification,
+    user: &DataObject,
+    d: &mut Diagnostics,
+) {
+    let user_object = &a.user_object;
+    let login = &a.login_field;
     // Codes are sent to the login: it must be an email address.
     if user_field(user, login).is_some_and(|f| f.format.as_deref() != Some("email")) {
         d.at(
@@ -413,7 +437,7 @@ fn verification(m: &Model, v: &Verification, user: &DataObject, d: &mut Diagnost
         }
     }
     service_topic(m, "auth.verification.deliveryTopic", &v.delivery_topic, d);
-    if v.delivery_topic == m.auth.session_topic {
+    if v.delivery_topic == a.session_topic {
         d.at(
             "auth.verification.deliveryTopic",
             "must differ from auth.sessionTopic",

@@ -13,6 +13,7 @@ mod names;
 mod objects;
 mod routes;
 mod search;
+mod trust;
 mod service;
 mod views;
 

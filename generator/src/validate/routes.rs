@@ -164,15 +164,18 @@ fn route(m: &Model, objects: &Objects, r: &Route, path: &str, d: &mut Diagnostic
 /// What a route may write to the user object: only an update may ask for the
 /// current password, and only a route with a rule may set roles.
 fn account_writes(m: &Model, r: &Route, path: &str, d: &mut Diagnostics) {
-    let second_factor = m
-        .auth
+    // A trusting service has no accounts (its own checks are in `trust`).
+    let Some(a) = &m.auth else {
+        return;
+    };
+    let second_factor = a
         .verification
         .as_ref()
         .and_then(|v| v.second_factor_field.as_ref());
-    let of_account = r.object.as_deref() == Some(m.auth.user_object.as_str());
+    let of_account = r.object.as_deref() == Some(a.user_object.as_str());
     let sensitive = match r.action {
         Action::Update => {
-            r.fields.contains(&m.auth.password_field)
+            r.fields.contains(&a.password_field)
                 || second_factor.is_some_and(|f| r.fields.contains(f))
         }
         Action::Delete => true,
@@ -180,27 +183,27 @@ fn account_writes(m: &Model, r: &Route, path: &str, d: &mut Diagnostics) {
     };
     if r.confirm_current && (!of_account || !sensitive || r.auth.is_public()) {
         let changes = match second_factor {
-            Some(f) => format!("{} or {f}", m.auth.password_field),
-            None => m.auth.password_field.clone(),
+            Some(f) => format!("{} or {f}", a.password_field),
+            None => a.password_field.clone(),
         };
         d.at(
             format!("{path}.confirmCurrent"),
             format!(
                 "only a signed-in route of {} that changes {changes}, or deletes the account, can ask for the caller's current {}",
-                m.auth.user_object, m.auth.password_field
+                a.user_object, a.password_field
             ),
         );
     }
     if r.auth.is_public()
-        && r.object.as_deref() == Some(m.auth.user_object.as_str())
-        && r.fields.contains(&m.auth.role_field)
+        && r.object.as_deref() == Some(a.user_object.as_str())
+        && r.fields.contains(&a.role_field)
     {
         // An anonymous caller has no rank to grant a role from.
         d.at(
             format!("{path}.fields"),
             format!(
                 "a public route cannot set {}.{}: new accounts get roles.default; give the route a rule or drop the field",
-                m.auth.user_object, m.auth.role_field
+                a.user_object, a.role_field
             ),
         );
     }

@@ -30,8 +30,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::librarian::router())
         .merge(crate::book::router::<crate::hooks::book::Hooks>())
         .merge(crate::loan::router::<crate::hooks::loan::Hooks>());
-    let watcher = state.auth.live.clone() as Arc<dyn Watcher>;
-    server::serve_layers(routes, &crate::spec::SERVICE, Some(watcher)).with_state(state)
+    let watcher = Some(state.auth.live.clone() as Arc<dyn Watcher>);
+    server::serve_layers(routes, &crate::spec::SERVICE, watcher).with_state(state)
 }
 
 /// Connects to PostgreSQL and applies pending migrations.

@@ -37,7 +37,7 @@ pub static ROUTE_VIEWS: &[(&str, View)] =
 pub static DOCS: Docs = Docs {
     openapi: include_str!("../openapi.json"),
     asyncapi: include_str!("../asyncapi.json"),
-    session_proto: include_str!("../proto/session.proto"),
+    session_proto: Some(include_str!("../proto/session.proto")),
     event_guide: include_str!("../docs/event-guide.md"),
     page: include_str!("../docs/index.html"),
 };

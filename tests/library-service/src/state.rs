@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 use sqlx::postgres::PgPool;
 use std::sync::Arc;
 use svcgen_runtime::auth::AuthState;
+use svcgen_runtime::auth::Gate;
 use svcgen_runtime::elastic::Elastic;
 use svcgen_runtime::kafka::Publisher;
 
@@ -23,4 +24,11 @@ pub struct AppState {
     pub auth: Arc<AuthState>,
     /// The Elasticsearch mirror of the search indexes, when configured.
     pub elastic: Option<Arc<Elastic>>,
+}
+
+/// The runtime's `Caller` extractor checks tokens through the gate.
+impl FromRef<AppState> for Gate {
+    fn from_ref(state: &AppState) -> Self {
+        Gate::from(state.auth.clone())
+    }
 }

@@ -238,7 +238,7 @@ pub async fn relay_figures() -> Result<()> {
 }
 
 /// What wrk measured.
-struct Measured {
+pub(crate) struct Measured {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -311,7 +311,7 @@ fn parse_wrk(out: &str) -> Result<Measured> {
     Ok(m)
 }
 
-async fn wrk(
+pub(crate) async fn wrk(
     url: &str,
     connections: u32,
     token: Option<&str>,
@@ -373,7 +373,7 @@ async fn sample_rss(pid: u32, mut stop: tokio::sync::watch::Receiver<bool>) -> f
     peak
 }
 
-fn pair(figure: &str, ours: &Measured, base: &Measured, target: f64) {
+pub(crate) fn pair(figure: &str, ours: &Measured, base: &Measured, target: f64) {
     print(Row {
         figure: &format!("{figure}: req/s"),
         ours: ours.rps,

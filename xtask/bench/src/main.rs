@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod baseline;
+mod trust;
 mod load;
 
 fn root() -> PathBuf {
@@ -229,6 +230,9 @@ fn main() -> Result<()> {
         }
         if wanted("service") {
             load::service_figures().await.context("service figures")?;
+        }
+        if wanted("trust") {
+            trust::trust_figures().await.context("trust figures")?;
         }
         // Only the login figures (a subset of `service`); run when named.
         if named.iter().any(|n| n == "login") {
