@@ -161,6 +161,11 @@ fn the_library_service_has_no_import_cycle() {
 }
 
 #[test]
+fn the_trusting_listing_service_has_no_import_cycle() {
+    assert_layered("tests/listing-service");
+}
+
+#[test]
 fn a_cycle_is_found_and_named() {
     let g: BTreeMap<String, BTreeSet<String>> = [
         ("config", vec![]),
