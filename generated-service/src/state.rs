@@ -8,7 +8,7 @@ use crate::config::Config;
 use axum::extract::FromRef;
 use sqlx::postgres::PgPool;
 use std::sync::Arc;
-use svcgen_runtime::auth::AuthState;
+use svcgen_runtime::auth::{AuthState, Gate};
 use svcgen_runtime::elastic::Elastic;
 use svcgen_runtime::kafka::Publisher;
 use svcgen_runtime::realtime::Hub;
@@ -28,4 +28,12 @@ pub struct AppState {
     pub realtime: Arc<Hub>,
     /// Sends one-time codes by SMTP when `SMTP_HOST` is set.
     pub mailer: Option<Arc<svcgen_runtime::verification::Mailer>>,
+}
+
+/// The [`Caller`](svcgen_runtime::auth::Caller) extractor's way in: this
+/// service issues its callers' tokens.
+impl FromRef<AppState> for Gate {
+    fn from_ref(state: &AppState) -> Self {
+        Gate::Issuer(state.auth.clone())
+    }
 }

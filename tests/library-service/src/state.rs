@@ -8,7 +8,7 @@ use crate::config::Config;
 use axum::extract::FromRef;
 use sqlx::postgres::PgPool;
 use std::sync::Arc;
-use svcgen_runtime::auth::AuthState;
+use svcgen_runtime::auth::{AuthState, Gate};
 use svcgen_runtime::elastic::Elastic;
 use svcgen_runtime::kafka::Publisher;
 
@@ -23,4 +23,12 @@ pub struct AppState {
     pub auth: Arc<AuthState>,
     /// The Elasticsearch mirror of the search indexes, when configured.
     pub elastic: Option<Arc<Elastic>>,
+}
+
+/// The [`Caller`](svcgen_runtime::auth::Caller) extractor's way in: this
+/// service issues its callers' tokens.
+impl FromRef<AppState> for Gate {
+    fn from_ref(state: &AppState) -> Self {
+        Gate::Issuer(state.auth.clone())
+    }
 }
