@@ -312,7 +312,12 @@ impl TrustState {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
+                changed = stop.changed() => {
+                    // No sender left: nobody can stop it any more, nor wants it running.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -603,7 +608,7 @@ impl SessionBook {
         };
         match event.name.as_str() {
             "sessionDeleted" => {
-                keep_room(&mut self.ended, now, |u| *u);
+                keep_room(&mut self.ended, Self::MAX, now, |u| *u);
                 let kept = self.ended.entry(session).or_insert(until);
                 *kept = (*kept).max(until);
                 self.roles.remove(&session);
@@ -625,7 +630,7 @@ impl SessionBook {
                 {
                     return;
                 }
-                keep_room(&mut self.roles, now, |c| c.until);
+                keep_room(&mut self.roles, Self::MAX, now, |c| c.until);
                 self.roles.insert(session, change);
             }
             _ => {}
@@ -650,18 +655,555 @@ impl SessionBook {
     }
 }
 
-/// Makes room for one more entry under [`SessionBook::MAX`]: drops what
+/// Makes room for one more entry under `max`: drops what
 /// expired, and if every entry is current, the one that expires first
 /// (forgetting an ended session early is the lesser harm than forgetting all).
-fn keep_room<V>(map: &mut HashMap<Uuid, V>, now: i64, until: impl Fn(&V) -> i64) {
-    if map.len() < SessionBook::MAX {
+fn keep_room<V>(map: &mut HashMap<Uuid, V>, max: usize, now: i64, until: impl Fn(&V) -> i64) {
+    if map.len() < max {
         return;
     }
     map.retain(|_, v| until(v) > now);
-    if map.len() >= SessionBook::MAX {
+    if map.len() >= max {
         if let Some(first) = map.iter().min_by_key(|(_, v)| until(v)).map(|(k, _)| *k) {
             tracing::warn!("the session book is full: forgetting the entry that expires first");
             map.remove(&first);
         }
+    }
+}
+
+#[cfg(all(test, feature = "identity"))]
+mod tests {
+    use super::*;
+    use crate::auth::keys::{tests::test_key, SigningKey};
+    use crate::auth::rules::tests::POLICY;
+    use crate::auth::tokens::sign;
+    use crate::auth::tokens::tests::{forged, COOKIES};
+    use axum::http::{HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use axum::{Json, Router};
+    use serde_json::json;
+    use std::sync::atomic::AtomicUsize;
+
+    const WHO: Audience = Audience {
+        issuer: "auth-service",
+        audience: "airbnb",
+    };
+
+    static TRUST: Trust = Trust {
+        tokens: WHO,
+        session_topic: "auth-service-session",
+        transport: TokenTransport {
+            header: Some("x-access-token"),
+            cookies: Some(COOKIES),
+        },
+        policy: POLICY,
+    };
+
+    const TTL: i64 = 900;
+
+    /// A stand-in for the issuer's JWKS route: what it serves can change, it
+    /// counts its requests and can fail the next few.
+    struct Issuer {
+        url: String,
+        jwks: Arc<Mutex<Vec<Value>>>,
+        fetches: Arc<AtomicUsize>,
+        failing: Arc<AtomicUsize>,
+    }
+
+    impl Issuer {
+        async fn serving(keys: &[&SigningKey]) -> Self {
+            let mut served = Vec::new();
+            for key in keys {
+                served.push(jwk(key).await);
+            }
+            let jwks = Arc::new(Mutex::new(served));
+            let (fetches, failing) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let route = {
+                let (jwks, fetches, failing) = (jwks.clone(), fetches.clone(), failing.clone());
+                get(move || {
+                    let (jwks, fetches, failing) = (jwks.clone(), fetches.clone(), failing.clone());
+                    async move {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        let failed =
+                            failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                n.checked_sub(1)
+                            });
+                        if failed.is_ok() {
+                            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                        }
+                        let keys = jwks.lock().expect("jwks").clone();
+                        Json(json!({ "keys": keys })).into_response()
+                    }
+                })
+            };
+            let app = Router::new().route("/v1/.well-known/jwks.json", route);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a port");
+            let url = format!(
+                "http://{}/v1/.well-known/jwks.json",
+                listener.local_addr().expect("an address")
+            );
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            Self {
+                url,
+                jwks,
+                fetches,
+                failing,
+            }
+        }
+
+        async fn serve(&self, keys: &[&SigningKey]) {
+            let mut served = Vec::new();
+            for key in keys {
+                served.push(jwk(key).await);
+            }
+            *self.jwks.lock().expect("jwks") = served;
+        }
+
+        fn fetches(&self) -> usize {
+            self.fetches.load(Ordering::SeqCst)
+        }
+
+        /// A trusting state of this issuer that has read the session topic.
+        fn state(&self, refetch_min: Duration) -> Arc<TrustState> {
+            let state = TrustState::new(
+                &TRUST,
+                TrustSettings {
+                    jwks_url: self.url.clone(),
+                    refresh: Duration::from_secs(300),
+                    refetch_min,
+                    max_token_ttl_secs: TTL,
+                },
+            );
+            state.caught_up.store(true, Ordering::Release);
+            state
+        }
+    }
+
+    /// The key as the issuer's JWKS route shows it.
+    async fn jwk(key: &SigningKey) -> Value {
+        let body = axum::body::to_bytes(key.jwks().into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        let jwks: Value = serde_json::from_slice(&body).expect("JSON");
+        jwks["keys"][0].clone()
+    }
+
+    fn named(kid: &str) -> SigningKey {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("a key");
+        SigningKey::from_pkcs8(kid.into(), pkcs8.as_ref()).expect("a valid key")
+    }
+
+    fn token(key: &SigningKey, session: Uuid, role: &str) -> String {
+        sign(key, WHO, Uuid::new_v4(), session, role, 60)
+            .expect("signed")
+            .0
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).expect("a header");
+        h.insert("authorization", value);
+        h
+    }
+
+    fn unauthorized(r: Result<(TokenFacts, String), ApiError>) -> bool {
+        matches!(r, Err(ApiError::Unauthorized(_)))
+    }
+
+    #[tokio::test]
+    async fn tokens_verify_once_the_jwks_is_fetched_despite_early_failures() {
+        let key = test_key();
+        let issuer = Issuer::serving(&[&key]).await;
+        issuer.failing.store(2, Ordering::SeqCst);
+        let state = issuer.state(Duration::from_secs(10));
+        let session = Uuid::new_v4();
+        let t = token(&key, session, "admin");
+        let early = state.admit(&bearer(&t)).await.unwrap_err();
+        assert!(matches!(early, ApiError::Unavailable(_)), "{early:?}");
+        let (stop_tx, stop) = watch::channel(false);
+        let keeper = tokio::spawn(state.clone().keep_keys(stop));
+        let started = Instant::now();
+        while !state.ready() {
+            assert!(started.elapsed() < Duration::from_secs(5), "no keys");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(issuer.fetches(), 3, "two failures, then the keys");
+        let (facts, role) = state.admit(&bearer(&t)).await.expect("admitted");
+        assert_eq!((facts.session_id, role.as_str()), (session, "admin"));
+        assert_eq!(facts.kid, "test");
+        stop_tx.send(true).expect("stop");
+        keeper.await.expect("the keeper stops");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_fetches_the_jwks_again_at_most_once_a_while() {
+        let (k1, k2, k3) = (test_key(), named("k2"), named("k3"));
+        let issuer = Issuer::serving(&[&k1]).await;
+        let state = issuer.state(Duration::from_secs(60));
+        state.fetch_keys().await.expect("keys");
+        assert_eq!(issuer.fetches(), 1);
+        issuer.serve(&[&k1, &k2]).await;
+        // Requests with a new key at once: one fetch, all wait for it.
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (state, t) = (state.clone(), token(&k2, Uuid::new_v4(), "user"));
+            requests.spawn(async move { state.admit(&bearer(&t)).await.map(|(_, role)| role) });
+        }
+        while let Some(admitted) = requests.join_next().await {
+            assert_eq!(admitted.expect("joined").expect("admitted"), "user");
+        }
+        assert_eq!(issuer.fetches(), 2);
+        // Another unknown key within the interval fetches nothing.
+        issuer.serve(&[&k1, &k2, &k3]).await;
+        let t3 = token(&k3, Uuid::new_v4(), "user");
+        assert!(unauthorized(state.admit(&bearer(&t3)).await));
+        assert_eq!(issuer.fetches(), 2);
+        // Once the interval has passed, it does.
+        *state.refetched.lock().await = Some(Instant::now() - Duration::from_secs(61));
+        assert!(state.admit(&bearer(&t3)).await.is_ok());
+        assert_eq!(issuer.fetches(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_key_gone_from_the_jwks_stops_verifying_after_a_refresh() {
+        let (old, new) = (test_key(), named("new"));
+        let issuer = Issuer::serving(&[&old, &new]).await;
+        let state = issuer.state(Duration::from_secs(60));
+        state.fetch_keys().await.expect("keys");
+        let (t_old, t_new) = (
+            token(&old, Uuid::new_v4(), "user"),
+            token(&new, Uuid::new_v4(), "user"),
+        );
+        assert!(state.admit(&bearer(&t_old)).await.is_ok());
+        issuer.serve(&[&new]).await;
+        state.fetch_keys().await.expect("refreshed");
+        // Remembered as verified, but its key is gone.
+        assert!(unauthorized(state.admit(&bearer(&t_old)).await));
+        assert!(state.admit(&bearer(&t_new)).await.is_ok());
+        // A JWKS that fails or has no Ed25519 key leaves the keys as they were.
+        issuer.failing.store(1, Ordering::SeqCst);
+        assert!(state.fetch_keys().await.is_err());
+        issuer.serve(&[]).await;
+        assert!(state.fetch_keys().await.is_err());
+        assert!(state.admit(&bearer(&t_new)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn tokens_of_other_issuers_audiences_past_or_forged_are_refused() {
+        let key = test_key();
+        let issuer = Issuer::serving(&[&key]).await;
+        let state = issuer.state(Duration::from_secs(60));
+        state.fetch_keys().await.expect("keys");
+        let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let other = |who| {
+            sign(&key, who, user, session, "user", 60)
+                .expect("signed")
+                .0
+        };
+        let mut refused = vec![
+            (
+                "issuer",
+                other(Audience {
+                    issuer: "else",
+                    ..WHO
+                }),
+            ),
+            (
+                "audience",
+                other(Audience {
+                    audience: "else",
+                    ..WHO
+                }),
+            ),
+            (
+                "expired",
+                sign(&key, WHO, user, session, "user", -1)
+                    .expect("signed")
+                    .0,
+            ),
+            // Same kid, another key.
+            ("impostor", token(&test_key(), session, "user")),
+            ("garbage", "garbage".into()),
+        ];
+        refused.extend(forged(WHO, "test"));
+        for (what, t) in refused {
+            assert!(unauthorized(state.admit(&bearer(&t)).await), "{what}");
+        }
+        assert!(state
+            .admit(&bearer(&token(&key, session, "user")))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn protected_routes_answer_503_until_keys_and_ended_sessions_are_known() {
+        let key = test_key();
+        let issuer = Issuer::serving(&[&key]).await;
+        let state = issuer.state(Duration::from_secs(60));
+        state.caught_up.store(false, Ordering::Release);
+        let t = bearer(&token(&key, Uuid::new_v4(), "user"));
+        let no_keys = state.admit(&t).await.unwrap_err();
+        assert_eq!(
+            no_keys.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        state.fetch_keys().await.expect("keys");
+        assert!(!state.ready());
+        let unread = state.admit(&t).await.unwrap_err();
+        assert!(matches!(unread, ApiError::Unavailable(m) if m.contains("ended sessions")));
+        state.caught_up.store(true, Ordering::Release);
+        assert!(state.ready() && state.admit(&t).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn without_brokers_the_reader_does_not_hold_requests_back() {
+        let issuer = Issuer::serving(&[&test_key()]).await;
+        let state = issuer.state(Duration::from_secs(60));
+        state.caught_up.store(false, Ordering::Release);
+        static SPEC: KafkaSpec = KafkaSpec {
+            source: "/listing-service",
+            client_id: "listing-service",
+            topics: &[],
+        };
+        let kafka = KafkaSettings::from_env(&Env::new(|_: &str| None), 1, 1).expect("settings");
+        let (_stop_tx, stop) = watch::channel(false);
+        state.clone().follow_sessions(&SPEC, kafka, stop).await;
+        assert!(state.caught_up.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn tokens_come_from_bearer_or_the_header_never_from_cookies() {
+        let key = test_key();
+        let issuer = Issuer::serving(&[&key]).await;
+        let state = issuer.state(Duration::from_secs(60));
+        state.fetch_keys().await.expect("keys");
+        let t = token(&key, Uuid::new_v4(), "user");
+        let mut header = HeaderMap::new();
+        header.insert(
+            "x-access-token",
+            HeaderValue::from_str(&t).expect("a header"),
+        );
+        assert!(state.admit(&header).await.is_ok());
+        let mut cookie = HeaderMap::new();
+        let value = HeaderValue::from_str(&format!("{}={t}", COOKIES.access)).expect("a header");
+        cookie.insert("cookie", value);
+        assert!(unauthorized(state.admit(&cookie).await));
+    }
+
+    /// An event of the issuer's session topic, as `session_event` writes it,
+    /// with the session's role.
+    fn event(name: &str, session: Uuid, at: DateTime<Utc>, role: Option<&str>) -> Vec<u8> {
+        let user = Uuid::new_v4();
+        let mut shown = json!({
+            "sessionId": session,
+            "userId": user,
+            "accessToken": null,
+            "refreshToken": null,
+            "createdAt": at,
+            "expiredAt": at,
+        });
+        if let Some(role) = role {
+            shown["role"] = json!(role);
+        }
+        json!({
+            "payload": { "session": shown },
+            "id": Uuid::new_v4(),
+            "version": 1,
+            "name": name,
+            "namespace": "auth",
+            "parentNamespace": null,
+            "timestamp": at,
+            "clientId": null,
+            "userId": user,
+            "traceId": "trace",
+            "sessionId": session,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_is_refused_as_long_as_its_tokens_live() {
+        let key = test_key();
+        let issuer = Issuer::serving(&[&key]).await;
+        let state = issuer.state(Duration::from_secs(60));
+        state.fetch_keys().await.expect("keys");
+        let (ended, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let now = Utc::now();
+        state.apply_event(&event("sessionDeleted", ended, now, Some("user")));
+        let refused = state.admit(&bearer(&token(&key, ended, "user"))).await;
+        assert!(matches!(refused, Err(ApiError::Unauthorized(m)) if m == "the session has ended"));
+        assert!(state
+            .admit(&bearer(&token(&key, other, "user")))
+            .await
+            .is_ok());
+        // A later role change does not bring it back.
+        state.apply_event(&event("sessionUpdated", ended, now, Some("admin")));
+        assert!(unauthorized(
+            state.admit(&bearer(&token(&key, ended, "user"))).await
+        ));
+
+        let mut book = state.book();
+        let until = now.timestamp() + TTL;
+        assert!(book.standing(ended, until - 1).is_err());
+        assert_eq!(book.standing(ended, until).expect("expired"), None);
+        book.prune(until);
+        assert!(book.ended.is_empty() && book.roles.is_empty());
+        // An event older than a token lives concerns no token that verifies.
+        let old = now - chrono::Duration::seconds(TTL + 1);
+        let stale: SessionEvent =
+            serde_json::from_slice(&event("sessionDeleted", ended, old, None)).expect("event");
+        book.apply(&stale, now.timestamp(), TTL);
+        assert!(book.ended.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_newest_role_change_wins_whatever_order_it_arrives_in() {
+        let key = test_key();
+        let issuer = Issuer::serving(&[&key]).await;
+        let state = issuer.state(Duration::from_secs(60));
+        state.fetch_keys().await.expect("keys");
+        let session = Uuid::new_v4();
+        let t = bearer(&token(&key, session, "admin"));
+        let role = |state: &TrustState| {
+            let state = state.book();
+            state
+                .standing(session, Utc::now().timestamp())
+                .expect("live")
+        };
+        let now = Utc::now();
+        // Without a role the event changes nothing.
+        state.apply_event(&event("sessionUpdated", session, now, None));
+        assert_eq!(state.admit(&t).await.expect("admitted").1, "admin");
+        state.apply_event(&event("sessionUpdated", session, now, Some("user")));
+        let earlier = now - chrono::Duration::seconds(5);
+        state.apply_event(&event(
+            "sessionUpdated",
+            session,
+            earlier,
+            Some("superAdmin"),
+        ));
+        assert_eq!(role(&state).as_deref(), Some("user"));
+        let (facts, caller_role) = state.admit(&t).await.expect("admitted");
+        assert_eq!(
+            (facts.role.as_str(), caller_role.as_str()),
+            ("admin", "user")
+        );
+        // Created and other events carry no role change.
+        let later = now + chrono::Duration::seconds(5);
+        state.apply_event(&event("sessionCreated", session, later, Some("admin")));
+        assert_eq!(role(&state).as_deref(), Some("user"));
+        // Roles the model does not know, and the system's, are refused.
+        state.apply_event(&event("sessionUpdated", session, later, Some(SYSTEM_ROLE)));
+        assert!(matches!(state.admit(&t).await, Err(ApiError::Forbidden)));
+        for claimed in ["ghost", SYSTEM_ROLE] {
+            let t = bearer(&token(&key, Uuid::new_v4(), claimed));
+            assert!(
+                matches!(state.admit(&t).await, Err(ApiError::Forbidden)),
+                "{claimed}"
+            );
+        }
+        // Not a session event at all: ignored.
+        state.apply_event(b"{\"name\": 1}");
+        assert_eq!(role(&state).as_deref(), Some(SYSTEM_ROLE));
+    }
+
+    #[test]
+    fn a_full_book_forgets_what_expires_first() {
+        let mut map: HashMap<Uuid, i64> = (0..4).map(|i| (Uuid::new_v4(), 10 + i)).collect();
+        keep_room(&mut map, 5, 0, |u| *u);
+        assert_eq!(map.len(), 4, "room left: nothing goes");
+        keep_room(&mut map, 4, 11, |u| *u);
+        assert_eq!(map.len(), 2, "the expired go first");
+        keep_room(&mut map, 2, 0, |u| *u);
+        assert_eq!(map.values().copied().collect::<Vec<_>>(), [13]);
+    }
+
+    #[test]
+    fn the_jwks_gives_only_ed25519_signature_keys() {
+        let x = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let jwks = json!({ "keys": [
+            { "kty": "RSA", "kid": "rsa", "n": "AQAB", "e": "AQAB" },
+            { "kty": "OKP", "crv": "X25519", "kid": "x", "x": x },
+            { "kty": "OKP", "crv": "Ed25519", "kid": "rs", "x": x, "alg": "RS256" },
+            { "kty": "OKP", "crv": "Ed25519", "kid": "enc", "x": x, "use": "enc" },
+            { "kty": "OKP", "crv": "Ed25519", "x": x },
+            { "kty": "OKP", "crv": "Ed25519", "kid": "short", "x": "AAAA" },
+            { "kty": "OKP", "crv": "Ed25519", "kid": 7, "x": x },
+            { "kty": "OKP", "crv": "Ed25519", "kid": "bare", "x": x },
+            { "kty": "OKP", "crv": "Ed25519", "kid": "full", "x": x, "alg": "EdDSA", "use": "sig" },
+        ]});
+        let mut kids: Vec<String> = parse_jwks(&jwks).into_keys().collect();
+        kids.sort();
+        assert_eq!(kids, ["bare", "full"]);
+        assert!(parse_jwks(&json!({ "keys": "none" })).is_empty());
+    }
+
+    #[test]
+    fn settings_come_from_the_environment_with_the_model_defaults() {
+        let defaults = TrustDefaults {
+            jwks_url: "http://auth-service:8080/v1/.well-known/jwks.json",
+            max_token_ttl_secs: 900,
+        };
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            Env::new(move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let s = TrustSettings::from_env(&env(&[]), &defaults).expect("defaults");
+        assert_eq!(s.jwks_url, defaults.jwks_url);
+        assert_eq!(
+            (s.refresh, s.refetch_min, s.max_token_ttl_secs),
+            (Duration::from_secs(300), Duration::from_secs(10), 900)
+        );
+        let set = env(&[
+            ("JWKS_URL", "https://auth.example/jwks.json"),
+            ("JWKS_REFRESH_SECS", "60"),
+            ("JWKS_REFETCH_MIN_SECS", "2"),
+            ("TRUST_MAX_TOKEN_TTL_SECS", "300"),
+        ]);
+        let s = TrustSettings::from_env(&set, &defaults).expect("set");
+        assert_eq!(s.jwks_url, "https://auth.example/jwks.json");
+        assert_eq!(
+            (s.refresh, s.refetch_min, s.max_token_ttl_secs),
+            (Duration::from_secs(60), Duration::from_secs(2), 300)
+        );
+        for (bad, name) in [
+            (&[("JWKS_URL", "ftp://x/jwks")][..], "JWKS_URL"),
+            (&[("JWKS_REFRESH_SECS", "0")][..], "JWKS_REFRESH_SECS"),
+            (
+                &[("TRUST_MAX_TOKEN_TTL_SECS", "x")][..],
+                "TRUST_MAX_TOKEN_TTL_SECS",
+            ),
+        ] {
+            let err = TrustSettings::from_env(&env(bad), &defaults).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_reader_reads_without_a_group_and_waits_briefly_for_events() {
+        let env = Env::new(|name: &str| {
+            (name == "KAFKA_SECURITY_PROTOCOL").then(|| "sasl_ssl".to_string())
+        });
+        let kafka = KafkaSettings::from_env(&env, 1, 1).expect("settings");
+        static SPEC: KafkaSpec = KafkaSpec {
+            source: "/listing-service",
+            client_id: "listing-service",
+            topics: &[],
+        };
+        let c = reader_config(&kafka, &SPEC, "broker:9092");
+        assert_eq!(c.get("group.id"), None);
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(c.get("client.id"), Some("listing-service"));
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
     }
 }
