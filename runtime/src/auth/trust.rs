@@ -1206,4 +1206,156 @@ mod tests {
         assert_eq!(c.get("client.id"), Some("listing-service"));
         assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
     }
+
+    /// The in-memory tansu broker the end-to-end tests use, on a free port.
+    struct Broker(std::process::Child, String);
+
+    impl Broker {
+        async fn start() -> Self {
+            let tansu = std::env::var("TANSU")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| {
+                    let home = std::env::var("HOME").unwrap_or_default();
+                    std::path::Path::new(&home).join(".cargo/bin/tansu")
+                });
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let url = format!("tcp://127.0.0.1:{port}");
+            let child = std::process::Command::new(tansu)
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", "memory://tansu/"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("tansu starts (cargo install --locked tansu --features dynostore)");
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Self(child, format!("127.0.0.1:{port}"))
+        }
+    }
+
+    impl Drop for Broker {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_replica_reads_every_partition_of_the_session_topic() {
+        use rdkafka::producer::FutureProducer;
+        static SPEC: KafkaSpec = KafkaSpec {
+            source: "/auth-service",
+            client_id: "trust-test",
+            topics: &["auth-service-session"],
+        };
+        let broker = Broker::start().await;
+        let env = Env::new(|name: &str| (name == "KAFKA_BROKERS").then(|| broker.1.clone()));
+        let kafka = KafkaSettings::from_env(&env, 3, 1).expect("settings");
+        crate::kafka::ensure_topics(&SPEC, &kafka, &broker.1)
+            .await
+            .expect("the topic");
+        let producer: FutureProducer = kafka
+            .consumer_config(&SPEC, &broker.1, "")
+            .remove("group.id")
+            .create()
+            .expect("a producer");
+        let publish = |name: &'static str, session: Uuid, partition: i32, role: Option<&str>| {
+            let payload = String::from_utf8(event(name, session, Utc::now(), role)).expect("UTF-8");
+            let producer = producer.clone();
+            async move {
+                let key = session.to_string();
+                let now = Utc::now().to_rfc3339();
+                let r = crate::kafka::record(
+                    "/auth-service",
+                    Uuid::new_v4(),
+                    TRUST.session_topic,
+                    &key,
+                    &payload,
+                    None,
+                    &now,
+                )
+                .partition(partition);
+                producer
+                    .send(r, Duration::from_secs(5))
+                    .await
+                    .expect("published");
+            }
+        };
+        // Before the replicas start: an ended session and a changed role.
+        let (ended, demoted) = (Uuid::new_v4(), Uuid::new_v4());
+        publish("sessionDeleted", ended, 2, None).await;
+        publish("sessionUpdated", demoted, 1, Some("user")).await;
+
+        let key = test_key();
+        let issuer = Issuer::serving(&[&key]).await;
+        let (_stop_tx, stop) = watch::channel(false);
+        let replicas: Vec<Arc<TrustState>> = (0..2)
+            .map(|_| {
+                let state = issuer.state(Duration::from_secs(60));
+                state.caught_up.store(false, Ordering::Release);
+                let follow = state
+                    .clone()
+                    .follow_sessions(&SPEC, kafka.clone(), stop.clone());
+                tokio::spawn(follow);
+                state
+            })
+            .collect();
+        for r in &replicas {
+            r.fetch_keys().await.expect("keys");
+            let started = Instant::now();
+            while !r.ready() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "the reader caught up"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(unauthorized(
+                r.admit(&bearer(&token(&key, ended, "user"))).await
+            ));
+            let (_, role) = r
+                .admit(&bearer(&token(&key, demoted, "admin")))
+                .await
+                .expect("live");
+            assert_eq!(role, "user");
+        }
+        // Sessions ending now, on every partition: each replica refuses each.
+        let sessions: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let started = Instant::now();
+        for (p, s) in sessions.iter().enumerate() {
+            publish("sessionDeleted", *s, p as i32, None).await;
+        }
+        for r in &replicas {
+            for s in &sessions {
+                let t = bearer(&token(&key, *s, "user"));
+                while r.admit(&t).await.is_ok() {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(10),
+                        "the logout was felt"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        eprintln!(
+            "every replica refused every ended session after {:?}",
+            started.elapsed()
+        );
+    }
 }
