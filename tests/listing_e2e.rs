@@ -221,8 +221,10 @@ async fn until_trusting(listing: &Api, token: &str) {
     .await;
 }
 
+/// Each service owns its database, on the one PostgreSQL server.
 struct World {
     db: TestDb,
+    _auth_db: TestDb,
     broker: Broker,
     key: TestKey,
     auth: AuthProcess,
@@ -230,10 +232,10 @@ struct World {
 
 async fn world() -> World {
     let broker = Broker::start().await;
-    let db = TestDb::create().await;
+    let (db, auth_db) = (TestDb::create().await, TestDb::create().await);
     let key = TestKey::new("key-a");
-    let auth = AuthProcess::start(free_port(), &db, &broker, &key, &[]).await;
-    World { db: db, broker, key, auth }
+    let auth = AuthProcess::start(free_port(), &auth_db, &broker, &key, &[]).await;
+    World { db, _auth_db: auth_db, broker, key, auth }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,7 +439,7 @@ async fn after_a_key_rotation_old_tokens_verify_during_the_overlap_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_service_started_before_the_auth_service_comes_up_by_itself() {
     let broker = Broker::start().await;
-    let db = TestDb::create().await;
+    let (db, auth_db) = (TestDb::create().await, TestDb::create().await);
     let auth_port = free_port();
     let listing = listing_replica(&db, &broker, auth_port).await;
     let key = TestKey::new("key-a");
@@ -452,7 +454,7 @@ async fn a_listing_service_started_before_the_auth_service_comes_up_by_itself() 
     expect(StatusCode::SERVICE_UNAVAILABLE, &listing.with_token(&early).get("/v1/my/listings").await);
 
     // The auth service comes up: the listing service trusts it without a restart.
-    let auth = AuthProcess::start(auth_port, &db, &broker, &key, &[]).await;
+    let auth = AuthProcess::start(auth_port, &auth_db, &broker, &key, &[]).await;
     let (token, _) = new_user(&auth.api(), "late@example.com").await;
     let api = listing.with_token(&token);
     let took = eventually("the listing service trusts the late auth service", Duration::from_secs(30), || {

@@ -5,7 +5,7 @@
 //! refusal is a 403 with nothing written and no event.
 
 use base64::Engine;
-use generator::model::{Action, Auth, DataObject, Model, Route};
+use generator::model::{Action, Auth, DataObject, Identity, Model, Route};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
@@ -75,7 +75,7 @@ struct Writes<'m> {
 /// Every signed-in write of the identity object, and creates and deletes of
 /// the objects that rewrite an account through `pointedBy`.
 fn write_routes(m: &Model) -> Vec<Writes<'_>> {
-    let user = &m.auth.user_object;
+    let user = &identity(m).user_object;
     m.routes
         .iter()
         .filter(|(_, r)| !r.auth.is_public())
@@ -118,7 +118,7 @@ fn expected(m: &Model, w: &Writes, caller: &str, target: Target) -> bool {
     }
     let creates_account = w.account && w.route.action == Action::Create;
     let sets_secret_unconfirmed = w.route.action == Action::Update
-        && w.route.fields.contains(&m.auth.password_field)
+        && w.route.fields.contains(&identity(m).password_field)
         && !w.route.confirm_current;
     match target {
         Target::Own => !(w.account && sets_secret_unconfirmed),
@@ -140,13 +140,13 @@ fn body(m: &Model, w: &Writes, caller_role: &str, target_id: &str, grant: &str) 
             .iter()
             .find(|(n, _)| n == name)
             .expect("route field");
-        let value = if w.account && name == &m.auth.role_field {
+        let value = if w.account && name == &identity(m).role_field {
             json!(if w.route.action == Action::Create {
                 grant
             } else {
                 caller_role
             })
-        } else if w.account && name == &m.auth.password_field {
+        } else if w.account && name == &identity(m).password_field {
             json!("another good password")
         } else {
             match (f.ty.as_str(), f.format.as_deref()) {
@@ -159,7 +159,7 @@ fn body(m: &Model, w: &Writes, caller_role: &str, target_id: &str, grant: &str) 
                 // Off: switching a second factor on needs a confirmed address.
                 ("Boolean", _) => json!(false),
                 ("Integer", _) => json!(1),
-                ("ID", _) if f.references.as_deref() == Some(m.auth.user_object.as_str()) => {
+                ("ID", _) if f.references.as_deref() == Some(identity(m).user_object.as_str()) => {
                     json!(target_id)
                 }
                 ("Blob", _) => json!(base64::engine::general_purpose::STANDARD
@@ -173,8 +173,8 @@ fn body(m: &Model, w: &Writes, caller_role: &str, target_id: &str, grant: &str) 
     if w.route.confirm_current {
         let current = format!(
             "current{}{}",
-            m.auth.password_field[..1].to_uppercase(),
-            &m.auth.password_field[1..]
+            identity(m).password_field[..1].to_uppercase(),
+            &identity(m).password_field[1..]
         );
         out.insert(current, json!(PASSWORD));
     }
@@ -371,13 +371,13 @@ fn other_role(m: &Model) -> &str {
     m.roles
         .values
         .iter()
-        .find(|r| **r != m.auth.super_admin_role)
+        .find(|r| **r != identity(m).super_admin_role)
         .expect("a second role")
 }
 
 async fn active_top_accounts(db: &TestDb, m: &Model) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM users WHERE role_id = $1 AND is_active")
-        .bind(&m.auth.super_admin_role)
+        .bind(&identity(m).super_admin_role)
         .fetch_one(&mut db.connect().await)
         .await
         .expect("count top-role accounts")
@@ -413,7 +413,7 @@ async fn the_last_top_role_account_is_kept() {
     let (svc, db) = auth_service().await;
     let root = svc.admin().await;
     let root_id = root_id(&db).await;
-    let top = m.auth.super_admin_role.as_str();
+    let top = identity(&m).super_admin_role.as_str();
     let lower = other_role(&m);
 
     // Alone in the top role: no demotion, deletion or archiving of oneself.
@@ -511,7 +511,7 @@ async fn a_role_removed_while_a_write_waits_no_longer_authorizes_it() {
     let m = model();
     let (svc, db) = auth_service().await;
     let root = svc.admin().await;
-    let top = m.auth.super_admin_role.as_str();
+    let top = identity(&m).super_admin_role.as_str();
     let lower = other_role(&m).to_string();
     let root_id = root_id(&db).await;
     let (other_id, other) = signed_in(&svc, &root, top).await;
@@ -560,4 +560,9 @@ async fn a_role_removed_while_a_write_waits_no_longer_authorizes_it() {
     } else {
         assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
     }
+}
+
+/// The auth model's identity section.
+fn identity(m: &Model) -> &Identity {
+    m.auth.as_ref().expect("the auth model issues identities")
 }

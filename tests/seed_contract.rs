@@ -256,7 +256,9 @@ fn session_events_carry_the_session_seed_fields() {
         session_fields,
         "payload.session"
     );
-    let proto = airbnb_auth_service::spec::DOCS.session_proto;
+    let proto = airbnb_auth_service::spec::DOCS
+        .session_proto
+        .expect("the auth service publishes session events");
     for f in session_fields.iter().chain(envelope_fields.iter()) {
         let snake: String = f
             .chars()

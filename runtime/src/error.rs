@@ -88,6 +88,10 @@ pub enum ApiError {
     /// time); the client may retry later.
     #[error("the database is unavailable; retry later")]
     ServiceUnavailable(#[source] sqlx::Error),
+    /// 503: something the service needs is not there yet (a trusting
+    /// service before it has the issuer's keys); the client may retry later.
+    #[error("{0}; retry later")]
+    Unavailable(&'static str),
 }
 
 /// How a write broke a constraint of the migrations.
@@ -194,7 +198,7 @@ impl ApiError {
             },
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
     fn code(&self) -> &'static str {
@@ -219,7 +223,7 @@ impl ApiError {
             },
             Self::NotImplemented(_) => "NOT_IMPLEMENTED",
             Self::Internal(_) => "INTERNAL_ERROR",
-            Self::ServiceUnavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::ServiceUnavailable(_) | Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
         }
     }
     fn details(&self) -> Vec<FieldError> {
@@ -332,7 +336,7 @@ impl IntoResponse for ApiError {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
-            Self::ServiceUnavailable(_) => {
+            Self::ServiceUnavailable(_) | Self::Unavailable(_) => {
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
@@ -401,5 +405,19 @@ mod tests {
         assert_eq!(res.headers()[header::RETRY_AFTER], "7");
         let res = ApiError::Unauthorized("no token".into()).into_response();
         assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[test]
+    fn a_service_not_ready_yet_answers_503_with_retry_after() {
+        let e = ApiError::Unavailable("the issuer's keys are not known yet");
+        let res = e.into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        let info = res.extensions().get::<ErrorInfo>().expect("info");
+        assert_eq!(info.code, "SERVICE_UNAVAILABLE");
+        assert_eq!(
+            info.message,
+            "the issuer's keys are not known yet; retry later"
+        );
     }
 }

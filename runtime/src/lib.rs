@@ -20,9 +20,10 @@
 //!    what hand-written business logic gets from a generated route.
 //! 7. [`kafka`]: records, topics, the producer of reading-route events and the
 //!    relay's sink; `search` and its Elasticsearch mirror `elastic` (feature
-//!    `search`); `auth` (feature `identity`): keys, hashing, the live-session
-//!    cache, throttling, tokens, the caller extractors and sessions (its own
-//!    modules layer the same way).
+//!    `search`); `auth` (feature `trust`, all of it with `identity`): rules,
+//!    tokens, the caller extractors, the issuer's keys and revocations for a
+//!    trusting service; keys, hashing, the live-session cache, throttling and
+//!    sessions for an issuing one (its own modules layer the same way).
 //! 8. [`relay`]: the task that carries the outbox to Kafka; `realtime` (feature
 //!    `realtime`): the Server-Sent Events stream of the outbox;
 //!    `verification` (feature `verification`): one-time codes and their mailer.
@@ -55,7 +56,7 @@ pub mod elastic;
 #[cfg(feature = "search")]
 pub mod search;
 
-#[cfg(feature = "identity")]
+#[cfg(feature = "trust")]
 pub mod auth;
 
 #[cfg(feature = "realtime")]

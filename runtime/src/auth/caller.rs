@@ -1,20 +1,50 @@
 //! Who calls: the signed-in [`Caller`] of a route and the [`ClientAddr`],
-//! extracted from any state that hands out the [`AuthState`] and the pool
+//! extracted from any state that hands out the [`Gate`] (the issuing
+//! service's [`AuthState`] or the trusting one's [`TrustState`]) and the pool
 //! (axum's `FromRef`), and the rank checks of writes.
 
 use super::rules::{reach, Policy};
-use super::state::AuthState;
+use super::trust::TrustState;
 use crate::error::ApiError;
 use crate::route::{Access, SYSTEM_ROLE};
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use chrono::{DateTime, Utc};
-use ipnet::IpNet;
 use serde_json::{json, Value};
-use sqlx::{PgConnection, PgPool};
-use std::net::{IpAddr, SocketAddr};
+use sqlx::PgPool;
 use std::sync::Arc;
 use uuid::Uuid;
+#[cfg(feature = "identity")]
+use {
+    super::state::AuthState,
+    axum::extract::ConnectInfo,
+    chrono::{DateTime, Utc},
+    ipnet::IpNet,
+    sqlx::PgConnection,
+    std::net::{IpAddr, SocketAddr},
+};
+
+/// How the service knows its callers: it issues their tokens and keeps their
+/// sessions, or it trusts another service's tokens. The generated state hands
+/// it out (`FromRef`) to the [`Caller`] extractor.
+#[derive(Clone, Debug)]
+pub enum Gate {
+    #[cfg(feature = "identity")]
+    Issuer(Arc<AuthState>),
+    Trusting(Arc<TrustState>),
+}
+
+#[cfg(feature = "identity")]
+impl From<Arc<AuthState>> for Gate {
+    fn from(auth: Arc<AuthState>) -> Self {
+        Self::Issuer(auth)
+    }
+}
+
+impl From<Arc<TrustState>> for Gate {
+    fn from(trust: Arc<TrustState>) -> Self {
+        Self::Trusting(trust)
+    }
+}
 
 /// The signed-in caller of a route, from its access token.
 #[derive(Clone)]
@@ -41,14 +71,31 @@ impl std::fmt::Debug for Caller {
 
 impl<S> FromRequestParts<S> for Caller
 where
-    Arc<AuthState>: FromRef<S>,
+    Gate: FromRef<S>,
     PgPool: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let auth = Arc::<AuthState>::from_ref(state);
+        match Gate::from_ref(state) {
+            #[cfg(feature = "identity")]
+            Gate::Issuer(auth) => Caller::issued(&auth, parts, &PgPool::from_ref(state)).await,
+            Gate::Trusting(trust) => {
+                let (token, role) = trust.admit(&parts.headers).await?;
+                Ok(Caller {
+                    token_expires: Some(token.expires),
+                    ..Caller::new(token.user_id, token.session_id, role, trust.policy())
+                })
+            }
+        }
+    }
+}
+
+impl Caller {
+    /// The caller of a token this service issued, whose session it keeps.
+    #[cfg(feature = "identity")]
+    async fn issued(auth: &AuthState, parts: &Parts, db: &PgPool) -> Result<Self, ApiError> {
         let identity = auth.identity;
         let (token, from_cookie) = identity
             .transport
@@ -65,11 +112,10 @@ where
         let role = match auth.live.get(token.session_id, token.user_id) {
             Ok(role) => role,
             Err(generation) => {
-                let db = PgPool::from_ref(state);
                 let live: Option<(String, DateTime<Utc>)> = sqlx::query_as(identity.sql.caller)
                     .bind(token.session_id)
                     .bind(token.user_id)
-                    .fetch_optional(&db)
+                    .fetch_optional(db)
                     .await?;
                 let (role, expires_at) =
                     live.ok_or_else(|| ApiError::Unauthorized("the session has ended".into()))?;
@@ -107,6 +153,7 @@ impl Caller {
 
     /// Whether a notice on the callers channel ([`super::live::CallerChange`])
     /// names this caller's session or account.
+    #[cfg(feature = "identity")]
     pub fn concerned_by(&self, notice: &str) -> bool {
         use super::live::CallerChange;
         match CallerChange::parse(notice) {
@@ -119,6 +166,7 @@ impl Caller {
     /// The caller as the database has it now, past the live-session cache
     /// (which may not have heard of the change yet): `None` once its session
     /// ended or its account went; its role may have changed.
+    #[cfg(feature = "identity")]
     pub async fn as_of_now(
         &self,
         auth: &AuthState,
@@ -249,8 +297,19 @@ impl Caller {
 
 /// The transaction-scoped advisory lock of rank checks: writes that check ranks
 /// hold it shared, writes that change a role or end an account hold it alone.
+#[cfg(feature = "identity")]
 const RANKS_LOCK: i64 = 0x7376_6367_7261_6e6b;
 
+impl TrustState {
+    /// The names of an object's routes the caller (or an anonymous client)
+    /// may use: a list answer's uiPermissions.
+    pub fn ui_permissions(&self, caller: Option<&Caller>, object: &str) -> Vec<&'static str> {
+        self.policy()
+            .ui_permissions(caller.map(|c| c.role.as_str()), object)
+    }
+}
+
+#[cfg(feature = "identity")]
 impl AuthState {
     /// The names of an object's routes the caller (or an anonymous client)
     /// may use: a list answer's uiPermissions.
@@ -339,9 +398,11 @@ impl AuthState {
 /// The client's address: the socket peer, or, when the peer is a trusted
 /// proxy (`TRUSTED_PROXIES`), the rightmost `X-Forwarded-For` hop outside the
 /// trusted networks: hops left of it are whatever the client chose to send.
+#[cfg(feature = "identity")]
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub IpAddr);
 
+#[cfg(feature = "identity")]
 impl<S> FromRequestParts<S> for ClientAddr
 where
     Arc<AuthState>: FromRef<S>,
@@ -356,6 +417,7 @@ where
 }
 
 /// The socket peer, or the rightmost hop that no trusted proxy added.
+#[cfg(feature = "identity")]
 fn client_addr(parts: &Parts, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     let mut client = parts
@@ -386,7 +448,7 @@ fn client_addr(parts: &Parts, trusted: &[IpNet]) -> IpAddr {
     client
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "identity"))]
 mod tests {
     use super::*;
     use crate::auth::rules::tests::POLICY;
@@ -578,9 +640,9 @@ mod tests {
         db: PgPool,
     }
 
-    impl FromRef<TestState> for Arc<AuthState> {
+    impl FromRef<TestState> for Gate {
         fn from_ref(s: &TestState) -> Self {
-            s.auth.clone()
+            Gate::Issuer(s.auth.clone())
         }
     }
 

@@ -7,21 +7,27 @@
 //! SHA-256 hashes.
 
 use super::bounded::make_room;
-use super::keys::SigningKey;
 use crate::error::ApiError;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
-use axum::response::AppendHeaders;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use chrono::{DateTime, Duration as Span, Utc};
-use jsonwebtoken::{Algorithm, Header, Validation};
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
-use ring::rand::SecureRandom;
+use axum::http::{header, HeaderMap};
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use uuid::Uuid;
+#[cfg(feature = "identity")]
+use {
+    super::keys::SigningKey,
+    axum::http::{HeaderName, HeaderValue},
+    axum::response::AppendHeaders,
+    base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    base64::Engine,
+    chrono::{DateTime, Duration as Span},
+    jsonwebtoken::Header,
+    ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN},
+    ring::rand::SecureRandom,
+    sha2::{Digest, Sha256},
+};
 
 /// Where access tokens may come from besides `Authorization: Bearer`.
 #[derive(Debug)]
@@ -46,8 +52,10 @@ pub struct Cookies {
 }
 
 /// Set-Cookie headers.
+#[cfg(feature = "identity")]
 pub type SetCookies = AppendHeaders<Vec<(HeaderName, HeaderValue)>>;
 
+#[cfg(feature = "identity")]
 impl Cookies {
     /// The cookies of a fresh token pair: the access token for `access_age`
     /// seconds, the refresh and CSRF tokens for `refresh_age`.
@@ -96,6 +104,7 @@ impl Cookies {
     }
 }
 
+#[cfg(feature = "identity")]
 fn set_cookies(cookies: [String; 3]) -> SetCookies {
     AppendHeaders(
         cookies
@@ -107,11 +116,13 @@ fn set_cookies(cookies: [String; 3]) -> SetCookies {
 }
 
 /// What a session's CSRF token is the keyed digest of.
+#[cfg(feature = "identity")]
 fn csrf_data(session_id: Uuid) -> String {
     format!("csrf:{session_id}")
 }
 
 /// The CSRF token of a session.
+#[cfg(feature = "identity")]
 pub fn csrf_token(key: &SigningKey, session_id: Uuid) -> String {
     key.keyed_digest(csrf_data(session_id).as_bytes())
 }
@@ -176,14 +187,19 @@ struct Claims {
 }
 
 /// What a verified access token says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenFacts {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub expires: i64,
+    /// The account's role when the token was signed.
+    pub role: String,
+    /// The key it was signed with.
+    pub kid: String,
 }
 
 /// Signs an access token for `session_id` of `user_id`, valid for `ttl_secs`.
+#[cfg(feature = "identity")]
 pub fn sign(
     key: &SigningKey,
     who: Audience,
@@ -211,28 +227,43 @@ pub fn sign(
     Ok((token, exp))
 }
 
-/// Checks signature (EdDSA only), kid, issuer, audience and expiry.
-pub fn verify(key: &SigningKey, who: Audience, token: &str) -> Result<TokenFacts, ApiError> {
+/// Checks an access token: signed (EdDSA only) by the key its `kid` names
+/// (`lookup` finds it), issuer, audience, expiry (no leeway) and every claim
+/// a token carries. The one check of both issuing and trusting services.
+pub fn verify_with<'k>(
+    lookup: impl Fn(&str) -> Option<&'k DecodingKey>,
+    who: Audience,
+    token: &str,
+) -> Result<TokenFacts, ApiError> {
     let header = jsonwebtoken::decode_header(token)
         .map_err(|_| ApiError::Unauthorized("the token is malformed".into()))?;
-    if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(key.kid.as_str()) {
-        return Err(ApiError::Unauthorized(
-            "the token is not signed by this service".into(),
-        ));
-    }
+    let kid = header
+        .kid
+        .filter(|_| header.alg == Algorithm::EdDSA)
+        .ok_or_else(|| ApiError::Unauthorized("the token is not signed by the issuer".into()))?;
+    let key = lookup(&kid)
+        .ok_or_else(|| ApiError::Unauthorized("the token is signed by an unknown key".into()))?;
     let mut v = Validation::new(Algorithm::EdDSA);
     v.set_issuer(&[who.issuer]);
     v.set_audience(&[who.audience]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     v.leeway = 0;
-    let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v)
+    let claims = jsonwebtoken::decode::<Claims>(token, key, &v)
         .map(|d| d.claims)
         .map_err(|e| ApiError::Unauthorized(format!("the token is not valid: {e}")))?;
     Ok(TokenFacts {
         user_id: claims.sub,
         session_id: claims.sid,
         expires: claims.exp,
+        role: claims.role,
+        kid,
     })
+}
+
+/// [`verify_with`] the one signing key.
+#[cfg(feature = "identity")]
+pub fn verify(key: &SigningKey, who: Audience, token: &str) -> Result<TokenFacts, ApiError> {
+    verify_with(|kid| (kid == key.kid).then_some(&key.decoding), who, token)
 }
 
 /// Access tokens whose signature and claims were checked, kept until they
@@ -246,25 +277,40 @@ impl VerifiedTokens {
     /// Bounds the memory: about 400 bytes a token.
     const MAX: usize = 10_000;
 
-    /// What `token` says, verified now or by an earlier request.
+    /// What `token` says, verified with the one signing key now or by an
+    /// earlier request.
+    #[cfg(feature = "identity")]
     pub fn facts(
         &self,
         key: &SigningKey,
         who: Audience,
         token: &str,
     ) -> Result<TokenFacts, ApiError> {
+        self.facts_with(|kid| (kid == key.kid).then_some(&key.decoding), who, token)
+    }
+
+    /// What `token` says, verified ([`verify_with`]) now or by an earlier
+    /// request; a remembered token fails once `lookup` no longer knows its key.
+    pub fn facts_with<'k>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'k DecodingKey>,
+        who: Audience,
+        token: &str,
+    ) -> Result<TokenFacts, ApiError> {
         let now = Utc::now().timestamp();
         if let Some(facts) = self.get(token, now) {
-            return Ok(facts);
+            if lookup(&facts.kid).is_some() {
+                return Ok(facts);
+            }
         }
-        let facts = verify(key, who, token)?;
-        self.put(token, facts, now);
+        let facts = verify_with(lookup, who, token)?;
+        self.put(token, facts.clone(), now);
         Ok(facts)
     }
 
     fn get(&self, token: &str, now: i64) -> Option<TokenFacts> {
         let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(token).copied().filter(|f| f.expires > now)
+        map.get(token).filter(|f| f.expires > now).cloned()
     }
 
     fn put(&self, token: &str, facts: TokenFacts, now: i64) {
@@ -275,11 +321,13 @@ impl VerifiedTokens {
 }
 
 /// The stored form of a refresh token: its SHA-256, hex.
+#[cfg(feature = "identity")]
 pub fn token_hash(token: &str) -> String {
     format!("{:x}", Sha256::digest(token.as_bytes()))
 }
 
 /// A new refresh token: 256 random bits, base64url.
+#[cfg(feature = "identity")]
 pub fn random_token() -> Result<String, ApiError> {
     let mut bytes = [0u8; 32];
     ring::rand::SystemRandom::new()
@@ -290,6 +338,7 @@ pub fn random_token() -> Result<String, ApiError> {
 
 /// The token pair a refresh token was spent for, kept with the spent token
 /// so that a reuse inside the grace window answers the same pair.
+#[cfg(feature = "identity")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Successor {
     pub access: String,
@@ -300,6 +349,7 @@ pub struct Successor {
 /// The key a spent token's successor is sealed under: derived from the spent
 /// token itself (256 random bits), which the database never holds, so a copy
 /// of the database opens no successor.
+#[cfg(feature = "identity")]
 fn successor_key(spent: &str) -> Result<LessSafeKey, ApiError> {
     let digest = Sha256::new()
         .chain_update(b"svcgen refresh successor\0")
@@ -312,6 +362,7 @@ fn successor_key(spent: &str) -> Result<LessSafeKey, ApiError> {
 
 /// Seals `successor` under the spent token's key: a random nonce, then the
 /// ciphertext and its tag.
+#[cfg(feature = "identity")]
 pub fn seal_successor(spent: &str, successor: &Successor) -> Result<Vec<u8>, ApiError> {
     let key = successor_key(spent)?;
     let mut nonce = [0u8; NONCE_LEN];
@@ -330,6 +381,7 @@ pub fn seal_successor(spent: &str, successor: &Successor) -> Result<Vec<u8>, Api
 
 /// Opens what [`seal_successor`] sealed for `spent`; `None` when it was
 /// sealed for another token or changed.
+#[cfg(feature = "identity")]
 pub fn open_successor(spent: &str, sealed: &[u8]) -> Option<Successor> {
     let key = successor_key(spent).ok()?;
     let nonce = Nonce::try_assume_unique_for_key(sealed.get(..NONCE_LEN)?).ok()?;
@@ -338,7 +390,7 @@ pub fn open_successor(spent: &str, sealed: &[u8]) -> Option<Successor> {
     serde_json::from_slice(plain).ok()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "identity"))]
 pub(crate) mod tests {
     use super::*;
     use crate::auth::keys::tests::test_key;
@@ -394,6 +446,7 @@ pub(crate) mod tests {
         assert_eq!(facts.user_id, user);
         assert_eq!(facts.session_id, session);
         assert_eq!(facts.expires, exp.timestamp());
+        assert_eq!((facts.role.as_str(), facts.kid.as_str()), ("admin", "test"));
     }
 
     #[test]
@@ -426,12 +479,45 @@ pub(crate) mod tests {
             wrong_audience,
             expired,
             "garbage".into(),
-        ] {
+        ]
+        .into_iter()
+        .chain(forged(WHO, "test").into_iter().map(|(_, t)| t))
+        {
             assert!(
                 matches!(verify(&key, WHO, &token), Err(ApiError::Unauthorized(_))),
                 "{token}"
             );
         }
+    }
+
+    /// Tokens that name `kid` but are not EdDSA-signed by it: unsigned
+    /// (`alg: none`), HMAC-signed (HS256), and without a `kid`.
+    pub(crate) fn forged(who: Audience, kid: &str) -> Vec<(&'static str, String)> {
+        let claims = Claims {
+            iss: who.issuer.into(),
+            aud: who.audience.into(),
+            sub: Uuid::new_v4(),
+            iat: Utc::now().timestamp(),
+            exp: Utc::now().timestamp() + 60,
+            sid: Uuid::new_v4(),
+            role: "admin".into(),
+            jti: Uuid::new_v4(),
+        };
+        let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let body = part(serde_json::to_value(&claims).expect("claims"));
+        let none = format!(
+            "{}.{body}.",
+            part(serde_json::json!({"alg": "none", "kid": kid}))
+        );
+        let mut hs = Header::new(Algorithm::HS256);
+        hs.kid = Some(kid.into());
+        let hmac =
+            jsonwebtoken::encode(&hs, &claims, &jsonwebtoken::EncodingKey::from_secret(b"k"))
+                .expect("signed");
+        let test = super::super::keys::tests::test_key();
+        let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &test.encoding)
+            .expect("signed");
+        vec![("alg none", none), ("HS256", hmac), ("no kid", no_kid)]
     }
 
     #[test]
@@ -442,13 +528,16 @@ pub(crate) mod tests {
             sign(&key, WHO, Uuid::new_v4(), Uuid::new_v4(), "user", 60).expect("signed");
         let facts = cache.facts(&key, WHO, &token).expect("valid");
         let now = Utc::now().timestamp();
-        assert_eq!(cache.get(&token, now), Some(facts));
+        assert_eq!(cache.get(&token, now), Some(facts.clone()));
         assert_eq!(cache.get(&token, facts.expires), None);
-        // A remembered token is not verified again: a rotated key would not matter.
+        // A remembered token is not verified again while its key is known.
         assert_eq!(
             cache.facts(&test_key(), WHO, &token).expect("remembered"),
             facts
         );
+        // Once its key is gone, it is checked again, and fails.
+        let gone = cache.facts_with(|_| None, WHO, &token).unwrap_err();
+        assert!(matches!(gone, ApiError::Unauthorized(m) if m.contains("unknown key")));
     }
 
     #[test]
@@ -458,6 +547,8 @@ pub(crate) mod tests {
             user_id: Uuid::nil(),
             session_id: Uuid::nil(),
             expires,
+            role: "user".into(),
+            kid: "k".into(),
         };
         for i in 0..VerifiedTokens::MAX {
             cache.put(
