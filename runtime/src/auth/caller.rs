@@ -54,9 +54,8 @@ where
             .transport
             .presented(&parts.headers)
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-        let token = auth
-            .verified
-            .facts(&auth.key, identity.tokens, token.trim())?;
+        let db = PgPool::from_ref(state);
+        let token = auth.token_facts(&db, token.trim()).await?;
         if let Some(cookies) = identity.transport.cookies.as_ref() {
             if from_cookie && !parts.method.is_safe() {
                 cookies.check_csrf(&auth.key, &parts.headers, token.session_id)?;
@@ -65,7 +64,6 @@ where
         let role = match auth.live.get(token.session_id, token.user_id) {
             Ok(role) => role,
             Err(generation) => {
-                let db = PgPool::from_ref(state);
                 let live: Option<(String, DateTime<Utc>)> = sqlx::query_as(identity.sql.caller)
                     .bind(token.session_id)
                     .bind(token.user_id)

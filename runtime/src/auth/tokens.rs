@@ -14,7 +14,7 @@ use axum::response::AppendHeaders;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration as Span, Utc};
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
@@ -211,21 +211,37 @@ pub fn sign(
     Ok((token, exp))
 }
 
-/// Checks signature (EdDSA only), kid, issuer, audience and expiry.
+/// Checks signature (EdDSA only), kid, issuer, audience and expiry against `key` alone.
 pub fn verify(key: &SigningKey, who: Audience, token: &str) -> Result<TokenFacts, ApiError> {
+    verify_with(
+        |kid| (kid == key.kid).then_some(&key.decoding),
+        who,
+        token,
+    )
+}
+
+/// The one verification of access tokens: the key `lookup` finds for the
+/// token's `kid` (none: refused), EdDSA only, issuer, audience, expiry and the
+/// required claims, no leeway.
+// A stand-in with the contract's shape until helper "trust"'s version is merged.
+pub fn verify_with<'k>(
+    lookup: impl Fn(&str) -> Option<&'k DecodingKey>,
+    who: Audience,
+    token: &str,
+) -> Result<TokenFacts, ApiError> {
     let header = jsonwebtoken::decode_header(token)
         .map_err(|_| ApiError::Unauthorized("the token is malformed".into()))?;
-    if header.alg != Algorithm::EdDSA || header.kid.as_deref() != Some(key.kid.as_str()) {
-        return Err(ApiError::Unauthorized(
-            "the token is not signed by this service".into(),
-        ));
+    let key = match (header.alg, header.kid.as_deref()) {
+        (Algorithm::EdDSA, Some(kid)) => lookup(kid),
+        _ => None,
     }
+    .ok_or_else(|| ApiError::Unauthorized("the token is not signed by this service".into()))?;
     let mut v = Validation::new(Algorithm::EdDSA);
     v.set_issuer(&[who.issuer]);
     v.set_audience(&[who.audience]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     v.leeway = 0;
-    let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v)
+    let claims = jsonwebtoken::decode::<Claims>(token, key, &v)
         .map(|d| d.claims)
         .map_err(|e| ApiError::Unauthorized(format!("the token is not valid: {e}")))?;
     Ok(TokenFacts {
@@ -235,42 +251,51 @@ pub fn verify(key: &SigningKey, who: Audience, token: &str) -> Result<TokenFacts
     })
 }
 
+/// The `kid` a token names, unverified.
+pub fn token_kid(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.kid
+}
+
 /// Access tokens whose signature and claims were checked, kept until they
 /// expire, so that a client's next requests skip the Ed25519 check. A token
-/// cannot change: what was verified once holds until its `exp`. Whether its
-/// session is still live is checked on every request all the same.
+/// cannot change, but its key can retire: a remembered token holds while
+/// `lookup` still finds its `kid`. Whether its session is still live is
+/// checked on every request all the same.
 #[derive(Debug, Default)]
-pub struct VerifiedTokens(Mutex<HashMap<String, TokenFacts>>);
+pub struct VerifiedTokens(Mutex<HashMap<String, (TokenFacts, String)>>);
 
 impl VerifiedTokens {
     /// Bounds the memory: about 400 bytes a token.
     const MAX: usize = 10_000;
 
-    /// What `token` says, verified now or by an earlier request.
-    pub fn facts(
+    /// What `token` says, verified now or by an earlier request, while its
+    /// key is one `lookup` finds.
+    pub fn facts<'k>(
         &self,
-        key: &SigningKey,
+        lookup: impl Fn(&str) -> Option<&'k DecodingKey>,
         who: Audience,
         token: &str,
     ) -> Result<TokenFacts, ApiError> {
         let now = Utc::now().timestamp();
-        if let Some(facts) = self.get(token, now) {
-            return Ok(facts);
+        if let Some((facts, kid)) = self.get(token, now) {
+            if lookup(&kid).is_some() {
+                return Ok(facts);
+            }
         }
-        let facts = verify(key, who, token)?;
-        self.put(token, facts, now);
+        let facts = verify_with(&lookup, who, token)?;
+        self.put(token, facts, token_kid(token).unwrap_or_default(), now);
         Ok(facts)
     }
 
-    fn get(&self, token: &str, now: i64) -> Option<TokenFacts> {
+    fn get(&self, token: &str, now: i64) -> Option<(TokenFacts, String)> {
         let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(token).copied().filter(|f| f.expires > now)
+        map.get(token).filter(|(f, _)| f.expires > now).cloned()
     }
 
-    fn put(&self, token: &str, facts: TokenFacts, now: i64) {
+    fn put(&self, token: &str, facts: TokenFacts, kid: String, now: i64) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        make_room(&mut map, Self::MAX, |f| f.expires > now);
-        map.insert(token.to_owned(), facts);
+        make_room(&mut map, Self::MAX, |(f, _)| f.expires > now);
+        map.insert(token.to_owned(), (facts, kid));
     }
 }
 
@@ -435,20 +460,34 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn verified_tokens_are_remembered_until_they_expire() {
+    fn verified_tokens_are_remembered_until_they_expire_or_their_key_retires() {
         let key = test_key();
+        let decoding = &key.decoding;
+        let only = |k: &'static str| move |kid: &str| (kid == k).then_some(decoding);
         let cache = VerifiedTokens::default();
         let (token, _) =
             sign(&key, WHO, Uuid::new_v4(), Uuid::new_v4(), "user", 60).expect("signed");
-        let facts = cache.facts(&key, WHO, &token).expect("valid");
+        let facts = cache.facts(only("test"), WHO, &token).expect("valid");
         let now = Utc::now().timestamp();
-        assert_eq!(cache.get(&token, now), Some(facts));
+        assert_eq!(cache.get(&token, now), Some((facts, "test".into())));
         assert_eq!(cache.get(&token, facts.expires), None);
-        // A remembered token is not verified again: a rotated key would not matter.
+        // A remembered token is not verified again while its kid is in force...
+        let other = test_key();
         assert_eq!(
-            cache.facts(&test_key(), WHO, &token).expect("remembered"),
+            cache
+                .facts(|_| Some(&other.decoding), WHO, &token)
+                .expect("remembered"),
             facts
         );
+        // ...and is refused once its key has retired.
+        assert!(matches!(
+            cache.facts(only("newer"), WHO, &token),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            verify_with(|_| None, WHO, &token),
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 
     #[test]
@@ -463,11 +502,12 @@ pub(crate) mod tests {
             cache.put(
                 &format!("t{i}"),
                 facts(if i % 2 == 0 { 10 } else { 100 }),
+                String::new(),
                 0,
             );
         }
         // Full: the expired half goes.
-        cache.put("next", facts(100), 50);
+        cache.put("next", facts(100), String::new(), 50);
         let len = cache.0.lock().expect("lock").len();
         assert_eq!(len, VerifiedTokens::MAX / 2 + 1);
     }
