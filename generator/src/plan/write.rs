@@ -89,6 +89,9 @@ pub struct UpdatePlan {
     /// The second factor's body field, named by that refusal.
     pub second_factor_name: String,
     pub revokes: Revokes,
+    /// The account's role field (identifier), when the route may change it:
+    /// a change publishes sessionUpdated with the new role (decision role-changes).
+    pub role_updates: Option<String>,
     pub ranks: RankPlan,
     /// The validated changes as hooks see them (`None`: unchanged).
     pub changes: Vec<ValueField>,
@@ -291,6 +294,8 @@ pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
         } else {
             Revokes::None
         },
+        role_updates: (is_user && r.fields.contains(&m.auth.role_field))
+            .then(|| snake(&m.auth.role_field)),
         ranks: ranks(m, r, name, o),
     }
 }
