@@ -741,7 +741,7 @@ async fn end_other_sessions(
 }
 
 /// `getPublicKeys`: GET /v1/.well-known/jwks.json. The JWKS other
-/// services verify access tokens with.
+/// services verify access tokens with: the current key and those in their overlap.
 async fn get_public_keys(State(app): State<AppState>) -> Response {
-    app.auth.jwks()
+    app.auth.jwks(&app.db).await
 }

@@ -8,7 +8,8 @@
 //! current and marks the previous current key replaced; a replaced key stays
 //! in the JWKS and verifies for the overlap, then retires. Replicas re-read
 //! the ring every [`KEY_RING_REFRESH`], and at once (at most every
-//! [`KEY_RING_REREAD_MIN`]) on a token whose `kid` they do not know.
+//! [`KEY_RING_REREAD_MIN`]) on a token whose `kid` they do not know and
+//! before answering the JWKS.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -320,11 +321,14 @@ impl KeyRing {
     }
 
     /// Whether a token naming `kid` should re-read the ring now: the ring does
-    /// not know it and was not re-read for one in the last [`KEY_RING_REREAD_MIN`].
+    /// not know it and was not re-read on demand in the last [`KEY_RING_REREAD_MIN`].
     pub fn reread_for(&self, kid: &str) -> bool {
-        if self.snapshot().knows(kid) {
-            return false;
-        }
+        !self.snapshot().knows(kid) && self.reread_due()
+    }
+
+    /// Whether an on-demand re-read may happen now (at most every
+    /// [`KEY_RING_REREAD_MIN`]); if so, it counts as done.
+    pub fn reread_due(&self) -> bool {
         let mut at = self.reread_at.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if at.is_some_and(|t| now.duration_since(t) < KEY_RING_REREAD_MIN) {

@@ -365,8 +365,15 @@ impl AuthState {
         self.limits.window_secs
     }
 
-    /// The JWKS route's answer: the current key and those still in their overlap.
-    pub fn jwks(&self) -> Response {
+    /// The JWKS route's answer: the current key and those still in their
+    /// overlap, the ring re-read first (at most every few seconds): a service
+    /// refetching for a new kid must find it whichever replica answers.
+    pub async fn jwks(&self, db: &PgPool) -> Response {
+        if self.ring.reread_due() {
+            if let Err(e) = self.ring.reload(db).await {
+                tracing::warn!(error = %e, "re-reading the key ring failed");
+            }
+        }
         self.ring.snapshot().jwks(Utc::now())
     }
 

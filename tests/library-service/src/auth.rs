@@ -342,7 +342,7 @@ async fn sign_out(
 }
 
 /// `keys`: GET /api/keys. The JWKS other
-/// services verify access tokens with.
+/// services verify access tokens with: the current key and those in their overlap.
 async fn keys(State(app): State<AppState>) -> Response {
-    app.auth.jwks()
+    app.auth.jwks(&app.db).await
 }
