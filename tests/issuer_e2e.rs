@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::time::Duration;
 use tests::{
-    auth_service_with_broker, consume, expect, register, start_auth_service, Api, Running,
-    TestDb,
+    auth_service_with_broker, consume, expect, register, start_auth_service, Api, Running, TestDb,
 };
 
 const SECRET: &str = "a decent secret";
@@ -224,7 +223,10 @@ async fn a_role_change_updates_each_live_session_and_archiving_ends_each() {
     expect(
         StatusCode::OK,
         &admin
-            .patch(&format!("/v1/users/{id}/role"), json!({ "roleId": "admin" }))
+            .patch(
+                &format!("/v1/users/{id}/role"),
+                json!({ "roleId": "admin" }),
+            )
             .await,
     );
     // Still signed in, with the new role at once.
@@ -233,7 +235,10 @@ async fn a_role_change_updates_each_live_session_and_archiving_ends_each() {
     expect(
         StatusCode::OK,
         &admin
-            .patch(&format!("/v1/users/{id}/role"), json!({ "roleId": "admin" }))
+            .patch(
+                &format!("/v1/users/{id}/role"),
+                json!({ "roleId": "admin" }),
+            )
             .await,
     );
 
@@ -244,7 +249,10 @@ async fn a_role_change_updates_each_live_session_and_archiving_ends_each() {
     let created = named(&events, "sessionCreated");
     assert_eq!(created.len(), 4, "{events:?}");
     // Every event carries the role the account had when it was made.
-    assert!(created.iter().all(|(_, role)| role == "user"), "{created:?}");
+    assert!(
+        created.iter().all(|(_, role)| role == "user"),
+        "{created:?}"
+    );
     assert_eq!(
         named(&events, "sessionDeleted"),
         [(ended_id.clone(), json!("user"))]

@@ -128,7 +128,11 @@ fn configured(pem_text: &str, key_id: Option<&str>) -> anyhow::Result<(String, V
 /// new key. A known key that has been replaced still signs (its tokens verify
 /// until its overlap ends); to bring a replaced key back, give it a new
 /// `JWT_KEY_ID`. A `kid` naming another public key is refused.
-async fn record(tx: &mut PgConnection, key: &SigningKey, private: Option<&[u8]>) -> anyhow::Result<()> {
+async fn record(
+    tx: &mut PgConnection,
+    key: &SigningKey,
+    private: Option<&[u8]>,
+) -> anyhow::Result<()> {
     let known: Option<(Vec<u8>, Option<DateTime<Utc>>)> =
         sqlx::query_as("SELECT public_key, replaced_at FROM signing_keys WHERE kid = $1")
             .bind(&key.kid)
@@ -309,7 +313,10 @@ impl KeyRing {
 
     /// What the ring holds now.
     pub fn snapshot(&self) -> Arc<RingKeys> {
-        self.keys.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Reads `signing_keys` again.
@@ -329,7 +336,10 @@ impl KeyRing {
     /// Whether an on-demand re-read may happen now (at most every
     /// [`KEY_RING_REREAD_MIN`]); if so, it counts as done.
     pub fn reread_due(&self) -> bool {
-        let mut at = self.reread_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut at = self
+            .reread_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if at.is_some_and(|t| now.duration_since(t) < KEY_RING_REREAD_MIN) {
             return false;
@@ -340,10 +350,11 @@ impl KeyRing {
 }
 
 async fn read_keys(db: &PgPool, overlap: Span) -> Result<RingKeys, sqlx::Error> {
-    let rows: Vec<(String, Vec<u8>, Option<DateTime<Utc>>)> =
-        sqlx::query_as("SELECT kid, public_key, replaced_at FROM signing_keys ORDER BY created_at, kid")
-            .fetch_all(db)
-            .await?;
+    let rows: Vec<(String, Vec<u8>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT kid, public_key, replaced_at FROM signing_keys ORDER BY created_at, kid",
+    )
+    .fetch_all(db)
+    .await?;
     Ok(RingKeys {
         keys: rows
             .into_iter()
@@ -432,15 +443,23 @@ pub(crate) mod tests {
     async fn a_new_configured_key_replaces_the_current_one_and_a_known_key_changes_nothing() {
         let (_db, pool) = ring_db().await;
         let (a, b) = (pem_key(), pem_key());
-        let key_a = SigningKey::load(&pool, Some(&a), Some("a")).await.expect("A");
+        let key_a = SigningKey::load(&pool, Some(&a), Some("a"))
+            .await
+            .expect("A");
         assert_eq!(key_a.kid(), "a");
         assert_eq!(rows(&pool).await, [("a".into(), false, false)]);
-        SigningKey::load(&pool, Some(&b), Some("b")).await.expect("B");
+        SigningKey::load(&pool, Some(&b), Some("b"))
+            .await
+            .expect("B");
         let after_b = [("a".into(), true, false), ("b".into(), false, false)];
         assert_eq!(rows(&pool).await, after_b);
         // A replica of the previous release restarting mid-rollout retires nothing.
-        SigningKey::load(&pool, Some(&a), Some("a")).await.expect("A again");
-        SigningKey::load(&pool, Some(&b), Some("b")).await.expect("B again");
+        SigningKey::load(&pool, Some(&a), Some("a"))
+            .await
+            .expect("A again");
+        SigningKey::load(&pool, Some(&b), Some("b"))
+            .await
+            .expect("B again");
         assert_eq!(rows(&pool).await, after_b);
         // A kid is one public key for good.
         let err = SigningKey::load(&pool, Some(&pem_key()), Some("a"))
@@ -477,7 +496,7 @@ pub(crate) mod tests {
         let rows = rows(&pool).await;
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0], (first.kid.clone(), true, true));
-        assert_eq!(rows[1].1, true, "prod was replaced");
+        assert!(rows[1].1, "prod was replaced");
         assert!(!rows[1].2, "a configured private key is never stored");
         assert_eq!(rows[2], (later.kid.clone(), false, true));
     }

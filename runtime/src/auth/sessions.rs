@@ -504,7 +504,7 @@ enum Refreshed {
         events: Vec<Event>,
     },
     /// A new token pair.
-    Renewed(Renewal),
+    Renewed(Box<Renewal>),
 }
 
 /// A session's new token pair.
@@ -759,7 +759,7 @@ impl AuthState {
                     outbox::enqueue(&mut tx, &renewal.ctx, &renewal.events).await?;
                 }
                 tx.commit().await?;
-                Ok(self.renewed(renewal))
+                Ok(self.renewed(*renewal))
             }
         }
     }
@@ -930,14 +930,14 @@ impl AuthState {
                 .identity
                 .session_view(&session, &self.shown(&tokens, presented.from_cookie)),
         )?;
-        Ok(Refreshed::Renewed(Renewal {
+        Ok(Refreshed::Renewed(Box::new(Renewal {
             ctx,
             events,
             session,
             tokens,
             reply,
             from_cookie: presented.from_cookie,
-        }))
+        })))
     }
 
     /// The answer of a renewed session; a refresh by cookie renews the cookies.

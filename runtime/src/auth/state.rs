@@ -403,7 +403,11 @@ impl AuthState {
 
     /// Re-reads the key ring every [`KEY_RING_REFRESH`] until `stop`, so that
     /// a replica learns keys other replicas started with, and when they were replaced.
-    pub async fn keep_keys(self: Arc<Self>, db: PgPool, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn keep_keys(
+        self: Arc<Self>,
+        db: PgPool,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         while !*stop.borrow() {
             tokio::select! {
                 () = tokio::time::sleep(KEY_RING_REFRESH) => {},

@@ -213,11 +213,7 @@ pub fn sign(
 
 /// Checks signature (EdDSA only), kid, issuer, audience and expiry against `key` alone.
 pub fn verify(key: &SigningKey, who: Audience, token: &str) -> Result<TokenFacts, ApiError> {
-    verify_with(
-        |kid| (kid == key.kid).then_some(&key.decoding),
-        who,
-        token,
-    )
+    verify_with(|kid| (kid == key.kid).then_some(&key.decoding), who, token)
 }
 
 /// The one verification of access tokens: the key `lookup` finds for the
