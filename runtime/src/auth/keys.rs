@@ -53,7 +53,7 @@ impl SigningKey {
     /// The configured key (`JWT_PRIVATE_KEY`, PKCS#8 PEM, with `JWT_KEY_ID` or
     /// its fingerprint as `kid`), or the development key kept in the
     /// database, generated at first start; either is recorded in the ring
-    /// (see [`record`]).
+    /// (a key the ring does not know becomes current).
     pub async fn load(
         db: &PgPool,
         private_key_pem: Option<&str>,

@@ -556,12 +556,15 @@ pub(crate) mod tests {
     fn auth_settings_take_the_models_defaults_unless_the_environment_says_otherwise() {
         let env = Env::new(|name| match name {
             "ACCESS_TOKEN_TTL_SECS" => Some("60".to_string()),
+            "JWT_KEY_OVERLAP_SECS" => Some("3".to_string()),
             "JWT_PRIVATE_KEY" => Some("-----BEGIN PRIVATE KEY-----".to_string()),
             "HASH_CONCURRENCY" => Some("3".to_string()),
             _ => None,
         });
         let s = AuthSettings::from_env(&env, &DEFAULTS).unwrap();
-        assert_eq!(s.limits.access_ttl_secs, 60);
+        assert_eq!((s.limits.access_ttl_secs, s.key_overlap_secs), (60, 3));
+        let model = AuthSettings::from_env(&Env::new(|_| None), &DEFAULTS).unwrap();
+        assert_eq!(model.key_overlap_secs, 1_800);
         assert_eq!(s.limits.refresh_ttl_secs, 86_400);
         assert_eq!(
             (s.limits.session_lifetime_secs, s.limits.session_idle_secs),
