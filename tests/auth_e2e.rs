@@ -764,6 +764,8 @@ async fn session_events_reach_the_broker_in_the_seed_shape() {
         "country",
         "createdAt",
         "expiredAt",
+        // Beyond the seed (decision role-changes).
+        "role",
     ];
     for m in &mine {
         let mut keys: Vec<&str> = m
@@ -806,6 +808,9 @@ async fn session_events_reach_the_broker_in_the_seed_shape() {
     }
     let created = &mine[0].payload["payload"]["session"];
     assert_eq!(created["deviceId"], "dev-9");
+    assert!(mine
+        .iter()
+        .all(|m| m.payload["payload"]["session"]["role"] == "user"));
     assert_eq!(created["city"], "Ankara");
     assert!(created["accessToken"]
         .as_str()

@@ -358,10 +358,11 @@ async fn every_topic_carries_the_seed_payloads() {
     let routes = route_topics();
     assert_eq!(routes.len(), 26, "the 25 seed routes and the avatar upload");
     // 16 writing routes publish a route, a database and an index event; 10 reads one each.
-    // Session events come beside them: 3 logins, 2 revocations (password set by an
-    // admin, archived profile). The avatar upload and delete also update the user
-    // (its avatar): a database and an index event each.
-    let expected = 16 * 3 + 10 + 5 + 2 * 2;
+    // Session events come beside them: 3 logins, the role change (sessionUpdated for
+    // the user's one live session), 2 revocations (password set by an admin, archived
+    // profile). The avatar upload and delete also update the user (its avatar): a
+    // database and an index event each.
+    let expected = 16 * 3 + 10 + 6 + 2 * 2;
     let msgs = consume(
         &broker.brokers(),
         topics::ALL,

@@ -681,6 +681,16 @@ fn session_limits_are_checked() {
 }
 
 #[test]
+fn a_key_overlap_shorter_than_the_access_token_is_refused() {
+    let text = mutate(
+        "  refreshGraceSeconds: 5\n",
+        "  refreshGraceSeconds: 5\n  keyOverlapSeconds: 60\n",
+    );
+    let msg = rejected(&text, &["60"]);
+    insta::assert_snapshot!("key_overlap_is_checked", msg);
+}
+
+#[test]
 fn verification_settings_are_checked() {
     let text = mutate(
         "  superAdminRole: librarian\n",

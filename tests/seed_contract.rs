@@ -251,9 +251,14 @@ fn session_events_carry_the_session_seed_fields() {
     let mut want = envelope_fields.clone();
     want.insert("payload".into());
     assert_eq!(ours, want, "the session envelope");
+    // The seed allows additional properties: the account's role is the one
+    // added (decision role-changes).
+    assert!(text.contains("payload.sessionobject---additional properties are allowed"));
+    let mut with_role = session_fields.clone();
+    with_role.insert("role".into());
     assert_eq!(
         keys(&event["properties"]["payload"]["properties"]["session"]["properties"]),
-        session_fields,
+        with_role,
         "payload.session"
     );
     let proto = airbnb_auth_service::spec::DOCS

@@ -133,6 +133,12 @@ impl Application {
             self.state.auth.live.clone(),
             stop_rx.clone(),
         ));
+        let keys = tokio::spawn(
+            self.state
+                .auth
+                .clone()
+                .keep_keys(self.state.db.clone(), stop_rx.clone()),
+        );
         let hub = tokio::spawn(
             self.state
                 .realtime
@@ -157,7 +163,7 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);
-        for task in [relay, sweeper, callers, mirror, hub] {
+        for task in [relay, keys, sweeper, callers, mirror, hub] {
             if let Err(e) = task.await {
                 tracing::error!(error = % e, "a background task failed");
             }

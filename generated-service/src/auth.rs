@@ -49,6 +49,7 @@ pub static IDENTITY: Identity = Identity {
         role: "SELECT t.role_id FROM users AS t WHERE t.id = $1 AND t.is_active",
         role_locked: "SELECT t.role_id FROM users AS t WHERE t.id = $1 AND t.is_active FOR UPDATE",
         other_top: "SELECT EXISTS (SELECT 1 FROM users AS t WHERE t.role_id = $1 AND t.id <> $2 AND t.is_active)",
+        session_role: "(SELECT t.role_id FROM users AS t WHERE t.id = sessions.user_id)",
         bootstrap: "INSERT INTO users (id, email, password, role_id, fullname, _owner) VALUES ($1, $2, $3, 'superAdmin', 'Super Admin', $1) ON CONFLICT DO NOTHING",
     },
     device: &[
@@ -740,7 +741,7 @@ async fn end_other_sessions(
 }
 
 /// `getPublicKeys`: GET /v1/.well-known/jwks.json. The JWKS other
-/// services verify access tokens with.
+/// services verify access tokens with: the current key and those in their overlap.
 async fn get_public_keys(State(app): State<AppState>) -> Response {
-    app.auth.jwks()
+    app.auth.jwks(&app.db).await
 }

@@ -109,6 +109,7 @@ impl Config {
                 env,
                 &AuthDefaults {
                     access_ttl_secs: 900,
+                    key_overlap_secs: 1800,
                     refresh_ttl_secs: 2592000,
                     refresh_grace_secs: 10,
                     session_lifetime_secs: 2592000,

@@ -1206,6 +1206,9 @@ async fn update_user_role(
         .push(SELECT);
     let row: User = sql.build_query_as().fetch_one(&mut *tx).await?;
     let reply = ctx.reply(&UPDATE_USER_ROLE, StatusCode::OK, &row)?;
+    if row.role_id != old.role_id {
+        app.auth.role_changed(&mut tx, &ctx, id).await?;
+    }
     SEARCH
         .follow(
             &mut tx,

@@ -111,6 +111,8 @@ fn session_event(id: &IdentityPlan) -> Value {
     }
     session["properties"]["accessToken"] = json!({ "type": ["string", "null"], "description": "sha256:<fingerprint>, never the token" });
     session["properties"]["refreshToken"] = json!({ "type": ["string", "null"], "description": "sha256:<fingerprint>, never the token" });
+    // Beyond the seed (which allows more properties): trusting services apply it (decision role-changes).
+    session["properties"]["role"] = json!({ "type": ["string", "null"], "description": "the account's role when the event was made" });
     let nullable = json!({ "type": ["string", "null"] });
     json!({
         "type": "object",

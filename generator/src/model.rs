@@ -153,6 +153,10 @@ pub struct Identity {
     pub audience: String,
     pub access_token_ttl_seconds: u32,
     pub refresh_token_ttl_seconds: u32,
+    /// How long a replaced signing key stays in the JWKS and verifies (at
+    /// least the access token's lifetime); by default that lifetime.
+    #[serde(default)]
+    pub key_overlap_seconds: Option<u32>,
     /// A spent refresh token used again within this window gets the pair it
     /// was spent for (two tabs refreshing at once); later, the reuse revokes
     /// the session.
@@ -197,6 +201,12 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// `keyOverlapSeconds`, or the access token's lifetime.
+    pub fn key_overlap(&self) -> u32 {
+        self.key_overlap_seconds
+            .unwrap_or(self.access_token_ttl_seconds)
+    }
+
     /// `sessionLifetimeSeconds`, or the refresh token's lifetime.
     pub fn session_lifetime(&self) -> u32 {
         self.session_lifetime_seconds

@@ -257,14 +257,17 @@ pub const THROTTLE_BUCKETS: TableDef = TableDef {
     foreign_keys: &[],
 };
 
-/// The signing key every replica signs with.
+/// The key ring: every signing key's public half and when a newer key
+/// replaced it; the private half only of the development key (a configured
+/// key's stays in the configuration).
 pub const SIGNING_KEYS: TableDef = TableDef {
     name: "signing_keys",
     columns: &[
         key("kid", "text"),
-        col("private_pkcs8", "bytea", true),
+        col("private_pkcs8", "bytea", false),
         col("public_key", "bytea", true),
         col_default("created_at", "timestamptz", "now()"),
+        col("replaced_at", "timestamptz", false),
     ],
     indexes: &[],
     foreign_keys: &[],

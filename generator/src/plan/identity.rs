@@ -26,6 +26,8 @@ pub struct IdentityPlan {
     pub issuer: String,
     pub audience: String,
     pub access_ttl: u32,
+    /// How long a replaced signing key stays in the JWKS and verifies.
+    pub key_overlap: u32,
     pub refresh_ttl: u32,
     pub refresh_grace: u32,
     pub session_lifetime: u32,
@@ -71,6 +73,8 @@ pub struct IdentityPlan {
     /// The role of active account $1, and the same locked for the transaction.
     pub role_sql: String,
     pub account_role_sql: String,
+    /// The role of a `sessions` row's account, as a column of what reads sessions.
+    pub session_role_sql: String,
     /// Whether an active account other than $2 has role $1.
     pub other_top_sql: String,
     /// A header that may carry the access token besides `Authorization`.
@@ -174,6 +178,7 @@ pub fn identity(m: &Model, a: &Identity, routes: &[RoutePlan]) -> IdentityPlan {
         issuer: a.issuer.clone(),
         audience: a.audience.clone(),
         access_ttl: a.access_token_ttl_seconds,
+        key_overlap: a.key_overlap(),
         refresh_ttl: a.refresh_token_ttl_seconds,
         refresh_grace: a.refresh_grace_seconds,
         session_lifetime: a.session_lifetime(),
@@ -207,6 +212,7 @@ pub fn identity(m: &Model, a: &Identity, routes: &[RoutePlan]) -> IdentityPlan {
         rank_summary: rank_summary(m),
         account_role_sql: format!("{} FOR UPDATE", sql.role),
         role_sql: sql.role,
+        session_role_sql: sql.session_role,
         other_top_sql: sql.other_top,
         token_header: a.token_header.clone(),
         cookies: a.cookies.as_ref().map(|c| {
@@ -390,6 +396,7 @@ struct AccountSql {
     caller: String,
     role: String,
     other_top: String,
+    session_role: String,
 }
 
 impl AccountSql {
@@ -414,6 +421,10 @@ impl AccountSql {
             role: format!("SELECT t.{role} FROM {table} AS t WHERE t.id = $1{active}"),
             other_top: format!(
                 "SELECT EXISTS (SELECT 1 FROM {table} AS t WHERE t.{role} = $1 AND t.id <> $2{active})"
+            ),
+            // Archived accounts too: their sessions' last events carry the role they had.
+            session_role: format!(
+                "(SELECT t.{role} FROM {table} AS t WHERE t.id = sessions.user_id)"
             ),
         }
     }

@@ -89,6 +89,9 @@ pub struct UpdatePlan {
     /// The second factor's body field, named by that refusal.
     pub second_factor_name: String,
     pub revokes: Revokes,
+    /// The account's role field (identifier), when the route may change it:
+    /// a change publishes sessionUpdated with the new role (decision role-changes).
+    pub role_updates: Option<String>,
     pub ranks: RankPlan,
     /// The validated changes as hooks see them (`None`: unchanged).
     pub changes: Vec<ValueField>,
@@ -296,6 +299,9 @@ pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
         } else {
             Revokes::None
         },
+        role_updates: auth
+            .filter(|a| is_user && r.fields.contains(&a.role_field))
+            .map(|a| snake(&a.role_field)),
         ranks: ranks(m, r, name, o),
     }
 }

@@ -171,6 +171,13 @@ fn token_limits(a: &Identity, d: &mut Diagnostics) {
             "must be at least 1 and shorter than refreshTokenTtlSeconds",
         );
     }
+    // A token signed just before its key is replaced must verify until it expires.
+    if a.key_overlap() < a.access_token_ttl_seconds {
+        d.at(
+            "auth.keyOverlapSeconds",
+            "must be at least accessTokenTtlSeconds: a token signed just before its key is replaced lives that long",
+        );
+    }
     // A session outlives its access token, and its idle limit fits in its lifetime.
     if a.session_lifetime() <= a.access_token_ttl_seconds {
         d.at(

@@ -101,9 +101,7 @@ impl Caller {
             .transport
             .presented(&parts.headers)
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-        let token = auth
-            .verified
-            .facts(&auth.key, identity.tokens, token.trim())?;
+        let token = auth.token_facts(db, token.trim()).await?;
         if let Some(cookies) = identity.transport.cookies.as_ref() {
             if from_cookie && !parts.method.is_safe() {
                 cookies.check_csrf(&auth.key, &parts.headers, token.session_id)?;

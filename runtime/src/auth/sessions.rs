@@ -36,6 +36,8 @@ pub struct Session {
     pub device: Vec<Option<String>>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The account's role when the session was read (`None`: no such account).
+    pub role: Option<String>,
 }
 
 /// The tokens of a session answer, or their fingerprints in an event.
@@ -138,12 +140,13 @@ type SignInLookup = (
 );
 
 impl Identity {
-    /// `id, user_id, <device columns>, created_at, expires_at`: what [`Session`]s read.
+    /// `id, user_id, <device columns>, created_at, expires_at` and the
+    /// account's role: what [`Session`]s read.
     pub fn session_columns(&self) -> String {
         let mut columns = vec!["id", "user_id"];
         columns.extend(self.device.iter().map(|f| f.column));
         columns.extend(["created_at", "expires_at"]);
-        columns.join(", ")
+        format!("{}, {} AS role", columns.join(", "), self.sql.session_role)
     }
 
     /// What opening a session writes with its event: the session and its
@@ -186,6 +189,7 @@ impl Identity {
                 .collect::<Result<_, _>>()?,
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
+            role: row.try_get("role")?,
         })
     }
 
@@ -265,6 +269,7 @@ impl Identity {
         self.device_into(&mut shown, session);
         shown.insert("createdAt".into(), json!(session.created_at));
         shown.insert("expiredAt".into(), json!(session.expires_at));
+        shown.insert("role".into(), json!(session.role));
         let id = Uuid::new_v4();
         let payload = json!({
             "payload": { "session": shown },
@@ -311,6 +316,31 @@ impl Identity {
         let query = sqlx::query(&sql).bind(user_id).bind(except).bind(reason);
         let revoked = self.sessions(tx, query).await?;
         let events = self.deleted(&revoked, ctx)?;
+        if !events.is_empty() {
+            outbox::enqueue(tx, ctx, &events).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes sessionUpdated, with the account's role as `tx` has it now,
+    /// for each live session of `user_id`, in the caller's transaction: a
+    /// role change reaches the services that trust this one while its users
+    /// stay signed in (decision role-changes).
+    pub async fn publish_role(
+        &self,
+        tx: &mut PgConnection,
+        ctx: &RequestContext,
+        user_id: Uuid,
+    ) -> Result<(), ApiError> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() ORDER BY created_at, id",
+            self.session_columns()
+        );
+        let live = self.sessions(tx, sqlx::query(&sql).bind(user_id)).await?;
+        let events = live
+            .iter()
+            .map(|s| self.session_event(s, "sessionUpdated", ctx, &Tokens::default()))
+            .collect::<Result<Vec<_>, _>>()?;
         if !events.is_empty() {
             outbox::enqueue(tx, ctx, &events).await?;
         }
@@ -474,7 +504,7 @@ enum Refreshed {
         events: Vec<Event>,
     },
     /// A new token pair.
-    Renewed(Renewal),
+    Renewed(Box<Renewal>),
 }
 
 /// A session's new token pair.
@@ -640,6 +670,7 @@ impl AuthState {
                         .renewal_secs()
                         .min(self.limits.session_lifetime_secs),
                 ),
+            role: Some(role.to_owned()),
         };
         let ctx = ctx.signed_in(user_id, session.id);
         let tokens = self.new_tokens(&session, role)?;
@@ -728,7 +759,7 @@ impl AuthState {
                     outbox::enqueue(&mut tx, &renewal.ctx, &renewal.events).await?;
                 }
                 tx.commit().await?;
-                Ok(self.renewed(renewal))
+                Ok(self.renewed(*renewal))
             }
         }
     }
@@ -899,14 +930,14 @@ impl AuthState {
                 .identity
                 .session_view(&session, &self.shown(&tokens, presented.from_cookie)),
         )?;
-        Ok(Refreshed::Renewed(Renewal {
+        Ok(Refreshed::Renewed(Box::new(Renewal {
             ctx,
             events,
             session,
             tokens,
             reply,
             from_cookie: presented.from_cookie,
-        }))
+        })))
     }
 
     /// The answer of a renewed session; a refresh by cookie renews the cookies.
@@ -1039,6 +1070,16 @@ impl AuthState {
             .await
     }
 
+    /// Publishes the account's new role to its live sessions (see [`Identity::publish_role`]).
+    pub async fn role_changed(
+        &self,
+        tx: &mut PgConnection,
+        ctx: &RequestContext,
+        user_id: Uuid,
+    ) -> Result<(), ApiError> {
+        self.identity.publish_role(tx, ctx, user_id).await
+    }
+
     /// The answer of a sign-out, expiring the session cookies when the model has them.
     fn signed_out(&self, reply: Reply) -> Response {
         match self.identity.transport.cookies.as_ref() {
@@ -1079,6 +1120,7 @@ mod tests {
             device: vec![Some("phone".into()), None],
             created_at,
             expires_at: created_at + Span::hours(1),
+            role: Some("user".into()),
         }
     }
 
@@ -1117,7 +1159,7 @@ mod tests {
     fn sessions_read_their_device_columns() {
         assert_eq!(
             IDENTITY.session_columns(),
-            "id, user_id, device_name, city, created_at, expires_at"
+            "id, user_id, device_name, city, created_at, expires_at, NULL::text AS role"
         );
     }
 
@@ -1228,6 +1270,7 @@ mod tests {
             format!("sha256:{}", fingerprint(b"refresh"))
         );
         assert_eq!(shown["deviceName"], "phone");
+        assert_eq!(shown["role"], "user");
         assert!(!created.payload.contains("\"access\""));
         let deleted = IDENTITY
             .session_event(&s, "sessionDeleted", &ctx, &Tokens::default())

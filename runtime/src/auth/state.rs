@@ -2,16 +2,17 @@
 //! the state every auth check shares: keys, hashing, caches and limits.
 
 use super::hashing::{hash_in, Hashing};
-use super::keys::{fingerprint, SigningKey};
+use super::keys::{fingerprint, KeyRing, SigningKey, KEY_RING_REFRESH};
 use super::live::{AccountTopics, LiveSessions};
 use super::passwords;
 use super::rules::Policy;
 use super::throttle;
-use super::tokens::{Audience, TokenTransport, VerifiedTokens};
+use super::tokens::{token_kid, Audience, TokenFacts, TokenTransport, VerifiedTokens};
 use crate::config::{redacted, ConfigError, Env};
 use crate::error::{ApiError, FieldError};
 use crate::validation::{normalize_email, Validator};
 use axum::response::Response;
+use chrono::Utc;
 use ipnet::IpNet;
 use sqlx::PgPool;
 use std::net::IpAddr;
@@ -60,6 +61,9 @@ pub struct AccountSql {
     pub role_locked: &'static str,
     /// Whether an active account other than `$2` has role `$1`.
     pub other_top: &'static str,
+    /// The role of a `sessions` row's account, archived or not: a scalar
+    /// subquery on `sessions.user_id`, read as the column `role`.
+    pub session_role: &'static str,
     /// Inserts the bootstrap account (`$1` id, `$2` login, `$3` secret hash)
     /// unless its login is taken.
     pub bootstrap: &'static str,
@@ -122,6 +126,8 @@ pub struct AuthSettings {
     pub jwt_private_key: Option<String>,
     /// The `kid` of that key (default: its fingerprint).
     pub jwt_key_id: Option<String>,
+    /// How long a replaced signing key stays in the JWKS and verifies.
+    pub key_overlap_secs: u32,
     /// Secret hashes computed at once.
     pub hash_concurrency: usize,
     /// How long a live session may be answered from memory; 0 asks the database every time.
@@ -133,6 +139,7 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Copy)]
 pub struct AuthDefaults {
     pub access_ttl_secs: u32,
+    pub key_overlap_secs: u32,
     pub refresh_ttl_secs: u32,
     pub refresh_grace_secs: u32,
     pub session_lifetime_secs: u32,
@@ -145,7 +152,7 @@ pub struct AuthDefaults {
 }
 
 impl AuthSettings {
-    /// `JWT_PRIVATE_KEY`, `JWT_KEY_ID`, `HASH_CONCURRENCY` (default: the CPU
+    /// `JWT_PRIVATE_KEY`, `JWT_KEY_ID`, `JWT_KEY_OVERLAP_SECS`, `HASH_CONCURRENCY` (default: the CPU
     /// count), `ACCESS_TOKEN_TTL_SECS`, `REFRESH_TOKEN_TTL_SECS`,
     /// `REFRESH_GRACE_SECS`, `SESSION_LIFETIME_SECS`, `SESSION_IDLE_SECS`,
     /// `LIVE_SESSION_CACHE_SECS`, `THROTTLE_WINDOW_SECS`,
@@ -161,6 +168,7 @@ impl AuthSettings {
         Ok(Self {
             jwt_private_key: env.text("JWT_PRIVATE_KEY"),
             jwt_key_id: env.text("JWT_KEY_ID"),
+            key_overlap_secs: secs("JWT_KEY_OVERLAP_SECS", defaults.key_overlap_secs)?,
             hash_concurrency: match env.get("HASH_CONCURRENCY") {
                 Some(_) => env.parse("HASH_CONCURRENCY", "1")?,
                 None => std::thread::available_parallelism().map_or(2, usize::from),
@@ -209,6 +217,7 @@ impl std::fmt::Debug for AuthSettings {
         f.debug_struct("AuthSettings")
             .field("jwt_private_key", &redacted(&self.jwt_private_key))
             .field("jwt_key_id", &self.jwt_key_id)
+            .field("key_overlap_secs", &self.key_overlap_secs)
             .field("hash_concurrency", &self.hash_concurrency)
             .field("live_session_cache_secs", &self.live_session_cache_secs)
             .field("limits", &self.limits)
@@ -272,7 +281,10 @@ impl Limits {
 /// Keys, the bound on concurrent secret hashes, caches and limits.
 pub struct AuthState {
     pub(super) identity: &'static Identity,
+    /// The key this replica signs with.
     pub(super) key: SigningKey,
+    /// The public keys every replica verifies with (see [`KeyRing`]).
+    pub(super) ring: KeyRing,
     pub(super) hashing: Hashing,
     /// Verified against when an account does not exist, so that an unknown
     /// account name costs the same time as a wrong secret.
@@ -297,7 +309,7 @@ impl std::fmt::Debug for AuthState {
 }
 
 impl AuthState {
-    /// Loads the signing key (see [`SigningKey::load`]) and prepares the rest.
+    /// Loads the signing key (see [`SigningKey::load`]) and the key ring, and prepares the rest.
     pub async fn load(
         db: &PgPool,
         identity: &'static Identity,
@@ -309,6 +321,7 @@ impl AuthState {
             settings.jwt_key_id.as_deref(),
         )
         .await?;
+        let ring = KeyRing::read(db, settings.key_overlap_secs).await?;
         let dummy_hash = tokio::task::spawn_blocking(|| {
             hash_in(&mut Vec::new(), b"an account that does not exist")
         })
@@ -318,6 +331,7 @@ impl AuthState {
         Ok(Self {
             identity,
             key,
+            ring,
             hashing: Hashing::new(settings.hash_concurrency),
             dummy_hash,
             limits: settings.limits,
@@ -351,9 +365,58 @@ impl AuthState {
         self.limits.window_secs
     }
 
-    /// The JWKS route's answer.
-    pub fn jwks(&self) -> Response {
-        self.key.jwks()
+    /// The JWKS route's answer: the current key and those still in their
+    /// overlap, the ring re-read first (at most every few seconds): a service
+    /// refetching for a new kid must find it whichever replica answers.
+    pub async fn jwks(&self, db: &PgPool) -> Response {
+        if self.ring.reread_due() {
+            if let Err(e) = self.ring.reload(db).await {
+                tracing::warn!(error = %e, "re-reading the key ring failed");
+            }
+        }
+        self.ring.snapshot().jwks(Utc::now())
+    }
+
+    /// What an access token says, once its signature (by a key of the ring
+    /// in force), issuer, audience and expiry are checked, from memory when
+    /// an earlier request verified it. A `kid` the ring does not know re-reads
+    /// the ring first (rate-limited): another replica may have started with a new key.
+    pub async fn token_facts(&self, db: &PgPool, token: &str) -> Result<TokenFacts, ApiError> {
+        let facts = self.verified_now(token);
+        match token_kid(token) {
+            Some(kid) if facts.is_err() && self.ring.reread_for(&kid) => {
+                if let Err(e) = self.ring.reload(db).await {
+                    tracing::warn!(error = %e, "re-reading the key ring failed");
+                    return facts;
+                }
+                self.verified_now(token)
+            }
+            _ => facts,
+        }
+    }
+
+    fn verified_now(&self, token: &str) -> Result<TokenFacts, ApiError> {
+        let (keys, now) = (self.ring.snapshot(), Utc::now());
+        self.verified
+            .facts_with(|kid| keys.verifying(kid, now), self.identity.tokens, token)
+    }
+
+    /// Re-reads the key ring every [`KEY_RING_REFRESH`] until `stop`, so that
+    /// a replica learns keys other replicas started with, and when they were replaced.
+    pub async fn keep_keys(
+        self: Arc<Self>,
+        db: PgPool,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        while !*stop.borrow() {
+            tokio::select! {
+                () = tokio::time::sleep(KEY_RING_REFRESH) => {},
+                _ = stop.changed() => break,
+            }
+            if let Err(e) = self.ring.reload(&db).await {
+                tracing::warn!(error = %e, "re-reading the key ring failed");
+            }
+        }
     }
 
     /// Hashes a secret with argon2id off the async runtime, a bounded number at a time.
@@ -477,6 +540,7 @@ pub(crate) mod tests {
 
     const DEFAULTS: AuthDefaults = AuthDefaults {
         access_ttl_secs: 900,
+        key_overlap_secs: 1_800,
         refresh_ttl_secs: 86_400,
         refresh_grace_secs: 10,
         session_lifetime_secs: 86_400,
@@ -492,12 +556,15 @@ pub(crate) mod tests {
     fn auth_settings_take_the_models_defaults_unless_the_environment_says_otherwise() {
         let env = Env::new(|name| match name {
             "ACCESS_TOKEN_TTL_SECS" => Some("60".to_string()),
+            "JWT_KEY_OVERLAP_SECS" => Some("3".to_string()),
             "JWT_PRIVATE_KEY" => Some("-----BEGIN PRIVATE KEY-----".to_string()),
             "HASH_CONCURRENCY" => Some("3".to_string()),
             _ => None,
         });
         let s = AuthSettings::from_env(&env, &DEFAULTS).unwrap();
-        assert_eq!(s.limits.access_ttl_secs, 60);
+        assert_eq!((s.limits.access_ttl_secs, s.key_overlap_secs), (60, 3));
+        let model = AuthSettings::from_env(&Env::new(|_| None), &DEFAULTS).unwrap();
+        assert_eq!(model.key_overlap_secs, 1_800);
         assert_eq!(s.limits.refresh_ttl_secs, 86_400);
         assert_eq!(
             (s.limits.session_lifetime_secs, s.limits.session_idle_secs),
@@ -539,6 +606,7 @@ pub(crate) mod tests {
                 role: "SELECT 1",
                 role_locked: "SELECT 1",
                 other_top: "SELECT 1",
+                session_role: "NULL::text",
                 bootstrap: "SELECT 1",
             },
             device: &[
@@ -574,9 +642,11 @@ pub(crate) mod tests {
 
     /// The state of [`IDENTITY`] with a fresh key, as `load` makes it without a database.
     pub(crate) fn test_state() -> AuthState {
+        let key = crate::auth::keys::tests::test_key();
         AuthState {
             identity: &IDENTITY,
-            key: crate::auth::keys::tests::test_key(),
+            ring: KeyRing::of(&key, 60),
+            key,
             hashing: Hashing::new(1),
             dummy_hash: String::new(),
             limits: Limits {

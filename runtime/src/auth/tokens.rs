@@ -266,6 +266,11 @@ pub fn verify(key: &SigningKey, who: Audience, token: &str) -> Result<TokenFacts
     verify_with(|kid| (kid == key.kid).then_some(&key.decoding), who, token)
 }
 
+/// The `kid` a token names, unverified.
+pub fn token_kid(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.kid
+}
+
 /// Access tokens whose signature and claims were checked, kept until they
 /// expire, so that a client's next requests skip the Ed25519 check. A token
 /// cannot change: what was verified once holds until its `exp`. Whether its

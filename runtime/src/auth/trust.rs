@@ -784,7 +784,10 @@ mod tests {
 
     /// The key as the issuer's JWKS route shows it.
     async fn jwk(key: &SigningKey) -> Value {
-        let body = axum::body::to_bytes(key.jwks().into_body(), usize::MAX)
+        let jwks = super::super::keys::KeyRing::of(key, 60)
+            .snapshot()
+            .jwks(Utc::now());
+        let body = axum::body::to_bytes(jwks.into_body(), usize::MAX)
             .await
             .expect("a body");
         let jwks: Value = serde_json::from_slice(&body).expect("JSON");

@@ -116,6 +116,12 @@ impl Application {
             self.state.auth.live.clone(),
             stop_rx.clone(),
         ));
+        let keys = tokio::spawn(
+            self.state
+                .auth
+                .clone()
+                .keep_keys(self.state.db.clone(), stop_rx.clone()),
+        );
         let mirror = match &self.state.elastic {
             Some(es) => tokio::spawn(elastic::run_sync(
                 self.state.db.clone(),
@@ -134,7 +140,7 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);
-        for task in [relay, sweeper, callers, mirror] {
+        for task in [relay, keys, sweeper, callers, mirror] {
             if let Err(e) = task.await {
                 tracing::error!(error = % e, "a background task failed");
             }

@@ -46,6 +46,7 @@ pub static IDENTITY: Identity = Identity {
         role: "SELECT t.role FROM librarians AS t WHERE t.id = $1 AND t.is_active",
         role_locked: "SELECT t.role FROM librarians AS t WHERE t.id = $1 AND t.is_active FOR UPDATE",
         other_top: "SELECT EXISTS (SELECT 1 FROM librarians AS t WHERE t.role = $1 AND t.id <> $2 AND t.is_active)",
+        session_role: "(SELECT t.role FROM librarians AS t WHERE t.id = sessions.user_id)",
         bootstrap: "INSERT INTO librarians (id, email, secret, role, _owner) VALUES ($1, $2, $3, 'librarian', $1) ON CONFLICT DO NOTHING",
     },
     device: &[
@@ -341,7 +342,7 @@ async fn sign_out(
 }
 
 /// `keys`: GET /api/keys. The JWKS other
-/// services verify access tokens with.
+/// services verify access tokens with: the current key and those in their overlap.
 async fn keys(State(app): State<AppState>) -> Response {
-    app.auth.jwks()
+    app.auth.jwks(&app.db).await
 }

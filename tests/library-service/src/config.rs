@@ -63,6 +63,7 @@ impl Config {
                 env,
                 &AuthDefaults {
                     access_ttl_secs: 600,
+                    key_overlap_secs: 600,
                     refresh_ttl_secs: 86400,
                     refresh_grace_secs: 5,
                     session_lifetime_secs: 86400,
