@@ -348,8 +348,8 @@ impl TrustState {
     fn read_sessions(&self, config: &ClientConfig, stop: &watch::Receiver<bool>) {
         let topic = self.trust.session_topic;
         let mut backoff = FIRST_BACKOFF;
-        let mut waiting = false;
-        while !*stop.borrow() {
+        let (mut waiting, mut failing) = (false, false);
+        while !stopping(stop) {
             match self.read_topic(config, stop) {
                 Ok(()) => return,
                 Err(Failure::NoTopic) => {
@@ -358,12 +358,16 @@ impl TrustState {
                     }
                     waiting = true;
                 }
+                Err(Failure::Kafka(e)) if failing => {
+                    tracing::debug!(error = %e, %topic, "reading the session topic; retrying");
+                }
                 Err(Failure::Kafka(e)) => {
                     tracing::warn!(error = %e, %topic, "reading the session topic; retrying");
+                    failing = true;
                 }
             }
             let until = Instant::now() + backoff;
-            while Instant::now() < until && !*stop.borrow() {
+            while Instant::now() < until && !stopping(stop) {
                 std::thread::sleep(Duration::from_millis(50));
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -424,8 +428,8 @@ impl TrustState {
         consumer.assign(&assignment)?;
         tracing::info!(%topic, partitions = partitions.len(), "reading the issuer's session topic");
         let mut caught_up = self.caught_up.load(Ordering::Acquire);
-        let mut pruned = Instant::now();
-        while !*stop.borrow() {
+        let (mut pruned, mut errors) = (Instant::now(), 0u64);
+        while !stopping(stop) {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     if let Some(payload) = m.payload() {
@@ -433,7 +437,13 @@ impl TrustState {
                     }
                     next.insert(m.partition(), m.offset() + 1);
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, %topic, "reading the session topic"),
+                Some(Err(e)) => {
+                    // librdkafka reconnects by itself: say so now and then, not at every poll.
+                    errors += 1;
+                    if errors.is_power_of_two() {
+                        tracing::warn!(error = %e, errors, %topic, "reading the session topic");
+                    }
+                }
                 None => {}
             }
             if !caught_up {
@@ -479,6 +489,11 @@ impl TrustState {
     }
 }
 
+/// Whether `stop` turned true, or nobody is left to turn it.
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
 /// Whether the token is EdDSA-signed by a key the set does not have.
 fn names_unknown_key(keys: &Keys, token: &str) -> bool {
     jsonwebtoken::decode_header(token)
@@ -520,12 +535,13 @@ fn parse_jwks(jwks: &Value) -> Keys {
 }
 
 /// The reader's client: the service's consumer settings (brokers, client
-/// id, security), with no group (partitions are assigned, nothing is
-/// committed) and short fetch waits, so that a logout is felt at once.
+/// id, security), and short fetch waits, so that a logout is felt at once.
+/// librdkafka assigns partitions only to a consumer with a `group.id`; this
+/// one is the replica's own, never joined (no subscription) nor committed to.
 fn reader_config(kafka: &KafkaSettings, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
-    let mut c = kafka.consumer_config(spec, brokers, "");
-    c.remove("group.id")
-        .set("enable.auto.commit", "false")
+    let group = format!("{}-trust-{}", spec.client_id, Uuid::new_v4());
+    let mut c = kafka.consumer_config(spec, brokers, &group);
+    c.set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("allow.auto.create.topics", "false")
@@ -1189,7 +1205,7 @@ mod tests {
     }
 
     #[test]
-    fn the_reader_reads_without_a_group_and_waits_briefly_for_events() {
+    fn the_reader_has_a_group_of_its_own_and_waits_briefly_for_events() {
         let env = Env::new(|name: &str| {
             (name == "KAFKA_SECURITY_PROTOCOL").then(|| "sasl_ssl".to_string())
         });
@@ -1200,7 +1216,12 @@ mod tests {
             topics: &[],
         };
         let c = reader_config(&kafka, &SPEC, "broker:9092");
-        assert_eq!(c.get("group.id"), None);
+        let group = c.get("group.id").expect("a group id");
+        assert!(group.starts_with("listing-service-trust-"), "{group}");
+        assert_ne!(
+            reader_config(&kafka, &SPEC, "b:9092").get("group.id"),
+            Some(group)
+        );
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("fetch.wait.max.ms"), Some("50"));
         assert_eq!(c.get("client.id"), Some("listing-service"));
@@ -1264,6 +1285,10 @@ mod tests {
             client_id: "trust-test",
             topics: &["auth-service-session"],
         };
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("debug")
+            .try_init();
         let broker = Broker::start().await;
         let env = Env::new(|name: &str| (name == "KAFKA_BROKERS").then(|| broker.1.clone()));
         let kafka = KafkaSettings::from_env(&env, 3, 1).expect("settings");
