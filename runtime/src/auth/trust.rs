@@ -10,15 +10,16 @@
 //! Revocations: the issuer publishes `sessionDeleted` on its session topic
 //! when a session ends, and `sessionUpdated` with the session's role when its
 //! account's role changes. Every replica reads every partition of the topic
-//! itself: assigned, without a consumer group, committing nothing. A group
-//! would share the partitions out, and each replica would learn only some
-//! revocations; sharing them through the database and NOTIFY as the issuer
-//! does would add a round trip and a single reader to fail. A replica's
-//! memory is its own, rebuilt at every start from the last maximum token
-//! lifetime of the topic (an older event concerns no token that still
-//! verifies). Until it has read as far as the topic reached when it started,
-//! protected routes answer 503: no replica accepts a token revoked before it
-//! started.
+//! itself: it assigns them all to itself, joins no consumer group and commits
+//! nothing. A shared group would split the partitions among the replicas,
+//! each learning only some revocations; one reader sharing them through the
+//! database and NOTIFY, as the issuer does, would add a round trip, a
+//! database to a service that may need none for this, and a single reader
+//! to fail. A replica's memory is its own, rebuilt at every start from the
+//! last maximum token lifetime of the topic (an older event concerns no token
+//! that still verifies). Until it has read as far as the topic reached when
+//! it started, protected routes answer 503: no replica accepts a token
+//! revoked before it started.
 
 use super::rules::Policy;
 use super::tokens::{Audience, TokenFacts, TokenTransport, VerifiedTokens};
@@ -1285,13 +1286,30 @@ mod tests {
             client_id: "trust-test",
             topics: &["auth-service-session"],
         };
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter("debug")
-            .try_init();
         let broker = Broker::start().await;
         let env = Env::new(|name: &str| (name == "KAFKA_BROKERS").then(|| broker.1.clone()));
         let kafka = KafkaSettings::from_env(&env, 3, 1).expect("settings");
+        let key = test_key();
+        let issuer = Issuer::serving(&[&key]).await;
+        let (_stop_tx, stop) = watch::channel(false);
+        let replica = || {
+            let state = issuer.state(Duration::from_secs(60));
+            state.caught_up.store(false, Ordering::Release);
+            let follow = state
+                .clone()
+                .follow_sessions(&SPEC, kafka.clone(), stop.clone());
+            tokio::spawn(follow);
+            state
+        };
+        // One replica starts before the issuer made its topic: it waits.
+        let early = replica();
+        early.fetch_keys().await.expect("keys");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t = bearer(&token(&key, Uuid::new_v4(), "user"));
+        assert!(matches!(
+            early.admit(&t).await,
+            Err(ApiError::Unavailable(_))
+        ));
         crate::kafka::ensure_topics(&SPEC, &kafka, &broker.1)
             .await
             .expect("the topic");
@@ -1322,25 +1340,12 @@ mod tests {
                     .expect("published");
             }
         };
-        // Before the replicas start: an ended session and a changed role.
+        // Before the second replica starts: an ended session and a changed role.
         let (ended, demoted) = (Uuid::new_v4(), Uuid::new_v4());
         publish("sessionDeleted", ended, 2, None).await;
         publish("sessionUpdated", demoted, 1, Some("user")).await;
-
-        let key = test_key();
-        let issuer = Issuer::serving(&[&key]).await;
-        let (_stop_tx, stop) = watch::channel(false);
-        let replicas: Vec<Arc<TrustState>> = (0..2)
-            .map(|_| {
-                let state = issuer.state(Duration::from_secs(60));
-                state.caught_up.store(false, Ordering::Release);
-                let follow = state
-                    .clone()
-                    .follow_sessions(&SPEC, kafka.clone(), stop.clone());
-                tokio::spawn(follow);
-                state
-            })
-            .collect();
+        // The other starts now.
+        let replicas = [early, replica()];
         for r in &replicas {
             r.fetch_keys().await.expect("keys");
             let started = Instant::now();
