@@ -1344,27 +1344,34 @@ mod tests {
         let (ended, demoted) = (Uuid::new_v4(), Uuid::new_v4());
         publish("sessionDeleted", ended, 2, None).await;
         publish("sessionUpdated", demoted, 1, Some("user")).await;
-        // The other starts now.
-        let replicas = [early, replica()];
-        for r in &replicas {
-            r.fetch_keys().await.expect("keys");
-            let started = Instant::now();
-            while !r.ready() {
-                assert!(
-                    started.elapsed() < Duration::from_secs(20),
-                    "the reader caught up"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            assert!(unauthorized(
-                r.admit(&bearer(&token(&key, ended, "user"))).await
-            ));
-            let (_, role) = r
-                .admit(&bearer(&token(&key, demoted, "admin")))
-                .await
-                .expect("live");
-            assert_eq!(role, "user");
+        // The other starts now: once ready, it knows them at once.
+        let late = replica();
+        late.fetch_keys().await.expect("keys");
+        let started = Instant::now();
+        while !late.ready() {
+            assert!(started.elapsed() < Duration::from_secs(20), "caught up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let (ended_token, demoted_token) = (
+            bearer(&token(&key, ended, "user")),
+            bearer(&token(&key, demoted, "admin")),
+        );
+        let knows = |r: Arc<TrustState>| {
+            let (ended_token, demoted_token) = (ended_token.clone(), demoted_token.clone());
+            async move {
+                let role = r.admit(&demoted_token).await.map(|(_, role)| role);
+                unauthorized(r.admit(&ended_token).await) && role.is_ok_and(|r| r == "user")
+            }
+        };
+        assert!(knows(late.clone()).await);
+        // The early one may have caught up before they were published: it
+        // learns them as they come.
+        let started = Instant::now();
+        while !knows(early.clone()).await {
+            assert!(started.elapsed() < Duration::from_secs(20), "learnt");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let replicas = [early, late];
         // Sessions ending now, on every partition: each replica refuses each.
         let sessions: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
         let started = Instant::now();
