@@ -10,15 +10,16 @@
 //! Revocations: the issuer publishes `sessionDeleted` on its session topic
 //! when a session ends, and `sessionUpdated` with the session's role when its
 //! account's role changes. Every replica reads every partition of the topic
-//! itself: assigned, without a consumer group, committing nothing. A group
-//! would share the partitions out, and each replica would learn only some
-//! revocations; sharing them through the database and NOTIFY as the issuer
-//! does would add a round trip and a single reader to fail. A replica's
-//! memory is its own, rebuilt at every start from the last maximum token
-//! lifetime of the topic (an older event concerns no token that still
-//! verifies). Until it has read as far as the topic reached when it started,
-//! protected routes answer 503: no replica accepts a token revoked before it
-//! started.
+//! itself: it assigns them all to itself, joins no consumer group and commits
+//! nothing. A shared group would split the partitions among the replicas,
+//! each learning only some revocations; one reader sharing them through the
+//! database and NOTIFY, as the issuer does, would add a round trip, a
+//! database to a service that may need none for this, and a single reader
+//! to fail. A replica's memory is its own, rebuilt at every start from the
+//! last maximum token lifetime of the topic (an older event concerns no token
+//! that still verifies). Until it has read as far as the topic reached when
+//! it started, protected routes answer 503: no replica accepts a token
+//! revoked before it started.
 
 use super::rules::Policy;
 use super::tokens::{Audience, TokenFacts, TokenTransport, VerifiedTokens};
@@ -348,8 +349,8 @@ impl TrustState {
     fn read_sessions(&self, config: &ClientConfig, stop: &watch::Receiver<bool>) {
         let topic = self.trust.session_topic;
         let mut backoff = FIRST_BACKOFF;
-        let mut waiting = false;
-        while !*stop.borrow() {
+        let (mut waiting, mut failing) = (false, false);
+        while !stopping(stop) {
             match self.read_topic(config, stop) {
                 Ok(()) => return,
                 Err(Failure::NoTopic) => {
@@ -358,12 +359,16 @@ impl TrustState {
                     }
                     waiting = true;
                 }
+                Err(Failure::Kafka(e)) if failing => {
+                    tracing::debug!(error = %e, %topic, "reading the session topic; retrying");
+                }
                 Err(Failure::Kafka(e)) => {
                     tracing::warn!(error = %e, %topic, "reading the session topic; retrying");
+                    failing = true;
                 }
             }
             let until = Instant::now() + backoff;
-            while Instant::now() < until && !*stop.borrow() {
+            while Instant::now() < until && !stopping(stop) {
                 std::thread::sleep(Duration::from_millis(50));
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -424,8 +429,8 @@ impl TrustState {
         consumer.assign(&assignment)?;
         tracing::info!(%topic, partitions = partitions.len(), "reading the issuer's session topic");
         let mut caught_up = self.caught_up.load(Ordering::Acquire);
-        let mut pruned = Instant::now();
-        while !*stop.borrow() {
+        let (mut pruned, mut errors) = (Instant::now(), 0u64);
+        while !stopping(stop) {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     if let Some(payload) = m.payload() {
@@ -433,7 +438,13 @@ impl TrustState {
                     }
                     next.insert(m.partition(), m.offset() + 1);
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, %topic, "reading the session topic"),
+                Some(Err(e)) => {
+                    // librdkafka reconnects by itself: say so now and then, not at every poll.
+                    errors += 1;
+                    if errors.is_power_of_two() {
+                        tracing::warn!(error = %e, errors, %topic, "reading the session topic");
+                    }
+                }
                 None => {}
             }
             if !caught_up {
@@ -479,6 +490,11 @@ impl TrustState {
     }
 }
 
+/// Whether `stop` turned true, or nobody is left to turn it.
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
 /// Whether the token is EdDSA-signed by a key the set does not have.
 fn names_unknown_key(keys: &Keys, token: &str) -> bool {
     jsonwebtoken::decode_header(token)
@@ -520,12 +536,13 @@ fn parse_jwks(jwks: &Value) -> Keys {
 }
 
 /// The reader's client: the service's consumer settings (brokers, client
-/// id, security), with no group (partitions are assigned, nothing is
-/// committed) and short fetch waits, so that a logout is felt at once.
+/// id, security), and short fetch waits, so that a logout is felt at once.
+/// librdkafka assigns partitions only to a consumer with a `group.id`; this
+/// one is the replica's own, never joined (no subscription) nor committed to.
 fn reader_config(kafka: &KafkaSettings, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
-    let mut c = kafka.consumer_config(spec, brokers, "");
-    c.remove("group.id")
-        .set("enable.auto.commit", "false")
+    let group = format!("{}-trust-{}", spec.client_id, Uuid::new_v4());
+    let mut c = kafka.consumer_config(spec, brokers, &group);
+    c.set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("allow.auto.create.topics", "false")
@@ -1192,7 +1209,7 @@ mod tests {
     }
 
     #[test]
-    fn the_reader_reads_without_a_group_and_waits_briefly_for_events() {
+    fn the_reader_has_a_group_of_its_own_and_waits_briefly_for_events() {
         let env = Env::new(|name: &str| {
             (name == "KAFKA_SECURITY_PROTOCOL").then(|| "sasl_ssl".to_string())
         });
@@ -1203,7 +1220,12 @@ mod tests {
             topics: &[],
         };
         let c = reader_config(&kafka, &SPEC, "broker:9092");
-        assert_eq!(c.get("group.id"), None);
+        let group = c.get("group.id").expect("a group id");
+        assert!(group.starts_with("listing-service-trust-"), "{group}");
+        assert_ne!(
+            reader_config(&kafka, &SPEC, "b:9092").get("group.id"),
+            Some(group)
+        );
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("fetch.wait.max.ms"), Some("50"));
         assert_eq!(c.get("client.id"), Some("listing-service"));
@@ -1270,6 +1292,27 @@ mod tests {
         let broker = Broker::start().await;
         let env = Env::new(|name: &str| (name == "KAFKA_BROKERS").then(|| broker.1.clone()));
         let kafka = KafkaSettings::from_env(&env, 3, 1).expect("settings");
+        let key = test_key();
+        let issuer = Issuer::serving(&[&key]).await;
+        let (_stop_tx, stop) = watch::channel(false);
+        let replica = || {
+            let state = issuer.state(Duration::from_secs(60));
+            state.caught_up.store(false, Ordering::Release);
+            let follow = state
+                .clone()
+                .follow_sessions(&SPEC, kafka.clone(), stop.clone());
+            tokio::spawn(follow);
+            state
+        };
+        // One replica starts before the issuer made its topic: it waits.
+        let early = replica();
+        early.fetch_keys().await.expect("keys");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t = bearer(&token(&key, Uuid::new_v4(), "user"));
+        assert!(matches!(
+            early.admit(&t).await,
+            Err(ApiError::Unavailable(_))
+        ));
         crate::kafka::ensure_topics(&SPEC, &kafka, &broker.1)
             .await
             .expect("the topic");
@@ -1300,44 +1343,38 @@ mod tests {
                     .expect("published");
             }
         };
-        // Before the replicas start: an ended session and a changed role.
+        // Before the second replica starts: an ended session and a changed role.
         let (ended, demoted) = (Uuid::new_v4(), Uuid::new_v4());
         publish("sessionDeleted", ended, 2, None).await;
         publish("sessionUpdated", demoted, 1, Some("user")).await;
-
-        let key = test_key();
-        let issuer = Issuer::serving(&[&key]).await;
-        let (_stop_tx, stop) = watch::channel(false);
-        let replicas: Vec<Arc<TrustState>> = (0..2)
-            .map(|_| {
-                let state = issuer.state(Duration::from_secs(60));
-                state.caught_up.store(false, Ordering::Release);
-                let follow = state
-                    .clone()
-                    .follow_sessions(&SPEC, kafka.clone(), stop.clone());
-                tokio::spawn(follow);
-                state
-            })
-            .collect();
-        for r in &replicas {
-            r.fetch_keys().await.expect("keys");
-            let started = Instant::now();
-            while !r.ready() {
-                assert!(
-                    started.elapsed() < Duration::from_secs(20),
-                    "the reader caught up"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            assert!(unauthorized(
-                r.admit(&bearer(&token(&key, ended, "user"))).await
-            ));
-            let (_, role) = r
-                .admit(&bearer(&token(&key, demoted, "admin")))
-                .await
-                .expect("live");
-            assert_eq!(role, "user");
+        // The other starts now: once ready, it knows them at once.
+        let late = replica();
+        late.fetch_keys().await.expect("keys");
+        let started = Instant::now();
+        while !late.ready() {
+            assert!(started.elapsed() < Duration::from_secs(20), "caught up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let (ended_token, demoted_token) = (
+            bearer(&token(&key, ended, "user")),
+            bearer(&token(&key, demoted, "admin")),
+        );
+        let knows = |r: Arc<TrustState>| {
+            let (ended_token, demoted_token) = (ended_token.clone(), demoted_token.clone());
+            async move {
+                let role = r.admit(&demoted_token).await.map(|(_, role)| role);
+                unauthorized(r.admit(&ended_token).await) && role.is_ok_and(|r| r == "user")
+            }
+        };
+        assert!(knows(late.clone()).await);
+        // The early one may have caught up before they were published: it
+        // learns them as they come.
+        let started = Instant::now();
+        while !knows(early.clone()).await {
+            assert!(started.elapsed() < Duration::from_secs(20), "learnt");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let replicas = [early, late];
         // Sessions ending now, on every partition: each replica refuses each.
         let sessions: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
         let started = Instant::now();
