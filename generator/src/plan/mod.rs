@@ -7,6 +7,7 @@
 
 mod field;
 mod hooks;
+mod deploy;
 mod identity;
 mod imports;
 mod object;
@@ -16,6 +17,7 @@ mod search;
 mod topics;
 mod write;
 
+pub use deploy::{deploy, DeployPlan, EnvValue};
 pub use field::FieldPlan;
 pub use hooks::{HookMethod, Param, RouteHooks};
 pub use identity::{CookiePlan, DeviceFieldPlan, FlowsPlan, IdentityPlan, RuleRow};
