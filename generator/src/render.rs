@@ -29,7 +29,6 @@ macro_rules! templates {
 
 templates! {
     CargoToml => "Cargo.toml.j2",
-    Readme => "README.md.j2",
     MainRs => "main.rs.j2",
     LibRs => "lib.rs.j2",
     ConfigRs => "config.rs.j2",
@@ -108,11 +107,11 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     };
     add("Cargo.toml", "Cargo.toml.j2", CargoToml { plan }.render()?);
     add("build.rs", "render.rs", BUILD_RS.to_string());
-    add("README.md", "README.md.j2", Readme { plan }.render()?);
+    let config_rs = ConfigRs { plan }.render()?;
+    let (d, deploy_files) = deployment(plan, &config_rs)?;
+    add("README.md", "README.md.j2", Readme { plan, d: &d }.render()?);
     add("src/main.rs", "main.rs.j2", MainRs { plan }.render()?);
     add("src/lib.rs", "lib.rs.j2", LibRs { plan }.render()?);
-    let config_rs = ConfigRs { plan }.render()?;
-    let deploy_files = deployment(plan, &config_rs)?;
     add("src/config.rs", "config.rs.j2", config_rs);
     add("src/app.rs", "app.rs.j2", AppRs { plan }.render()?);
     add(
@@ -177,6 +176,13 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
 }
 
 #[derive(Template)]
+#[template(path = "README.md.j2", escape = "none")]
+struct Readme<'a> {
+    plan: &'a Plan,
+    d: &'a crate::plan::DeployPlan,
+}
+
+#[derive(Template)]
 #[template(path = "Dockerfile.j2", escape = "none")]
 struct Dockerfile<'a> {
     d: &'a crate::plan::DeployPlan,
@@ -191,7 +197,10 @@ struct Kubernetes<'a> {
 
 /// The image and the Kubernetes objects, which pass every setting the
 /// rendered `config.rs` reads.
-fn deployment(plan: &Plan, config_rs: &str) -> Result<Vec<Rendered>, askama::Error> {
+fn deployment(
+    plan: &Plan,
+    config_rs: &str,
+) -> Result<(crate::plan::DeployPlan, Vec<Rendered>), askama::Error> {
     let settings = crate::settings::read_by(config_rs, crate::runtime::sources())
         .map_err(|e| askama::Error::Custom(Box::new(e)))?;
     let d = crate::plan::deploy(plan, settings);
@@ -201,7 +210,7 @@ fn deployment(plan: &Plan, config_rs: &str) -> Result<Vec<Rendered>, askama::Err
         text,
         once: false,
     };
-    Ok(vec![
+    let files = vec![
         file("Dockerfile", "Dockerfile.j2", Dockerfile { d: &d }.render()?),
         file(
             "Dockerfile.dockerignore",
@@ -213,7 +222,8 @@ fn deployment(plan: &Plan, config_rs: &str) -> Result<Vec<Rendered>, askama::Err
             "kubernetes.yaml.j2",
             Kubernetes { plan, d: &d }.render()?,
         ),
-    ])
+    ];
+    Ok((d, files))
 }
 
 #[derive(Template)]
