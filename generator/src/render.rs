@@ -109,7 +109,11 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     add("build.rs", "render.rs", BUILD_RS.to_string());
     let config_rs = ConfigRs { plan }.render()?;
     let (d, deploy_files) = deployment(plan, &config_rs)?;
-    add("README.md", "README.md.j2", Readme { plan, d: &d }.render()?);
+    add(
+        "README.md",
+        "README.md.j2",
+        Readme { plan, d: &d }.render()?,
+    );
     add("src/main.rs", "main.rs.j2", MainRs { plan }.render()?);
     add("src/lib.rs", "lib.rs.j2", LibRs { plan }.render()?);
     add("src/config.rs", "config.rs.j2", config_rs);
@@ -211,7 +215,11 @@ fn deployment(
         once: false,
     };
     let files = vec![
-        file("Dockerfile", "Dockerfile.j2", Dockerfile { d: &d }.render()?),
+        file(
+            "Dockerfile",
+            "Dockerfile.j2",
+            Dockerfile { d: &d }.render()?,
+        ),
         file(
             "Dockerfile.dockerignore",
             "render.rs",

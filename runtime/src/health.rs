@@ -102,8 +102,7 @@ pub async fn probe(listen: SocketAddr, timeout: Duration) -> Result<(), String> 
         let mut stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connecting to {addr}: {e}"))?;
-        let request =
-            format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream
             .write_all(request.as_bytes())
             .await
@@ -199,7 +198,11 @@ mod tests {
     #[tokio::test]
     async fn not_ready_while_the_database_is_down() {
         let res = app("postgres://nobody@127.0.0.1:1/none")
-            .oneshot(Request::get("/readyz").body(Body::empty()).expect("request"))
+            .oneshot(
+                Request::get("/readyz")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
             .await
             .expect("answer");
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -216,7 +219,11 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         draining.begin();
         let res = app
-            .oneshot(Request::get("/readyz").body(Body::empty()).expect("request"))
+            .oneshot(
+                Request::get("/readyz")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
             .await
             .expect("answer");
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);

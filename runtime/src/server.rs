@@ -277,7 +277,13 @@ mod tests {
             )
             .route(
                 "/ready",
-                get(|d: Extension<Draining>| async move { if d.is_on() { "draining" } else { "ready" } }),
+                get(|d: Extension<Draining>| async move {
+                    if d.is_on() {
+                        "draining"
+                    } else {
+                        "ready"
+                    }
+                }),
             );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -298,8 +304,10 @@ mod tests {
     async fn get_text(addr: SocketAddr, path: &str) -> std::io::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
         let mut out = String::new();
         s.read_to_string(&mut out).await?;
         Ok(out)
@@ -313,13 +321,18 @@ mod tests {
         };
         let (addr, stop, task) = slow_service(Duration::from_secs(60), settings).await;
         let stuck = tokio::spawn(get_text(addr, "/slow"));
-        assert!(get_text(addr, "/ready").await.expect("answer").ends_with("ready"));
+        assert!(get_text(addr, "/ready")
+            .await
+            .expect("answer")
+            .ends_with("ready"));
         tokio::time::sleep(Duration::from_millis(100)).await;
         let began = std::time::Instant::now();
         stop.send(()).expect("serving");
         tokio::time::sleep(Duration::from_millis(200)).await;
         // Draining: still accepting, and saying so.
-        let during = get_text(addr, "/ready").await.expect("accepted while draining");
+        let during = get_text(addr, "/ready")
+            .await
+            .expect("accepted while draining");
         assert!(during.ends_with("draining"), "{during}");
         let served = tokio::time::timeout(Duration::from_secs(3), task)
             .await
@@ -327,8 +340,14 @@ mod tests {
             .expect("no panic");
         assert!(served.is_ok());
         let took = began.elapsed();
-        assert!(took >= Duration::from_millis(1100), "drain then limit: {took:?}");
-        assert!(get_text(addr, "/ready").await.is_err(), "the listener is closed");
+        assert!(
+            took >= Duration::from_millis(1100),
+            "drain then limit: {took:?}"
+        );
+        assert!(
+            get_text(addr, "/ready").await.is_err(),
+            "the listener is closed"
+        );
         // Serving returned though the slow request still runs: in the
         // binary, `main` returns and the runtime drops its connection.
         assert!(!stuck.is_finished());
@@ -349,14 +368,20 @@ mod tests {
         task.await.expect("no panic").expect("served");
         assert!(began.elapsed() < Duration::from_secs(5));
         let answer = slow.await.expect("no panic").expect("answered");
-        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"), "{answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"),
+            "{answer}"
+        );
     }
 
     #[test]
     fn shutdown_settings_default_to_no_drain_and_20_seconds() {
         let none = Env::new(|_: &str| None);
         let s = ShutdownSettings::from_env(&none).expect("defaults");
-        assert_eq!((s.drain, s.limit), (Duration::ZERO, Duration::from_secs(20)));
+        assert_eq!(
+            (s.drain, s.limit),
+            (Duration::ZERO, Duration::from_secs(20))
+        );
         let set = Env::new(|n: &str| (n == "SHUTDOWN_TIMEOUT_SECS").then(|| "x".to_string()));
         let err = ShutdownSettings::from_env(&set).unwrap_err().to_string();
         assert!(err.starts_with("SHUTDOWN_TIMEOUT_SECS is invalid"), "{err}");

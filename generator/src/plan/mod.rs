@@ -5,9 +5,9 @@
 //! per kind of thing planned: fields, objects, routes (reading and writing),
 //! the identity, topics; names come from [`crate::naming`].
 
+mod deploy;
 mod field;
 mod hooks;
-mod deploy;
 mod identity;
 mod imports;
 mod object;
