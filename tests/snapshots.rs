@@ -216,7 +216,10 @@ fn no_template_names_the_auth_model() {
         let text = std::fs::read_to_string(&path).unwrap();
         // Words of a format's own vocabulary that a model happens to use too.
         let vocabulary: &[(&str, &str)] = &[("kubernetes.yaml.j2", "metadata")];
-        let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
         for name in &names {
             if vocabulary.contains(&(file, name.as_str())) {
                 continue;

@@ -188,6 +188,19 @@ mod tests {
         (status, serde_json::from_slice(&body).expect("JSON"))
     }
 
+    /// `/readyz` is 503: the reason left for the envelope middleware.
+    async fn not_ready_reason(app: Router) -> ErrorInfo {
+        let request = Request::get("/readyz")
+            .body(Body::empty())
+            .expect("request");
+        let res = app.oneshot(request).await.expect("answer");
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        res.extensions()
+            .get::<ErrorInfo>()
+            .expect("a reason")
+            .clone()
+    }
+
     #[tokio::test]
     async fn alive_with_the_dropped_read_events() {
         let (status, body) = answer(app("postgres://nobody@127.0.0.1:1/none"), "/healthz").await;
@@ -197,16 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn not_ready_while_the_database_is_down() {
-        let res = app("postgres://nobody@127.0.0.1:1/none")
-            .oneshot(
-                Request::get("/readyz")
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("answer");
-        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let info = res.extensions().get::<ErrorInfo>().expect("a reason");
+        let info = not_ready_reason(app("postgres://nobody@127.0.0.1:1/none")).await;
         assert_eq!(info.message, "the database is unreachable");
     }
 
@@ -218,16 +222,7 @@ mod tests {
         let (status, _) = answer(app.clone(), "/readyz").await;
         assert_eq!(status, StatusCode::OK);
         draining.begin();
-        let res = app
-            .oneshot(
-                Request::get("/readyz")
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("answer");
-        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let info = res.extensions().get::<ErrorInfo>().expect("a reason");
+        let info = not_ready_reason(app).await;
         assert_eq!(
             (info.code, info.message.as_str()),
             ("SERVICE_UNAVAILABLE", "the service is shutting down")
