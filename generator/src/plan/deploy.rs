@@ -1,23 +1,13 @@
 //! Deployment decisions: the container image and the Kubernetes objects of
-//! a generated service, and the settings they pass it. Ports, resources,
-//! replicas and shutdown times are this module's defaults; the settings are
-//! the ones the rendered `config.rs` reads ([`crate::settings`]).
+//! a generated service, from the model's `deploy:` (with its defaults), and
+//! the settings they pass it: the ones the rendered `config.rs` reads
+//! ([`crate::settings`]), known only once it is rendered.
 
 use super::Plan;
+use crate::model::Deploy;
 use crate::settings::Setting;
 
-/// The port the container listens on (`HTTP_ADDR=0.0.0.0:8080`): unprivileged,
-/// so that the non-root user can bind it.
-const HTTP_PORT: u16 = 8080;
-/// Where Prometheus will scrape (`METRICS_ADDR`, its own port so that metrics
-/// are never public by accident); the exporter lands with the metrics work.
-const METRICS_PORT: u16 = 9090;
-/// `/readyz` says 503 this long before the listener closes: endpoints are
-/// removed while the pod is told to stop, and proxies learn of it late.
-const DRAIN_SECS: u32 = 5;
-/// Requests in flight get this long once the listener closed.
-const SHUTDOWN_TIMEOUT_SECS: u32 = 20;
-/// Kubernetes kills the pod this long after the drain and the limit.
+/// Kubernetes kills the pod this long after the drain and the shutdown limit.
 const GRACE_MARGIN_SECS: u32 = 10;
 
 #[derive(Debug)]
@@ -31,18 +21,14 @@ pub struct DeployPlan {
     pub locked: bool,
     pub http_port: u16,
     pub metrics_port: u16,
-    /// Two replicas at least, so that one can stop while the other serves;
-    /// the PodDisruptionBudget keeps one.
     pub replicas: u32,
     pub min_available: u32,
     pub max_replicas: u32,
-    /// The HorizontalPodAutoscaler's target of the CPU request.
     pub cpu_utilization: u32,
-    /// Secret hashing (argon2, 19 MiB each) is what uses memory and CPU.
-    pub cpu_request: &'static str,
-    pub cpu_limit: &'static str,
-    pub memory_request: &'static str,
-    pub memory_limit: &'static str,
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
     pub drain_secs: u32,
     pub shutdown_timeout_secs: u32,
     pub grace_secs: u32,
@@ -60,13 +46,14 @@ pub struct EnvValue {
     pub value: Option<String>,
 }
 
-/// The deployment of `plan`'s service, which reads `settings`.
+/// The deployment of `plan`'s service as its model says, passing `settings`.
 pub fn deploy(plan: &Plan, settings: Vec<Setting>) -> DeployPlan {
+    let model: &Deploy = &plan.deploy;
     let chosen = |name: &str| -> Option<String> {
         Some(match name {
-            "HTTP_ADDR" => format!("0.0.0.0:{HTTP_PORT}"),
-            "SHUTDOWN_DRAIN_SECS" => DRAIN_SECS.to_string(),
-            "SHUTDOWN_TIMEOUT_SECS" => SHUTDOWN_TIMEOUT_SECS.to_string(),
+            "HTTP_ADDR" => format!("0.0.0.0:{}", model.http_port),
+            "SHUTDOWN_DRAIN_SECS" => model.drain_seconds.to_string(),
+            "SHUTDOWN_TIMEOUT_SECS" => model.shutdown_timeout_seconds.to_string(),
             _ => return None,
         })
     };
@@ -79,30 +66,45 @@ pub fn deploy(plan: &Plan, settings: Vec<Setting>) -> DeployPlan {
             name: s.name,
         })
         .collect();
-    let runtime = &plan.runtime.path;
-    let in_workspace = runtime != crate::runtime::COPY_DIR;
-    let context = match runtime.strip_suffix("/runtime") {
-        Some(root) if in_workspace => root.to_string(),
-        _ => ".".to_string(),
-    };
+    let (context, locked) = context(&plan.runtime.path);
     DeployPlan {
         package: plan.service.name.clone(),
         context,
-        locked: in_workspace,
-        http_port: HTTP_PORT,
-        metrics_port: METRICS_PORT,
-        replicas: 2,
-        min_available: 1,
-        max_replicas: 6,
-        cpu_utilization: 70,
-        cpu_request: "250m",
-        cpu_limit: "1",
-        memory_request: "256Mi",
-        memory_limit: "512Mi",
-        drain_secs: DRAIN_SECS,
-        shutdown_timeout_secs: SHUTDOWN_TIMEOUT_SECS,
-        grace_secs: DRAIN_SECS + SHUTDOWN_TIMEOUT_SECS + GRACE_MARGIN_SECS,
+        locked,
+        http_port: model.http_port,
+        metrics_port: model.metrics_port,
+        replicas: model.replicas,
+        min_available: model.min_available,
+        max_replicas: model.max_replicas,
+        cpu_utilization: model.cpu_utilization,
+        cpu_request: model.cpu_request.clone(),
+        cpu_limit: model.cpu_limit.clone(),
+        memory_request: model.memory_request.clone(),
+        memory_limit: model.memory_limit.clone(),
+        drain_secs: model.drain_seconds,
+        shutdown_timeout_secs: model.shutdown_timeout_seconds,
+        grace_secs: model.drain_seconds + model.shutdown_timeout_seconds + GRACE_MARGIN_SECS,
         config,
         secrets,
+    }
+}
+
+/// The build context from the crate's runtime path, and whether the
+/// workspace's Cargo.lock pins the build: `../runtime` is `..`, a copy in
+/// the crate is the crate itself.
+fn context(runtime: &str) -> (String, bool) {
+    match runtime.strip_suffix("/runtime") {
+        Some(root) if runtime != crate::runtime::COPY_DIR => (root.to_string(), true),
+        _ => (".".to_string(), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_build_context_is_the_workspace_or_the_crate_with_its_copy() {
+        assert_eq!(super::context("../runtime"), ("..".to_string(), true));
+        assert_eq!(super::context("../../runtime"), ("../..".to_string(), true));
+        assert_eq!(super::context("svcgen-runtime"), (".".to_string(), false));
     }
 }

@@ -58,6 +58,8 @@ pub struct Plan {
     pub views: ViewsPlan,
     /// How the generated crate depends on svcgen-runtime.
     pub runtime: RuntimeDep,
+    /// The model's `deploy:`, for [`deploy()`] once `config.rs` is rendered.
+    pub deploy: crate::model::Deploy,
 }
 
 impl Plan {
@@ -149,6 +151,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
     };
     Plan {
         source: source.to_string(),
+        deploy: m.deploy.clone(),
         service: service(m),
         runtime: RuntimeDep {
             path: crate::runtime::WORKSPACE_PATH.to_string(),
