@@ -372,8 +372,16 @@ fn every_manifest_passes_every_setting_the_config_reads_and_no_other() {
             dir.display()
         );
         // Secrets from the Secret, the rest from the ConfigMap.
-        assert_eq!(env["DATABASE_URL"], (true, true), "required, from the Secret");
-        assert_eq!(env["KAFKA_SASL_PASSWORD"], (true, false), "optional, from the Secret");
+        assert_eq!(
+            env["DATABASE_URL"],
+            (true, true),
+            "required, from the Secret"
+        );
+        assert_eq!(
+            env["KAFKA_SASL_PASSWORD"],
+            (true, false),
+            "optional, from the Secret"
+        );
         // A service that issues tokens has these; one that trusts another does not.
         for secret in ["SUPERADMIN_PASSWORD", "JWT_PRIVATE_KEY"] {
             if let Some(e) = env.get(secret) {
