@@ -580,48 +580,9 @@ impl SlowRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
-    let bin = service_binary();
     let db = TestDb::create().await;
-    let port = free_port();
-    let log_path = std::env::temp_dir().join(format!("svcgen-faults-{port}.log"));
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = tokio::process::Command::new(&bin)
-        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", &db.url)
-        .env("DATABASE_MAX_CONNECTIONS", "4")
-        .env("SUPERADMIN_EMAIL", ADMIN_EMAIL)
-        .env("SUPERADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RUST_LOG", "warn")
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("LOG_FORMAT")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the service starts");
-    let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the service exited with {status} at start:\n{}", log_text());
-        }
-        let ready = reqwest::Client::new()
-            .get(format!("{base}/readyz"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
-        if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready in 30 s:\n{}",
-            log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut service = ServiceProcess::start(&db, &[]).await;
+    let (port, base) = (service.port, service.base.clone());
     let api = Api {
         base,
         client: reqwest::Client::new(),
@@ -641,15 +602,13 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
     let slow = SlowRequest::begin(port, &token, &json!({ "groupName": "in flight" })).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let pid = i32::try_from(child.id().expect("running")).unwrap();
-    // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    service.sigterm();
     let signalled = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (slow_status, slow_body) = slow.finish().await;
-    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(10), service.child.wait())
         .await
-        .unwrap_or_else(|_| panic!("no exit 10 s after SIGTERM:\n{}", log_text()))
+        .unwrap_or_else(|_| panic!("no exit 10 s after SIGTERM:\n{}", service.log()))
         .expect("wait");
     let took = signalled.elapsed();
     let answers = load.stop().await;
@@ -661,7 +620,11 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
         eprintln!("unanswered: {:?}", a.error);
     }
 
-    assert!(exit.success(), "exit status 0, not {exit}:\n{}", log_text());
+    assert!(
+        exit.success(),
+        "exit status 0, not {exit}:\n{}",
+        service.log()
+    );
     assert!(took < Duration::from_secs(5), "exited after {took:?}");
     assert_eq!(
         slow_status, 201,
@@ -711,7 +674,195 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
             .await
             .unwrap();
     assert!(done.is_empty(), "done but never answered: {done:?}");
-    let _ = std::fs::remove_file(&log_path);
+    let _ = std::fs::remove_file(&service.log_path);
+}
+
+/// The service binary on a free port against `db`, with extra settings,
+/// ready (`/readyz` 200); its output goes to a log file.
+struct ServiceProcess {
+    child: tokio::process::Child,
+    port: u16,
+    base: String,
+    log_path: PathBuf,
+}
+
+impl ServiceProcess {
+    async fn start(db: &TestDb, settings: &[(&str, &str)]) -> Self {
+        Self::start_on(db, "127.0.0.1", settings).await
+    }
+
+    /// Listening on `host` (the probes go to 127.0.0.1).
+    async fn start_on(db: &TestDb, host: &str, settings: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let log_path = std::env::temp_dir().join(format!("svcgen-faults-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = tokio::process::Command::new(service_binary());
+        command
+            .env("HTTP_ADDR", format!("{host}:{port}"))
+            .env("DATABASE_URL", &db.url)
+            .env("DATABASE_MAX_CONNECTIONS", "4")
+            .env("SUPERADMIN_EMAIL", ADMIN_EMAIL)
+            .env("SUPERADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("RUST_LOG", "warn")
+            .env_remove("KAFKA_BROKERS")
+            .env_remove("LOG_FORMAT");
+        for (k, v) in settings {
+            command.env(k, v);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the service starts");
+        let mut service = Self {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = service.child.try_wait().unwrap() {
+                panic!(
+                    "the service exited with {status} at start:\n{}",
+                    service.log()
+                );
+            }
+            let ready = reqwest::Client::new()
+                .get(format!("{}/readyz", service.base))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return service;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready in 30 s:\n{}",
+                service.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn sigterm(&self) {
+        let pid = i32::try_from(self.child.id().expect("running")).unwrap();
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    }
+}
+
+/// `<binary> healthcheck` with `HTTP_ADDR` set to `addr`: its exit code and stderr.
+async fn healthcheck(db: &TestDb, addr: &str) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(service_binary())
+        .arg("healthcheck")
+        .env("HTTP_ADDR", addr)
+        .env("DATABASE_URL", &db.url)
+        .env_remove("SUPERADMIN_EMAIL")
+        .env_remove("SUPERADMIN_PASSWORD")
+        .output()
+        .await
+        .expect("the healthcheck runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_subcommand_is_0_when_ready_and_1_on_a_closed_port() {
+    let db = TestDb::create().await;
+    // Listening on every interface: the probe goes through the loopback.
+    let service = ServiceProcess::start_on(&db, "0.0.0.0", &[]).await;
+    let (code, said) = healthcheck(&db, &format!("0.0.0.0:{}", service.port)).await;
+    assert_eq!(code, Some(0), "{said}\n{}", service.log());
+    let closed = free_port();
+    let (code, said) = healthcheck(&db, &format!("127.0.0.1:{closed}")).await;
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("not ready") && said.contains("connecting"),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readiness_off_while_draining_then_cuts_at_the_limit_and_exits_0() {
+    let db = TestDb::create().await;
+    let settings = [("SHUTDOWN_DRAIN_SECS", "2"), ("SHUTDOWN_TIMEOUT_SECS", "2")];
+    let mut service = ServiceProcess::start(&db, &settings).await;
+    let api = Api {
+        base: service.base.clone(),
+        client: reqwest::Client::new(),
+        token: None,
+    };
+    let admin = api.admin().await;
+    // Half a body sent: the request is in flight, and stays so.
+    let stuck = SlowRequest::begin(
+        service.port,
+        admin.token.as_deref().unwrap(),
+        &json!({ "groupName": "never finished" }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    service.sigterm();
+    let signalled = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Draining: still accepting, and not ready, with the reason.
+    let (status, body) = api.anonymous().get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["errCode"], "SERVICE_UNAVAILABLE", "{body}");
+    assert_eq!(body["message"], "the service is shutting down", "{body}");
+    let (code, said) = healthcheck(&db, &format!("127.0.0.1:{}", service.port)).await;
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("503"), "{said}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "still within the drain"
+    );
+
+    // After the drain the listener is closed.
+    tokio::time::sleep(Duration::from_secs(2) - signalled.elapsed() + Duration::from_millis(500))
+        .await;
+    let refused = reqwest::Client::new()
+        .get(format!("{}/readyz", service.base))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(
+        refused.is_err_and(|e| e.is_connect()),
+        "the listener is closed"
+    );
+
+    // The stuck request holds the shutdown only until the limit.
+    let exit = tokio::time::timeout(Duration::from_secs(10), service.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("no exit 10 s after SIGTERM:\n{}", service.log()))
+        .expect("wait");
+    let took = signalled.elapsed();
+    assert!(
+        exit.success(),
+        "exit status 0, not {exit}:\n{}",
+        service.log()
+    );
+    assert!(
+        took >= Duration::from_millis(3_800) && took < Duration::from_secs(7),
+        "drain 2 s + limit 2 s, then exit: {took:?}\n{}",
+        service.log()
+    );
+    assert!(
+        service.log().contains("shutdown time limit"),
+        "{}",
+        service.log()
+    );
+    drop(stuck);
+    let _ = std::fs::remove_file(&service.log_path);
 }
 
 // ---------------------------------------------------------------------------

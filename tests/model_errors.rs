@@ -193,6 +193,28 @@ fn negative_count() {
 }
 
 #[test]
+fn deploy_settings_out_of_bounds() {
+    let text = mutate_all(&[
+        (
+            "deploy:\n  replicas: 3\n",
+            "deploy:\n  httpPort: 80\n  replicas: 3\n",
+        ),
+        ("minAvailable: 2", "minAvailable: 3"),
+        ("maxReplicas: 8", "maxReplicas: 2"),
+        ("memoryLimit: 768Mi", "memoryLimit: 768MB"),
+    ]);
+    let msg = rejected(&text, &["80", "3", "2", "768MB"]);
+    insta::assert_snapshot!("deploy_settings_out_of_bounds", msg);
+}
+
+#[test]
+fn deploy_unknown_key() {
+    let text = mutate("  maxReplicas: 8", "  maxReplica: 8");
+    let msg = rejected(&text, &["maxReplica"]);
+    insta::assert_snapshot!("deploy_unknown_key", msg);
+}
+
+#[test]
 fn wrong_value_type() {
     let text = mutate("bodyLimitBytes: 65536", "bodyLimitBytes: 64k");
     let msg = rejected(&text, &["64k"]);
@@ -942,7 +964,7 @@ fn the_trusts_section_is_checked() {
     let text = listing_with(&[
         ("  issuer: airbnb-auth-service", "  issuer: \"airbnb auth\""),
         (
-            "  jwksUrl: http://127.0.0.1:3000/v1/.well-known/jwks.json",
+            "  jwksUrl: http://airbnb-auth-service/v1/.well-known/jwks.json",
             "  jwksUrl: auth-service/jwks.json",
         ),
         ("  sessionTopic: session", "  sessionTopic: \"session events\""),

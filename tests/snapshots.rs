@@ -247,7 +247,16 @@ fn no_template_names_the_auth_model() {
     for entry in std::fs::read_dir(root().join("templates")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
+        // Words of a format's own vocabulary that a model happens to use too.
+        let vocabulary: &[(&str, &str)] = &[("kubernetes.yaml.j2", "metadata")];
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default();
         for name in &names {
+            if vocabulary.contains(&(file, name.as_str())) {
+                continue;
+            }
             if contains_word(&text, name) {
                 hits.push(format!("{} names {name:?}", path.display()));
             }

@@ -107,7 +107,8 @@ impl Application {
         self.listener.local_addr()
     }
     /// Serves HTTP and runs the outbox relay until `shutdown` resolves, then
-    /// finishes the requests in flight and the relay's current round.
+    /// stops as `server::serve` says (readiness off, the drain, the time
+    /// limit) and finishes the relay's current round.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -115,10 +116,7 @@ impl Application {
         tracing::info!(addr = % self.listener.local_addr() ?, "listening");
         let (stop_tx, stop_rx) = watch::channel(false);
         let realtime = self.state.realtime.clone();
-        let shutdown = async move {
-            shutdown.await;
-            realtime.close();
-        };
+        let closing = move || realtime.close();
         let config = &self.state.config;
         let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
@@ -154,12 +152,13 @@ impl Application {
             )),
             None => tokio::spawn(async {}),
         };
-        let served = axum::serve(
+        let served = server::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router,
+            shutdown,
+            closing,
+            &config.shutdown,
         )
-        .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);

@@ -9,6 +9,7 @@ pub use svcgen_runtime::config::ConfigError;
 use svcgen_runtime::config::{redacted, DatabaseSettings, Env};
 use svcgen_runtime::kafka::KafkaSettings;
 use svcgen_runtime::outbox::OutboxSettings;
+use svcgen_runtime::server::ShutdownSettings;
 
 /// The service's settings; `Debug` never prints the database credentials.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct Config {
     pub kafka: KafkaSettings,
     /// `OUTBOX_BATCH_SIZE` and `OUTBOX_RETENTION_SECS`: the relay's rounds.
     pub outbox: OutboxSettings,
+    /// `SHUTDOWN_DRAIN_SECS` and `SHUTDOWN_TIMEOUT_SECS`: how the service stops.
+    pub shutdown: ShutdownSettings,
     /// Signing key, hashing, token lifetimes, the live-session cache and
     /// throttling: the model's defaults are 900 s access, 2592000 s refresh
     /// (10 s grace), sessions of at most 2592000 s (604800 s idle), a 60 s cache, and 10 sign-ins per
@@ -105,6 +108,7 @@ impl Config {
             database: DatabaseSettings::from_env(env)?,
             kafka: KafkaSettings::from_env(env, 3, 1)?,
             outbox: OutboxSettings::from_env(env)?,
+            shutdown: ShutdownSettings::from_env(env)?,
             auth: AuthSettings::from_env(
                 env,
                 &AuthDefaults {
@@ -136,6 +140,7 @@ impl fmt::Debug for Config {
             .field("database", &self.database)
             .field("kafka", &self.kafka)
             .field("outbox", &self.outbox)
+            .field("shutdown", &self.shutdown)
             .field("auth", &self.auth)
             .field("elasticsearch_url", &self.elasticsearch_url)
             .field("superadmin_login", &self.superadmin_login)

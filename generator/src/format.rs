@@ -38,7 +38,9 @@ pub fn format_all(files: Vec<Rendered>, source: &str) -> Result<Vec<GeneratedFil
                 "// {note}\n\n{}",
                 formatted.next().context("rustfmt lost a file")?
             ),
-            Some("toml") => format!("# {note}\n\n{}", file.text.trim_start()),
+            Some("toml" | "yaml" | "dockerignore" | "Dockerfile") => {
+                format!("# {note}\n\n{}", file.text.trim_start())
+            }
             Some("sql") => format!("-- {note}\n\n{}", file.text.trim_start()),
             Some("proto") => format!("// {note}\n\n{}", file.text.trim_start()),
             Some("md") => format!("<!-- {note} -->\n\n{}", file.text.trim_start()),

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod plan;
 pub mod render;
 pub mod runtime;
+pub mod settings;
 pub mod spans;
 pub mod validate;
 pub mod write;

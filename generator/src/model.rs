@@ -34,6 +34,57 @@ pub struct Model {
     /// document aggregates from related objects.
     #[serde(default, deserialize_with = "ordered")]
     pub search_indexes: IndexedMap<SearchIndex>,
+    /// How the generated Dockerfile and Kubernetes objects run the service.
+    #[serde(default)]
+    pub deploy: Deploy,
+}
+
+/// `deploy:`, every key optional: ports, replicas, resources, shutdown times.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Deploy {
+    /// The container's HTTP port (`HTTP_ADDR=0.0.0.0:<port>`); unprivileged,
+    /// since the image runs as a non-root user without capabilities.
+    pub http_port: u16,
+    /// The port of `METRICS_ADDR`, which Prometheus scrapes.
+    pub metrics_port: u16,
+    /// Replicas at least, and the HorizontalPodAutoscaler's floor.
+    pub replicas: u32,
+    pub max_replicas: u32,
+    /// The PodDisruptionBudget's `minAvailable`: below `replicas`, so that a
+    /// node can be drained.
+    pub min_available: u32,
+    /// The autoscaler's target, in percent of the CPU request.
+    pub cpu_utilization: u32,
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+    /// `SHUTDOWN_DRAIN_SECS`: `/readyz` is 503 this long before the listener closes.
+    pub drain_seconds: u32,
+    /// `SHUTDOWN_TIMEOUT_SECS`: how long requests in flight may take then.
+    pub shutdown_timeout_seconds: u32,
+}
+
+impl Default for Deploy {
+    fn default() -> Self {
+        Self {
+            http_port: 8080,
+            metrics_port: 9090,
+            replicas: 2,
+            max_replicas: 6,
+            min_available: 1,
+            cpu_utilization: 70,
+            // Secret hashing (argon2, 19 MiB each) is what takes CPU and memory.
+            cpu_request: "250m".into(),
+            cpu_limit: "1".into(),
+            memory_request: "256Mi".into(),
+            memory_limit: "512Mi".into(),
+            // Endpoints are removed while the pod is told to stop; proxies learn late.
+            drain_seconds: 5,
+            shutdown_timeout_seconds: 20,
+        }
+    }
 }
 
 /// One search index: the object's visible fields, plus aggregates.

@@ -29,7 +29,6 @@ macro_rules! templates {
 
 templates! {
     CargoToml => "Cargo.toml.j2",
-    Readme => "README.md.j2",
     MainRs => "main.rs.j2",
     LibRs => "lib.rs.j2",
     ConfigRs => "config.rs.j2",
@@ -104,6 +103,10 @@ fn main() {
 }
 "#;
 
+/// What the image's build context (the workspace) holds that the build
+/// does not need; Docker reads it beside the Dockerfile.
+const DOCKERIGNORE: &str = "**/target\n.git\n";
+
 pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     let mut out = Vec::new();
     let mut add = |path: &str, template: &'static str, text: String| {
@@ -116,10 +119,16 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     };
     add("Cargo.toml", "Cargo.toml.j2", CargoToml { plan }.render()?);
     add("build.rs", "render.rs", BUILD_RS.to_string());
-    add("README.md", "README.md.j2", Readme { plan }.render()?);
+    let config_rs = ConfigRs { plan }.render()?;
+    let (d, deploy_files) = deployment(plan, &config_rs)?;
+    add(
+        "README.md",
+        "README.md.j2",
+        Readme { plan, d: &d }.render()?,
+    );
     add("src/main.rs", "main.rs.j2", MainRs { plan }.render()?);
     add("src/lib.rs", "lib.rs.j2", LibRs { plan }.render()?);
-    add("src/config.rs", "config.rs.j2", ConfigRs { plan }.render()?);
+    add("src/config.rs", "config.rs.j2", config_rs);
     add("src/app.rs", "app.rs.j2", AppRs { plan }.render()?);
     if let Some(id) = &plan.identity {
         add("src/auth.rs", "auth.rs.j2", AuthRs { id }.render()?);
@@ -175,7 +184,63 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
             });
         }
     }
+    out.extend(deploy_files);
     Ok(out)
+}
+
+#[derive(Template)]
+#[template(path = "README.md.j2", escape = "none")]
+struct Readme<'a> {
+    plan: &'a Plan,
+    d: &'a crate::plan::DeployPlan,
+}
+
+#[derive(Template)]
+#[template(path = "Dockerfile.j2", escape = "none")]
+struct Dockerfile<'a> {
+    d: &'a crate::plan::DeployPlan,
+}
+
+#[derive(Template)]
+#[template(path = "kubernetes.yaml.j2", escape = "none")]
+struct Kubernetes<'a> {
+    plan: &'a Plan,
+    d: &'a crate::plan::DeployPlan,
+}
+
+/// The image and the Kubernetes objects, which pass every setting the
+/// rendered `config.rs` reads.
+fn deployment(
+    plan: &Plan,
+    config_rs: &str,
+) -> Result<(crate::plan::DeployPlan, Vec<Rendered>), askama::Error> {
+    let settings = crate::settings::read_by(config_rs, crate::runtime::sources())
+        .map_err(|e| askama::Error::Custom(Box::new(e)))?;
+    let d = crate::plan::deploy(plan, settings);
+    let file = |path: &str, template: &'static str, text: String| Rendered {
+        path: path.to_string(),
+        template,
+        text,
+        once: false,
+    };
+    let files = vec![
+        file(
+            "Dockerfile",
+            "Dockerfile.j2",
+            Dockerfile { d: &d }.render()?,
+        ),
+        file(
+            "Dockerfile.dockerignore",
+            "render.rs",
+            DOCKERIGNORE.to_string(),
+        ),
+        file(
+            "deploy/kubernetes.yaml",
+            "kubernetes.yaml.j2",
+            Kubernetes { plan, d: &d }.render()?,
+        ),
+    ];
+    Ok((d, files))
 }
 
 #[derive(Template)]

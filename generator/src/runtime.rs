@@ -28,6 +28,12 @@ pub fn folder() -> PathBuf {
 /// its copy of the runtime.
 pub const COPY_DIR: &str = "svcgen-runtime";
 
+/// The runtime's files, `(path relative to its folder, text)`: what a
+/// generated crate builds with, by path or as a copy.
+pub fn sources() -> &'static [(&'static str, &'static str)] {
+    embedded::FILES
+}
+
 /// How a generated crate gets the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Link {

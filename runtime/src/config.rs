@@ -52,6 +52,19 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         self.secret(name).ok_or(ConfigError::Missing(name))
     }
 
+    /// A retired variable: an error naming `instead` when it is set, so a
+    /// deployment that still sets it hears of it. Deployment files never
+    /// list it (svcgen reads the `Env` calls of the config to list them).
+    pub fn refused(&self, name: &'static str, instead: &str) -> Result<(), ConfigError> {
+        match self.text(name) {
+            Some(_) => Err(ConfigError::Invalid {
+                name,
+                reason: instead.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// A value parsed as `T`, `default` when unset.
     pub fn parse<T: std::str::FromStr>(
         &self,
@@ -144,6 +157,13 @@ mod tests {
             e.required("NONE"),
             Err(ConfigError::Missing("NONE"))
         ));
+    }
+
+    #[test]
+    fn a_retired_variable_is_refused_only_when_set() {
+        assert!(env(&[("OLD", " ")]).refused("OLD", "use NEW").is_ok());
+        let err = env(&[("OLD", "1")]).refused("OLD", "use NEW").unwrap_err();
+        assert_eq!(err.to_string(), "OLD is invalid: use NEW");
     }
 
     #[test]

@@ -1,13 +1,22 @@
 //! Liveness and readiness probes, for any state that holds the database pool
-//! and the [`Publisher`].
+//! and the [`Publisher`]; the shutdown's [`Draining`] flag; and the
+//! `healthcheck` probe of images without a shell or curl.
 
+use crate::error::ErrorInfo;
 use crate::kafka::Publisher;
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET /healthz` and `GET /readyz`.
 pub fn router<S>() -> Router<S>
@@ -27,19 +36,103 @@ async fn healthz(State(events): State<Publisher>) -> Json<Value> {
     Json(json!({ "status": "OK", "readEventsDropped": events.dropped() }))
 }
 
-/// The process can serve: the database answers.
-async fn readyz(State(db): State<PgPool>) -> (StatusCode, Json<Value>) {
+/// Set when shutdown begins: `/readyz` answers 503 from then on, so load
+/// balancers stop sending before the listener closes. `server::serve` puts
+/// it in every request's extensions.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn begin(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The process can serve: it is not shutting down and the database answers.
+async fn readyz(State(db): State<PgPool>, draining: Option<Extension<Draining>>) -> Response {
+    if draining.is_some_and(|Extension(d)| d.is_on()) {
+        return not_ready("the service is shutting down");
+    }
     match sqlx::query("SELECT 1").execute(&db).await {
         Ok(_) => (
             StatusCode::OK,
             Json(json!({ "status": "OK", "database": "up" })),
-        ),
+        )
+            .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "ERR", "database": "down" })),
-            )
+            not_ready("the database is unreachable")
+        }
+    }
+}
+
+/// A 503 whose reason the envelope middleware writes as the message.
+fn not_ready(reason: &str) -> Response {
+    let mut res = StatusCode::SERVICE_UNAVAILABLE.into_response();
+    res.extensions_mut().insert(ErrorInfo {
+        code: "SERVICE_UNAVAILABLE",
+        message: reason.to_string(),
+        details: Vec::new(),
+        violation: None,
+    });
+    res
+}
+
+/// The address a probe on this machine reaches the service at: a listener
+/// on every interface (`0.0.0.0`, `::`) is reached through the loopback.
+pub fn probe_address(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+/// `GET /readyz` over plain HTTP/1.1 on the service at `listen`: `Ok` on a
+/// 200 within `timeout`, otherwise why not. No HTTP client: the image has
+/// neither a shell nor curl, and the probe needs nothing more.
+pub async fn probe(listen: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let addr = probe_address(listen);
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("sending to {addr}: {e}"))?;
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .await
+            .map_err(|e| format!("reading from {addr}: {e}"))?;
+        Ok::<_, String>(answer)
+    };
+    let answer = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("no answer from {addr} in {timeout:?}"))??;
+    let text = String::from_utf8_lossy(&answer);
+    let status_line = text.lines().next().unwrap_or_default();
+    match status_line.split(' ').nth(1) {
+        Some("200") => Ok(()),
+        _ => Err(format!("{addr}/readyz answered {status_line:?}")),
+    }
+}
+
+/// The `healthcheck` subcommand: exit code 0 when the service at `listen` is
+/// ready, 1 otherwise, with the reason on stderr.
+pub async fn healthcheck(listen: SocketAddr) -> ExitCode {
+    match probe(listen, Duration::from_secs(3)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("not ready: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -95,6 +188,19 @@ mod tests {
         (status, serde_json::from_slice(&body).expect("JSON"))
     }
 
+    /// `/readyz` is 503: the reason left for the envelope middleware.
+    async fn not_ready_reason(app: Router) -> ErrorInfo {
+        let request = Request::get("/readyz")
+            .body(Body::empty())
+            .expect("request");
+        let res = app.oneshot(request).await.expect("answer");
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        res.extensions()
+            .get::<ErrorInfo>()
+            .expect("a reason")
+            .clone()
+    }
+
     #[tokio::test]
     async fn alive_with_the_dropped_read_events() {
         let (status, body) = answer(app("postgres://nobody@127.0.0.1:1/none"), "/healthz").await;
@@ -104,9 +210,80 @@ mod tests {
 
     #[tokio::test]
     async fn not_ready_while_the_database_is_down() {
-        let (status, body) = answer(app("postgres://nobody@127.0.0.1:1/none"), "/readyz").await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body, json!({ "status": "ERR", "database": "down" }));
+        let info = not_ready_reason(app("postgres://nobody@127.0.0.1:1/none")).await;
+        assert_eq!(info.message, "the database is unreachable");
+    }
+
+    #[tokio::test]
+    async fn not_ready_once_draining_even_with_the_database_up() {
+        let db = crate::testing::TestDb::with_outbox().await;
+        let draining = Draining::default();
+        let app = app(&db.url).layer(Extension(draining.clone()));
+        let (status, _) = answer(app.clone(), "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+        draining.begin();
+        let info = not_ready_reason(app).await;
+        assert_eq!(
+            (info.code, info.message.as_str()),
+            ("SERVICE_UNAVAILABLE", "the service is shutting down")
+        );
+    }
+
+    #[test]
+    fn every_interface_is_probed_through_the_loopback() {
+        let probed = |a: &str| probe_address(a.parse().expect("address")).to_string();
+        assert_eq!(probed("0.0.0.0:8080"), "127.0.0.1:8080");
+        assert_eq!(probed("[::]:8080"), "[::1]:8080");
+        assert_eq!(probed("10.1.2.3:80"), "10.1.2.3:80");
+    }
+
+    /// A one-shot server that answers `status_line` to its first request.
+    async fn answering(status_line: &'static str) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(buf[..n].starts_with(b"GET /readyz HTTP/1.1\r\n"));
+            let body = "{}";
+            let answer = format!(
+                "{status_line}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(answer.as_bytes()).await.expect("write");
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_probe_passes_on_200_only() {
+        let ok = answering("HTTP/1.1 200 OK").await;
+        assert_eq!(probe(ok, Duration::from_secs(2)).await, Ok(()));
+        let down = answering("HTTP/1.1 503 Service Unavailable").await;
+        let err = probe(down, Duration::from_secs(2)).await.unwrap_err();
+        assert!(err.contains("503"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_probe_fails_on_a_closed_port_and_on_silence() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("address")
+        };
+        let err = probe(closed, Duration::from_secs(2)).await.unwrap_err();
+        assert!(err.starts_with("connecting to"), "{err}");
+        assert_eq!(healthcheck(closed).await, ExitCode::FAILURE);
+        // Accepts but never answers: the timeout ends the probe.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = silent.local_addr().expect("address");
+        let err = probe(addr, Duration::from_millis(300)).await.unwrap_err();
+        assert!(err.starts_with("no answer"), "{err}");
+        drop(silent);
     }
 
     #[tokio::test]

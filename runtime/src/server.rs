@@ -2,9 +2,10 @@
 //! the database pool with its migrations, the layers around every route,
 //! logging, and the shutdown signal. The top of the runtime.
 
-use crate::config::DatabaseSettings;
+use crate::config::{ConfigError, DatabaseSettings, Env};
 use crate::envelope;
 use crate::event::Watcher;
+use crate::health::Draining;
 use crate::route::ServiceInfo;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -13,7 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{middleware, Extension, Router};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -87,6 +92,74 @@ fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         _ => "a panic without a message".to_string(),
     };
     crate::error::ApiError::internal(anyhow::anyhow!("a handler panicked: {what}")).into_response()
+}
+
+/// How the service stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownSettings {
+    /// `SHUTDOWN_DRAIN_SECS` (default 0): how long `/readyz` answers 503
+    /// while the listener still accepts, so that load balancers (a
+    /// Kubernetes Service's endpoints) stop sending before it closes.
+    pub drain: Duration,
+    /// `SHUTDOWN_TIMEOUT_SECS` (default 20): how long requests in flight may
+    /// take to finish once the listener closed; what is left is cut.
+    pub limit: Duration,
+}
+
+impl ShutdownSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            drain: Duration::from_secs(env.parse("SHUTDOWN_DRAIN_SECS", "0")?),
+            limit: Duration::from_secs(env.parse("SHUTDOWN_TIMEOUT_SECS", "20")?),
+        })
+    }
+}
+
+/// Serves `router` on `listener` until `signal` resolves, then stops in
+/// order: `/readyz` turns 503 ([`Draining`]) while the listener still
+/// accepts for `settings.drain`; `closing` runs (it ends what would hold the
+/// shutdown open, such as realtime streams); the listener closes; requests in
+/// flight get `settings.limit` to finish, and are cut after it.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+    closing: impl FnOnce() + Send + 'static,
+    settings: &ShutdownSettings,
+) -> std::io::Result<()> {
+    let draining = Draining::default();
+    let router = router.layer(Extension(draining.clone()));
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain = settings.drain;
+    let shutdown = async move {
+        signal.await;
+        draining.begin();
+        tracing::info!(drain_secs = drain.as_secs(), "not ready any more; draining");
+        tokio::time::sleep(drain).await;
+        closing();
+        let _ = closed_tx.send(());
+    };
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .into_future();
+    let limit = settings.limit;
+    let cut_off = async move {
+        match closed_rx.await {
+            Ok(()) => tokio::time::sleep(limit).await,
+            // Serving ended before shutdown began: `served` has the answer.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = served => served,
+        () = cut_off => {
+            tracing::warn!(limit_secs = limit.as_secs(), "requests still in flight at the shutdown time limit were cut");
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -180,6 +253,138 @@ mod tests {
             parts.headers,
             String::from_utf8_lossy(&body).into_owned(),
         )
+    }
+
+    /// A service with a route that takes `slow`, serving until `stop` fires.
+    async fn slow_service(
+        slow: Duration,
+        settings: ShutdownSettings,
+    ) -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        use axum::routing::get;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let router = Router::new()
+            .route(
+                "/slow",
+                get(move || async move {
+                    tokio::time::sleep(slow).await;
+                    "done"
+                }),
+            )
+            .route(
+                "/ready",
+                get(|d: Extension<Draining>| async move {
+                    if d.is_on() {
+                        "draining"
+                    } else {
+                        "ready"
+                    }
+                }),
+            );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(
+                listener,
+                router,
+                async move {
+                    let _ = stopped.await;
+                },
+                || {},
+                &settings,
+            )
+            .await
+        });
+        (addr, stop, task)
+    }
+
+    async fn get_text(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn draining_keeps_accepting_then_the_limit_cuts_what_is_left() {
+        let settings = ShutdownSettings {
+            drain: Duration::from_millis(600),
+            limit: Duration::from_millis(500),
+        };
+        let (addr, stop, task) = slow_service(Duration::from_secs(60), settings).await;
+        let stuck = tokio::spawn(get_text(addr, "/slow"));
+        assert!(get_text(addr, "/ready")
+            .await
+            .expect("answer")
+            .ends_with("ready"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let began = std::time::Instant::now();
+        stop.send(()).expect("serving");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Draining: still accepting, and saying so.
+        let during = get_text(addr, "/ready")
+            .await
+            .expect("accepted while draining");
+        assert!(during.ends_with("draining"), "{during}");
+        let served = tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("stopped within the limit")
+            .expect("no panic");
+        assert!(served.is_ok());
+        let took = began.elapsed();
+        assert!(
+            took >= Duration::from_millis(1100),
+            "drain then limit: {took:?}"
+        );
+        assert!(
+            get_text(addr, "/ready").await.is_err(),
+            "the listener is closed"
+        );
+        // Serving returned though the slow request still runs: in the
+        // binary, `main` returns and the runtime drops its connection.
+        assert!(!stuck.is_finished());
+        stuck.abort();
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_finish_within_the_limit() {
+        let settings = ShutdownSettings {
+            drain: Duration::ZERO,
+            limit: Duration::from_secs(10),
+        };
+        let (addr, stop, task) = slow_service(Duration::from_millis(500), settings).await;
+        let slow = tokio::spawn(get_text(addr, "/slow"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let began = std::time::Instant::now();
+        stop.send(()).expect("serving");
+        task.await.expect("no panic").expect("served");
+        assert!(began.elapsed() < Duration::from_secs(5));
+        let answer = slow.await.expect("no panic").expect("answered");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"),
+            "{answer}"
+        );
+    }
+
+    #[test]
+    fn shutdown_settings_default_to_no_drain_and_20_seconds() {
+        let none = Env::new(|_: &str| None);
+        let s = ShutdownSettings::from_env(&none).expect("defaults");
+        assert_eq!(
+            (s.drain, s.limit),
+            (Duration::ZERO, Duration::from_secs(20))
+        );
+        let set = Env::new(|n: &str| (n == "SHUTDOWN_TIMEOUT_SECS").then(|| "x".to_string()));
+        let err = ShutdownSettings::from_env(&set).unwrap_err().to_string();
+        assert!(err.starts_with("SHUTDOWN_TIMEOUT_SECS is invalid"), "{err}");
     }
 
     #[tokio::test]

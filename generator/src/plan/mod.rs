@@ -5,6 +5,7 @@
 //! per kind of thing planned: fields, objects, routes (reading and writing),
 //! the identity, topics; names come from [`crate::naming`].
 
+mod deploy;
 mod field;
 mod hooks;
 mod identity;
@@ -17,6 +18,7 @@ mod topics;
 mod trust;
 mod write;
 
+pub use deploy::{deploy, DeployPlan, EnvValue};
 pub use field::FieldPlan;
 pub use hooks::{HookMethod, Param, RouteHooks};
 pub use identity::{CookiePlan, DeviceFieldPlan, FlowsPlan, IdentityPlan, RuleRow};
@@ -61,6 +63,8 @@ pub struct Plan {
     pub views: ViewsPlan,
     /// How the generated crate depends on svcgen-runtime.
     pub runtime: RuntimeDep,
+    /// The model's `deploy:`, for [`deploy()`] once `config.rs` is rendered.
+    pub deploy: crate::model::Deploy,
 }
 
 impl Plan {
@@ -163,6 +167,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
     };
     Plan {
         source: source.to_string(),
+        deploy: m.deploy.clone(),
         service: service(m),
         runtime: RuntimeDep {
             path: crate::runtime::WORKSPACE_PATH.to_string(),

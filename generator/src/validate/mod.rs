@@ -44,6 +44,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ModelErrors> {
     service::topics(m, &mut d);
     service::roles(m, &mut d);
     service::decisions(m, &mut d);
+    service::deploy(m, &mut d);
     let objects: Objects = m
         .data_objects
         .iter()

@@ -163,3 +163,84 @@ pub(super) fn decisions(m: &Model, d: &mut Diagnostics) {
         }
     }
 }
+
+/// `deploy:`: ports a non-root user can bind, replicas the budget and the
+/// autoscaler can work with, Kubernetes quantities, shutdown times.
+pub(super) fn deploy(m: &Model, d: &mut Diagnostics) {
+    let k = &m.deploy;
+    for (key, port) in [("httpPort", k.http_port), ("metricsPort", k.metrics_port)] {
+        if port < 1024 {
+            d.at(
+                format!("deploy.{key}"),
+                format!("{port} is a privileged port; expected 1024 to 65535, as the image runs without root"),
+            );
+        }
+    }
+    if k.http_port == k.metrics_port {
+        d.at(
+            "deploy.metricsPort",
+            "must differ from httpPort: metrics are never served on the public port",
+        );
+    }
+    if k.replicas == 0 {
+        d.at("deploy.replicas", "must be at least 1");
+    }
+    if k.min_available >= k.replicas.max(1) {
+        d.at(
+            "deploy.minAvailable",
+            format!(
+                "must be below replicas ({}), or no node could ever be drained",
+                k.replicas
+            ),
+        );
+    }
+    if k.max_replicas < k.replicas {
+        d.at(
+            "deploy.maxReplicas",
+            format!("must be at least replicas ({})", k.replicas),
+        );
+    }
+    if k.cpu_utilization == 0 || k.cpu_utilization > 100 {
+        d.at(
+            "deploy.cpuUtilization",
+            format!(
+                "{} is out of range; expected 1 to 100 (percent of the CPU request)",
+                k.cpu_utilization
+            ),
+        );
+    }
+    let quantities = [
+        ("cpuRequest", &k.cpu_request, &["m", ""][..]),
+        ("cpuLimit", &k.cpu_limit, &["m", ""][..]),
+        (
+            "memoryRequest",
+            &k.memory_request,
+            &["Ki", "Mi", "Gi", "K", "M", "G", ""][..],
+        ),
+        (
+            "memoryLimit",
+            &k.memory_limit,
+            &["Ki", "Mi", "Gi", "K", "M", "G", ""][..],
+        ),
+    ];
+    for (key, value, units) in quantities {
+        let number = units.iter().find_map(|u| value.strip_suffix(u));
+        let ok = number.is_some_and(|n| {
+            n.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && n.parse::<f64>().is_ok_and(|v| v > 0.0)
+        });
+        if !ok {
+            let units: Vec<&str> = units.iter().filter(|u| !u.is_empty()).copied().collect();
+            d.at(
+                format!("deploy.{key}"),
+                format!(
+                    "\"{value}\" is not a Kubernetes quantity; expected a positive number, bare or with a unit ({})",
+                    units.join(", ")
+                ),
+            );
+        }
+    }
+    if k.shutdown_timeout_seconds == 0 {
+        d.at("deploy.shutdownTimeoutSeconds", "must be at least 1");
+    }
+}

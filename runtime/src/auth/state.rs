@@ -248,12 +248,10 @@ pub struct Limits {
 /// separated. `TRUST_FORWARDED_FOR` trusted whatever hop came first, so it is
 /// refused rather than ignored: a deployment that set it must name its proxies.
 fn trusted_proxies<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<IpNet>, ConfigError> {
-    if env.text("TRUST_FORWARDED_FOR").is_some() {
-        return Err(ConfigError::Invalid {
-            name: "TRUST_FORWARDED_FOR",
-            reason: "replaced by TRUSTED_PROXIES, the proxies' networks in CIDR".into(),
-        });
-    }
+    env.refused(
+        "TRUST_FORWARDED_FOR",
+        "replaced by TRUSTED_PROXIES, the proxies' networks in CIDR",
+    )?;
     let raw = env.text("TRUSTED_PROXIES").unwrap_or_default();
     raw.split(',')
         .map(str::trim)

@@ -16,6 +16,9 @@ async fn main() -> ExitCode {
         }
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "healthcheck") {
+        return svcgen_runtime::health::healthcheck(config.http_addr).await;
+    }
     if args.first().is_some_and(|a| a == "reindex") {
         let rebuilt = async {
             let db = library_service::app::connect(&config).await?;

@@ -67,13 +67,15 @@ impl Application {
         self.listener.local_addr()
     }
     /// Serves HTTP and runs the outbox relay until `shutdown` resolves, then
-    /// finishes the requests in flight and the relay's current round.
+    /// stops as `server::serve` says (readiness off, the drain, the time
+    /// limit) and finishes the relay's current round.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = % self.listener.local_addr() ?, "listening");
         let (stop_tx, stop_rx) = watch::channel(false);
+        let closing = || {};
         let config = &self.state.config;
         let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
@@ -89,12 +91,13 @@ impl Application {
             stop_rx.clone(),
         ));
         let mirror = tokio::spawn(async {});
-        let served = axum::serve(
+        let served = server::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router,
+            shutdown,
+            closing,
+            &config.shutdown,
         )
-        .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);

@@ -9,6 +9,7 @@ pub use svcgen_runtime::config::ConfigError;
 use svcgen_runtime::config::{DatabaseSettings, Env};
 use svcgen_runtime::kafka::KafkaSettings;
 use svcgen_runtime::outbox::OutboxSettings;
+use svcgen_runtime::server::ShutdownSettings;
 
 /// The service's settings; `Debug` never prints the database credentials.
 #[derive(Clone)]
@@ -23,7 +24,9 @@ pub struct Config {
     pub kafka: KafkaSettings,
     /// `OUTBOX_BATCH_SIZE` and `OUTBOX_RETENTION_SECS`: the relay's rounds.
     pub outbox: OutboxSettings,
-    /// Where the issuer's JWKS is (`JWKS_URL`, default `http://127.0.0.1:3000/v1/.well-known/jwks.json`) and how
+    /// `SHUTDOWN_DRAIN_SECS` and `SHUTDOWN_TIMEOUT_SECS`: how the service stops.
+    pub shutdown: ShutdownSettings,
+    /// Where the issuer's JWKS is (`JWKS_URL`, default `http://airbnb-auth-service/v1/.well-known/jwks.json`) and how
     /// often it is read again; tokens live at most 900 s.
     pub trust: TrustSettings,
 }
@@ -42,10 +45,11 @@ impl Config {
             database: DatabaseSettings::from_env(env)?,
             kafka: KafkaSettings::from_env(env, 3, 1)?,
             outbox: OutboxSettings::from_env(env)?,
+            shutdown: ShutdownSettings::from_env(env)?,
             trust: TrustSettings::from_env(
                 env,
                 &TrustDefaults {
-                    jwks_url: "http://127.0.0.1:3000/v1/.well-known/jwks.json",
+                    jwks_url: "http://airbnb-auth-service/v1/.well-known/jwks.json",
                     max_token_ttl_secs: 900,
                 },
             )?,
@@ -60,6 +64,7 @@ impl fmt::Debug for Config {
             .field("database", &self.database)
             .field("kafka", &self.kafka)
             .field("outbox", &self.outbox)
+            .field("shutdown", &self.shutdown)
             .field("trust", &self.trust)
             .finish()
     }

@@ -15,6 +15,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "healthcheck") {
+        return svcgen_runtime::health::healthcheck(config.http_addr).await;
+    }
     match airbnb_listing_service::app::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
