@@ -454,8 +454,8 @@ fn the_config_accepts_the_manifests_values_and_asks_for_nothing_else() {
             .map_err(|e| e.to_string())
     });
     check(&root().join("tests/listing-service"), |get| {
-        let c = airbnb_listing_service::config::Config::from_lookup(get)
-            .map_err(|e| e.to_string())?;
+        let c =
+            airbnb_listing_service::config::Config::from_lookup(get).map_err(|e| e.to_string())?;
         // The JWKS address is the model's until the deployment sets JWKS_URL.
         assert_eq!(
             c.trust.jwks_url,

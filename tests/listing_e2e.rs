@@ -61,7 +61,13 @@ struct AuthProcess {
 }
 
 impl AuthProcess {
-    async fn start(port: u16, db: &TestDb, broker: &Broker, key: &TestKey, extra: &[(&str, &str)]) -> Self {
+    async fn start(
+        port: u16,
+        db: &TestDb,
+        broker: &Broker,
+        key: &TestKey,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let mut p = Self {
             port,
             database_url: db.url.clone(),
@@ -102,14 +108,25 @@ impl AuthProcess {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("the auth service exited with {status}:\n{}", self.log_text());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "the auth service exited with {status}:\n{}",
+                    self.log_text()
+                );
             }
             let ready = reqwest::get(format!("{}/readyz", self.base())).await;
             if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
                 return;
             }
-            assert!(Instant::now() < deadline, "auth not ready:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "auth not ready:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -157,7 +174,9 @@ async fn listing_replica(db: &TestDb, broker: &Broker, auth_port: u16) -> tests:
     .collect();
     tests::Running::start(|stop| async move {
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
-        let app = Application::build(config).await.expect("listing service starts");
+        let app = Application::build(config)
+            .await
+            .expect("listing service starts");
         let addr = app.local_addr().expect("bound address");
         tokio::spawn(app.serve(async move {
             let _ = stop.await;
@@ -186,7 +205,10 @@ where
 /// Signs in at the auth service; answers the access token and the user id.
 async fn sign_in(auth: &Api, email: &str, password: &str) -> (String, String) {
     let session = auth.login(email, password).await;
-    let token = session["accessToken"].as_str().expect("access token").to_string();
+    let token = session["accessToken"]
+        .as_str()
+        .expect("access token")
+        .to_string();
     let user = session["userId"].as_str().expect("user id").to_string();
     (token, user)
 }
@@ -214,10 +236,14 @@ fn listing_body(title: &str) -> Value {
 /// route stops answering 503.
 async fn until_trusting(listing: &Api, token: &str) {
     let api = listing.with_token(token);
-    eventually("the listing service trusts the auth service", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move { api.get("/v1/my/listings").await.0 != StatusCode::SERVICE_UNAVAILABLE }
-    })
+    eventually(
+        "the listing service trusts the auth service",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move { api.get("/v1/my/listings").await.0 != StatusCode::SERVICE_UNAVAILABLE }
+        },
+    )
     .await;
 }
 
@@ -235,11 +261,18 @@ async fn world() -> World {
     let (db, auth_db) = (TestDb::create().await, TestDb::create().await);
     let key = TestKey::new("key-a");
     let auth = AuthProcess::start(free_port(), &auth_db, &broker, &key, &[]).await;
-    World { db, _auth_db: auth_db, broker, key, auth }
+    World {
+        db,
+        _auth_db: auth_db,
+        broker,
+        key,
+        auth,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth_service_tokens_create_listings_only_the_host_changes_them_and_foreign_tokens_are_refused() {
+async fn auth_service_tokens_create_listings_only_the_host_changes_them_and_foreign_tokens_are_refused(
+) {
     let w = world().await;
     let listing = listing_replica(&w.db, &w.broker, w.auth.port).await;
     let auth = w.auth.api();
@@ -249,49 +282,133 @@ async fn auth_service_tokens_create_listings_only_the_host_changes_them_and_fore
 
     let created = expect(
         StatusCode::CREATED,
-        &listing.with_token(&host).post("/v1/listings", listing_body("Sea view flat")).await,
+        &listing
+            .with_token(&host)
+            .post("/v1/listings", listing_body("Sea view flat"))
+            .await,
     );
     let id = created["listing"]["id"].as_str().expect("id").to_string();
-    assert_eq!(created["listing"]["checkInNotes"], "key under the mat", "{created}");
+    assert_eq!(
+        created["listing"]["checkInNotes"], "key under the mat",
+        "{created}"
+    );
 
     // Anyone reads the public fields; only the host and admins the rest.
-    let public = expect(StatusCode::OK, &listing.anonymous().get(&format!("/v1/listings/{id}")).await);
+    let public = expect(
+        StatusCode::OK,
+        &listing.anonymous().get(&format!("/v1/listings/{id}")).await,
+    );
     assert_eq!(public["listing"]["title"], "Sea view flat");
     assert!(public["listing"].get("checkInNotes").is_none(), "{public}");
-    let mine = expect(StatusCode::OK, &listing.with_token(&host).get("/v1/my/listings").await);
-    assert_eq!(mine["listings"][0]["checkInNotes"], "key under the mat", "{mine}");
-    let theirs = expect(StatusCode::OK, &listing.with_token(&guest).get("/v1/my/listings").await);
-    assert_eq!(theirs["listings"].as_array().map(Vec::len), Some(0), "{theirs}");
+    let mine = expect(
+        StatusCode::OK,
+        &listing.with_token(&host).get("/v1/my/listings").await,
+    );
+    assert_eq!(
+        mine["listings"][0]["checkInNotes"], "key under the mat",
+        "{mine}"
+    );
+    let theirs = expect(
+        StatusCode::OK,
+        &listing.with_token(&guest).get("/v1/my/listings").await,
+    );
+    assert_eq!(
+        theirs["listings"].as_array().map(Vec::len),
+        Some(0),
+        "{theirs}"
+    );
 
     // Another user cannot change or archive it; the host and an admin can.
     let path = format!("/v1/listings/{id}");
-    expect(StatusCode::FORBIDDEN, &listing.with_token(&guest).patch(&path, json!({ "pricePerNight": 1 })).await);
-    expect(StatusCode::FORBIDDEN, &listing.with_token(&guest).delete(&path).await);
-    let changed = expect(StatusCode::OK, &listing.with_token(&host).patch(&path, json!({ "pricePerNight": 99 })).await);
+    expect(
+        StatusCode::FORBIDDEN,
+        &listing
+            .with_token(&guest)
+            .patch(&path, json!({ "pricePerNight": 1 }))
+            .await,
+    );
+    expect(
+        StatusCode::FORBIDDEN,
+        &listing.with_token(&guest).delete(&path).await,
+    );
+    let changed = expect(
+        StatusCode::OK,
+        &listing
+            .with_token(&host)
+            .patch(&path, json!({ "pricePerNight": 99 }))
+            .await,
+    );
     assert_eq!(changed["listing"]["pricePerNight"], 99);
     let (admin, _) = sign_in(&auth, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    expect(StatusCode::OK, &listing.with_token(&admin).patch(&path, json!({ "pricePerNight": 98 })).await);
+    expect(
+        StatusCode::OK,
+        &listing
+            .with_token(&admin)
+            .patch(&path, json!({ "pricePerNight": 98 }))
+            .await,
+    );
 
     // What an attacker would try, each signed with a key the listing service
     // trusts unless said otherwise.
     let user = Uuid::parse_str(&host_id).expect("uuid");
     let session = Uuid::new_v4();
-    let other_issuer = Audience { issuer: "someone-else", audience: "airbnb" };
-    let other_audience = Audience { issuer: "airbnb-auth-service", audience: "another-project" };
+    let other_issuer = Audience {
+        issuer: "someone-else",
+        audience: "airbnb",
+    };
+    let other_audience = Audience {
+        issuer: "airbnb-auth-service",
+        audience: "another-project",
+    };
     let stranger = TestKey::new("key-a");
     let unknown = TestKey::new("never-published");
     let forged = [
-        ("another issuer", w.key.token(other_issuer, user, session, "user", 300), StatusCode::UNAUTHORIZED),
-        ("another audience", w.key.token(other_audience, user, session, "user", 300), StatusCode::UNAUTHORIZED),
-        ("expired", w.key.token(ISSUER, user, session, "user", -60), StatusCode::UNAUTHORIZED),
-        ("the right kid, another key", stranger.token(ISSUER, user, session, "user", 300), StatusCode::UNAUTHORIZED),
-        ("an unknown key", unknown.token(ISSUER, user, session, "user", 300), StatusCode::UNAUTHORIZED),
-        ("the system role", w.key.token(ISSUER, user, session, "system", 300), StatusCode::FORBIDDEN),
-        ("a role of no one", w.key.token(ISSUER, user, session, "root", 300), StatusCode::FORBIDDEN),
-        ("no signature", unsigned(&w.key.token(ISSUER, user, session, "admin", 300)), StatusCode::UNAUTHORIZED),
+        (
+            "another issuer",
+            w.key.token(other_issuer, user, session, "user", 300),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "another audience",
+            w.key.token(other_audience, user, session, "user", 300),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "expired",
+            w.key.token(ISSUER, user, session, "user", -60),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "the right kid, another key",
+            stranger.token(ISSUER, user, session, "user", 300),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "an unknown key",
+            unknown.token(ISSUER, user, session, "user", 300),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "the system role",
+            w.key.token(ISSUER, user, session, "system", 300),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "a role of no one",
+            w.key.token(ISSUER, user, session, "root", 300),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "no signature",
+            unsigned(&w.key.token(ISSUER, user, session, "admin", 300)),
+            StatusCode::UNAUTHORIZED,
+        ),
     ];
     for (what, token, status) in forged {
-        let (got, body) = listing.with_token(&token).patch(&path, json!({ "pricePerNight": 5 })).await;
+        let (got, body) = listing
+            .with_token(&token)
+            .patch(&path, json!({ "pricePerNight": 5 }))
+            .await;
         assert_eq!(got, status, "{what}: {body}");
         assert_eq!(body["status"], "ERR", "{what}: {body}");
     }
@@ -304,7 +421,8 @@ async fn auth_service_tokens_create_listings_only_the_host_changes_them_and_fore
 fn unsigned(token: &str) -> String {
     use base64::Engine;
     let claims = token.split('.').nth(1).expect("claims");
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","kid":"key-a"}"#);
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(br#"{"alg":"none","typ":"JWT","kid":"key-a"}"#);
     format!("{header}.{claims}.")
 }
 
@@ -330,23 +448,35 @@ async fn a_logout_at_the_auth_service_is_refused_on_both_replicas_at_once() {
         let (token, _) = sign_in(&auth, "traveller@example.com", password).await;
         for r in &replicas {
             until_trusting(r, &token).await;
-            expect(StatusCode::OK, &r.with_token(&token).get("/v1/my/listings").await);
+            expect(
+                StatusCode::OK,
+                &r.with_token(&token).get("/v1/my/listings").await,
+            );
         }
-        expect(StatusCode::OK, &auth.with_token(&token).post("/v1/logout", json!({})).await);
+        expect(
+            StatusCode::OK,
+            &auth.with_token(&token).post("/v1/logout", json!({})).await,
+        );
         let logged_out = Instant::now();
         for r in &replicas {
             let api = r.with_token(&token);
-            eventually(&format!("trial {trial}: the ended session is refused"), Duration::from_secs(10), || {
-                let api = api.clone();
-                async move { api.get("/v1/my/listings").await.0 == StatusCode::UNAUTHORIZED }
-            })
+            eventually(
+                &format!("trial {trial}: the ended session is refused"),
+                Duration::from_secs(10),
+                || {
+                    let api = api.clone();
+                    async move { api.get("/v1/my/listings").await.0 == StatusCode::UNAUTHORIZED }
+                },
+            )
             .await;
         }
         times.push(logged_out.elapsed());
     }
     let (p50, p99, max) = percentiles(times);
     // Reported, not asserted: the machine's load decides the figure.
-    println!("logout to refusal on both replicas over 25 trials: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+    println!(
+        "logout to refusal on both replicas over 25 trials: p50 {p50:?}, p99 {p99:?}, max {max:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,14 +488,35 @@ async fn a_role_change_and_an_archived_account_reach_the_listing_service() {
     let (host, _) = new_user(&auth, "host@example.com").await;
     let (editor, editor_id) = new_user(&auth, "editor@example.com").await;
     until_trusting(&listing, &host).await;
-    let created = expect(StatusCode::CREATED, &listing.with_token(&host).post("/v1/listings", listing_body("Cabin")).await);
-    let path = format!("/v1/listings/{}", created["listing"]["id"].as_str().expect("id"));
-    expect(StatusCode::FORBIDDEN, &listing.with_token(&editor).patch(&path, json!({ "title": "Edited" })).await);
+    let created = expect(
+        StatusCode::CREATED,
+        &listing
+            .with_token(&host)
+            .post("/v1/listings", listing_body("Cabin"))
+            .await,
+    );
+    let path = format!(
+        "/v1/listings/{}",
+        created["listing"]["id"].as_str().expect("id")
+    );
+    expect(
+        StatusCode::FORBIDDEN,
+        &listing
+            .with_token(&editor)
+            .patch(&path, json!({ "title": "Edited" }))
+            .await,
+    );
 
     // The editor becomes an admin at the auth service; the same token acts as one here.
     expect(
         StatusCode::OK,
-        &auth.with_token(&admin).patch(&format!("/v1/users/{editor_id}/role"), json!({ "roleId": "admin" })).await,
+        &auth
+            .with_token(&admin)
+            .patch(
+                &format!("/v1/users/{editor_id}/role"),
+                json!({ "roleId": "admin" }),
+            )
+            .await,
     );
     let api = listing.with_token(&editor);
     let promoted = eventually("the new role applies", Duration::from_secs(10), || {
@@ -379,7 +530,13 @@ async fn a_role_change_and_an_archived_account_reach_the_listing_service() {
     // And back: demoted, the token loses what the role gave at once.
     expect(
         StatusCode::OK,
-        &auth.with_token(&admin).patch(&format!("/v1/users/{editor_id}/role"), json!({ "roleId": "user" })).await,
+        &auth
+            .with_token(&admin)
+            .patch(
+                &format!("/v1/users/{editor_id}/role"),
+                json!({ "roleId": "user" }),
+            )
+            .await,
     );
     eventually("the demotion applies", Duration::from_secs(10), || {
         let api = api.clone();
@@ -389,14 +546,27 @@ async fn a_role_change_and_an_archived_account_reach_the_listing_service() {
     .await;
 
     // An archived account's sessions end everywhere.
-    expect(StatusCode::OK, &auth.with_token(&admin).delete(&format!("/v1/users/{editor_id}")).await);
-    eventually("the archived account is refused", Duration::from_secs(10), || {
-        let api = api.clone();
-        async move { api.get("/v1/my/listings").await.0 == StatusCode::UNAUTHORIZED }
-    })
+    expect(
+        StatusCode::OK,
+        &auth
+            .with_token(&admin)
+            .delete(&format!("/v1/users/{editor_id}"))
+            .await,
+    );
+    eventually(
+        "the archived account is refused",
+        Duration::from_secs(10),
+        || {
+            let api = api.clone();
+            async move { api.get("/v1/my/listings").await.0 == StatusCode::UNAUTHORIZED }
+        },
+    )
     .await;
     // The host was not touched.
-    expect(StatusCode::OK, &listing.with_token(&host).get("/v1/my/listings").await);
+    expect(
+        StatusCode::OK,
+        &listing.with_token(&host).get("/v1/my/listings").await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,34 +576,66 @@ async fn after_a_key_rotation_old_tokens_verify_during_the_overlap_only() {
     let auth = w.auth.api();
     let (old, _) = new_user(&auth, "host@example.com").await;
     until_trusting(&listing, &old).await;
-    expect(StatusCode::OK, &listing.with_token(&old).get("/v1/my/listings").await);
+    expect(
+        StatusCode::OK,
+        &listing.with_token(&old).get("/v1/my/listings").await,
+    );
 
     // The auth service restarts with a new key; the old one stays in its JWKS for 6 s.
     let new_key = TestKey::new("key-b");
     let overlap_secs = 6;
     let overlap = overlap_secs.to_string();
-    w.auth.restart(&new_key, &[("JWT_KEY_OVERLAP_SECS", &overlap)]).await;
+    w.auth
+        .restart(&new_key, &[("JWT_KEY_OVERLAP_SECS", &overlap)])
+        .await;
     let rotated = Instant::now();
     let (new, _) = sign_in(&auth, "host@example.com", "a decent secret").await;
     let jwks = expect(StatusCode::OK, &auth.get("/v1/.well-known/jwks.json").await);
-    let kids: Vec<&str> = jwks["keys"].as_array().expect("keys").iter().filter_map(|k| k["kid"].as_str()).collect();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
     assert!(kids.contains(&"key-a") && kids.contains(&"key-b"), "{jwks}");
 
     // Both verify during the overlap: the new kid makes the listing service read the JWKS again.
-    expect(StatusCode::OK, &listing.with_token(&new).get("/v1/my/listings").await);
-    expect(StatusCode::OK, &listing.with_token(&old).get("/v1/my/listings").await);
-    assert!(rotated.elapsed() < Duration::from_secs(overlap_secs), "the checks above took the whole overlap");
+    expect(
+        StatusCode::OK,
+        &listing.with_token(&new).get("/v1/my/listings").await,
+    );
+    expect(
+        StatusCode::OK,
+        &listing.with_token(&old).get("/v1/my/listings").await,
+    );
+    assert!(
+        rotated.elapsed() < Duration::from_secs(overlap_secs),
+        "the checks above took the whole overlap"
+    );
 
     // After it, the old key's token fails here and at the auth service; the new one works.
     let api = listing.with_token(&old);
-    eventually("the retired key stops verifying", Duration::from_secs(overlap_secs + 10), || {
-        let api = api.clone();
-        async move { api.get("/v1/my/listings").await.0 == StatusCode::UNAUTHORIZED }
-    })
+    eventually(
+        "the retired key stops verifying",
+        Duration::from_secs(overlap_secs + 10),
+        || {
+            let api = api.clone();
+            async move { api.get("/v1/my/listings").await.0 == StatusCode::UNAUTHORIZED }
+        },
+    )
     .await;
-    assert!(rotated.elapsed() >= Duration::from_secs(overlap_secs), "refused before the overlap ended");
-    expect(StatusCode::UNAUTHORIZED, &auth.with_token(&old).get("/v1/permissions").await);
-    expect(StatusCode::OK, &listing.with_token(&new).get("/v1/my/listings").await);
+    assert!(
+        rotated.elapsed() >= Duration::from_secs(overlap_secs),
+        "refused before the overlap ended"
+    );
+    expect(
+        StatusCode::UNAUTHORIZED,
+        &auth.with_token(&old).get("/v1/permissions").await,
+    );
+    expect(
+        StatusCode::OK,
+        &listing.with_token(&new).get("/v1/my/listings").await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,19 +651,33 @@ async fn a_listing_service_started_before_the_auth_service_comes_up_by_itself() 
     let (status, body) = listing.with_token(&early).get("/v1/my/listings").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["status"], "ERR", "{body}");
-    expect(StatusCode::OK, &listing.anonymous().get("/v1/listings").await);
+    expect(
+        StatusCode::OK,
+        &listing.anonymous().get("/v1/listings").await,
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    expect(StatusCode::SERVICE_UNAVAILABLE, &listing.with_token(&early).get("/v1/my/listings").await);
+    expect(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &listing.with_token(&early).get("/v1/my/listings").await,
+    );
 
     // The auth service comes up: the listing service trusts it without a restart.
     let auth = AuthProcess::start(auth_port, &auth_db, &broker, &key, &[]).await;
     let (token, _) = new_user(&auth.api(), "late@example.com").await;
     let api = listing.with_token(&token);
-    let took = eventually("the listing service trusts the late auth service", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move { api.get("/v1/my/listings").await.0 == StatusCode::OK }
-    })
+    let took = eventually(
+        "the listing service trusts the late auth service",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move { api.get("/v1/my/listings").await.0 == StatusCode::OK }
+        },
+    )
     .await;
     println!("auth service up to trusted: {took:?}");
-    expect(StatusCode::CREATED, &api.post("/v1/listings", listing_body("Late but fine")).await);
+    expect(
+        StatusCode::CREATED,
+        &api.post("/v1/listings", listing_body("Late but fine"))
+            .await,
+    );
 }

@@ -967,7 +967,10 @@ fn the_trusts_section_is_checked() {
             "  jwksUrl: http://airbnb-auth-service/v1/.well-known/jwks.json",
             "  jwksUrl: auth-service/jwks.json",
         ),
-        ("  sessionTopic: session", "  sessionTopic: \"session events\""),
+        (
+            "  sessionTopic: session",
+            "  sessionTopic: \"session events\"",
+        ),
         ("  maxTokenTtlSeconds: 900", "  maxTokenTtlSeconds: 0"),
         (
             "  tokenHeader: airbnb-auth-service-access-token",
@@ -977,7 +980,13 @@ fn the_trusts_section_is_checked() {
     let msg = rejected_in(
         LISTING_FILE,
         &text,
-        &["\"airbnb auth\"", "auth-service/jwks.json", "\"session events\"", "0", "Authorization"],
+        &[
+            "\"airbnb auth\"",
+            "auth-service/jwks.json",
+            "\"session events\"",
+            "0",
+            "Authorization",
+        ],
     );
     assert!(msg.contains("is not an http(s) URL with a host"), "{msg}");
     insta::assert_snapshot!("the_trusts_section_is_checked", msg);
@@ -1003,9 +1012,16 @@ fn a_trusting_service_signs_no_one_in_and_keeps_no_secrets() {
             "    event: listing-created\n    fields: [title, description, city, pricePerNight, maxGuests, checkInNotes]\n    auth: public",
         ),
     ]);
-    let msg = rejected_in(LISTING_FILE, &text, &["public", "login", "true", "argon2id"]);
+    let msg = rejected_in(
+        LISTING_FILE,
+        &text,
+        &["true", "argon2id", "public", "login"],
+    );
     assert!(msg.contains("needs an auth section"), "{msg}");
-    insta::assert_snapshot!("a_trusting_service_signs_no_one_in_and_keeps_no_secrets", msg);
+    insta::assert_snapshot!(
+        "a_trusting_service_signs_no_one_in_and_keeps_no_secrets",
+        msg
+    );
 }
 
 #[test]
@@ -1014,12 +1030,15 @@ fn a_service_issues_identities_or_trusts_an_issuer() {
         "decisions:\n",
         "trusts:\n  issuer: a\n  audience: b\n  jwksUrl: http://a/jwks\n  sessionTopic: s\n  maxTokenTtlSeconds: 60\ndecisions:\n",
     );
-    let msg = rejected(&both, &["issuer"]);
+    let msg = rejected(&both, &["trusts"]);
     assert!(msg.contains("not both"), "{msg}");
     let start = LISTING.find("trusts:\n").expect("trusts");
     let end = LISTING.find("decisions:\n").expect("decisions");
     let neither = format!("{}{}", &LISTING[..start], &LISTING[end..]);
     let msg2 = rejected_in(LISTING_FILE, &neither, &["service"]);
     assert!(msg2.contains("needs an auth section"), "{msg2}");
-    insta::assert_snapshot!("a_service_issues_identities_or_trusts_an_issuer", format!("{msg}\n{msg2}"));
+    insta::assert_snapshot!(
+        "a_service_issues_identities_or_trusts_an_issuer",
+        format!("{msg}\n{msg2}")
+    );
 }

@@ -258,7 +258,13 @@ pub fn document(plan: &Plan, marker: &str, openapi: &Value) -> Value {
         );
     }
     if let Some(t) = &plan.trust {
-        receive_sessions(t, &mut channels, &mut operations, &mut messages, &mut schemas);
+        receive_sessions(
+            t,
+            &mut channels,
+            &mut operations,
+            &mut messages,
+            &mut schemas,
+        );
     }
     schemas.insert("CloudEventHeaders".into(), headers());
     let mut doc = json!({

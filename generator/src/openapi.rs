@@ -691,7 +691,12 @@ fn own_sessions<'a>(
     }
 }
 
-fn auth_operations(plan: &Plan, id: &IdentityPlan, paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
+fn auth_operations(
+    plan: &Plan,
+    id: &IdentityPlan,
+    paths: &mut Map<String, Value>,
+    schemas: &mut Map<String, Value>,
+) {
     schemas.insert("Session".into(), session_schema(id));
     schemas.insert(
         "SessionResponse".into(),

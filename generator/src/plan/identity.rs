@@ -223,7 +223,10 @@ pub fn identity(m: &Model, a: &Identity, routes: &[RoutePlan]) -> IdentityPlan {
                 ..CookiePlan::from(c)
             }
         }),
-        flows: a.verification.as_ref().map(|v| flows(m, a, v, user, routes)),
+        flows: a
+            .verification
+            .as_ref()
+            .map(|v| flows(m, a, v, user, routes)),
         permissions: optional_route(routes, Action::Permissions),
         list_sessions: optional_route(routes, Action::ListSessions),
         end_session: optional_route(routes, Action::EndSession),

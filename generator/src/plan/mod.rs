@@ -75,7 +75,9 @@ impl Plan {
 
     /// Uploads per signed-in user per window (only a service with an identity uploads).
     pub fn uploads_per_user(&self) -> u32 {
-        self.identity.as_ref().map_or(u32::MAX, |id| id.uploads_per_user)
+        self.identity
+            .as_ref()
+            .map_or(u32::MAX, |id| id.uploads_per_user)
     }
 
     /// Some route calls hand-written code: the crate has a `hooks` module.

@@ -346,10 +346,11 @@ impl DataRoute<'_> {
             return;
         }
         for (i, f) in r.caller_fields.iter().enumerate() {
-            let refs_caller =
-                self.object.fields.iter().any(|(n, fd)| {
-                    n == f && fd.references.as_deref() == Some(user_object)
-                });
+            let refs_caller = self
+                .object
+                .fields
+                .iter()
+                .any(|(n, fd)| n == f && fd.references.as_deref() == Some(user_object));
             if !refs_caller {
                 d.at(
                     format!("{path}.callerFields[{i}]"),

@@ -27,7 +27,7 @@ pub(super) fn identity(m: &Model, objects: &Objects, d: &mut Diagnostics) {
     match (&m.auth, &m.trusts) {
         (Some(a), None) => issuer(m, a, objects, d),
         (None, Some(t)) => super::trust::trust(m, t, objects, d),
-        (Some(_), Some(_)) => d.at(
+        (Some(_), Some(_)) => d.at_key(
             "trusts",
             "a service either issues identities (auth) or trusts an issuer (trusts), not both",
         ),
@@ -386,13 +386,7 @@ fn cookies(c: &Cookies, d: &mut Diagnostics) {
 /// `auth.verification`: one-time codes by email, the user fields they
 /// switch, their limits, the topic that delivers them and the routes of the
 /// flows.
-fn verification(
-    m: &Model,
-    a: &Identity,
-    v: &Verification,
-    user: &DataObject,
-    d: &mut Diagnostics,
-) {
+fn verification(m: &Model, a: &Identity, v: &Verification, user: &DataObject, d: &mut Diagnostics) {
     let user_object = &a.user_object;
     let login = &a.login_field;
     // Codes are sent to the login: it must be an email address.

@@ -13,8 +13,8 @@ mod names;
 mod objects;
 mod routes;
 mod search;
-mod trust;
 mod service;
+mod trust;
 mod views;
 
 pub use identity::SESSION_FIELDS;

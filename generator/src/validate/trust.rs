@@ -108,7 +108,9 @@ mod tests {
 
     #[test]
     fn a_jwks_url_needs_a_scheme_and_a_host() {
-        assert!(jwks_url_is_usable("http://auth:3000/v1/.well-known/jwks.json"));
+        assert!(jwks_url_is_usable(
+            "http://auth:3000/v1/.well-known/jwks.json"
+        ));
         assert!(jwks_url_is_usable("https://auth.example.com/jwks"));
         assert!(!jwks_url_is_usable("auth:3000/jwks"));
         assert!(!jwks_url_is_usable("http:///jwks"));

@@ -4,7 +4,7 @@
 //! handler without auth, in one run against one broker and database server.
 
 use crate::load::{pair, wrk};
-use crate::{fresh_database, free_port, tansu, wait_port, Proc};
+use crate::{free_port, fresh_database, tansu, wait_port, Proc};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
@@ -75,12 +75,21 @@ pub async fn trust_figures() -> Result<()> {
             break res.json().await?;
         }
         if Instant::now() > deadline {
-            bail!("the listing service did not trust the auth service: {}", res.status());
+            bail!(
+                "the listing service did not trust the auth service: {}",
+                res.status()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let id = created["listing"]["id"].as_str().context("listing id")?;
-    let ours = wrk(&format!("{listing}/v1/my/listings/{id}"), 16, Some(&token), None).await?;
+    let ours = wrk(
+        &format!("{listing}/v1/my/listings/{id}"),
+        16,
+        Some(&token),
+        None,
+    )
+    .await?;
     let bare = wrk(&format!("{listing}/v1/listings/{id}"), 16, None, None).await?;
     pair(
         "getListing: verified token vs the same get without auth",
