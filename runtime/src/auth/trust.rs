@@ -97,24 +97,29 @@ impl TrustSettings {
                 })
             }
         }
-        let positive = |name: &'static str, default: &str| -> Result<u64, ConfigError> {
-            match env.parse::<u64>(name, default)? {
-                0 => Err(ConfigError::Invalid {
-                    name,
-                    reason: "must be at least 1".into(),
-                }),
-                n => Ok(n),
-            }
-        };
+        let refresh: u64 = env.parse("JWKS_REFRESH_SECS", "300")?;
+        let refetch_min: u64 = env.parse("JWKS_REFETCH_MIN_SECS", "10")?;
+        let max_ttl: u64 = env.parse(
+            "TRUST_MAX_TOKEN_TTL_SECS",
+            &defaults.max_token_ttl_secs.to_string(),
+        )?;
         Ok(Self {
             jwks_url,
-            refresh: Duration::from_secs(positive("JWKS_REFRESH_SECS", "300")?),
-            refetch_min: Duration::from_secs(env.parse("JWKS_REFETCH_MIN_SECS", "10")?),
-            max_token_ttl_secs: positive(
-                "TRUST_MAX_TOKEN_TTL_SECS",
-                &defaults.max_token_ttl_secs.to_string(),
-            )? as i64,
+            refresh: Duration::from_secs(at_least_one("JWKS_REFRESH_SECS", refresh)?),
+            refetch_min: Duration::from_secs(refetch_min),
+            max_token_ttl_secs: at_least_one("TRUST_MAX_TOKEN_TTL_SECS", max_ttl)? as i64,
         })
+    }
+}
+
+/// `n`, unless it is 0: a setting that must be positive.
+fn at_least_one(name: &'static str, n: u64) -> Result<u64, ConfigError> {
+    match n {
+        0 => Err(ConfigError::Invalid {
+            name,
+            reason: "must be at least 1".into(),
+        }),
+        n => Ok(n),
     }
 }
 
