@@ -4,7 +4,8 @@
 //!
 //! Access tokens are EdDSA (Ed25519) JWTs that other services verify offline
 //! with the JWKS. Refresh tokens are opaque, 256 random bits, stored only as
-//! SHA-256 hashes.
+//! SHA-256 hashes. A trusting service (feature `trust` without `identity`)
+//! has only what verifies access tokens and finds them in requests.
 
 use super::bounded::make_room;
 use crate::error::ApiError;
