@@ -112,3 +112,34 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// The command that runs tansu, the in-memory Kafka-protocol broker the tests
+/// use, on `127.0.0.1:port`: `TANSU`, else `~/.cargo/bin/tansu`, else `tansu`
+/// on the PATH (`cargo install --locked tansu --features dynostore`).
+pub fn tansu_broker(port: u16) -> std::process::Command {
+    let program = std::env::var("TANSU")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            let installed = std::path::Path::new(&home).join(".cargo/bin/tansu");
+            if installed.exists() {
+                installed
+            } else {
+                "tansu".into()
+            }
+        });
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut command = std::process::Command::new(program);
+    command
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}

@@ -334,19 +334,6 @@ pub struct Broker {
     child: Option<std::process::Child>,
 }
 
-fn tansu() -> std::path::PathBuf {
-    if let Ok(path) = std::env::var("TANSU") {
-        return path.into();
-    }
-    let home = std::env::var("HOME").unwrap_or_default();
-    let cargo_bin = std::path::Path::new(&home).join(".cargo/bin/tansu");
-    if cargo_bin.exists() {
-        cargo_bin
-    } else {
-        "tansu".into()
-    }
-}
-
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -372,19 +359,7 @@ impl Broker {
     /// Starts (again) on the same port; the in-memory broker starts empty.
     pub async fn restart(&mut self) {
         self.stop();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = std::process::Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+        let child = svcgen_runtime::testing::tansu_broker(self.port)
             .spawn()
             .expect("tansu starts (cargo install --locked tansu --features dynostore)");
         self.child = Some(child);

@@ -1242,28 +1242,11 @@ mod tests {
 
     impl Broker {
         async fn start() -> Self {
-            let tansu = std::env::var("TANSU")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|_| {
-                    let home = std::env::var("HOME").unwrap_or_default();
-                    std::path::Path::new(&home).join(".cargo/bin/tansu")
-                });
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("a free port")
                 .port();
-            let url = format!("tcp://127.0.0.1:{port}");
-            let child = std::process::Command::new(tansu)
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                ])
-                .args(["--storage-engine", "memory://tansu/"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+            let child = crate::testing::tansu_broker(port)
                 .spawn()
                 .expect("tansu starts (cargo install --locked tansu --features dynostore)");
             for _ in 0..100 {
