@@ -89,7 +89,7 @@ fn receive_sessions(
         topic.clone(),
         json!({
             "address": topic,
-            "description": format!("The session topic of {}, read whole by every replica (no consumer group).", t.issuer),
+            "description": format!("The session topic of {}, read whole by every replica (assigned, no shared consumer group).", t.issuer),
             "messages": { name.clone(): { "$ref": format!("#/components/messages/{name}") } },
         }),
     );
