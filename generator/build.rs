@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-changed=../templates");
     println!("cargo:rerun-if-changed=../runtime");
-    let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime");
+    // Read when the script runs, not baked in when it was compiled: cargo
+    // shares a compiled build script between checkouts of the workspace.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo");
+    let runtime = Path::new(&manifest_dir).join("../runtime");
     let mut files = vec![runtime.join("Cargo.toml")];
     sources(&runtime.join("src"), &mut files);
     files.sort();
