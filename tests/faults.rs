@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tests::{
-    auth_service, expect, free_port, service_binary, start_auth_service, Api, TestDb, ADMIN_EMAIL,
-    ADMIN_PASSWORD,
+    auth_service, expect, free_port, service_binary, start_auth_service, Api, ServiceProcess,
+    TestDb, ADMIN_EMAIL, ADMIN_PASSWORD,
 };
 
 // ---------------------------------------------------------------------------
@@ -581,7 +581,7 @@ impl SlowRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
     let db = TestDb::create().await;
-    let mut service = ServiceProcess::start(&db, &[]).await;
+    let mut service = ServiceProcess::start("127.0.0.1", free_port(), &db.url, &[]).await;
     let (port, base) = (service.port, service.base.clone());
     let api = Api {
         base,
@@ -674,88 +674,6 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
             .await
             .unwrap();
     assert!(done.is_empty(), "done but never answered: {done:?}");
-    let _ = std::fs::remove_file(&service.log_path);
-}
-
-/// The service binary on a free port against `db`, with extra settings,
-/// ready (`/readyz` 200); its output goes to a log file.
-struct ServiceProcess {
-    child: tokio::process::Child,
-    port: u16,
-    base: String,
-    log_path: PathBuf,
-}
-
-impl ServiceProcess {
-    async fn start(db: &TestDb, settings: &[(&str, &str)]) -> Self {
-        Self::start_on(db, "127.0.0.1", settings).await
-    }
-
-    /// Listening on `host` (the probes go to 127.0.0.1).
-    async fn start_on(db: &TestDb, host: &str, settings: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let log_path = std::env::temp_dir().join(format!("svcgen-faults-{port}.log"));
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let mut command = tokio::process::Command::new(service_binary());
-        command
-            .env("HTTP_ADDR", format!("{host}:{port}"))
-            .env("DATABASE_URL", &db.url)
-            .env("DATABASE_MAX_CONNECTIONS", "4")
-            .env("SUPERADMIN_EMAIL", ADMIN_EMAIL)
-            .env("SUPERADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("RUST_LOG", "warn")
-            .env_remove("KAFKA_BROKERS")
-            .env_remove("LOG_FORMAT");
-        for (k, v) in settings {
-            command.env(k, v);
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the service starts");
-        let mut service = Self {
-            child,
-            port,
-            base: format!("http://127.0.0.1:{port}"),
-            log_path,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = service.child.try_wait().unwrap() {
-                panic!(
-                    "the service exited with {status} at start:\n{}",
-                    service.log()
-                );
-            }
-            let ready = reqwest::Client::new()
-                .get(format!("{}/readyz", service.base))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return service;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready in 30 s:\n{}",
-                service.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn sigterm(&self) {
-        let pid = i32::try_from(self.child.id().expect("running")).unwrap();
-        // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
-    }
 }
 
 /// `<binary> healthcheck` with `HTTP_ADDR` set to `addr`: its exit code and stderr.
@@ -779,7 +697,7 @@ async fn healthcheck(db: &TestDb, addr: &str) -> (Option<i32>, String) {
 async fn the_healthcheck_subcommand_is_0_when_ready_and_1_on_a_closed_port() {
     let db = TestDb::create().await;
     // Listening on every interface: the probe goes through the loopback.
-    let service = ServiceProcess::start_on(&db, "0.0.0.0", &[]).await;
+    let service = ServiceProcess::start("0.0.0.0", free_port(), &db.url, &[]).await;
     let (code, said) = healthcheck(&db, &format!("0.0.0.0:{}", service.port)).await;
     assert_eq!(code, Some(0), "{said}\n{}", service.log());
     let closed = free_port();
@@ -795,7 +713,7 @@ async fn the_healthcheck_subcommand_is_0_when_ready_and_1_on_a_closed_port() {
 async fn sigterm_turns_readiness_off_while_draining_then_cuts_at_the_limit_and_exits_0() {
     let db = TestDb::create().await;
     let settings = [("SHUTDOWN_DRAIN_SECS", "2"), ("SHUTDOWN_TIMEOUT_SECS", "2")];
-    let mut service = ServiceProcess::start(&db, &settings).await;
+    let mut service = ServiceProcess::start("127.0.0.1", free_port(), &db.url, &settings).await;
     let api = Api {
         base: service.base.clone(),
         client: reqwest::Client::new(),
@@ -862,7 +780,6 @@ async fn sigterm_turns_readiness_off_while_draining_then_cuts_at_the_limit_and_e
         service.log()
     );
     drop(stuck);
-    let _ = std::fs::remove_file(&service.log_path);
 }
 
 // ---------------------------------------------------------------------------

@@ -9,11 +9,10 @@
 use reqwest::StatusCode;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{json, Value};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use svcgen_runtime::auth::keys::SigningKey;
 use svcgen_runtime::auth::tokens::{sign, Audience};
-use tests::{expect, free_port, service_binary, Api, Broker, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD};
+use tests::{expect, free_port, Api, Broker, ServiceProcess, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD};
 use uuid::Uuid;
 
 const ISSUER: Audience = Audience {
@@ -56,8 +55,7 @@ struct AuthProcess {
     port: u16,
     database_url: String,
     brokers: String,
-    child: Option<tokio::process::Child>,
-    log: std::path::PathBuf,
+    process: Option<ServiceProcess>,
 }
 
 impl AuthProcess {
@@ -72,8 +70,7 @@ impl AuthProcess {
             port,
             database_url: db.url.clone(),
             brokers: broker.brokers(),
-            child: None,
-            log: std::env::temp_dir().join(format!("svcgen-listing-auth-{port}.log")),
+            process: None,
         };
         p.restart(key, extra).await;
         p
@@ -81,77 +78,24 @@ impl AuthProcess {
 
     /// Starts the binary (again) with `key` as its signing key.
     async fn restart(&mut self, key: &TestKey, extra: &[(&str, &str)]) {
-        self.stop().await;
-        let log = std::fs::File::create(&self.log).expect("log file");
-        let mut cmd = tokio::process::Command::new(service_binary());
-        cmd.env("HTTP_ADDR", format!("127.0.0.1:{}", self.port))
-            .env("DATABASE_URL", &self.database_url)
-            .env("DATABASE_MAX_CONNECTIONS", "6")
-            .env("SUPERADMIN_EMAIL", ADMIN_EMAIL)
-            .env("SUPERADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("KAFKA_BROKERS", &self.brokers)
-            .env("KAFKA_LINGER_MS", "0")
-            .env("JWT_PRIVATE_KEY", &key.pem)
-            .env("JWT_KEY_ID", &key.kid)
-            .env("RUST_LOG", "warn")
-            .env_remove("LOG_FORMAT");
-        for (k, v) in extra {
-            cmd.env(k, v);
+        if let Some(old) = self.process.take() {
+            old.stop().await;
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the auth service starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "the auth service exited with {status}:\n{}",
-                    self.log_text()
-                );
-            }
-            let ready = reqwest::get(format!("{}/readyz", self.base())).await;
-            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "auth not ready:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let mut settings = vec![
+            ("DATABASE_MAX_CONNECTIONS", "6"),
+            ("KAFKA_BROKERS", self.brokers.as_str()),
+            ("KAFKA_LINGER_MS", "0"),
+            ("JWT_PRIVATE_KEY", key.pem.as_str()),
+            ("JWT_KEY_ID", key.kid.as_str()),
+        ];
+        settings.extend_from_slice(extra);
+        let process =
+            ServiceProcess::start("127.0.0.1", self.port, &self.database_url, &settings).await;
+        self.process = Some(process);
     }
 
     fn api(&self) -> Api {
-        Api {
-            base: self.base(),
-            client: reqwest::Client::new(),
-            token: None,
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill().await;
-            let _ = c.wait().await;
-        }
+        self.process.as_ref().expect("running").api()
     }
 }
 

@@ -458,6 +458,112 @@ pub async fn consume(
     out
 }
 
+/// The auth service binary as a process on `host:port`, its output in a
+/// log file; both go when it is dropped.
+pub struct ServiceProcess {
+    pub child: tokio::process::Child,
+    pub port: u16,
+    /// `http://127.0.0.1:<port>`: the probes go to the loopback.
+    pub base: String,
+    log_path: std::path::PathBuf,
+}
+
+impl ServiceProcess {
+    /// Starts the binary against `database_url` with the bootstrap admin, no
+    /// broker and `settings` over them, and waits until `/readyz` answers 200.
+    pub async fn start(
+        host: &str,
+        port: u16,
+        database_url: &str,
+        settings: &[(&str, &str)],
+    ) -> Self {
+        let log_path = std::env::temp_dir().join(format!("svcgen-service-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = tokio::process::Command::new(service_binary());
+        command
+            .env("HTTP_ADDR", format!("{host}:{port}"))
+            .env("DATABASE_URL", database_url)
+            .env("DATABASE_MAX_CONNECTIONS", "4")
+            .env("SUPERADMIN_EMAIL", ADMIN_EMAIL)
+            .env("SUPERADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("RUST_LOG", "warn")
+            .env_remove("KAFKA_BROKERS")
+            .env_remove("LOG_FORMAT");
+        for (k, v) in settings {
+            command.env(k, v);
+        }
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the service starts");
+        let mut service = Self {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            log_path,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = service.child.try_wait().expect("the child's status") {
+                panic!(
+                    "the service exited with {status} at start:\n{}",
+                    service.log()
+                );
+            }
+            let ready = reqwest::Client::new()
+                .get(format!("{}/readyz", service.base))
+                .timeout(std::time::Duration::from_secs(2))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return service;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not ready in 30 s:\n{}",
+                service.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What the service wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn sigterm(&self) {
+        let pid = i32::try_from(self.child.id().expect("running")).expect("a pid");
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    }
+
+    /// Kills the process and waits for it, so that its port is free again.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+
+    /// The service, called anonymously.
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.base.clone(),
+            client: reqwest::Client::new(),
+            token: None,
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    /// The process goes with it (`kill_on_drop`), and so does its log.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
 /// The service binary next to this test's: <target>/debug/deps/faults-* ->
 /// <target>/debug/airbnb-auth-service.
 pub fn service_binary() -> std::path::PathBuf {

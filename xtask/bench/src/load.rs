@@ -401,10 +401,12 @@ pub(crate) fn pair(figure: &str, ours: &Measured, base: &Measured, target: f64) 
 }
 
 /// The service under test, with its broker, serving `base`; killed when dropped.
-struct Service {
-    base: String,
+pub(crate) struct Service {
+    pub(crate) base: String,
     url: String,
     svc: Proc,
+    /// `127.0.0.1:<port>` of its broker, for services beside it.
+    pub(crate) brokers: String,
     broker: Proc,
 }
 
@@ -413,7 +415,7 @@ fn login_body() -> Value {
 }
 
 /// Starts tansu, a fresh database and the service, and signs in as the superadmin.
-async fn start_service(http: &reqwest::Client) -> Result<(Service, Value)> {
+pub(crate) async fn start_service(http: &reqwest::Client) -> Result<(Service, Value)> {
     let bin = std::env::var("BENCH_SERVICE_BIN")
         .context("BENCH_SERVICE_BIN: run through `cargo xtask bench`")?;
     let broker_port = free_port();
@@ -451,6 +453,7 @@ async fn start_service(http: &reqwest::Client) -> Result<(Service, Value)> {
             base,
             url,
             svc,
+            brokers: format!("127.0.0.1:{broker_port}"),
             broker,
         },
         session,

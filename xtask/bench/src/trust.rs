@@ -3,65 +3,41 @@
 //! revocations read from the session topic) beside the same generated get
 //! handler without auth, in one run against one broker and database server.
 
-use crate::load::{pair, wrk};
-use crate::{free_port, fresh_database, tansu, wait_port, Proc};
+use crate::load::{pair, start_service, wrk};
+use crate::{free_port, fresh_database, wait_port, Proc};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn binary(var: &str) -> Result<String> {
-    std::env::var(var).with_context(|| format!("{var}: run through `cargo xtask bench`"))
-}
-
 pub async fn trust_figures() -> Result<()> {
-    let broker_port = free_port();
-    let _broker = tansu(broker_port)?;
-    wait_port(broker_port).await?;
-    let brokers = format!("127.0.0.1:{broker_port}");
-    let (auth_port, listing_port) = (free_port(), free_port());
-    let _auth = Proc(
-        Command::new(binary("BENCH_SERVICE_BIN")?)
-            .env("DATABASE_URL", fresh_database().await?)
-            .env("HTTP_ADDR", format!("127.0.0.1:{auth_port}"))
-            .env("KAFKA_BROKERS", &brokers)
-            .env("SUPERADMIN_EMAIL", "root@example.com")
-            .env("SUPERADMIN_PASSWORD", "root admin password")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting the auth service")?,
-    );
-    let _listing = Proc(
-        Command::new(binary("BENCH_LISTING_BIN")?)
-            .env("DATABASE_URL", fresh_database().await?)
-            .env("HTTP_ADDR", format!("127.0.0.1:{listing_port}"))
-            .env("KAFKA_BROKERS", &brokers)
-            .env(
-                "JWKS_URL",
-                format!("http://127.0.0.1:{auth_port}/v1/.well-known/jwks.json"),
-            )
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting the listing service")?,
-    );
-    wait_port(auth_port).await?;
-    wait_port(listing_port).await?;
     let http = reqwest::Client::new();
-    let auth = format!("http://127.0.0.1:{auth_port}");
-    let listing = format!("http://127.0.0.1:{listing_port}");
-    let session: Value = http
-        .post(format!("{auth}/v1/login"))
-        .json(&json!({ "email": "root@example.com", "password": "root admin password" }))
-        .send()
-        .await?
-        .json()
-        .await?;
+    // The auth service with its broker and database, its superadmin signed in.
+    let (auth, session) = start_service(&http).await?;
     let token = session["session"]["accessToken"]
         .as_str()
         .context("login at the auth service")?
         .to_string();
+    let listing_port = free_port();
+    let _listing = Proc(
+        Command::new(
+            std::env::var("BENCH_LISTING_BIN")
+                .context("BENCH_LISTING_BIN: run through `cargo xtask bench`")?,
+        )
+        .env("DATABASE_URL", fresh_database().await?)
+        .env("HTTP_ADDR", format!("127.0.0.1:{listing_port}"))
+        .env("KAFKA_BROKERS", &auth.brokers)
+        .env(
+            "JWKS_URL",
+            format!("{}/v1/.well-known/jwks.json", auth.base),
+        )
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the listing service")?,
+    );
+    wait_port(listing_port).await?;
+    let listing = format!("http://127.0.0.1:{listing_port}");
     // Until it has the keys and has read the session topic, it answers 503.
     let deadline = Instant::now() + Duration::from_secs(30);
     let created: Value = loop {
