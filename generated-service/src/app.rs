@@ -52,51 +52,57 @@ pub struct Application {
     state: AppState,
 }
 
+/// Connects, migrates and starts what every handler shares.
+async fn state(config: Config) -> anyhow::Result<AppState> {
+    let db = connect(&config).await?;
+    let events = Publisher::new(&crate::spec::KAFKA, &config.kafka)
+        .context("creating the Kafka producer")?;
+    let auth = Arc::new(
+        auth::load(&db, &config)
+            .await
+            .context("loading the signing key")?,
+    );
+    let elastic = match &config.elasticsearch_url {
+        Some(url) => Some(Arc::new(
+            Elastic::new(url).context("creating the Elasticsearch client")?,
+        )),
+        None => None,
+    };
+    let realtime = Hub::start(&db).await.context("starting the realtime hub")?;
+    let mailer = crate::verification::mailer(&config)
+        .context("configuring SMTP")?
+        .map(Arc::new);
+    let state = AppState {
+        db,
+        config: Arc::new(config),
+        events,
+        auth,
+        elastic,
+        realtime,
+        mailer,
+    };
+    let (account, secret) = (
+        state.config.superadmin_login.as_deref(),
+        state.config.superadmin_password.as_deref(),
+    );
+    state
+        .auth
+        .bootstrap_admin(&state.db, account, secret)
+        .await
+        .context("creating the bootstrap super-admin")?;
+    crate::search::SEARCH
+        .build_empty(&state.db)
+        .await
+        .context("building the search indexes")?;
+    Ok(state)
+}
+
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = connect(&config).await?;
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
-        let events = Publisher::new(&crate::spec::KAFKA, &config.kafka)
-            .context("creating the Kafka producer")?;
-        let auth = Arc::new(
-            auth::load(&db, &config)
-                .await
-                .context("loading the signing key")?,
-        );
-        let elastic = match &config.elasticsearch_url {
-            Some(url) => Some(Arc::new(
-                Elastic::new(url).context("creating the Elasticsearch client")?,
-            )),
-            None => None,
-        };
-        let realtime = Hub::start(&db).await.context("starting the realtime hub")?;
-        let mailer = crate::verification::mailer(&config)
-            .context("configuring SMTP")?
-            .map(Arc::new);
-        let state = AppState {
-            db,
-            config: Arc::new(config),
-            events,
-            auth,
-            elastic,
-            realtime,
-            mailer,
-        };
-        let (account, secret) = (
-            state.config.superadmin_login.as_deref(),
-            state.config.superadmin_password.as_deref(),
-        );
-        state
-            .auth
-            .bootstrap_admin(&state.db, account, secret)
-            .await
-            .context("creating the bootstrap super-admin")?;
-        crate::search::SEARCH
-            .build_empty(&state.db)
-            .await
-            .context("building the search indexes")?;
+        let state = state(config).await?;
         Ok(Self {
             listener,
             router: router(state.clone()),

@@ -169,6 +169,10 @@ fn payload(plan: &Plan, t: &TopicPlan) -> (Value, String) {
             )
         }
         (TopicKind::SessionEvent, _) => (schema_ref("SessionEvent"), t.description.clone()),
+        (TopicKind::DeadLetter, _) => (
+            json!({ "description": "The original event's payload, unchanged" }),
+            t.description.clone(),
+        ),
         (TopicKind::DeliveryRequest, _) => (schema_ref("DeliveryRequest"), t.description.clone()),
         (TopicKind::DbEvent, Some(o)) if t.change == "updated" => (
             schema_ref(&format!("{}Updated", o.struct_name)),
@@ -227,6 +231,7 @@ pub fn document(plan: &Plan, marker: &str, openapi: &Value) -> Value {
             TopicKind::DbEvent | TopicKind::IndexEvent | TopicKind::CustomEvent => {
                 "The object's id"
             }
+            TopicKind::DeadLetter => "The original event's key",
         };
         messages.insert(
             t.name.clone(),

@@ -29,9 +29,16 @@ pub use format::GeneratedFile;
 use anyhow::{Context, Result};
 use std::path::Path;
 
-/// Load and validate a model; every problem is reported at once.
+/// Load and validate a model; every problem is reported at once. The
+/// models it `uses:` are read relative to `file` in the working directory.
 pub fn check_model(file: &str, source: &str) -> Result<load::Loaded, ModelErrors> {
-    let loaded = load::load(file, source)?;
+    check_model_in(Path::new(""), file, source)
+}
+
+/// [`check_model`], with `file` (and the models it uses) relative to `root`.
+pub fn check_model_in(root: &Path, file: &str, source: &str) -> Result<load::Loaded, ModelErrors> {
+    let mut loaded = load::load(file, source)?;
+    load::load_used(root, &mut loaded)?;
     validate::validate(&loaded)?;
     Ok(loaded)
 }
@@ -51,7 +58,18 @@ pub fn generate_str(
     history: &migrate::History,
     runtime: &str,
 ) -> Result<Vec<GeneratedFile>> {
-    let loaded = check_model(file, source)?;
+    generate_in(Path::new(""), file, source, history, runtime)
+}
+
+/// [`generate_str`], with `file` (and the models it uses) relative to `root`.
+pub fn generate_in(
+    root: &Path,
+    file: &str,
+    source: &str,
+    history: &migrate::History,
+    runtime: &str,
+) -> Result<Vec<GeneratedFile>> {
+    let loaded = check_model_in(root, file, source)?;
     let mut plan = plan::plan(file, &loaded.model);
     plan.runtime.path = runtime.to_string();
     let mut rendered = render::render(&plan).context("rendering templates")?;
@@ -127,7 +145,13 @@ pub fn generate(path: &Path, display: &str, out: &Path) -> Result<Vec<GeneratedF
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let history = write::read_history(out)?;
     let runtime = runtime::Link::for_crate(out).context("locating svcgen-runtime")?;
-    let mut files = generate_str(display, &source, &history, runtime.path())?;
+    // `path` is `display` under some root: the models it uses are read from there.
+    let root = path
+        .to_str()
+        .and_then(|p| p.strip_suffix(display))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    let mut files = generate_in(&root, display, &source, &history, runtime.path())?;
     files.extend(runtime.files());
     Ok(files)
 }

@@ -35,6 +35,62 @@ pub fn load(file: &str, source: &str) -> Result<Loaded, ModelErrors> {
     })
 }
 
+/// Loads the models `uses:` names, each relative to the model's own file
+/// under `root`, into `loaded.model.used`. A used model must be valid on its
+/// own; its own `uses:` are not followed (a consumer reads the topics of the
+/// services it names, not theirs). Errors are located at `uses.<name>`.
+pub fn load_used(root: &std::path::Path, loaded: &mut Loaded) -> Result<(), ModelErrors> {
+    let mut d = crate::diag::Diagnostics::new(&loaded.file, &loaded.spans);
+    let mut used = Vec::new();
+    for (name, relative) in &loaded.model.uses {
+        let display = used_path(&loaded.file, relative);
+        let text = match std::fs::read_to_string(root.join(&display)) {
+            Ok(text) => text,
+            Err(e) => {
+                d.at(
+                    format!("uses.{name}"),
+                    format!("cannot read {display} (relative to this model's folder): {e}"),
+                );
+                continue;
+            }
+        };
+        let checked = load(&display, &text).and_then(|l| {
+            crate::validate::validate(&l)?;
+            Ok(l)
+        });
+        match checked {
+            Ok(l) => used.push((name.clone(), l.model)),
+            Err(errors) => {
+                let first = errors.0.first().map(ToString::to_string).unwrap_or_default();
+                d.at(
+                    format!("uses.{name}"),
+                    format!("{display} is not a valid model: {first}"),
+                );
+            }
+        }
+    }
+    d.finish()?;
+    loaded.model.used = used;
+    Ok(())
+}
+
+/// `relative` joined to the folder of `file`, with `.` and `..` resolved
+/// lexically: `tests/models` + `../../model/a.yaml` is `model/a.yaml`.
+pub fn used_path(file: &str, relative: &str) -> String {
+    let mut parts: Vec<&str> = file.split('/').collect();
+    parts.pop();
+    for part in relative.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            _ => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
 /// The YAML parser's message, with a hint where its wording is cryptic.
 fn syntax_message(msg: &str) -> String {
     let hint = match msg {

@@ -126,6 +126,9 @@ pub fn schema(plan: &Plan) -> Schema {
     if let Some(id) = &plan.identity {
         tables.extend(auth_tables(id));
     }
+    if plan.consumers.is_some() {
+        tables.push(table(&runtime_tables::INBOX, ""));
+    }
     Schema { tables }
 }
 

@@ -37,6 +37,86 @@ pub struct Model {
     /// How the generated Dockerfile and Kubernetes objects run the service.
     #[serde(default)]
     pub deploy: Deploy,
+    /// Other services of the project whose events this one consumes, by a
+    /// short name: the path of each one's model, relative to this model.
+    /// Their topics and payload fields are read from there, so a wrong topic
+    /// or field is an error here rather than a silent no-op in production.
+    #[serde(default, deserialize_with = "ordered")]
+    pub uses: IndexedMap<String>,
+    /// How every consumer retries, dead-letters and keeps its inbox.
+    #[serde(default)]
+    pub consuming: Consuming,
+    /// What the service does with events: keep a replica of another
+    /// service's object, run one of its routes, or call a hand-written hook.
+    #[serde(default, deserialize_with = "ordered")]
+    pub consumers: IndexedMap<ConsumerDef>,
+    /// The models named under `uses:`, once loaded (see [`crate::load::load_used`]).
+    #[serde(skip)]
+    pub used: IndexedMap<Model>,
+}
+
+/// `consuming:`, every key optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Consuming {
+    /// Attempts of one event before it goes to the dead-letter topic.
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt, doubled after each, up to the most.
+    pub retry_backoff_ms: u64,
+    pub max_retry_backoff_ms: u64,
+    /// Events applied in one transaction at most.
+    pub batch_size: u32,
+    /// How long an event's inbox row is kept (a redelivery after that would
+    /// take effect again; replicas excepted).
+    pub inbox_retention_hours: u32,
+    /// The dead-letter topic of each consumer: `{topicPrefix}` and `{consumer}`
+    /// (the consumer's name in kebab case) are replaced.
+    pub dead_letter: String,
+}
+
+impl Default for Consuming {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            retry_backoff_ms: 200,
+            max_retry_backoff_ms: 10_000,
+            batch_size: 500,
+            inbox_retention_hours: 168,
+            dead_letter: "{topicPrefix}-{consumer}-dead-letter".into(),
+        }
+    }
+}
+
+/// One consumer: `kind: replicate` (`object` of `from` into the local
+/// `into`), `route` (`event` runs `route` with `input`) or `hook` (`event`
+/// calls a hand-written function with its `fields`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsumerDef {
+    /// Kept as text so that an unknown kind is a located error.
+    pub kind: String,
+    /// A name under `uses:`; this service itself when absent.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// `replicate`: the object of `from` whose database events are followed.
+    #[serde(default)]
+    pub object: Option<String>,
+    /// `replicate`: the local object that is its read-only copy.
+    #[serde(default)]
+    pub into: Option<String>,
+    /// `route`, `hook`: `<object>.<created|updated|deleted>`, a database event of `from`.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// `route`: the route of this service that the event runs.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// `route`: each input field of the route (a path `id` or a body field)
+    /// and the payload field it takes its value from.
+    #[serde(default, deserialize_with = "ordered")]
+    pub input: IndexedMap<String>,
+    /// `hook`: the payload fields the hook receives, typed as `from` declares them.
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 /// `deploy:`, every key optional: ports, replicas, resources, shutdown times.
@@ -579,6 +659,41 @@ impl DataObject {
 }
 
 impl Model {
+    /// The model `from` names (a key of `uses:`), or this one when `None`.
+    pub fn source(&self, from: Option<&str>) -> Option<&Model> {
+        match from {
+            None => Some(self),
+            Some(name) => self.used.iter().find(|(n, _)| n == name).map(|(_, m)| m),
+        }
+    }
+
+    /// The object that stands for callers in reference fields
+    /// (`callerFields`): the account object of a service that issues
+    /// identities; in a trusting service, the local replica of the issuer's
+    /// account object, when one is kept.
+    pub fn caller_object(&self) -> Option<&str> {
+        if let Some(user) = self.user_object() {
+            return Some(user);
+        }
+        let issuer = &self.trusts.as_ref()?.issuer;
+        self.consumers.iter().find_map(|(_, c)| {
+            let source = self.source(Some(c.from.as_deref()?))?;
+            let accounts = source.service.name == *issuer
+                && c.kind == "replicate"
+                && source.user_object().is_some()
+                && source.user_object() == c.object.as_deref();
+            accounts.then_some(c.into.as_deref()).flatten()
+        })
+    }
+
+    /// The `replicate` consumer that keeps `object` (a replica), if any.
+    pub fn replica_source(&self, object: &str) -> Option<&ConsumerDef> {
+        self.consumers
+            .iter()
+            .map(|(_, c)| c)
+            .find(|c| c.kind == "replicate" && c.into.as_deref() == Some(object))
+    }
+
     /// The account object, when this service issues identities.
     pub fn user_object(&self) -> Option<&str> {
         self.auth.as_ref().map(|a| a.user_object.as_str())

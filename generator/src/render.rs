@@ -171,8 +171,23 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
             ObjectRs { plan, o }.render()?,
         );
     }
-    if plan.objects.iter().any(|o| o.hooks.is_some()) {
+    if plan.has_hooks() {
         add("src/hooks.rs", "hooks.rs.j2", HooksRs { plan }.render()?);
+    }
+    if let Some(cs) = &plan.consumers {
+        add(
+            "src/consumers.rs",
+            "consumers.rs.j2",
+            ConsumersRs { cs }.render()?,
+        );
+        if cs.has_hooks {
+            out.push(Rendered {
+                path: "src/hooks/consumers.rs".into(),
+                template: "hooks_consumers.rs.j2",
+                text: HooksConsumers { cs }.render()?,
+                once: true,
+            });
+        }
     }
     for o in &plan.objects {
         if let Some(h) = &o.hooks {
@@ -186,6 +201,18 @@ pub fn render(plan: &Plan) -> Result<Vec<Rendered>, askama::Error> {
     }
     out.extend(deploy_files);
     Ok(out)
+}
+
+#[derive(Template)]
+#[template(path = "consumers.rs.j2", escape = "none")]
+struct ConsumersRs<'a> {
+    cs: &'a crate::plan::ConsumersPlan,
+}
+
+#[derive(Template)]
+#[template(path = "hooks_consumers.rs.j2", escape = "none")]
+struct HooksConsumers<'a> {
+    cs: &'a crate::plan::ConsumersPlan,
 }
 
 #[derive(Template)]

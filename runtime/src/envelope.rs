@@ -1,7 +1,7 @@
 //! The response envelope of the seed's REST API, for answers and errors alike.
 
 use crate::error::{ApiError, ErrorInfo};
-use crate::event::{Event, Watcher};
+use crate::event::{Consumed, Event, Watcher};
 use crate::route::{RouteInfo, ServiceInfo};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -43,6 +43,8 @@ pub struct RequestContext {
     /// Hears of this request's events before they commit (the live-session
     /// cache marks ended sessions), when the service has one.
     pub watcher: Option<Arc<dyn Watcher>>,
+    /// Set when a consumer runs a route for an event (see [`Consumed`]).
+    pub consumed: Option<Arc<Consumed>>,
 }
 
 impl RequestContext {
@@ -55,6 +57,7 @@ impl RequestContext {
             user_id: None,
             session_id: None,
             watcher: parts.extensions.get::<Arc<dyn Watcher>>().cloned(),
+            consumed: None,
         }
     }
     /// The same request, as made by a signed-in caller.
@@ -82,6 +85,25 @@ impl RequestContext {
             user_id: None,
             session_id: None,
             watcher: None,
+            consumed: None,
+        }
+    }
+    /// Work a consumer does for an event: the event's request id (or its
+    /// own id) continues as the request id, and `consumed` records it in the
+    /// inbox with the route's first outbox write.
+    pub fn consuming(
+        service: &'static ServiceInfo,
+        request_id: String,
+        consumed: Option<Arc<Consumed>>,
+    ) -> Self {
+        Self {
+            request_id,
+            started: Instant::now(),
+            service,
+            user_id: None,
+            session_id: None,
+            watcher: None,
+            consumed,
         }
     }
     fn elapsed_ms(&self) -> u64 {

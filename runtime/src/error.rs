@@ -92,6 +92,10 @@ pub enum ApiError {
     /// service before it has the issuer's keys); the client may retry later.
     #[error("{0}; retry later")]
     Unavailable(&'static str),
+    /// 409: a consumer ran a route for an event that already took effect
+    /// (its inbox row exists); the consumer counts it as done.
+    #[error("this event was already consumed")]
+    AlreadyConsumed,
 }
 
 /// How a write broke a constraint of the migrations.
@@ -188,7 +192,9 @@ impl ApiError {
             Self::Forbidden | Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
-            Self::StaleVersion { .. } | Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::StaleVersion { .. } | Self::Conflict { .. } | Self::AlreadyConsumed => {
+                StatusCode::CONFLICT
+            }
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -213,7 +219,7 @@ impl ApiError {
             Self::NotFound => "NOT_FOUND",
             Self::RouteNotFound => "ROUTE_NOT_FOUND",
             Self::StaleVersion { .. } => "STALE_RECORD_VERSION",
-            Self::Conflict { .. } => "CONFLICT",
+            Self::Conflict { .. } | Self::AlreadyConsumed => "CONFLICT",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Self::Unprocessable { .. } => "UNPROCESSABLE",
@@ -244,6 +250,19 @@ impl ApiError {
     }
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         Self::Internal(e.into())
+    }
+    /// A write that names a row of a replica (a copy of another service's
+    /// object, kept from its events) which is not here yet: the foreign key
+    /// `constraint` failed, and the row may arrive with the next event, so
+    /// the answer is 503 with Retry-After rather than 422.
+    pub fn or_pending(self, constraint: &str, what: &'static str) -> Self {
+        match &self {
+            Self::Violated(Violation {
+                kind: ViolationKind::ForeignKey,
+                constraint: Some(c),
+            }) if c == constraint => Self::Unavailable(what),
+            _ => self,
+        }
     }
     /// Maps a database error from a DELETE: a row still referenced is a conflict.
     pub fn on_delete(e: sqlx::Error) -> Self {
@@ -419,5 +438,25 @@ mod tests {
             info.message,
             "the issuer's keys are not known yet; retry later"
         );
+    }
+
+    #[test]
+    fn a_missing_replica_row_is_retryable_and_other_violations_are_not() {
+        let fk = |c: &str| {
+            ApiError::Violated(Violation {
+                kind: ViolationKind::ForeignKey,
+                constraint: Some(c.to_string()),
+            })
+        };
+        let pending = fk("listings_host_id_fkey").or_pending(
+            "listings_host_id_fkey",
+            "this host is not known here yet",
+        );
+        let res = pending.into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        let other = fk("listings_city_id_fkey").or_pending("listings_host_id_fkey", "x");
+        assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(ApiError::NotFound.or_pending("c", "x").status(), StatusCode::NOT_FOUND);
     }
 }

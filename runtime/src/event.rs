@@ -38,6 +38,21 @@ impl Event {
     }
 }
 
+/// An event a consumer is running a route for: the route's first outbox
+/// write records it in the inbox, in the route's own transaction, so that a
+/// redelivery of the event finds it there and changes nothing.
+#[derive(Debug)]
+pub struct Consumed {
+    pub consumer: &'static str,
+    pub event_id: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Whether this attempt wrote the inbox row already (a custom route may
+    /// publish more than once in its transaction).
+    pub recorded: std::sync::atomic::AtomicBool,
+}
+
 /// The database and index topics of one data object.
 #[derive(Debug)]
 pub struct ObjectTopics {

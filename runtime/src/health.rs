@@ -2,6 +2,7 @@
 //! and the [`Publisher`]; the shutdown's [`Draining`] flag; and the
 //! `healthcheck` probe of images without a shell or curl.
 
+use crate::consume::ConsumerStats;
 use crate::error::ErrorInfo;
 use crate::kafka::Publisher;
 use axum::extract::{FromRef, State};
@@ -31,9 +32,17 @@ where
 }
 
 /// The process is up; also how many reading-route events were dropped
-/// because the broker was slower than the load.
-async fn healthz(State(events): State<Publisher>) -> Json<Value> {
-    Json(json!({ "status": "OK", "readEventsDropped": events.dropped() }))
+/// because the broker was slower than the load, and, in a service that
+/// consumes events, what each consumer has done and how far behind it is.
+async fn healthz(
+    State(events): State<Publisher>,
+    consumers: Option<Extension<Arc<ConsumerStats>>>,
+) -> Json<Value> {
+    let mut body = json!({ "status": "OK", "readEventsDropped": events.dropped() });
+    if let Some(Extension(stats)) = consumers {
+        body["consuming"] = stats.snapshot();
+    }
+    Json(body)
 }
 
 /// Set when shutdown begins: `/readyz` answers 503 from then on, so load

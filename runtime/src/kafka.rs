@@ -162,7 +162,7 @@ impl KafkaSettings {
     }
 
     /// The relay's producer ([`KafkaSink`]): idempotent, every replica acknowledges.
-    fn sink_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
+    pub(crate) fn sink_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
         let mut c = self.producer_config(spec, brokers);
         c.set("enable.idempotence", "true").set("acks", "all");
         c
@@ -180,8 +180,7 @@ impl KafkaSettings {
         self.client_config(spec, brokers)
     }
 
-    /// A consumer in `group` (no model consumes yet; a consumer starts here
-    /// so that it carries the security settings too).
+    /// A consumer in `group`, with the security settings of every client.
     pub fn consumer_config(&self, spec: &KafkaSpec, brokers: &str, group: &str) -> ClientConfig {
         let mut c = self.client_config(spec, brokers);
         c.set("group.id", group);
@@ -321,9 +320,19 @@ pub async fn ensure_topics(
     settings: &KafkaSettings,
     brokers: &str,
 ) -> anyhow::Result<()> {
+    ensure_named(spec, settings, brokers, spec.topics).await
+}
+
+/// Creates each of `topics` that the broker does not have yet, with the
+/// deployment's partitions and replication factor.
+pub async fn ensure_named(
+    spec: &KafkaSpec,
+    settings: &KafkaSettings,
+    brokers: &str,
+    topics: &[&str],
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = settings.admin_config(spec, brokers).create()?;
-    let topics: Vec<NewTopic> = spec
-        .topics
+    let topics: Vec<NewTopic> = topics
         .iter()
         .map(|t| {
             NewTopic::new(

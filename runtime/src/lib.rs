@@ -24,7 +24,8 @@
 //!    tokens, the caller extractors, the issuer's keys and revocations for a
 //!    trusting service; keys, hashing, the live-session cache, throttling and
 //!    sessions for an issuing one (its own modules layer the same way).
-//! 8. [`relay`]: the task that carries the outbox to Kafka; `realtime` (feature
+//! 8. [`relay`]: the task that carries the outbox to Kafka; [`consume`]: the
+//!    consumer group that applies events with an inbox, retries and dead letters; `realtime` (feature
 //!    `realtime`): the Server-Sent Events stream of the outbox;
 //!    `verification` (feature `verification`): one-time codes and their mailer.
 //! 9. [`health`], [`docs`]: the probes and the contracts' routes.
@@ -61,6 +62,7 @@ pub mod auth;
 
 #[cfg(feature = "realtime")]
 pub mod realtime;
+pub mod consume;
 pub mod relay;
 #[cfg(feature = "verification")]
 pub mod verification;

@@ -11,9 +11,10 @@
 use crate::config::{ConfigError, Env};
 use crate::envelope::RequestContext;
 use crate::error::ApiError;
-use crate::event::{Event, Notices};
+use crate::event::{Consumed, Event, Notices};
 use sqlx::postgres::PgPool;
 use sqlx::PgConnection;
+use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
 /// The NOTIFY channel of new outbox events (the relay and the realtime hub listen).
@@ -80,6 +81,9 @@ pub async fn enqueue_after(
     params: usize,
     bind: impl for<'q> FnOnce(PgQuery<'q>) -> PgQuery<'q>,
 ) -> Result<(), ApiError> {
+    if let Some(consumed) = &ctx.consumed {
+        record_consumed(conn, consumed).await?;
+    }
     let notices = ctx
         .watcher
         .as_ref()
@@ -126,6 +130,32 @@ pub async fn enqueue_after(
         .await?;
     Ok(())
 }
+
+/// Writes the inbox row of the event a consumer runs a route for, once per
+/// attempt: when another delivery of the event wrote it first, the route's
+/// transaction must not commit ([`ApiError::AlreadyConsumed`]).
+async fn record_consumed(conn: &mut PgConnection, consumed: &Consumed) -> Result<(), ApiError> {
+    if consumed.recorded.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    let added = sqlx::query(INBOX_INSERT)
+        .bind(consumed.consumer)
+        .bind(&consumed.event_id)
+        .bind(&consumed.topic)
+        .bind(consumed.partition)
+        .bind(consumed.offset)
+        .bind(false)
+        .execute(&mut *conn)
+        .await?;
+    if added.rows_affected() == 0 {
+        return Err(ApiError::AlreadyConsumed);
+    }
+    Ok(())
+}
+
+/// Records that `consumer` took in an event (or dead-lettered it); no row
+/// is written when one exists already.
+pub const INBOX_INSERT: &str = "INSERT INTO consumer_inbox (consumer, event_id, topic, kafka_partition, kafka_offset, dead_lettered) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, event_id) DO NOTHING";
 
 /// An outbox row waiting for the sink.
 #[derive(Debug, sqlx::FromRow)]

@@ -273,6 +273,33 @@ pub const SIGNING_KEYS: TableDef = TableDef {
     foreign_keys: &[],
 };
 
+/// The inbox of a service that consumes events: one row per event and
+/// consumer that took effect (or was dead-lettered), written in the effect's
+/// transaction, so that a redelivered event takes effect once.
+pub const INBOX: TableDef = TableDef {
+    name: "consumer_inbox",
+    columns: &[
+        col("consumer", "text", true),
+        col("event_id", "text", true),
+        col("topic", "text", true),
+        col("kafka_partition", "integer", true),
+        col("kafka_offset", "bigint", true),
+        col_default("dead_lettered", "boolean", "false"),
+        col_default("consumed_at", "timestamptz", "now()"),
+    ],
+    indexes: &[
+        IndexDef {
+            name: "consumer_inbox_key",
+            unique: true,
+            columns: "consumer, event_id",
+            partial: "",
+            using: "",
+        },
+        index("consumer_inbox_consumed_at_idx", "consumed_at", ""),
+    ],
+    foreign_keys: &[],
+};
+
 /// One-time codes, stored only as keyed digests. A second-factor code also
 /// keeps the sign-in it completes (device facts, address, cookie wish).
 pub const VERIFICATION_CODES: TableDef = TableDef {
@@ -312,6 +339,7 @@ pub const ALL: &[&TableDef] = &[
     &THROTTLE_BUCKETS,
     &SIGNING_KEYS,
     &VERIFICATION_CODES,
+    &INBOX,
 ];
 
 #[cfg(test)]

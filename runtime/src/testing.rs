@@ -25,6 +25,7 @@ pub fn context(watcher: Option<Arc<dyn Watcher>>) -> RequestContext {
         user_id: None,
         session_id: None,
         watcher,
+        consumed: None,
     }
 }
 

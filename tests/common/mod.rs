@@ -477,9 +477,20 @@ impl ServiceProcess {
         database_url: &str,
         settings: &[(&str, &str)],
     ) -> Self {
+        Self::start_binary(AUTH_BINARY, host, port, database_url, settings).await
+    }
+
+    /// [`ServiceProcess::start`] for another generated service's binary.
+    pub async fn start_binary(
+        binary: Binary,
+        host: &str,
+        port: u16,
+        database_url: &str,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let log_path = std::env::temp_dir().join(format!("svcgen-service-{port}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut command = tokio::process::Command::new(service_binary());
+        let mut command = tokio::process::Command::new(service_binary_of(binary));
         command
             .env("HTTP_ADDR", format!("{host}:{port}"))
             .env("DATABASE_URL", database_url)
@@ -564,25 +575,48 @@ impl Drop for ServiceProcess {
     }
 }
 
-/// The service binary next to this test's: <target>/debug/deps/faults-* ->
+/// A generated service's binary, and its crate relative to this one.
+#[derive(Debug, Clone, Copy)]
+pub struct Binary {
+    pub name: &'static str,
+    pub crate_dir: &'static str,
+}
+
+/// The auth service (`model/auth-service.yaml`).
+pub const AUTH_BINARY: Binary = Binary {
+    name: "airbnb-auth-service",
+    crate_dir: "../generated-service",
+};
+
+/// The listing service (`tests/models/listing.yaml`).
+pub const LISTING_BINARY: Binary = Binary {
+    name: "airbnb-listing-service",
+    crate_dir: "listing-service",
+};
+
+/// The auth service binary next to this test's: <target>/debug/deps/faults-* ->
 /// <target>/debug/airbnb-auth-service.
 pub fn service_binary() -> std::path::PathBuf {
+    service_binary_of(AUTH_BINARY)
+}
+
+/// `binary` next to this test's, built no earlier than its crate's sources.
+pub fn service_binary_of(binary: Binary) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
         .parent()
         .and_then(std::path::Path::parent)
         .expect("<target>/<profile>/deps");
-    let bin = profile_dir.join(format!(
-        "airbnb-auth-service{}",
-        std::env::consts::EXE_SUFFIX
-    ));
-    let build =
-        "cargo build -p airbnb-auth-service --bin airbnb-auth-service (cargo xtask test does)";
+    let bin = profile_dir.join(format!("{}{}", binary.name, std::env::consts::EXE_SUFFIX));
+    let build = format!(
+        "cargo build -p {0} --bin {0} (cargo xtask test does)",
+        binary.name
+    );
     let built = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| panic!("{} is missing: {build}", bin.display()));
     // A binary older than the crate's sources would test old code.
-    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../generated-service");
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(binary.crate_dir);
     for dir in ["src", "migrations"] {
         for entry in std::fs::read_dir(crate_dir.join(dir))
             .into_iter()

@@ -146,7 +146,8 @@ fn test() -> Result<()> {
         ],
     )?;
     elsewhere()?;
-    // The fault tests run the service as a process, to signal and restart it.
+    // The fault and consumer tests run services as processes, to signal,
+    // kill and restart them.
     run(
         "cargo",
         &[
@@ -155,6 +156,10 @@ fn test() -> Result<()> {
             "airbnb-auth-service",
             "--bin",
             "airbnb-auth-service",
+            "--package",
+            "airbnb-listing-service",
+            "--bin",
+            "airbnb-listing-service",
         ],
     )?;
     run("cargo", &["test", "--workspace", "--", "--test-threads=2"])

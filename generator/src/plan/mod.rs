@@ -5,6 +5,7 @@
 //! per kind of thing planned: fields, objects, routes (reading and writing),
 //! the identity, topics; names come from [`crate::naming`].
 
+mod consumers;
 mod deploy;
 mod field;
 mod hooks;
@@ -18,6 +19,9 @@ mod topics;
 mod trust;
 mod write;
 
+pub use consumers::{
+    ConsumedTopic, ConsumerPlan, ConsumersPlan, HookCallPlan, ReplicaPlan, RouteCallPlan,
+};
 pub use deploy::{deploy, DeployPlan, EnvValue};
 pub use field::FieldPlan;
 pub use hooks::{HookMethod, Param, RouteHooks};
@@ -65,6 +69,8 @@ pub struct Plan {
     pub runtime: RuntimeDep,
     /// The model's `deploy:`, for [`deploy()`] once `config.rs` is rendered.
     pub deploy: crate::model::Deploy,
+    /// What the service does with events, when it consumes any.
+    pub consumers: Option<ConsumersPlan>,
 }
 
 impl Plan {
@@ -83,6 +89,7 @@ impl Plan {
     /// Some route calls hand-written code: the crate has a `hooks` module.
     pub fn has_hooks(&self) -> bool {
         self.objects.iter().any(|o| o.hooks.is_some())
+            || self.consumers.as_ref().is_some_and(|c| c.has_hooks)
     }
 }
 
@@ -148,11 +155,18 @@ pub struct DecisionPlan {
 }
 
 pub fn plan(source: &str, m: &Model) -> Plan {
-    let routes: Vec<RoutePlan> = m
+    let mut routes: Vec<RoutePlan> = m
         .routes
         .iter()
         .map(|(n, r)| route::route(m, n, r))
         .collect();
+    let consumers = consumers::consumers(m, &routes);
+    // A consumer calls the handlers of the routes it runs.
+    for called in consumers.iter().flat_map(|c| &c.consumers).filter_map(|c| c.route.as_ref()) {
+        if let Some(r) = routes.iter_mut().find(|r| r.name == called.route) {
+            r.visibility = "pub(crate) ";
+        }
+    }
     let search = search::plan(m);
     let objects: Vec<ObjectPlan> = m
         .data_objects
@@ -177,6 +191,7 @@ pub fn plan(source: &str, m: &Model) -> Plan {
             features: runtime_features(m, &routes, &search, &realtime),
         },
         topics: topics::topics(m, &objects, &search, &routes, identity.as_ref()),
+        consumers,
         constraints: topics::constraints(&objects),
         search_topics: search_topics(&objects, &search),
         realtime,

@@ -92,6 +92,12 @@ pub struct ObjectPlan {
     pub hooks: Option<ObjectHooks>,
     /// Events that custom routes' bodies publish.
     pub publishes: Vec<PublishPlan>,
+    /// `(constraint, message)` of references to replicas: a row that has not
+    /// arrived yet is a retryable 503, not a 422.
+    pub pending_refs: Vec<(String, String)>,
+    /// A replica of another service's object (`user of airbnb-auth-service`),
+    /// kept by a consumer: it publishes no events of its own.
+    pub replica_of: Option<String>,
 }
 
 /// The hooks of an object's routes: the trait its module declares and the
@@ -259,7 +265,12 @@ pub fn object(
             || routes
                 .iter()
                 .any(|r| matches!(&r.kind, RouteKind::Custom(c) if c.has_id)),
-        uses: imports(&served, &visible, &includes, search_followed).lines(),
+        uses: imports(&served, &visible, &includes, search_followed)
+            .lines()
+            .into_iter()
+            // A replica publishes no events of its own.
+            .filter(|u| !(m.replica_source(name).is_some() && u.contains("ObjectTopics")))
+            .collect(),
         search_followed,
         has_search: routes.iter().any(|r| r.searches()),
         pointer: pointer_of(m, name, o),
@@ -290,6 +301,26 @@ pub fn object(
         index_topics: ChangeTopics::new(|c| change_topic(&m.topics.index_event, m, name, c)),
         endpoints: endpoints(&served),
         hooks,
+        pending_refs: o
+            .fields
+            .iter()
+            .filter_map(|(field, f)| {
+                let target = f.references.as_deref()?;
+                m.replica_source(target)?;
+                Some((
+                    format!("{}_{}_fkey", o.table, snake(field)),
+                    format!("{field} names a {target} this service has not heard of yet"),
+                ))
+            })
+            .collect(),
+        replica_of: m.replica_source(name).map(|c| {
+            let service = c
+                .from
+                .as_deref()
+                .and_then(|f| m.source(Some(f)))
+                .map_or(m.service.name.as_str(), |s| s.service.name.as_str());
+            format!("{} of {service}", c.object.as_deref().unwrap_or_default())
+        }),
         publishes: routes
             .iter()
             .filter_map(|r| match &r.kind {
@@ -571,7 +602,6 @@ fn imports(
     }
     if !routes.is_empty() {
         uses.path("axum::extract::State")
-            .path("axum::http::StatusCode")
             .path("axum::routing")
             .items("svcgen_runtime::envelope", &["Reply", "RequestContext"])
             .path("svcgen_runtime::route::RouteInfo");
@@ -582,6 +612,10 @@ fn imports(
     // Writes refresh the search documents their changes touch.
     if search_followed {
         uses.path("crate::search::SEARCH");
+    }
+    // Answers of one row name their status; pages of rows do not.
+    if routes.iter().any(|r| r.action != Action::List) {
+        uses.path("axum::http::StatusCode");
     }
     for r in routes {
         route_imports(&mut uses, r);

@@ -43,6 +43,8 @@ pub struct RoutePlan {
     pub kind: RouteKind,
     /// Where the route calls hand-written code.
     pub hooks: RouteHooks,
+    /// `pub(crate) ` when a consumer calls the handler, else empty.
+    pub visibility: &'static str,
 }
 
 /// What a route does, with the facts only that kind of route has.
@@ -276,6 +278,7 @@ pub fn route(m: &Model, name: &str, r: &Route) -> RoutePlan {
         topic_const: r.event.as_deref().map(route_event_const),
         success_status: r.action.success_status(),
         hooks: RouteHooks::default(),
+        visibility: "",
     };
     if let Some((object, _)) = object {
         let row = camel(object);

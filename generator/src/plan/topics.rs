@@ -36,6 +36,8 @@ pub enum TopicKind {
     DeliveryRequest,
     /// A custom route's hand-written body published it; the payload is a row.
     CustomEvent,
+    /// An event a consumer gave up on: the original record, with `dlq_*` headers.
+    DeadLetter,
 }
 
 impl TopicKind {
@@ -48,6 +50,7 @@ impl TopicKind {
             TopicKind::SessionEvent => "sessionEvent",
             TopicKind::DeliveryRequest => "deliveryRequest",
             TopicKind::CustomEvent => "customEvent",
+            TopicKind::DeadLetter => "deadLetter",
         }
     }
 }
@@ -76,7 +79,11 @@ pub fn topics(
     routes: &[RoutePlan],
     identity: Option<&IdentityPlan>,
 ) -> Vec<TopicPlan> {
-    let mut topics: Vec<TopicPlan> = objects.iter().flat_map(change_topics).collect();
+    let mut topics: Vec<TopicPlan> = objects
+        .iter()
+        .filter(|o| o.replica_of.is_none())
+        .flat_map(change_topics)
+        .collect();
     topics.extend(search.indexes.iter().map(|i| TopicPlan {
         const_name: i.extended_topic_const.clone(),
         name: change_topic(&m.topics.index_event, m, &i.object, "extended"),
@@ -112,6 +119,16 @@ pub fn topics(
                 ),
             }));
         }
+    }
+    for (name, _) in &m.consumers {
+        topics.push(TopicPlan {
+            const_name: super::consumers::dead_letter_const(name),
+            name: super::consumers::dead_letter(m, name),
+            kind: TopicKind::DeadLetter,
+            owner: name.clone(),
+            change: "",
+            description: "Events this consumer gave up on after its attempts: the original key, payload and headers, with dlq_error, dlq_attempts, dlq_consumer, dlq_topic, dlq_partition and dlq_offset.".into(),
+        });
     }
     // A trusting service reads its issuer's session topic; it publishes none.
     let Some(identity) = identity else {

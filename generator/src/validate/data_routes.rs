@@ -331,10 +331,10 @@ impl DataRoute<'_> {
         if r.caller_fields.is_empty() {
             return;
         }
-        let Some(user_object) = self.m.user_object() else {
+        let Some(user_object) = self.m.caller_object() else {
             d.at(
                 format!("{path}.callerFields"),
-                "callerFields name references to the account object, which only a service with an auth section has; rows record their creator in _owner",
+                "callerFields name references to the account object: of a service with an auth section, or the replica of the issuer's accounts that a trusting service keeps (consumers); rows record their creator in _owner",
             );
             return;
         };

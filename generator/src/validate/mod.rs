@@ -4,9 +4,11 @@
 //! (`service`), data objects and their fields (`objects`), routes as a set
 //! and one by one (`routes`), what a route on a data object may say
 //! (`data_routes`) and which fields its answers show (`views`), search
-//! indexes (`search`) and the auth section (`identity`); `names` says what a
+//! indexes (`search`), the auth section (`identity`) and consumers of
+//! events (`consumers`); `names` says what a
 //! name may be.
 
+mod consumers;
 mod data_routes;
 mod identity;
 mod names;
@@ -55,6 +57,7 @@ pub fn validate(loaded: &Loaded) -> Result<(), ModelErrors> {
     search::search_indexes(m, &objects, &mut d);
     objects::pointers(m, &objects, &mut d);
     identity::identity(m, &objects, &mut d);
+    consumers::consumers(m, &mut d);
     d.finish()
 }
 

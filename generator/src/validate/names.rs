@@ -8,6 +8,7 @@ pub(super) const RESERVED_MODULES: &[&str] = &[
     "app",
     "auth",
     "config",
+    "consumers",
     "db",
     "elastic",
     "envelope",

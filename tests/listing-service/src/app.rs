@@ -5,12 +5,21 @@
 
 use crate::auth;
 use crate::config::Config;
+use crate::consumers;
+use crate::consumers::ConsumerHooks;
 use crate::state::AppState;
 use anyhow::Context;
+use axum::extract::State;
 use axum::Router;
 use sqlx::postgres::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use svcgen_runtime::auth::Caller;
+use svcgen_runtime::consume::{self, ConsumerStats, Delivery};
+use svcgen_runtime::envelope::RequestContext;
+use svcgen_runtime::error::ApiError;
+use svcgen_runtime::extract::ApiPath;
+use svcgen_runtime::hooks::Tx;
 use svcgen_runtime::kafka::Publisher;
 use svcgen_runtime::{relay, server};
 use tokio::net::TcpListener;
@@ -25,8 +34,11 @@ pub fn router(state: AppState) -> Router {
         .merge(svcgen_runtime::health::router())
         .merge(auth::router())
         .merge(svcgen_runtime::docs::router(&crate::spec::DOCS))
+        .merge(crate::host::router::<crate::hooks::host::Hooks>())
+        .merge(crate::city::router())
         .merge(crate::listing::router());
     let watcher = None;
+    let routes = routes.layer(axum::Extension(state.consumers.clone()));
     server::serve_layers(routes, &crate::spec::SERVICE, watcher).with_state(state)
 }
 
@@ -42,21 +54,28 @@ pub struct Application {
     state: AppState,
 }
 
+/// Connects, migrates and starts what every handler shares.
+async fn state(config: Config) -> anyhow::Result<AppState> {
+    let db = connect(&config).await?;
+    let events = Publisher::new(&crate::spec::KAFKA, &config.kafka)
+        .context("creating the Kafka producer")?;
+    let auth = auth::trust(&config);
+    let state = AppState {
+        db,
+        config: Arc::new(config),
+        events,
+        auth,
+        consumers: ConsumerStats::new(&consumers::CONSUMERS),
+    };
+    Ok(state)
+}
+
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = connect(&config).await?;
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
-        let events = Publisher::new(&crate::spec::KAFKA, &config.kafka)
-            .context("creating the Kafka producer")?;
-        let auth = auth::trust(&config);
-        let state = AppState {
-            db,
-            config: Arc::new(config),
-            events,
-            auth,
-        };
+        let state = state(config).await?;
         Ok(Self {
             listener,
             router: router(state.clone()),
@@ -91,6 +110,19 @@ impl Application {
             stop_rx.clone(),
         ));
         let mirror = tokio::spawn(async {});
+        let effects = Arc::new(Effects {
+            app: self.state.clone(),
+        });
+        let consuming = tokio::spawn(consume::run(
+            &consumers::CONSUMERS,
+            &crate::spec::KAFKA,
+            config.kafka.clone(),
+            config.consume.clone(),
+            self.state.db.clone(),
+            effects,
+            self.state.consumers.clone(),
+            stop_rx.clone(),
+        ));
         let served = server::serve(
             self.listener,
             self.router,
@@ -101,12 +133,80 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);
-        for task in [relay, keys, sessions, mirror] {
+        for task in [relay, keys, sessions, mirror, consuming] {
             if let Err(e) = task.await {
                 tracing::error!(error = % e, "a background task failed");
             }
         }
         served
+    }
+}
+
+/// Replays replica `consumer`'s topics from their start (the `rebuild`
+/// command), beside the running service; see `consume::replay`.
+pub async fn rebuild(config: Config, consumer: &str) -> anyhow::Result<consume::Replayed> {
+    let state = state(config).await?;
+    let effects = Arc::new(Effects { app: state.clone() });
+    consume::replay(
+        &consumers::CONSUMERS,
+        &crate::spec::KAFKA,
+        &state.config.kafka,
+        state.config.consume.clone(),
+        state.db.clone(),
+        effects,
+        consumer,
+    )
+    .await
+}
+
+/// The consumers' effects: the functions of `consumers`, the hand-written
+/// hooks and the routes that events run, wired here at the top of the crate.
+struct Effects {
+    app: AppState,
+}
+
+impl consume::Effects for Effects {
+    async fn apply(
+        &self,
+        consumer: usize,
+        tx: &mut sqlx::PgConnection,
+        ctx: &RequestContext,
+        event: &Delivery,
+    ) -> Result<(), ApiError> {
+        match consumer {
+            consumers::HOSTS => consumers::hosts(tx, event).await,
+            consumers::CITY_COUNTS => {
+                let event = consumers::city_counts_event(event)?;
+                crate::hooks::consumers::Hooks::city_counts(&mut Tx::new(tx, ctx), &event).await
+            }
+            _ => Err(ApiError::internal(anyhow::anyhow!(
+                "consumer {consumer} runs a route, not in a batch"
+            ))),
+        }
+    }
+    async fn run(
+        &self,
+        consumer: usize,
+        ctx: RequestContext,
+        event: &Delivery,
+    ) -> Result<(), ApiError> {
+        match consumer {
+            consumers::RETIRE_HOST => {
+                let call = consumers::retire_host_call(event)?;
+                let caller = Caller::system(&crate::auth::TRUST.policy);
+                crate::host::retire_host::<crate::hooks::host::Hooks>(
+                    State(self.app.clone()),
+                    ctx,
+                    caller,
+                    ApiPath(call.id),
+                )
+                .await?;
+                Ok(())
+            }
+            _ => Err(ApiError::internal(anyhow::anyhow!(
+                "consumer {consumer} runs in a batch, not a route"
+            ))),
+        }
     }
 }
 

@@ -99,6 +99,23 @@ pub static TRUST: Trust = Trust {
                 },
             },
             RouteRule {
+                name: "listCities",
+                method: "GET",
+                path: "/v1/cities",
+                object: "city",
+                access: Access::Public,
+            },
+            RouteRule {
+                name: "retireHost",
+                method: "POST",
+                path: "/v1/hosts/{id}/retire",
+                object: "host",
+                access: Access::Rule {
+                    roles: &["admin", "superAdmin", "system"],
+                    owner: false,
+                },
+            },
+            RouteRule {
                 name: "listingPermissions",
                 method: "GET",
                 path: "/v1/permissions",

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use svcgen_runtime::auth::trust::{TrustDefaults, TrustSettings};
 pub use svcgen_runtime::config::ConfigError;
 use svcgen_runtime::config::{DatabaseSettings, Env};
+use svcgen_runtime::consume::{ConsumeDefaults, ConsumeSettings};
 use svcgen_runtime::kafka::KafkaSettings;
 use svcgen_runtime::outbox::OutboxSettings;
 use svcgen_runtime::server::ShutdownSettings;
@@ -29,6 +30,11 @@ pub struct Config {
     /// Where the issuer's JWKS is (`JWKS_URL`, default `http://airbnb-auth-service/v1/.well-known/jwks.json`) and how
     /// often it is read again; tokens live at most 900 s.
     pub trust: TrustSettings,
+    /// `CONSUMER_GROUP` (default `airbnb-listing-service`), `CONSUMER_MAX_ATTEMPTS` (4),
+    /// `CONSUMER_RETRY_BACKOFF_MS` (100), `CONSUMER_MAX_RETRY_BACKOFF_MS` (2000),
+    /// `CONSUMER_BATCH_SIZE` (500), `CONSUMER_SESSION_TIMEOUT_MS` and
+    /// `INBOX_RETENTION_SECS` (604800): how events are consumed.
+    pub consume: ConsumeSettings,
 }
 
 impl Config {
@@ -53,6 +59,17 @@ impl Config {
                     max_token_ttl_secs: 900,
                 },
             )?,
+            consume: ConsumeSettings::from_env(
+                env,
+                &ConsumeDefaults {
+                    group: "airbnb-listing-service",
+                    max_attempts: 4,
+                    retry_backoff_ms: 100,
+                    max_retry_backoff_ms: 2000,
+                    batch_size: 500,
+                    inbox_retention_secs: 604800,
+                },
+            )?,
         })
     }
 }
@@ -66,6 +83,7 @@ impl fmt::Debug for Config {
             .field("outbox", &self.outbox)
             .field("shutdown", &self.shutdown)
             .field("trust", &self.trust)
+            .field("consume", &self.consume)
             .finish()
     }
 }

@@ -12,6 +12,9 @@
 //! - `state`: what every handler shares.
 //! - One module per data object: its rows, SQL, handlers and router.
 //! - `auth`: the issuer this service trusts, and its rules.
+//! - `consumers`: the consumers of events, each one's effect as a function.
+//! - `hooks`: hand-written business logic, a file per object whose routes call
+//!   it and one for the consumer hooks; svcgen creates each once and never overwrites it.
 //! - `app`: every router assembled, start-up, serving and shutdown; `main` on top.
 
 pub mod app;
@@ -20,10 +23,18 @@ pub mod auth;
 
 pub mod config;
 
+pub mod consumers;
+
+pub mod hooks;
+
 pub mod spec;
 
 pub mod state;
 
 pub mod topics;
+
+pub mod host;
+
+pub mod city;
 
 pub mod listing;

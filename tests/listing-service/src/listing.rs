@@ -31,13 +31,13 @@ use uuid::Uuid;
 pub const TABLE: &str = "listings";
 
 /// The columns every read returns: secret and blob columns are never loaded.
-pub const SELECT: &str = "t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
+pub const SELECT: &str = "t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.host_id, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
 
-const GET_SQL: &str = "SELECT t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM listings AS t WHERE t.id = $1 AND t.is_active";
+const GET_SQL: &str = "SELECT t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.host_id, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM listings AS t WHERE t.id = $1 AND t.is_active";
 
-const LOCK_SQL: &str = "SELECT t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM listings AS t WHERE t.id = $1 AND t.is_active FOR UPDATE";
+const LOCK_SQL: &str = "SELECT t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.host_id, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner FROM listings AS t WHERE t.id = $1 AND t.is_active FOR UPDATE";
 
-const DELETE_SQL: &str = "UPDATE listings AS t SET is_active = false, record_version = t.record_version + 1, updated_at = now() WHERE t.id = $1 RETURNING t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
+const DELETE_SQL: &str = "UPDATE listings AS t SET is_active = false, record_version = t.record_version + 1, updated_at = now() WHERE t.id = $1 RETURNING t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.host_id, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner";
 
 /// A `listing` as clients and events see it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -50,6 +50,8 @@ pub struct Listing {
     pub price_per_night: i32,
     #[serde(rename = "maxGuests")]
     pub max_guests: i32,
+    #[serde(rename = "hostId")]
+    pub host_id: Option<Uuid>,
     #[serde(rename = "checkInNotes")]
     pub check_in_notes: Option<String>,
     #[serde(rename = "isActive")]
@@ -76,11 +78,13 @@ pub struct ListingPublic {
     pub price_per_night: i32,
     #[serde(rename = "maxGuests")]
     pub max_guests: i32,
+    #[serde(rename = "hostId")]
+    pub host_id: Option<Uuid>,
     #[serde(rename = "isActive")]
     pub is_active: bool,
 }
 
-const GET_PUBLIC_SQL: &str = "SELECT t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.is_active FROM listings AS t WHERE t.id = $1 AND t.is_active";
+const GET_PUBLIC_SQL: &str = "SELECT t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.host_id, t.is_active FROM listings AS t WHERE t.id = $1 AND t.is_active";
 
 /// The fields every caller may see; the others only where the route's view shows them.
 pub const PUBLIC_FIELDS: &[&str] = &[
@@ -90,8 +94,16 @@ pub const PUBLIC_FIELDS: &[&str] = &[
     "city",
     "pricePerNight",
     "maxGuests",
+    "hostId",
     "isActive",
 ];
+
+/// The `host` joined into each listed `listing`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListingHost {
+    pub fullname: String,
+    pub avatar: Option<String>,
+}
 
 /// The database and index topics of `listing`.
 pub static TOPICS: ObjectTopics = ObjectTopics {
@@ -103,6 +115,15 @@ pub static TOPICS: ObjectTopics = ObjectTopics {
     index_updated: crate::topics::INDEX_LISTING_UPDATED,
     index_deleted: crate::topics::INDEX_LISTING_DELETED,
 };
+
+/// A reference to a replica's row that has not arrived yet: the row may come
+/// with the next event of its service, so the answer is 503 with Retry-After.
+fn pending(e: sqlx::Error) -> ApiError {
+    ApiError::from(e).or_pending(
+        "listings_host_id_fkey",
+        "hostId names a host this service has not heard of yet",
+    )
+}
 
 /// A row as events carry it: what readers see (blobs are descriptors).
 pub fn event_row(row: &Listing) -> Result<serde_json::Value, ApiError> {
@@ -191,6 +212,8 @@ pub static CREATE_LISTING: RouteInfo = RouteInfo {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateListingInput {
+    #[serde(default, rename = "hostId")]
+    pub host_id: Option<Uuid>,
     #[serde(default, rename = "title")]
     pub title: Option<String>,
     #[serde(default, rename = "description")]
@@ -214,7 +237,15 @@ async fn create_listing(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&CREATE_LISTING.access)?;
+    let mut input = input;
+    if !caller.is_admin() {
+        if input.host_id.is_some_and(|given| given != caller.user_id) {
+            return Err(ApiError::Forbidden);
+        }
+        input.host_id = Some(caller.user_id);
+    }
     let mut v = Validator::default();
+    let host_id = input.host_id;
     let title = input.title;
     v.text("title", title.as_deref(), &rules::TITLE);
     let title = v.required("title", title);
@@ -242,9 +273,10 @@ async fn create_listing(
     let id = Uuid::new_v4();
     let mut tx = app.db.begin().await?;
     let row: Listing = sqlx::query_as(
-            "INSERT INTO listings AS t (id, title, description, city, price_per_night, max_guests, check_in_notes, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
+            "INSERT INTO listings AS t (id, host_id, title, description, city, price_per_night, max_guests, check_in_notes, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.host_id, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
         .bind(id)
+        .bind(host_id)
         .bind(title)
         .bind(description)
         .bind(city)
@@ -253,7 +285,8 @@ async fn create_listing(
         .bind(check_in_notes)
         .bind(ctx.user_id)
         .fetch_one(&mut *tx)
-        .await?;
+        .await
+        .map_err(pending)?;
     let reply = ctx.reply(&CREATE_LISTING, StatusCode::CREATED, &row)?;
     let mut events = Vec::from(TOPICS.created(id, &event_row(&row)?)?);
     events.extend(reply.event(&CREATE_LISTING, id));
@@ -311,6 +344,8 @@ pub struct ListListingsQuery {
     pub city: Option<String>,
     #[serde(rename = "pricePerNight")]
     pub price_per_night: Option<i32>,
+    #[serde(rename = "hostId")]
+    pub host_id: Option<Uuid>,
 }
 
 /// One row of `listListings`.
@@ -319,6 +354,8 @@ pub struct ListListingsRow {
     #[serde(flatten)]
     #[sqlx(flatten)]
     pub row: Listing,
+    #[serde(rename = "host")]
+    pub host: Option<sqlx::types::Json<ListingHost>>,
     #[serde(skip)]
     pub total_row_count: i64,
 }
@@ -351,6 +388,15 @@ fn list_listings_filters(
         });
         sql.push(" AND t.price_per_night = ").push_bind(value);
     }
+    if let Some(value) = &q.host_id {
+        let value = *value;
+        applied.push(Filter {
+            field: "hostId",
+            op: "eq",
+            value: serde_json::json!(value),
+        });
+        sql.push(" AND t.host_id = ").push_bind(value);
+    }
     Ok(applied)
 }
 
@@ -365,7 +411,7 @@ async fn list_listings(
     let sight = views::Sight::Public;
     let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM listings AS t WHERE t.is_active",
+        "SELECT t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.host_id, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, CASE WHEN i_host.id IS NULL THEN NULL ELSE json_build_object('fullname', i_host.fullname, 'avatar', i_host.avatar) END AS host, count(*) OVER () AS total_row_count FROM listings AS t LEFT JOIN hosts AS i_host ON i_host.id = t.host_id AND i_host.is_active WHERE t.is_active",
     );
     let filters = list_listings_filters(&q, scope, &mut sql)?;
     views::check_query(sight, PUBLIC_FIELDS, &filters, q.sort.as_deref())?;
@@ -410,7 +456,9 @@ async fn list_listings(
                         "city",
                         "pricePerNight",
                         "maxGuests",
+                        "hostId",
                         "isActive",
+                        "host",
                     ],
                 )
             })
@@ -531,7 +579,11 @@ async fn update_listing(
         .push_bind(id)
         .push(" RETURNING ")
         .push(SELECT);
-    let row: Listing = sql.build_query_as().fetch_one(&mut *tx).await?;
+    let row: Listing = sql
+        .build_query_as()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(pending)?;
     let reply = ctx.reply(&UPDATE_LISTING, StatusCode::OK, &row)?;
     let mut events = Vec::from(TOPICS.updated(id, &event_row(&old)?, &event_row(&row)?)?);
     events.extend(reply.event(&UPDATE_LISTING, id));
@@ -636,6 +688,8 @@ pub struct ListMyListingsQuery {
     pub city: Option<String>,
     #[serde(rename = "pricePerNight")]
     pub price_per_night: Option<i32>,
+    #[serde(rename = "hostId")]
+    pub host_id: Option<Uuid>,
 }
 
 /// One row of `listMyListings`.
@@ -676,6 +730,15 @@ fn list_my_listings_filters(
         });
         sql.push(" AND t.price_per_night = ").push_bind(value);
     }
+    if let Some(value) = &q.host_id {
+        let value = *value;
+        applied.push(Filter {
+            field: "hostId",
+            op: "eq",
+            value: serde_json::json!(value),
+        });
+        sql.push(" AND t.host_id = ").push_bind(value);
+    }
     Ok(applied)
 }
 
@@ -691,7 +754,7 @@ async fn list_my_listings(
     let (page_number, page_row_count) = validation::page(q.page_number, q.page_row_count, 20, 100)?;
     let order_by = validation::sort_order(q.sort.as_deref(), "-createdAt", SORTS)?;
     let mut sql = QueryBuilder::new(
-        "SELECT t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM listings AS t WHERE t.is_active",
+        "SELECT t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.host_id, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner, count(*) OVER () AS total_row_count FROM listings AS t WHERE t.is_active",
     );
     let filters = list_my_listings_filters(&q, scope, &mut sql)?;
     let offset = Paging::offset(page_number, page_row_count);

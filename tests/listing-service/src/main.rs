@@ -19,6 +19,25 @@ async fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "healthcheck") {
         return svcgen_runtime::health::healthcheck(config.http_addr).await;
     }
+    if args.first().is_some_and(|a| a == "rebuild") {
+        let Some(consumer) = args.get(1) else {
+            tracing::error!("rebuild needs the replica's consumer: one of hosts");
+            return ExitCode::FAILURE;
+        };
+        return match airbnb_listing_service::app::rebuild(config, consumer).await {
+            Ok(done) => {
+                tracing::info!(
+                    consumer = % consumer, read = done.read, applied = done.applied,
+                    dead_lettered = done.dead_lettered, "rebuilt"
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "rebuild failed");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match airbnb_listing_service::app::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -10,7 +10,10 @@ use svcgen_runtime::views::View;
 pub static SERVICE: ServiceInfo = ServiceInfo {
     app_version: "0.1.0",
     body_limit_bytes: 65536,
-    constraints: &[],
+    constraints: &[
+        ("cities_name_key", "name"),
+        ("listings_host_id_fkey", "hostId"),
+    ],
 };
 
 /// Who the service is on the broker, and the topics it creates at start.

@@ -10,6 +10,7 @@ use sqlx::postgres::PgPool;
 use std::sync::Arc;
 use svcgen_runtime::auth::trust::TrustState;
 use svcgen_runtime::auth::Gate;
+use svcgen_runtime::consume::ConsumerStats;
 use svcgen_runtime::kafka::Publisher;
 
 /// Shared by every handler.
@@ -21,6 +22,8 @@ pub struct AppState {
     pub events: Publisher,
     /// The trusted issuer's keys, and the sessions it ended or changed.
     pub auth: Arc<TrustState>,
+    /// What each consumer has done, for `/healthz`.
+    pub consumers: Arc<ConsumerStats>,
 }
 
 /// The runtime's `Caller` extractor checks tokens through the gate.

@@ -2,6 +2,24 @@
 
 //! Every Kafka topic this service publishes, named as the model says.
 
+/// dbEvent of `city`: A city row was created.
+pub const DBEVENT_CITY_CREATED: &str = "airbnb3-listing-service-dbevent-city-created";
+
+/// dbEvent of `city`: A city row was updated.
+pub const DBEVENT_CITY_UPDATED: &str = "airbnb3-listing-service-dbevent-city-updated";
+
+/// dbEvent of `city`: A city row was deleted.
+pub const DBEVENT_CITY_DELETED: &str = "airbnb3-listing-service-dbevent-city-deleted";
+
+/// indexEvent of `city`: A city row was created.
+pub const INDEX_CITY_CREATED: &str = "elastic-index-airbnb_city-created";
+
+/// indexEvent of `city`: A city row was updated.
+pub const INDEX_CITY_UPDATED: &str = "elastic-index-airbnb_city-updated";
+
+/// indexEvent of `city`: A city row was deleted.
+pub const INDEX_CITY_DELETED: &str = "elastic-index-airbnb_city-deleted";
+
 /// dbEvent of `listing`: A listing row was created.
 pub const DBEVENT_LISTING_CREATED: &str = "airbnb3-listing-service-dbevent-listing-created";
 
@@ -41,8 +59,29 @@ pub const ROUTE_MY_LISTING_RETRIEVED: &str = "airbnb3-listing-service-my-listing
 /// routeEvent of `listMyListings`: Route listMyListings succeeded.
 pub const ROUTE_MY_LISTINGS_LISTED: &str = "airbnb3-listing-service-my-listings-listed";
 
+/// routeEvent of `listCities`: Route listCities succeeded.
+pub const ROUTE_CITIES_LISTED: &str = "airbnb3-listing-service-cities-listed";
+
+/// routeEvent of `retireHost`: Route retireHost succeeded.
+pub const ROUTE_HOST_RETIRED: &str = "airbnb3-listing-service-host-retired";
+
+/// deadLetter of `hosts`: Events this consumer gave up on after its attempts: the original key, payload and headers, with dlq_error, dlq_attempts, dlq_consumer, dlq_topic, dlq_partition and dlq_offset.
+pub const DEAD_LETTER_HOSTS: &str = "airbnb3-listing-service-hosts-dead-letter";
+
+/// deadLetter of `retireHost`: Events this consumer gave up on after its attempts: the original key, payload and headers, with dlq_error, dlq_attempts, dlq_consumer, dlq_topic, dlq_partition and dlq_offset.
+pub const DEAD_LETTER_RETIRE_HOST: &str = "airbnb3-listing-service-retire-host-dead-letter";
+
+/// deadLetter of `cityCounts`: Events this consumer gave up on after its attempts: the original key, payload and headers, with dlq_error, dlq_attempts, dlq_consumer, dlq_topic, dlq_partition and dlq_offset.
+pub const DEAD_LETTER_CITY_COUNTS: &str = "airbnb3-listing-service-city-counts-dead-letter";
+
 /// All topics, created at start when missing.
 pub const ALL: &[&str] = &[
+    DBEVENT_CITY_CREATED,
+    DBEVENT_CITY_UPDATED,
+    DBEVENT_CITY_DELETED,
+    INDEX_CITY_CREATED,
+    INDEX_CITY_UPDATED,
+    INDEX_CITY_DELETED,
     DBEVENT_LISTING_CREATED,
     DBEVENT_LISTING_UPDATED,
     DBEVENT_LISTING_DELETED,
@@ -56,4 +95,9 @@ pub const ALL: &[&str] = &[
     ROUTE_LISTING_ARCHIVED,
     ROUTE_MY_LISTING_RETRIEVED,
     ROUTE_MY_LISTINGS_LISTED,
+    ROUTE_CITIES_LISTED,
+    ROUTE_HOST_RETIRED,
+    DEAD_LETTER_HOSTS,
+    DEAD_LETTER_RETIRE_HOST,
+    DEAD_LETTER_CITY_COUNTS,
 ];
