@@ -828,7 +828,6 @@ impl Member {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", settings.session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (settings.session_timeout_ms / 3).max(100).to_string())
-            .set("max.poll.interval.ms", (settings.session_timeout_ms * 2).to_string())
             .set("topic.metadata.refresh.interval.ms", "10000");
         let consumer: Arc<GroupConsumer> = Arc::new(config.create_with_context(GroupLog(stats.clone()))?);
         let topics = spec.topics();
