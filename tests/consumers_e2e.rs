@@ -75,8 +75,7 @@ async fn listing_on(
         ("RUST_LOG", "info"),
     ];
     settings.extend_from_slice(extra);
-    ServiceProcess::start_binary(LISTING_BINARY, "127.0.0.1", free_port(), &db.url, &settings)
-        .await
+    ServiceProcess::start_binary(LISTING_BINARY, "127.0.0.1", free_port(), &db.url, &settings).await
 }
 
 /// Waits until `check` holds, polling every 50 ms; panics with `what` after `limit`.
@@ -106,7 +105,11 @@ async fn users(db: &PgPool) -> Copies {
 
 /// The listing service's replica.
 async fn hosts(db: &PgPool) -> Copies {
-    rows(db, "SELECT id::text, fullname, avatar, record_version, is_active FROM hosts").await
+    rows(
+        db,
+        "SELECT id::text, fullname, avatar, record_version, is_active FROM hosts",
+    )
+    .await
 }
 
 async fn rows(db: &PgPool, sql: &str) -> Copies {
@@ -216,21 +219,33 @@ async fn hosts_follow_the_auth_services_users_and_replays_change_nothing() {
     let first = create_listing(&api, &token, "Sunny loft", "Porto").await;
     assert_eq!(first["hostId"], user_id.as_str(), "{first}");
     let page = expect(StatusCode::OK, &api.get("/v1/listings").await);
-    assert_eq!(page["listings"][0]["host"]["fullname"], "Ana Host", "{page}");
+    assert_eq!(
+        page["listings"][0]["host"]["fullname"], "Ana Host",
+        "{page}"
+    );
 
     // A listing naming a host this service has not heard of yet is retryable.
     let (admin, _) = sign_in(&auth, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let unknown = json!({ "hostId": uuid::Uuid::new_v4(), "title": "Nobody's", "city": "Porto", "pricePerNight": 1, "maxGuests": 1 });
     let (status, body) = api.with_token(&admin).post("/v1/listings", unknown).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("hostId"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("hostId"),
+        "{body}"
+    );
 
     // 2. A profile change follows, in recordVersion order.
     let ana = auth.with_token(&token);
     expect(
         StatusCode::OK,
-        &ana.patch(&format!("/v1/users/{user_id}/profile"), json!({ "fullname": "Ana Q. Host" }))
-            .await,
+        &ana.patch(
+            &format!("/v1/users/{user_id}/profile"),
+            json!({ "fullname": "Ana Q. Host" }),
+        )
+        .await,
     );
     expect(
         StatusCode::OK,
@@ -240,17 +255,24 @@ async fn hosts_follow_the_auth_services_users_and_replays_change_nothing() {
         )
         .await,
     );
-    eventually("the replica equals the auth service's users", Duration::from_secs(30), || {
-        let (a, l) = (auth_pool.clone(), listing_pool.clone());
-        async move { users(&a).await == hosts(&l).await }
-    })
+    eventually(
+        "the replica equals the auth service's users",
+        Duration::from_secs(30),
+        || {
+            let (a, l) = (auth_pool.clone(), listing_pool.clone());
+            async move { users(&a).await == hosts(&l).await }
+        },
+    )
     .await;
     let copy = hosts(&listing_pool).await[&user_id].clone();
     assert_eq!(copy.0, "Ana Q. Host");
     assert_eq!(copy.1.as_deref(), Some("https://example.com/ana.png"));
     assert_eq!(copy.2, 3, "created, then two updates");
     let page = expect(StatusCode::OK, &api.get("/v1/listings").await);
-    assert_eq!(page["listings"][0]["host"]["fullname"], "Ana Q. Host", "{page}");
+    assert_eq!(
+        page["listings"][0]["host"]["fullname"], "Ana Q. Host",
+        "{page}"
+    );
 
     // 3. The user topics delivered again (same event ids), and an older
     // version under a new event id after the newer one: nothing changes.
@@ -266,23 +288,52 @@ async fn hosts_follow_the_auth_services_users_and_replays_change_nothing() {
     assert_eq!(ana_events.len(), 3, "{ana_events:?}");
     let before = consumer_health(&api, "hosts").await;
     for m in &ana_events {
-        produce(&w.broker.brokers(), &m.topic, &m.key, &m.payload.to_string(), &m.headers["ce_id"]).await;
+        produce(
+            &w.broker.brokers(),
+            &m.topic,
+            &m.key,
+            &m.payload.to_string(),
+            &m.headers["ce_id"],
+        )
+        .await;
     }
-    let created = ana_events.iter().find(|m| m.topic == USER_CREATED).expect("created event");
+    let created = ana_events
+        .iter()
+        .find(|m| m.topic == USER_CREATED)
+        .expect("created event");
     let stale = json!({ "old_user": created.payload, "user": created.payload });
-    produce(&w.broker.brokers(), USER_UPDATED, &user_id, &stale.to_string(), &uuid::Uuid::new_v4().to_string()).await;
-    eventually("the consumer took in the replays", Duration::from_secs(30), || {
-        let api = api.clone();
-        let before = before.clone();
-        async move {
-            let now = consumer_health(&api, "hosts").await;
-            count(&now, "duplicates") >= count(&before, "duplicates") + 3
-                && count(&now, "applied") > count(&before, "applied")
-        }
-    })
+    produce(
+        &w.broker.brokers(),
+        USER_UPDATED,
+        &user_id,
+        &stale.to_string(),
+        &uuid::Uuid::new_v4().to_string(),
+    )
     .await;
-    assert_eq!(hosts(&listing_pool).await, users(&auth_pool).await, "replays change nothing");
-    assert_eq!(hosts(&listing_pool).await[&user_id].2, 3, "the older version was not applied");
+    eventually(
+        "the consumer took in the replays",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            let before = before.clone();
+            async move {
+                let now = consumer_health(&api, "hosts").await;
+                count(&now, "duplicates") >= count(&before, "duplicates") + 3
+                    && count(&now, "applied") > count(&before, "applied")
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        hosts(&listing_pool).await,
+        users(&auth_pool).await,
+        "replays change nothing"
+    );
+    assert_eq!(
+        hosts(&listing_pool).await[&user_id].2,
+        3,
+        "the older version was not applied"
+    );
 
     // The rebuild command replays the topics beside the running service.
     let rebuilt = tokio::process::Command::new(tests::service_binary_of(LISTING_BINARY))
@@ -298,7 +349,11 @@ async fn hosts_follow_the_auth_services_users_and_replays_change_nothing() {
         + &String::from_utf8_lossy(&rebuilt.stderr);
     assert!(rebuilt.status.success(), "{said}");
     assert!(said.contains("rebuilt"), "{said}");
-    assert_eq!(hosts(&listing_pool).await, users(&auth_pool).await, "a rebuild ends where the topics end");
+    assert_eq!(
+        hosts(&listing_pool).await,
+        users(&auth_pool).await,
+        "a rebuild ends where the topics end"
+    );
     let refused = tokio::process::Command::new(tests::service_binary_of(LISTING_BINARY))
         .args(["rebuild", "cityCounts"])
         .env("DATABASE_URL", &w.listing_db.url)
@@ -337,34 +392,58 @@ async fn hosts_follow_the_auth_services_users_and_replays_change_nothing() {
         )
         .await,
     );
-    eventually("the host's listings are archived", Duration::from_secs(30), || {
-        let pool = listing_pool.clone();
-        let id = user_id.clone();
-        async move {
-            let active: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM listings WHERE host_id = $1::uuid AND is_active",
-            )
-            .bind(&id)
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-            active == 0
-        }
-    })
+    eventually(
+        "the host's listings are archived",
+        Duration::from_secs(30),
+        || {
+            let pool = listing_pool.clone();
+            let id = user_id.clone();
+            async move {
+                let active: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM listings WHERE host_id = $1::uuid AND is_active",
+                )
+                .bind(&id)
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+                active == 0
+            }
+        },
+    )
     .await;
-    assert!(!hosts(&listing_pool).await[&user_id].3, "the host is inactive");
+    assert!(
+        !hosts(&listing_pool).await[&user_id].3,
+        "the host is inactive"
+    );
     // Deliver the deletion again: retireHost does nothing more.
-    let deletion = consume(&w.broker.brokers(), &[USER_DELETED], 3, Duration::from_secs(20), |m| {
-        m.iter().any(|m| m.key == user_id)
-    })
+    let deletion = consume(
+        &w.broker.brokers(),
+        &[USER_DELETED],
+        3,
+        Duration::from_secs(20),
+        |m| m.iter().any(|m| m.key == user_id),
+    )
     .await;
-    let deletion = deletion.iter().find(|m| m.key == user_id).expect("the deleted event");
+    let deletion = deletion
+        .iter()
+        .find(|m| m.key == user_id)
+        .expect("the deleted event");
     let before = consumer_health(&api, "retireHost").await;
-    produce(&w.broker.brokers(), USER_DELETED, &user_id, &deletion.payload.to_string(), &deletion.headers["ce_id"]).await;
+    produce(
+        &w.broker.brokers(),
+        USER_DELETED,
+        &user_id,
+        &deletion.payload.to_string(),
+        &deletion.headers["ce_id"],
+    )
+    .await;
     eventually("the redelivery is seen", Duration::from_secs(30), || {
         let api = api.clone();
         let before = before.clone();
-        async move { count(&consumer_health(&api, "retireHost").await, "duplicates") > count(&before, "duplicates") }
+        async move {
+            count(&consumer_health(&api, "retireHost").await, "duplicates")
+                > count(&before, "duplicates")
+        }
     })
     .await;
     let archived_events: i64 = sqlx::query_scalar(
@@ -374,12 +453,11 @@ async fn hosts_follow_the_auth_services_users_and_replays_change_nothing() {
     .await
     .expect("count");
     assert_eq!(archived_events, 2, "each of the two listings archived once");
-    let retired: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM consumer_inbox WHERE consumer = 'retireHost'",
-    )
-    .fetch_one(&listing_pool)
-    .await
-    .expect("count");
+    let retired: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM consumer_inbox WHERE consumer = 'retireHost'")
+            .fetch_one(&listing_pool)
+            .await
+            .expect("count");
     assert_eq!(retired, 1, "one inbox row for the one deletion");
     assert_eq!(hosts(&listing_pool).await, users(&auth_pool).await);
 }
@@ -398,27 +476,58 @@ async fn a_malformed_event_is_dead_lettered_and_later_events_of_its_partition_st
     tokio::time::sleep(Duration::from_millis(500)).await;
     let health = consumer_health(&api, "hosts").await;
     assert_eq!(count(&health, "applied"), 0, "{health}");
-    create_topics(&broker.brokers(), &[USER_CREATED, USER_UPDATED, USER_DELETED]).await;
+    create_topics(
+        &broker.brokers(),
+        &[USER_CREATED, USER_UPDATED, USER_DELETED],
+    )
+    .await;
 
     let key = uuid::Uuid::new_v4().to_string();
-    produce(&broker.brokers(), USER_CREATED, &key, r#"{"id": "not a uuid", "fullname": 7}"#, "bad-1").await;
+    produce(
+        &broker.brokers(),
+        USER_CREATED,
+        &key,
+        r#"{"id": "not a uuid", "fullname": 7}"#,
+        "bad-1",
+    )
+    .await;
     let row = json!({
         "id": key, "fullname": "Late Larry", "avatar": null, "isActive": true, "recordVersion": 1,
         "createdAt": "2026-12-01T10:00:00Z", "updatedAt": "2026-12-01T10:00:00Z",
         "email": "larry@example.com", "roleId": "user"
     });
-    produce(&broker.brokers(), USER_CREATED, &key, &row.to_string(), "good-1").await;
+    produce(
+        &broker.brokers(),
+        USER_CREATED,
+        &key,
+        &row.to_string(),
+        "good-1",
+    )
+    .await;
 
     let pool = db.pool().await;
-    eventually("the later event of the partition applies", Duration::from_secs(60), || {
-        let pool = pool.clone();
-        let key = key.clone();
-        async move { hosts(&pool).await.get(&key).is_some_and(|h| h.0 == "Late Larry") }
-    })
+    eventually(
+        "the later event of the partition applies",
+        Duration::from_secs(60),
+        || {
+            let pool = pool.clone();
+            let key = key.clone();
+            async move {
+                hosts(&pool)
+                    .await
+                    .get(&key)
+                    .is_some_and(|h| h.0 == "Late Larry")
+            }
+        },
+    )
     .await;
-    let dead = consume(&broker.brokers(), &[HOSTS_DEAD_LETTERS], 3, Duration::from_secs(20), |m| {
-        !m.is_empty()
-    })
+    let dead = consume(
+        &broker.brokers(),
+        &[HOSTS_DEAD_LETTERS],
+        3,
+        Duration::from_secs(20),
+        |m| !m.is_empty(),
+    )
     .await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     let d = &dead[0];
@@ -427,7 +536,11 @@ async fn a_malformed_event_is_dead_lettered_and_later_events_of_its_partition_st
     assert_eq!(d.headers["dlq_attempts"], "4", "{:?}", d.headers);
     assert_eq!(d.headers["dlq_consumer"], "hosts");
     assert_eq!(d.headers["dlq_topic"], USER_CREATED);
-    assert!(d.headers["dlq_error"].contains("payload.id"), "{:?}", d.headers);
+    assert!(
+        d.headers["dlq_error"].contains("payload.id"),
+        "{:?}",
+        d.headers
+    );
     let health = consumer_health(&api, "hosts").await;
     assert_eq!(count(&health, "deadLettered"), 1, "{health}");
     assert_eq!(count(&health, "retries"), 3, "{health}");
@@ -466,25 +579,39 @@ async fn two_replicas_one_killed_mid_stream_end_with_exactly_the_users_once_each
     // Both replicas have partitions before the stream starts.
     for replica in [&first, &second] {
         let api = replica.api();
-        eventually("each replica has partitions", Duration::from_secs(60), || {
-            let api = api.clone();
-            async move {
-                let (_, body) = api.get("/healthz").await;
-                body["consuming"]["partitions"].as_array().is_some_and(|p| !p.is_empty())
-            }
-        })
+        eventually(
+            "each replica has partitions",
+            Duration::from_secs(60),
+            || {
+                let api = api.clone();
+                async move {
+                    let (_, body) = api.get("/healthz").await;
+                    body["consuming"]["partitions"]
+                        .as_array()
+                        .is_some_and(|p| !p.is_empty())
+                }
+            },
+        )
         .await;
     }
     let users_total = 16;
     let mut killed = false;
     for i in 0..users_total {
-        let user = tests::create_user(&admin, &format!("host{i}@example.com"), &format!("Host {i}")).await;
+        let user = tests::create_user(
+            &admin,
+            &format!("host{i}@example.com"),
+            &format!("Host {i}"),
+        )
+        .await;
         let id = user["id"].as_str().expect("id").to_string();
         for round in 0..2 {
             expect(
                 StatusCode::OK,
                 &admin
-                    .patch(&format!("/v1/users/{id}"), json!({ "bio": format!("round {round}") }))
+                    .patch(
+                        &format!("/v1/users/{id}"),
+                        json!({ "bio": format!("round {round}") }),
+                    )
                     .await,
             );
         }
@@ -501,17 +628,30 @@ async fn two_replicas_one_killed_mid_stream_end_with_exactly_the_users_once_each
             second = listing(&w, &[]).await;
         }
     }
-    assert!(killed, "the second replica applied events before the end of the stream");
+    assert!(
+        killed,
+        "the second replica applied events before the end of the stream"
+    );
     let converging = Instant::now();
-    eventually("the replica equals the auth service's users", Duration::from_secs(90), || {
-        let (a, l) = (auth_pool.clone(), listing_pool.clone());
-        async move { users(&a).await == hosts(&l).await }
-    })
+    eventually(
+        "the replica equals the auth service's users",
+        Duration::from_secs(90),
+        || {
+            let (a, l) = (auth_pool.clone(), listing_pool.clone());
+            async move { users(&a).await == hosts(&l).await }
+        },
+    )
     .await;
-    println!("the replica converged {:?} after the last write", converging.elapsed());
+    println!(
+        "the replica converged {:?} after the last write",
+        converging.elapsed()
+    );
     let copies = hosts(&listing_pool).await;
     assert_eq!(copies.len(), users_total, "{copies:?}");
-    assert!(copies.values().all(|c| c.2 == 3), "created and updated twice: {copies:?}");
+    assert!(
+        copies.values().all(|c| c.2 == 3),
+        "created and updated twice: {copies:?}"
+    );
     // Every user event is in the inbox exactly once (the key is unique; the
     // count says none is missing).
     let events = consume(
@@ -523,16 +663,22 @@ async fn two_replicas_one_killed_mid_stream_end_with_exactly_the_users_once_each
     )
     .await;
     assert_eq!(events.len(), users_total * 3);
-    eventually("every event is recorded once", Duration::from_secs(30), || {
-        let pool = listing_pool.clone();
-        async move {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM consumer_inbox WHERE consumer = 'hosts'")
+    eventually(
+        "every event is recorded once",
+        Duration::from_secs(30),
+        || {
+            let pool = listing_pool.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM consumer_inbox WHERE consumer = 'hosts'",
+                )
                 .fetch_one(&pool)
                 .await
                 .expect("count");
-            n == i64::try_from(users_total * 3).expect("small")
-        }
-    })
+                n == i64::try_from(users_total * 3).expect("small")
+            }
+        },
+    )
     .await;
     drop(first);
 }

@@ -7,6 +7,14 @@
 
 use generator::check_model;
 
+/// The workspace root, where the models `uses:` names are read from.
+fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
 /// The name the model is reported under, exactly as passed to `check_model`.
 const FILE: &str = "tests/models/library.yaml";
 const BASE: &str = include_str!("models/library.yaml");
@@ -38,7 +46,7 @@ fn rejected(text: &str, points_at: &[&str]) -> String {
 
 /// [`rejected`], for a model reported as `file`.
 fn rejected_in(file: &str, text: &str, points_at: &[&str]) -> String {
-    let msg = match check_model(file, text) {
+    let msg = match generator::check_model_in(&workspace(), file, text) {
         Ok(_) => panic!("the model should have been rejected:\n{text}"),
         Err(e) => e.to_string(),
     };
@@ -986,6 +994,7 @@ fn the_trusts_section_is_checked() {
             "\"session events\"",
             "0",
             "Authorization",
+            "[hostId]",
         ],
     );
     assert!(msg.contains("is not an http(s) URL with a host"), "{msg}");
@@ -1008,8 +1017,8 @@ fn a_trusting_service_signs_no_one_in_and_keeps_no_secrets() {
             "      checkInNotes:\n        type: String\n        secret: true\n        hash: argon2id\n",
         ),
         (
-            "    event: listing-created\n    fields: [title, description, city, pricePerNight, maxGuests, checkInNotes]\n    auth: login",
-            "    event: listing-created\n    fields: [title, description, city, pricePerNight, maxGuests, checkInNotes]\n    auth: public",
+            "    callerFields: [hostId]\n    auth: login",
+            "    callerFields: [hostId]\n    auth: public",
         ),
     ]);
     let msg = rejected_in(
@@ -1033,12 +1042,113 @@ fn a_service_issues_identities_or_trusts_an_issuer() {
     let msg = rejected(&both, &["trusts"]);
     assert!(msg.contains("not both"), "{msg}");
     let start = LISTING.find("trusts:\n").expect("trusts");
-    let end = LISTING.find("decisions:\n").expect("decisions");
+    let end = LISTING.find("# The auth service's model").expect("uses");
     let neither = format!("{}{}", &LISTING[..start], &LISTING[end..]);
     let msg2 = rejected_in(LISTING_FILE, &neither, &["service"]);
     assert!(msg2.contains("needs an auth section"), "{msg2}");
     insta::assert_snapshot!(
         "a_service_issues_identities_or_trusts_an_issuer",
+        format!("{msg}\n{msg2}")
+    );
+}
+
+#[test]
+fn consumers_are_checked_against_the_model_that_publishes_their_events() {
+    let text = listing_with(&[
+        ("  maxAttempts: 4", "  maxAttempts: 0"),
+        (
+            "  deadLetter: \"{topicPrefix}-{consumer}-dead-letter\"",
+            "  deadLetter: \"{topicPrefix}-dead-letters\"",
+        ),
+        (
+            "    from: auth\n    object: user\n",
+            "    from: auth\n    object: account\n",
+        ),
+        ("    event: user.deleted", "    event: user.removed"),
+        ("    kind: hook", "    kind: webhook"),
+        (
+            "    auth: { roles: [admin, superAdmin], system: true }\n  listingPermissions:",
+            "    auth: { roles: [admin, superAdmin] }\n  listingPermissions:",
+        ),
+    ]);
+    let msg = rejected_in(
+        LISTING_FILE,
+        &text,
+        &["0", "\"{topicPrefix}", "account", "user.removed", "webhook"],
+    );
+    assert!(msg.contains("has no object \"account\""), "{msg}");
+    assert!(msg.contains("must contain {consumer}"), "{msg}");
+    insta::assert_snapshot!(
+        "consumers_are_checked_against_the_model_that_publishes_their_events",
+        msg
+    );
+}
+
+#[test]
+fn a_route_consumer_runs_a_writing_route_the_system_caller_may_use_with_inputs_it_takes() {
+    let text = listing_with(&[
+        (
+            "    auth: { roles: [admin, superAdmin], system: true }\n  listingPermissions:",
+            "    auth: { roles: [admin, superAdmin] }\n  listingPermissions:",
+        ),
+        (
+            "    input: { id: id }",
+            "    input: { id: id, title: email2 }",
+        ),
+        ("    fields: [id, city]", "    fields: [id, town]"),
+    ]);
+    let msg = rejected_in(
+        LISTING_FILE,
+        &text,
+        &["retireHost", "title", "email2", "town"],
+    );
+    assert!(msg.contains("add system: true"), "{msg}");
+    insta::assert_snapshot!(
+        "a_route_consumer_runs_a_writing_route_the_system_caller_may_use",
+        msg
+    );
+}
+
+#[test]
+fn a_replica_keeps_fields_the_source_publishes_with_their_types_and_is_never_written() {
+    let text = listing_with(&[
+        (
+            "      avatar:\n        type: String\n        maxLength: 2048\n        public: true\n",
+            "      avatar:\n        type: Integer\n        public: true\n      password:\n        type: String\n      nickname:\n        type: String\n        unique: true\n",
+        ),
+        (
+            "  listingPermissions:",
+            "  renameHost:\n    object: host\n    action: update\n    method: PATCH\n    path: /hosts/{id}\n    event: host-renamed\n    fields: [fullname]\n    auth: { roles: [admin] }\n  listingPermissions:",
+        ),
+    ]);
+    let msg = rejected_in(
+        LISTING_FILE,
+        &text,
+        &["Integer", "password", "nickname", "true", "update"],
+    );
+    assert!(msg.contains("a secret of airbnb-auth-service"), "{msg}");
+    insta::assert_snapshot!("a_replica_keeps_fields_the_source_publishes", msg);
+}
+
+#[test]
+fn a_used_model_must_be_readable_and_valid() {
+    let text = listing_with(&[(
+        "  auth: ../../model/auth-service.yaml",
+        "  auth: ../../model/no-such-service.yaml",
+    )]);
+    let msg = rejected_in(LISTING_FILE, &text, &["../../model/no-such-service.yaml"]);
+    assert!(
+        msg.contains("cannot read model/no-such-service.yaml"),
+        "{msg}"
+    );
+    let text = listing_with(&[(
+        "    from: auth\n    object: user",
+        "    from: payments\n    object: user",
+    )]);
+    let msg2 = rejected_in(LISTING_FILE, &text, &["payments"]);
+    assert!(msg2.contains("unknown service \"payments\""), "{msg2}");
+    insta::assert_snapshot!(
+        "a_used_model_must_be_readable_and_valid",
         format!("{msg}\n{msg2}")
     );
 }

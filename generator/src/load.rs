@@ -61,7 +61,11 @@ pub fn load_used(root: &std::path::Path, loaded: &mut Loaded) -> Result<(), Mode
         match checked {
             Ok(l) => used.push((name.clone(), l.model)),
             Err(errors) => {
-                let first = errors.0.first().map(ToString::to_string).unwrap_or_default();
+                let first = errors
+                    .0
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 d.at(
                     format!("uses.{name}"),
                     format!("{display} is not a valid model: {first}"),

@@ -90,7 +90,10 @@ impl ConsumeSpec {
 
     /// The consumer called `name`, with its index.
     pub fn consumer(&self, name: &str) -> Option<(usize, &'static ConsumerSpec)> {
-        self.consumers.iter().enumerate().find(|(_, c)| c.name == name)
+        self.consumers
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
     }
 }
 
@@ -134,22 +137,20 @@ impl ConsumeSettings {
         d: &ConsumeDefaults,
     ) -> Result<Self, ConfigError> {
         let settings = Self {
-            group: env.text("CONSUMER_GROUP").unwrap_or_else(|| d.group.to_string()),
+            group: env
+                .text("CONSUMER_GROUP")
+                .unwrap_or_else(|| d.group.to_string()),
             max_attempts: env.parse("CONSUMER_MAX_ATTEMPTS", &d.max_attempts.to_string())?,
-            retry_backoff_ms: env.parse(
-                "CONSUMER_RETRY_BACKOFF_MS",
-                &d.retry_backoff_ms.to_string(),
-            )?,
+            retry_backoff_ms: env
+                .parse("CONSUMER_RETRY_BACKOFF_MS", &d.retry_backoff_ms.to_string())?,
             max_retry_backoff_ms: env.parse(
                 "CONSUMER_MAX_RETRY_BACKOFF_MS",
                 &d.max_retry_backoff_ms.to_string(),
             )?,
             batch_size: env.parse("CONSUMER_BATCH_SIZE", &d.batch_size.to_string())?,
             session_timeout_ms: env.parse("CONSUMER_SESSION_TIMEOUT_MS", "45000")?,
-            inbox_retention_secs: env.parse(
-                "INBOX_RETENTION_SECS",
-                &d.inbox_retention_secs.to_string(),
-            )?,
+            inbox_retention_secs: env
+                .parse("INBOX_RETENTION_SECS", &d.inbox_retention_secs.to_string())?,
         };
         if settings.max_attempts == 0 {
             return Err(ConfigError::Invalid {
@@ -199,7 +200,12 @@ impl Delivery {
             .headers()
             .map(|h| {
                 h.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -248,7 +254,11 @@ impl Delivery {
         }
     }
 
-    fn context(&self, service: &'static ServiceInfo, consumed: Option<Arc<Consumed>>) -> RequestContext {
+    fn context(
+        &self,
+        service: &'static ServiceInfo,
+        consumed: Option<Arc<Consumed>>,
+    ) -> RequestContext {
         let request_id = self
             .request_id
             .clone()
@@ -267,14 +277,18 @@ pub fn uuid_at(payload: &Value, field: &str) -> Result<uuid::Uuid, ApiError> {
 }
 
 /// A route's body made of payload fields: `(input, payload field)` pairs.
-pub fn input_from<T: DeserializeOwned>(payload: &Value, pairs: &[(&str, &str)]) -> Result<T, ApiError> {
+pub fn input_from<T: DeserializeOwned>(
+    payload: &Value,
+    pairs: &[(&str, &str)],
+) -> Result<T, ApiError> {
     let mut body = serde_json::Map::new();
     for (input, field) in pairs {
         if let Some(v) = payload.get(*field) {
             body.insert((*input).to_string(), v.clone());
         }
     }
-    serde_json::from_value(Value::Object(body)).map_err(|e| ApiError::BadRequest(format!("the route's input from the payload: {e}")))
+    serde_json::from_value(Value::Object(body))
+        .map_err(|e| ApiError::BadRequest(format!("the route's input from the payload: {e}")))
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ApiError> {
@@ -350,7 +364,11 @@ impl ConsumerStats {
                 .filter(|((t, _), _)| spec.topics.contains(&t.as_str()))
                 .map(|(_, n)| *n)
                 .sum();
-            let last_failure = c.last_failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let last_failure = c
+                .last_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             out.insert(
                 spec.name.to_string(),
                 json!({
@@ -364,7 +382,11 @@ impl ConsumerStats {
                 }),
             );
         }
-        let assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let assigned = self
+            .assigned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         json!({
             "running": self.running.load(Ordering::Relaxed),
             "partitions": assigned,
@@ -396,7 +418,9 @@ impl ConsumerStats {
     }
 
     fn recovered(&self, consumer: usize) {
-        self.counters[consumer].failing_since.store(0, Ordering::Release);
+        self.counters[consumer]
+            .failing_since
+            .store(0, Ordering::Release);
     }
 }
 
@@ -465,7 +489,11 @@ impl<E: Effects> Worker<E> {
     /// Every in-transaction effect of the batch, with the inbox rows, in one
     /// transaction: one statement writes the inbox rows and says which
     /// events are new.
-    async fn apply_batch(&self, batch: &[Delivery], units: &[(usize, usize)]) -> Result<(), ApiError> {
+    async fn apply_batch(
+        &self,
+        batch: &[Delivery],
+        units: &[(usize, usize)],
+    ) -> Result<(), ApiError> {
         let mut tx = self.db.begin().await?;
         let fresh = record_many(&mut tx, self.spec, batch, units).await?;
         let mut applied = vec![0u64; self.spec.consumers.len()];
@@ -493,7 +521,9 @@ impl<E: Effects> Worker<E> {
             // Inbox hits: each unit whose row existed.
             for &(i, c) in units {
                 if !fresh.contains(&(self.spec.consumers[c].name, batch[i].event_id.as_str())) {
-                    self.stats.counters[c].duplicates.fetch_add(1, Ordering::Relaxed);
+                    self.stats.counters[c]
+                        .duplicates
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -571,19 +601,31 @@ impl<E: Effects> Worker<E> {
     /// key, payload and headers and `dlq_*` headers saying why; retried until
     /// the broker has it or shutdown begins. Then the inbox remembers it, so
     /// that a redelivery is not dead-lettered twice.
-    async fn dead_letter(&self, c: usize, d: &Delivery, error: &str, attempts: u32) -> Result<(), Halt> {
+    async fn dead_letter(
+        &self,
+        c: usize,
+        d: &Delivery,
+        error: &str,
+        attempts: u32,
+    ) -> Result<(), Halt> {
         let spec = &self.spec.consumers[c];
         let Some(producer) = &self.dead_letters else {
             tracing::error!(consumer = spec.name, event = %d.event_id, %error, "no broker to dead-letter to; the event is skipped");
             return Ok(());
         };
-        let (partition, offset, attempts) =
-            (d.partition.to_string(), d.offset.to_string(), attempts.to_string());
+        let (partition, offset, attempts) = (
+            d.partition.to_string(),
+            d.offset.to_string(),
+            attempts.to_string(),
+        );
         let mut backoff = FIRST_BACKOFF;
         loop {
             let mut headers = OwnedHeaders::new_with_capacity(d.headers.len() + 7);
             for (k, v) in &d.headers {
-                headers = headers.insert(Header { key: k, value: Some(v) });
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
             }
             for (k, v) in [
                 ("dlq_error", error),
@@ -594,7 +636,10 @@ impl<E: Effects> Worker<E> {
                 ("dlq_partition", partition.as_str()),
                 ("dlq_offset", offset.as_str()),
             ] {
-                headers = headers.insert(Header { key: k, value: Some(v) });
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
             }
             let mut record = FutureRecord::<[u8], [u8]>::to(spec.dead_letter)
                 .payload(&d.payload)
@@ -611,7 +656,9 @@ impl<E: Effects> Worker<E> {
                 }
             }
         }
-        self.stats.counters[c].dead_lettered.fetch_add(1, Ordering::Relaxed);
+        self.stats.counters[c]
+            .dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
         loop {
             let written = async {
                 let mut conn = self.db.acquire().await?;
@@ -642,7 +689,12 @@ impl<E: Effects> Worker<E> {
 }
 
 /// Writes one inbox row; `false` when the event had one already.
-async fn record(conn: &mut PgConnection, consumer: &str, d: &Delivery, dead: bool) -> Result<bool, ApiError> {
+async fn record(
+    conn: &mut PgConnection,
+    consumer: &str,
+    d: &Delivery,
+    dead: bool,
+) -> Result<bool, ApiError> {
     let done = sqlx::query(INBOX_INSERT)
         .bind(consumer)
         .bind(&d.event_id)
@@ -664,8 +716,14 @@ async fn record_many<'b>(
     units: &[(usize, usize)],
 ) -> Result<HashSet<(&'static str, &'b str)>, ApiError> {
     let consumers: Vec<&str> = units.iter().map(|(_, c)| spec.consumers[*c].name).collect();
-    let ids: Vec<&str> = units.iter().map(|(i, _)| batch[*i].event_id.as_str()).collect();
-    let topics: Vec<&str> = units.iter().map(|(i, _)| batch[*i].topic.as_str()).collect();
+    let ids: Vec<&str> = units
+        .iter()
+        .map(|(i, _)| batch[*i].event_id.as_str())
+        .collect();
+    let topics: Vec<&str> = units
+        .iter()
+        .map(|(i, _)| batch[*i].topic.as_str())
+        .collect();
     let partitions: Vec<i32> = units.iter().map(|(i, _)| batch[*i].partition).collect();
     let offsets: Vec<i64> = units.iter().map(|(i, _)| batch[*i].offset).collect();
     let rows: Vec<(String, String)> = sqlx::query_as(
@@ -684,8 +742,15 @@ async fn record_many<'b>(
     let mut fresh = HashSet::with_capacity(rows.len());
     for (consumer, id) in rows {
         // Map back to borrowed names, so the caller compares without allocating.
-        let consumer = spec.consumers.iter().find(|c| c.name == consumer).map(|c| c.name);
-        let id = batch.iter().find(|d| d.event_id == id).map(|d| d.event_id.as_str());
+        let consumer = spec
+            .consumers
+            .iter()
+            .find(|c| c.name == consumer)
+            .map(|c| c.name);
+        let id = batch
+            .iter()
+            .find(|d| d.event_id == id)
+            .map(|d| d.event_id.as_str());
         if let (Some(c), Some(i)) = (consumer, id) {
             fresh.insert((c, i));
         }
@@ -698,7 +763,10 @@ async fn record_many<'b>(
 pub fn describe(e: &ApiError) -> String {
     match e {
         ApiError::Validation(fields) => {
-            let each: Vec<String> = fields.iter().map(|FieldError { field, message }| format!("{field}: {message}")).collect();
+            let each: Vec<String> = fields
+                .iter()
+                .map(|FieldError { field, message }| format!("{field}: {message}"))
+                .collect();
             format!("{e}: {}", each.join("; "))
         }
         ApiError::Internal(inner) => format!("internal error: {inner:#}"),
@@ -726,7 +794,8 @@ pub async fn run<E: Effects>(
     let mut pruned = Instant::now();
     let mut backoff = FIRST_BACKOFF;
     while !*stop.borrow() {
-        let member = Member::join(spec, kafka_spec, &kafka, &settings, &brokers, &stop, &stats).await;
+        let member =
+            Member::join(spec, kafka_spec, &kafka, &settings, &brokers, &stop, &stats).await;
         let result = match member {
             Ok(Some(member)) => {
                 backoff = FIRST_BACKOFF;
@@ -747,7 +816,11 @@ pub async fn run<E: Effects>(
             Err(e) => Err(e),
         };
         stats.running.store(false, Ordering::Relaxed);
-        stats.assigned.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        stats
+            .assigned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         if let Err(e) = result {
             tracing::warn!(error = %e, "consuming events; starting over");
         }
@@ -783,13 +856,21 @@ impl rdkafka::consumer::ConsumerContext for GroupLog {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = %describe(tpl), "the group assigned partitions");
-                assigned.extend(tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())));
+                assigned.extend(
+                    tpl.elements()
+                        .iter()
+                        .map(|e| format!("{}/{}", e.topic(), e.partition())),
+                );
                 assigned.sort();
                 assigned.dedup();
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = %describe(tpl), "the group revoked partitions");
-                let gone: HashSet<String> = tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect();
+                let gone: HashSet<String> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                    .collect();
                 assigned.retain(|p| !gone.contains(p));
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "the group's rebalance failed"),
@@ -826,10 +907,17 @@ impl Member {
         config
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", settings.session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", (settings.session_timeout_ms / 3).max(100).to_string())
+            .set(
+                "session.timeout.ms",
+                settings.session_timeout_ms.to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (settings.session_timeout_ms / 3).max(100).to_string(),
+            )
             .set("topic.metadata.refresh.interval.ms", "10000");
-        let consumer: Arc<GroupConsumer> = Arc::new(config.create_with_context(GroupLog(stats.clone()))?);
+        let consumer: Arc<GroupConsumer> =
+            Arc::new(config.create_with_context(GroupLog(stats.clone()))?);
         let topics = spec.topics();
         let mut waited = false;
         let mut backoff = FIRST_BACKOFF;
@@ -859,7 +947,11 @@ impl Member {
     }
 
     /// Reads batches and applies them until shutdown.
-    async fn consume<E: Effects>(&self, worker: &Worker<E>, pruned: &mut Instant) -> anyhow::Result<()> {
+    async fn consume<E: Effects>(
+        &self,
+        worker: &Worker<E>,
+        pruned: &mut Instant,
+    ) -> anyhow::Result<()> {
         let mut stop = worker.stop.clone();
         let mut measured = Instant::now();
         let mut errors = 0u64;
@@ -938,7 +1030,9 @@ impl Member {
                 if !topics.contains(&e.topic()) {
                     continue;
                 }
-                let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), BROKER_TIMEOUT).ok()?;
+                let (low, high) = consumer
+                    .fetch_watermarks(e.topic(), e.partition(), BROKER_TIMEOUT)
+                    .ok()?;
                 let at = match e.offset() {
                     Offset::Offset(n) => n,
                     _ => low,
@@ -955,7 +1049,10 @@ impl Member {
 }
 
 /// The topics of `topics` the broker does not have (yet).
-async fn missing_topics(consumer: &Arc<GroupConsumer>, topics: &[&'static str]) -> anyhow::Result<Vec<&'static str>> {
+async fn missing_topics(
+    consumer: &Arc<GroupConsumer>,
+    topics: &[&'static str],
+) -> anyhow::Result<Vec<&'static str>> {
     let consumer = consumer.clone();
     let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
@@ -966,7 +1063,10 @@ async fn missing_topics(consumer: &Arc<GroupConsumer>, topics: &[&'static str]) 
             .filter(|t| t.error().is_none() && !t.partitions().is_empty())
             .map(|t| t.name())
             .collect();
-        Ok(topics.into_iter().filter(|t| !present.contains(t)).collect())
+        Ok(topics
+            .into_iter()
+            .filter(|t| !present.contains(t))
+            .collect())
     })
     .await?
 }
@@ -1034,17 +1134,23 @@ pub async fn replay<E: Effects>(
     let topics: Vec<&'static str> = c.topics.to_vec();
     let ends = {
         let reader = reader.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<(String, i32), (i64, i64)>> {
-            let metadata = reader.fetch_metadata(None, BROKER_TIMEOUT)?;
-            let mut ends = BTreeMap::new();
-            for t in metadata.topics().iter().filter(|t| topics.contains(&t.name())) {
-                for p in t.partitions() {
-                    let marks = reader.fetch_watermarks(t.name(), p.id(), BROKER_TIMEOUT)?;
-                    ends.insert((t.name().to_string(), p.id()), marks);
+        tokio::task::spawn_blocking(
+            move || -> anyhow::Result<BTreeMap<(String, i32), (i64, i64)>> {
+                let metadata = reader.fetch_metadata(None, BROKER_TIMEOUT)?;
+                let mut ends = BTreeMap::new();
+                for t in metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| topics.contains(&t.name()))
+                {
+                    for p in t.partitions() {
+                        let marks = reader.fetch_watermarks(t.name(), p.id(), BROKER_TIMEOUT)?;
+                        ends.insert((t.name().to_string(), p.id()), marks);
+                    }
                 }
-            }
-            Ok(ends)
-        })
+                Ok(ends)
+            },
+        )
         .await??
     };
     let mut assignment = TopicPartitionList::new();
@@ -1077,7 +1183,12 @@ pub async fn replay<E: Effects>(
         let mut batch = Vec::new();
         let m = tokio::time::timeout(Duration::from_secs(30), reader.recv())
             .await
-            .map_err(|_| anyhow::anyhow!("no events for 30 s while {} partitions were unread", remaining.len()))??;
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no events for 30 s while {} partitions were unread",
+                    remaining.len()
+                )
+            })??;
         batch.push(Delivery::from_message(&m));
         while batch.len() < settings.batch_size {
             match tokio::time::timeout(Duration::ZERO, reader.recv()).await {
@@ -1167,7 +1278,10 @@ mod tests {
     fn settings_default_to_the_model_and_refuse_zero_attempts() {
         let env = Env::new(|_: &str| None);
         let s = ConsumeSettings::from_env(&env, &DEFAULTS).expect("defaults");
-        assert_eq!((s.group.as_str(), s.max_attempts, s.batch_size), ("listing-service", 5, 200));
+        assert_eq!(
+            (s.group.as_str(), s.max_attempts, s.batch_size),
+            ("listing-service", 5, 200)
+        );
         assert_eq!(s.session_timeout_ms, 45_000);
         let env = Env::new(|k: &str| (k == "CONSUMER_MAX_ATTEMPTS").then(|| "0".to_string()));
         assert!(ConsumeSettings::from_env(&env, &DEFAULTS).is_err());
@@ -1183,7 +1297,10 @@ mod tests {
 
     #[test]
     fn topics_are_listed_once_and_consumers_found_by_name() {
-        assert_eq!(SPEC.topics(), ["user-created", "user-updated", "user-deleted"]);
+        assert_eq!(
+            SPEC.topics(),
+            ["user-created", "user-updated", "user-deleted"]
+        );
         assert_eq!(SPEC.consumer("retireHost").map(|(i, _)| i), Some(1));
         assert!(SPEC.consumer("nobody").is_none());
     }
@@ -1191,11 +1308,23 @@ mod tests {
     #[test]
     fn a_delivery_takes_its_id_and_request_from_the_cloudevents_headers() {
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "ce_id", value: Some("e-1") })
-            .insert(Header { key: "ce_requestid", value: Some("req-9") });
+            .insert(Header {
+                key: "ce_id",
+                value: Some("e-1"),
+            })
+            .insert(Header {
+                key: "ce_requestid",
+                value: Some("req-9"),
+            });
         let d = Delivery::from_message(&message(headers, "{}"));
-        assert_eq!((d.event_id.as_str(), d.request_id.as_deref()), ("e-1", Some("req-9")));
-        assert_eq!((d.partition, d.offset, d.key.as_deref()), (2, 41, Some(&b"k1"[..])));
+        assert_eq!(
+            (d.event_id.as_str(), d.request_id.as_deref()),
+            ("e-1", Some("req-9"))
+        );
+        assert_eq!(
+            (d.partition, d.offset, d.key.as_deref()),
+            (2, 41, Some(&b"k1"[..]))
+        );
         let bare = Delivery::from_message(&message(OwnedHeaders::new(), "{}"));
         assert_eq!(bare.event_id, "user-updated/2/41");
         assert_eq!(bare.request_id, None);
@@ -1210,32 +1339,60 @@ mod tests {
 
     #[test]
     fn rows_come_from_the_payload_or_from_under_the_object_of_an_update() {
-        let created = Delivery::from_message(&message(OwnedHeaders::new(), r#"{"id":"a","recordVersion":1}"#));
-        assert_eq!(created.row::<Row>(None).expect("row"), Row { id: "a".into(), record_version: 1 });
+        let created = Delivery::from_message(&message(
+            OwnedHeaders::new(),
+            r#"{"id":"a","recordVersion":1}"#,
+        ));
+        assert_eq!(
+            created.row::<Row>(None).expect("row"),
+            Row {
+                id: "a".into(),
+                record_version: 1
+            }
+        );
         let updated = Delivery::from_message(&message(
             OwnedHeaders::new(),
             r#"{"old_user":{"id":"a","recordVersion":1},"user":{"id":"a","recordVersion":2}}"#,
         ));
-        assert_eq!(updated.row::<Row>(Some("user")).expect("row").record_version, 2);
-        let wrong = updated.row::<Row>(Some("listing")).expect_err("no such object");
-        assert!(describe(&wrong).contains("\"listing\""), "{}", describe(&wrong));
+        assert_eq!(
+            updated
+                .row::<Row>(Some("user"))
+                .expect("row")
+                .record_version,
+            2
+        );
+        let wrong = updated
+            .row::<Row>(Some("listing"))
+            .expect_err("no such object");
+        assert!(
+            describe(&wrong).contains("\"listing\""),
+            "{}",
+            describe(&wrong)
+        );
     }
 
     #[test]
     fn a_malformed_payload_is_a_client_error_naming_where_it_broke() {
-        let bad = Delivery::from_message(&message(OwnedHeaders::new(), r#"{"id":"a","recordVersion":"two"}"#));
+        let bad = Delivery::from_message(&message(
+            OwnedHeaders::new(),
+            r#"{"id":"a","recordVersion":"two"}"#,
+        ));
         let e = bad.row::<Row>(None).expect_err("a string is not a version");
         let said = describe(&e);
         assert!(said.starts_with("400 payload.recordVersion:"), "{said}");
         let not_json = Delivery::from_message(&message(OwnedHeaders::new(), "not json"));
-        assert!(describe(&not_json.decode::<Row>().expect_err("not JSON")).starts_with("400 payload"));
+        assert!(
+            describe(&not_json.decode::<Row>().expect_err("not JSON")).starts_with("400 payload")
+        );
     }
 
     #[test]
     fn the_health_report_counts_per_consumer_and_sums_its_topics_lag() {
         let stats = ConsumerStats::new(&SPEC);
         stats.counters[0].applied.fetch_add(3, Ordering::Relaxed);
-        stats.counters[1].dead_lettered.fetch_add(1, Ordering::Relaxed);
+        stats.counters[1]
+            .dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
         stats.failed(1, "404 not found");
         {
             let mut lag = stats.lag.lock().expect("lag");

@@ -448,15 +448,16 @@ mod tests {
                 constraint: Some(c.to_string()),
             })
         };
-        let pending = fk("listings_host_id_fkey").or_pending(
-            "listings_host_id_fkey",
-            "this host is not known here yet",
-        );
+        let pending = fk("listings_host_id_fkey")
+            .or_pending("listings_host_id_fkey", "this host is not known here yet");
         let res = pending.into_response();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()[header::RETRY_AFTER], "1");
         let other = fk("listings_city_id_fkey").or_pending("listings_host_id_fkey", "x");
         assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(ApiError::NotFound.or_pending("c", "x").status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            ApiError::NotFound.or_pending("c", "x").status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }

@@ -60,9 +60,9 @@ pub mod search;
 #[cfg(feature = "trust")]
 pub mod auth;
 
+pub mod consume;
 #[cfg(feature = "realtime")]
 pub mod realtime;
-pub mod consume;
 pub mod relay;
 #[cfg(feature = "verification")]
 pub mod verification;

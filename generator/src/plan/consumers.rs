@@ -168,7 +168,11 @@ fn type_uses(consumers: &[ConsumerPlan]) -> Vec<&'static str> {
 
 /// The dead-letter topic of consumer `name`.
 pub fn dead_letter(m: &Model, name: &str) -> String {
-    fill(&m.consuming.dead_letter, m, &[("consumer", &name.to_kebab_case())])
+    fill(
+        &m.consuming.dead_letter,
+        m,
+        &[("consumer", &name.to_kebab_case())],
+    )
 }
 
 /// The constant of consumer `name`'s dead-letter topic.
@@ -176,14 +180,23 @@ pub fn dead_letter_const(name: &str) -> String {
     format!("DEAD_LETTER_{}", constant(name))
 }
 
-fn consumer(m: &Model, routes: &[RoutePlan], index: usize, name: &str, c: &ConsumerDef) -> ConsumerPlan {
+fn consumer(
+    m: &Model,
+    routes: &[RoutePlan],
+    index: usize,
+    name: &str,
+    c: &ConsumerDef,
+) -> ConsumerPlan {
     let source = m.source(c.from.as_deref()).unwrap_or(m);
     let (object, changes): (String, Vec<&'static str>) = match c.kind.as_str() {
         "replicate" => (c.object.clone().unwrap_or_default(), CHANGES.to_vec()),
         _ => {
             let event = c.event.as_deref().unwrap_or_default();
             let (object, change) = event.split_once('.').unwrap_or((event, "created"));
-            let change = CHANGES.into_iter().find(|c| *c == change).unwrap_or("created");
+            let change = CHANGES
+                .into_iter()
+                .find(|c| *c == change)
+                .unwrap_or("created");
             (object.to_string(), vec![change])
         }
     };
@@ -198,7 +211,9 @@ fn consumer(m: &Model, routes: &[RoutePlan], index: usize, name: &str, c: &Consu
     let kept = |names: &[String]| -> Vec<FieldPlan> {
         let mut fields: Vec<FieldPlan> = Vec::new();
         for n in names {
-            if let Some(f) = source_object.and_then(|o| o.fields.iter().find(|(fname, _)| fname == n)) {
+            if let Some(f) =
+                source_object.and_then(|o| o.fields.iter().find(|(fname, _)| fname == n))
+            {
                 fields.push(field(n, &f.1));
             } else if let Some(sys) = source_object
                 .map(columns_of)
@@ -221,13 +236,19 @@ fn consumer(m: &Model, routes: &[RoutePlan], index: usize, name: &str, c: &Consu
             replica = m.object(&into).map(|local| {
                 let mut names = vec!["id".to_string()];
                 names.extend(local.fields.iter().map(|(n, _)| n.clone()));
-                names.extend(["isActive", "recordVersion", "createdAt", "updatedAt"].map(String::from));
+                names.extend(
+                    ["isActive", "recordVersion", "createdAt", "updatedAt"].map(String::from),
+                );
                 let mut fields = kept(&names);
                 // The copy's optionality is the replica's own (a required copy of a required field).
                 for f in &mut fields {
                     if let Some((_, lf)) = local.fields.iter().find(|(n, _)| *n == f.name) {
                         f.nullable = !lf.required;
-                        f.row_type = if f.nullable { format!("Option<{}>", f.rust_type) } else { f.rust_type.clone() };
+                        f.row_type = if f.nullable {
+                            format!("Option<{}>", f.rust_type)
+                        } else {
+                            f.rust_type.clone()
+                        };
                     }
                 }
                 ReplicaPlan {
@@ -243,22 +264,35 @@ fn consumer(m: &Model, routes: &[RoutePlan], index: usize, name: &str, c: &Consu
             let route_name = c.route.clone().unwrap_or_default();
             summary = format!(
                 "runs {route_name} for each {object} {} at {}",
-                c.event.as_deref().and_then(|e| e.split_once('.')).map_or("", |(_, ch)| ch),
+                c.event
+                    .as_deref()
+                    .and_then(|e| e.split_once('.'))
+                    .map_or("", |(_, ch)| ch),
                 source.service.name
             );
-            route = routes.iter().find(|r| r.name == route_name).map(|r| route_call(r, c));
+            route = routes
+                .iter()
+                .find(|r| r.name == route_name)
+                .map(|r| route_call(r, c));
         }
         _ => {
             summary = format!(
                 "calls a hand-written hook for each {object} {} at {}",
-                c.event.as_deref().and_then(|e| e.split_once('.')).map_or("", |(_, ch)| ch),
+                c.event
+                    .as_deref()
+                    .and_then(|e| e.split_once('.'))
+                    .map_or("", |(_, ch)| ch),
                 source.service.name
             );
             let mut fields = kept(&c.fields);
             for f in &mut fields {
                 // A hook sees what the event carries, as the source declares it.
                 f.nullable = f.nullable || !f.required && !f.system;
-                f.row_type = if f.nullable { format!("Option<{}>", f.rust_type) } else { f.rust_type.clone() };
+                f.row_type = if f.nullable {
+                    format!("Option<{}>", f.rust_type)
+                } else {
+                    f.rust_type.clone()
+                };
             }
             hook = Some(HookCallPlan {
                 method: snake(name),
@@ -274,7 +308,11 @@ fn consumer(m: &Model, routes: &[RoutePlan], index: usize, name: &str, c: &Consu
         type_ident: camel(name),
         index,
         kind: c.kind.clone(),
-        effect: if c.kind == "route" { "Route" } else { "InBatch" },
+        effect: if c.kind == "route" {
+            "Route"
+        } else {
+            "InBatch"
+        },
         topics,
         dead_letter: dead_letter(m, name),
         dead_letter_const: dead_letter_const(name),
@@ -316,7 +354,11 @@ fn route_call(r: &RoutePlan, c: &ConsumerDef) -> RouteCallPlan {
         format!("::<crate::hooks::{module}::Hooks>")
     };
     let handler = format!("crate::{module}::{}{turbofish}", r.handler);
-    let id_from = c.input.iter().find(|(n, _)| n == "id").map(|(_, f)| f.clone());
+    let id_from = c
+        .input
+        .iter()
+        .find(|(n, _)| n == "id")
+        .map(|(_, f)| f.clone());
     let body: Vec<(String, String)> = c.input.iter().filter(|(n, _)| n != "id").cloned().collect();
     let mut tail: Vec<String> = Vec::new();
     let mut input_type = None;

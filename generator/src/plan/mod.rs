@@ -162,7 +162,11 @@ pub fn plan(source: &str, m: &Model) -> Plan {
         .collect();
     let consumers = consumers::consumers(m, &routes);
     // A consumer calls the handlers of the routes it runs.
-    for called in consumers.iter().flat_map(|c| &c.consumers).filter_map(|c| c.route.as_ref()) {
+    for called in consumers
+        .iter()
+        .flat_map(|c| &c.consumers)
+        .filter_map(|c| c.route.as_ref())
+    {
         if let Some(r) = routes.iter_mut().find(|r| r.name == called.route) {
             r.visibility = "pub(crate) ";
         }

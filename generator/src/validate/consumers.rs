@@ -16,7 +16,10 @@ const CHANGES: [&str; 3] = ["created", "updated", "deleted"];
 pub(super) fn consumers(m: &Model, d: &mut Diagnostics) {
     for (name, _) in &m.uses {
         if !is_lower_camel(name) {
-            d.at_key(format!("uses.{name}"), "a used service's short name is lowerCamelCase, e.g. auth");
+            d.at_key(
+                format!("uses.{name}"),
+                "a used service's short name is lowerCamelCase, e.g. auth",
+            );
         }
     }
     consuming(m, d);
@@ -27,7 +30,10 @@ pub(super) fn consumers(m: &Model, d: &mut Diagnostics) {
             d.at_key(&path, "a consumer's name is lowerCamelCase, e.g. hosts");
         }
         if !KINDS.contains(&c.kind.as_str()) {
-            d.at(format!("{path}.kind"), format!("unknown kind \"{}\"; {}", c.kind, one_of(&KINDS)));
+            d.at(
+                format!("{path}.kind"),
+                format!("unknown kind \"{}\"; {}", c.kind, one_of(&KINDS)),
+            );
             continue;
         }
         let Some(source) = source(m, c, &path, d) else {
@@ -73,7 +79,10 @@ fn consuming(m: &Model, d: &mut Diagnostics) {
         d.at("consuming.retryBackoffMs", "must be at least 1");
     }
     if c.max_retry_backoff_ms < c.retry_backoff_ms {
-        d.at("consuming.maxRetryBackoffMs", "must be at least retryBackoffMs");
+        d.at(
+            "consuming.maxRetryBackoffMs",
+            "must be at least retryBackoffMs",
+        );
     }
     if c.inbox_retention_hours == 0 {
         d.at("consuming.inboxRetentionHours", "must be at least 1");
@@ -109,11 +118,15 @@ fn source<'a>(m: &'a Model, c: &ConsumerDef, path: &str, d: &mut Diagnostics) ->
     }
     let names: Vec<&str> = m.uses.iter().map(|(n, _)| n.as_str()).collect();
     let known = if names.is_empty() {
-        "the model uses no other service; add it under uses: (a name and the path of its model)".to_string()
+        "the model uses no other service; add it under uses: (a name and the path of its model)"
+            .to_string()
     } else {
         one_of(&names)
     };
-    d.at(format!("{path}.from"), format!("unknown service \"{from}\"; {known}"));
+    d.at(
+        format!("{path}.from"),
+        format!("unknown service \"{from}\"; {known}"),
+    );
     None
 }
 
@@ -131,7 +144,11 @@ fn only_for(c: &ConsumerDef, path: &str, d: &mut Diagnostics) {
         if given && !kinds.contains(&c.kind.as_str()) {
             d.at(
                 format!("{path}.{key}"),
-                format!("{key} applies to {} consumers, not {}", kinds.join(" and "), c.kind),
+                format!(
+                    "{key} applies to {} consumers, not {}",
+                    kinds.join(" and "),
+                    c.kind
+                ),
             );
         }
     }
@@ -139,30 +156,53 @@ fn only_for(c: &ConsumerDef, path: &str, d: &mut Diagnostics) {
 
 /// A replica: `object` of the source, kept in the local object `into`, whose
 /// fields the source's rows carry with the same types. Returns `into`.
-fn replicate<'a>(m: &Model, source: &Model, c: &'a ConsumerDef, path: &str, d: &mut Diagnostics) -> Option<&'a str> {
+fn replicate<'a>(
+    m: &Model,
+    source: &Model,
+    c: &'a ConsumerDef,
+    path: &str,
+    d: &mut Diagnostics,
+) -> Option<&'a str> {
     let Some(object) = c.object.as_deref() else {
         d.at(path, "a replicate consumer names the object it copies (object) and the local object that keeps it (into)");
         return None;
     };
     let Some(from) = source.object(object) else {
-        let names: Vec<&str> = source.data_objects.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = source
+            .data_objects
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         d.at(
             format!("{path}.object"),
-            format!("{} has no object \"{object}\"; {}", source.service.name, one_of(&names)),
+            format!(
+                "{} has no object \"{object}\"; {}",
+                source.service.name,
+                one_of(&names)
+            ),
         );
         return None;
     };
     let Some(into) = c.into.as_deref() else {
-        d.at(path, "a replicate consumer names the local object that keeps the copy (into)");
+        d.at(
+            path,
+            "a replicate consumer names the local object that keeps the copy (into)",
+        );
         return None;
     };
     let Some(local) = m.object(into) else {
         let names: Vec<&str> = m.data_objects.iter().map(|(n, _)| n.as_str()).collect();
-        d.at(format!("{path}.into"), format!("unknown object \"{into}\"; {}", one_of(&names)));
+        d.at(
+            format!("{path}.into"),
+            format!("unknown object \"{into}\"; {}", one_of(&names)),
+        );
         return None;
     };
     if std::ptr::eq(source, m) && object == into {
-        d.at(format!("{path}.into"), "an object cannot be its own replica");
+        d.at(
+            format!("{path}.into"),
+            "an object cannot be its own replica",
+        );
     }
     replica_object(m, into, local, source, object, from, d);
     Some(into)
@@ -172,7 +212,15 @@ fn replicate<'a>(m: &Model, source: &Model, c: &'a ConsumerDef, path: &str, d: &
 /// the source stays, inactive, for the rows that reference it), with fields
 /// the source's events carry, of the same types, without unique values
 /// (events of two rows may arrive out of order).
-fn replica_object(m: &Model, name: &str, local: &DataObject, source: &Model, object: &str, from: &DataObject, d: &mut Diagnostics) {
+fn replica_object(
+    m: &Model,
+    name: &str,
+    local: &DataObject,
+    source: &Model,
+    object: &str,
+    from: &DataObject,
+    d: &mut Diagnostics,
+) {
     let base = format!("dataObjects.{name}");
     if !local.soft_delete {
         d.at(
@@ -193,15 +241,24 @@ fn replica_object(m: &Model, name: &str, local: &DataObject, source: &Model, obj
             ),
             Some((_, sf)) if sf.secret || sf.hash.is_some() => d.at_key(
                 &at,
-                format!("{object}.{field} is a secret of {}: its events never carry it", source.service.name),
+                format!(
+                    "{object}.{field} is a secret of {}: its events never carry it",
+                    source.service.name
+                ),
             ),
             Some((_, sf)) if sf.ty != f.ty => d.at(
                 format!("{at}.type"),
-                format!("{object}.{field} of {} is {}; a replica keeps the same type", source.service.name, sf.ty),
+                format!(
+                    "{object}.{field} of {} is {}; a replica keeps the same type",
+                    source.service.name, sf.ty
+                ),
             ),
             Some((_, sf)) if f.required && !sf.required => d.at(
                 format!("{at}.required"),
-                format!("{object}.{field} is optional at {}, so its copy cannot be required", source.service.name),
+                format!(
+                    "{object}.{field} is optional at {}, so its copy cannot be required",
+                    source.service.name
+                ),
             ),
             Some(_) => {}
         }
@@ -212,7 +269,10 @@ fn replica_object(m: &Model, name: &str, local: &DataObject, source: &Model, obj
             );
         }
         if f.computed.is_some() || f.references.is_some() {
-            d.at_key(&at, "a replica's fields are copies: not computed, no references");
+            d.at_key(
+                &at,
+                "a replica's fields are copies: not computed, no references",
+            );
         }
     }
     // A custom route may answer a replica's row (its hand-written body must
@@ -230,9 +290,20 @@ fn replica_object(m: &Model, name: &str, local: &DataObject, source: &Model, obj
 }
 
 /// `event: <object>.<change>`, a database event of the source. Returns the object.
-fn event<'a>(source: &'a Model, c: &ConsumerDef, path: &str, d: &mut Diagnostics) -> Option<&'a DataObject> {
+fn event<'a>(
+    source: &'a Model,
+    c: &ConsumerDef,
+    path: &str,
+    d: &mut Diagnostics,
+) -> Option<&'a DataObject> {
     let Some(event) = c.event.as_deref() else {
-        d.at(path, format!("a {} consumer names its event: <object>.<created|updated|deleted>", c.kind));
+        d.at(
+            path,
+            format!(
+                "a {} consumer names its event: <object>.<created|updated|deleted>",
+                c.kind
+            ),
+        );
         return None;
     };
     let Some((object, change)) = event.split_once('.') else {
@@ -243,15 +314,26 @@ fn event<'a>(source: &'a Model, c: &ConsumerDef, path: &str, d: &mut Diagnostics
         return None;
     };
     let Some(o) = source.object(object) else {
-        let names: Vec<&str> = source.data_objects.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = source
+            .data_objects
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
         d.at(
             format!("{path}.event"),
-            format!("{} has no object \"{object}\"; {}", source.service.name, one_of(&names)),
+            format!(
+                "{} has no object \"{object}\"; {}",
+                source.service.name,
+                one_of(&names)
+            ),
         );
         return None;
     };
     if !CHANGES.contains(&change) {
-        d.at(format!("{path}.event"), format!("unknown change \"{change}\"; {}", one_of(&CHANGES)));
+        d.at(
+            format!("{path}.event"),
+            format!("unknown change \"{change}\"; {}", one_of(&CHANGES)),
+        );
         return None;
     }
     Some(o)
@@ -278,13 +360,22 @@ fn route(m: &Model, object: &DataObject, c: &ConsumerDef, path: &str, d: &mut Di
     };
     let Some((_, r)) = m.routes.iter().find(|(n, _)| n == name) else {
         let names: Vec<&str> = m.routes.iter().map(|(n, _)| n.as_str()).collect();
-        d.at(format!("{path}.route"), format!("unknown route \"{name}\"; {}", one_of(&names)));
-        return;
-    };
-    if !matches!(r.action, Action::Create | Action::Update | Action::Delete | Action::Custom) {
         d.at(
             format!("{path}.route"),
-            format!("{name} is {}: a consumer runs create, update, delete and custom routes", super::an(&r.action.to_string())),
+            format!("unknown route \"{name}\"; {}", one_of(&names)),
+        );
+        return;
+    };
+    if !matches!(
+        r.action,
+        Action::Create | Action::Update | Action::Delete | Action::Custom
+    ) {
+        d.at(
+            format!("{path}.route"),
+            format!(
+                "{name} is {}: a consumer runs create, update, delete and custom routes",
+                super::an(&r.action.to_string())
+            ),
         );
         return;
     }
@@ -295,7 +386,10 @@ fn route(m: &Model, object: &DataObject, c: &ConsumerDef, path: &str, d: &mut Di
         );
     }
     if r.confirm_current {
-        d.at(format!("{path}.route"), format!("{name} asks for a current secret, which no event carries"));
+        d.at(
+            format!("{path}.route"),
+            format!("{name} asks for a current secret, which no event carries"),
+        );
     }
     let has_id = r.path.contains("{id}");
     let mut inputs: Vec<&str> = r.fields.iter().map(String::as_str).collect();
@@ -313,26 +407,47 @@ fn route(m: &Model, object: &DataObject, c: &ConsumerDef, path: &str, d: &mut Di
         if !payload.contains(&from.as_str()) {
             d.at(
                 format!("{path}.input.{input}"),
-                format!("the event carries no field \"{from}\"; {}", one_of(&payload)),
+                format!(
+                    "the event carries no field \"{from}\"; {}",
+                    one_of(&payload)
+                ),
             );
         }
     }
     if has_id && !c.input.iter().any(|(n, _)| n == "id") {
-        d.at(path, format!("{name}'s path names a row: map its id from the event (input: {{ id: <field> }})"));
+        d.at(
+            path,
+            format!(
+                "{name}'s path names a row: map its id from the event (input: {{ id: <field> }})"
+            ),
+        );
     }
 }
 
 /// A hook's fields: carried by the event.
-fn hook_fields(source: &Model, object: &DataObject, c: &ConsumerDef, path: &str, d: &mut Diagnostics) {
+fn hook_fields(
+    source: &Model,
+    object: &DataObject,
+    c: &ConsumerDef,
+    path: &str,
+    d: &mut Diagnostics,
+) {
     if c.fields.is_empty() {
-        d.at(path, "a hook consumer lists the event's fields its hook receives (fields)");
+        d.at(
+            path,
+            "a hook consumer lists the event's fields its hook receives (fields)",
+        );
     }
     let payload = payload_fields(object);
     for (i, f) in c.fields.iter().enumerate() {
         if !payload.contains(&f.as_str()) {
             d.at(
                 format!("{path}.fields[{i}]"),
-                format!("events of {} carry no field \"{f}\"; {}", source.service.name, one_of(&payload)),
+                format!(
+                    "events of {} carry no field \"{f}\"; {}",
+                    source.service.name,
+                    one_of(&payload)
+                ),
             );
         }
     }

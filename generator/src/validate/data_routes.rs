@@ -332,6 +332,29 @@ impl DataRoute<'_> {
             return;
         }
         let Some(user_object) = self.m.caller_object() else {
+            // A replica whose source is itself in error is reported at its
+            // consumer; saying it again here would only repeat that.
+            let unresolved = r.caller_fields.iter().any(|f| {
+                let target = self
+                    .object
+                    .fields
+                    .iter()
+                    .find(|(n, _)| n == f)
+                    .and_then(|(_, fd)| fd.references.as_deref());
+                target
+                    .and_then(|t| self.m.replica_source(t))
+                    .is_some_and(|c| {
+                        let object = c.object.as_deref().unwrap_or_default();
+                        self.m
+                            .source(c.from.as_deref())
+                            .and_then(|s| s.object(object))
+                            .is_none()
+                    })
+            });
+            // Without auth or trusts the service's own error says what is missing.
+            if unresolved || (self.m.auth.is_none() && self.m.trusts.is_none()) {
+                return;
+            }
             d.at(
                 format!("{path}.callerFields"),
                 "callerFields name references to the account object: of a service with an auth section, or the replica of the issuer's accounts that a trusting service keeps (consumers); rows record their creator in _owner",
