@@ -4,7 +4,7 @@
 //! a route event's payload is the route's answer.
 
 use crate::openapi::{object_schema, session_schema};
-use crate::plan::{IdentityPlan, ObjectPlan, Plan, TopicKind, TopicPlan, TrustPlan};
+use crate::plan::{ConsumerPlan, IdentityPlan, ObjectPlan, Plan, TopicKind, TopicPlan, TrustPlan};
 use serde_json::{json, Map, Value};
 
 fn schema_ref(name: &str) -> Value {
@@ -101,6 +101,93 @@ fn receive_sessions(
             "messages": [{ "$ref": format!("#/channels/{topic}/messages/{name}") }],
         }),
     );
+}
+
+/// What a consumer reads of the events of its topics: the fields it decodes
+/// (a replica's kept fields, a hook's, a route's inputs), under the object's
+/// name for updated events. Other fields are ignored; these are the contract
+/// it holds the publishing service to.
+fn receive_consumed(
+    c: &ConsumerPlan,
+    channels: &mut Map<String, Value>,
+    operations: &mut Map<String, Value>,
+    messages: &mut Map<String, Value>,
+) {
+    let fields: Vec<(String, &'static str, Option<&'static str>, bool)> =
+        match (&c.replica, &c.hook, &c.route) {
+            (Some(r), _, _) => r
+                .fields
+                .iter()
+                .map(|f| (f.name.clone(), f.json_type, f.json_format, !f.nullable))
+                .collect(),
+            (_, Some(h), _) => h
+                .fields
+                .iter()
+                .map(|f| (f.name.clone(), f.json_type, f.json_format, !f.nullable))
+                .collect(),
+            (_, _, Some(r)) => r
+                .id_from
+                .iter()
+                .map(|f| (f.clone(), "string", Some("uuid"), true))
+                .chain(
+                    r.body
+                        .iter()
+                        .map(|(_, f)| (f.clone(), "string", None, false)),
+                )
+                .collect(),
+            _ => Vec::new(),
+        };
+    let mut props = Map::new();
+    for (name, ty, format, _) in &fields {
+        let mut p = json!({ "type": ty });
+        if let Some(f) = format {
+            p["format"] = json!(f);
+        }
+        props.insert(name.clone(), p);
+    }
+    let required: Vec<&String> = fields.iter().filter(|f| f.3).map(|f| &f.0).collect();
+    let row = json!({ "type": "object", "properties": props, "required": required });
+    for t in &c.topics {
+        let name = format!("{}-received-by-{}", t.name, c.name);
+        let payload = if t.change == "updated" {
+            json!({
+                "type": "object",
+                "properties": { c.source_object.clone(): row.clone() },
+                "required": [c.source_object],
+            })
+        } else {
+            row.clone()
+        };
+        messages.insert(
+            name.clone(),
+            json!({
+                "name": name,
+                "title": format!("{} of {} ({} {}), as {} reads it", t.name, c.source_service, c.source_object, t.change, c.name),
+                "summary": format!("{}: {}.", c.name, c.summary),
+                "contentType": "application/json",
+                "headers": { "$ref": "#/components/schemas/CloudEventHeaders" },
+                "payload": payload,
+            }),
+        );
+        let channel = channels.entry(t.name.clone()).or_insert_with(|| {
+            json!({
+                "address": t.name,
+                "description": format!("A topic of {}, consumed in this service's consumer group.", c.source_service),
+                "messages": {},
+            })
+        });
+        channel["messages"][name.as_str()] =
+            json!({ "$ref": format!("#/components/messages/{name}") });
+        operations.insert(
+            format!("receive-{}-{}", c.name, t.name),
+            json!({
+                "action": "receive",
+                "channel": { "$ref": format!("#/channels/{}", t.name) },
+                "messages": [{ "$ref": format!("#/channels/{}/messages/{name}", t.name) }],
+                "x-dead-letter": c.dead_letter,
+            }),
+        );
+    }
 }
 
 fn session_event(id: &IdentityPlan) -> Value {
@@ -270,6 +357,11 @@ pub fn document(plan: &Plan, marker: &str, openapi: &Value) -> Value {
             &mut messages,
             &mut schemas,
         );
+    }
+    if let Some(cs) = &plan.consumers {
+        for c in &cs.consumers {
+            receive_consumed(c, &mut channels, &mut operations, &mut messages);
+        }
     }
     schemas.insert("CloudEventHeaders".into(), headers());
     let mut doc = json!({
