@@ -594,44 +594,36 @@ async fn two_replicas_one_killed_mid_stream_end_with_exactly_the_users_once_each
         )
         .await;
     }
-    let users_total = 16;
-    let mut killed = false;
-    for i in 0..users_total {
-        let user = tests::create_user(
-            &admin,
-            &format!("host{i}@example.com"),
-            &format!("Host {i}"),
-        )
-        .await;
-        let id = user["id"].as_str().expect("id").to_string();
-        for round in 0..2 {
-            expect(
-                StatusCode::OK,
-                &admin
-                    .patch(
-                        &format!("/v1/users/{id}"),
-                        json!({ "bio": format!("round {round}") }),
-                    )
-                    .await,
-            );
-        }
-        // Mid-stream, once it has applied events of its partitions, the
-        // second replica dies without a word; a replacement starts.
+    // Users stream in until the second replica has applied events of its
+    // partitions; then it dies without a word, mid-stream, and a replacement
+    // starts; more users follow.
+    let mut users_total = 0;
+    loop {
+        create_and_update(&admin, users_total).await;
+        users_total += 1;
         let applied = count(&consumer_health(&second.api(), "hosts").await, "applied");
-        if !killed && i >= users_total / 4 && applied > 0 {
-            second.child.start_kill().expect("SIGKILL");
-            let _ = second.child.wait().await;
-            killed = true;
-            // The replacement comes up after the session timeout, as a
-            // restarted pod would: see the test's doc for why it matters here.
-            tokio::time::sleep(Duration::from_millis(SESSION_TIMEOUT_MS + 2_000)).await;
-            second = listing(&w, &[]).await;
+        if users_total >= 4 && applied > 0 {
+            break;
         }
+        assert!(
+            users_total < 200,
+            "the second replica never applied an event"
+        );
     }
-    assert!(
-        killed,
-        "the second replica applied events before the end of the stream"
-    );
+    second.child.start_kill().expect("SIGKILL");
+    let _ = second.child.wait().await;
+    for _ in 0..3 {
+        create_and_update(&admin, users_total).await;
+        users_total += 1;
+    }
+    // The replacement comes up after the session timeout, as a restarted
+    // pod would: see the test's doc for why it matters here.
+    tokio::time::sleep(Duration::from_millis(SESSION_TIMEOUT_MS + 2_000)).await;
+    let _replacement = listing(&w, &[]).await;
+    for _ in 0..3 {
+        create_and_update(&admin, users_total).await;
+        users_total += 1;
+    }
     let converging = Instant::now();
     eventually(
         "the replica equals the auth service's users",
@@ -681,6 +673,24 @@ async fn two_replicas_one_killed_mid_stream_end_with_exactly_the_users_once_each
     )
     .await;
     drop(first);
+}
+
+/// Creates user `i` at the auth service and updates it twice: three events.
+async fn create_and_update(admin: &Api, i: usize) {
+    let user =
+        tests::create_user(admin, &format!("host{i}@example.com"), &format!("Host {i}")).await;
+    let id = user["id"].as_str().expect("id").to_string();
+    for round in 0..2 {
+        expect(
+            StatusCode::OK,
+            &admin
+                .patch(
+                    &format!("/v1/users/{id}"),
+                    json!({ "bio": format!("round {round}") }),
+                )
+                .await,
+        );
+    }
 }
 
 /// Creates `topics` as the other service would at its start.
