@@ -501,15 +501,17 @@ impl AuthState {
     }
 
     /// Creates the first account of the top role from the bootstrap settings
-    /// (`login`, `secret`) when no account has that login yet.
+    /// (`login`, `secret`) when no account has that login yet, on `conn` (the
+    /// caller's transaction, which also announces it); answers its id when
+    /// it was created.
     pub async fn bootstrap_admin(
         &self,
-        db: &PgPool,
+        conn: &mut sqlx::PgConnection,
         login: Option<&str>,
         secret: Option<&str>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<Uuid>> {
         let (Some(login), Some(secret)) = (login, secret) else {
-            return Ok(());
+            return Ok(None);
         };
         self.bootstrap_secret_allowed(secret)?;
         let login = self.identity.normalize_login(login.to_owned());
@@ -517,16 +519,18 @@ impl AuthState {
             .hash_secret(secret.to_owned())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let id = Uuid::new_v4();
         let created = sqlx::query(self.identity.sql.bootstrap)
-            .bind(Uuid::new_v4())
+            .bind(id)
             .bind(&login)
             .bind(hash)
-            .execute(db)
+            .execute(conn)
             .await?;
-        if created.rows_affected() > 0 {
-            tracing::info!(account = %fingerprint(login.as_bytes()), "created the bootstrap super-admin");
+        if created.rows_affected() == 0 {
+            return Ok(None);
         }
-        Ok(())
+        tracing::info!(account = %fingerprint(login.as_bytes()), "created the bootstrap super-admin");
+        Ok(Some(id))
     }
 }
 

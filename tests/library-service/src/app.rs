@@ -73,11 +73,24 @@ async fn state(config: Config) -> anyhow::Result<AppState> {
         state.config.superadmin_login.as_deref(),
         state.config.superadmin_password.as_deref(),
     );
-    state
+    let mut tx = state.db.begin().await?;
+    if let Some(admin) = state
         .auth
-        .bootstrap_admin(&state.db, account, secret)
+        .bootstrap_admin(&mut tx, account, secret)
         .await
-        .context("creating the bootstrap super-admin")?;
+        .context("creating the bootstrap super-admin")?
+    {
+        let row = crate::librarian::fetch(&mut *tx, admin).await?;
+        let events =
+            crate::librarian::TOPICS.created(admin, &crate::librarian::event_row(&row)?)?;
+        svcgen_runtime::outbox::enqueue(
+            &mut tx,
+            &svcgen_runtime::envelope::RequestContext::system(&crate::spec::SERVICE),
+            &events,
+        )
+        .await?;
+    }
+    tx.commit().await?;
     crate::search::SEARCH
         .build_empty(&state.db)
         .await
