@@ -9,8 +9,8 @@ use sqlx::PgPool;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tests::{
-    consume, expect, free_port, Api, Broker, ServiceProcess, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD,
-    LISTING_BINARY,
+    consume, eventually, expect, free_port, sign_in, Api, Broker, ServiceProcess, TestDb,
+    ADMIN_EMAIL, ADMIN_PASSWORD, LISTING_BINARY,
 };
 
 const USER_CREATED: &str = "airbnb3-auth-service-dbevent-user-created";
@@ -76,19 +76,6 @@ async fn listing_on(
     ];
     settings.extend_from_slice(extra);
     ServiceProcess::start_binary(LISTING_BINARY, "127.0.0.1", free_port(), &db.url, &settings).await
-}
-
-/// Waits until `check` holds, polling every 50 ms; panics with `what` after `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `(fullname, avatar, recordVersion, isActive)` per user id.
@@ -173,14 +160,6 @@ async fn produce(brokers: &str, topic: &str, key: &str, payload: &str, event_id:
         )
         .await
         .expect("produced");
-}
-
-async fn sign_in(auth: &Api, email: &str, password: &str) -> (String, String) {
-    let session = auth.login(email, password).await;
-    (
-        session["accessToken"].as_str().expect("token").to_string(),
-        session["userId"].as_str().expect("user id").to_string(),
-    )
 }
 
 async fn register(auth: &Api, email: &str, fullname: &str) -> (String, String) {

@@ -361,8 +361,9 @@ async fn every_topic_carries_the_seed_payloads() {
     // Session events come beside them: 3 logins, the role change (sessionUpdated for
     // the user's one live session), 2 revocations (password set by an admin, archived
     // profile). The avatar upload and delete also update the user (its avatar): a
-    // database and an index event each.
-    let expected = 16 * 3 + 10 + 6 + 2 * 2;
+    // database and an index event each. The bootstrap super-admin's creation at
+    // start is announced too: a database and an index event.
+    let expected = 16 * 3 + 10 + 6 + 2 * 2 + 2;
     let msgs = consume(
         &broker.brokers(),
         topics::ALL,
@@ -631,8 +632,9 @@ async fn a_failed_request_publishes_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(pending_events(&db).await, 0);
-    // Read everything there is: the admin's login and the two successful
-    // creates' six events, no more.
+    // Read everything there is: the bootstrap admin's creation (a database and
+    // an index event), the admin's login and the two successful creates' six
+    // events, no more.
     let msgs = consume(
         &broker.brokers(),
         topics::ALL,
@@ -643,7 +645,7 @@ async fn a_failed_request_publishes_nothing() {
     .await;
     assert_eq!(
         msgs.len(),
-        7,
+        9,
         "{:?}",
         msgs.iter().map(|m| &m.topic).collect::<Vec<_>>()
     );
@@ -651,7 +653,8 @@ async fn a_failed_request_publishes_nothing() {
     for m in &msgs {
         *by_topic.entry(m.topic.as_str()).or_default() += 1;
     }
-    assert_eq!(by_topic.get(topics::DBEVENT_USER_CREATED), Some(&1));
+    // The bootstrap admin's creation, and the successful create.
+    assert_eq!(by_topic.get(topics::DBEVENT_USER_CREATED), Some(&2));
     assert_eq!(
         by_topic.get(topics::ROUTE_USER_CREATED),
         Some(&1),
@@ -688,8 +691,9 @@ async fn events_wait_in_the_outbox_until_a_broker_is_configured() {
             )
             .await,
     );
-    // The admin's login (sessionCreated) and the group's create and update.
-    assert_eq!(pending_events(&db).await, 7);
+    // The bootstrap admin's creation, the admin's login (sessionCreated) and
+    // the group's create and update.
+    assert_eq!(pending_events(&db).await, 9);
     drop(offline_server);
 
     let online = start_auth_service(&db.url, &[("KAFKA_BROKERS", &broker.brokers())]).await;
@@ -890,7 +894,8 @@ async fn an_independent_client_reads_the_events() {
             script,
             &broker.brokers(),
             topics::DBEVENT_USER_CREATED,
-            "1",
+            // The bootstrap admin's creation and this one.
+            "2",
             &PARTITIONS.to_string(),
         ])
         .output()
@@ -905,9 +910,12 @@ async fn an_independent_client_reads_the_events() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!(lines[0]["key"], id);
-    assert_eq!(lines[0]["value"]["email"], "py@x.io");
-    assert_eq!(keys(&lines[0]["value"]), set(USER_KEYS));
-    assert_eq!(lines[0]["headers"]["ce_type"], topics::DBEVENT_USER_CREATED);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let line = lines
+        .iter()
+        .find(|l| l["key"] == id)
+        .unwrap_or_else(|| panic!("the created user's event: {lines:?}"));
+    assert_eq!(line["value"]["email"], "py@x.io");
+    assert_eq!(keys(&line["value"]), set(USER_KEYS));
+    assert_eq!(line["headers"]["ce_type"], topics::DBEVENT_USER_CREATED);
 }

@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use svcgen_runtime::auth::keys::SigningKey;
 use svcgen_runtime::auth::tokens::{sign, Audience};
-use tests::{expect, free_port, Api, Broker, ServiceProcess, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD};
+use tests::{
+    eventually, expect, free_port, sign_in, Api, Broker, ServiceProcess, TestDb, ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+};
 use uuid::Uuid;
 
 const ISSUER: Audience = Audience {
@@ -128,33 +131,6 @@ async fn listing_replica(db: &TestDb, broker: &Broker, auth_port: u16) -> tests:
         addr
     })
     .await
-}
-
-/// Waits until `check` holds, polling every 20 ms; panics with `what` after `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Signs in at the auth service; answers the access token and the user id.
-async fn sign_in(auth: &Api, email: &str, password: &str) -> (String, String) {
-    let session = auth.login(email, password).await;
-    let token = session["accessToken"]
-        .as_str()
-        .expect("access token")
-        .to_string();
-    let user = session["userId"].as_str().expect("user id").to_string();
-    (token, user)
 }
 
 /// Registers an account at the auth service and signs it in.

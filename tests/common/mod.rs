@@ -635,3 +635,34 @@ pub fn service_binary_of(binary: Binary) -> std::path::PathBuf {
     }
     bin
 }
+
+/// Waits until `check` holds, polling every 20 ms; panics with `what` after `limit`.
+pub async fn eventually<F, Fut>(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: F,
+) -> std::time::Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Signs in at the auth service; answers the access token and the user id.
+pub async fn sign_in(auth: &Api, email: &str, password: &str) -> (String, String) {
+    let session = auth.login(email, password).await;
+    let token = session["accessToken"]
+        .as_str()
+        .expect("access token")
+        .to_string();
+    let user = session["userId"].as_str().expect("user id").to_string();
+    (token, user)
+}

@@ -224,6 +224,12 @@ fn consumer(
         }
         fields
     };
+    // The change a route or hook consumer's event names.
+    let change = c
+        .event
+        .as_deref()
+        .and_then(|e| e.split_once('.'))
+        .map_or("", |(_, ch)| ch);
     let summary;
     let (mut replica, mut route, mut hook) = (None, None, None);
     match c.kind.as_str() {
@@ -263,11 +269,7 @@ fn consumer(
         "route" => {
             let route_name = c.route.clone().unwrap_or_default();
             summary = format!(
-                "runs {route_name} for each {object} {} at {}",
-                c.event
-                    .as_deref()
-                    .and_then(|e| e.split_once('.'))
-                    .map_or("", |(_, ch)| ch),
+                "runs {route_name} for each {object} {change} at {}",
                 source.service.name
             );
             route = routes
@@ -277,11 +279,7 @@ fn consumer(
         }
         _ => {
             summary = format!(
-                "calls a hand-written hook for each {object} {} at {}",
-                c.event
-                    .as_deref()
-                    .and_then(|e| e.split_once('.'))
-                    .map_or("", |(_, ch)| ch),
+                "calls a hand-written hook for each {object} {change} at {}",
                 source.service.name
             );
             let mut fields = kept(&c.fields);

@@ -167,22 +167,7 @@ fn replicate<'a>(
         d.at(path, "a replicate consumer names the object it copies (object) and the local object that keeps it (into)");
         return None;
     };
-    let Some(from) = source.object(object) else {
-        let names: Vec<&str> = source
-            .data_objects
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
-        d.at(
-            format!("{path}.object"),
-            format!(
-                "{} has no object \"{object}\"; {}",
-                source.service.name,
-                one_of(&names)
-            ),
-        );
-        return None;
-    };
+    let from = source_object(source, object, &format!("{path}.object"), d)?;
     let Some(into) = c.into.as_deref() else {
         d.at(
             path,
@@ -313,22 +298,7 @@ fn event<'a>(
         );
         return None;
     };
-    let Some(o) = source.object(object) else {
-        let names: Vec<&str> = source
-            .data_objects
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
-        d.at(
-            format!("{path}.event"),
-            format!(
-                "{} has no object \"{object}\"; {}",
-                source.service.name,
-                one_of(&names)
-            ),
-        );
-        return None;
-    };
+    let o = source_object(source, object, &format!("{path}.event"), d)?;
     if !CHANGES.contains(&change) {
         d.at(
             format!("{path}.event"),
@@ -337,6 +307,32 @@ fn event<'a>(
         return None;
     }
     Some(o)
+}
+
+/// The object `object` of the source model; an error at `at` when it has none.
+fn source_object<'m>(
+    source: &'m Model,
+    object: &str,
+    at: &str,
+    d: &mut Diagnostics,
+) -> Option<&'m DataObject> {
+    let found = source.object(object);
+    if found.is_none() {
+        let names: Vec<&str> = source
+            .data_objects
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        d.at(
+            at,
+            format!(
+                "{} has no object \"{object}\"; {}",
+                source.service.name,
+                one_of(&names)
+            ),
+        );
+    }
+    found
 }
 
 /// The fields an event of `o` carries: its own that are not secret, and the system fields.
