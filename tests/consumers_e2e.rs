@@ -16,6 +16,7 @@ use tests::{
 const USER_CREATED: &str = "airbnb3-auth-service-dbevent-user-created";
 const USER_UPDATED: &str = "airbnb3-auth-service-dbevent-user-updated";
 const USER_DELETED: &str = "airbnb3-auth-service-dbevent-user-deleted";
+const LISTING_CREATED: &str = "airbnb3-listing-service-dbevent-listing-created";
 const HOSTS_DEAD_LETTERS: &str = "airbnb3-listing-service-hosts-dead-letter";
 /// `CONSUMER_SESSION_TIMEOUT_MS` of every listing replica here.
 const SESSION_TIMEOUT_MS: u64 = 6_000;
@@ -353,11 +354,42 @@ async fn hosts_follow_the_auth_services_users_and_replays_change_nothing() {
         }
     })
     .await;
+    // Both listing-created events delivered again, with their event ids:
+    // the hook does not count them twice.
+    let created = consume(
+        &w.broker.brokers(),
+        &[LISTING_CREATED],
+        3,
+        Duration::from_secs(20),
+        |m| m.len() >= 2,
+    )
+    .await;
+    assert_eq!(created.len(), 2, "{created:?}");
+    let before = consumer_health(&api, "cityCounts").await;
+    for m in &created {
+        produce(
+            &w.broker.brokers(),
+            LISTING_CREATED,
+            &m.key,
+            &m.payload.to_string(),
+            &m.headers["ce_id"],
+        )
+        .await;
+    }
+    eventually("the redeliveries are seen", Duration::from_secs(30), || {
+        let api = api.clone();
+        let before = before.clone();
+        async move {
+            let now = consumer_health(&api, "cityCounts").await;
+            count(&now, "duplicates") >= count(&before, "duplicates") + 2
+        }
+    })
+    .await;
     let porto: i32 = sqlx::query_scalar("SELECT listings_offered FROM cities WHERE name = 'Porto'")
         .fetch_one(&listing_pool)
         .await
         .expect("Porto");
-    assert_eq!(porto, 2);
+    assert_eq!(porto, 2, "each listing counted once");
 
     // The user archives their account: the replica keeps them inactive, and
     // retireHost archives their listings once, with one deleted event each.

@@ -39,8 +39,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// How often the lag is measured, and how often old inbox rows are deleted.
-const LAG_EVERY: Duration = Duration::from_secs(5);
+/// How often librdkafka reports each partition's lag (its statistics, from
+/// what fetches already told it: no request of its own), how long an idle
+/// consumer waits for an event before it looks at its chores, and how often
+/// old inbox rows are deleted.
+const STATS_EVERY_MS: &str = "5000";
+const IDLE_WAKE: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// How long one metadata or watermark request may take.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -122,6 +126,11 @@ pub struct ConsumeSettings {
     pub max_retry_backoff_ms: u64,
     /// `CONSUMER_BATCH_SIZE`: events applied in one transaction at most.
     pub batch_size: usize,
+    /// `CONSUMER_FETCH_WAIT_MS` (default 100): the longest a fetch waits at
+    /// the broker for new events. Kafka answers as soon as one arrives; a
+    /// broker that waits out the whole time (tansu) adds it to every event's
+    /// latency.
+    pub fetch_wait_ms: u64,
     /// `CONSUMER_SESSION_TIMEOUT_MS` (default 45000): how long the group waits
     /// for a member that stopped answering before its partitions move.
     pub session_timeout_ms: u64,
@@ -149,6 +158,7 @@ impl ConsumeSettings {
             )?,
             batch_size: env.parse("CONSUMER_BATCH_SIZE", &d.batch_size.to_string())?,
             session_timeout_ms: env.parse("CONSUMER_SESSION_TIMEOUT_MS", "45000")?,
+            fetch_wait_ms: env.parse("CONSUMER_FETCH_WAIT_MS", "100")?,
             inbox_retention_secs: env
                 .parse("INBOX_RETENTION_SECS", &d.inbox_retention_secs.to_string())?,
         };
@@ -836,7 +846,21 @@ pub async fn run<E: Effects>(
 /// and keeps the assignment for the health report.
 struct GroupLog(Arc<ConsumerStats>);
 
-impl rdkafka::client::ClientContext for GroupLog {}
+impl rdkafka::client::ClientContext for GroupLog {
+    /// Keeps the lag of each partition assigned here, as librdkafka counts
+    /// it (the end of the partition minus the committed offset).
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lag = BTreeMap::new();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if p.desired && *partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), *partition), p.consumer_lag);
+                }
+            }
+        }
+        *self.0.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+    }
+}
 
 impl rdkafka::consumer::ConsumerContext for GroupLog {
     fn post_rebalance(
@@ -884,7 +908,6 @@ type GroupConsumer = StreamConsumer<GroupLog>;
 struct Member {
     consumer: Arc<GroupConsumer>,
     dead_letters: FutureProducer,
-    topics: Vec<&'static str>,
 }
 
 impl Member {
@@ -915,7 +938,9 @@ impl Member {
                 "heartbeat.interval.ms",
                 (settings.session_timeout_ms / 3).max(100).to_string(),
             )
-            .set("topic.metadata.refresh.interval.ms", "10000");
+            .set("topic.metadata.refresh.interval.ms", "10000")
+            .set("statistics.interval.ms", STATS_EVERY_MS)
+            .set("fetch.wait.max.ms", settings.fetch_wait_ms.to_string());
         let consumer: Arc<GroupConsumer> =
             Arc::new(config.create_with_context(GroupLog(stats.clone()))?);
         let topics = spec.topics();
@@ -942,7 +967,6 @@ impl Member {
         Ok(Some(Self {
             consumer,
             dead_letters,
-            topics,
         }))
     }
 
@@ -953,11 +977,10 @@ impl Member {
         pruned: &mut Instant,
     ) -> anyhow::Result<()> {
         let mut stop = worker.stop.clone();
-        let mut measured = Instant::now();
         let mut errors = 0u64;
         while !*stop.borrow() {
             let first = tokio::select! {
-                m = tokio::time::timeout(LAG_EVERY, self.consumer.recv()) => m,
+                m = tokio::time::timeout(IDLE_WAKE, self.consumer.recv()) => m,
                 _ = stop.changed() => break,
             };
             let mut batch = Vec::new();
@@ -984,10 +1007,6 @@ impl Member {
                     Ok(()) => self.commit(&batch),
                     Err(Halt::Stopping) => break,
                 }
-            }
-            if measured.elapsed() >= LAG_EVERY {
-                measured = Instant::now();
-                self.measure_lag(&worker.stats).await;
             }
             if pruned.elapsed() >= PRUNE_EVERY {
                 *pruned = Instant::now();
@@ -1016,34 +1035,6 @@ impl Member {
         // A lost commit costs a redelivery, which the inbox absorbs.
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %e, "committing offsets");
-        }
-    }
-
-    /// How far behind the end of each assigned partition this replica is.
-    async fn measure_lag(&self, stats: &ConsumerStats) {
-        let consumer = self.consumer.clone();
-        let topics = self.topics.clone();
-        let measured = tokio::task::spawn_blocking(move || {
-            let mut lag = BTreeMap::new();
-            let positions = consumer.position().ok()?;
-            for e in positions.elements() {
-                if !topics.contains(&e.topic()) {
-                    continue;
-                }
-                let (low, high) = consumer
-                    .fetch_watermarks(e.topic(), e.partition(), BROKER_TIMEOUT)
-                    .ok()?;
-                let at = match e.offset() {
-                    Offset::Offset(n) => n,
-                    _ => low,
-                };
-                lag.insert((e.topic().to_string(), e.partition()), (high - at).max(0));
-            }
-            Some(lag)
-        })
-        .await;
-        if let Ok(Some(lag)) = measured {
-            *stats.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
         }
     }
 }
@@ -1272,6 +1263,30 @@ mod tests {
             41,
             Some(headers),
         )
+    }
+
+    #[tokio::test]
+    async fn inbox_rows_older_than_the_retention_are_pruned() {
+        let db = crate::testing::TestDb::create().await;
+        let pool = db.pool().await;
+        sqlx::query(&crate::tables::INBOX.create_sql())
+            .execute(&pool)
+            .await
+            .expect("inbox");
+        sqlx::query(
+            "INSERT INTO consumer_inbox (consumer, event_id, topic, kafka_partition, kafka_offset, consumed_at)
+             VALUES ('hosts', 'old', 't', 0, 1, now() - interval '2 hours'),
+                    ('hosts', 'new', 't', 0, 2, now() - interval '10 minutes')",
+        )
+        .execute(&pool)
+        .await
+        .expect("rows");
+        prune(&pool, 3600).await;
+        let left: Vec<String> = sqlx::query_scalar("SELECT event_id FROM consumer_inbox")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+        assert_eq!(left, ["new"]);
     }
 
     #[test]
