@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod baseline;
+mod consume;
 mod load;
 mod trust;
 
@@ -233,6 +234,11 @@ fn main() -> Result<()> {
         }
         if wanted("trust") {
             trust::trust_figures().await.context("trust figures")?;
+        }
+        if wanted("consume") {
+            consume::consume_figures()
+                .await
+                .context("consume figures")?;
         }
         // Only the login figures (a subset of `service`); run when named.
         if named.iter().any(|n| n == "login") {
