@@ -82,6 +82,8 @@ pub struct ReplicaPlan {
     pub row_struct: String,
     pub fields: Vec<FieldPlan>,
     pub upsert_sql: String,
+    /// The same for many rows at once, from one array per column.
+    pub upsert_all_sql: String,
 }
 
 #[derive(Debug)]
@@ -262,6 +264,7 @@ fn consumer(
                     module: snake(&into),
                     row_struct: format!("{}Row", camel(name)),
                     upsert_sql: upsert_sql(&local.table, &fields),
+                    upsert_all_sql: upsert_all_sql(&local.table, &fields),
                     fields,
                 }
             });
@@ -339,6 +342,22 @@ fn upsert_sql(table: &str, fields: &[FieldPlan]) -> String {
         columns.join(", "),
         values.join(", "),
         sets.join(", ")
+    )
+}
+
+/// [`upsert_sql`] for a batch: one array per column, unnested. The rows
+/// must name each id once (a statement may touch a row once).
+fn upsert_all_sql(table: &str, fields: &[FieldPlan]) -> String {
+    let single = upsert_sql(table, fields);
+    let arrays: Vec<String> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("${}::{}[]", i + 1, f.sql_type))
+        .collect();
+    let values: Vec<String> = (1..=fields.len()).map(|i| format!("${i}")).collect();
+    single.replace(
+        &format!("VALUES ({})", values.join(", ")),
+        &format!("SELECT * FROM UNNEST({})", arrays.join(", ")),
     )
 }
 

@@ -184,6 +184,17 @@ impl consume::Effects for Effects {
             ))),
         }
     }
+    async fn apply_all(
+        &self,
+        consumer: usize,
+        tx: &mut sqlx::PgConnection,
+        events: &[&Delivery],
+    ) -> Option<Result<(), ApiError>> {
+        match consumer {
+            consumers::HOSTS => Some(consumers::hosts_all(tx, events).await),
+            _ => None,
+        }
+    }
     async fn run(
         &self,
         consumer: usize,

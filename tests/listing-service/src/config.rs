@@ -32,8 +32,8 @@ pub struct Config {
     pub trust: TrustSettings,
     /// `CONSUMER_GROUP` (default `airbnb-listing-service`), `CONSUMER_MAX_ATTEMPTS` (4),
     /// `CONSUMER_RETRY_BACKOFF_MS` (100), `CONSUMER_MAX_RETRY_BACKOFF_MS` (2000),
-    /// `CONSUMER_BATCH_SIZE` (500), `CONSUMER_SESSION_TIMEOUT_MS` and
-    /// `INBOX_RETENTION_SECS` (604800): how events are consumed.
+    /// `CONSUMER_BATCH_SIZE` (500), `CONSUMER_SESSION_TIMEOUT_MS`, `CONSUMER_FETCH_WAIT_MS`
+    /// and `INBOX_RETENTION_SECS` (604800): how events are consumed.
     pub consume: ConsumeSettings,
 }
 

@@ -9,6 +9,7 @@
 //! - `cityCounts` (hook): calls a hand-written hook for each listing created at airbnb-listing-service.
 
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::future::Future;
 use svcgen_runtime::consume::uuid_at;
 use svcgen_runtime::consume::{ConsumeSpec, ConsumerSpec, Delivery, Effect};
@@ -87,6 +88,58 @@ pub async fn hosts(tx: &mut sqlx::PgConnection, event: &Delivery) -> Result<(), 
         .bind(row.record_version)
         .bind(row.created_at)
         .bind(row.updated_at)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes the newest version of each row of `events` unless the copy holds a newer one.
+const HOSTS_UPSERT_ALL: &str = "INSERT INTO hosts AS t (id, fullname, avatar, is_active, record_version, created_at, updated_at) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::boolean[], $5::integer[], $6::timestamptz[], $7::timestamptz[]) ON CONFLICT (id) DO UPDATE SET fullname = EXCLUDED.fullname, avatar = EXCLUDED.avatar, is_active = EXCLUDED.is_active, record_version = EXCLUDED.record_version, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at WHERE t.record_version <= EXCLUDED.record_version";
+
+/// `hosts` for a batch of events in one statement: the newest version of
+/// each row among them, applied as [`hosts`] applies one.
+pub async fn hosts_all(tx: &mut sqlx::PgConnection, events: &[&Delivery]) -> Result<(), ApiError> {
+    let mut rows: Vec<HostsRow> = Vec::with_capacity(events.len());
+    let mut at: HashMap<Uuid, usize> = HashMap::with_capacity(events.len());
+    for event in events {
+        let updated =
+            (event.topic == "airbnb3-auth-service-dbevent-user-updated").then_some("user");
+        let deleted = event.topic == "airbnb3-auth-service-dbevent-user-deleted";
+        let mut row: HostsRow = event.row(updated)?;
+        row.is_active = row.is_active && !deleted;
+        match at.get(&row.id) {
+            Some(&i) if rows[i].record_version > row.record_version => {}
+            Some(&i) => rows[i] = row,
+            None => {
+                at.insert(row.id, rows.len());
+                rows.push(row);
+            }
+        }
+    }
+    let mut id = Vec::with_capacity(rows.len());
+    let mut fullname = Vec::with_capacity(rows.len());
+    let mut avatar = Vec::with_capacity(rows.len());
+    let mut is_active = Vec::with_capacity(rows.len());
+    let mut record_version = Vec::with_capacity(rows.len());
+    let mut created_at = Vec::with_capacity(rows.len());
+    let mut updated_at = Vec::with_capacity(rows.len());
+    for row in rows {
+        id.push(row.id);
+        fullname.push(row.fullname);
+        avatar.push(row.avatar);
+        is_active.push(row.is_active);
+        record_version.push(row.record_version);
+        created_at.push(row.created_at);
+        updated_at.push(row.updated_at);
+    }
+    sqlx::query(HOSTS_UPSERT_ALL)
+        .bind(id)
+        .bind(fullname)
+        .bind(avatar)
+        .bind(is_active)
+        .bind(record_version)
+        .bind(created_at)
+        .bind(updated_at)
         .execute(tx)
         .await?;
     Ok(())
