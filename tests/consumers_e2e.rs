@@ -482,7 +482,8 @@ async fn a_malformed_event_is_dead_lettered_and_later_events_of_its_partition_st
     let db = TestDb::create().await;
     // No auth service: the test produces the user events itself, onto
     // topics that do not exist when the listing service starts.
-    let listing = listing_on(&broker, &db, free_port(), &[]).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let listing = listing_on(&broker, &db, free_port(), &[("METRICS_ADDR", &metrics)]).await;
     let api = listing.api();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let health = consumer_health(&api, "hosts").await;
@@ -556,6 +557,25 @@ async fn a_malformed_event_is_dead_lettered_and_later_events_of_its_partition_st
     assert_eq!(count(&health, "deadLettered"), 1, "{health}");
     assert_eq!(count(&health, "retries"), 3, "{health}");
     assert_eq!(count(&health, "applied"), 1, "{health}");
+    // The same counts in the Prometheus metrics.
+    let scraped = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .expect("the metrics listener answers")
+        .text()
+        .await
+        .expect("a body");
+    for line in [
+        r#"consumer_dead_letters_total{consumer="hosts"} 1"#,
+        r#"consumer_retries_total{consumer="hosts"} 3"#,
+        r#"consumer_applied_total{consumer="hosts"} 1"#,
+        r#"consumer_duplicates_total{consumer="hosts"} 0"#,
+    ] {
+        assert!(scraped.lines().any(|l| l == line), "{line} in\n{scraped}");
+    }
+    assert!(
+        scraped.contains("consumer_lag_messages{consumer=\"hosts\"}"),
+        "{scraped}"
+    );
     // The dead letter is remembered: its redelivery is not dead-lettered twice.
     let dead_rows: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM consumer_inbox WHERE consumer = 'hosts' AND dead_lettered",

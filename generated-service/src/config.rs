@@ -8,6 +8,7 @@ use svcgen_runtime::auth::{AuthDefaults, AuthSettings};
 pub use svcgen_runtime::config::ConfigError;
 use svcgen_runtime::config::{redacted, DatabaseSettings, Env};
 use svcgen_runtime::kafka::KafkaSettings;
+use svcgen_runtime::metrics::MetricsSettings;
 use svcgen_runtime::outbox::OutboxSettings;
 use svcgen_runtime::server::ShutdownSettings;
 
@@ -26,6 +27,9 @@ pub struct Config {
     pub outbox: OutboxSettings,
     /// `SHUTDOWN_DRAIN_SECS` and `SHUTDOWN_TIMEOUT_SECS`: how the service stops.
     pub shutdown: ShutdownSettings,
+    /// `METRICS_ADDR`: where Prometheus metrics are served (`/metrics`);
+    /// unset, there are none.
+    pub metrics: MetricsSettings,
     /// Signing key, hashing, token lifetimes, the live-session cache and
     /// throttling: the model's defaults are 900 s access, 2592000 s refresh
     /// (10 s grace), sessions of at most 2592000 s (604800 s idle), a 60 s cache, and 10 sign-ins per
@@ -109,6 +113,7 @@ impl Config {
             kafka: KafkaSettings::from_env(env, 3, 1)?,
             outbox: OutboxSettings::from_env(env)?,
             shutdown: ShutdownSettings::from_env(env)?,
+            metrics: MetricsSettings::from_env(env)?,
             auth: AuthSettings::from_env(
                 env,
                 &AuthDefaults {
@@ -141,6 +146,7 @@ impl fmt::Debug for Config {
             .field("kafka", &self.kafka)
             .field("outbox", &self.outbox)
             .field("shutdown", &self.shutdown)
+            .field("metrics", &self.metrics)
             .field("auth", &self.auth)
             .field("elasticsearch_url", &self.elasticsearch_url)
             .field("superadmin_login", &self.superadmin_login)

@@ -28,7 +28,10 @@
 //!    consumer group that applies events with an inbox, retries and dead letters; `realtime` (feature
 //!    `realtime`): the Server-Sent Events stream of the outbox;
 //!    `verification` (feature `verification`): one-time codes and their mailer.
-//! 9. [`health`], [`docs`]: the probes and the contracts' routes.
+//! 9. [`health`], [`docs`]: the probes and the contracts' routes;
+//!    [`metrics`]: the Prometheus recorder, its listener, the request layer
+//!    and what is read at scrape time (`outbox` and `relay` count through
+//!    the `metrics` facade without importing it).
 //! 10. [`server`]: start, the layers around every route, and shutdown.
 
 pub mod config;
@@ -69,6 +72,7 @@ pub mod verification;
 
 pub mod docs;
 pub mod health;
+pub mod metrics;
 pub mod server;
 
 #[cfg(any(test, feature = "testing"))]

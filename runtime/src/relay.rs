@@ -41,6 +41,9 @@ pub async fn run(
         tracing::warn!("KAFKA_BROKERS is not set: events wait in the outbox");
         return;
     };
+    // Exported at zero from the start, not from the first event or failure.
+    ::metrics::counter!("outbox_relay_published_total").increment(0);
+    ::metrics::counter!("outbox_relay_failures_total").increment(0);
     let mut backoff = FIRST_BACKOFF;
     let mut relay: Option<Relay> = None;
     let mut pruned = Instant::now();
@@ -59,6 +62,7 @@ pub async fn run(
         match step.await {
             Ok(_) => backoff = FIRST_BACKOFF,
             Err(e) => {
+                ::metrics::counter!("outbox_relay_failures_total").increment(1);
                 let wait = jittered(backoff, uuid::Uuid::new_v4().as_u64_pair().0);
                 tracing::warn!(
                     error = format!("{e:#}"),

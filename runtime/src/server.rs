@@ -41,7 +41,9 @@ pub async fn connect(settings: &DatabaseSettings, migrator: &Migrator) -> anyhow
 /// every error in the envelope, the request id (taken from `x-request-id` or
 /// made, and echoed), the body limit, request tracing, the headers that keep
 /// answers out of caches and browsers' sniffing ([`private_answers`]), and the
-/// `watcher` of the requests' events (the live-session cache), if the service has one.
+/// `watcher` of the requests' events (the live-session cache), if the service
+/// has one; and, when metrics are on, each request counted and timed by route
+/// ([`crate::metrics::track_requests`]).
 pub fn serve_layers<S: Clone + Send + Sync + 'static>(
     routes: Router<S>,
     service: &'static ServiceInfo,
@@ -65,6 +67,8 @@ pub fn serve_layers<S: Clone + Send + Sync + 'static>(
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        // Outermost: every answer is counted with its final status.
+        .layer(middleware::from_fn(crate::metrics::track_requests))
 }
 
 /// Answers carry tokens and personal data (sign-in, profiles, lists, the event

@@ -52,6 +52,7 @@ pub fn deploy(plan: &Plan, settings: Vec<Setting>) -> DeployPlan {
     let chosen = |name: &str| -> Option<String> {
         Some(match name {
             "HTTP_ADDR" => format!("0.0.0.0:{}", model.http_port),
+            "METRICS_ADDR" => format!("0.0.0.0:{}", model.metrics_port),
             "SHUTDOWN_DRAIN_SECS" => model.drain_seconds.to_string(),
             "SHUTDOWN_TIMEOUT_SECS" => model.shutdown_timeout_seconds.to_string(),
             _ => return None,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use svcgen_runtime::elastic::{self, Elastic};
 use svcgen_runtime::event::Watcher;
 use svcgen_runtime::kafka::Publisher;
-use svcgen_runtime::{relay, server};
+use svcgen_runtime::{metrics, relay, server};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -44,6 +44,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// The metrics listener, when `METRICS_ADDR` is set.
+    metrics: Option<metrics::Exporter>,
 }
 
 /// Connects, migrates and starts what every handler shares.
@@ -103,17 +105,23 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
+        let metrics = metrics::Exporter::bind(&config.metrics).await?;
         let state = state(config).await?;
         Ok(Self {
             listener,
             router: router(state.clone()),
             state,
+            metrics,
         })
     }
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
-    /// Serves HTTP and runs the outbox relay until `shutdown` resolves, then
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
+    }
+    /// Serves HTTP (and metrics, when on) and runs the outbox relay until `shutdown` resolves, then
     /// stops as `server::serve` says (readiness off, the drain, the time
     /// limit) and finishes the relay's current round.
     pub async fn serve(
@@ -124,6 +132,12 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let closing = || {};
         let config = &self.state.config;
+        let sources =
+            metrics::Sources::new(self.state.db.clone()).events(self.state.events.clone());
+        let exporter = match self.metrics {
+            Some(m) => tokio::spawn(m.serve(sources, stop_rx.clone())),
+            None => tokio::spawn(async {}),
+        };
         let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
             &crate::spec::KAFKA,
@@ -162,7 +176,7 @@ impl Application {
         .await
         .context("serving HTTP");
         let _ = stop_tx.send(true);
-        for task in [relay, keys, sweeper, callers, mirror] {
+        for task in [relay, exporter, keys, sweeper, callers, mirror] {
             if let Err(e) = task.await {
                 tracing::error!(error = % e, "a background task failed");
             }

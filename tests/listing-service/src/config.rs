@@ -9,6 +9,7 @@ pub use svcgen_runtime::config::ConfigError;
 use svcgen_runtime::config::{DatabaseSettings, Env};
 use svcgen_runtime::consume::{ConsumeDefaults, ConsumeSettings};
 use svcgen_runtime::kafka::KafkaSettings;
+use svcgen_runtime::metrics::MetricsSettings;
 use svcgen_runtime::outbox::OutboxSettings;
 use svcgen_runtime::server::ShutdownSettings;
 
@@ -27,6 +28,9 @@ pub struct Config {
     pub outbox: OutboxSettings,
     /// `SHUTDOWN_DRAIN_SECS` and `SHUTDOWN_TIMEOUT_SECS`: how the service stops.
     pub shutdown: ShutdownSettings,
+    /// `METRICS_ADDR`: where Prometheus metrics are served (`/metrics`);
+    /// unset, there are none.
+    pub metrics: MetricsSettings,
     /// Where the issuer's JWKS is (`JWKS_URL`, default `http://airbnb-auth-service/v1/.well-known/jwks.json`) and how
     /// often it is read again; tokens live at most 900 s.
     pub trust: TrustSettings,
@@ -52,6 +56,7 @@ impl Config {
             kafka: KafkaSettings::from_env(env, 3, 1)?,
             outbox: OutboxSettings::from_env(env)?,
             shutdown: ShutdownSettings::from_env(env)?,
+            metrics: MetricsSettings::from_env(env)?,
             trust: TrustSettings::from_env(
                 env,
                 &TrustDefaults {
@@ -82,6 +87,7 @@ impl fmt::Debug for Config {
             .field("kafka", &self.kafka)
             .field("outbox", &self.outbox)
             .field("shutdown", &self.shutdown)
+            .field("metrics", &self.metrics)
             .field("trust", &self.trust)
             .field("consume", &self.consume)
             .finish()

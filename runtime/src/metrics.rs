@@ -1,0 +1,376 @@
+//! Prometheus metrics, in the text format, on their own address
+//! (`METRICS_ADDR`) so that they are never served on the public port by
+//! accident. Recorded through the `metrics` facade: without `METRICS_ADDR`
+//! no recorder is installed, every counter is the facade's no-op and the
+//! request layer passes requests through untimed.
+//!
+//! What is exported (labels in brackets):
+//!
+//! - `http_requests_total` and `http_request_duration_seconds` (a histogram)
+//!   \[`route`, `method`, `status`\]: recorded by [`track_requests`], a layer
+//!   of every service. `route` is the matched route (`/v1/users/{id}`),
+//!   never the raw path, and `unmatched` for unknown paths; `method` is one
+//!   of the standard ones or `other`: the label values stay bounded.
+//! - `db_pool_connections_in_use`, `db_pool_connections_idle`: read at scrape time.
+//! - `outbox_pending_events` and `outbox_oldest_pending_age_seconds`: one
+//!   query at scrape time, on the pending rows' partial index.
+//! - `outbox_relay_published_total` (counted by the outbox as the broker
+//!   acknowledges) and `outbox_relay_failures_total` (the relay's failed rounds).
+//! - `read_events_dropped_total`: reading-route events the producer's full
+//!   queue dropped ([`Publisher::dropped`]).
+//! - Where a service consumes events, per `consumer`:
+//!   `consumer_applied_total`, `consumer_duplicates_total`,
+//!   `consumer_retries_total`, `consumer_dead_letters_total` and the gauge
+//!   `consumer_lag_messages` ([`ConsumerStats`]).
+//!
+//! The recorder is process-wide: services started in one process (tests)
+//! share it.
+
+use crate::config::{ConfigError, Env};
+use crate::consume::ConsumerStats;
+use crate::kafka::Publisher;
+use anyhow::Context;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sqlx::postgres::PgPool;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+pub const HTTP_DURATION: &str = "http_request_duration_seconds";
+pub const DB_IN_USE: &str = "db_pool_connections_in_use";
+pub const DB_IDLE: &str = "db_pool_connections_idle";
+pub const OUTBOX_PENDING: &str = "outbox_pending_events";
+pub const OUTBOX_OLDEST: &str = "outbox_oldest_pending_age_seconds";
+/// Counted in `outbox` and `relay`, which come before this module: they
+/// spell the names themselves.
+pub const RELAY_PUBLISHED: &str = "outbox_relay_published_total";
+pub const RELAY_FAILURES: &str = "outbox_relay_failures_total";
+pub const READ_EVENTS_DROPPED: &str = "read_events_dropped_total";
+
+/// The route label of a request no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Latency buckets, in seconds: from a cached read to a slow hash.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Where metrics are served.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// `METRICS_ADDR` (unset: no metrics, no listener).
+    pub addr: Option<SocketAddr>,
+}
+
+impl MetricsSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let addr = match env.text("METRICS_ADDR") {
+            None => None,
+            Some(v) => Some(v.trim().parse().map_err(|e| ConfigError::Invalid {
+                name: "METRICS_ADDR",
+                reason: format!("{v:?}: {e}"),
+            })?),
+        };
+        Ok(Self { addr })
+    }
+}
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process records metrics (a recorder is installed).
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Installs the process's Prometheus recorder, once; later calls answer
+/// the same handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let recorder = builder
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_string()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+                .build_recorder();
+            let handle = recorder.handle();
+            match ::metrics::set_global_recorder(recorder) {
+                Ok(()) => ENABLED.store(true, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "another metrics recorder is installed"),
+            }
+            handle
+        })
+        .clone()
+}
+
+/// The method label: a standard method, or `other` (methods are free text).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts and times each request by matched route, method and status; a
+/// pass-through when metrics are off. Added with `Router::layer`, so the
+/// route is known ([`MatchedPath`]).
+pub async fn track_requests(req: Request, next: Next) -> Response {
+    if !enabled() {
+        return next.run(req).await;
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_owned();
+    let method = method_label(req.method());
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let labels = [
+        ("route", route),
+        ("method", method.to_owned()),
+        ("status", res.status().as_u16().to_string()),
+    ];
+    ::metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+    ::metrics::histogram!(HTTP_DURATION, &labels).record(started.elapsed().as_secs_f64());
+    res
+}
+
+/// What is read at scrape time.
+#[derive(Clone)]
+pub struct Sources {
+    db: PgPool,
+    events: Option<Publisher>,
+    consumers: Option<Arc<ConsumerStats>>,
+}
+
+impl Sources {
+    /// The pool's connections and the outbox's backlog.
+    pub fn new(db: PgPool) -> Self {
+        Self {
+            db,
+            events: None,
+            consumers: None,
+        }
+    }
+
+    /// And the read events `events` dropped.
+    pub fn events(mut self, events: Publisher) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// And the consumers' counts and lag.
+    pub fn consumers(mut self, consumers: Arc<ConsumerStats>) -> Self {
+        self.consumers = Some(consumers);
+        self
+    }
+
+    /// Sets the scrape-time gauges and counters.
+    async fn collect(&self) {
+        let size = self.db.size();
+        let idle = u32::try_from(self.db.num_idle()).unwrap_or(u32::MAX);
+        ::metrics::gauge!(DB_IN_USE).set(f64::from(size.saturating_sub(idle)));
+        ::metrics::gauge!(DB_IDLE).set(f64::from(idle));
+        let backlog: Result<(i64, Option<f64>), sqlx::Error> = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8
+             FROM event_outbox WHERE delivered_at IS NULL",
+        )
+        .fetch_one(&self.db)
+        .await;
+        match backlog {
+            Ok((pending, oldest)) => {
+                ::metrics::gauge!(OUTBOX_PENDING).set(pending as f64);
+                ::metrics::gauge!(OUTBOX_OLDEST).set(oldest.unwrap_or(0.0).max(0.0));
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the outbox backlog for metrics failed"),
+        }
+        if let Some(events) = &self.events {
+            ::metrics::counter!(READ_EVENTS_DROPPED).absolute(events.dropped());
+        }
+        if let Some(stats) = &self.consumers {
+            consumer_metrics(&stats.snapshot());
+        }
+    }
+}
+
+/// The counters and lag of each consumer in `snapshot`
+/// ([`ConsumerStats::snapshot`]: `{"running", "partitions", "consumers": {name: ..}}`).
+fn consumer_metrics(snapshot: &serde_json::Value) {
+    let Some(consumers) = snapshot["consumers"].as_object() else {
+        return;
+    };
+    for (name, c) in consumers {
+        let count = |field: &str| c[field].as_u64().unwrap_or(0);
+        let label = [("consumer", name.clone())];
+        ::metrics::counter!("consumer_applied_total", &label).absolute(count("applied"));
+        ::metrics::counter!("consumer_duplicates_total", &label).absolute(count("duplicates"));
+        ::metrics::counter!("consumer_retries_total", &label).absolute(count("retries"));
+        ::metrics::counter!("consumer_dead_letters_total", &label).absolute(count("deadLettered"));
+        ::metrics::gauge!("consumer_lag_messages", &label)
+            .set(c["lag"].as_i64().unwrap_or(0) as f64);
+    }
+}
+
+/// The bound metrics listener, with the recorder installed.
+pub struct Exporter {
+    listener: TcpListener,
+    handle: PrometheusHandle,
+}
+
+impl Exporter {
+    /// Installs the recorder and binds `METRICS_ADDR`; `None` when it is unset.
+    pub async fn bind(settings: &MetricsSettings) -> anyhow::Result<Option<Self>> {
+        let Some(addr) = settings.addr else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding METRICS_ADDR {addr}"))?;
+        Ok(Some(Self {
+            listener,
+            handle: install(),
+        }))
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves `GET /metrics` until `stop` turns true.
+    pub async fn serve(self, sources: Sources, mut stop: watch::Receiver<bool>) {
+        if let Ok(addr) = self.listener.local_addr() {
+            tracing::info!(%addr, "serving metrics at /metrics");
+        }
+        let app = Router::new()
+            .route("/metrics", get(scrape))
+            .with_state((self.handle, sources));
+        let stopped = async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(self.listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    }
+}
+
+async fn scrape(State((handle, sources)): State<(PrometheusHandle, Sources)>) -> Response {
+    sources.collect().await;
+    handle.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    #[test]
+    fn metrics_addr_is_optional_and_checked() {
+        let none = Env::new(|_: &str| None);
+        assert_eq!(MetricsSettings::from_env(&none).expect("unset").addr, None);
+        let set = Env::new(|n: &str| (n == "METRICS_ADDR").then(|| "0.0.0.0:9090".to_string()));
+        assert_eq!(
+            MetricsSettings::from_env(&set).expect("an address").addr,
+            Some("0.0.0.0:9090".parse().expect("address"))
+        );
+        let bad = Env::new(|n: &str| (n == "METRICS_ADDR").then(|| "9090".to_string()));
+        let err = MetricsSettings::from_env(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("METRICS_ADDR is invalid"), "{err}");
+    }
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let odd = Method::from_bytes(b"BREW").expect("an extension method");
+        assert_eq!(method_label(&odd), "other");
+    }
+
+    /// The recorder, the layer and the rendering together: counts by the
+    /// matched route, never the path; unknown paths share one label.
+    #[tokio::test]
+    async fn requests_are_counted_by_matched_route_method_and_status() {
+        let handle = install();
+        assert!(enabled());
+        let app = Router::new()
+            .route("/things/{id}", get(|| async { "thing" }))
+            .layer(axum::middleware::from_fn(track_requests));
+        for path in ["/things/1", "/things/2", "/things/3", "/nowhere/x"] {
+            let res = app
+                .clone()
+                .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+                .await
+                .expect("infallible");
+            assert!(res.status().is_success() || res.status().as_u16() == 404);
+        }
+        let text = handle.render();
+        assert!(
+            text.contains(
+                r#"http_requests_total{route="/things/{id}",method="GET",status="200"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"http_request_duration_seconds_count{route="/things/{id}",method="GET",status="200"} 3"#),
+            "{text}"
+        );
+        assert!(!text.contains("/things/1"), "{text}");
+        assert!(!text.contains("/nowhere"), "{text}");
+    }
+
+    #[test]
+    fn consumers_are_exported_per_consumer() {
+        let handle = install();
+        consumer_metrics(&serde_json::json!({
+            "running": true,
+            "partitions": ["users/0"],
+            "consumers": {
+                "replicaOfUsers": {"kind": "replica", "applied": 5, "duplicates": 1, "retries": 2, "deadLettered": 0, "lag": 7, "lastFailure": null},
+            },
+        }));
+        let text = handle.render();
+        for line in [
+            r#"consumer_applied_total{consumer="replicaOfUsers"} 5"#,
+            r#"consumer_retries_total{consumer="replicaOfUsers"} 2"#,
+            r#"consumer_dead_letters_total{consumer="replicaOfUsers"} 0"#,
+            r#"consumer_lag_messages{consumer="replicaOfUsers"} 7"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        for key in ["running", "partitions", "consumers"] {
+            assert!(!text.contains(&format!("consumer=\"{key}\"")), "{text}");
+        }
+    }
+}
