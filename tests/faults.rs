@@ -693,6 +693,46 @@ async fn healthcheck(db: &TestDb, addr: &str) -> (Option<i32>, String) {
     )
 }
 
+/// A relay that cannot reach its broker for longer than `READY_FAILING_SECS`
+/// takes the replica out of rotation with the reason; the process stays
+/// alive (`/healthz`), and reads still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_failing_too_long_turns_readiness_off_with_the_reason() {
+    let db = TestDb::create().await;
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let service = ServiceProcess::start(
+        "127.0.0.1",
+        free_port(),
+        &db.url,
+        &[
+            ("KAFKA_BROKERS", nowhere.as_str()),
+            ("KAFKA_MESSAGE_TIMEOUT_MS", "1000"),
+            ("READY_FAILING_SECS", "1"),
+        ],
+    )
+    .await;
+    let api = service.api();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let answer = api.get("/readyz").await;
+        if answer.0 != StatusCode::OK || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{body}\n{}",
+        service.log()
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("outbox relay has been failing"), "{body}");
+    assert_eq!(api.get("/healthz").await.0, StatusCode::OK);
+    let admin = api.admin().await;
+    expect(StatusCode::OK, &admin.get("/v1/users").await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_healthcheck_subcommand_is_0_when_ready_and_1_on_a_closed_port() {
     let db = TestDb::create().await;

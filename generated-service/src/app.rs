@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::user_group_member::router())
         .merge(crate::user_avatars_file::router());
     let watcher = Some(state.auth.live.clone() as Arc<dyn Watcher>);
+    let routes = routes.layer(axum::Extension(state.readiness.clone()));
     server::serve_layers(routes, &crate::spec::SERVICE, watcher).with_state(state)
 }
 
@@ -74,10 +75,12 @@ async fn state(config: Config) -> anyhow::Result<AppState> {
     let mailer = crate::verification::mailer(&config)
         .context("configuring SMTP")?
         .map(Arc::new);
+    let readiness = svcgen_runtime::health::Readiness::new(config.readiness.clone(), None);
     let state = AppState {
         db,
         config: Arc::new(config),
         events,
+        readiness,
         auth,
         elastic,
         realtime,
@@ -150,12 +153,13 @@ impl Application {
             Some(m) => tokio::spawn(m.serve(sources, stop_rx.clone())),
             None => tokio::spawn(async {}),
         };
-        let relay = tokio::spawn(relay::run(
+        let relay = tokio::spawn(relay::run_watched(
             self.state.db.clone(),
             &crate::spec::KAFKA,
             config.kafka.clone(),
             config.outbox.clone(),
             stop_rx.clone(),
+            self.state.readiness.relay(),
         ));
         let sweeper = tokio::spawn(auth::sweep_expired(self.state.db.clone(), stop_rx.clone()));
         let callers = tokio::spawn(svcgen_runtime::auth::live::watch_callers(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use svcgen_runtime::auth::AuthState;
 use svcgen_runtime::auth::Gate;
 use svcgen_runtime::elastic::Elastic;
+use svcgen_runtime::health::Readiness;
 use svcgen_runtime::kafka::Publisher;
 use svcgen_runtime::realtime::Hub;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Produces reading-route events; writes go through the outbox.
     pub events: Publisher,
+    /// What `/readyz` checks beside the database: the relay.
+    pub readiness: Arc<Readiness>,
     /// Signing keys, secret hashing and throttling limits.
     pub auth: Arc<AuthState>,
     /// The Elasticsearch mirror of the search indexes, when configured.

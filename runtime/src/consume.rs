@@ -441,6 +441,19 @@ impl ConsumerStats {
         );
     }
 
+    /// The consumer failing the longest at `now` (Unix seconds), and for how long.
+    pub fn failing(&self, now: i64) -> Option<(&'static str, u64)> {
+        self.spec
+            .consumers
+            .iter()
+            .zip(&self.counters)
+            .filter_map(|(spec, c)| match c.failing_since.load(Ordering::Acquire) {
+                0 => None,
+                since => Some((spec.name, u64::try_from(now - since).unwrap_or(0))),
+            })
+            .max_by_key(|(_, secs)| *secs)
+    }
+
     fn recovered(&self, consumer: usize) {
         self.counters[consumer]
             .failing_since
@@ -696,6 +709,8 @@ impl<E: Effects> Worker<E> {
         self.stats.counters[c]
             .dead_lettered
             .fetch_add(1, Ordering::Relaxed);
+        // Its partition moves on: the consumer is no longer stuck on it.
+        self.stats.recovered(c);
         loop {
             let written = async {
                 let mut conn = self.db.acquire().await?;
@@ -1315,6 +1330,19 @@ mod tests {
             .await
             .expect("rows");
         assert_eq!(left, ["new"]);
+    }
+
+    #[test]
+    fn the_consumer_failing_the_longest_is_reported_until_it_recovers() {
+        let stats = ConsumerStats::new(&SPEC);
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(stats.failing(now), None);
+        stats.failed(1, "503 the database is unavailable");
+        let (name, secs) = stats.failing(now + 100).expect("failing");
+        assert_eq!(name, "retireHost");
+        assert!((99..=101).contains(&secs), "{secs}");
+        stats.recovered(1);
+        assert_eq!(stats.failing(now + 100), None);
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! and the [`Publisher`]; the shutdown's [`Draining`] flag; and the
 //! `healthcheck` probe of images without a shell or curl.
 
+use crate::config::{ConfigError, Env};
 use crate::consume::ConsumerStats;
 use crate::error::ErrorInfo;
 use crate::kafka::Publisher;
+use crate::relay::RelayHealth;
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -61,10 +63,68 @@ impl Draining {
     }
 }
 
-/// The process can serve: it is not shutting down and the database answers.
-async fn readyz(State(db): State<PgPool>, draining: Option<Extension<Draining>>) -> Response {
+/// `READY_FAILING_SECS` (default 120): how long the outbox relay, or a
+/// consumer, may keep failing before `/readyz` says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadinessSettings {
+    pub failing_secs: u64,
+}
+
+impl ReadinessSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            failing_secs: env.parse("READY_FAILING_SECS", "120")?,
+        })
+    }
+}
+
+/// What `/readyz` checks beside the database and shutdown: the relay and
+/// the consumers, each failing for longer than the settings allow.
+#[derive(Debug)]
+pub struct Readiness {
+    settings: ReadinessSettings,
+    relay: Arc<RelayHealth>,
+    consumers: Option<Arc<ConsumerStats>>,
+}
+
+impl Readiness {
+    pub fn new(settings: ReadinessSettings, consumers: Option<Arc<ConsumerStats>>) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            relay: Arc::default(),
+            consumers,
+        })
+    }
+
+    /// What the relay reports to ([`crate::relay::run_watched`]).
+    pub fn relay(&self) -> Arc<RelayHealth> {
+        self.relay.clone()
+    }
+
+    /// Why the service is not ready at `now` (Unix seconds), if it is not.
+    fn reason(&self, now: i64) -> Option<String> {
+        let limit = self.settings.failing_secs;
+        if let Some(secs) = self.relay.failing_for(now).filter(|s| *s > limit) {
+            return Some(format!("the outbox relay has been failing for {secs} s"));
+        }
+        let (consumer, secs) = self.consumers.as_ref()?.failing(now)?;
+        (secs > limit).then(|| format!("the consumer {consumer} has been failing for {secs} s"))
+    }
+}
+
+/// The process can serve: it is not shutting down, the database answers,
+/// and neither the relay nor a consumer has been failing too long.
+async fn readyz(
+    State(db): State<PgPool>,
+    draining: Option<Extension<Draining>>,
+    readiness: Option<Extension<Arc<Readiness>>>,
+) -> Response {
     if draining.is_some_and(|Extension(d)| d.is_on()) {
         return not_ready("the service is shutting down");
+    }
+    let now = chrono::Utc::now().timestamp();
+    if let Some(reason) = readiness.and_then(|Extension(r)| r.reason(now)) {
+        return not_ready(&reason);
     }
     match sqlx::query("SELECT 1").execute(&db).await {
         Ok(_) => (
@@ -195,6 +255,25 @@ mod tests {
         let status = response.status();
         let body = to_bytes(response.into_body(), 1 << 16).await.expect("body");
         (status, serde_json::from_slice(&body).expect("JSON"))
+    }
+
+    #[test]
+    fn a_relay_or_consumer_failing_past_the_limit_is_the_reason_not_to_be_ready() {
+        let readiness = Readiness::new(ReadinessSettings { failing_secs: 60 }, None);
+        assert_eq!(readiness.reason(1_000), None);
+        readiness.relay.failed_at(1_000);
+        assert_eq!(readiness.reason(1_060), None, "at the limit, still ready");
+        assert_eq!(
+            readiness.reason(1_061).as_deref(),
+            Some("the outbox relay has been failing for 61 s")
+        );
+        let env = Env::new(|k: &str| (k == "READY_FAILING_SECS").then(|| "5".to_string()));
+        assert_eq!(
+            ReadinessSettings::from_env(&env)
+                .expect("valid")
+                .failing_secs,
+            5
+        );
     }
 
     /// `/readyz` is 503: the reason left for the envelope middleware.

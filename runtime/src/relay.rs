@@ -5,6 +5,8 @@
 use crate::kafka::{KafkaSettings, KafkaSink, KafkaSpec};
 use crate::outbox::{self, Outbox, OutboxSettings, CHANNEL};
 use sqlx::postgres::{PgListener, PgPool};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -29,13 +31,55 @@ fn jittered(backoff: Duration, random: u64) -> Duration {
     half + Duration::from_nanos(random % spread.saturating_add(1))
 }
 
+/// Since when the relay has been failing, for `/readyz` (see
+/// `health::Readiness`): set at its first failure, cleared by a good round.
+#[derive(Debug, Default)]
+pub struct RelayHealth(AtomicI64);
+
+impl RelayHealth {
+    fn failed(&self) {
+        self.failed_at(chrono::Utc::now().timestamp());
+    }
+
+    /// Records a failure at `now` (Unix seconds) unless one is recorded already.
+    pub(crate) fn failed_at(&self, now: i64) {
+        let _ = self
+            .0
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn recovered(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+
+    /// How long it has been failing at `now` (Unix seconds), if it is.
+    pub fn failing_for(&self, now: i64) -> Option<u64> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(u64::try_from(now - since).unwrap_or(0)),
+        }
+    }
+}
+
 /// Publishes the outbox until `stop` turns true.
 pub async fn run(
     db: PgPool,
     spec: &'static KafkaSpec,
     kafka: KafkaSettings,
     settings: OutboxSettings,
+    stop: watch::Receiver<bool>,
+) {
+    run_watched(db, spec, kafka, settings, stop, Arc::default()).await;
+}
+
+/// [`run`], saying in `health` whether it is failing.
+pub async fn run_watched(
+    db: PgPool,
+    spec: &'static KafkaSpec,
+    kafka: KafkaSettings,
+    settings: OutboxSettings,
     mut stop: watch::Receiver<bool>,
+    health: Arc<RelayHealth>,
 ) {
     let Some(brokers) = kafka.brokers.clone() else {
         tracing::warn!("KAFKA_BROKERS is not set: events wait in the outbox");
@@ -60,8 +104,12 @@ pub async fn run(
         // After a drain, wait for the next commit's NOTIFY (or a second, for
         // lanes another replica let go of).
         match step.await {
-            Ok(_) => backoff = FIRST_BACKOFF,
+            Ok(_) => {
+                backoff = FIRST_BACKOFF;
+                health.recovered();
+            }
             Err(e) => {
+                health.failed();
                 ::metrics::counter!("outbox_relay_failures_total").increment(1);
                 let wait = jittered(backoff, uuid::Uuid::new_v4().as_u64_pair().0);
                 tracing::warn!(

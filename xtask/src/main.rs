@@ -263,8 +263,16 @@ fn dev() -> Result<()> {
             "tansu broker on 127.0.0.1:{BROKER_PORT} (in memory; log in target/dev/tansu.log)"
         );
     }
+    // Metrics on their own port; traces only where a collector is configured.
+    let metrics = std::env::var("METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:9090".to_string());
+    let traces = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        Ok(endpoint) => format!("traces:   not exported yet (OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} is set; tracing is to come)"),
+        Err(_) => "traces:   off (set OTEL_EXPORTER_OTLP_ENDPOINT when tracing lands)".to_string(),
+    };
     println!(
         "\nservice:  http://127.0.0.1:3000  (health: /healthz, /readyz; API document: /openapi.json)\n\
+         metrics:  http://{metrics}/metrics  (Prometheus text format)\n\
+         {traces}\n\
          topics:   python3 tests/kafka_python_read.py 127.0.0.1:{BROKER_PORT} airbnb3-auth-service-dbevent-user-created 1000 3\n\
          try:      curl -s -XPOST localhost:3000/v1/register -H 'content-type: application/json' \\\n\
                    -d '{{\"email\":\"me@example.com\",\"password\":\"correct horse\",\"fullname\":\"Me\"}}'\n"
@@ -277,6 +285,7 @@ fn dev() -> Result<()> {
         )
         .env("KAFKA_BROKERS", format!("127.0.0.1:{BROKER_PORT}"))
         .env("HTTP_ADDR", "127.0.0.1:3000")
+        .env("METRICS_ADDR", &metrics)
         .status()?;
     if !status.success() {
         bail!("the service exited with {status}");

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use svcgen_runtime::auth::{AuthDefaults, AuthSettings};
 pub use svcgen_runtime::config::ConfigError;
 use svcgen_runtime::config::{redacted, DatabaseSettings, Env};
+use svcgen_runtime::health::ReadinessSettings;
 use svcgen_runtime::kafka::KafkaSettings;
 use svcgen_runtime::metrics::MetricsSettings;
 use svcgen_runtime::outbox::OutboxSettings;
@@ -27,6 +28,8 @@ pub struct Config {
     pub outbox: OutboxSettings,
     /// `SHUTDOWN_DRAIN_SECS` and `SHUTDOWN_TIMEOUT_SECS`: how the service stops.
     pub shutdown: ShutdownSettings,
+    /// `READY_FAILING_SECS`: how long the relay or a consumer may fail before `/readyz` says so.
+    pub readiness: ReadinessSettings,
     /// `METRICS_ADDR`: where Prometheus metrics are served (`/metrics`);
     /// unset, there are none.
     pub metrics: MetricsSettings,
@@ -67,6 +70,7 @@ impl Config {
             kafka: KafkaSettings::from_env(env, 1, 1)?,
             outbox: OutboxSettings::from_env(env)?,
             shutdown: ShutdownSettings::from_env(env)?,
+            readiness: ReadinessSettings::from_env(env)?,
             metrics: MetricsSettings::from_env(env)?,
             auth: AuthSettings::from_env(
                 env,
@@ -99,6 +103,7 @@ impl fmt::Debug for Config {
             .field("kafka", &self.kafka)
             .field("outbox", &self.outbox)
             .field("shutdown", &self.shutdown)
+            .field("readiness", &self.readiness)
             .field("metrics", &self.metrics)
             .field("auth", &self.auth)
             .field("elasticsearch_url", &self.elasticsearch_url)

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::listing::router());
     let watcher = None;
     let routes = routes.layer(axum::Extension(state.consumers.clone()));
+    let routes = routes.layer(axum::Extension(state.readiness.clone()));
     server::serve_layers(routes, &crate::spec::SERVICE, watcher).with_state(state)
 }
 
@@ -62,12 +63,16 @@ async fn state(config: Config) -> anyhow::Result<AppState> {
     let events = Publisher::new(&crate::spec::KAFKA, &config.kafka)
         .context("creating the Kafka producer")?;
     let auth = auth::trust(&config);
+    let consuming = ConsumerStats::new(&consumers::CONSUMERS);
+    let readiness =
+        svcgen_runtime::health::Readiness::new(config.readiness.clone(), Some(consuming.clone()));
     let state = AppState {
         db,
         config: Arc::new(config),
         events,
+        readiness,
         auth,
-        consumers: ConsumerStats::new(&consumers::CONSUMERS),
+        consumers: consuming,
     };
     Ok(state)
 }
@@ -111,12 +116,13 @@ impl Application {
             Some(m) => tokio::spawn(m.serve(sources, stop_rx.clone())),
             None => tokio::spawn(async {}),
         };
-        let relay = tokio::spawn(relay::run(
+        let relay = tokio::spawn(relay::run_watched(
             self.state.db.clone(),
             &crate::spec::KAFKA,
             config.kafka.clone(),
             config.outbox.clone(),
             stop_rx.clone(),
+            self.state.readiness.relay(),
         ));
         let keys = tokio::spawn(self.state.auth.clone().keep_keys(stop_rx.clone()));
         let sessions = tokio::spawn(self.state.auth.clone().follow_sessions(

@@ -8,6 +8,7 @@ use svcgen_runtime::auth::trust::{TrustDefaults, TrustSettings};
 pub use svcgen_runtime::config::ConfigError;
 use svcgen_runtime::config::{DatabaseSettings, Env};
 use svcgen_runtime::consume::{ConsumeDefaults, ConsumeSettings};
+use svcgen_runtime::health::ReadinessSettings;
 use svcgen_runtime::kafka::KafkaSettings;
 use svcgen_runtime::metrics::MetricsSettings;
 use svcgen_runtime::outbox::OutboxSettings;
@@ -28,6 +29,8 @@ pub struct Config {
     pub outbox: OutboxSettings,
     /// `SHUTDOWN_DRAIN_SECS` and `SHUTDOWN_TIMEOUT_SECS`: how the service stops.
     pub shutdown: ShutdownSettings,
+    /// `READY_FAILING_SECS`: how long the relay or a consumer may fail before `/readyz` says so.
+    pub readiness: ReadinessSettings,
     /// `METRICS_ADDR`: where Prometheus metrics are served (`/metrics`);
     /// unset, there are none.
     pub metrics: MetricsSettings,
@@ -56,6 +59,7 @@ impl Config {
             kafka: KafkaSettings::from_env(env, 3, 1)?,
             outbox: OutboxSettings::from_env(env)?,
             shutdown: ShutdownSettings::from_env(env)?,
+            readiness: ReadinessSettings::from_env(env)?,
             metrics: MetricsSettings::from_env(env)?,
             trust: TrustSettings::from_env(
                 env,
@@ -87,6 +91,7 @@ impl fmt::Debug for Config {
             .field("kafka", &self.kafka)
             .field("outbox", &self.outbox)
             .field("shutdown", &self.shutdown)
+            .field("readiness", &self.readiness)
             .field("metrics", &self.metrics)
             .field("trust", &self.trust)
             .field("consume", &self.consume)

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use svcgen_runtime::auth::trust::TrustState;
 use svcgen_runtime::auth::Gate;
 use svcgen_runtime::consume::ConsumerStats;
+use svcgen_runtime::health::Readiness;
 use svcgen_runtime::kafka::Publisher;
 
 /// Shared by every handler.
@@ -20,6 +21,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Produces reading-route events; writes go through the outbox.
     pub events: Publisher,
+    /// What `/readyz` checks beside the database: the relay and the consumers.
+    pub readiness: Arc<Readiness>,
     /// The trusted issuer's keys, and the sessions it ended or changed.
     pub auth: Arc<TrustState>,
     /// What each consumer has done, for `/healthz`.
