@@ -22,7 +22,7 @@ use crate::envelope::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::event::Consumed;
 use crate::kafka::{self, KafkaSettings, KafkaSpec};
-use crate::outbox::INBOX_INSERT;
+use crate::outbox::record_inbox;
 use crate::route::ServiceInfo;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -747,16 +747,16 @@ async fn record(
     d: &Delivery,
     dead: bool,
 ) -> Result<bool, ApiError> {
-    let done = sqlx::query(INBOX_INSERT)
-        .bind(consumer)
-        .bind(&d.event_id)
-        .bind(&d.topic)
-        .bind(d.partition)
-        .bind(d.offset)
-        .bind(dead)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    record_inbox(
+        conn,
+        consumer,
+        &d.event_id,
+        &d.topic,
+        d.partition,
+        d.offset,
+        dead,
+    )
+    .await
 }
 
 /// Writes the inbox rows of `units` in one statement; returns the

@@ -138,24 +138,48 @@ async fn record_consumed(conn: &mut PgConnection, consumed: &Consumed) -> Result
     if consumed.recorded.swap(true, Ordering::AcqRel) {
         return Ok(());
     }
-    let added = sqlx::query(INBOX_INSERT)
-        .bind(consumed.consumer)
-        .bind(&consumed.event_id)
-        .bind(&consumed.topic)
-        .bind(consumed.partition)
-        .bind(consumed.offset)
-        .bind(false)
-        .execute(&mut *conn)
-        .await?;
-    if added.rows_affected() == 0 {
+    let c = consumed;
+    let added = record_inbox(
+        conn,
+        c.consumer,
+        &c.event_id,
+        &c.topic,
+        c.partition,
+        c.offset,
+        false,
+    )
+    .await?;
+    if !added {
         return Err(ApiError::AlreadyConsumed);
     }
     Ok(())
 }
 
-/// Records that `consumer` took in an event (or dead-lettered it); no row
-/// is written when one exists already.
-pub const INBOX_INSERT: &str = "INSERT INTO consumer_inbox (consumer, event_id, topic, kafka_partition, kafka_offset, dead_lettered) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, event_id) DO NOTHING";
+/// Records that `consumer` took in the event `event_id` (read from `topic`
+/// at `partition` and `offset`), or dead-lettered it; `false`, and no row
+/// written, when it had one already.
+pub async fn record_inbox(
+    conn: &mut PgConnection,
+    consumer: &str,
+    event_id: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    dead: bool,
+) -> Result<bool, ApiError> {
+    let added = sqlx::query(
+        "INSERT INTO consumer_inbox (consumer, event_id, topic, kafka_partition, kafka_offset, dead_lettered) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, event_id) DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .bind(topic)
+    .bind(partition)
+    .bind(offset)
+    .bind(dead)
+    .execute(conn)
+    .await?;
+    Ok(added.rows_affected() == 1)
+}
 
 /// An outbox row waiting for the sink.
 #[derive(Debug, sqlx::FromRow)]
