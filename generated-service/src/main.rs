@@ -7,11 +7,10 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     svcgen_runtime::server::return_large_allocations_to_the_system();
-    svcgen_runtime::server::init_tracing();
     let config = match airbnb_auth_service::config::Config::from_env() {
         Ok(config) => config,
         Err(e) => {
-            tracing::error!(error = % e, "invalid configuration");
+            eprintln!("invalid configuration: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -19,6 +18,14 @@ async fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "healthcheck") {
         return svcgen_runtime::health::healthcheck(config.http_addr).await;
     }
+    let telemetry = svcgen_runtime::telemetry::init(&config.telemetry, "airbnb-auth-service");
+    let code = command(config, &args).await;
+    telemetry.shutdown().await;
+    code
+}
+
+/// Serves, or runs the subcommand `args` name.
+async fn command(config: airbnb_auth_service::config::Config, args: &[String]) -> ExitCode {
     if args.first().is_some_and(|a| a == "reindex") {
         let rebuilt = async {
             let db = airbnb_auth_service::app::connect(&config).await?;

@@ -24,6 +24,7 @@ use crate::event::Consumed;
 use crate::kafka::{self, KafkaSettings, KafkaSpec};
 use crate::outbox::record_inbox;
 use crate::route::ServiceInfo;
+use crate::trace::TraceContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -38,6 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// How often librdkafka reports each partition's lag (its statistics, from
 /// what fetches already told it: no request of its own), how long an idle
@@ -202,6 +204,8 @@ pub struct Delivery {
     pub event_id: String,
     /// The `ce_requestid` header: the request that caused the event.
     pub request_id: Option<String>,
+    /// The `traceparent` and `tracestate` headers: the trace the event is part of.
+    pub trace: Option<TraceContext>,
 }
 
 impl Delivery {
@@ -228,10 +232,13 @@ impl Delivery {
                 .map(str::to_string)
         };
         let (event_id, request_id) = (header("ce_id"), header("ce_requestid"));
+        let trace = header("traceparent")
+            .and_then(|t| TraceContext::parse(&t, header("tracestate").as_deref()));
         Self {
             event_id: event_id
                 .unwrap_or_else(|| format!("{}/{}/{}", m.topic(), m.partition(), m.offset())),
             request_id,
+            trace,
             topic: m.topic().to_string(),
             partition: m.partition(),
             offset: m.offset(),
@@ -273,7 +280,40 @@ impl Delivery {
             .request_id
             .clone()
             .unwrap_or_else(|| format!("event-{}", self.event_id));
-        RequestContext::consuming(service, request_id, consumed)
+        // Inside the event's span when spans are exported; else one step
+        // further in the event's trace (or a trace of its own).
+        let trace = self
+            .trace
+            .as_ref()
+            .map_or_else(TraceContext::fresh, TraceContext::child)
+            .here();
+        RequestContext::consuming(service, request_id, consumed, trace)
+    }
+
+    /// When spans are exported: the consumer span of `consumer`'s work on
+    /// the event, under the producer span the record names.
+    fn span(&self, consumer: &'static str) -> tracing::Span {
+        if !crate::trace::exporting() {
+            return tracing::Span::none();
+        }
+        let span = tracing::debug_span!(
+            parent: None,
+            "consume",
+            otel.name = format!("{} process", self.topic),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            consumer,
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %self.topic,
+            messaging.destination.partition.id = self.partition,
+            messaging.kafka.offset = self.offset,
+            messaging.message.id = %self.event_id,
+        );
+        if let Some(parent) = &self.trace {
+            parent.adopt(&span);
+        }
+        span
     }
 }
 
@@ -546,20 +586,29 @@ impl<E: Effects> Worker<E> {
                 new[c].push(d);
             }
         }
+        // Each event's span lasts until the batch commits.
+        let mut spans: Vec<tracing::Span> = Vec::new();
         for (c, events) in new.iter().enumerate().filter(|(_, e)| !e.is_empty()) {
+            let name = self.spec.consumers[c].name;
+            let first = spans.len();
+            spans.extend(events.iter().map(|d| d.span(name)));
             // A replica takes the batch in one statement; others one by one.
             match self.effects.apply_all(c, &mut tx, events).await {
                 Some(done) => done?,
                 None => {
-                    for d in events {
-                        let ctx = d.context(self.spec.service, None);
-                        self.effects.apply(c, &mut tx, &ctx, d).await?;
+                    for (d, span) in events.iter().zip(&spans[first..]) {
+                        let ctx = span.in_scope(|| d.context(self.spec.service, None));
+                        self.effects
+                            .apply(c, &mut tx, &ctx, d)
+                            .instrument(span.clone())
+                            .await?;
                     }
                 }
             }
             applied[c] += events.len() as u64;
         }
         tx.commit().await?;
+        drop(spans);
         for (c, n) in applied.into_iter().enumerate() {
             let counters = &self.stats.counters[c];
             counters.applied.fetch_add(n, Ordering::Relaxed);
@@ -614,6 +663,15 @@ impl<E: Effects> Worker<E> {
 
     /// One attempt; `Ok(false)` when the event had taken effect already.
     async fn apply_once(&self, c: usize, d: &Delivery) -> Result<bool, ApiError> {
+        let span = d.span(self.spec.consumers[c].name);
+        let applied = self.apply_once_in(c, d).instrument(span.clone()).await;
+        if applied.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        applied
+    }
+
+    async fn apply_once_in(&self, c: usize, d: &Delivery) -> Result<bool, ApiError> {
         let spec = &self.spec.consumers[c];
         match spec.effect {
             Effect::InBatch => {

@@ -3,6 +3,7 @@
 use crate::error::{ApiError, ErrorInfo};
 use crate::event::{Consumed, Event, Watcher};
 use crate::route::{RouteInfo, ServiceInfo};
+use crate::trace::TraceContext;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -45,6 +46,8 @@ pub struct RequestContext {
     pub watcher: Option<Arc<dyn Watcher>>,
     /// Set when a consumer runs a route for an event (see [`Consumed`]).
     pub consumed: Option<Arc<Consumed>>,
+    /// Where the request sits in its trace: its events carry it on.
+    pub trace: TraceContext,
 }
 
 impl RequestContext {
@@ -58,6 +61,11 @@ impl RequestContext {
             session_id: None,
             watcher: parts.extensions.get::<Arc<dyn Watcher>>().cloned(),
             consumed: None,
+            trace: parts
+                .extensions
+                .get::<TraceContext>()
+                .cloned()
+                .unwrap_or_else(TraceContext::fresh),
         }
     }
     /// The same request, as made by a signed-in caller.
@@ -76,7 +84,7 @@ impl RequestContext {
             ..self.clone()
         }
     }
-    /// Work the service does by itself (expiry sweeps).
+    /// Work the service does by itself (expiry sweeps): a trace of its own.
     pub fn system(service: &'static ServiceInfo) -> Self {
         Self {
             request_id: format!("system-{}", Uuid::new_v4()),
@@ -86,15 +94,18 @@ impl RequestContext {
             session_id: None,
             watcher: None,
             consumed: None,
+            trace: TraceContext::fresh(),
         }
     }
     /// Work a consumer does for an event: the event's request id (or its
     /// own id) continues as the request id, and `consumed` records it in the
-    /// inbox with the route's first outbox write.
+    /// inbox with the route's first outbox write; `trace` continues the
+    /// event's trace.
     pub fn consuming(
         service: &'static ServiceInfo,
         request_id: String,
         consumed: Option<Arc<Consumed>>,
+        trace: TraceContext,
     ) -> Self {
         Self {
             request_id,
@@ -104,6 +115,7 @@ impl RequestContext {
             session_id: None,
             watcher: None,
             consumed,
+            trace,
         }
     }
     fn elapsed_ms(&self) -> u64 {

@@ -11,6 +11,7 @@ use crate::config::{ConfigError, Env};
 use crate::envelope::RequestContext;
 use crate::event::Event;
 use crate::outbox::{Pending, Sink};
+use crate::trace::TraceContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
@@ -188,6 +189,19 @@ impl KafkaSettings {
     }
 }
 
+/// What a record says of an event besides its id, topic, key and payload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordMeta<'a> {
+    /// The request that caused the event (`ce_requestid`).
+    pub request_id: Option<&'a str>,
+    /// The W3C trace context (`traceparent`, `tracestate`); its trace id is
+    /// also `ce_traceid`.
+    pub traceparent: Option<&'a str>,
+    pub tracestate: Option<&'a str>,
+    /// When the event happened (`ce_time`, RFC 3339).
+    pub time: &'a str,
+}
+
 /// An event as a Kafka record from `source`, with its CloudEvents headers.
 pub fn record<'a>(
     source: &str,
@@ -195,24 +209,17 @@ pub fn record<'a>(
     topic: &'a str,
     key: &'a str,
     payload: &'a str,
-    request_id: Option<&str>,
-    time: &str,
+    meta: &RecordMeta<'_>,
 ) -> FutureRecord<'a, str, str> {
     FutureRecord::to(topic)
         .key(key)
         .payload(payload)
-        .headers(headers(source, id, topic, key, request_id, time))
+        .headers(headers(source, id, topic, key, meta))
 }
 
-/// The CloudEvents (Kafka binding) headers of an event.
-fn headers(
-    source: &str,
-    id: Uuid,
-    topic: &str,
-    key: &str,
-    request_id: Option<&str>,
-    time: &str,
-) -> OwnedHeaders {
+/// The CloudEvents (Kafka binding) headers of an event, and its trace
+/// context as the W3C headers that tracing consumers read.
+fn headers(source: &str, id: Uuid, topic: &str, key: &str, meta: &RecordMeta<'_>) -> OwnedHeaders {
     let id = id.to_string();
     let mut h = OwnedHeaders::new()
         .insert(header("ce_specversion", "1.0"))
@@ -220,13 +227,22 @@ fn headers(
         .insert(header("ce_source", source))
         .insert(header("ce_type", topic))
         .insert(header("ce_subject", key))
-        .insert(header("ce_time", time))
+        .insert(header("ce_time", meta.time))
         .insert(header("ce_schemaversion", SCHEMA_VERSION))
         .insert(header("content-type", "application/json"));
-    if let Some(r) = request_id {
-        h = h
-            .insert(header("ce_requestid", r))
-            .insert(header("ce_traceid", r));
+    if let Some(r) = meta.request_id {
+        h = h.insert(header("ce_requestid", r));
+    }
+    // `00-<trace id>-<span id>-<flags>`: the trace id is its second field.
+    let trace_id = meta.traceparent.and_then(|t| t.split('-').nth(1));
+    if let Some(t) = trace_id.or(meta.request_id) {
+        h = h.insert(header("ce_traceid", t));
+    }
+    if let Some(t) = meta.traceparent {
+        h = h.insert(header("traceparent", t));
+    }
+    if let Some(t) = meta.tracestate {
+        h = h.insert(header("tracestate", t));
     }
     h
 }
@@ -297,14 +313,20 @@ impl Publisher {
         event: &'a Event,
         time: &str,
     ) -> FutureRecord<'a, str, str> {
+        let trace = ctx.trace.here();
+        let traceparent = trace.traceparent();
         record(
             self.source,
             event.id,
             event.topic,
             &event.key,
             &event.payload,
-            Some(&ctx.request_id),
-            time,
+            &RecordMeta {
+                request_id: Some(&ctx.request_id),
+                traceparent: Some(&traceparent),
+                tracestate: trace.state.as_deref(),
+                time,
+            },
         )
     }
 
@@ -383,17 +405,24 @@ impl Sink for KafkaSink {
         let mut deliveries = Vec::with_capacity(batch.len());
         for row in batch {
             let time = row.created_at.to_rfc3339();
+            let (span, trace) = producer_span(row);
+            let traceparent = trace.as_ref().map(TraceContext::traceparent);
+            let meta = RecordMeta {
+                request_id: row.request_id.as_deref(),
+                traceparent: traceparent.as_deref().or(row.traceparent.as_deref()),
+                tracestate: row.tracestate.as_deref(),
+                time: &time,
+            };
             let record = record(
                 self.source,
                 row.event_id,
                 &row.topic,
                 &row.event_key,
                 &row.payload,
-                row.request_id.as_deref(),
-                &time,
+                &meta,
             );
             match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push(delivery),
+                Ok(delivery) => deliveries.push((delivery, span)),
                 Err((e, _)) => {
                     failure = Some(anyhow::Error::new(e).context("enqueueing to Kafka"));
                     break;
@@ -401,14 +430,16 @@ impl Sink for KafkaSink {
             }
         }
         let mut acknowledged = 0;
-        for delivery in deliveries {
+        for (delivery, span) in deliveries {
             match delivery.await {
                 Ok(Ok(_)) if failure.is_none() => acknowledged += 1,
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
+                    span.record("otel.status_code", "ERROR");
                     failure.get_or_insert(anyhow::Error::new(e).context("publishing to Kafka"));
                 }
                 Err(_) => {
+                    span.record("otel.status_code", "ERROR");
                     failure.get_or_insert(
                         anyhow::Error::new(KafkaError::Canceled).context("publishing to Kafka"),
                     );
@@ -417,6 +448,35 @@ impl Sink for KafkaSink {
         }
         (acknowledged, failure)
     }
+}
+
+/// When spans are exported: a producer span for the event, under the span
+/// that wrote it to the outbox, lasting until the broker acknowledges; the
+/// record names it as the consumer's parent.
+fn producer_span(row: &Pending) -> (tracing::Span, Option<TraceContext>) {
+    if !crate::trace::exporting() {
+        return (tracing::Span::none(), None);
+    }
+    let span = tracing::debug_span!(
+        parent: None,
+        "outbox.publish",
+        otel.name = format!("{} publish", row.topic),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = %row.topic,
+        messaging.message.id = %row.event_id,
+    );
+    let written = row
+        .traceparent
+        .as_deref()
+        .and_then(|t| TraceContext::parse(t, row.tracestate.as_deref()));
+    if let Some(parent) = written {
+        parent.adopt(&span);
+    }
+    let trace = TraceContext::of_span(&span);
+    (span, trace)
 }
 
 #[cfg(test)]
@@ -441,8 +501,12 @@ mod tests {
             id,
             "library-service-book-created",
             "book-1",
-            Some("req-7"),
-            "2026-01-01T00:00:00+00:00",
+            &RecordMeta {
+                request_id: Some("req-7"),
+                traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                tracestate: Some("congo=t61rcWkgMzE"),
+                time: "2026-01-01T00:00:00+00:00",
+            },
         );
         let expected = [
             ("ce_specversion", "1.0"),
@@ -454,7 +518,12 @@ mod tests {
             ("ce_schemaversion", "1"),
             ("content-type", "application/json"),
             ("ce_requestid", "req-7"),
-            ("ce_traceid", "req-7"),
+            ("ce_traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "congo=t61rcWkgMzE"),
         ];
         assert_eq!(
             pairs(&h),
@@ -463,13 +532,28 @@ mod tests {
     }
 
     #[test]
-    fn without_a_request_there_is_no_request_or_trace_id() {
-        let h = headers("/s", Uuid::nil(), "t", "k", None, "now");
+    fn without_a_request_or_a_trace_there_is_no_request_or_trace_id() {
+        let meta = RecordMeta {
+            time: "now",
+            ..RecordMeta::default()
+        };
+        let h = headers("/s", Uuid::nil(), "t", "k", &meta);
         let keys: Vec<String> = pairs(&h).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys.len(), 8);
         assert!(!keys
             .iter()
-            .any(|k| k == "ce_requestid" || k == "ce_traceid"));
+            .any(|k| k == "ce_requestid" || k == "ce_traceid" || k == "traceparent"));
+        // Without a request (the sweeper's events) the trace still names one.
+        let meta = RecordMeta {
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            ..meta
+        };
+        let h = pairs(&headers("/s", Uuid::nil(), "t", "k", &meta));
+        assert!(h.contains(&(
+            "ce_traceid".into(),
+            "4bf92f3577b34da6a3ce929d0e0e4736".into()
+        )));
+        assert!(!h.iter().any(|(k, _)| k == "ce_requestid"));
     }
 
     static SPEC: KafkaSpec = KafkaSpec {

@@ -9,7 +9,7 @@
 //!
 //! 1. [`config`]: settings from the environment; [`route`]: facts about the
 //!    service and its routes; [`tables`]: the tables the runtime owns (no
-//!    imports; the generator reads it too).
+//!    imports; the generator reads it too); [`trace`]: W3C trace context.
 //! 2. [`error`]: the error type and its HTTP answer.
 //! 3. [`validation`], [`extract`]: checking and reading requests; `files`
 //!    (feature `files`): uploads and downloads.
@@ -32,11 +32,13 @@
 //!    [`metrics`]: the Prometheus recorder, its listener, the request layer
 //!    and what is read at scrape time (`outbox` and `relay` count through
 //!    the `metrics` facade without importing it).
-//! 10. [`server`]: start, the layers around every route, and shutdown.
+//! 10. [`telemetry`]: logs, the span exporter and the request span;
+//!     [`server`]: start, the layers around every route, and shutdown.
 
 pub mod config;
 pub mod route;
 pub mod tables;
+pub mod trace;
 
 pub mod error;
 
@@ -74,6 +76,7 @@ pub mod docs;
 pub mod health;
 pub mod metrics;
 pub mod server;
+pub mod telemetry;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -12,9 +12,11 @@ use crate::config::{ConfigError, Env};
 use crate::envelope::RequestContext;
 use crate::error::ApiError;
 use crate::event::{Consumed, Event, Notices};
+use crate::trace::TraceContext;
 use sqlx::postgres::PgPool;
 use sqlx::PgConnection;
 use std::sync::atomic::Ordering;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// The NOTIFY channel of new outbox events (the relay and the realtime hub listen).
@@ -81,6 +83,11 @@ pub async fn enqueue_after(
     params: usize,
     bind: impl for<'q> FnOnce(PgQuery<'q>) -> PgQuery<'q>,
 ) -> Result<(), ApiError> {
+    // A span of its own when spans are exported: the relay's producer spans
+    // hang under it, so a trace shows where each event was written.
+    let span = tracing::debug_span!("outbox.enqueue", events = events.len());
+    let trace = TraceContext::of_span(&span).unwrap_or_else(|| ctx.trace.here());
+    async {
     if let Some(consumed) = &ctx.consumed {
         record_consumed(conn, consumed).await?;
     }
@@ -100,13 +107,15 @@ pub async fn enqueue_after(
     let p = |i: usize| params + i;
     let sql = format!(
         "WITH {ctes}added AS (
-             INSERT INTO event_outbox (event_id, topic, event_key, lane, payload, request_id)
-             SELECT e.*, ${} FROM UNNEST(${}::uuid[], ${}::text[], ${}::text[], ${}::int[], ${}::text[]) AS e
+             INSERT INTO event_outbox (event_id, topic, event_key, lane, payload, request_id, traceparent, tracestate)
+             SELECT e.*, ${}, ${}, ${} FROM UNNEST(${}::uuid[], ${}::text[], ${}::text[], ${}::int[], ${}::text[]) AS e
              RETURNING 1
          )
          SELECT pg_notify(${}, '') FROM (SELECT 1 FROM added LIMIT 1) AS any_added
          UNION ALL SELECT pg_notify(${}, c) FROM unnest(${}::text[]) AS c",
         p(6),
+        p(10),
+        p(11),
         p(1),
         p(2),
         p(3),
@@ -126,9 +135,14 @@ pub async fn enqueue_after(
         .bind(CHANNEL)
         .bind(notices.channel)
         .bind(&notices.payloads)
+        .bind(trace.traceparent())
+        .bind(trace.state.as_deref())
         .execute(&mut *conn)
         .await?;
-    Ok(())
+        Ok(())
+    }
+    .instrument(span)
+    .await
 }
 
 /// Writes the inbox row of the event a consumer runs a route for, once per
@@ -190,6 +204,9 @@ pub struct Pending {
     pub event_key: String,
     pub payload: String,
     pub request_id: Option<String>,
+    /// The W3C trace context of the write that made it.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -288,7 +305,7 @@ impl Outbox {
     /// The next batch of the lanes' pending events after id `after`.
     async fn fetch(&self, db: &PgPool, lanes: &[i32], after: i64) -> anyhow::Result<Vec<Pending>> {
         Ok(sqlx::query_as(
-            "SELECT id, event_id, topic, event_key, payload, request_id, created_at FROM event_outbox
+            "SELECT id, event_id, topic, event_key, payload, request_id, traceparent, tracestate, created_at FROM event_outbox
              WHERE delivered_at IS NULL AND lane = ANY($1) AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(lanes)

@@ -1,6 +1,6 @@
 //! What every service does to start, serve and stop, whatever its model:
 //! the database pool with its migrations, the layers around every route,
-//! logging, and the shutdown signal. The top of the runtime.
+//! and the shutdown signal. The top of the runtime.
 
 use crate::config::{ConfigError, DatabaseSettings, Env};
 use crate::envelope;
@@ -21,7 +21,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -39,7 +38,8 @@ pub async fn connect(settings: &DatabaseSettings, migrator: &Migrator) -> anyhow
 
 /// Wraps a service's routes in what every answer needs: unknown paths and
 /// every error in the envelope, the request id (taken from `x-request-id` or
-/// made, and echoed), the body limit, request tracing, the headers that keep
+/// made, and echoed), the body limit, the request's span and trace context
+/// ([`crate::telemetry::trace_requests`]), the headers that keep
 /// answers out of caches and browsers' sniffing ([`private_answers`]), and the
 /// `watcher` of the requests' events (the live-session cache), if the service
 /// has one; and, when metrics are on, each request counted and timed by route
@@ -65,7 +65,7 @@ pub fn serve_layers<S: Clone + Send + Sync + 'static>(
         .layer(DefaultBodyLimit::max(service.body_limit_bytes))
         .layer(middleware::map_response(private_answers))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(crate::telemetry::trace_requests))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         // Outermost: every answer is counted with its final status.
         .layer(middleware::from_fn(crate::metrics::track_requests))
@@ -193,21 +193,6 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
-}
-
-/// Logs as JSON when `LOG_FORMAT=json`; the level comes from `RUST_LOG` (default info).
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = if std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-    if let Err(e) = result {
-        eprintln!("tracing already initialised: {e}");
-    }
 }
 
 /// Keeps large allocations (hashing a secret takes 19 MiB) out of glibc's

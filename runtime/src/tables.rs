@@ -134,6 +134,9 @@ pub const OUTBOX: TableDef = TableDef {
         col("delivered_at", "timestamptz", false),
         // When the search mirror (Elasticsearch) took the event's documents.
         col("search_synced_at", "timestamptz", false),
+        // The W3C trace context of the write, sent on as Kafka headers.
+        col("traceparent", "text", false),
+        col("tracestate", "text", false),
     ],
     indexes: &[
         // The relay reads pending events in id order, a batch at a time, with

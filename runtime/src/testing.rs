@@ -26,6 +26,7 @@ pub fn context(watcher: Option<Arc<dyn Watcher>>) -> RequestContext {
         session_id: None,
         watcher,
         consumed: None,
+        trace: crate::trace::TraceContext::fresh(),
     }
 }
 

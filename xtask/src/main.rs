@@ -266,8 +266,12 @@ fn dev() -> Result<()> {
     // Metrics on their own port; traces only where a collector is configured.
     let metrics = std::env::var("METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:9090".to_string());
     let traces = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        Ok(endpoint) => format!("traces:   not exported yet (OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} is set; tracing is to come)"),
-        Err(_) => "traces:   off (set OTEL_EXPORTER_OTLP_ENDPOINT when tracing lands)".to_string(),
+        Ok(endpoint) => format!(
+            "traces:   OTLP http/protobuf to {}/v1/traces",
+            endpoint.trim_end_matches('/')
+        ),
+        Err(_) => "traces:   off (set OTEL_EXPORTER_OTLP_ENDPOINT to a collector to export them)"
+            .to_string(),
     };
     println!(
         "\nservice:  http://127.0.0.1:3000  (health: /healthz, /readyz; API document: /openapi.json)\n\

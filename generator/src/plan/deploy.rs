@@ -55,6 +55,9 @@ pub fn deploy(plan: &Plan, settings: Vec<Setting>) -> DeployPlan {
             "METRICS_ADDR" => format!("0.0.0.0:{}", model.metrics_port),
             "SHUTDOWN_DRAIN_SECS" => model.drain_seconds.to_string(),
             "SHUTDOWN_TIMEOUT_SECS" => model.shutdown_timeout_seconds.to_string(),
+            // A cluster's log collector reads JSON lines, with the request's
+            // trace and request ids as fields.
+            "LOG_FORMAT" => "json".to_string(),
             _ => return None,
         })
     };

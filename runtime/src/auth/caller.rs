@@ -78,6 +78,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Self::admitted(parts, state).await?;
+        // The request's span names who called (the role, never the token).
+        tracing::Span::current().record("caller.role", caller.role.as_str());
+        Ok(caller)
+    }
+}
+
+impl Caller {
+    async fn admitted<S>(parts: &mut Parts, state: &S) -> Result<Self, ApiError>
+    where
+        Gate: FromRef<S>,
+        PgPool: FromRef<S>,
+        S: Send + Sync,
+    {
         match Gate::from_ref(state) {
             #[cfg(feature = "identity")]
             Gate::Issuer(auth) => Caller::issued(&auth, parts, &PgPool::from_ref(state)).await,

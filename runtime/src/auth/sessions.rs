@@ -281,7 +281,7 @@ impl Identity {
             "timestamp": Utc::now(),
             "clientId": null,
             "userId": session.user_id,
-            "traceId": ctx.request_id,
+            "traceId": ctx.trace.trace_hex(),
             "sessionId": session.id,
         });
         let mut event = Event::new(self.session_topic, session.id, &payload)?;
@@ -1259,7 +1259,8 @@ mod tests {
         let payload: Value = serde_json::from_str(&created.payload).expect("JSON");
         assert_eq!(payload["id"], json!(created.id));
         assert_eq!(payload["namespace"], "svc");
-        assert_eq!(payload["traceId"], json!(ctx.request_id));
+        assert_eq!(payload["traceId"], json!(ctx.trace.trace_hex()));
+        assert_eq!(ctx.trace.trace_hex().len(), 32);
         let shown = &payload["payload"]["session"];
         assert_eq!(
             shown["accessToken"],

@@ -1321,8 +1321,10 @@ mod tests {
                     TRUST.session_topic,
                     &key,
                     &payload,
-                    None,
-                    &now,
+                    &crate::kafka::RecordMeta {
+                        time: &now,
+                        ..Default::default()
+                    },
                 )
                 .partition(partition);
                 producer

@@ -12,6 +12,7 @@ use svcgen_runtime::kafka::KafkaSettings;
 use svcgen_runtime::metrics::MetricsSettings;
 use svcgen_runtime::outbox::OutboxSettings;
 use svcgen_runtime::server::ShutdownSettings;
+use svcgen_runtime::telemetry::TelemetrySettings;
 
 /// The service's settings; `Debug` never prints the database credentials.
 #[derive(Clone)]
@@ -33,6 +34,8 @@ pub struct Config {
     /// `METRICS_ADDR`: where Prometheus metrics are served (`/metrics`);
     /// unset, there are none.
     pub metrics: MetricsSettings,
+    /// `LOG_FORMAT`, `RUST_LOG` and `OTEL_*`: where logs and traces go.
+    pub telemetry: TelemetrySettings,
     /// Signing key, hashing, token lifetimes, the live-session cache and
     /// throttling: the model's defaults are 600 s access, 86400 s refresh
     /// (5 s grace), sessions of at most 86400 s (86400 s idle), a 60 s cache, and 5 sign-ins per
@@ -72,6 +75,7 @@ impl Config {
             shutdown: ShutdownSettings::from_env(env)?,
             readiness: ReadinessSettings::from_env(env)?,
             metrics: MetricsSettings::from_env(env)?,
+            telemetry: TelemetrySettings::from_env(env)?,
             auth: AuthSettings::from_env(
                 env,
                 &AuthDefaults {

@@ -13,6 +13,7 @@ use svcgen_runtime::kafka::KafkaSettings;
 use svcgen_runtime::metrics::MetricsSettings;
 use svcgen_runtime::outbox::OutboxSettings;
 use svcgen_runtime::server::ShutdownSettings;
+use svcgen_runtime::telemetry::TelemetrySettings;
 
 /// The service's settings; `Debug` never prints the database credentials.
 #[derive(Clone)]
@@ -34,6 +35,8 @@ pub struct Config {
     /// `METRICS_ADDR`: where Prometheus metrics are served (`/metrics`);
     /// unset, there are none.
     pub metrics: MetricsSettings,
+    /// `LOG_FORMAT`, `RUST_LOG` and `OTEL_*`: where logs and traces go.
+    pub telemetry: TelemetrySettings,
     /// Where the issuer's JWKS is (`JWKS_URL`, default `http://airbnb-auth-service/v1/.well-known/jwks.json`) and how
     /// often it is read again; tokens live at most 900 s.
     pub trust: TrustSettings,
@@ -61,6 +64,7 @@ impl Config {
             shutdown: ShutdownSettings::from_env(env)?,
             readiness: ReadinessSettings::from_env(env)?,
             metrics: MetricsSettings::from_env(env)?,
+            telemetry: TelemetrySettings::from_env(env)?,
             trust: TrustSettings::from_env(
                 env,
                 &TrustDefaults {

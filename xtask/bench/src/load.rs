@@ -59,8 +59,13 @@ async fn bare_producer_rate(brokers: &str) -> Result<f64> {
                 "bench-bare",
                 &key,
                 &body,
-                Some("bench"),
-                &time,
+                &svcgen_runtime::kafka::RecordMeta {
+                    request_id: Some("bench"),
+                    // As the relay's records: every outbox row has a trace context.
+                    traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                    tracestate: None,
+                    time: &time,
+                },
             );
             match producer.send_result(record) {
                 Ok(d) => pending.push(d),
