@@ -95,10 +95,11 @@ pub fn capture_logs() {
 }
 
 /// The settings a child process gets so that it logs like in-process
-/// services do (nothing when not capturing).
+/// services do, in plain lines without colour codes (nothing when not
+/// capturing).
 pub fn child_log_env() -> Vec<(&'static str, &'static str)> {
     match log_dir() {
-        Some(_) => vec![("RUST_LOG", LOG_FILTER)],
+        Some(_) => vec![("RUST_LOG", LOG_FILTER), ("NO_COLOR", "1")],
         None => Vec::new(),
     }
 }
