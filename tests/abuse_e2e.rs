@@ -318,6 +318,8 @@ async fn common_passwords_are_refused_and_the_bootstrap_secret_too() {
         assert!(body.to_string().contains("most common"), "{body}");
     }
     use airbnb_auth_service::{app::Application, config::Config};
+    tests::capture_logs();
+    tests::record_secret("superadmin_password", "Qwerty12345");
     let url = db.url.clone();
     let config = Config::from_lookup(move |k| match k {
         "DATABASE_URL" => Some(url.clone()),

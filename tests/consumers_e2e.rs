@@ -322,9 +322,11 @@ async fn hosts_follow_the_auth_services_users_and_replays_change_nothing() {
         .env("DATABASE_URL", &w.listing_db.url)
         .env("KAFKA_BROKERS", w.broker.brokers())
         .env("RUST_LOG", "info")
+        .envs(tests::child_log_env())
         .output()
         .await
         .expect("rebuild runs");
+    tests::keep_output("rebuild", &rebuilt);
     let said = String::from_utf8_lossy(&rebuilt.stdout).to_string()
         + &String::from_utf8_lossy(&rebuilt.stderr);
     assert!(rebuilt.status.success(), "{said}");
@@ -338,9 +340,11 @@ async fn hosts_follow_the_auth_services_users_and_replays_change_nothing() {
         .args(["rebuild", "cityCounts"])
         .env("DATABASE_URL", &w.listing_db.url)
         .env("KAFKA_BROKERS", w.broker.brokers())
+        .envs(tests::child_log_env())
         .output()
         .await
         .expect("rebuild runs");
+    tests::keep_output("rebuild", &refused);
     assert!(!refused.status.success(), "a hook consumer is not replayed");
 
     // 6. A second listing in Porto: the city hook counted each listing once,

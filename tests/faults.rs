@@ -684,9 +684,11 @@ async fn healthcheck(db: &TestDb, addr: &str) -> (Option<i32>, String) {
         .env("DATABASE_URL", &db.url)
         .env_remove("SUPERADMIN_EMAIL")
         .env_remove("SUPERADMIN_PASSWORD")
+        .envs(tests::child_log_env())
         .output()
         .await
         .expect("the healthcheck runs");
+    tests::keep_output("healthcheck", &out);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -715,8 +715,10 @@ async fn the_reindex_command_rebuilds_and_exits() {
     let out = std::process::Command::new(tests::service_binary())
         .args(["reindex", "airbnb_user", "airbnb_usergroup"])
         .env("DATABASE_URL", &db.url)
+        .envs(tests::child_log_env())
         .output()
         .expect("run the service binary");
+    tests::keep_output("reindex", &out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -733,7 +735,9 @@ async fn the_reindex_command_rebuilds_and_exits() {
     let bad = std::process::Command::new(tests::service_binary())
         .args(["reindex", "nope"])
         .env("DATABASE_URL", &db.url)
+        .envs(tests::child_log_env())
         .output()
         .unwrap();
+    tests::keep_output("reindex", &bad);
     assert!(!bad.status.success());
 }

@@ -497,6 +497,7 @@ fn set_cookies(res: &reqwest::Response) -> Vec<(String, String)> {
         .iter()
         .map(|v| {
             let v = v.to_str().unwrap();
+            tests::record_set_cookie(v);
             let (pair, attrs) = v.split_once(';').unwrap_or((v, ""));
             let (name, value) = pair.split_once('=').unwrap();
             (name.to_string(), format!("{value};{attrs}"))

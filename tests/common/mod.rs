@@ -5,6 +5,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::future::Future;
 
+mod capture;
+pub use capture::{
+    capture_logs, child_log_env, keep_output, log_dir, record_json, record_secret, record_settings,
+    LOG_DIR_VAR,
+};
+
 /// Throwaway databases on the local PostgreSQL, one per test.
 pub use svcgen_runtime::testing::TestDb;
 
@@ -47,9 +53,11 @@ impl Api {
     ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
+            record_secret("access token", t);
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
+            record_json(&b);
             req = req.json(&b);
         }
         for (k, v) in headers {
@@ -57,12 +65,16 @@ impl Api {
         }
         let res = req.send().await.expect("request failed");
         let status = res.status();
+        for cookie in res.headers().get_all(reqwest::header::SET_COOKIE) {
+            record_set_cookie(cookie.to_str().unwrap_or_default());
+        }
         let text = res.text().await.expect("read body");
         let json = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        record_json(&json);
         (status, json)
     }
 
@@ -107,6 +119,14 @@ impl Api {
     }
 }
 
+/// Records the value of a `Set-Cookie` header (session cookies carry tokens).
+pub fn record_set_cookie(header: &str) {
+    let pair = header.split(';').next().unwrap_or_default();
+    if let Some((name, value)) = pair.split_once('=') {
+        record_secret(&format!("cookie {}", name.trim()), value.trim());
+    }
+}
+
 /// A running service; calls through it are anonymous.
 pub struct Running {
     pub api: Api,
@@ -127,6 +147,7 @@ impl Running {
         F: FnOnce(tokio::sync::oneshot::Receiver<()>) -> Fut,
         Fut: Future<Output = std::net::SocketAddr>,
     {
+        capture_logs();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let addr = start(rx).await;
         Self {
@@ -169,6 +190,7 @@ fn service_env(
         ("SUPERADMIN_EMAIL", ADMIN_EMAIL),
         ("SUPERADMIN_PASSWORD", ADMIN_PASSWORD),
     ];
+    record_settings(defaults.iter().chain(settings).copied());
     defaults
         .iter()
         .chain(settings)
@@ -444,13 +466,16 @@ pub async fn consume(
                     );
                 }
             }
+            let payload =
+                serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null);
+            // Mail deliveries carry one-time codes.
+            record_json(&payload);
             out.push(Consumed {
                 topic: m.topic().to_string(),
                 partition: m.partition(),
                 offset: m.offset(),
                 key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                payload: serde_json::from_slice(m.payload().unwrap_or_default())
-                    .unwrap_or(Value::Null),
+                payload,
                 headers,
             });
         }
@@ -459,13 +484,16 @@ pub async fn consume(
 }
 
 /// The auth service binary as a process on `host:port`, its output in a
-/// log file; both go when it is dropped.
+/// log file; both go when it is dropped (the log stays when captured for
+/// the secret scan).
 pub struct ServiceProcess {
     pub child: tokio::process::Child,
     pub port: u16,
     /// `http://127.0.0.1:<port>`: the probes go to the loopback.
     pub base: String,
     log_path: std::path::PathBuf,
+    /// Whether the log is the scan's, to keep.
+    captured: bool,
 }
 
 impl ServiceProcess {
@@ -488,8 +516,17 @@ impl ServiceProcess {
         database_url: &str,
         settings: &[(&str, &str)],
     ) -> Self {
-        let log_path = std::env::temp_dir().join(format!("svcgen-service-{port}.log"));
+        let captured = capture::log_file(&format!(
+            "{}-{port}-{}.log",
+            binary.name,
+            capture::next_number()
+        ));
+        let log_path = captured
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("svcgen-service-{port}.log")));
         let log = std::fs::File::create(&log_path).expect("log file");
+        record_settings(settings.iter().copied());
+        record_secret("superadmin_password", ADMIN_PASSWORD);
         let mut command = tokio::process::Command::new(service_binary_of(binary));
         command
             .env("HTTP_ADDR", format!("{host}:{port}"))
@@ -503,6 +540,8 @@ impl ServiceProcess {
         for (k, v) in settings {
             command.env(k, v);
         }
+        // Captured, the service logs at the level of the scan whatever a test asked.
+        command.envs(child_log_env());
         let child = command
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().expect("log file"))
@@ -515,6 +554,7 @@ impl ServiceProcess {
             port,
             base: format!("http://127.0.0.1:{port}"),
             log_path,
+            captured: captured.is_some(),
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
@@ -571,7 +611,9 @@ impl ServiceProcess {
 impl Drop for ServiceProcess {
     /// The process goes with it (`kill_on_drop`), and so does its log.
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.log_path);
+        if !self.captured {
+            let _ = std::fs::remove_file(&self.log_path);
+        }
     }
 }
 

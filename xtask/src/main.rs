@@ -2,7 +2,10 @@
 //!
 //! - `gen`: generate `generated-service/` from `model/auth-service.yaml`.
 //! - `check`: fail, naming the files, when `generated-service/` is stale.
-//! - `test`: everything CI runs: fmt, clippy, check, `elsewhere`, and all tests.
+//! - `test`: everything CI runs: fmt, clippy, check, `elsewhere`, and all tests,
+//!   whose services log at debug level; then no log line may hold a secret the
+//!   tests used (`logscan`).
+//! - `scan-logs [DIR]`: that scan alone, of DIR or of the last run's logs.
 //! - `elsewhere`: generate each model outside this repository, as a user would,
 //!   and `cargo check` the crate there (with its copy of the runtime).
 //! - `dev`: PostgreSQL, a local Kafka broker, a database, and the service running.
@@ -10,6 +13,8 @@
 //!   same run (release builds); all groups unless some are named.
 //! - `contract-diff OLD NEW`: what changed in the contract between two models;
 //!   exits non-zero when a change breaks clients or consumers.
+
+mod logscan;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -32,12 +37,13 @@ fn main() -> Result<()> {
         "gen" => gen(),
         "check" => check(),
         "test" => test(),
+        "scan-logs" => scan_logs_task(&invoked_in),
         "elsewhere" => elsewhere(),
         "dev" => dev(),
         "contract-diff" => contract_diff(&invoked_in),
         "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <gen|check|test|elsewhere|dev|bench [generator|relay|service|trust|login]|contract-diff OLD NEW>");
+            eprintln!("usage: cargo xtask <gen|check|test|scan-logs [DIR]|elsewhere|dev|bench [generator|relay|service|trust|login]|contract-diff OLD NEW>");
             bail!("unknown task {task:?}")
         }
     }
@@ -48,6 +54,13 @@ fn root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// Cargo's target directory for this workspace.
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"))
 }
 
 fn gen() -> Result<()> {
@@ -86,9 +99,7 @@ fn check() -> Result<()> {
 /// on its own: with its copy of the runtime, this workspace's Cargo.lock
 /// (so no dependency moves) and target directory (so little is rebuilt).
 fn elsewhere() -> Result<()> {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
+    let target = target_dir();
     run(
         "cargo",
         &["build", "--package", "generator", "--bin", "svcgen"],
@@ -162,7 +173,91 @@ fn test() -> Result<()> {
             "airbnb-listing-service",
         ],
     )?;
-    run("cargo", &["test", "--workspace", "--", "--test-threads=2"])
+    let logs = test_log_dir()?;
+    let args = ["test", "--workspace", "--", "--test-threads=2"];
+    println!(
+        "$ {}={} cargo {}",
+        LOG_DIR_VAR,
+        logs.display(),
+        args.join(" ")
+    );
+    let status = Command::new("cargo")
+        .args(args)
+        .env(LOG_DIR_VAR, &logs)
+        .status()
+        .context("running cargo test")?;
+    if !status.success() {
+        bail!(
+            "`cargo {}` failed with {status} (the services' logs are in {})",
+            args.join(" "),
+            logs.display()
+        );
+    }
+    scan_logs(&logs)
+}
+
+/// Where the tests' services log, read by tests/common/capture.rs.
+const LOG_DIR_VAR: &str = "SVCGEN_TEST_LOG_DIR";
+
+/// A fresh log directory for this run of the tests,
+/// `<target>/svcgen-test-logs/<unix time>`; earlier runs' go, so the logs of
+/// the last run stay to be read and no more.
+fn test_log_dir() -> Result<PathBuf> {
+    let target = target_dir();
+    let all = target.join("svcgen-test-logs");
+    if all.exists() {
+        std::fs::remove_dir_all(&all).with_context(|| format!("{}", all.display()))?;
+    }
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let dir = all.join(started.to_string());
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `cargo xtask scan-logs [DIR]`: DIR, or the newest run under the target directory.
+fn scan_logs_task(invoked_in: &Path) -> Result<()> {
+    let dir = match std::env::args().nth(2) {
+        Some(dir) => invoked_in.join(dir),
+        None => {
+            let target = target_dir();
+            let all = target.join("svcgen-test-logs");
+            let mut runs: Vec<PathBuf> = std::fs::read_dir(&all)
+                .with_context(|| format!("no test logs in {}", all.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            runs.sort();
+            runs.pop()
+                .with_context(|| format!("no run in {}", all.display()))?
+        }
+    };
+    scan_logs(&dir)
+}
+
+/// Fails, naming file, line and kind, when a log line holds a recorded secret.
+fn scan_logs(dir: &Path) -> Result<()> {
+    let scan = logscan::scan(dir)?;
+    for leak in &scan.leaks {
+        eprintln!("{leak}");
+    }
+    println!(
+        "secret scan: {} log lines ({:.1} MB, {} files) checked for {} secrets: {} found",
+        scan.lines,
+        scan.bytes as f64 / 1e6,
+        scan.files,
+        scan.secrets,
+        scan.leaks.len()
+    );
+    if !scan.leaks.is_empty() {
+        bail!(
+            "{} log lines hold a secret the tests used (logs in {})",
+            scan.leaks.len(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn succeeds(program: &str, args: &[&str]) -> bool {
@@ -332,9 +427,7 @@ fn bench() -> Result<()> {
             "svcgen-bench",
         ],
     )?;
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
+    let target = target_dir();
     let release = target.join("release");
     let status = Command::new(release.join("svcgen-bench"))
         .args(std::env::args().skip(2))
