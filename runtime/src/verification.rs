@@ -72,11 +72,21 @@ pub struct Recipient {
 }
 
 /// A new code, as stored and as sent.
-#[derive(Debug)]
 pub struct Issued {
     pub id: Uuid,
     pub code: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// Never prints the code.
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("id", &self.id)
+            .field("code", &"***")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// A stored code, locked for the rest of the transaction.
@@ -113,8 +123,9 @@ impl StoredCode {
     }
 }
 
-/// A delivery request, as the mailer reads it from the delivery topic.
-#[derive(Debug, Clone, Serialize)]
+/// A delivery request, as the mailer reads it from the delivery topic. Its
+/// `Debug` leaves the code out; the topic itself is the mailer's.
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub id: Uuid,
@@ -124,6 +135,20 @@ pub struct Delivery {
     pub code: String,
     pub expires_at: DateTime<Utc>,
     pub locale: Option<String>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("recipient", &self.recipient)
+            .field("user_id", &self.user_id)
+            .field("code", &"***")
+            .field("expires_at", &self.expires_at)
+            .field("locale", &self.locale)
+            .finish()
+    }
 }
 
 /// The columns of [`StoredCode`].
@@ -572,6 +597,27 @@ mod tests {
         recipient_sql: "SELECT 1",
         recipient_by_id_sql: "SELECT 1",
     };
+
+    #[test]
+    fn debug_output_never_shows_a_code() {
+        let issued = Issued {
+            id: Uuid::nil(),
+            code: "493817".into(),
+            expires_at: Utc::now(),
+        };
+        let delivery = Delivery {
+            id: Uuid::nil(),
+            kind: "emailVerification",
+            recipient: "ana@example.com".into(),
+            user_id: Uuid::nil(),
+            code: "493817".into(),
+            expires_at: Utc::now(),
+            locale: None,
+        };
+        let shown = format!("{issued:?} {delivery:?}");
+        assert!(!shown.contains("493817"), "{shown}");
+        assert!(shown.contains("ana@example.com"), "{shown}");
+    }
 
     #[test]
     fn codes_have_their_digits_with_leading_zeros() {

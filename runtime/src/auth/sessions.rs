@@ -41,11 +41,22 @@ pub struct Session {
 }
 
 /// The tokens of a session answer, or their fingerprints in an event.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Tokens {
     pub access: Option<String>,
     pub access_expires_at: Option<DateTime<Utc>>,
     pub refresh: Option<String>,
+}
+
+/// Never prints a token: a `?tokens` in a log line must not leak one.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("access", &crate::config::redacted(&self.access))
+            .field("access_expires_at", &self.access_expires_at)
+            .field("refresh", &crate::config::redacted(&self.refresh))
+            .finish()
+    }
 }
 
 /// What a sign-in brings besides the credentials: device facts, the client's
@@ -488,10 +499,19 @@ type PresentedToken = (
 
 /// A refresh token from the body, or from the refresh cookie (then the answer
 /// renews the cookies).
-#[derive(Debug)]
 struct PresentedRefresh {
     token: String,
     from_cookie: bool,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for PresentedRefresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedRefresh")
+            .field("token", &"***")
+            .field("from_cookie", &self.from_cookie)
+            .finish()
+    }
 }
 
 /// What a refresh did in its transaction.
@@ -1102,6 +1122,28 @@ mod tests {
         body_limit_bytes: 1024,
         constraints: &[],
     };
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let tokens = Tokens {
+            access: Some("access-token-value".into()),
+            access_expires_at: None,
+            refresh: Some("refresh-token-value".into()),
+        };
+        let presented = PresentedRefresh {
+            token: "presented-refresh-value".into(),
+            from_cookie: true,
+        };
+        let shown = format!("{tokens:?} {presented:?}");
+        for secret in [
+            "access-token-value",
+            "refresh-token-value",
+            "presented-refresh-value",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("from_cookie: true"), "{shown}");
+    }
 
     static SIGN_IN: RouteInfo = RouteInfo {
         name: "signIn",
