@@ -38,10 +38,12 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sqlx::postgres::PgPool;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -56,6 +58,9 @@ pub const OUTBOX_OLDEST: &str = "outbox_oldest_pending_age_seconds";
 pub const RELAY_PUBLISHED: &str = "outbox_relay_published_total";
 pub const RELAY_FAILURES: &str = "outbox_relay_failures_total";
 pub const READ_EVENTS_DROPPED: &str = "read_events_dropped_total";
+
+/// How often recorded latencies are folded into their buckets.
+const UPKEEP: Duration = Duration::from_secs(5);
 
 /// The route label of a request no route matched.
 pub const UNMATCHED: &str = "unmatched";
@@ -134,22 +139,74 @@ pub async fn track_requests(req: Request, next: Next) -> Response {
     if !enabled() {
         return next.run(req).await;
     }
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_owned();
+    let path = req.extensions().get::<MatchedPath>().cloned();
+    let route = path.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
     let method = method_label(req.method());
     let started = Instant::now();
     let res = next.run(req).await;
-    let labels = [
-        ("route", route),
-        ("method", method.to_owned()),
-        ("status", res.status().as_u16().to_string()),
-    ];
-    ::metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
-    ::metrics::histogram!(HTTP_DURATION, &labels).record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    REQUEST_SERIES.with_borrow_mut(|series| {
+        series.record(route, method, res.status().as_u16(), elapsed);
+    });
     res
+}
+
+/// The request counter and latency histogram of one route, method and status.
+struct RequestSeries {
+    requests: ::metrics::Counter,
+    duration: ::metrics::Histogram,
+}
+
+impl RequestSeries {
+    fn record(&self, seconds: f64) {
+        self.requests.increment(1);
+        self.duration.record(seconds);
+    }
+}
+
+/// The handles of the request series a thread has recorded, so that a
+/// request records through them instead of building its labels (three owned
+/// strings) and looking both metrics up in the recorder, which cost a cheap
+/// route a tenth of its throughput. The labels are bounded (matched routes,
+/// standard methods, statuses), and so is this. Per thread, so that
+/// recording takes no lock: the handles share the recorder's storage.
+#[derive(Default)]
+struct SeriesCache {
+    /// By route: by method and status.
+    by_route: HashMap<Box<str>, Vec<(&'static str, u16, RequestSeries)>>,
+}
+
+impl SeriesCache {
+    /// Records a request of `seconds`, registering its series the first time.
+    fn record(&mut self, route: &str, method: &'static str, status: u16, seconds: f64) {
+        let known = |(m, s, _): &&(&str, u16, RequestSeries)| *m == method && *s == status;
+        if let Some((_, _, series)) = self
+            .by_route
+            .get(route)
+            .and_then(|of_route| of_route.iter().find(known))
+        {
+            series.record(seconds);
+            return;
+        }
+        let labels = [
+            ("route", route.to_owned()),
+            ("method", method.to_owned()),
+            ("status", status.to_string()),
+        ];
+        let series = RequestSeries {
+            requests: ::metrics::counter!(HTTP_REQUESTS, &labels),
+            duration: ::metrics::histogram!(HTTP_DURATION, &labels),
+        };
+        series.record(seconds);
+        self.by_route
+            .entry(route.into())
+            .or_default()
+            .push((method, status, series));
+    }
+}
+
+thread_local! {
+    static REQUEST_SERIES: RefCell<SeriesCache> = RefCell::default();
 }
 
 /// What is read at scrape time.
@@ -258,6 +315,7 @@ impl Exporter {
         if let Ok(addr) = self.listener.local_addr() {
             tracing::info!(%addr, "serving metrics at /metrics");
         }
+        let upkeep = upkeep(self.handle.clone(), stop.clone());
         let app = Router::new()
             .route("/metrics", get(scrape))
             .with_state((self.handle, sources));
@@ -268,11 +326,31 @@ impl Exporter {
                 }
             }
         };
-        if let Err(e) = axum::serve(self.listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!(error = %e, "the metrics listener failed");
+        let serve = async {
+            if let Err(e) = axum::serve(self.listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        };
+        tokio::join!(serve, upkeep);
+    }
+}
+
+/// Folds the latency samples into their buckets every [`UPKEEP`] until
+/// `stop`. The recorder keeps every sample until then: scrapes do it too,
+/// but without them (no Prometheus yet, or a down one) memory would grow
+/// with every request.
+async fn upkeep(handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(UPKEEP);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = every.tick() => handle.run_upkeep(),
+            changed = stop.changed() => if changed.is_err() {
+                break;
+            },
         }
     }
 }
@@ -348,6 +426,28 @@ mod tests {
         );
         assert!(!text.contains("/things/1"), "{text}");
         assert!(!text.contains("/nowhere"), "{text}");
+    }
+
+    #[test]
+    fn each_series_is_registered_once_and_recorded_through_its_handles() {
+        let handle = install();
+        let mut cache = SeriesCache::default();
+        for _ in 0..3 {
+            cache.record("/cached/{id}", "GET", 200, 0.002);
+        }
+        cache.record("/cached/{id}", "GET", 404, 0.001);
+        cache.record("/cached/{id}", "POST", 200, 0.001);
+        assert_eq!(cache.by_route.len(), 1);
+        assert_eq!(cache.by_route["/cached/{id}"].len(), 3);
+        let text = handle.render();
+        for line in [
+            r#"http_requests_total{route="/cached/{id}",method="GET",status="200"} 3"#,
+            r#"http_requests_total{route="/cached/{id}",method="GET",status="404"} 1"#,
+            r#"http_requests_total{route="/cached/{id}",method="POST",status="200"} 1"#,
+            r#"http_request_duration_seconds_count{route="/cached/{id}",method="GET",status="200"} 3"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]
