@@ -18,6 +18,21 @@
 //!   acknowledges) and `outbox_relay_failures_total` (the relay's failed rounds).
 //! - `read_events_dropped_total`: reading-route events the producer's full
 //!   queue dropped ([`Publisher::dropped`]).
+//! - `db_pool_acquire_seconds` (a histogram): how long requests waited for a
+//!   connection where they take one explicitly: every transaction of a
+//!   generated or runtime route ([`begin`], whose time includes BEGIN's round
+//!   trip, as sqlx sends it with the taking) and the connections of hooks
+//!   ([`acquire`]). sqlx counts no waiters and has no hook around the wait,
+//!   so reads that run one statement on the pool are not timed; background
+//!   work (relay, sweeper, consumers) is not either. A request that found no
+//!   connection in `DATABASE_ACQUIRE_TIMEOUT_MS`, on any path, is counted in
+//!   `db_pool_acquire_timeouts_total` (where database errors become answers).
+//! - `hashing_queue_depth` (secret hashes waiting for one of the
+//!   `HASH_CONCURRENCY` permits) and `hashing_wait_seconds` (a histogram of
+//!   that wait, one sample a hash).
+//! - `realtime_clients`: the open event streams.
+//! - `throttle_refusals_total` \[`limit`\]: answers 429 by the limit that
+//!   refused them ([`Limit`]: one value per configured limit, never a bucket).
 //! - Where a service consumes events, per `consumer`:
 //!   `consumer_applied_total`, `consumer_duplicates_total`,
 //!   `consumer_retries_total`, `consumer_dead_letters_total` and the gauge
@@ -36,8 +51,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sqlx::postgres::PgPool;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgPool, Postgres};
+use sqlx::Transaction;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,6 +75,12 @@ pub const OUTBOX_OLDEST: &str = "outbox_oldest_pending_age_seconds";
 pub const RELAY_PUBLISHED: &str = "outbox_relay_published_total";
 pub const RELAY_FAILURES: &str = "outbox_relay_failures_total";
 pub const READ_EVENTS_DROPPED: &str = "read_events_dropped_total";
+pub const DB_ACQUIRE: &str = "db_pool_acquire_seconds";
+pub const DB_ACQUIRE_TIMEOUTS: &str = "db_pool_acquire_timeouts_total";
+pub const HASHING_QUEUE: &str = "hashing_queue_depth";
+pub const HASHING_WAIT: &str = "hashing_wait_seconds";
+pub const REALTIME_CLIENTS: &str = "realtime_clients";
+pub const THROTTLE_REFUSALS: &str = "throttle_refusals_total";
 
 /// How often recorded latencies are folded into their buckets.
 const UPKEEP: Duration = Duration::from_secs(5);
@@ -104,8 +127,9 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new();
+            // Every histogram is of seconds: the same buckets for all.
             let recorder = builder
-                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_string()), LATENCY_BUCKETS)
+                .set_buckets(LATENCY_BUCKETS)
                 .unwrap_or_else(|_| PrometheusBuilder::new())
                 .build_recorder();
             let handle = recorder.handle();
@@ -207,6 +231,63 @@ impl SeriesCache {
 
 thread_local! {
     static REQUEST_SERIES: RefCell<SeriesCache> = RefCell::default();
+}
+
+/// A connection of `db`, the wait for it recorded in [`DB_ACQUIRE`].
+pub async fn acquire(db: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    timed_acquire(db.acquire()).await
+}
+
+/// A transaction on `db`, the wait for its connection recorded in
+/// [`DB_ACQUIRE`]; sqlx takes the connection and sends `BEGIN` in one call,
+/// so the time includes BEGIN's round trip.
+pub async fn begin(db: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    timed_acquire(db.begin()).await
+}
+
+async fn timed_acquire<T>(acquiring: impl std::future::Future<Output = T>) -> T {
+    let started = Instant::now();
+    let acquired = acquiring.await;
+    ::metrics::histogram!(DB_ACQUIRE).record(started.elapsed().as_secs_f64());
+    acquired
+}
+
+/// What a throttle refused: the `limit` label of [`THROTTLE_REFUSALS`], one
+/// per limit a service configures (a bounded set, whatever the buckets are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    SignInPerAddress,
+    SignInPerAccount,
+    PublicWritesPerAddress,
+    UploadsPerUser,
+    SecretConfirmationsPerAccount,
+    CodeRequestsPerAddress,
+    CodeRequestsPerAccount,
+    CodeChecksPerAddress,
+    CodeChecksPerAccount,
+    RealtimeStreams,
+}
+
+impl Limit {
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::SignInPerAddress => "sign_in_per_address",
+            Self::SignInPerAccount => "sign_in_per_account",
+            Self::PublicWritesPerAddress => "public_writes_per_address",
+            Self::UploadsPerUser => "uploads_per_user",
+            Self::SecretConfirmationsPerAccount => "secret_confirmations_per_account",
+            Self::CodeRequestsPerAddress => "code_requests_per_address",
+            Self::CodeRequestsPerAccount => "code_requests_per_account",
+            Self::CodeChecksPerAddress => "code_checks_per_address",
+            Self::CodeChecksPerAccount => "code_checks_per_account",
+            Self::RealtimeStreams => "realtime_streams",
+        }
+    }
+
+    /// Counts a refusal by this limit.
+    pub fn refused(self) {
+        ::metrics::counter!(THROTTLE_REFUSALS, "limit" => self.label()).increment(1);
+    }
 }
 
 /// What is read at scrape time.
@@ -448,6 +529,39 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
+    }
+
+    /// The value of the sample `series` (name and labels as rendered) in `text`.
+    fn rendered(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn pool_timeouts_are_counted_where_errors_are_mapped() {
+        let handle = install();
+        let was = rendered(&handle.render(), DB_ACQUIRE_TIMEOUTS).unwrap_or(0.0);
+        let answer = crate::error::ApiError::from(sqlx::Error::PoolTimedOut);
+        assert!(matches!(
+            answer,
+            crate::error::ApiError::ServiceUnavailable(_)
+        ));
+        let _ = crate::error::ApiError::from(sqlx::Error::RowNotFound);
+        let is = rendered(&handle.render(), DB_ACQUIRE_TIMEOUTS).expect("counted");
+        assert_eq!(is - was, 1.0);
+    }
+
+    #[test]
+    fn refusals_are_counted_by_limit() {
+        let handle = install();
+        let series = r#"throttle_refusals_total{limit="code_checks_per_account"}"#;
+        let was = rendered(&handle.render(), series).unwrap_or(0.0);
+        Limit::CodeChecksPerAccount.refused();
+        Limit::CodeChecksPerAccount.refused();
+        assert_eq!(
+            rendered(&handle.render(), series).expect("counted") - was,
+            2.0
+        );
     }
 
     #[test]
