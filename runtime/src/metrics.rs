@@ -31,8 +31,10 @@
 //!   `HASH_CONCURRENCY` permits) and `hashing_wait_seconds` (a histogram of
 //!   that wait, one sample a hash).
 //! - `realtime_clients`: the open event streams.
-//! - `throttle_refusals_total` \[`limit`\]: answers 429 by the limit that
-//!   refused them ([`Limit`]: one value per configured limit, never a bucket).
+//! - `throttle_refusals_total` \[`limit`\]: attempts a limit refused
+//!   ([`Limit`]: one value per configured limit, never a bucket), answered
+//!   429, except code requests over an account's limit, which get the usual
+//!   answer and no code (the answer must not tell whether the account exists).
 //! - Where a service consumes events, per `consumer`:
 //!   `consumer_applied_total`, `consumer_duplicates_total`,
 //!   `consumer_retries_total`, `consumer_dead_letters_total` and the gauge
