@@ -70,6 +70,20 @@ fn sample(samples: &BTreeMap<Key, f64>, name: &str, labels: &[(&str, &str)]) -> 
     samples.get(&(name.to_string(), labels)).copied()
 }
 
+/// How far the sample `name` with `labels` moved from `before` to `after`
+/// (absent before: from zero); it must be there after.
+fn moved_between(
+    before: &BTreeMap<Key, f64>,
+    after: &BTreeMap<Key, f64>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let was = sample(before, name, labels).unwrap_or(0.0);
+    let is = sample(after, name, labels)
+        .unwrap_or_else(|| panic!("{name} {labels:?} after the requests"));
+    is - was
+}
+
 async fn scrape(addr: &str) -> BTreeMap<Key, f64> {
     let res = reqwest::get(format!("http://{addr}/metrics"))
         .await
@@ -112,12 +126,7 @@ async fn requests_move_the_counters_by_exactly_what_was_done() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let after = scrape(&metrics).await;
 
-    let moved = |name: &str, labels: &[(&str, &str)]| {
-        let was = sample(&before, name, labels).unwrap_or(0.0);
-        let is = sample(&after, name, labels)
-            .unwrap_or_else(|| panic!("{name} {labels:?} after the requests"));
-        is - was
-    };
+    let moved = |name: &str, labels: &[(&str, &str)]| moved_between(&before, &after, name, labels);
     let route = |status| {
         [
             ("route", "/v1/users/{id}"),
@@ -237,4 +246,114 @@ async fn the_relay_counts_every_event_it_published() {
         Some(0.0)
     );
     assert!(sample(&after, "outbox_relay_failures_total", &[]).is_some());
+}
+
+/// A Server-Sent Events stream of `api`'s caller, open while it is kept.
+async fn open_stream(api: &tests::Api) -> reqwest::Response {
+    api.client
+        .get(format!("{}/v1/events", api.base))
+        .bearer_auth(api.token.as_deref().expect("signed in"))
+        .send()
+        .await
+        .expect("the stream answers")
+}
+
+/// Posts `body(i)` to `path` three times: the first two answer `passing`,
+/// the third 429 (a limit of two in the window).
+async fn two_pass_then_throttled(
+    api: &tests::Api,
+    path: &str,
+    passing: StatusCode,
+    body: impl Fn(usize) -> serde_json::Value,
+) {
+    for i in 0..3 {
+        let (status, answer) = api.post(path, body(i)).await;
+        let wanted = if i < 2 {
+            passing
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(status, wanted, "{path} #{i}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn waits_streams_and_refusals_move_by_exactly_what_was_done() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let db = TestDb::create().await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let server = start_auth_service(
+        &db.url,
+        &[
+            ("METRICS_ADDR", &metrics),
+            ("PUBLIC_WRITES_PER_ADDRESS", "2"),
+            ("LOGIN_PER_ACCOUNT", "2"),
+        ],
+    )
+    .await;
+    let admin = server.admin().await;
+    let before = scrape(&metrics).await;
+
+    // Three creates: a hash and a transaction each.
+    for i in 0..3 {
+        create_user(&admin, &format!("waited{i}@example.com"), "Wai Ted").await;
+    }
+    // Two registrations pass (a hash and a transaction each), the third is
+    // refused before either.
+    two_pass_then_throttled(&server, "/v1/register", StatusCode::CREATED, |i| {
+        serde_json::json!({ "email": format!("joiner{i}@example.com"), "password": "a decent secret", "fullname": "Jo Iner" })
+    })
+    .await;
+    // Two wrong secrets are hashed and refused; the third is throttled unhashed.
+    two_pass_then_throttled(
+        &server,
+        "/v1/login",
+        StatusCode::UNAUTHORIZED,
+        |_| serde_json::json!({ "email": "waited0@example.com", "password": "not the secret" }),
+    )
+    .await;
+    // A session holds four streams at most: the fifth is refused.
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let stream = open_stream(&admin).await;
+        assert_eq!(stream.status(), StatusCode::OK);
+        streams.push(stream);
+    }
+    assert_eq!(
+        open_stream(&admin).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let after = scrape(&metrics).await;
+
+    let moved = |name: &str, labels: &[(&str, &str)]| moved_between(&before, &after, name, labels);
+    assert_eq!(moved("db_pool_acquire_seconds_count", &[]), 5.0);
+    assert_eq!(moved("hashing_wait_seconds_count", &[]), 7.0);
+    assert_eq!(sample(&after, "hashing_queue_depth", &[]), Some(0.0));
+    assert_eq!(moved("realtime_clients", &[]), 4.0);
+    for (limit, refused) in [
+        ("public_writes_per_address", 1.0),
+        ("sign_in_per_account", 1.0),
+        ("realtime_streams", 1.0),
+    ] {
+        assert_eq!(
+            moved("throttle_refusals_total", &[("limit", limit)]),
+            refused,
+            "{limit}"
+        );
+    }
+    assert_eq!(
+        sample(&after, "db_pool_acquire_timeouts_total", &[]).unwrap_or(0.0),
+        sample(&before, "db_pool_acquire_timeouts_total", &[]).unwrap_or(0.0),
+        "no request waited for a connection in vain"
+    );
+
+    // Closed streams leave the gauge as they found it.
+    let clients = sample(&before, "realtime_clients", &[]).unwrap_or(0.0);
+    drop(streams);
+    eventually(
+        "the closed streams are no longer counted",
+        Duration::from_secs(30),
+        || async { sample(&scrape(&metrics).await, "realtime_clients", &[]) == Some(clients) },
+    )
+    .await;
 }

@@ -638,7 +638,7 @@ async fn login(
         return crate::verification::challenge(&app, &ctx, signed_in.user_id, pending, &LOGIN)
             .await;
     }
-    let mut conn = app.db.acquire().await?;
+    let mut conn = svcgen_runtime::metrics::acquire(&app.db).await?;
     app.auth
         .open_session(
             &mut conn,

@@ -371,7 +371,7 @@ async fn update_user(
             )
             .await?;
     }
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER.access)?;
     let old = lock(&mut tx, id).await?;
@@ -526,7 +526,7 @@ async fn update_profile(
             )
             .await?;
     }
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
@@ -656,7 +656,7 @@ async fn create_user(
     v.finish()?;
     let password = app.auth.hash_secret(password).await?;
     let id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&CREATE_USER.access)?;
     caller.may_grant(&role_id)?;
@@ -710,7 +710,7 @@ async fn delete_user(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&DELETE_USER.access)?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, true).await?;
     caller.may_try(&DELETE_USER.access)?;
     let old = lock(&mut tx, id).await?;
@@ -792,7 +792,7 @@ async fn archive_profile(
             )
             .await?;
     }
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, true).await?;
     caller.may_try(&ARCHIVE_PROFILE.access)?;
     let old = lock(&mut tx, id).await?;
@@ -1182,7 +1182,7 @@ async fn update_user_role(
     v.text("roleId", role_id.as_deref(), &rules::ROLE_ID);
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, true).await?;
     caller.may_try(&UPDATE_USER_ROLE.access)?;
     if let Some(role) = role_id.as_deref() {
@@ -1296,7 +1296,7 @@ async fn update_user_password(
         Some(secret) => Some(app.auth.hash_secret(secret).await?),
         None => None,
     };
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER_PASSWORD.access)?;
     let old = lock(&mut tx, id).await?;
@@ -1393,7 +1393,7 @@ async fn update_user_password_by_admin(
         Some(secret) => Some(app.auth.hash_secret(secret).await?),
         None => None,
     };
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&UPDATE_USER_PASSWORD_BY_ADMIN.access)?;
     let old = lock(&mut tx, id).await?;
@@ -1530,7 +1530,7 @@ async fn register_user(
     v.finish()?;
     let password = app.auth.hash_secret(password).await?;
     let id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let row: User = sqlx::query_as(
             "INSERT INTO users AS t (id, email, password, fullname, avatar, preferred_language, bio, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING t.id, t.email, t.fullname, t.avatar, t.role_id, t.email_verified, t.email_two_factor, t.preferred_language, t.bio, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -1587,7 +1587,7 @@ async fn extend_user_index(
         )]));
     }
     let added = serde_json::Value::Object(added);
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let document: sqlx::types::Json<serde_json::Value> = sqlx::query_scalar(
             "UPDATE search_documents AS d SET extends = d.extends || $2, updated_at = now() WHERE d.index_name = 'airbnb_user' AND d.id = $1 RETURNING d.doc || jsonb_build_object('extends', d.extends)",
         )

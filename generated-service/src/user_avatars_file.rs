@@ -252,7 +252,7 @@ async fn create_user_avatars_file(
     let file_size: i64 = i64::try_from(file_data.len()).unwrap_or(i64::MAX);
     let access_key: String = svcgen_runtime::validation::random_key();
     let id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&CREATE_USER_AVATARS_FILE.access)?;
     app.auth
@@ -467,7 +467,7 @@ async fn delete_user_avatars_file(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&DELETE_USER_AVATARS_FILE.access)?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let caller = app.auth.lock_ranks(&mut tx, &caller, false).await?;
     caller.may_try(&DELETE_USER_AVATARS_FILE.access)?;
     let old = lock(&mut tx, id).await?;

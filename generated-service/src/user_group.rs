@@ -174,7 +174,7 @@ async fn create_user_group(
     };
     v.finish()?;
     let id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let row: UserGroup = sqlx::query_as(
             "INSERT INTO user_groups AS t (id, group_name, avatar, _owner) VALUES ($1, $2, $3, $4) RETURNING t.id, t.group_name, t.avatar, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -249,7 +249,7 @@ async fn update_user_group(
     );
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let old = lock(&mut tx, id).await?;
     validation::check_version(expected, old.record_version)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
@@ -305,7 +305,7 @@ async fn delete_user_group(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&DELETE_USER_GROUP.access)?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let old = lock(&mut tx, id).await?;
     validation::check_version(expected, old.record_version)?;
     let row: UserGroup = sqlx::query_as(DELETE_SQL)
@@ -484,7 +484,7 @@ async fn extend_user_group_index(
         )]));
     }
     let added = serde_json::Value::Object(added);
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let document: sqlx::types::Json<serde_json::Value> = sqlx::query_scalar(
             "UPDATE search_documents AS d SET extends = d.extends || $2, updated_at = now() WHERE d.index_name = 'airbnb_usergroup' AND d.id = $1 RETURNING d.doc || jsonb_build_object('extends', d.extends)",
         )

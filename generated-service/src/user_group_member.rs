@@ -182,7 +182,7 @@ async fn create_user_group_member(
     };
     v.finish()?;
     let id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let row: UserGroupMember = sqlx::query_as(
             "INSERT INTO user_group_members AS t (id, group_id, user_id, owner_id, _owner) VALUES ($1, $2, $3, $4, $5) RETURNING t.id, t.group_id, t.user_id, t.owner_id, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -228,7 +228,7 @@ async fn delete_user_group_member(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&DELETE_USER_GROUP_MEMBER.access)?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let old = lock(&mut tx, id).await?;
     validation::check_version(expected, old.record_version)?;
     let row: UserGroupMember = sqlx::query_as(DELETE_SQL)

@@ -189,7 +189,12 @@ async fn start(
         return Err(v.into_error());
     };
     CODES
-        .limit_address(&app.auth, &app.db, "code", addr.0)
+        .limit_address(
+            &app.auth,
+            &app.db,
+            svcgen_runtime::verification::AddressLimit::CodeRequests,
+            addr.0,
+        )
         .await?;
     let reply = ctx.reply(
         route,
@@ -298,7 +303,7 @@ async fn complete_email_verification(
     let Some(to) = to else {
         return Err(rejected());
     };
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let stored = CODES.live(&mut tx, to.id, Purpose::Verify).await?;
     let (mut tx, _) = CODES
         .spend(&app.auth, tx, stored, Purpose::Verify, &code)
@@ -353,7 +358,7 @@ async fn complete_password_reset(
     let Some(to) = to else {
         return Err(rejected());
     };
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let stored = CODES.live(&mut tx, to.id, Purpose::Reset).await?;
     let (mut tx, _) = CODES
         .spend(&app.auth, tx, stored, Purpose::Reset, &code)
@@ -395,7 +400,7 @@ pub async fn challenge(
     CODES
         .limit_challenges(&app.auth, &app.db, account_id)
         .await?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let issued = CODES
         .store(
             &app.auth,
@@ -437,9 +442,14 @@ async fn complete_second_factor(
         return Err(v.into_error());
     };
     CODES
-        .limit_address(&app.auth, &app.db, "code-check", addr.0)
+        .limit_address(
+            &app.auth,
+            &app.db,
+            svcgen_runtime::verification::AddressLimit::CodeChecks,
+            addr.0,
+        )
         .await?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let stored = CODES.challenge(&app.auth, &mut tx, challenge_id).await?;
     let (mut tx, stored) = CODES
         .spend(&app.auth, tx, stored, Purpose::SecondFactor, &code)

@@ -13,6 +13,7 @@
 
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
+use crate::metrics;
 use crate::outbox::CHANNEL;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -149,6 +150,7 @@ struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        ::metrics::gauge!(metrics::REALTIME_CLIENTS).decrement(1.0);
         let mut guard = self.hub.open.lock().unwrap_or_else(PoisonError::into_inner);
         let open = &mut *guard;
         for (map, id) in [
@@ -191,10 +193,12 @@ impl Hub {
         let of_session = open.sessions.get(&session_id).copied().unwrap_or(0);
         let of_user = open.users.get(&user_id).copied().unwrap_or(0);
         if of_session >= STREAMS_PER_SESSION || of_user >= STREAMS_PER_USER {
+            metrics::Limit::RealtimeStreams.refused();
             return Err(ApiError::TooManyRequests { retry_after: 30 });
         }
         *open.sessions.entry(session_id).or_default() += 1;
         *open.users.entry(user_id).or_default() += 1;
+        ::metrics::gauge!(metrics::REALTIME_CLIENTS).increment(1.0);
         Ok(Admitted {
             hub: self.clone(),
             session_id,

@@ -12,6 +12,7 @@ use crate::auth::keys::fingerprint;
 use crate::auth::sessions::PendingSignIn;
 use crate::auth::{throttle, AuthState};
 use crate::error::ApiError;
+use crate::metrics::Limit;
 use crate::validation::Validator;
 use chrono::{DateTime, Duration as Span, Utc};
 use lettre::message::header::ContentType;
@@ -52,6 +53,15 @@ pub struct Codes {
     pub recipient_sql: &'static str,
     /// `address, locale` of an active account by id (`$1`).
     pub recipient_by_id_sql: &'static str,
+}
+
+/// What [`Codes::limit_address`] counts from an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressLimit {
+    /// Asking for a code to be sent.
+    CodeRequests,
+    /// Sending a code back.
+    CodeChecks,
 }
 
 /// What a code is for; its `kind` names its delivery request.
@@ -237,17 +247,22 @@ impl Codes {
             .map(|name| identity.normalize_login(name))
     }
 
-    /// Counts a code request (`what` is `code`) or a code check
-    /// (`code-check`) from `addr`; past the limit the answer is 429.
+    /// Counts a code request or a code check (`what`) from `addr`; past the
+    /// limit the answer is 429.
     pub async fn limit_address(
         &self,
         auth: &AuthState,
         db: &PgPool,
-        what: &str,
+        what: AddressLimit,
         addr: IpAddr,
     ) -> Result<(), ApiError> {
-        let bucket = format!("{what}:address:{}", throttle::address_key(addr));
-        throttle::hit(db, &bucket, self.requests_per_address, auth.window_secs()).await
+        let (prefix, limit) = match what {
+            AddressLimit::CodeRequests => ("code", Limit::CodeRequestsPerAddress),
+            AddressLimit::CodeChecks => ("code-check", Limit::CodeChecksPerAddress),
+        };
+        let bucket = format!("{prefix}:address:{}", throttle::address_key(addr));
+        let limit = (self.requests_per_address, limit);
+        throttle::hit(db, &bucket, limit, auth.window_secs()).await
     }
 
     /// Counts a check of a `purpose` code against the budget of `account`
@@ -261,7 +276,8 @@ impl Codes {
         account: &str,
     ) -> Result<(), ApiError> {
         let bucket = self.checks_bucket(purpose, account);
-        throttle::hit(db, &bucket, self.checks_per_account, auth.window_secs()).await
+        let limit = (self.checks_per_account, Limit::CodeChecksPerAccount);
+        throttle::hit(db, &bucket, limit, auth.window_secs()).await
     }
 
     fn checks_bucket(&self, purpose: Purpose, account: &str) -> String {
@@ -278,7 +294,8 @@ impl Codes {
         account: Uuid,
     ) -> Result<(), ApiError> {
         let bucket = format!("code:{}:{account}", self.kind(Purpose::SecondFactor));
-        throttle::hit(db, &bucket, self.requests_per_account, auth.window_secs()).await
+        let limit = (self.requests_per_account, Limit::CodeRequestsPerAccount);
+        throttle::hit(db, &bucket, limit, auth.window_secs()).await
     }
 
     /// Checks the body and limits of a completion: the account name and the
@@ -301,7 +318,8 @@ impl Codes {
         let (Some(name), Some(code)) = (name, code) else {
             return Ok(None);
         };
-        self.limit_address(auth, db, "code-check", addr).await?;
+        self.limit_address(auth, db, AddressLimit::CodeChecks, addr)
+            .await?;
         // By name, before the lookup: names without an account run out alike.
         self.limit_checks(auth, db, purpose, &fingerprint(name.as_bytes()))
             .await?;
@@ -326,7 +344,8 @@ impl Codes {
         }
         let kind = self.kind(purpose);
         let bucket = format!("code:{kind}:{}", to.id);
-        if throttle::hit(db, &bucket, self.requests_per_account, auth.window_secs())
+        let limit = (self.requests_per_account, Limit::CodeRequestsPerAccount);
+        if throttle::hit(db, &bucket, limit, auth.window_secs())
             .await
             .is_err()
         {

@@ -2,10 +2,12 @@
 //! of sign-ins must not stall other routes.
 
 use crate::error::ApiError;
+use crate::metrics;
 use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 use tokio::sync::Semaphore;
 
 /// Runs argon2id off the async runtime, a bounded number at a time, in
@@ -34,6 +36,24 @@ impl Drop for Wanted<'_> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clear();
         }
+    }
+}
+
+/// A hash waiting for a permit: counted in the queue's depth while it waits
+/// and its wait recorded when it stops waiting (given a permit, or cancelled).
+struct Queued(Instant);
+
+impl Queued {
+    fn new() -> Self {
+        ::metrics::gauge!(metrics::HASHING_QUEUE).increment(1.0);
+        Self(Instant::now())
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        ::metrics::gauge!(metrics::HASHING_QUEUE).decrement(1.0);
+        ::metrics::histogram!(metrics::HASHING_WAIT).record(self.0.elapsed().as_secs_f64());
     }
 }
 
@@ -67,7 +87,9 @@ impl Hashing {
     ) -> Result<T, ApiError> {
         self.wanted.fetch_add(1, Ordering::AcqRel);
         let _wanted = Wanted(self);
+        let queued = Queued::new();
         let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
+        drop(queued);
         let memory = self
             .spare
             .lock()

@@ -9,11 +9,12 @@
 use super::caller::Caller;
 use super::keys::fingerprint;
 use super::state::{AuthState, Identity};
-use super::throttle::{self, throttled};
+use super::throttle::{self, throttled, Limit};
 use super::tokens::{self, cookie, random_token, token_hash};
 use crate::envelope::{Reply, RequestContext};
 use crate::error::{ApiError, FieldError};
 use crate::event::Event;
+use crate::metrics;
 use crate::outbox::{self, PgQuery};
 use crate::route::{RouteInfo, ServiceInfo};
 use axum::http::{HeaderMap, StatusCode};
@@ -580,12 +581,14 @@ impl AuthState {
             address_hits,
             address_left,
             i64::from(limits.login_per_address) + 1,
+            Limit::SignInPerAddress,
         )?;
         // The attempt is already counted (reserved); success gives it back.
         throttled(
             account_hits,
             account_left,
             i64::from(limits.login_per_account) + 1,
+            Limit::SignInPerAccount,
         )?;
         let account = match (user_id, hash, role, verified, second_factor) {
             (Some(user_id), Some(hash), Some(role), Some(verified), Some(second_factor)) => {
@@ -767,7 +770,7 @@ impl AuthState {
         route: &'static RouteInfo,
     ) -> Result<Response, ApiError> {
         let presented = self.presented_refresh(body, headers)?;
-        let mut tx = db.begin().await?;
+        let mut tx = metrics::begin(db).await?;
         match self.renew(&mut tx, ctx, &presented, headers, route).await? {
             Refreshed::Reused { ctx, events } => {
                 outbox::enqueue(&mut tx, &ctx, &events).await?;
@@ -979,7 +982,7 @@ impl AuthState {
         route: &'static RouteInfo,
     ) -> Result<Response, ApiError> {
         let identity = self.identity;
-        let mut tx = db.begin().await?;
+        let mut tx = metrics::begin(db).await?;
         let ctx = ctx.signed_in(caller.user_id, caller.session_id);
         let sql = format!(
             "UPDATE sessions SET revoked_at = now(), revoked_reason = 'signed out' WHERE id = $1 AND revoked_at IS NULL RETURNING {}",
@@ -1048,7 +1051,7 @@ impl AuthState {
             OwnSessions::One(id) => (Some(id), None),
             OwnSessions::AllButCurrent => (None, Some(caller.session_id)),
         };
-        let mut tx = db.begin().await?;
+        let mut tx = metrics::begin(db).await?;
         let sql = format!(
             "UPDATE sessions SET revoked_at = now(), revoked_reason = 'ended by the user'
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()

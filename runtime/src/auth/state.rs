@@ -6,7 +6,7 @@ use super::keys::{fingerprint, KeyRing, SigningKey, KEY_RING_REFRESH};
 use super::live::{AccountTopics, LiveSessions};
 use super::passwords;
 use super::rules::Policy;
-use super::throttle;
+use super::throttle::{self, Limit};
 use super::tokens::{token_kid, Audience, TokenFacts, TokenTransport, VerifiedTokens};
 use crate::config::{redacted, ConfigError, Env};
 use crate::error::{ApiError, FieldError};
@@ -443,7 +443,7 @@ impl AuthState {
         throttle::hit(
             db,
             &format!("write:{route}:{}", throttle::address_key(addr)),
-            l.public_writes_per_address,
+            (l.public_writes_per_address, Limit::PublicWritesPerAddress),
             l.window_secs,
         )
         .await
@@ -458,7 +458,13 @@ impl AuthState {
         per_window: u32,
     ) -> Result<(), ApiError> {
         let bucket = format!("upload:{route}:{user}");
-        throttle::hit(db, &bucket, per_window, self.limits.window_secs).await
+        throttle::hit(
+            db,
+            &bucket,
+            (per_window, Limit::UploadsPerUser),
+            self.limits.window_secs,
+        )
+        .await
     }
 
     /// Checks the current value of an account's secret (read by `sql`), sent
@@ -473,7 +479,8 @@ impl AuthState {
     ) -> Result<(), ApiError> {
         let l = &self.limits;
         let bucket = format!("confirm:{account}");
-        throttle::reserve(db, &bucket, l.login_per_account, l.window_secs).await?;
+        let limit = (l.login_per_account, Limit::SecretConfirmationsPerAccount);
+        throttle::reserve(db, &bucket, limit, l.window_secs).await?;
         let hash: Option<String> = sqlx::query_scalar(sql)
             .bind(account)
             .fetch_optional(db)

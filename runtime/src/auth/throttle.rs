@@ -2,6 +2,7 @@
 //! that every replica counts the same hits.
 
 use crate::error::ApiError;
+pub use crate::metrics::Limit;
 use sqlx::{PgExecutor, PgPool};
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -32,9 +33,11 @@ pub fn sign_in_lookup_sql(account_sql: &str) -> String {
     )
 }
 
-/// 429 when a bucket's `hits` (with `remaining` seconds in its window) reached `limit`.
-pub fn throttled(hits: i32, remaining: f64, limit: i64) -> Result<(), ApiError> {
+/// 429 when a bucket's `hits` (with `remaining` seconds in its window) reached
+/// `limit`; the refusal is counted as `what`'s.
+pub fn throttled(hits: i32, remaining: f64, limit: i64, what: Limit) -> Result<(), ApiError> {
     if i64::from(hits) >= limit {
+        what.refused();
         return Err(ApiError::TooManyRequests {
             retry_after: retry_after(remaining),
         });
@@ -48,11 +51,11 @@ fn retry_after(remaining: f64) -> u64 {
 }
 
 /// Counts a hit on `bucket`, on the pool or in a transaction; past `limit`
-/// in the window the answer is 429.
+/// (`what`) in the window the answer is 429.
 pub async fn hit<'e>(
     db: impl PgExecutor<'e>,
     bucket: &str,
-    limit: u32,
+    (limit, what): (u32, Limit),
     window_secs: u32,
 ) -> Result<(), ApiError> {
     let (hits, remaining): (i32, f64) = sqlx::query_as(HIT_SQL)
@@ -60,7 +63,7 @@ pub async fn hit<'e>(
         .bind(f64::from(window_secs))
         .fetch_one(db)
         .await?;
-    throttled(hits, remaining, i64::from(limit) + 1)
+    throttled(hits, remaining, i64::from(limit) + 1, what)
 }
 
 /// Reserves an attempt on `bucket` before the work it limits: past `limit`
@@ -69,7 +72,7 @@ pub async fn hit<'e>(
 pub async fn reserve(
     db: &PgPool,
     bucket: &str,
-    limit: u32,
+    limit: (u32, Limit),
     window_secs: u32,
 ) -> Result<(), ApiError> {
     hit(db, bucket, limit, window_secs).await
@@ -97,6 +100,8 @@ pub fn address_key(addr: IpAddr) -> String {
 mod tests {
     use super::*;
 
+    const TEST: Limit = Limit::UploadsPerUser;
+
     fn retry(result: Result<(), ApiError>) -> Option<u64> {
         match result {
             Ok(()) => None,
@@ -107,20 +112,20 @@ mod tests {
 
     #[test]
     fn a_bucket_is_throttled_once_it_reaches_the_limit() {
-        assert_eq!(retry(throttled(4, 10.0, 5)), None);
-        assert_eq!(retry(throttled(5, 10.0, 5)), Some(10));
-        assert_eq!(retry(throttled(6, 10.0, 5)), Some(10));
+        assert_eq!(retry(throttled(4, 10.0, 5, TEST)), None);
+        assert_eq!(retry(throttled(5, 10.0, 5, TEST)), Some(10));
+        assert_eq!(retry(throttled(6, 10.0, 5, TEST)), Some(10));
     }
 
     #[test]
     fn a_hit_counts_itself_so_the_limit_is_inclusive() {
         // `hit` passes limit + 1: the limit-th hit passes, the next one does not.
         let limit = 3u32;
-        assert_eq!(retry(throttled(3, 1.0, i64::from(limit) + 1)), None);
-        assert!(retry(throttled(4, 1.0, i64::from(limit) + 1)).is_some());
+        assert_eq!(retry(throttled(3, 1.0, i64::from(limit) + 1, TEST)), None);
+        assert!(retry(throttled(4, 1.0, i64::from(limit) + 1, TEST)).is_some());
         // u32::MAX never overflows: counting without a limit.
         assert_eq!(
-            retry(throttled(i32::MAX, 1.0, i64::from(u32::MAX) + 1)),
+            retry(throttled(i32::MAX, 1.0, i64::from(u32::MAX) + 1, TEST)),
             None
         );
     }

@@ -296,7 +296,7 @@ async fn sign_in(
     IDENTITY.check_device(&device)?;
     let signed_in = app.auth.sign_in(&app.db, &account, secret, addr.0).await?;
     let pending = PendingSignIn::new(addr.0, false, device);
-    let mut conn = app.db.acquire().await?;
+    let mut conn = svcgen_runtime::metrics::acquire(&app.db).await?;
     app.auth
         .open_session(
             &mut conn,

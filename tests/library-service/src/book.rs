@@ -200,7 +200,7 @@ async fn add_book(
     };
     v.finish()?;
     let id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let row: Book = sqlx::query_as(
             "INSERT INTO books AS t (id, title, isbn, pages, shelf, details, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING t.id, t.title, t.isbn, t.pages, t.shelf, t.details, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -580,7 +580,7 @@ async fn reshelve_book(
     v.text("shelf", shelf.as_deref(), &rules::SHELF);
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let old = lock(&mut tx, id).await?;
     validation::check_version(expected, old.record_version)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
@@ -633,7 +633,7 @@ async fn archive_book<H: BookHooks>(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&ARCHIVE_BOOK.access)?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let old = lock(&mut tx, id).await?;
     validation::check_version(expected, old.record_version)?;
     H::archive_book_before(&mut Tx::new(&mut tx, &ctx), &caller, &old).await?;

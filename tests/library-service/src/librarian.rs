@@ -141,7 +141,7 @@ async fn sign_up(
     v.finish()?;
     let secret = app.auth.hash_secret(secret).await?;
     let id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let row: Librarian = sqlx::query_as(
             "INSERT INTO librarians AS t (id, email, secret, _owner) VALUES ($1, $2, $3, $4) RETURNING t.id, t.email, t.role, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )

@@ -263,7 +263,7 @@ async fn lend_book<H: LoanHooks>(
     v.finish()?;
     let pickup_code = app.auth.hash_secret(pickup_code).await?;
     let id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let values = LendBookValues {
         book_id,
         reader_email,
@@ -350,7 +350,7 @@ async fn extend_loan<H: LoanHooks>(
     let mut values = ExtendLoanChanges { due_at };
     H::extend_loan_input(&app, &ctx, &caller, &mut values).await?;
     let ExtendLoanChanges { due_at } = values;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let old = lock(&mut tx, id).await?;
     validation::check_version(expected, old.record_version)?;
     let values = ExtendLoanChanges { due_at };
@@ -639,7 +639,7 @@ async fn get_loan<H: LoanHooks>(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&GET_LOAN.access)?;
-    let mut conn = app.db.acquire().await?;
+    let mut conn = svcgen_runtime::metrics::acquire(&app.db).await?;
     let mut row = fetch(&mut *conn, id).await?;
     H::get_loan_row(&mut conn, &ctx, &caller, &mut row).await?;
     drop(conn);
@@ -681,7 +681,7 @@ async fn return_book<H: LoanHooks>(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&RETURN_BOOK.access)?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let row = H::return_book(&mut Tx::new(&mut tx, &ctx), &caller, id).await?;
     let reply = ctx.reply(&RETURN_BOOK, StatusCode::OK, &row)?;
     let events = Vec::from_iter(reply.event(&RETURN_BOOK, row.id));

@@ -111,7 +111,7 @@ pub(crate) async fn retire_host<H: HostHooks>(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&RETIRE_HOST.access)?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let row = H::retire_host(&mut Tx::new(&mut tx, &ctx), &caller, id).await?;
     let reply = ctx.reply(&RETIRE_HOST, StatusCode::OK, &row)?;
     let events = Vec::from_iter(reply.event(&RETIRE_HOST, row.id));

@@ -271,7 +271,7 @@ async fn create_listing(
     };
     v.finish()?;
     let id = Uuid::new_v4();
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let row: Listing = sqlx::query_as(
             "INSERT INTO listings AS t (id, host_id, title, description, city, price_per_night, max_guests, check_in_notes, _owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING t.id, t.title, t.description, t.city, t.price_per_night, t.max_guests, t.host_id, t.check_in_notes, t.is_active, t.record_version, t.created_at, t.updated_at, t._owner",
         )
@@ -551,7 +551,7 @@ async fn update_listing(
     );
     let expected = v.version(input.record_version, if_match);
     v.finish()?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let old = lock(&mut tx, id).await?;
     validation::check_version(expected, old.record_version)?;
     let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(
@@ -616,7 +616,7 @@ async fn archive_listing(
 ) -> Result<Reply, ApiError> {
     let ctx = ctx.signed_in(caller.user_id, caller.session_id);
     caller.may_try(&ARCHIVE_LISTING.access)?;
-    let mut tx = app.db.begin().await?;
+    let mut tx = svcgen_runtime::metrics::begin(&app.db).await?;
     let old = lock(&mut tx, id).await?;
     caller.allow(&ARCHIVE_LISTING.access, owner_of(&old))?;
     validation::check_version(expected, old.record_version)?;
