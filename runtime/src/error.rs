@@ -298,7 +298,7 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         if matches!(e, sqlx::Error::PoolTimedOut) {
             // Every request's error passes here, whichever call timed out.
-            ::metrics::counter!(crate::metrics::DB_ACQUIRE_TIMEOUTS).increment(1);
+            ::metrics::counter!(crate::measure::DB_ACQUIRE_TIMEOUTS).increment(1);
         }
         if is_unavailable(&e) {
             return Self::ServiceUnavailable(e);

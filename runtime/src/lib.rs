@@ -9,7 +9,8 @@
 //!
 //! 1. [`config`]: settings from the environment; [`route`]: facts about the
 //!    service and its routes; [`tables`]: the tables the runtime owns (no
-//!    imports; the generator reads it too); [`trace`]: W3C trace context.
+//!    imports; the generator reads it too); [`trace`]: W3C trace context;
+//!    [`measure`]: metric names, timed connections, throttle limits.
 //! 2. [`error`]: the error type and its HTTP answer.
 //! 3. [`validation`], [`extract`]: checking and reading requests; `files`
 //!    (feature `files`): uploads and downloads.
@@ -36,6 +37,7 @@
 //!     [`server`]: start, the layers around every route, and shutdown.
 
 pub mod config;
+pub mod measure;
 pub mod route;
 pub mod tables;
 pub mod trace;

@@ -13,7 +13,7 @@
 
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
-use crate::metrics;
+use crate::measure as metrics;
 use crate::outbox::CHANNEL;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::{header, HeaderMap, HeaderValue};

@@ -450,7 +450,7 @@ pub async fn trace_requests(mut req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or(crate::metrics::UNMATCHED, MatchedPath::as_str);
+        .map_or(crate::measure::UNMATCHED, MatchedPath::as_str);
     let request_id = req
         .headers()
         .get("x-request-id")

@@ -5,7 +5,7 @@
 //!
 //! Every request and every consumed event has one, whether or not spans are
 //! exported: the incoming context's trace continued, or a fresh trace. With
-//! OpenTelemetry on ([`crate::telemetry`]), the ids are those of the
+//! OpenTelemetry on (the `telemetry` module), the ids are those of the
 //! current span, so what goes out names the span that sent it. With it
 //! off, nothing is recorded and the ids cost two random numbers a request:
 //! logs, events and the session events' `traceId` still join up across
@@ -24,7 +24,7 @@ pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
-/// Said once, by [`crate::telemetry::init`], when it installs the exporter.
+/// Said once, by `telemetry::init`, when it installs the exporter.
 pub(crate) fn set_exporting() {
     EXPORTING.store(true, Ordering::Relaxed);
 }

@@ -12,7 +12,7 @@ use crate::auth::keys::fingerprint;
 use crate::auth::sessions::PendingSignIn;
 use crate::auth::{throttle, AuthState};
 use crate::error::ApiError;
-use crate::metrics::Limit;
+use crate::measure::Limit;
 use crate::validation::Validator;
 use chrono::{DateTime, Duration as Span, Utc};
 use lettre::message::header::ContentType;

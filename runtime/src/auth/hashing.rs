@@ -2,7 +2,7 @@
 //! of sign-ins must not stall other routes.
 
 use crate::error::ApiError;
-use crate::metrics;
+use crate::measure as metrics;
 use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use std::sync::atomic::{AtomicUsize, Ordering};

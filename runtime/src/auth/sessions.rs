@@ -14,7 +14,7 @@ use super::tokens::{self, cookie, random_token, token_hash};
 use crate::envelope::{Reply, RequestContext};
 use crate::error::{ApiError, FieldError};
 use crate::event::Event;
-use crate::metrics;
+use crate::measure as metrics;
 use crate::outbox::{self, PgQuery};
 use crate::route::{RouteInfo, ServiceInfo};
 use axum::http::{HeaderMap, StatusCode};

@@ -2,7 +2,7 @@
 //! that every replica counts the same hits.
 
 use crate::error::ApiError;
-pub use crate::metrics::Limit;
+pub use crate::measure::Limit;
 use sqlx::{PgExecutor, PgPool};
 use std::net::{IpAddr, Ipv6Addr};
 
