@@ -15,7 +15,7 @@ pub const DB_IN_USE: &str = "db_pool_connections_in_use";
 pub const DB_IDLE: &str = "db_pool_connections_idle";
 pub const OUTBOX_PENDING: &str = "outbox_pending_events";
 pub const OUTBOX_OLDEST: &str = "outbox_oldest_pending_age_seconds";
-/// Counted in `outbox` and `relay`, which spell the names themselves.
+/// Counted in `outbox` (as the broker acknowledges) and `relay` (failed rounds).
 pub const RELAY_PUBLISHED: &str = "outbox_relay_published_total";
 pub const RELAY_FAILURES: &str = "outbox_relay_failures_total";
 pub const READ_EVENTS_DROPPED: &str = "read_events_dropped_total";

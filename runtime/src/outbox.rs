@@ -289,7 +289,7 @@ impl Outbox {
             acknowledged = rows[..sent].iter().map(|r| r.id).collect();
             total += sent;
             // Counted as acknowledged, so a round that fails later still counts them.
-            ::metrics::counter!("outbox_relay_published_total").increment(sent as u64);
+            ::metrics::counter!(crate::measure::RELAY_PUBLISHED).increment(sent as u64);
             match (failure, next) {
                 (None, Ok(next)) => rows = next,
                 (Some(e), _) | (None, Err(e)) => {

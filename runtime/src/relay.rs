@@ -3,6 +3,7 @@
 //! the database goes away.
 
 use crate::kafka::{KafkaSettings, KafkaSink, KafkaSpec};
+use crate::measure;
 use crate::outbox::{self, Outbox, OutboxSettings, CHANNEL};
 use sqlx::postgres::{PgListener, PgPool};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -86,8 +87,8 @@ pub async fn run_watched(
         return;
     };
     // Exported at zero from the start, not from the first event or failure.
-    ::metrics::counter!("outbox_relay_published_total").increment(0);
-    ::metrics::counter!("outbox_relay_failures_total").increment(0);
+    ::metrics::counter!(measure::RELAY_PUBLISHED).increment(0);
+    ::metrics::counter!(measure::RELAY_FAILURES).increment(0);
     let mut backoff = FIRST_BACKOFF;
     let mut relay: Option<Relay> = None;
     let mut pruned = Instant::now();
@@ -110,7 +111,7 @@ pub async fn run_watched(
             }
             Err(e) => {
                 health.failed();
-                ::metrics::counter!("outbox_relay_failures_total").increment(1);
+                ::metrics::counter!(measure::RELAY_FAILURES).increment(1);
                 let wait = jittered(backoff, uuid::Uuid::new_v4().as_u64_pair().0);
                 tracing::warn!(
                     error = format!("{e:#}"),

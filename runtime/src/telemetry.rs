@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Empty, Field, Visit};
 use tracing::{Instrument, Level, Subscriber};
-use tracing_subscriber::filter::{filter_fn, LevelFilter, Targets};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -190,8 +190,12 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Telemetry {
     let filter =
         EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = log_layer(settings.log_format, filter, std::io::stdout);
+    let service = settings
+        .service_name
+        .clone()
+        .unwrap_or_else(|| service.to_string());
     let provider = match &settings.otlp_endpoint {
-        Some(_) => match tracer_provider(settings, service) {
+        Some(_) => match tracer_provider(settings, &service) {
             Ok(p) => Some(p),
             Err(e) => {
                 eprintln!("traces are not exported: {e:#}");
@@ -201,20 +205,12 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Telemetry {
         None => None,
     };
     let spans = provider.as_ref().map(|p| {
-        let service = settings
-            .service_name
-            .clone()
-            .unwrap_or_else(|| service.to_string());
-        // The runtime's own spans (the outbox, the relay, consumers) are
-        // debug spans: free unless spans are exported or logs ask for them.
         // Statements become spans of their own (`SqlSpans`), not span events.
-        let chosen = Targets::new()
-            .with_default(Level::INFO)
-            .with_target("svcgen_runtime", Level::DEBUG)
-            .with_target("sqlx", LevelFilter::OFF);
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer(service))
-            .with_filter(chosen)
+            .with_filter(filter_fn(|m| {
+                !m.target().starts_with("sqlx") && exported(m)
+            }))
             .and_then(
                 SqlSpans {
                     tracer: p.tracer("sqlx"),
@@ -224,7 +220,7 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Telemetry {
                 // (`enabled!` asks with hint metadata, which is no span either).
                 .with_filter(filter_fn(|m| {
                     if m.is_span() {
-                        *m.level() <= Level::INFO || m.target().starts_with("svcgen_runtime")
+                        exported(m)
                     } else {
                         m.target() == "sqlx::query"
                     }
@@ -277,6 +273,14 @@ where
     }
 }
 
+/// What is exported: info and above, and the runtime's own spans (the
+/// outbox, the relay, consumers), which are debug spans so that they cost
+/// nothing unless spans are exported or logs ask for them.
+fn exported(m: &tracing::Metadata<'_>) -> bool {
+    let level = *m.level();
+    level <= Level::INFO || (level <= Level::DEBUG && m.target().starts_with("svcgen_runtime"))
+}
+
 fn tracer_provider(
     settings: &TelemetrySettings,
     service: &str,
@@ -300,12 +304,7 @@ fn tracer_provider(
         exporter = exporter.with_headers(headers);
     }
     let resource = opentelemetry_sdk::Resource::builder_empty()
-        .with_service_name(
-            settings
-                .service_name
-                .clone()
-                .unwrap_or_else(|| service.to_string()),
-        )
+        .with_service_name(service.to_string())
         .build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter.build()?)

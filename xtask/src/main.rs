@@ -196,6 +196,11 @@ fn test() -> Result<()> {
     scan_logs(&logs)
 }
 
+/// Where each run of the tests keeps its services' logs.
+fn test_logs_root() -> PathBuf {
+    target_dir().join("svcgen-test-logs")
+}
+
 /// Where the tests' services log, read by tests/common/capture.rs.
 const LOG_DIR_VAR: &str = "SVCGEN_TEST_LOG_DIR";
 
@@ -203,8 +208,7 @@ const LOG_DIR_VAR: &str = "SVCGEN_TEST_LOG_DIR";
 /// `<target>/svcgen-test-logs/<unix time>`; earlier runs' go, so the logs of
 /// the last run stay to be read and no more.
 fn test_log_dir() -> Result<PathBuf> {
-    let target = target_dir();
-    let all = target.join("svcgen-test-logs");
+    let all = test_logs_root();
     if all.exists() {
         std::fs::remove_dir_all(&all).with_context(|| format!("{}", all.display()))?;
     }
@@ -222,8 +226,7 @@ fn scan_logs_task(invoked_in: &Path) -> Result<()> {
     let dir = match std::env::args().nth(2) {
         Some(dir) => invoked_in.join(dir),
         None => {
-            let target = target_dir();
-            let all = target.join("svcgen-test-logs");
+            let all = test_logs_root();
             let mut runs: Vec<PathBuf> = std::fs::read_dir(&all)
                 .with_context(|| format!("no test logs in {}", all.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
