@@ -90,12 +90,14 @@ impl TraceContext {
 
     /// `00-<trace>-<span>-<flags>`.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            self.trace_hex(),
-            self.span_hex(),
-            u8::from(self.sampled)
-        )
+        // Written straight into one buffer: every read event carries one.
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, &self.trace_id);
+        s.push('-');
+        push_hex(&mut s, &self.span_id);
+        s.push_str(if self.sampled { "-01" } else { "-00" });
+        s
     }
 
     /// The trace id as 32 lowercase hex digits (the session events' `traceId`).
@@ -186,13 +188,17 @@ fn hex<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         s.push(DIGITS[usize::from(b >> 4)] as char);
         s.push(DIGITS[usize::from(b & 0xf)] as char);
     }
-    s
 }
 
 #[cfg(test)]

@@ -381,8 +381,13 @@ impl AuthState {
     /// the ring first (rate-limited): another replica may have started with a new key.
     pub async fn token_facts(&self, db: &PgPool, token: &str) -> Result<TokenFacts, ApiError> {
         let facts = self.verified_now(token);
+        if facts.is_ok() {
+            return facts;
+        }
+        // Only a token that failed has its header decoded again: every
+        // request's token would otherwise cost a base64 and JSON decode.
         match token_kid(token) {
-            Some(kid) if facts.is_err() && self.ring.reread_for(&kid) => {
+            Some(kid) if self.ring.reread_for(&kid) => {
                 if let Err(e) = self.ring.reload(db).await {
                     tracing::warn!(error = %e, "re-reading the key ring failed");
                     return facts;

@@ -4,6 +4,9 @@
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: svcgen_runtime::server::Allocator = svcgen_runtime::server::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     svcgen_runtime::server::return_large_allocations_to_the_system();
