@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 mod baseline;
 mod consume;
 mod load;
+mod relay;
 mod trust;
 
 fn root() -> PathBuf {
@@ -227,7 +228,7 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         if wanted("relay") {
-            load::relay_figures().await.context("relay figures")?;
+            relay::relay_figures().await.context("relay figures")?;
         }
         if wanted("service") {
             load::service_figures().await.context("service figures")?;
