@@ -1,7 +1,7 @@
 //! The outbox relay's figures: into tansu against a bare producer, and into
 //! a sink that only counts.
 
-use crate::{fresh_database, free_port, print, tansu, wait_port, Row};
+use crate::{free_port, fresh_database, print, tansu, wait_port, Row};
 use airbnb_auth_service::config::Config;
 use airbnb_auth_service::spec::KAFKA;
 use anyhow::{bail, Context, Result};
@@ -239,4 +239,3 @@ pub async fn relay_figures() -> Result<()> {
     let _ = relay.await;
     Ok(())
 }
-
