@@ -23,7 +23,7 @@
 //! pre-filled topics; `BENCH_BASELINE_CONFIG=key=value,...` adds librdkafka
 //! settings to the baseline's consumer (e.g. `fetch.wait.max.ms=10`).
 
-use crate::{free_port, fresh_database, print, tansu, wait_port, Proc, Row};
+use crate::{acknowledged, free_port, fresh_database, print, tansu, wait_port, Proc, Row};
 use airbnb_auth_service::topics::{
     DBEVENT_USER_CREATED as CREATED, DBEVENT_USER_DELETED as DELETED,
     DBEVENT_USER_UPDATED as UPDATED,
@@ -123,13 +123,6 @@ fn send(
     producer
         .send_result(record)
         .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))
-}
-
-async fn acknowledged(pending: Vec<DeliveryFuture>) -> Result<()> {
-    for d in pending {
-        d.await?.map_err(|(e, _)| e)?;
-    }
-    Ok(())
 }
 
 /// The auth service's user topics, 3 partitions each.

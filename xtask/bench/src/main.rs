@@ -154,6 +154,14 @@ fn generator_figures() -> Result<()> {
     Ok(())
 }
 
+/// Waits for every acknowledgement; the first failure is the error.
+pub async fn acknowledged(pending: Vec<rdkafka::producer::DeliveryFuture>) -> Result<()> {
+    for d in pending {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
 /// A child process killed when dropped.
 pub struct Proc(pub Child);
 
