@@ -23,7 +23,7 @@
 //! pre-filled topics; `BENCH_BASELINE_CONFIG=key=value,...` adds librdkafka
 //! settings to the baseline's consumer (e.g. `fetch.wait.max.ms=10`).
 
-use crate::{free_port, print, tansu, wait_port, Proc, Row};
+use crate::{acknowledged, free_port, fresh_database, print, tansu, wait_port, Proc, Row};
 use airbnb_auth_service::topics::{
     DBEVENT_USER_CREATED as CREATED, DBEVENT_USER_DELETED as DELETED,
     DBEVENT_USER_UPDATED as UPDATED,
@@ -125,13 +125,6 @@ fn send(
         .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))
 }
 
-async fn acknowledged(pending: Vec<DeliveryFuture>) -> Result<()> {
-    for d in pending {
-        d.await?.map_err(|(e, _)| e)?;
-    }
-    Ok(())
-}
-
 /// The auth service's user topics, 3 partitions each.
 async fn create_topics(brokers: &str) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -190,47 +183,6 @@ async fn prefill(brokers: &str, (users, updates): (usize, usize)) -> Result<f64>
     let sent = pending.len();
     acknowledged(pending).await?;
     Ok(sent as f64 / started.elapsed().as_secs_f64())
-}
-
-/// Databases created for the run; each dropped at the end, whatever happened.
-#[derive(Default)]
-struct Databases(Vec<String>);
-
-impl Databases {
-    async fn create(&mut self) -> Result<String> {
-        use sqlx::{Connection, Executor};
-        let name = format!("svcgen_bench_consume_{}", Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(ADMIN_URL).await?;
-        conn.execute(format!("CREATE DATABASE {name}").as_str())
-            .await?;
-        self.0.push(name.clone());
-        Ok(format!("postgres://postgres@127.0.0.1:5432/{name}"))
-    }
-
-    async fn drop_all(self) {
-        use sqlx::{Connection, Executor};
-        let Ok(mut conn) = sqlx::PgConnection::connect(ADMIN_URL).await else {
-            eprintln!("could not connect to drop {:?}", self.0);
-            return;
-        };
-        for name in self.0 {
-            let dropped = conn
-                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                .await;
-            if let Err(e) = dropped {
-                eprintln!("dropping {name}: {e}");
-            }
-        }
-    }
-}
-
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-pub async fn consume_figures() -> Result<()> {
-    let mut dbs = Databases::default();
-    let result = figures(&mut dbs).await;
-    dbs.drop_all().await;
-    result
 }
 
 /// What one consumer did with the pre-filled topics.
@@ -338,7 +290,7 @@ async fn hosts_health(http: &reqwest::Client, url: &str) -> Result<Value> {
     Ok(body["consuming"]["consumers"]["hosts"].clone())
 }
 
-async fn figures(dbs: &mut Databases) -> Result<()> {
+pub async fn consume_figures() -> Result<()> {
     let listing_bin = std::env::var("BENCH_LISTING_BIN")
         .context("BENCH_LISTING_BIN: run through `cargo xtask bench`")?;
     let port = free_port();
@@ -354,7 +306,7 @@ async fn figures(dbs: &mut Databases) -> Result<()> {
 
     // The baseline first (stopped before ours starts), with a group of its
     // own, into a database of its own.
-    let base_url = dbs.create().await?;
+    let base_url = fresh_database().await?;
     let base_db = PgPoolOptions::new()
         .max_connections(2)
         .connect(&base_url)
@@ -373,7 +325,7 @@ async fn figures(dbs: &mut Databases) -> Result<()> {
     }
 
     // Ours: the listing service's release binary, a fresh database and group.
-    let ours_url = dbs.create().await?;
+    let ours_url = fresh_database().await?;
     let http_port = free_port();
     let health = format!("http://127.0.0.1:{http_port}/healthz");
     let http = reqwest::Client::new();

@@ -9,6 +9,7 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 mod baseline;
@@ -153,6 +154,14 @@ fn generator_figures() -> Result<()> {
     Ok(())
 }
 
+/// Waits for every acknowledgement; the first failure is the error.
+pub async fn acknowledged(pending: Vec<rdkafka::producer::DeliveryFuture>) -> Result<()> {
+    for d in pending {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
 /// A child process killed when dropped.
 pub struct Proc(pub Child);
 
@@ -204,14 +213,54 @@ pub fn tansu(port: u16) -> Result<Proc> {
     Ok(Proc(child))
 }
 
+/// Every database the run created, dropped when it ends ([`DropDatabases`]).
+static DATABASES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A new empty database, dropped at the end of the run.
 pub async fn fresh_database() -> Result<String> {
     use sqlx::{Connection, Executor};
     let name = format!("svcgen_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut conn =
-        sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
+    let mut conn = sqlx::PgConnection::connect(ADMIN_URL).await?;
     conn.execute(format!("CREATE DATABASE {name}").as_str())
         .await?;
+    DATABASES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(name.clone());
     Ok(format!("postgres://postgres@127.0.0.1:5432/{name}"))
+}
+
+/// Drops the databases the run created when dropped, with whatever is still
+/// connected to them.
+struct DropDatabases;
+
+impl Drop for DropDatabases {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut *DATABASES.lock().unwrap_or_else(PoisonError::into_inner));
+        if names.is_empty() {
+            return;
+        }
+        let dropped = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(drop_databases(&names)));
+        if let Err(e) = dropped {
+            eprintln!("dropping the bench's databases {names:?}: {e:#}");
+        }
+    }
+}
+
+async fn drop_databases(names: &[String]) -> Result<()> {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::PgConnection::connect(ADMIN_URL).await?;
+    for name in names {
+        conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await?;
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -225,6 +274,9 @@ fn main() -> Result<()> {
     if wanted("generator") {
         generator_figures()?;
     }
+    // Declared before the runtime, so dropped after it: the figures' services
+    // and tasks are gone by then, also after an error or a panic.
+    let _databases = DropDatabases;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         if wanted("relay") {
