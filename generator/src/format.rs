@@ -32,8 +32,8 @@ pub fn note(source: &str) -> String {
 
 /// Formats every file; Rust files go through syn + prettyplease and rustfmt
 /// in a few groups at once, since starting rustfmt once per file costs more
-/// than formatting. With a `cache`, rustfmt sees only the printed texts it
-/// has not formatted before.
+/// than formatting. With a `cache`, only new rendered texts are printed and
+/// only new printed texts go to rustfmt.
 pub fn format_all(
     files: Vec<Rendered>,
     source: &str,
@@ -261,8 +261,9 @@ fn format_rust(files: &[&Rendered], cache: Option<&Cache>) -> Result<Vec<String>
     }
 }
 
-/// Prints the files of one group (indices into `files`) and runs rustfmt on
-/// those the cache does not hold, laid out under `dir` as in the crate.
+/// Prints the files of one group (indices into `files`) that the cache does
+/// not hold and runs rustfmt on those whose printed text it does not hold
+/// either, laid out under `dir` as in the crate.
 /// rustfmt formats a file's child modules with it, so a file that declares
 /// modules is formatted beside empty stand-ins for its children. A failure
 /// carries the index of the file it concerns.
@@ -276,22 +277,28 @@ fn format_group(
     let mut done = Vec::with_capacity(group.len());
     let mut written = Vec::new();
     for &i in group {
-        let text = pretty(files[i]).map_err(|e| (i, e))?;
-        match cache.and_then(|c| c.get(&text)) {
+        let rendered = files[i].text.as_str();
+        if let Some(formatted) = cache.and_then(|c| c.by_rendered(rendered)) {
+            done.push((i, formatted));
+            continue;
+        }
+        let printed = pretty(files[i]).map_err(|e| (i, e))?;
+        match cache.and_then(|c| c.by_printed(rendered, &printed)) {
             Some(formatted) => done.push((i, formatted)),
             None => {
-                let at = lay_out(files[i].path.as_str(), &text, paths, dir).map_err(|e| (i, e))?;
-                written.push((i, at, text));
+                let at =
+                    lay_out(files[i].path.as_str(), &printed, paths, dir).map_err(|e| (i, e))?;
+                written.push((i, at, printed));
             }
         }
     }
     if let Some(&(first, ..)) = written.first() {
         rustfmt(written.iter().map(|(_, at, _)| at)).map_err(|e| (first, e))?;
     }
-    for (i, at, text) in written {
+    for (i, at, printed) in written {
         let formatted = std::fs::read_to_string(at).map_err(|e| (i, e.into()))?;
         if let Some(cache) = cache {
-            cache.put(&text, &formatted);
+            cache.keep(&files[i].text, &printed, &formatted);
         }
         done.push((i, formatted));
     }

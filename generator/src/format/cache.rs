@@ -1,10 +1,18 @@
 //! rustfmt's outputs kept on disk between runs, so that a run formats only
-//! the files whose printed text changed since an earlier run.
+//! the files whose printed text changed since an earlier run, and prints
+//! only the files whose rendered text changed.
 //!
-//! An entry is named by the SHA-256 of everything rustfmt's output depends
-//! on: the layout version of this cache, rustfmt's version, the config files
-//! rustfmt could find, its command-line options and the exact input text.
-//! An entry holds the output behind the output's own SHA-256, so a torn or
+//! Two kinds of entry, each named by the SHA-256 of everything its content
+//! depends on:
+//! - *formatted*: rustfmt's output, named by the layout version of this
+//!   cache, rustfmt's version, the config files rustfmt could find, its
+//!   command-line options and the exact printed text given to rustfmt;
+//! - *printed*: the name of the formatted entry for what svcgen printed
+//!   (syn + prettyplease) from a rendered text, named by the same and this
+//!   build of svcgen (its executable) and the exact rendered text. A rebuilt
+//!   svcgen prints again, and still finds rustfmt's outputs.
+//!
+//! An entry holds its text behind the text's own SHA-256, so a torn or
 //! corrupt entry is a miss (and is rewritten), never wrong output. Entries
 //! are written to a temporary file and renamed into place, so a reader,
 //! another run at the same time included, never sees half of one.
@@ -27,6 +35,8 @@ pub struct Cache {
     dir: PathBuf,
     /// rustfmt's version and config files, part of every key.
     rustfmt: String,
+    /// This build of svcgen (see [`printer`]), when it can be named.
+    printer: Option<String>,
     hits: AtomicUsize,
     misses: AtomicUsize,
 }
@@ -51,12 +61,14 @@ impl Cache {
         Cache {
             dir: dir.join(format!("v{LAYOUT}")),
             rustfmt: rustfmt.to_string(),
+            printer: printer(),
             hits: AtomicUsize::new(0),
             misses: AtomicUsize::new(0),
         }
     }
 
-    /// How many files were found formatted, since this cache was opened.
+    /// How many files were found formatted (printed or not), since this
+    /// cache was opened.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::Relaxed)
     }
@@ -66,25 +78,46 @@ impl Cache {
         self.misses.load(Ordering::Relaxed)
     }
 
-    /// Where the output for `input` is kept.
-    fn entry(&self, input: &str) -> PathBuf {
+    /// The entry name for `parts`: their SHA-256, each part behind its
+    /// length, so that no two lists of parts hash the same text.
+    fn key(parts: &[&str]) -> String {
         let mut key = Sha256::new();
-        let args = super::RUSTFMT_ARGS.join(" ");
-        for part in [LAYOUT, self.rustfmt.as_str(), args.as_str(), input] {
-            // Each part behind its length, so that no two lists of parts
-            // hash the same text.
+        for part in parts {
             key.update((part.len() as u64).to_le_bytes());
             key.update(part);
         }
-        let key = hex(&key.finalize());
-        self.dir.join(&key[..2]).join(&key[2..])
+        hex(&key.finalize())
     }
 
-    /// rustfmt's output for `input`, if an earlier run kept it intact.
-    pub(super) fn get(&self, input: &str) -> Option<String> {
-        let found = std::fs::read(self.entry(input))
-            .ok()
-            .and_then(|bytes| unseal(&bytes));
+    /// The entry that holds rustfmt's output for the printed text `printed`.
+    fn formatted_key(&self, printed: &str) -> String {
+        let args = super::RUSTFMT_ARGS.join(" ");
+        Cache::key(&[LAYOUT, "formatted", &self.rustfmt, &args, printed])
+    }
+
+    /// The entry that names, for the rendered text `rendered`, the
+    /// [`Cache::formatted_key`] of what this build of svcgen printed from it.
+    fn printed_key(&self, printer: &str, rendered: &str) -> String {
+        let args = super::RUSTFMT_ARGS.join(" ");
+        Cache::key(&[LAYOUT, "printed", printer, &self.rustfmt, &args, rendered])
+    }
+
+    fn read(&self, key: &str) -> Option<String> {
+        // A key read from an entry is a name in this folder, or nothing.
+        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let bytes = std::fs::read(self.dir.join(&key[..2]).join(&key[2..])).ok()?;
+        unseal(&bytes)
+    }
+
+    /// Writes the entry `key`. A cache that cannot be written only costs the
+    /// next run the work, so failures are ignored.
+    fn write(&self, key: &str, text: &str) {
+        let _ = write_atomically(&self.dir.join(&key[..2]).join(&key[2..]), &seal(text));
+    }
+
+    fn count(&self, found: Option<String>) -> Option<String> {
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -94,11 +127,59 @@ impl Cache {
         found
     }
 
-    /// Keeps rustfmt's `output` for `input`. A cache that cannot be written
-    /// only costs the next run the formatting, so failures are ignored.
-    pub(super) fn put(&self, input: &str, output: &str) {
-        let _ = write_atomically(&self.entry(input), &seal(output));
+    /// The formatted text of the rendered text `rendered`, without printing
+    /// it, when this very build of svcgen printed it in an earlier run. A
+    /// `None` is not yet a miss: the printed text may still be found.
+    pub(super) fn by_rendered(&self, rendered: &str) -> Option<String> {
+        let printer = self.printer.as_deref()?;
+        let found = self.read(&self.read(&self.printed_key(printer, rendered))?)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(found)
     }
+
+    /// rustfmt's output for the printed text `printed` (of `rendered`), if an
+    /// earlier run kept it intact; a miss leaves it to rustfmt.
+    pub(super) fn by_printed(&self, rendered: &str, printed: &str) -> Option<String> {
+        let found = self.count(self.read(&self.formatted_key(printed)));
+        if found.is_some() {
+            self.keep_printed(rendered, printed);
+        }
+        found
+    }
+
+    /// Keeps rustfmt's output `formatted` for `printed`, printed from `rendered`.
+    pub(super) fn keep(&self, rendered: &str, printed: &str, formatted: &str) {
+        self.write(&self.formatted_key(printed), formatted);
+        self.keep_printed(rendered, printed);
+    }
+
+    fn keep_printed(&self, rendered: &str, printed: &str) {
+        if let Some(printer) = &self.printer {
+            self.write(
+                &self.printed_key(printer, rendered),
+                &self.formatted_key(printed),
+            );
+        }
+    }
+}
+
+/// This build of svcgen, which prints with syn and prettyplease, named by
+/// its executable's path, size and modification time: any rebuild, of the
+/// printing code or of those crates, gives another name.
+fn printer() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let m = std::fs::metadata(&exe).ok()?;
+    let modified = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!(
+        "{}\n{}\n{}",
+        exe.display(),
+        m.len(),
+        modified.as_nanos()
+    ))
 }
 
 /// `text` behind a line holding its SHA-256.
