@@ -84,6 +84,15 @@ fn cached_output_is_byte_for_byte_the_uncached_output() {
     }
 }
 
+/// The library model, a fresh cache folder for `test`, the model's output
+/// without a cache and how many Rust files it has.
+fn library(test: &str) -> (&'static str, Dir, Vec<(String, String)>, usize) {
+    let model = "tests/models/library.yaml";
+    let plain = generate(model, None);
+    let n = rust_files(&plain);
+    (model, Dir::new(test), plain, n)
+}
+
 /// A printed entry holds the name of a formatted one: 64 hex digits.
 fn is_printed_entry(path: &Path) -> bool {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -93,10 +102,7 @@ fn is_printed_entry(path: &Path) -> bool {
 
 #[test]
 fn a_rebuilt_svcgen_prints_again_and_finds_rustfmts_outputs() {
-    let model = "tests/models/library.yaml";
-    let dir = Dir::new("rebuilt");
-    let plain = generate(model, None);
-    let n = rust_files(&plain);
+    let (model, dir, plain, n) = library("rebuilt");
     generate(model, Some(&Cache::for_rustfmt(&dir.0, "rustfmt")));
     let (printed, formatted): (Vec<_>, Vec<_>) =
         dir.entries().into_iter().partition(|e| is_printed_entry(e));
@@ -114,10 +120,7 @@ fn a_rebuilt_svcgen_prints_again_and_finds_rustfmts_outputs() {
 
 #[test]
 fn a_corrupt_entry_is_a_miss_and_is_written_again() {
-    let model = "tests/models/library.yaml";
-    let dir = Dir::new("corrupt");
-    let plain = generate(model, None);
-    let n = rust_files(&plain);
+    let (model, dir, plain, n) = library("corrupt");
     let cache = || Cache::for_rustfmt(&dir.0, "rustfmt under test");
     generate(model, Some(&cache()));
     let entries = dir.entries();
@@ -158,10 +161,7 @@ fn a_corrupt_entry_is_a_miss_and_is_written_again() {
 
 #[test]
 fn entries_made_for_another_rustfmt_are_misses() {
-    let model = "tests/models/library.yaml";
-    let dir = Dir::new("version");
-    let plain = generate(model, None);
-    let n = rust_files(&plain);
+    let (model, dir, plain, n) = library("version");
     generate(model, Some(&Cache::for_rustfmt(&dir.0, "rustfmt 1.0.0")));
     let same = Cache::for_rustfmt(&dir.0, "rustfmt 1.0.0");
     generate(model, Some(&same));
