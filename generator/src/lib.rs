@@ -58,16 +58,18 @@ pub fn generate_str(
     history: &migrate::History,
     runtime: &str,
 ) -> Result<Vec<GeneratedFile>> {
-    generate_in(Path::new(""), file, source, history, runtime)
+    generate_in(Path::new(""), file, source, history, runtime, None)
 }
 
-/// [`generate_str`], with `file` (and the models it uses) relative to `root`.
+/// [`generate_str`], with `file` (and the models it uses) relative to `root`,
+/// and rustfmt's outputs taken from and kept in `cache` when there is one.
 pub fn generate_in(
     root: &Path,
     file: &str,
     source: &str,
     history: &migrate::History,
     runtime: &str,
+    cache: Option<&format::Cache>,
 ) -> Result<Vec<GeneratedFile>> {
     let loaded = check_model_in(root, file, source)?;
     let mut plan = plan::plan(file, &loaded.model);
@@ -132,7 +134,7 @@ pub fn generate_in(
         text: serde_json::to_string_pretty(&lock)? + "\n",
         once: false,
     });
-    let mut files = format::format_all(rendered, file)?;
+    let mut files = format::format_all(rendered, file, cache)?;
     files.extend(kept);
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
@@ -141,6 +143,16 @@ pub fn generate_in(
 /// Reads the model at `path` (named as `display` in errors and headers) and
 /// the migration history of the crate in `out`.
 pub fn generate(path: &Path, display: &str, out: &Path) -> Result<Vec<GeneratedFile>> {
+    generate_cached(path, display, out, None)
+}
+
+/// [`generate`], with rustfmt's outputs taken from and kept in `cache`.
+pub fn generate_cached(
+    path: &Path,
+    display: &str,
+    out: &Path,
+    cache: Option<&format::Cache>,
+) -> Result<Vec<GeneratedFile>> {
     let source =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let history = write::read_history(out)?;
@@ -151,7 +163,7 @@ pub fn generate(path: &Path, display: &str, out: &Path) -> Result<Vec<GeneratedF
         .and_then(|p| p.strip_suffix(display))
         .map(std::path::PathBuf::from)
         .unwrap_or_default();
-    let mut files = generate_in(&root, display, &source, &history, runtime.path())?;
+    let mut files = generate_in(&root, display, &source, &history, runtime.path(), cache)?;
     files.extend(runtime.files());
     Ok(files)
 }

@@ -22,6 +22,10 @@ struct Cli {
     /// How the model is named in errors and file headers (default: its path).
     #[arg(long)]
     display_name: Option<String>,
+    /// Keep rustfmt's outputs in this folder and format only what changed
+    /// since an earlier run (`SVCGEN_FORMAT_CACHE=off` turns it off).
+    #[arg(long)]
+    format_cache: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -38,7 +42,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let name = cli
         .display_name
         .unwrap_or_else(|| cli.model.display().to_string());
-    let files = generator::generate(&cli.model, &name, &cli.out)?;
+    let cache = match &cli.format_cache {
+        Some(dir) => generator::format::Cache::open(dir)?,
+        None => None,
+    };
+    let files = generator::generate_cached(&cli.model, &name, &cli.out, cache.as_ref())?;
     let out = cli.out.display().to_string();
     if cli.check {
         let s = generator::write::check(&cli.out, &files)?;

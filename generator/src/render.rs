@@ -241,8 +241,8 @@ fn deployment(
     plan: &Plan,
     config_rs: &str,
 ) -> Result<(crate::plan::DeployPlan, Vec<Rendered>), askama::Error> {
-    let settings = crate::settings::read_by(config_rs, crate::runtime::sources())
-        .map_err(|e| askama::Error::Custom(Box::new(e)))?;
+    let settings =
+        crate::settings::read(config_rs).map_err(|e| askama::Error::Custom(Box::new(e)))?;
     let d = crate::plan::deploy(plan, settings);
     let file = |path: &str, template: &'static str, text: String| Rendered {
         path: path.to_string(),

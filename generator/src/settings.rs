@@ -4,8 +4,16 @@
 //! A setting added to the runtime thus reaches the deployment files without
 //! a hand-kept list.
 
+mod readers;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use syn::visit::Visit;
+
+/// The runtime's readers as svcgen's build script found them with
+/// [`readers::index`]: `(key, body)`.
+mod built {
+    include!(concat!(env!("OUT_DIR"), "/runtime_readers.rs"));
+}
 
 /// One variable the configuration reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,83 +33,41 @@ pub struct Setting {
 const READS: &[&str] = &["get", "text", "secret", "required", "parse"];
 
 /// Every variable `config_rs` reads, directly or through the runtime's
-/// readers in `runtime` (its files, `(path, text)`), by name.
+/// readers. svcgen's build script indexed them (the runtime's sources are
+/// fixed when svcgen is built, and parsing them all would cost each run
+/// more than the rest of generation).
+pub fn read(config_rs: &str) -> syn::Result<Vec<Setting>> {
+    let mut readers: HashMap<String, Vec<syn::Block>> = HashMap::new();
+    for (key, block) in built::READERS {
+        readers
+            .entry(key.to_string())
+            .or_default()
+            .push(syn::parse_str(block)?);
+    }
+    scan(config_rs, &readers)
+}
+
+/// [`read`] through the readers in `runtime` (its files, `(path, text)`).
 pub fn read_by(config_rs: &str, runtime: &[(&str, &str)]) -> syn::Result<Vec<Setting>> {
-    let config = syn::parse_file(config_rs)?;
     let mut readers: HashMap<String, Vec<syn::Block>> = HashMap::new();
     for (path, text) in runtime {
         if !path.ends_with(".rs") {
             continue;
         }
-        index_readers(&syn::parse_file(text)?.items, &mut readers);
+        readers::index(&syn::parse_file(text)?.items, &mut readers);
     }
+    scan(config_rs, &readers)
+}
+
+fn scan(config_rs: &str, readers: &HashMap<String, Vec<syn::Block>>) -> syn::Result<Vec<Setting>> {
+    let config = syn::parse_file(config_rs)?;
     let mut scan = Scan {
-        readers: &readers,
+        readers,
         visited: HashSet::new(),
         found: BTreeMap::new(),
     };
     scan.visit_file(&config);
     Ok(scan.found.into_values().collect())
-}
-
-/// The runtime's functions that take an `Env`, by `Type::function` for
-/// methods and by name for free functions. Test modules are left out.
-fn index_readers(items: &[syn::Item], out: &mut HashMap<String, Vec<syn::Block>>) {
-    let takes_env = |sig: &syn::Signature| {
-        sig.inputs.iter().any(|i| match i {
-            syn::FnArg::Typed(t) => is_env(&t.ty),
-            syn::FnArg::Receiver(_) => false,
-        })
-    };
-    for item in items {
-        match item {
-            syn::Item::Fn(f) if takes_env(&f.sig) => {
-                out.entry(f.sig.ident.to_string())
-                    .or_default()
-                    .push((*f.block).clone());
-            }
-            syn::Item::Impl(i) => {
-                let syn::Type::Path(ty) = &*i.self_ty else {
-                    continue;
-                };
-                let Some(ty) = ty.path.segments.last() else {
-                    continue;
-                };
-                for member in &i.items {
-                    if let syn::ImplItem::Fn(f) = member {
-                        if takes_env(&f.sig) {
-                            out.entry(format!("{}::{}", ty.ident, f.sig.ident))
-                                .or_default()
-                                .push(f.block.clone());
-                        }
-                    }
-                }
-            }
-            syn::Item::Mod(m) if !is_test(&m.attrs) => {
-                if let Some((_, items)) = &m.content {
-                    index_readers(items, out);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn is_test(attrs: &[syn::Attribute]) -> bool {
-    attrs.iter().any(|a| {
-        a.path().is_ident("cfg")
-            && a.parse_args::<syn::Meta>()
-                .is_ok_and(|m| m.path().is_ident("test"))
-    })
-}
-
-/// `Env<F>` or `&Env<F>`.
-fn is_env(ty: &syn::Type) -> bool {
-    match ty {
-        syn::Type::Reference(r) => is_env(&r.elem),
-        syn::Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Env"),
-        _ => false,
-    }
 }
 
 struct Scan<'a> {
@@ -249,6 +215,17 @@ mod tests {
             })
         }
     "#;
+
+    #[test]
+    fn the_readers_indexed_at_build_time_find_what_parsing_the_runtime_finds() {
+        let config = include_str!("../../generated-service/src/config.rs");
+        let built = read(config).expect("parses");
+        assert!(built.iter().any(|s| s.name == "DATABASE_URL"), "{built:?}");
+        assert_eq!(
+            built,
+            read_by(config, crate::runtime::sources()).expect("parses")
+        );
+    }
 
     #[test]
     fn reads_are_found_through_the_runtime_readers_the_config_calls() {

@@ -63,9 +63,17 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|_| root().join("target"))
 }
 
+/// rustfmt's outputs from earlier runs, so that `gen` and `check` format
+/// only the files whose text changed (`SVCGEN_FORMAT_CACHE=off` turns it off).
+fn format_cache() -> Result<Option<generator::format::Cache>> {
+    generator::format::Cache::open(&target_dir().join("svcgen-format-cache"))
+}
+
 fn gen() -> Result<()> {
+    let cache = format_cache()?;
     for &(model, out) in TARGETS {
-        let files = generator::generate(Path::new(model), model, Path::new(out))?;
+        let files =
+            generator::generate_cached(Path::new(model), model, Path::new(out), cache.as_ref())?;
         generator::write::write(Path::new(out), &files)?.print(out, model, files.len());
     }
     Ok(())
@@ -73,8 +81,10 @@ fn gen() -> Result<()> {
 
 fn check() -> Result<()> {
     let mut stale_dirs = Vec::new();
+    let cache = format_cache()?;
     for &(model, out) in TARGETS {
-        let files = generator::generate(Path::new(model), model, Path::new(out))?;
+        let files =
+            generator::generate_cached(Path::new(model), model, Path::new(out), cache.as_ref())?;
         let stale = generator::write::check(Path::new(out), &files)?;
         if stale.is_clean() {
             println!("{out}/ is up to date with {model} ({} files)", files.len());
