@@ -213,8 +213,13 @@ impl Contract {
         validation.set_audience(&[IDENTITY.tokens.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 0;
-        let settings =
-            &Config::from_lookup(|k| (k == "KAFKA_BROKERS").then(|| brokers.into()))?.kafka;
+        let settings = &Config::from_lookup(|k| match k {
+            "KAFKA_BROKERS" => Some(brokers.into()),
+            // Required by the config, never used: only its Kafka settings are read.
+            "DATABASE_URL" => Some("postgres://unused".into()),
+            _ => None,
+        })?
+        .kafka;
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("client.id", KAFKA.client_id)
