@@ -312,8 +312,7 @@ impl Contract {
             data,
         })
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-        let (trace, span) = (Uuid::new_v4().simple(), Uuid::new_v4().simple());
-        let traceparent = format!("00-{trace}-{}-01", &span.to_string()[..16]);
+        let traceparent = svcgen_runtime::trace::TraceContext::fresh().traceparent();
         let time = chrono::Utc::now().to_rfc3339();
         let topic = route.topic.ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
         let record = svcgen_runtime::kafka::record(
