@@ -148,8 +148,9 @@ impl KafkaSettings {
     }
 
     /// The producer of reading-route events and one-time code deliveries
-    /// ([`Publisher`]): bounded, dropping when full.
-    fn publisher_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
+    /// ([`Publisher`]): bounded, dropping when full. Public so that the
+    /// bench's contract-equivalent baseline produces exactly as ours does.
+    pub fn publisher_config(&self, spec: &KafkaSpec, brokers: &str) -> ClientConfig {
         let mut c = self.producer_config(spec, brokers);
         c.set(
             "queue.buffering.max.messages",

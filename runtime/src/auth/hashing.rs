@@ -5,6 +5,8 @@ use crate::error::ApiError;
 use crate::measure as metrics;
 use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
@@ -19,7 +21,7 @@ use tokio::sync::Semaphore;
 pub struct Hashing {
     permits: Semaphore,
     /// Working memory of finished hashes, for the next ones.
-    spare: Mutex<Vec<Vec<Block>>>,
+    spare: Mutex<Vec<Memory>>,
     /// Hashes asked for and not finished, waiting or running.
     wanted: AtomicUsize,
 }
@@ -83,7 +85,7 @@ impl Hashing {
     /// Runs `work` on a blocking thread at background priority, with working memory.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+        work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         self.wanted.fetch_add(1, Ordering::AcqRel);
         let _wanted = Wanted(self);
@@ -143,23 +145,73 @@ fn owasp_params() -> Params {
     Params::new(19 * 1024, 2, 1, None).unwrap_or_default()
 }
 
-/// Grows `memory` to what `params` needs (only the first hash in it pays for this).
-fn blocks_for<'m>(memory: &'m mut Vec<Block>, params: &Params) -> &'m mut [Block] {
-    if memory.len() < params.block_count() {
-        memory.resize(params.block_count(), Block::default());
+/// Argon2's working memory, taken from the system allocator rather than the
+/// process's global one (mimalloc). mimalloc keeps a freed block in the pages
+/// of the thread that allocated it, and the blocking threads that hash sit
+/// idle after a burst: the service held two hashes' 19 MiB each under a
+/// later read load (issue 22). glibc maps a block this large on its own and
+/// unmaps it when freed (`server::limit_resident_memory`).
+#[derive(Debug, Default)]
+pub struct Memory(Option<(NonNull<Block>, Layout)>);
+
+// SAFETY: `Memory` owns its blocks alone, as a `Vec<Block>` would.
+unsafe impl Send for Memory {}
+
+impl Memory {
+    /// At least `len` blocks: the ones held when enough, else fresh zeroed
+    /// ones (only the first hash in this memory pays for them).
+    fn at_least(&mut self, len: usize) -> Result<&mut [Block], argon2::Error> {
+        let held = self
+            .0
+            .map_or(0, |(_, layout)| layout.size() / size_of::<Block>());
+        if held < len.max(1) {
+            let layout =
+                Layout::array::<Block>(len.max(1)).map_err(|_| argon2::Error::MemoryTooMuch)?;
+            // The old blocks go before the new ones come.
+            *self = Self::default();
+            // SAFETY: `layout` has a non-zero size (at least one 1 KiB block).
+            let blocks = unsafe { System.alloc_zeroed(layout) };
+            let Some(blocks) = NonNull::new(blocks.cast::<Block>()) else {
+                std::alloc::handle_alloc_error(layout);
+            };
+            self.0 = Some((blocks, layout));
+        }
+        let (blocks, layout) = self.0.ok_or(argon2::Error::MemoryTooMuch)?;
+        // SAFETY: `blocks` holds this many initialised blocks (zeroes, then
+        // whatever a hash left: any bit pattern is a valid `Block`), which
+        // only `self` refers to, for as long as `self` is borrowed.
+        Ok(unsafe {
+            std::slice::from_raw_parts_mut(blocks.as_ptr(), layout.size() / size_of::<Block>())
+        })
     }
-    memory
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        if let Some((blocks, layout)) = self.0.take() {
+            // SAFETY: allocated in `at_least` by `System` with this layout.
+            unsafe { System.dealloc(blocks.as_ptr().cast(), layout) };
+        }
+    }
+}
+
+/// `memory` grown to what `params` needs.
+fn blocks_for<'m>(
+    memory: &'m mut Memory,
+    params: &Params,
+) -> Result<&'m mut [Block], argon2::Error> {
+    memory.at_least(params.block_count())
 }
 
 /// Hashes `secret` with a fresh salt into a PHC string, in `memory`.
-pub fn hash_in(memory: &mut Vec<Block>, secret: &[u8]) -> argon2::password_hash::Result<String> {
+pub fn hash_in(memory: &mut Memory, secret: &[u8]) -> argon2::password_hash::Result<String> {
     let params = owasp_params();
     let salt = SaltString::generate(&mut OsRng);
     let mut salt_bytes = [0u8; 64];
     let raw_salt = salt.as_salt().decode_b64(&mut salt_bytes)?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password_into_with_memory(secret, raw_salt, &mut out, blocks_for(memory, &params))?;
+        .hash_password_into_with_memory(secret, raw_salt, &mut out, blocks_for(memory, &params)?)?;
     let hash = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -172,7 +224,7 @@ pub fn hash_in(memory: &mut Vec<Block>, secret: &[u8]) -> argon2::password_hash:
 
 /// Whether `secret` matches the PHC string `hash` (with the parameters it
 /// names), computed in `memory` and compared in constant time.
-fn verify_in(memory: &mut Vec<Block>, hash: &str, secret: &[u8]) -> bool {
+fn verify_in(memory: &mut Memory, hash: &str, secret: &[u8]) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
     };
@@ -196,8 +248,11 @@ fn verify_in(memory: &mut Vec<Block>, hash: &str, secret: &[u8]) -> bool {
     };
     let mut out = [0u8; Output::MAX_LENGTH];
     let out = &mut out[..expected.len()];
+    let Ok(blocks) = blocks_for(memory, &params) else {
+        return false;
+    };
     Argon2::new(algorithm, version, params.clone())
-        .hash_password_into_with_memory(secret, raw_salt, out, blocks_for(memory, &params))
+        .hash_password_into_with_memory(secret, raw_salt, out, blocks)
         .is_ok()
         && Output::new(out).is_ok_and(|computed| computed == expected)
 }
@@ -225,18 +280,21 @@ mod tests {
 
     #[test]
     fn hashes_are_standard_phc_strings() {
-        let hash = hash_in(&mut Vec::new(), b"secret").expect("hashed");
+        let hash = hash_in(&mut Memory::default(), b"secret").expect("hashed");
         let parsed = PasswordHash::new(&hash).expect("a PHC string");
         assert!(Argon2::default()
             .verify_password(b"secret", &parsed)
             .is_ok());
         // Salts are fresh: the same secret hashes differently.
-        assert_ne!(hash, hash_in(&mut Vec::new(), b"secret").expect("hashed"));
+        assert_ne!(
+            hash,
+            hash_in(&mut Memory::default(), b"secret").expect("hashed")
+        );
     }
 
     #[test]
     fn malformed_hashes_never_match() {
-        let mut memory = Vec::new();
+        let mut memory = Memory::default();
         for hash in ["", "plain", "$argon2id$v=19$m=19456,t=2,p=1$", "$pbkdf2$x"] {
             assert!(!verify_in(&mut memory, hash, b"secret"), "{hash:?}");
         }
@@ -250,7 +308,26 @@ mod tests {
         let hash = argon2::PasswordHasher::hash_password(&argon, b"secret", &salt)
             .expect("hashed")
             .to_string();
-        assert!(verify_in(&mut Vec::new(), &hash, b"secret"));
+        assert!(verify_in(&mut Memory::default(), &hash, b"secret"));
+    }
+
+    #[test]
+    fn working_memory_starts_zeroed_grows_and_is_kept_when_large_enough() {
+        let mut memory = Memory::default();
+        let blocks = memory.at_least(8).expect("blocks");
+        assert_eq!(blocks.len(), 8);
+        assert!(blocks.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)));
+        blocks[7].as_mut()[127] = 42;
+        let kept = blocks.as_ptr();
+        // Enough already: the same blocks, contents as left.
+        let blocks = memory.at_least(4).expect("blocks");
+        assert_eq!((blocks.as_ptr(), blocks.len()), (kept, 8));
+        assert_eq!(blocks[7].as_ref()[127], 42);
+        let blocks = memory.at_least(16).expect("blocks");
+        assert_eq!(blocks.len(), 16);
+        assert!(blocks.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)));
+        // A size no allocator can describe is an error, not an abort.
+        assert!(Memory::default().at_least(usize::MAX).is_err());
     }
 
     #[tokio::test]

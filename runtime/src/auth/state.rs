@@ -1,7 +1,7 @@
 //! The model's identity as data, the settings read from the environment, and
 //! the state every auth check shares: keys, hashing, caches and limits.
 
-use super::hashing::{hash_in, Hashing};
+use super::hashing::{hash_in, Hashing, Memory};
 use super::keys::{fingerprint, KeyRing, SigningKey, KEY_RING_REFRESH};
 use super::live::{AccountTopics, LiveSessions};
 use super::passwords;
@@ -321,7 +321,7 @@ impl AuthState {
         .await?;
         let ring = KeyRing::read(db, settings.key_overlap_secs).await?;
         let dummy_hash = tokio::task::spawn_blocking(|| {
-            hash_in(&mut Vec::new(), b"an account that does not exist")
+            hash_in(&mut Memory::default(), b"an account that does not exist")
         })
         .await?
         .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;

@@ -9,7 +9,7 @@ static ALLOCATOR: svcgen_runtime::server::Allocator = svcgen_runtime::server::Al
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    svcgen_runtime::server::return_large_allocations_to_the_system();
+    svcgen_runtime::server::limit_resident_memory();
     let config = match airbnb_listing_service::config::Config::from_env() {
         Ok(config) => config,
         Err(e) => {

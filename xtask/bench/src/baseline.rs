@@ -18,7 +18,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use jsonwebtoken::{DecodingKey, Validation};
 use rdkafka::producer::FutureProducer;
-use rdkafka::ClientConfig;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -220,23 +219,7 @@ impl Contract {
             _ => None,
         })?
         .kafka;
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("client.id", KAFKA.client_id)
-            .set("linger.ms", settings.linger_ms.to_string())
-            .set(
-                "message.timeout.ms",
-                settings.message_timeout_ms.to_string(),
-            )
-            .set(
-                "queue.buffering.max.messages",
-                settings.queue_max_messages.to_string(),
-            )
-            .set(
-                "queue.buffering.max.kbytes",
-                settings.queue_max_kbytes.to_string(),
-            )
-            .create()?;
+        let producer = settings.publisher_config(&KAFKA, brokers).create()?;
         Ok(Arc::new(Self {
             db,
             key: DecodingKey::from_jwk(jwk)?,
