@@ -188,3 +188,42 @@ async fn archiving_ones_own_account_asks_for_the_current_password() {
     );
     assert_eq!(archived["user"]["isActive"], false);
 }
+
+/// `{:?}` of `body` parsed as `T`: what a hook logging it would write.
+fn debug_of<T: serde::de::DeserializeOwned + std::fmt::Debug>(body: serde_json::Value) -> String {
+    format!(
+        "{:?}",
+        serde_json::from_value::<T>(body).expect("a valid body")
+    )
+}
+
+#[test]
+fn request_bodies_with_secrets_never_show_them_in_debug() {
+    use airbnb_auth_service::{auth, user, verification};
+    let secret = "Sekrit-Value-42";
+    let shown = [
+        debug_of::<auth::LoginInput>(json!({ "email": "a@b.io", "password": secret })),
+        debug_of::<auth::RefreshInput>(json!({ "refreshToken": secret })),
+        debug_of::<user::CreateUserInput>(
+            json!({ "email": "a@b.io", "password": secret, "fullname": "A" }),
+        ),
+        debug_of::<user::UpdateUserPasswordInput>(
+            json!({ "password": secret, "currentPassword": secret }),
+        ),
+        debug_of::<user::ArchiveProfileInput>(json!({ "currentPassword": secret })),
+        debug_of::<verification::ResetInput>(
+            json!({ "email": "a@b.io", "code": secret, "password": secret }),
+        ),
+        debug_of::<verification::SecondFactorInput>(json!({ "code": secret })),
+        debug_of::<library_service::loan::LendBookInput>(
+            json!({ "readerEmail": "a@b.io", "pickupCode": secret }),
+        ),
+    ];
+    for shown in shown {
+        assert!(!shown.contains(secret), "a secret in {shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+    // The other fields still show, as derived.
+    let login = debug_of::<auth::LoginInput>(json!({ "email": "a@b.io", "password": secret }));
+    assert!(login.contains(r#"account: Some("a@b.io")"#), "{login}");
+}

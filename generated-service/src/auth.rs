@@ -584,7 +584,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The body of `login`: the account, its secret and optional device facts.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginInput {
     #[serde(default, rename = "email")]
@@ -611,6 +611,11 @@ pub struct LoginInput {
     #[serde(default, rename = "setCookie")]
     pub set_cookie: Option<bool>,
 }
+
+svcgen_runtime::debug_redacted!(
+    LoginInput { account, device_id, device_type, device_name, device_origin, device_os,
+    city, state, country, set_cookie } secrets { secret }
+);
 
 /// `login`: POST /v1/login. A wrong secret and
 /// an unknown account get the same answer, in about the same time.
@@ -652,12 +657,14 @@ async fn login(
 }
 
 /// The body of `refreshToken`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshInput {
     #[serde(default, rename = "refreshToken")]
     pub refresh_token: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(RefreshInput {} secrets { refresh_token });
 
 /// `refreshToken`: POST /v1/refresh. Spends the refresh token
 /// and answers a new pair. A spent token used again within the grace window

@@ -285,7 +285,7 @@ pub static UPDATE_USER: RouteInfo = RouteInfo {
 
 /// The body of `updateUser`: the fields to change, and optionally the
 /// recordVersion the client read.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserInput {
     #[serde(default, rename = "fullname")]
@@ -306,6 +306,11 @@ pub struct UpdateUserInput {
     #[serde(default, rename = "currentPassword")]
     pub current_secret: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(
+    UpdateUserInput { fullname, avatar, email_verified, email_two_factor,
+    preferred_language, bio, record_version } secrets { current_secret }
+);
 
 /// `updateUser`: PATCH /v1/users/{id}. Allowed: superAdmin, admin.
 async fn update_user(
@@ -441,7 +446,7 @@ pub static UPDATE_PROFILE: RouteInfo = RouteInfo {
 
 /// The body of `updateProfile`: the fields to change, and optionally the
 /// recordVersion the client read.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfileInput {
     #[serde(default, rename = "fullname")]
@@ -460,6 +465,11 @@ pub struct UpdateProfileInput {
     #[serde(default, rename = "currentPassword")]
     pub current_secret: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(
+    UpdateProfileInput { fullname, avatar, email_two_factor, preferred_language, bio,
+    record_version } secrets { current_secret }
+);
 
 /// `updateProfile`: PATCH /v1/users/{id}/profile. Allowed: the owner.
 async fn update_profile(
@@ -592,7 +602,7 @@ pub static CREATE_USER: RouteInfo = RouteInfo {
 };
 
 /// The body of `createUser`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserInput {
     #[serde(default, rename = "email")]
@@ -612,6 +622,11 @@ pub struct CreateUserInput {
     #[serde(default, rename = "bio")]
     pub bio: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(
+    CreateUserInput { email, fullname, avatar, role_id, email_verified,
+    preferred_language, bio } secrets { password }
+);
 
 /// `createUser`: POST /v1/users. Allowed: superAdmin, admin.
 async fn create_user(
@@ -750,12 +765,14 @@ pub static ARCHIVE_PROFILE: RouteInfo = RouteInfo {
 };
 
 /// The body of `archiveProfile`: the caller's secret, which the delete must prove.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveProfileInput {
     #[serde(default, rename = "currentPassword")]
     pub current_secret: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(ArchiveProfileInput {} secrets { current_secret });
 
 /// `archiveProfile`: DELETE /v1/users/{id}/profile. Allowed: the owner.
 /// Soft delete: the row stays, inactive and hidden from reads.
@@ -1238,7 +1255,7 @@ pub static UPDATE_USER_PASSWORD: RouteInfo = RouteInfo {
 
 /// The body of `updateUserPassword`: the fields to change, and optionally the
 /// recordVersion the client read.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserPasswordInput {
     #[serde(default, rename = "password")]
@@ -1249,6 +1266,10 @@ pub struct UpdateUserPasswordInput {
     #[serde(default, rename = "currentPassword")]
     pub current_secret: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(
+    UpdateUserPasswordInput { record_version } secrets { password, current_secret }
+);
 
 /// `updateUserPassword`: PATCH /v1/users/{id}/password. Allowed: the owner.
 async fn update_user_password(
@@ -1352,7 +1373,7 @@ pub static UPDATE_USER_PASSWORD_BY_ADMIN: RouteInfo = RouteInfo {
 
 /// The body of `updateUserPasswordByAdmin`: the fields to change, and optionally the
 /// recordVersion the client read.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserPasswordByAdminInput {
     #[serde(default, rename = "password")]
@@ -1360,6 +1381,10 @@ pub struct UpdateUserPasswordByAdminInput {
     #[serde(default, rename = "recordVersion")]
     pub record_version: Option<i32>,
 }
+
+svcgen_runtime::debug_redacted!(
+    UpdateUserPasswordByAdminInput { record_version } secrets { password }
+);
 
 /// `updateUserPasswordByAdmin`: PATCH /v1/users/{id}/password-by-admin. Allowed: superAdmin, admin.
 async fn update_user_password_by_admin(
@@ -1474,7 +1499,7 @@ pub static REGISTER_USER: RouteInfo = RouteInfo {
 };
 
 /// The body of `registerUser`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterUserInput {
     #[serde(default, rename = "email")]
@@ -1490,6 +1515,11 @@ pub struct RegisterUserInput {
     #[serde(default, rename = "bio")]
     pub bio: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(
+    RegisterUserInput { email, fullname, avatar, preferred_language, bio } secrets {
+    password }
+);
 
 /// `registerUser`: POST /v1/register. Allowed: public.
 async fn register_user(

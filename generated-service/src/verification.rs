@@ -143,7 +143,7 @@ pub struct StartInput {
 }
 
 /// The body that completes a flow with a code.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteInput {
     #[serde(default, rename = "email")]
@@ -152,8 +152,10 @@ pub struct CompleteInput {
     pub code: Option<String>,
 }
 
+svcgen_runtime::debug_redacted!(CompleteInput { account } secrets { code });
+
 /// The body that completes a reset: the code and the new secret.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetInput {
     #[serde(default, rename = "email")]
@@ -164,8 +166,10 @@ pub struct ResetInput {
     pub secret: Option<String>,
 }
 
+svcgen_runtime::debug_redacted!(ResetInput { account } secrets { code, secret });
+
 /// The body that completes a two-step sign-in.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecondFactorInput {
     #[serde(default, rename = "challengeId")]
@@ -173,6 +177,8 @@ pub struct SecondFactorInput {
     #[serde(default)]
     pub code: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(SecondFactorInput { challenge_id } secrets { code });
 
 /// Starts a flow: checks the body and the address's limit, answers, and does
 /// the account's part (code, delivery) after the answer.

@@ -28,6 +28,50 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
     }
 }
 
+/// A secret field of a request body as `Debug` shows it: whether the client
+/// sent it, never its value, so that a body logged with `{:?}` (in a hook,
+/// say) leaks no password, code or token.
+pub struct Redacted<'a, T>(pub &'a T);
+
+/// A field that may have been left out of a request body.
+pub trait Given {
+    fn given(&self) -> bool;
+}
+
+impl<T> Given for Option<T> {
+    fn given(&self) -> bool {
+        self.is_some()
+    }
+}
+
+impl<T> Given for Patch<T> {
+    fn given(&self) -> bool {
+        matches!(self, Patch::Value(_))
+    }
+}
+
+impl<T: Given> std::fmt::Debug for Redacted<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.given() { "<redacted>" } else { "None" })
+    }
+}
+
+/// `Debug` for a request body that carries secrets: the `fields` as derived,
+/// then the `secrets` as [`Redacted`].
+#[macro_export]
+macro_rules! debug_redacted {
+    ($ty:ident { $($field:ident),* $(,)? } secrets { $($secret:ident),+ $(,)? }) => {
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(stringify!($secret), &$crate::validation::Redacted(&self.$secret)))+
+                    .finish()
+            }
+        }
+    };
+}
+
 /// The shape a text field's value must have (the model's `format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextFormat {
@@ -351,6 +395,33 @@ pub mod blob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Deserialize)]
+    struct SignUp {
+        email: Option<String>,
+        password: Option<String>,
+        current: Patch<String>,
+    }
+    crate::debug_redacted!(SignUp { email } secrets { password, current });
+
+    #[test]
+    fn debug_shows_whether_a_secret_was_given_never_its_value() {
+        let body: SignUp = serde_json::from_str(
+            r#"{"email": "a@b.io", "password": "hunter2 horse", "current": "old one"}"#,
+        )
+        .expect("a body");
+        let shown = format!("{body:?}");
+        assert_eq!(
+            shown,
+            r#"SignUp { email: Some("a@b.io"), password: <redacted>, current: <redacted> }"#
+        );
+        let body: SignUp =
+            serde_json::from_str(r#"{"email": null, "current": null}"#).expect("a body");
+        assert_eq!(
+            format!("{body:#?}"),
+            "SignUp {\n    email: None,\n    password: None,\n    current: None,\n}"
+        );
+    }
     #[test]
     fn a_stale_version_is_a_conflict_naming_the_current_one() {
         assert!(check_version(None, 3).is_ok());

@@ -5,7 +5,8 @@ use super::field::{active_clause, field_of, owner_column, FieldPlan};
 use super::hooks::{route_hooks, RouteHooks, Types};
 use super::read::{GetPlan, IncludePlan, ListPlan, ReadPlan};
 use super::write::{
-    required_idents, validated, CreatePlan, DeletePlan, UpdatePlan, UploadPlan, ValueField,
+    redaction, required_idents, validated, CreatePlan, DeletePlan, Redaction, UpdatePlan,
+    UploadPlan, ValueField,
 };
 use crate::action::{Action, Auth, HookPoint, View};
 use crate::model::{DataObject, Model, Route};
@@ -82,6 +83,8 @@ pub struct CustomPlan {
     pub required_inputs: Vec<String>,
     /// The validated input its body receives (`ReturnBookValues`).
     pub values: Vec<ValueField>,
+    /// How `Debug` shows the body, when it carries a secret.
+    pub redaction: Option<Redaction>,
     /// The events its body publishes.
     pub publishes: Vec<PublishPlan>,
     /// What the answer shows each caller (the body may answer any row).
@@ -404,6 +407,7 @@ fn custom(m: &Model, r: &Route, o: &DataObject) -> CustomPlan {
         has_id: r.path.contains("{id}"),
         required_inputs: required_idents(&inputs),
         values: validated(&inputs, None),
+        redaction: redaction(&inputs, &[]),
         inputs,
         publishes: r
             .publishes

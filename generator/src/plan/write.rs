@@ -21,6 +21,8 @@ pub struct CreatePlan {
     pub insert_binds: Vec<String>,
     /// Receives a file (multipart or JSON with base64).
     pub upload: Option<UploadPlan>,
+    /// How `Debug` shows the body, when it carries a secret.
+    pub redaction: Option<Redaction>,
     /// Reference fields that are the caller for non-admins.
     pub caller_fields: Vec<String>,
     pub ranks: RankPlan,
@@ -34,6 +36,38 @@ pub struct ValueField {
     pub name: String,
     pub ident: String,
     pub ty: String,
+}
+
+/// How `Debug` shows a request body that carries secrets (the model's
+/// `secret` fields, the current secret a change must prove): its other
+/// fields as derived, the secrets only as given or not
+/// (`svcgen_runtime::debug_redacted!`), so that a logged body leaks none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    /// Identifiers of the fields shown, comma-separated.
+    pub plain: String,
+    /// Identifiers of the secrets, comma-separated.
+    pub secrets: String,
+}
+
+/// The redaction of a body of `inputs` and the `extra` fields (identifier,
+/// secret or not) after them; `None` when nothing in it is secret.
+pub(super) fn redaction(inputs: &[FieldPlan], extra: &[(&str, bool)]) -> Option<Redaction> {
+    let fields = inputs
+        .iter()
+        .map(|f| (f.ident.as_str(), f.secret))
+        .chain(extra.iter().copied());
+    let (secrets, plain): (Vec<_>, Vec<_>) = fields.partition(|(_, secret)| *secret);
+    let list = |fs: Vec<(&str, bool)>| {
+        fs.into_iter()
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    (!secrets.is_empty()).then(|| Redaction {
+        plain: list(plain),
+        secrets: list(secrets),
+    })
 }
 
 /// The inputs a create (or custom route) must receive: required, no default.
@@ -95,6 +129,8 @@ pub struct UpdatePlan {
     pub ranks: RankPlan,
     /// The validated changes as hooks see them (`None`: unchanged).
     pub changes: Vec<ValueField>,
+    /// How `Debug` shows the body, when it carries a secret.
+    pub redaction: Option<Redaction>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +233,7 @@ pub fn create(m: &Model, r: &Route, name: &str, o: &DataObject) -> CreatePlan {
         insert_binds,
         required_inputs: required_idents(&inputs),
         values: validated(&inputs, upload.as_ref()),
+        redaction: redaction(&inputs, &[]),
         inputs,
         computed,
         upload,
@@ -288,6 +325,14 @@ pub fn update(m: &Model, r: &Route, name: &str, o: &DataObject) -> UpdatePlan {
             .map(|f| format!("input.{}.is_absent()", f.ident))
             .collect::<Vec<_>>()
             .join(" && "),
+        redaction: if confirm_field.is_empty() {
+            redaction(&inputs, &[("record_version", false)])
+        } else {
+            redaction(
+                &inputs,
+                &[("record_version", false), ("current_secret", true)],
+            )
+        },
         inputs,
         confirm_field,
         secret_sql,

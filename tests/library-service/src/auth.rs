@@ -272,7 +272,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The body of `signIn`: the account, its secret and optional device facts.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginInput {
     #[serde(default, rename = "email")]
@@ -282,6 +282,8 @@ pub struct LoginInput {
     #[serde(default, rename = "deviceName")]
     pub device_name: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(LoginInput { account, device_name, } secrets { secret });
 
 /// `signIn`: POST /api/sign-in. A wrong secret and
 /// an unknown account get the same answer, in about the same time.
@@ -310,12 +312,14 @@ async fn sign_in(
 }
 
 /// The body of `renew`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshInput {
     #[serde(default, rename = "refreshToken")]
     pub refresh_token: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(RefreshInput {} secrets { refresh_token });
 
 /// `renew`: POST /api/renew. Spends the refresh token
 /// and answers a new pair. A spent token used again within the grace window

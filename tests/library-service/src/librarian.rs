@@ -109,7 +109,7 @@ pub static SIGN_UP: RouteInfo = RouteInfo {
 };
 
 /// The body of `signUp`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignUpInput {
     #[serde(default, rename = "email")]
@@ -117,6 +117,8 @@ pub struct SignUpInput {
     #[serde(default, rename = "secret")]
     pub secret: Option<String>,
 }
+
+svcgen_runtime::debug_redacted!(SignUpInput { email } secrets { secret });
 
 /// `signUp`: POST /api/librarians. Allowed: public.
 async fn sign_up(

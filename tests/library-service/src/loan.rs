@@ -214,7 +214,7 @@ pub static LEND_BOOK: RouteInfo = RouteInfo {
 };
 
 /// The body of `lendBook`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LendBookInput {
     #[serde(default, rename = "bookId")]
@@ -226,6 +226,10 @@ pub struct LendBookInput {
     #[serde(default, rename = "dueAt")]
     pub due_at: Option<DateTime<Utc>>,
 }
+
+svcgen_runtime::debug_redacted!(
+    LendBookInput { book_id, reader_email, due_at } secrets { pickup_code }
+);
 
 /// `lendBook`'s input once validated, as its hooks see it.
 pub struct LendBookValues {
