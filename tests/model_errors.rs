@@ -216,6 +216,13 @@ fn deploy_settings_out_of_bounds() {
 }
 
 #[test]
+fn deploy_unknown_log_format() {
+    let text = mutate("  logFormat: text", "  logFormat: xml");
+    let msg = rejected(&text, &["xml"]);
+    insta::assert_snapshot!("deploy_unknown_log_format", msg);
+}
+
+#[test]
 fn deploy_unknown_key() {
     let text = mutate("  maxReplicas: 8", "  maxReplica: 8");
     let msg = rejected(&text, &["maxReplica"]);

@@ -144,6 +144,29 @@ pub struct Deploy {
     pub drain_seconds: u32,
     /// `SHUTDOWN_TIMEOUT_SECS`: how long requests in flight may take then.
     pub shutdown_timeout_seconds: u32,
+    /// `LOG_FORMAT` in the manifest's ConfigMap.
+    pub log_format: LogFormat,
+}
+
+/// How the deployed service writes its logs.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON lines, the request's trace and request ids as fields: what a
+    /// cluster's log collector reads without parsing rules.
+    Json,
+    /// Text lines, for people reading `kubectl logs`.
+    Text,
+}
+
+impl LogFormat {
+    /// The `LOG_FORMAT` value the runtime reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Text => "text",
+        }
+    }
 }
 
 impl Default for Deploy {
@@ -163,6 +186,7 @@ impl Default for Deploy {
             // Endpoints are removed while the pod is told to stop; proxies learn late.
             drain_seconds: 5,
             shutdown_timeout_seconds: 20,
+            log_format: LogFormat::Json,
         }
     }
 }

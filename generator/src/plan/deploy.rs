@@ -32,6 +32,8 @@ pub struct DeployPlan {
     pub drain_secs: u32,
     pub shutdown_timeout_secs: u32,
     pub grace_secs: u32,
+    /// `LOG_FORMAT` in the ConfigMap.
+    pub log_format: &'static str,
     /// Every setting that is no secret, in the ConfigMap: a value where the
     /// deployment or the runtime's default gives one, else left unset.
     pub config: Vec<EnvValue>,
@@ -55,9 +57,7 @@ pub fn deploy(plan: &Plan, settings: Vec<Setting>) -> DeployPlan {
             "METRICS_ADDR" => format!("0.0.0.0:{}", model.metrics_port),
             "SHUTDOWN_DRAIN_SECS" => model.drain_seconds.to_string(),
             "SHUTDOWN_TIMEOUT_SECS" => model.shutdown_timeout_seconds.to_string(),
-            // A cluster's log collector reads JSON lines, with the request's
-            // trace and request ids as fields.
-            "LOG_FORMAT" => "json".to_string(),
+            "LOG_FORMAT" => model.log_format.as_str().to_string(),
             _ => return None,
         })
     };
@@ -88,6 +88,7 @@ pub fn deploy(plan: &Plan, settings: Vec<Setting>) -> DeployPlan {
         drain_secs: model.drain_seconds,
         shutdown_timeout_secs: model.shutdown_timeout_seconds,
         grace_secs: model.drain_seconds + model.shutdown_timeout_seconds + GRACE_MARGIN_SECS,
+        log_format: model.log_format.as_str(),
         config,
         secrets,
     }
