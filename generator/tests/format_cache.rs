@@ -170,3 +170,49 @@ fn entries_made_for_another_rustfmt_are_misses() {
     assert_eq!(generate(model, Some(&other)), plain);
     assert_eq!((other.hits(), other.misses()), (0, n));
 }
+
+/// Sets `path`'s modification time `ago` before now.
+fn age(path: &Path, ago: std::time::Duration) {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("an entry");
+    file.set_modified(std::time::SystemTime::now() - ago)
+        .expect("a time");
+}
+
+#[test]
+fn entries_no_run_used_for_a_month_are_pruned_once_a_day() {
+    let model = "tests/models/listing.yaml";
+    let day = std::time::Duration::from_secs(24 * 60 * 60);
+    let dir = Dir::new("prune");
+    let plain = generate(model, None);
+    let filled = Cache::for_rustfmt(&dir.0, "a rustfmt");
+    assert_eq!(generate(model, Some(&filled)), plain);
+    // Every entry looks two months old; then a run uses them again.
+    let used = dir.entries();
+    for entry in &used {
+        age(entry, 60 * day);
+    }
+    let stale = dir.0.join("v1").join("00").join("0".repeat(62));
+    std::fs::create_dir_all(stale.parent().expect("a folder")).expect("a folder");
+    std::fs::write(&stale, "an entry of a model since edited").expect("written");
+    age(&stale, 31 * day);
+    let again = Cache::for_rustfmt(&dir.0, "a rustfmt");
+    assert_eq!(generate(model, Some(&again)), plain);
+    assert_eq!(again.misses(), 0);
+
+    let now = std::time::SystemTime::now();
+    assert_eq!(again.prune_if_due(now), 1, "only the unused entry goes");
+    assert!(!stale.exists());
+    assert!(used.iter().all(|e| e.exists()), "used entries stay");
+    // Pruned less than a day ago: not looked at again, however old.
+    age(&used[0], 60 * day);
+    assert_eq!(again.prune_if_due(now + day / 2), 0);
+    assert!(used[0].exists());
+    assert_eq!(again.prune_if_due(now + 2 * day), 1);
+    assert!(!used[0].exists());
+    // What is left still gives the same output; the pruned file is made again.
+    let after = Cache::for_rustfmt(&dir.0, "a rustfmt");
+    assert_eq!(generate(model, Some(&after)), plain);
+}

@@ -16,6 +16,9 @@
 //! corrupt entry is a miss (and is rewritten), never wrong output. Entries
 //! are written to a temporary file and renamed into place, so a reader,
 //! another run at the same time included, never sees half of one.
+//!
+//! A hit renews its entry's modification time; entries no run used for
+//! [`UNUSED_FOR`] are removed, by the first run of a day that opens the cache.
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -23,9 +26,20 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
 
 /// The layout version of entries and keys: bump it when either changes.
 const LAYOUT: &str = "1";
+
+/// Entries unused this long are removed: every edit of a model leaves the
+/// entries of its former texts behind.
+pub const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// How often a run looks for unused entries (a walk of the whole folder).
+const PRUNE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The file whose modification time is the last pruning's.
+const PRUNED: &str = "pruned";
 
 /// Set to `off` (or `0`, `false`) to format everything, every run.
 pub const SWITCH: &str = "SVCGEN_FORMAT_CACHE";
@@ -49,10 +63,43 @@ impl Cache {
             return Ok(None);
         }
         let version = rustfmt_version(&super::rustfmt_program(), dir)?;
-        Ok(Some(Cache::for_rustfmt(
-            dir,
-            &format!("{version}\n{}", configs()),
-        )))
+        let cache = Cache::for_rustfmt(dir, &format!("{version}\n{}", configs()));
+        cache.prune_if_due(SystemTime::now());
+        Ok(Some(cache))
+    }
+
+    /// Removes the entries unused for [`UNUSED_FOR`] before `now`, unless a
+    /// run did so less than [`PRUNE_EVERY`] ago. Returns how many went; a
+    /// failure only leaves entries behind.
+    pub fn prune_if_due(&self, now: SystemTime) -> usize {
+        let marker = self.dir.join(PRUNED);
+        let last = std::fs::metadata(&marker).and_then(|m| m.modified());
+        if last.is_ok_and(|last| now.duration_since(last).unwrap_or_default() < PRUNE_EVERY) {
+            return 0;
+        }
+        if std::fs::create_dir_all(&self.dir).is_err() || std::fs::write(&marker, "").is_err() {
+            return 0;
+        }
+        let Some(cutoff) = now.checked_sub(UNUSED_FOR) else {
+            return 0;
+        };
+        let mut removed = 0;
+        let entries = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|d| d.file_type().is_ok_and(|t| t.is_dir()))
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten());
+        for entry in entries {
+            let unused = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < cutoff);
+            if unused && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// The cache in `dir` with `rustfmt` standing for rustfmt's version and
@@ -107,8 +154,13 @@ impl Cache {
         if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        let bytes = std::fs::read(self.dir.join(&key[..2]).join(&key[2..])).ok()?;
-        unseal(&bytes)
+        let mut file = std::fs::File::open(self.dir.join(&key[..2]).join(&key[2..])).ok()?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+        let text = unseal(&bytes)?;
+        // Used now: pruning keeps it. Failing to say so only risks a miss later.
+        let _ = file.set_modified(SystemTime::now());
+        Some(text)
     }
 
     /// Writes the entry `key`. A cache that cannot be written only costs the
