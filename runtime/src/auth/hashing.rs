@@ -103,7 +103,9 @@ impl Hashing {
     /// Whether `secret` matches the PHC string `hash`.
     pub async fn verify(&self, hash: String, secret: String) -> Result<bool, ApiError> {
         self.run(move |memory| verify_in(memory, &hash, secret.as_bytes()))
-            .await
+            .await?
+            // No working memory: an error, not an answer that the secret is wrong.
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("hashing failed: {e}")))
     }
 
     /// Runs `work` on a blocking thread at background priority, with working memory.
@@ -285,10 +287,11 @@ pub fn hash_in(memory: &mut Memory, secret: &[u8]) -> argon2::password_hash::Res
 }
 
 /// Whether `secret` matches the PHC string `hash` (with the parameters it
-/// names), computed in `memory` and compared in constant time.
-fn verify_in(memory: &mut Memory, hash: &str, secret: &[u8]) -> bool {
+/// names), computed in `memory` and compared in constant time. A malformed
+/// hash matches nothing; only working memory that cannot be had is an error.
+fn verify_in(memory: &mut Memory, hash: &str, secret: &[u8]) -> Result<bool, argon2::Error> {
     let Ok(parsed) = PasswordHash::new(hash) else {
-        return false;
+        return Ok(false);
     };
     let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
         Algorithm::try_from(parsed.algorithm),
@@ -296,27 +299,25 @@ fn verify_in(memory: &mut Memory, hash: &str, secret: &[u8]) -> bool {
         parsed.salt,
         parsed.hash,
     ) else {
-        return false;
+        return Ok(false);
     };
     let Ok(version) = parsed
         .version
         .map_or(Ok(Version::default()), Version::try_from)
     else {
-        return false;
+        return Ok(false);
     };
     let mut salt_bytes = [0u8; 64];
     let Ok(raw_salt) = salt.decode_b64(&mut salt_bytes) else {
-        return false;
+        return Ok(false);
     };
     let mut out = [0u8; Output::MAX_LENGTH];
     let out = &mut out[..expected.len()];
-    let Ok(blocks) = blocks_for(memory, &params) else {
-        return false;
-    };
-    Argon2::new(algorithm, version, params.clone())
+    let blocks = blocks_for(memory, &params)?;
+    Ok(Argon2::new(algorithm, version, params.clone())
         .hash_password_into_with_memory(secret, raw_salt, out, blocks)
         .is_ok()
-        && Output::new(out).is_ok_and(|computed| computed == expected)
+        && Output::new(out).is_ok_and(|computed| computed == expected))
 }
 
 #[cfg(test)]
@@ -357,7 +358,11 @@ mod tests {
     fn malformed_hashes_never_match() {
         let mut memory = Memory::default();
         for hash in ["", "plain", "$argon2id$v=19$m=19456,t=2,p=1$", "$pbkdf2$x"] {
-            assert!(!verify_in(&mut memory, hash, b"secret"), "{hash:?}");
+            assert_eq!(
+                verify_in(&mut memory, hash, b"secret"),
+                Ok(false),
+                "{hash:?}"
+            );
         }
     }
 
@@ -369,7 +374,10 @@ mod tests {
         let hash = argon2::PasswordHasher::hash_password(&argon, b"secret", &salt)
             .expect("hashed")
             .to_string();
-        assert!(verify_in(&mut Memory::default(), &hash, b"secret"));
+        assert_eq!(
+            verify_in(&mut Memory::default(), &hash, b"secret"),
+            Ok(true)
+        );
     }
 
     #[test]
