@@ -187,16 +187,20 @@ impl Memory {
     /// At least `len` blocks: the ones held when enough, else fresh zeroed
     /// ones (only the first hash in this memory pays for them).
     fn at_least(&mut self, len: usize) -> Result<&mut [Block], argon2::Error> {
-        let held = self.0.map_or(0, |(_, held)| held);
-        if held < len.max(1) {
-            let bytes = Layout::array::<Block>(len.max(1))
-                .map_err(|_| argon2::Error::MemoryTooMuch)?
-                .size();
-            // The old blocks go before the new ones come.
-            *self = Self::default();
-            self.0 = Some((map(bytes).ok_or(argon2::Error::MemoryTooMuch)?, len.max(1)));
-        }
-        let (blocks, held) = self.0.ok_or(argon2::Error::MemoryTooMuch)?;
+        let (blocks, held) = match self.0 {
+            Some((blocks, held)) if held >= len => (blocks, held),
+            _ => {
+                let len = len.max(1);
+                let bytes = Layout::array::<Block>(len)
+                    .map_err(|_| argon2::Error::MemoryTooMuch)?
+                    .size();
+                // The old blocks go before the new ones come.
+                *self = Self::default();
+                let blocks = map(bytes).ok_or(argon2::Error::MemoryTooMuch)?;
+                self.0 = Some((blocks, len));
+                (blocks, len)
+            }
+        };
         // SAFETY: `blocks` holds `held` initialised blocks (zeroes, then
         // whatever a hash left: any bit pattern is a valid `Block`), which
         // only `self` refers to, for as long as `self` is borrowed.
