@@ -121,9 +121,21 @@ impl fmt::Debug for DatabaseSettings {
     }
 }
 
-/// Prints `***` for a secret that is set.
-pub fn redacted(secret: &Option<String>) -> Option<&'static str> {
-    secret.as_ref().map(|_| "***")
+/// Prints `***` for a secret that is set (a setting, a token, a request
+/// body's password), never its value.
+pub fn redacted(secret: &impl Given) -> Option<&'static str> {
+    secret.given().then_some("***")
+}
+
+/// A value that may be absent: a setting left unset, a body field left out.
+pub trait Given {
+    fn given(&self) -> bool;
+}
+
+impl<T> Given for Option<T> {
+    fn given(&self) -> bool {
+        self.is_some()
+    }
 }
 
 #[cfg(test)]

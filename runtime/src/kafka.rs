@@ -83,7 +83,10 @@ impl std::fmt::Debug for KafkaSecurity {
             .field("protocol", &self.protocol)
             .field("sasl_mechanism", &self.sasl_mechanism)
             .field("sasl_username", &self.sasl_username)
-            .field("sasl_password", &self.sasl_password.as_ref().map(|_| "***"))
+            .field(
+                "sasl_password",
+                &crate::config::redacted(&self.sasl_password),
+            )
             .field("ssl_ca_location", &self.ssl_ca_location)
             .finish()
     }

@@ -28,36 +28,16 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
     }
 }
 
-/// A secret field of a request body as `Debug` shows it: whether the client
-/// sent it, never its value, so that a body logged with `{:?}` (in a hook,
-/// say) leaks no password, code or token.
-pub struct Redacted<'a, T>(pub &'a T);
-
-/// A field that may have been left out of a request body.
-pub trait Given {
-    fn given(&self) -> bool;
-}
-
-impl<T> Given for Option<T> {
-    fn given(&self) -> bool {
-        self.is_some()
-    }
-}
-
-impl<T> Given for Patch<T> {
+impl<T> crate::config::Given for Patch<T> {
     fn given(&self) -> bool {
         matches!(self, Patch::Value(_))
     }
 }
 
-impl<T: Given> std::fmt::Debug for Redacted<'_, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.given() { "<redacted>" } else { "None" })
-    }
-}
-
 /// `Debug` for a request body that carries secrets: the `fields` as derived,
-/// then the `secrets` as [`Redacted`].
+/// then the `secrets` as [`crate::config::redacted`] shows them (`Some("***")`
+/// when given), so that a body logged with `{:?}` (in a hook, say) leaks no
+/// password, code or token.
 #[macro_export]
 macro_rules! debug_redacted {
     ($ty:ident { $($field:ident),* $(,)? } secrets { $($secret:ident),+ $(,)? }) => {
@@ -65,7 +45,7 @@ macro_rules! debug_redacted {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.debug_struct(stringify!($ty))
                     $(.field(stringify!($field), &self.$field))*
-                    $(.field(stringify!($secret), &$crate::validation::Redacted(&self.$secret)))+
+                    $(.field(stringify!($secret), &$crate::config::redacted(&self.$secret)))+
                     .finish()
             }
         }
@@ -413,7 +393,7 @@ mod tests {
         let shown = format!("{body:?}");
         assert_eq!(
             shown,
-            r#"SignUp { email: Some("a@b.io"), password: <redacted>, current: <redacted> }"#
+            r#"SignUp { email: Some("a@b.io"), password: Some("***"), current: Some("***") }"#
         );
         let body: SignUp =
             serde_json::from_str(r#"{"email": null, "current": null}"#).expect("a body");
